@@ -1,0 +1,276 @@
+// PYBIND11_MODULE(_core): thin bindings. Python (convcore/_validate.py) checks arguments and allocates outputs; these
+// functions re-check the sizes they rely on (a direct _core caller must not be able to read out of bounds), take
+// C-contiguous float32 arrays without conversion, and release the GIL for the compute.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/cpu.h"
+#include "core/threads.h"
+#include "ops/activation/activation.h"
+#include "ops/batchnorm/batchnorm.h"
+#include "ops/conv2d/conv2d.h"
+#include "ops/eltwise/eltwise.h"
+#include "ops/gemm/gemm.h"
+#include "ops/linear/linear.h"
+#include "ops/lrn/lrn.h"
+#include "ops/pool2d/pool2d.h"
+#include "ops/softmax/softmax.h"
+
+namespace py = pybind11;
+using namespace convcore;
+
+namespace {
+
+using CArray = py::array_t<float, py::array::c_style>;
+using OptArray = std::optional<CArray>;
+using Pair = std::array<index_t, 2>;
+using Quad = std::array<index_t, 4>;
+
+index_t dim(const py::array& a, int i) { return static_cast<index_t>(a.shape(i)); }
+
+void require_ndim(const py::array& a, int ndim, const char* name) {
+  require(a.ndim() == ndim, std::string(name) + ": expected " + std::to_string(ndim) + "D array (got " +
+                                std::to_string(a.ndim()) + "D)");
+}
+
+void require_shape(const py::array& a, const std::vector<index_t>& shape, const char* name) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = dim(a, static_cast<int>(i)) == shape[i];
+  require(ok, std::string(name) + ": unexpected shape");
+}
+
+const float* data_or_null(const OptArray& a) { return a ? a->data() : nullptr; }
+
+float* out_ptr(CArray& out) { return out.mutable_data(); }  // throws if read-only
+
+UnaryOp unary_op(const std::string& name) {
+  if (name == "relu") return UnaryOp::relu;
+  if (name == "relu6") return UnaryOp::relu6;
+  if (name == "leaky_relu") return UnaryOp::leaky_relu;
+  if (name == "sigmoid") return UnaryOp::sigmoid;
+  if (name == "tanh") return UnaryOp::tanh;
+  if (name == "silu") return UnaryOp::silu;
+  if (name == "hardswish") return UnaryOp::hardswish;
+  if (name == "hardsigmoid") return UnaryOp::hardsigmoid;
+  throw std::invalid_argument("op: unknown activation '" + name + "'");
+}
+
+void conv2d_py(const CArray& x, const CArray& w, const OptArray& bias, CArray& out, Pair stride, Pair dilation,
+               Quad padding, index_t groups, float clamp_lo, float clamp_hi) {
+  require_ndim(x, 4, "x");
+  require_ndim(w, 4, "weight");
+  require(groups >= 1, "groups: expected >= 1");
+  Conv2dShape s{dim(x, 0), dim(x, 1), dim(x, 2), dim(x, 3), dim(w, 0), dim(w, 2), dim(w, 3), 0, 0,
+                stride[0], stride[1], dilation[0], dilation[1], padding[0], padding[1], padding[2], padding[3], groups};
+  s.OH = conv_out_size(s.H, s.R, s.stride_h, s.dil_h, s.pad_t, s.pad_b);
+  s.OW = conv_out_size(s.W, s.S, s.stride_w, s.dil_w, s.pad_l, s.pad_r);
+  conv2d_check(s);
+  require(dim(w, 1) * groups == s.C, "weight: in_channels / groups mismatch");
+  require_shape(out, {s.N, s.K, s.OH, s.OW}, "out");
+  if (bias) require_shape(*bias, {s.K}, "bias");
+  const float* b = data_or_null(bias);
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  conv2d(s, x.data(), w.data(), b, y, Clamp{clamp_lo, clamp_hi});
+}
+
+Pool2dShape pool_shape(const CArray& x, const CArray& out, Pair kernel, Pair stride, Pair dilation, Quad padding) {
+  require_ndim(x, 4, "x");
+  require_ndim(out, 4, "out");
+  Pool2dShape s{dim(x, 0), dim(x, 1), dim(x, 2), dim(x, 3), dim(out, 2), dim(out, 3), kernel[0], kernel[1], stride[0],
+                stride[1], dilation[0], dilation[1], padding[0], padding[1], padding[2], padding[3]};
+  pool2d_check(s);
+  require(dim(out, 0) == s.N && dim(out, 1) == s.C, "out: batch / channel mismatch");
+  return s;
+}
+
+void max_pool2d_py(const CArray& x, CArray& out, Pair kernel, Pair stride, Pair dilation, Quad padding) {
+  const Pool2dShape s = pool_shape(x, out, kernel, stride, dilation, padding);
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  max_pool2d(s, x.data(), y);
+}
+
+void avg_pool2d_py(const CArray& x, CArray& out, Pair kernel, Pair stride, Quad padding, bool count_include_pad) {
+  const Pool2dShape s = pool_shape(x, out, kernel, stride, {1, 1}, padding);
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  avg_pool2d(s, count_include_pad, x.data(), y);
+}
+
+void adaptive_pool2d_py(const CArray& x, CArray& out, bool is_max) {
+  require_ndim(x, 4, "x");
+  require_shape(out, {dim(x, 0), dim(x, 1), dim(out, 2), dim(out, 3)}, "out");
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  adaptive_pool2d(is_max, dim(x, 0), dim(x, 1), dim(x, 2), dim(x, 3), dim(out, 2), dim(out, 3), x.data(), y);
+}
+
+void batch_norm_py(const CArray& x, const CArray& mean, const CArray& var, const OptArray& weight,
+                   const OptArray& bias, double eps, CArray& out) {
+  require(x.ndim() >= 2, "x: expected at least 2 dimensions");
+  const index_t N = dim(x, 0), C = dim(x, 1), inner = x.size() / std::max<index_t>(1, N * C);
+  for (const CArray* a : {&mean, &var}) require_shape(*a, {C}, "running_mean / running_var");
+  if (weight) require_shape(*weight, {C}, "weight");
+  if (bias) require_shape(*bias, {C}, "bias");
+  require(out.size() == x.size(), "out: size mismatch");
+  const float *wp = data_or_null(weight), *bp = data_or_null(bias);
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  batch_norm(N, C, inner, x.data(), mean.data(), var.data(), wp, bp, eps, y);
+}
+
+void unary_py(const CArray& x, CArray& out, const std::string& op, float alpha) {
+  require(out.size() == x.size(), "out: size mismatch");
+  const UnaryOp u = unary_op(op);
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  unary(u, alpha, x.data(), y, x.size());
+}
+
+void softmax_py(const CArray& x, CArray& out, int axis, bool log) {
+  require(axis >= 0 && axis < x.ndim(), "axis: out of range");
+  require(out.size() == x.size(), "out: size mismatch");
+  index_t outer = 1, inner = 1;
+  for (int d = 0; d < axis; ++d) outer *= dim(x, d);
+  for (int d = axis + 1; d < x.ndim(); ++d) inner *= dim(x, d);
+  const index_t len = dim(x, axis);
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  if (x.size() > 0) softmax(outer, len, inner, log, x.data(), y);
+}
+
+void lrn_py(const CArray& x, CArray& out, index_t size, index_t before, index_t after, double alpha, double beta,
+            double k) {
+  require(x.ndim() >= 3, "x: expected at least 3 dimensions");
+  require(out.size() == x.size(), "out: size mismatch");
+  const index_t N = dim(x, 0), C = dim(x, 1), inner = x.size() / std::max<index_t>(1, N * C);
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  lrn(N, C, inner, size, before, after, alpha, beta, k, x.data(), y);
+}
+
+void linear_py(const CArray& x, const CArray& w, const OptArray& bias, CArray& out) {
+  require_ndim(x, 2, "x");
+  require_ndim(w, 2, "weight");
+  const index_t M = dim(x, 0), K = dim(x, 1), N = dim(w, 0);
+  require(dim(w, 1) == K, "weight: in_features mismatch");
+  require_shape(out, {M, N}, "out");
+  if (bias) require_shape(*bias, {N}, "bias");
+  const float* b = data_or_null(bias);
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  linear(M, N, K, x.data(), w.data(), b, y);
+}
+
+// a and b: float32 views already broadcast to out's shape (any strides, 0 for broadcast axes).
+void binary_py(const py::array_t<float>& a, const py::array_t<float>& b, CArray& out, const std::string& op) {
+  const int nd = static_cast<int>(out.ndim());
+  require(a.ndim() == nd && b.ndim() == nd, "a, b: expected arrays broadcast to the output shape");
+  std::vector<index_t> shape(nd), as(nd), bs(nd);
+  for (int d = 0; d < nd; ++d) {
+    shape[d] = dim(out, d);
+    require(dim(a, d) == shape[d] && dim(b, d) == shape[d], "a, b: expected arrays broadcast to the output shape");
+    require(a.strides(d) % sizeof(float) == 0 && b.strides(d) % sizeof(float) == 0, "a, b: unaligned strides");
+    as[d] = a.strides(d) / static_cast<index_t>(sizeof(float));
+    bs[d] = b.strides(d) / static_cast<index_t>(sizeof(float));
+  }
+  require(op == "add" || op == "mul", "op: expected 'add' or 'mul'");
+  const BinaryOp bop = op == "add" ? BinaryOp::add : BinaryOp::mul;
+  float* y = out_ptr(out);
+  if (out.size() == 0) return;
+  py::gil_scoped_release release;
+  binary(bop, shape, a.data(), as, b.data(), bs, y);
+}
+
+void concat_py(const std::vector<CArray>& xs, CArray& out, int axis) {
+  require(!xs.empty(), "xs: expected at least one array");
+  const int nd = static_cast<int>(out.ndim());
+  require(axis >= 0 && axis < nd, "axis: out of range");
+  index_t outer = 1, inner = 1, total = 0;
+  for (int d = 0; d < axis; ++d) outer *= dim(out, d);
+  for (int d = axis + 1; d < nd; ++d) inner *= dim(out, d);
+  std::vector<const float*> ptrs;
+  std::vector<index_t> chunk;
+  for (const CArray& x : xs) {
+    require(x.ndim() == nd, "xs: rank mismatch");
+    for (int d = 0; d < nd; ++d) require(d == axis || dim(x, d) == dim(out, d), "xs: shape mismatch");
+    total += dim(x, axis);
+    ptrs.push_back(x.data());
+    chunk.push_back(dim(x, axis) * inner);
+  }
+  require(total == dim(out, axis), "out: concat axis length mismatch");
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  concat(outer, ptrs, chunk, y);
+}
+
+py::dict config() {
+  const CpuFeatures& f = cpu_features();
+  py::dict cpu;
+  cpu["brand"] = f.brand;
+  for (auto [name, on] : {std::pair<const char*, bool>{"avx2", f.avx2}, {"fma", f.fma}, {"avx512f", f.avx512f},
+                          {"avx512bw", f.avx512bw}, {"avx512dq", f.avx512dq}, {"avx512vl", f.avx512vl},
+                          {"avx512_bf16", f.avx512_bf16}, {"amx_tile", f.amx_tile}, {"avx_vnni", f.avx_vnni}})
+    cpu[name] = on;
+  py::list compiled, available;
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) compiled.append(isa_name(isa));
+  for (Isa isa : available_isas()) available.append(isa_name(isa));
+  py::dict d;
+  d["version"] = CONVCORE_VERSION;
+  d["compiled_isas"] = compiled;
+  d["available_isas"] = available;
+  d["isa"] = isa_name(active_isa());
+  const GemmConfig* g = gemm_config(active_isa());
+  d["gemm_kernel"] = g ? g->name : "reference (direct loops)";
+  d["num_threads"] = num_threads();
+  d["openmp"] = openmp_runtime();
+  d["cpu"] = cpu;
+  d["compiler"] = __VERSION__;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "convcore native kernels (use convcore.functional, which validates arguments first)";
+  // std::invalid_argument already maps to ValueError in pybind11.
+  m.def("conv2d", &conv2d_py, py::arg("x").noconvert(), py::arg("weight").noconvert(), py::arg("bias").noconvert(),
+        py::arg("out").noconvert(), py::arg("stride"), py::arg("dilation"), py::arg("padding"), py::arg("groups"),
+        py::arg("clamp_lo") = -std::numeric_limits<float>::infinity(),
+        py::arg("clamp_hi") = std::numeric_limits<float>::infinity());
+  m.def("max_pool2d", &max_pool2d_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("kernel"),
+        py::arg("stride"), py::arg("dilation"), py::arg("padding"));
+  m.def("avg_pool2d", &avg_pool2d_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("kernel"),
+        py::arg("stride"), py::arg("padding"), py::arg("count_include_pad"));
+  m.def("adaptive_pool2d", &adaptive_pool2d_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("is_max"));
+  m.def("batch_norm", &batch_norm_py, py::arg("x").noconvert(), py::arg("running_mean").noconvert(),
+        py::arg("running_var").noconvert(), py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("eps"),
+        py::arg("out").noconvert());
+  m.def("unary", &unary_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("op"), py::arg("alpha") = 0.0f);
+  m.def("softmax", &softmax_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"), py::arg("log"));
+  m.def("lrn", &lrn_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("size"), py::arg("before"),
+        py::arg("after"), py::arg("alpha"), py::arg("beta"), py::arg("k"));
+  m.def("linear", &linear_py, py::arg("x").noconvert(), py::arg("weight").noconvert(), py::arg("bias").noconvert(),
+        py::arg("out").noconvert());
+  m.def("binary", &binary_py, py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("out").noconvert(), py::arg("op"));
+  m.def("concat", &concat_py, py::arg("xs"), py::arg("out").noconvert(), py::arg("axis"));
+
+  m.def("config", &config, "Build, CPU and runtime facts as a dict.");
+  m.def("available_isas", [] {
+    std::vector<std::string> out;
+    for (Isa isa : available_isas()) out.push_back(isa_name(isa));
+    return out;
+  });
+  m.def("get_isa", [] { return std::string(isa_name(active_isa())); });
+  m.def("set_isa", [](const std::string& name) { set_active_isa(isa_from_name(name)); }, py::arg("name"));
+  m.def("get_num_threads", &num_threads);
+  m.def("set_num_threads", &set_num_threads, py::arg("n"));
+}

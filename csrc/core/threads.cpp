@@ -1,0 +1,47 @@
+#include "core/threads.h"
+
+#include <omp.h>
+#include <sched.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace convcore {
+
+int default_num_threads() {
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  return omp_get_num_procs();
+}
+
+namespace {
+std::atomic<int>& slot() {
+  static std::atomic<int> n{default_num_threads()};
+  return n;
+}
+}  // namespace
+
+int num_threads() { return slot().load(std::memory_order_relaxed); }
+
+void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("num_threads: expected an integer >= 1 (got " + std::to_string(n) + ")");
+  slot().store(n);
+}
+
+const char* openmp_runtime() {
+#if defined(__clang__)
+  return "libomp (LLVM)";
+#else
+  return "libgomp (GNU)";
+#endif
+}
+
+}  // namespace convcore

@@ -1,0 +1,26 @@
+#include "ops/activation/activation.h"
+
+#include <algorithm>
+
+#include "core/cpu.h"
+#include "core/threads.h"
+
+namespace convcore {
+
+void unary(UnaryOp op, float alpha, const float* x, float* y, index_t n) {
+  UnaryFn fn = unary_ref;
+  switch (active_isa()) {
+    case Isa::avx512: fn = avx512::f32_unary_avx512; break;
+    case Isa::avx2: fn = avx2::f32_unary_avx2; break;
+    case Isa::scalar: break;
+  }
+  constexpr index_t kChunk = 16384;  // below this, thread start-up costs more than it saves
+  const index_t chunks = ceil_div(n, kChunk);
+#pragma omp parallel for schedule(static) num_threads(std::min<index_t>(num_threads(), std::max<index_t>(chunks, 1)))
+  for (index_t c = 0; c < chunks; ++c) {
+    const index_t lo = c * kChunk, len = std::min(kChunk, n - lo);
+    fn(op, alpha, x + lo, y + lo, len);
+  }
+}
+
+}  // namespace convcore

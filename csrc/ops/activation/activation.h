@@ -1,0 +1,24 @@
+// Elementwise activations on a flat float32 buffer (any tensor shape).
+#pragma once
+#include "core/common.h"
+
+namespace convcore {
+
+enum class UnaryOp { relu, relu6, leaky_relu, sigmoid, tanh, silu, hardswish, hardsigmoid };
+
+using UnaryFn = void (*)(UnaryOp op, float alpha, const float* x, float* y, index_t n);
+
+// y = op(x) over n elements, split across threads; alpha is leaky_relu's negative slope. y may alias x.
+void unary(UnaryOp op, float alpha, const float* x, float* y, index_t n);
+
+// Reference: std::exp / std::tanh, one element at a time.
+void unary_ref(UnaryOp op, float alpha, const float* x, float* y, index_t n);
+
+namespace avx2 {
+void f32_unary_avx2(UnaryOp op, float alpha, const float* x, float* y, index_t n);
+}
+namespace avx512 {
+void f32_unary_avx512(UnaryOp op, float alpha, const float* x, float* y, index_t n);
+}
+
+}  // namespace convcore

@@ -1,0 +1,31 @@
+#include "ops/batchnorm/batchnorm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/threads.h"
+
+namespace convcore {
+
+void batch_norm(index_t N, index_t C, index_t inner, const float* x, const float* mean, const float* var,
+                const float* weight, const float* bias, double eps, float* y) {
+  std::vector<float> scale(C), shift(C);
+  for (index_t c = 0; c < C; ++c) {
+    const double sc = (weight ? weight[c] : 1.0) / std::sqrt(static_cast<double>(var[c]) + eps);
+    scale[c] = static_cast<float>(sc);
+    shift[c] = static_cast<float>((bias ? bias[c] : 0.0) - mean[c] * sc);
+  }
+  const index_t planes = N * C;
+#pragma omp parallel for num_threads(std::min<index_t>(num_threads(), std::max<index_t>(1, planes * inner / 16384 + 1)))
+  for (index_t p = 0; p < planes; ++p) {
+    const float a = scale[p % C], b = shift[p % C];
+    const float* xp = x + p * inner;
+    float* yp = y + p * inner;
+    for (index_t i = 0; i < inner; ++i) yp[i] = xp[i] * a + b;
+  }
+}
+
+}  // namespace convcore

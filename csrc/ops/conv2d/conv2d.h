@@ -1,0 +1,31 @@
+// 2-D convolution, NCHW activations, OIHW weights (torch layout), any padding / stride / dilation / groups.
+#pragma once
+#include "core/common.h"
+
+namespace convcore {
+
+struct Conv2dShape {
+  index_t N, C, H, W;  // input
+  index_t K, R, S;     // output channels, kernel height, width
+  index_t OH, OW;      // output
+  index_t stride_h, stride_w, dil_h, dil_w;
+  index_t pad_t, pad_b, pad_l, pad_r;
+  index_t groups;
+};
+
+// Throws std::invalid_argument unless every size is positive and OH/OW follow from the others.
+void conv2d_check(const Conv2dShape& s);
+
+// y = clamp(conv(x, w) + bias). Picks the depthwise kernel, the packed-GEMM kernel of the active ISA or, under
+// CONVCORE_ISA=scalar, the reference loop nest. bias may be null.
+void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Clamp clamp);
+
+// The plain direct loop nest (double accumulators): the fallback and the oracle the fast paths are tested against.
+void conv2d_ref(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Clamp clamp);
+
+// Output length for one spatial axis: floor((in + pads - dilation*(k-1) - 1) / stride) + 1.
+inline index_t conv_out_size(index_t in, index_t k, index_t stride, index_t dil, index_t pad_lo, index_t pad_hi) {
+  return (in + pad_lo + pad_hi - dil * (k - 1) - 1) / stride + 1;
+}
+
+}  // namespace convcore

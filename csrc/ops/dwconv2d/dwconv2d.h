@@ -1,0 +1,36 @@
+// Depthwise convolution (groups == in_channels, any channel multiplier), NCHW. Memory-bound: one plane at a time,
+// the padded input plane copied once into a scratch buffer so the inner loop has no bounds checks.
+#pragma once
+#include "core/common.h"
+#include "ops/conv2d/conv2d.h"
+
+namespace convcore {
+
+// One output plane: y (OH x OW) = clamp(sum_{r,q} w[r,q] * xpad[oh*sh + r*dh][ow*sw + q*dw] + bias), where xpad is the
+// input plane already padded (PH x PW, zero border) so that every read is in bounds.
+struct DwPlane {
+  const float* xpad;
+  index_t PW;
+  const float* w;
+  index_t R, S;
+  float bias;
+  float* y;
+  index_t OH, OW;
+  index_t stride_h, stride_w, dil_h, dil_w;
+  Clamp clamp;
+};
+using DwPlaneFn = void (*)(const DwPlane&);
+
+void dwconv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Clamp clamp);
+
+// Reference: direct loops with bounds checks on the unpadded input (double accumulators).
+void dwconv2d_ref(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Clamp clamp);
+
+namespace avx2 {
+void f32_dwconv2d_plane_avx2(const DwPlane& p);
+}
+namespace avx512 {
+void f32_dwconv2d_plane_avx512(const DwPlane& p);
+}
+
+}  // namespace convcore

@@ -1,0 +1,81 @@
+#include "ops/eltwise/eltwise.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/threads.h"
+
+namespace convcore {
+
+namespace {
+template <BinaryOp op>
+inline float apply(float a, float b) {
+  return op == BinaryOp::add ? a + b : a * b;
+}
+
+// The innermost row: contiguous, broadcast-scalar, or strided operands.
+template <BinaryOp op>
+void row(index_t n, const float* a, index_t sa, const float* b, index_t sb, float* out) {
+  if (sa == 1 && sb == 1) {
+    for (index_t i = 0; i < n; ++i) out[i] = apply<op>(a[i], b[i]);
+  } else if (sa == 1 && sb == 0) {
+    const float bv = *b;
+    for (index_t i = 0; i < n; ++i) out[i] = apply<op>(a[i], bv);
+  } else if (sa == 0 && sb == 1) {
+    const float av = *a;
+    for (index_t i = 0; i < n; ++i) out[i] = apply<op>(av, b[i]);
+  } else {
+    for (index_t i = 0; i < n; ++i) out[i] = apply<op>(a[i * sa], b[i * sb]);
+  }
+}
+
+template <BinaryOp op>
+void binary_impl(const std::vector<index_t>& shape, const float* a, const std::vector<index_t>& as, const float* b,
+                 const std::vector<index_t>& bs, float* out) {
+  const int nd = static_cast<int>(shape.size());
+  if (nd == 0) {
+    *out = apply<op>(*a, *b);
+    return;
+  }
+  const index_t inner = shape[nd - 1];
+  index_t rows = 1;
+  for (int d = 0; d < nd - 1; ++d) rows *= shape[d];
+#pragma omp parallel for num_threads(std::min<index_t>(num_threads(), std::max<index_t>(1, rows * inner / 16384 + 1)))
+  for (index_t r = 0; r < rows; ++r) {
+    index_t rem = r, oa = 0, ob = 0;  // row index -> element offsets of a and b
+    for (int d = nd - 2; d >= 0; --d) {
+      const index_t i = rem % shape[d];
+      rem /= shape[d];
+      oa += i * as[d];
+      ob += i * bs[d];
+    }
+    row<op>(inner, a + oa, as[nd - 1], b + ob, bs[nd - 1], out + r * inner);
+  }
+}
+}  // namespace
+
+void binary(BinaryOp op, const std::vector<index_t>& shape, const float* a, const std::vector<index_t>& a_strides,
+            const float* b, const std::vector<index_t>& b_strides, float* out) {
+  require(a_strides.size() == shape.size() && b_strides.size() == shape.size(), "binary: strides must match the shape");
+  if (op == BinaryOp::add)
+    binary_impl<BinaryOp::add>(shape, a, a_strides, b, b_strides, out);
+  else
+    binary_impl<BinaryOp::mul>(shape, a, a_strides, b, b_strides, out);
+}
+
+void concat(index_t outer, const std::vector<const float*>& xs, const std::vector<index_t>& chunk, float* out) {
+  index_t row = 0;
+  for (index_t c : chunk) row += c;
+#pragma omp parallel for num_threads(std::min<index_t>(num_threads(), std::max<index_t>(1, outer * row / 65536 + 1)))
+  for (index_t o = 0; o < outer; ++o) {
+    float* dst = out + o * row;
+    for (size_t i = 0; i < xs.size(); ++i) {
+      std::memcpy(dst, xs[i] + o * chunk[i], sizeof(float) * chunk[i]);
+      dst += chunk[i];
+    }
+  }
+}
+
+}  // namespace convcore

@@ -1,0 +1,19 @@
+// Broadcasting add / mul and concatenation.
+#pragma once
+#include <vector>
+
+#include "core/common.h"
+
+namespace convcore {
+
+enum class BinaryOp { add, mul };
+
+// out[i] = a[i] op b[i] over `shape` (row-major, contiguous out); a and b are read through element strides, where a
+// stride of 0 broadcasts that dimension (numpy's broadcast_to gives exactly these).
+void binary(BinaryOp op, const std::vector<index_t>& shape, const float* a, const std::vector<index_t>& a_strides,
+            const float* b, const std::vector<index_t>& b_strides, float* out);
+
+// Concatenation along an axis of tensors viewed as (outer, len_i * inner): copies row chunks.
+void concat(index_t outer, const std::vector<const float*>& xs, const std::vector<index_t>& chunk, float* out);
+
+}  // namespace convcore

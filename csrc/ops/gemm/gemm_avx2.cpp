@@ -1,0 +1,81 @@
+// AVX2+FMA micro-kernel: 6 rows x 16 columns (12 ymm accumulators). Edge tiles use exact-size instantiations and
+// masked loads/stores.
+#include <immintrin.h>
+
+#include "ops/gemm/gemm.h"
+
+namespace convcore {
+namespace avx2 {
+namespace {
+
+constexpr int kMR = 6;
+constexpr int kNR = 16;
+
+inline __m256i tail_mask(int n) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes);
+}
+
+template <int M, int NV>
+void tile(index_t kc, const float* a, const float* b, float* c, index_t ldc, int n_valid, bool accumulate, bool last,
+          const float* bias_row, const float* bias_col, Clamp clamp) {
+  __m256 acc[M][NV];
+#pragma GCC unroll 6
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
+  for (index_t k = 0; k < kc; ++k) {
+    __m256 bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + k * kNR + 8 * v);
+#pragma GCC unroll 6
+    for (int i = 0; i < M; ++i) {
+      const __m256 av = _mm256_broadcast_ss(a + k * kMR + i);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
+    }
+  }
+  __m256i mask[NV];
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) mask[v] = tail_mask(n_valid - 8 * v);
+  const __m256 lo = _mm256_set1_ps(clamp.lo), hi = _mm256_set1_ps(clamp.hi);
+#pragma GCC unroll 6
+  for (int i = 0; i < M; ++i) {
+    float* crow = c + i * ldc;
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      __m256 r = acc[i][v];
+      if (accumulate) r = _mm256_add_ps(r, _mm256_maskload_ps(crow + 8 * v, mask[v]));
+      if (last) {
+        if (bias_row) r = _mm256_add_ps(r, _mm256_set1_ps(bias_row[i]));
+        if (bias_col) r = _mm256_add_ps(r, _mm256_maskload_ps(bias_col + 8 * v, mask[v]));
+        r = _mm256_min_ps(hi, _mm256_max_ps(lo, r));  // this operand order lets NaN through
+      }
+      _mm256_maskstore_ps(crow + 8 * v, mask[v], r);
+    }
+  }
+}
+
+template <int M>
+void tile_rows(index_t kc, const float* a, const float* b, float* c, index_t ldc, int n_valid, bool accumulate,
+               bool last, const float* bias_row, const float* bias_col, Clamp clamp) {
+  if (n_valid > 8)
+    tile<M, 2>(kc, a, b, c, ldc, n_valid, accumulate, last, bias_row, bias_col, clamp);
+  else
+    tile<M, 1>(kc, a, b, c, ldc, n_valid, accumulate, last, bias_row, bias_col, clamp);
+}
+
+void f32_gemm_6x16_avx2(index_t kc, const float* a, const float* b, float* c, index_t ldc, int m_valid, int n_valid,
+                        bool accumulate, bool last, const float* bias_row, const float* bias_col, Clamp clamp) {
+  using Fn = void (*)(index_t, const float*, const float*, float*, index_t, int, bool, bool, const float*,
+                      const float*, Clamp);
+  static constexpr Fn by_rows[kMR] = {tile_rows<1>, tile_rows<2>, tile_rows<3>, tile_rows<4>, tile_rows<5>, tile_rows<6>};
+  by_rows[m_valid - 1](kc, a, b, c, ldc, n_valid, accumulate, last, bias_row, bias_col, clamp);
+}
+
+}  // namespace
+
+extern const GemmConfig kGemmConfig = {kMR, kNR, f32_gemm_6x16_avx2, "f32_gemm_6x16_avx2"};
+
+}  // namespace avx2
+}  // namespace convcore

@@ -1,0 +1,70 @@
+"""convcore: fast CNN inference on the CPU.
+
+C++ kernels (SIMD, OpenMP, chosen at run time for this CPU) under a numpy API. Start with
+:mod:`convcore.functional`; :func:`show_config` tells what this build runs on.
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+from . import _core
+from . import functional
+
+__version__ = _core.config()["version"]
+
+__all__ = ["functional", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa", "set_isa"]
+
+
+def show_config(print_out: bool = True) -> dict:
+    """Returns (and prints, unless ``print_out=False``) what was compiled, detected and chosen.
+
+    Keys: ``version``, ``compiled_isas``, ``available_isas``, ``isa`` (the active one), ``gemm_kernel``,
+    ``num_threads``, ``openmp``, ``cpu`` (brand and feature flags), ``compiler``.
+    """
+    cfg = _core.config()
+    if print_out:
+        cpu = cfg["cpu"]
+        flags = ", ".join(k for k, v in cpu.items() if v is True) or "none"
+        print(f"convcore {cfg['version']}")
+        print(f"  cpu:            {cpu['brand'] or 'unknown'}")
+        print(f"  cpu features:   {flags}")
+        print(f"  compiled ISAs:  {', '.join(cfg['compiled_isas'])}")
+        print(f"  usable ISAs:    {', '.join(cfg['available_isas'])}")
+        print(f"  active ISA:     {cfg['isa']}" + ("  (forced by CONVCORE_ISA)" if _os.environ.get("CONVCORE_ISA") else ""))
+        print(f"  GEMM kernel:    {cfg['gemm_kernel']}")
+        print(f"  threads:        {cfg['num_threads']}")
+        print(f"  OpenMP:         {cfg['openmp']}")
+        print(f"  compiler:       {cfg['compiler']}")
+    return cfg
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the number of threads every kernel uses (default: ``OMP_NUM_THREADS`` or the CPUs this process may use)."""
+    from ._validate import integer
+
+    _core.set_num_threads(integer(n, "n", 1))
+
+
+def get_num_threads() -> int:
+    """The number of threads kernels use."""
+    return _core.get_num_threads()
+
+
+def available_isas() -> list[str]:
+    """Instruction sets this build has kernels for and this CPU can run: a subset of ``scalar``, ``avx2``,
+    ``avx512`` (``scalar`` = the plain reference kernels)."""
+    return list(_core.available_isas())
+
+
+def get_isa() -> str:
+    """The instruction set the kernels run with now."""
+    return _core.get_isa()
+
+
+def set_isa(name: str) -> None:
+    """Forces an instruction set (as the ``CONVCORE_ISA`` environment variable does at import), for tests and
+    benchmarks. Raises ``ValueError`` for an unknown name or one this CPU lacks."""
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a str (got {type(name).__name__})")
+    _core.set_isa(name)
