@@ -25,45 +25,50 @@ void conv2d_check(const Conv2dShape& s) {
 
 namespace {
 
-// Writes a kc x nr panel of the implicit im2col matrix of one image and group: row k = (c, r, q) tap, column j =
-// output pixel. Runs of pixels on one output row read one input row, so the inner loops are plain (strided) copies.
+// Writes B rows [k0, k0+kc) x columns [n0, n0+ncols) of the implicit im2col matrix of one image and group, as
+// NR-wide panels: row k = (c, r, q) tap, column j = output pixel. A run of pixels on one output row reads one input
+// row, so each run is a zero fill, a (strided) copy and a zero fill, split where it crosses a panel boundary.
 struct Im2colPacker {
   const Conv2dShape& s;
   const float* x;  // first channel of this image and group
-  int nr;
+  index_t nr;
 
   void operator()(index_t k0, index_t kc, index_t n0, index_t ncols, float* dst) const {
-    const index_t RS = s.R * s.S, HW = s.H * s.W;
+    const index_t RS = s.R * s.S, HW = s.H * s.W, sw = s.stride_w;
+    const index_t padded = ceil_div(ncols, nr) * nr;
     for (index_t kk = 0; kk < kc; ++kk) {
       const index_t k = k0 + kk, c = k / RS, r = (k % RS) / s.S, q = k % s.S;
       const float* xc = x + c * HW;
-      float* d = dst + kk * nr;
       // Output columns ow in [ow_lo, ow_hi) read inside the row: 0 <= ow*stride - pad_l + q*dil < W.
       const index_t shift = q * s.dil_w - s.pad_l;
-      const index_t ow_lo = shift >= 0 ? 0 : ceil_div(-shift, s.stride_w);
+      const index_t ow_lo = shift >= 0 ? 0 : ceil_div(-shift, sw);
       const index_t last = s.W - 1 - shift;  // floor division below needs last >= 0
-      const index_t ow_hi = last < 0 ? ow_lo : std::max<index_t>(ow_lo, std::min<index_t>(s.OW, last / s.stride_w + 1));
-      index_t j = 0;
+      const index_t ow_hi = last < 0 ? ow_lo : std::max<index_t>(ow_lo, std::min<index_t>(s.OW, last / sw + 1));
+      index_t oh = n0 / s.OW, ow0 = n0 % s.OW, j = 0;
       while (j < ncols) {
-        const index_t p = n0 + j, oh = p / s.OW, ow0 = p % s.OW;
-        const index_t len = std::min<index_t>(ncols - j, s.OW - ow0);
         const index_t ih = oh * s.stride_h - s.pad_t + r * s.dil_h;
-        float* out = d + j;
-        if (ih < 0 || ih >= s.H) {
-          std::memset(out, 0, sizeof(float) * len);
-        } else {
-          const float* row = xc + ih * s.W;
-          const index_t a = std::clamp(ow_lo, ow0, ow0 + len), b = std::clamp(ow_hi, a, ow0 + len);
-          for (index_t ow = ow0; ow < a; ++ow) out[ow - ow0] = 0.0f;
-          if (s.stride_w == 1)
-            std::memcpy(out + (a - ow0), row + a + shift, sizeof(float) * (b - a));
-          else
-            for (index_t ow = a; ow < b; ++ow) out[ow - ow0] = row[ow * s.stride_w + shift];
-          for (index_t ow = b; ow < ow0 + len; ++ow) out[ow - ow0] = 0.0f;
+        const bool row_ok = ih >= 0 && ih < s.H;
+        const float* row = xc + (row_ok ? ih * s.W : 0);
+        const index_t run_end = std::min<index_t>(ncols, j + s.OW - ow0);  // columns [j, run_end) share this row
+        while (j < run_end) {
+          const index_t piece_end = std::min<index_t>(run_end, (j / nr + 1) * nr);  // stay inside one panel
+          float* d = dst + (j / nr) * kc * nr + kk * nr + j % nr;  // d[i]: output column ow_a + i
+          const index_t ow_a = ow0, ow_b = ow0 + (piece_end - j);  // output columns of this piece
+          const index_t a = row_ok ? std::clamp(ow_lo, ow_a, ow_b) : ow_b, b = row_ok ? std::clamp(ow_hi, a, ow_b) : ow_b;
+          for (index_t ow = ow_a; ow < a; ++ow) d[ow - ow_a] = 0.0f;
+          if (sw == 1) {
+            if (b > a) std::memcpy(d + (a - ow_a), row + a + shift, sizeof(float) * (b - a));
+          } else {
+            for (index_t ow = a; ow < b; ++ow) d[ow - ow_a] = row[ow * sw + shift];
+          }
+          for (index_t ow = b; ow < ow_b; ++ow) d[ow - ow_a] = 0.0f;
+          ow0 = ow_b;
+          j = piece_end;
         }
-        j += len;
+        ++oh;
+        ow0 = 0;
       }
-      for (; j < nr; ++j) d[j] = 0.0f;
+      for (; j < padded; ++j) dst[(j / nr) * kc * nr + kk * nr + j % nr] = 0.0f;
     }
   }
 };

@@ -6,11 +6,13 @@
 
 namespace convcore {
 
-// One output plane: y (OH x OW) = clamp(sum_{r,q} w[r,q] * xpad[oh*sh + r*dh][ow*sw + q*dw] + bias), where xpad is the
-// input plane already padded (PH x PW, zero border) so that every read is in bounds.
+// One output plane: y (OH x OW) = clamp(sum_{r,q} w[r,q] * xpad[oh*sh + r*dh][ow*sw + q*dw] + bias). The padded input
+// plane is stored as stride_w column phases (phase p holds padded columns p, p + sw, p + 2*sw, ...), each PH rows of
+// phase_w floats, so every tap of a strided convolution is a contiguous load. phase_w leaves room for whole vectors
+// past OW (zeros), so the kernel needs no tail loads.
 struct DwPlane {
-  const float* xpad;
-  index_t PW;
+  const float* xph;
+  index_t phase_w, phase_size;  // row stride and size of one phase
   const float* w;
   index_t R, S;
   float bias;
@@ -20,6 +22,8 @@ struct DwPlane {
   Clamp clamp;
 };
 using DwPlaneFn = void (*)(const DwPlane&);
+
+constexpr index_t kDwMaxVector = 16;  // widest vector (floats) a plane kernel reads past OW
 
 void dwconv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Clamp clamp);
 

@@ -57,14 +57,15 @@ void gemm_abt(const GemmConfig& cfg, index_t M, index_t N, index_t K, const floa
   std::vector<float> packed_a(gemm_packed_a_size(M, K, cfg.mr));
   gemm_pack_a(a, K, M, K, cfg.mr, packed_a.data());
   const int nr = cfg.nr;
-  // B^T panel: element (k, j) = b[j * K + k]; read rows of b contiguously.
+  // B^T panels: element (k, j) = b[j * K + k]; each row of b is read contiguously.
   auto pack_bt = [&](index_t k0, index_t kc, index_t n0, index_t ncols, float* dst) {
-    for (index_t j = 0; j < nr; ++j) {
+    for (index_t j = 0; j < ceil_div(ncols, nr) * nr; ++j) {
+      float* d = dst + (j / nr) * kc * nr + j % nr;
       if (j < ncols) {
         const float* src = b + (n0 + j) * K + k0;
-        for (index_t kk = 0; kk < kc; ++kk) dst[kk * nr + j] = src[kk];
+        for (index_t kk = 0; kk < kc; ++kk) d[kk * nr] = src[kk];
       } else {
-        for (index_t kk = 0; kk < kc; ++kk) dst[kk * nr + j] = 0.0f;
+        for (index_t kk = 0; kk < kc; ++kk) d[kk * nr] = 0.0f;
       }
     }
   };

@@ -33,9 +33,9 @@ constexpr index_t kGemmKC = 256;  // K block: an A panel (MR x KC) stays in L1 w
 void gemm_pack_a(const float* a, index_t lda, index_t m, index_t k, int mr, float* out);
 inline index_t gemm_packed_a_size(index_t m, index_t k, int mr) { return ceil_div(m, mr) * mr * k; }
 
-// One block of C: columns [j0, j1), row panels [mp0, mp1). pack_b(k0, kc, n0, ncols, dst) must write a kc x NR panel
-// (row stride NR) for B rows [k0, k0+kc) and columns [n0, n0+ncols), zero-filling columns ncols..NR-1.
-// bbuf holds kGemmKC * round_up(j1 - j0, NR) floats.
+// One block of C: columns [j0, j1), row panels [mp0, mp1). pack_b(k0, kc, n0, ncols, dst) must write B rows
+// [k0, k0+kc) and columns [n0, n0+ncols) as ceil(ncols/NR) consecutive panels of kc x NR (row stride NR), zero-filling
+// the last panel past ncols. bbuf holds kGemmKC * round_up(j1 - j0, NR) floats.
 template <class PackB>
 void gemm_block(const GemmConfig& cfg, index_t M, index_t K, const float* packed_a, const PackB& pack_b, index_t j0,
                 index_t j1, index_t mp0, index_t mp1, float* c, index_t ldc, const float* bias_row,
@@ -44,10 +44,7 @@ void gemm_block(const GemmConfig& cfg, index_t M, index_t K, const float* packed
   const index_t npanels = ceil_div(j1 - j0, nr);
   for (index_t k0 = 0; k0 < K; k0 += kGemmKC) {
     const index_t kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
-    for (index_t p = 0; p < npanels; ++p) {
-      const index_t n0 = j0 + p * nr;
-      pack_b(k0, kc, n0, (j1 - n0 < nr ? j1 - n0 : nr), bbuf + p * kc * nr);
-    }
+    pack_b(k0, kc, j0, j1 - j0, bbuf);
     const bool accumulate = k0 > 0, last = k0 + kc == K;
     for (index_t mp = mp0; mp < mp1; ++mp) {
       const float* a = packed_a + mp * mr * K + k0 * mr;
