@@ -9,11 +9,12 @@ from __future__ import annotations
 import os as _os
 
 from . import _core
-from . import functional
+from . import functional, nn
+from .graph import Graph, trace
 
 __version__ = _core.config()["version"]
 
-__all__ = ["functional", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa", "set_isa"]
+__all__ = ["functional", "nn", "trace", "Graph", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa", "set_isa"]
 
 
 def show_config(print_out: bool = True) -> dict:

@@ -142,11 +142,11 @@ def out_size(size: int, k_eff: int, stride: int, pad_lo: int, pad_hi: int, ceil_
     """Output length of a sliding window (conv or pool); ceil_mode follows torch (the last window must start inside
     the input or the leading padding)."""
     span = size + pad_lo + pad_hi - k_eff
-    if span < 0:
+    n = (span + (stride - 1 if ceil_mode else 0)) // stride + 1  # floor division, as torch's div_rtn
+    if ceil_mode and (n - 1) * stride >= size + pad_lo:
+        n -= 1
+    if n < 1:
         raise ValueError(
             f"{name}: effective kernel size {k_eff} is larger than the padded input size {size + pad_lo + pad_hi}"
         )
-    n = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if ceil_mode and (n - 1) * stride >= size + pad_lo:
-        n -= 1
     return n

@@ -1,0 +1,18 @@
+"""convcore.graph: the Graph IR and the module tracer.
+
+`trace(model, input_shape)` turns an `nn.Module` into a `Graph` of functional-op `Node`s with named parameters;
+`Graph.run(x)` executes it. The ONNX exporter / importer and the compiler read and write the same Graph.
+
+Example:
+    >>> import convcore
+    >>> g = convcore.trace(model, (1, 3, 224, 224))
+    >>> print(g)
+    >>> np.allclose(g.run(x), model.eval()(x))
+    True
+"""
+
+from .ir import Graph, Node
+from .shapes import TENSOR_ARGS, conv_pads, infer_shape
+from .tracer import Value, trace
+
+__all__ = ["Graph", "Node", "TENSOR_ARGS", "Value", "conv_pads", "infer_shape", "trace"]

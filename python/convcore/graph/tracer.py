@@ -1,0 +1,188 @@
+"""`trace(model, input_shape)`: run a module on a symbolic `Value` and record each functional call as a Node."""
+
+import numpy as np
+
+from .. import functional as F
+from ..nn import module as nn_module
+from .ir import Graph, Node
+from .shapes import TENSOR_ARGS, infer_shape
+
+
+class Value:
+    """A symbolic tensor flowing through a traced forward: a name, a shape and a dtype, no data.
+
+    Modules see it like an array: `.shape`, `.ndim` and `.dtype` work, `a + b` and `a * b` record `add` / `mul`
+    nodes (numpy broadcasting), and every `convcore.functional` op accepts it while tracing. Numpy functions do not:
+    a forward must use functional ops for the trace to see them.
+    """
+
+    __array_ufunc__ = None  # makes `ndarray + Value` defer to Value.__radd__ instead of building an object array
+
+    def __init__(self, name, shape, dtype=np.float32):
+        self.name = name
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __add__(self, other):
+        return F.add(self, other)
+
+    def __radd__(self, other):
+        return F.add(other, self)
+
+    def __mul__(self, other):
+        return F.mul(self, other)
+
+    def __rmul__(self, other):
+        return F.mul(other, self)
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(f"a traced Value ('{self.name}') has no data: use convcore.functional ops on it, not numpy")
+
+    def __repr__(self):
+        return f"Value({self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+class _Tracer:
+    """State of one trace: the module call stack, value names, and the graph being built."""
+
+    def __init__(self, model, graph):
+        self.graph = graph
+        self.paths = {id(m): path for path, m in model.named_modules()}
+        self.leaves = {id(m) for m in model.modules() if next(m.children(), None) is None}
+        # Parameters and buffers by array identity; the arrays are held here so their ids stay valid.
+        owned = list(model.named_parameters()) + list(model.named_buffers())
+        self.owned = {id(array): (name, array) for name, array in owned}
+        self.constants = {}
+        self.used = {name for name, _ in owned}  # reserved so no node or constant takes a parameter's name
+        self.stack = []
+
+    def call_module(self, module, args, kwargs):
+        self.stack.append(module)
+        try:
+            return module.forward(*args, **kwargs)
+        finally:
+            self.stack.pop()
+
+    def _unique(self, base):
+        name, k = base, 0
+        while name in self.used:
+            k += 1
+            name = f"{base}_{k}"
+        self.used.add(name)
+        return name
+
+    def _node_name(self, op):
+        # The innermost module of the model on the call stack names the node: a leaf by its path
+        # ("layer1.0.conv1"), a container making its own call by path and op ("layer1.0.add").
+        for module in reversed(self.stack):
+            path = self.paths.get(id(module))
+            if path is not None:
+                if not path:
+                    return self._unique(op)
+                return self._unique(path if id(module) in self.leaves else f"{path}.{op}")
+        return self._unique(op)
+
+    def _value_name(self, value, node_name, arg):
+        if value is None:
+            return ""
+        if isinstance(value, Value):
+            return value.name
+        if id(value) in self.owned:
+            name, array = self.owned[id(value)]
+        elif id(value) in self.constants:
+            name, array = self.constants[id(value)]
+        else:  # an array the model does not own, or a Python number: a constant of the graph
+            array = value if isinstance(value, np.ndarray) else np.asarray(value, dtype=np.float32)
+            name = self._unique(f"{node_name}.{arg}")
+            self.constants[id(array)] = (name, array)  # holds the array, so its id stays unique
+        self.graph.params[name] = array
+        self.graph.shapes[name] = tuple(array.shape)
+        return name
+
+    def record(self, op, arguments):
+        if op not in TENSOR_ARGS:
+            raise NotImplementedError(f"convcore.trace: op '{op}' is not supported by the graph IR")
+        arg_names = TENSOR_ARGS[op]
+        tensors = list(arguments["xs"]) if op == "concat" else [arguments.get(a) for a in arg_names]
+        if not any(isinstance(t, Value) for t in tensors):
+            return _eager(op, arguments)  # only constants: compute now, the result is a constant
+        if arguments.get("out") is not None:
+            raise ValueError(f"convcore.trace: {op}(out=...) cannot be traced")
+        attrs = {k: v for k, v in arguments.items() if k not in arg_names and k != "out"}
+        for key, value in attrs.items():
+            if isinstance(value, Value):
+                raise TypeError(f"convcore.trace: {op} argument '{key}' must be a constant (got a traced Value)")
+        name = self._node_name(op)
+        args = arg_names * len(tensors) if op == "concat" else arg_names
+        inputs = [self._value_name(t, name, a) for t, a in zip(tensors, args)]
+        shape = infer_shape(op, [self.graph.shapes[i] if i else None for i in inputs], attrs)
+        self.graph.nodes.append(Node(op, name, inputs, [name], attrs))
+        self.graph.shapes[name] = shape
+        return Value(name, shape)
+
+
+def _eager(op, arguments):
+    """Run a functional op for real while tracing (its inputs are all constants)."""
+    hook, F._trace_hook = F._trace_hook, None
+    try:
+        return getattr(F, op)(**arguments)
+    finally:
+        F._trace_hook = hook
+
+
+def trace(model, input_shape):
+    """Trace `model` on one float32 input of `input_shape` into a `Graph`.
+
+    The model runs in eval mode (its previous modes are restored afterwards) on a symbolic `Value`; each
+    `convcore.functional` call becomes one Node named after the module that made it, module parameters become graph
+    params named by their path ("layer1.0.conv1.weight"), and output shapes come from per-op shape rules (no kernel
+    runs). Python control flow is resolved for this input shape. The graph's params are the model's own arrays, not
+    copies: graph passes must replace them, never modify them in place.
+
+    Args:
+        model: a `convcore.nn.Module` (or any callable built from functional ops).
+        input_shape: the input's shape, e.g. (1, 3, 224, 224).
+
+    Returns:
+        A Graph with one input named "input"; its outputs are the Value(s) the model returns (a Value or a
+        tuple / list of them).
+
+    Example:
+        >>> g = convcore.trace(resnet18().eval(), (1, 3, 224, 224))
+        >>> g.nodes[0].name, g.nodes[0].op
+        ('conv1', 'conv2d')
+    """
+    if not isinstance(input_shape, (tuple, list)) or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in input_shape):
+        raise TypeError(f"expected input_shape as a tuple of ints (got {input_shape!r})")
+    if any(d < 1 for d in input_shape):
+        raise ValueError(f"expected positive dimensions in input_shape (got {tuple(input_shape)})")
+    if F._trace_hook is not None or nn_module._call_hook is not None:
+        raise RuntimeError("convcore.trace cannot run inside another trace")
+    graph = Graph(name=type(model).__name__)
+    is_module = isinstance(model, nn_module.Module)
+    tracer = _Tracer(model, graph) if is_module else _Tracer(nn_module.Module(), graph)
+    x = Value(tracer._unique("input"), input_shape)
+    graph.inputs.append(x.name)
+    graph.shapes[x.name] = x.shape
+    modes = [(m, m.training) for m in model.modules()] if is_module else []
+    if is_module:
+        model.eval()
+    F._trace_hook, nn_module._call_hook = tracer.record, tracer.call_module
+    try:
+        out = model(x)
+    finally:
+        F._trace_hook = nn_module._call_hook = None
+        for module, training in modes:
+            object.__setattr__(module, "training", training)
+    outputs = list(out) if isinstance(out, (tuple, list)) else [out]
+    for value in outputs:
+        if not isinstance(value, Value):
+            raise TypeError(f"expected the model to return a traced Value or a tuple of them (got "
+                            f"{type(value).__name__}): outputs must be computed with convcore.functional ops")
+    graph.outputs = [value.name for value in outputs]
+    return graph

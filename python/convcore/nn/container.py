@@ -1,0 +1,171 @@
+"""Containers: Sequential, ModuleList, ModuleDict (as in torch.nn)."""
+
+from collections import OrderedDict
+
+from .module import Module
+
+
+def _position(index, length):
+    """Normalize an int index (negative counts from the end) or raise IndexError."""
+    if not isinstance(index, int):
+        raise TypeError(f"expected an int or slice index (got {type(index).__name__})")
+    if not -length <= index < length:
+        raise IndexError(f"index {index} is out of range for a container of {length} modules")
+    return index % length
+
+
+class Sequential(Module):
+    """Calls its modules in order, feeding each one's output to the next.
+
+    Args:
+        *args: modules, named '0', '1', ...; or a single OrderedDict of name -> module.
+
+    Example:
+        >>> block = Sequential(Conv2d(3, 8, 3), BatchNorm2d(8), ReLU())
+        >>> block[0], len(block), block[1:]   # indexing, length, slicing (a Sequential with the same names)
+    """
+
+    def __init__(self, *args):
+        super().__init__()
+        if len(args) == 1 and isinstance(args[0], OrderedDict):
+            for name, module in args[0].items():
+                self.add_module(name, module)
+        else:
+            for i, module in enumerate(args):
+                self.add_module(str(i), module)
+
+    def __getitem__(self, index):
+        items = list(self._modules.items())
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(items[index]))
+        return items[_position(index, len(items))][1]
+
+    def __setitem__(self, index, module):
+        name = list(self._modules)[_position(index, len(self._modules))]
+        self.add_module(name, module)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        """Add `module` at the end (named by its position); returns self."""
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules):
+        """Append each of `modules`; returns self."""
+        for module in modules:
+            self.append(module)
+        return self
+
+    def forward(self, x):
+        for module in self:
+            x = module(x)
+        return x
+
+
+class ModuleList(Module):
+    """Holds modules in a list, registered as children '0', '1', ... (for their parameters and state_dict keys).
+
+    Args:
+        modules: optional iterable of modules.
+
+    Example:
+        >>> blocks = ModuleList([Conv2d(8, 8, 3, padding=1) for _ in range(3)])
+        >>> blocks.append(ReLU()); len(blocks)
+        4
+    """
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def __getitem__(self, index):
+        values = list(self._modules.values())
+        if isinstance(index, slice):
+            return ModuleList(values[index])
+        return values[_position(index, len(values))]
+
+    def __setitem__(self, index, module):
+        self.add_module(str(_position(index, len(self))), module)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        """Add `module` at the end; returns self."""
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules):
+        """Append each of `modules`; returns self."""
+        for module in modules:
+            self.append(module)
+        return self
+
+    def insert(self, index, module):
+        """Insert `module` before position `index`, renaming the ones after it."""
+        values = list(self._modules.values())
+        values.insert(index, module)
+        self._modules.clear()
+        self.extend(values)
+
+
+class ModuleDict(Module):
+    """Holds modules in an ordered dict; keys are their names as children.
+
+    Args:
+        modules: optional mapping or iterable of (name, module) pairs.
+
+    Example:
+        >>> heads = ModuleDict({"cls": Linear(64, 10), "box": Linear(64, 4)})
+        >>> list(heads), heads["cls"]
+    """
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key):
+        return self._modules[key]
+
+    def __setitem__(self, key, module):
+        self.add_module(key, module)
+
+    def __delitem__(self, key):
+        del self._modules[key]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def __contains__(self, key):
+        return key in self._modules
+
+    def keys(self):
+        """The names, in insertion order."""
+        return self._modules.keys()
+
+    def items(self):
+        """(name, module) pairs, in insertion order."""
+        return self._modules.items()
+
+    def values(self):
+        """The modules, in insertion order."""
+        return self._modules.values()
+
+    def update(self, modules):
+        """Add or replace modules from a mapping or an iterable of (name, module) pairs."""
+        pairs = modules.items() if hasattr(modules, "items") else modules
+        for key, module in pairs:
+            self[key] = module
