@@ -20,11 +20,15 @@ def _is_int(v) -> bool:
 
 
 def integer(v, name: str, minimum: int | None = None) -> int:
+    """An int (bools refused) in [minimum, MAX_ELEMENTS]: no size, stride or padding needs more, and the bound keeps
+    every product the kernels form far from 64-bit overflow."""
     if not _is_int(v):
         raise TypeError(f"{name}: expected an int (got {type(v).__name__} {v!r})")
     v = operator.index(v)
     if minimum is not None and v < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum} (got {v})")
+    if abs(v) > MAX_ELEMENTS:
+        raise ValueError(f"{name}: expected an int of magnitude <= {MAX_ELEMENTS} (got {v})")
     return v
 
 

@@ -194,7 +194,7 @@ def _adaptive(x, output_size, is_max):
     if not isinstance(output_size, (tuple, list)) or len(output_size) != 2:
         raise TypeError(f"output_size: expected an int or a pair (got {output_size!r})")
     size = [x.shape[2 + i] if s is None else V.integer(s, "output_size", 1) for i, s in enumerate(output_size)]
-    out = np.empty((x.shape[0], x.shape[1], size[0], size[1]), np.float32)
+    out = V.output(None, (x.shape[0], x.shape[1], size[0], size[1]), "output_size")
     _core.adaptive_pool2d(x, out, is_max)
     return out
 

@@ -1,0 +1,219 @@
+"""The model registry: names -> builders with metadata, `list_models`, `get_model` and `summary`."""
+
+import difflib
+import fnmatch
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from .. import functional as F
+from ..nn import Module
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Metadata of one registered model.
+
+    Attributes:
+        name: registry name, e.g. 'resnet50'.
+        builder: the function that builds it (keyword options: num_classes, in_channels, model specific ones).
+        family: architecture family, e.g. 'resnet'.
+        input_size: default input (C, H, W), the resolution the model was designed or trained for.
+        min_size: smallest H (= W) the architecture runs at with its default options.
+        source: where the architecture (and its state_dict layout) comes from.
+        convert: optional function mapping a foreign state_dict to this model's keys (see `convert_state_dict`).
+    """
+
+    name: str
+    builder: Callable[..., Module]
+    family: str
+    input_size: tuple
+    min_size: int
+    source: str
+    convert: Optional[Callable[[dict], dict]] = None
+
+
+_MODELS = {}
+
+
+def register_model(name, *, family, source, input_size=(3, 224, 224), min_size=32, convert=None):
+    """Decorator adding a builder to the registry under `name` (used by the model files)."""
+
+    def decorate(builder):
+        if name in _MODELS:
+            raise ValueError(f"expected a new model name (got {name!r}, already registered)")
+        _MODELS[name] = ModelInfo(name, builder, family, tuple(input_size), min_size, source, convert)
+        return builder
+
+    return decorate
+
+
+def list_models(pattern=None):
+    """Return the sorted names of the registered models.
+
+    Args:
+        pattern: optional shell-style filter, e.g. 'resnet*' or '*_bn'.
+
+    Example:
+        >>> list_models('vgg1?')
+        ['vgg11', 'vgg13', 'vgg16', 'vgg19']
+    """
+    names = sorted(_MODELS)
+    if pattern is not None:
+        if not isinstance(pattern, str):
+            raise TypeError(f"expected a str for pattern (got {type(pattern).__name__})")
+        names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+    return names
+
+
+def get_model_info(name):
+    """Return the `ModelInfo` of a registered model; ValueError (with close names) for an unknown one."""
+    if not isinstance(name, str):
+        raise TypeError(f"expected a model name as str (got {type(name).__name__})")
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, list(_MODELS), n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "; see convcore.models.list_models()"
+        raise ValueError(f"expected a registered model name (got {name!r}){hint}")
+    return _MODELS[name]
+
+
+def convert_state_dict(name, state_dict):
+    """Map a foreign checkpoint's keys to the keys of model `name` (identity when the model needs no map).
+
+    Used by `get_model(name, weights=...)`. Models with a map: the densenets (torchvision's legacy
+    'norm.1'-style keys, as torchvision itself fixes them on load).
+
+    Args:
+        name: registered model name.
+        state_dict: mapping from names to arrays.
+
+    Returns:
+        A dict with the converted keys (the arrays are not copied).
+    """
+    info = get_model_info(name)
+    state_dict = dict(state_dict)
+    return info.convert(state_dict) if info.convert is not None else state_dict
+
+
+def get_model(name, weights=None, **kwargs):
+    """Build a registered model in eval mode, optionally loading weights.
+
+    Args:
+        name: a name from `list_models()`.
+        weights: None (random initialization), a checkpoint path (read with `convcore.io.load_checkpoint`: .pth,
+            .safetensors, .npz) or a mapping of arrays. Keys are passed through `convert_state_dict` and loaded
+            strictly: a missing, unexpected or mis-shaped key is a ValueError.
+        **kwargs: builder options, e.g. num_classes=10, in_channels=1.
+
+    Returns:
+        The model, in eval mode.
+
+    Example:
+        >>> model = get_model('resnet18', num_classes=10)
+        >>> model(np.zeros((1, 3, 64, 64), np.float32)).shape
+        (1, 10)
+    """
+    info = get_model_info(name)
+    model = info.builder(**kwargs)
+    if weights is not None:
+        if isinstance(weights, (str, os.PathLike)):
+            from ..io import load_checkpoint
+
+            state_dict = load_checkpoint(weights)
+        elif hasattr(weights, "items"):
+            state_dict = weights
+        else:
+            raise TypeError(f"expected weights as None, a path or a mapping (got {type(weights).__name__})")
+        model.load_state_dict(convert_state_dict(name, state_dict))
+    return model.eval()
+
+
+def count_parameters(model):
+    """Number of parameter elements of a module (buffers such as BN running statistics excluded)."""
+    return int(sum(np.prod(p.shape, dtype=np.int64) for p in model.parameters()))
+
+
+def _macs(op, args, out):
+    """Multiply-accumulates of one functional call (conv and linear layers; everything else counts 0)."""
+    if op == "conv2d":
+        w = args["weight"]
+        return out.size * int(np.prod(w.shape[1:]))
+    if op == "depthwise_conv2d":
+        w = args["weight"]
+        return out.size * w.shape[2] * w.shape[3]
+    if op == "separable_conv2d":
+        dw, pw = args["depthwise_weight"], args["pointwise_weight"]
+        n, _, h, w_ = out.shape
+        return n * h * w_ * (dw.shape[0] * dw.shape[2] * dw.shape[3] + pw.shape[0] * pw.shape[1])
+    if op == "linear":
+        return out.size * args["weight"].shape[1]
+    return 0
+
+
+def summary(name_or_model, input_size=None):
+    """Parameters and compute of a model at one input size.
+
+    Counts the multiply-accumulates (MACs) of every convolution and linear layer by running one batch-1 forward pass
+    on zeros with a counting hook on `convcore.functional` (so it counts exactly what the model executes).
+    `gflops` is 2 * MACs / 1e9 (one MAC = a multiply and an add). Note that torchvision's "GFLOPS" column (its
+    weights' `_ops` metadata) is really GMACs, i.e. our `gmacs`.
+
+    Args:
+        name_or_model: a registered name or a built `Module`.
+        input_size: (C, H, W) or (H, W); default: the registered model's `input_size` (required for a bare Module).
+
+    Returns:
+        dict with 'params', 'macs', 'gmacs', 'gflops', 'input_size' (C, H, W) and 'output_shape'.
+
+    Example:
+        >>> summary('resnet50')['gmacs']  # torchvision lists 4.089
+        4.089
+    """
+    if isinstance(name_or_model, str):
+        info = get_model_info(name_or_model)
+        model = info.builder().eval()
+        default = info.input_size
+    elif isinstance(name_or_model, Module):
+        model, default = name_or_model, None
+    else:
+        raise TypeError(f"expected a model name or a Module for name_or_model (got {type(name_or_model).__name__})")
+    if input_size is None:
+        if default is None:
+            raise ValueError("expected input_size for a Module that is not in the registry (got None)")
+        input_size = default
+    input_size = tuple(int(s) for s in input_size)
+    if len(input_size) == 2:
+        first = next(iter(model.parameters()), None)
+        channels = first.shape[1] if first is not None and first.ndim == 4 else 3
+        input_size = (channels,) + input_size
+    if len(input_size) != 3:
+        raise ValueError(f"expected input_size as (C, H, W) or (H, W) (got {input_size})")
+
+    total = [0]
+    previous = F._trace_hook
+
+    def count(op, args):
+        F._trace_hook = None  # run the real op without re-entering this hook
+        try:
+            out = getattr(F, op)(**args)
+        finally:
+            F._trace_hook = count
+        total[0] += _macs(op, args, out)
+        return out
+
+    F._trace_hook = count
+    try:
+        out = model(np.zeros((1,) + input_size, np.float32))
+    finally:
+        F._trace_hook = previous
+    macs = total[0]
+    return {
+        "params": count_parameters(model),
+        "macs": macs,
+        "gmacs": round(macs / 1e9, 3),
+        "gflops": round(2 * macs / 1e9, 3),
+        "input_size": input_size,
+        "output_shape": tuple(out.shape),
+    }
