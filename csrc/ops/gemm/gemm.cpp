@@ -37,18 +37,23 @@ void gemm_pack_a(const float* a, index_t lda, index_t m, index_t k, int mr, floa
 
 std::vector<GemmTask> gemm_tasks(index_t M, index_t N, const GemmConfig& cfg, index_t independent_problems,
                                  int threads, index_t max_nc) {
-  const index_t nr = cfg.nr, mpanels = ceil_div(M, cfg.mr);
-  const index_t want = 4 * static_cast<index_t>(threads);  // a few tasks per thread balance uneven tails
-  index_t nc = std::min<index_t>(ceil_div(N, nr) * nr, std::max<index_t>(max_nc / nr, 1) * nr);
-  // Shrink column blocks (not below one panel) while the problem has too few tasks.
-  while (independent_problems * ceil_div(N, nc) < want && nc > nr) nc = std::max<index_t>(nr, (nc / 2 / nr) * nr);
-  const index_t nblocks = ceil_div(N, nc);
+  const index_t nr = cfg.nr, mpanels = ceil_div(M, cfg.mr), npanels = ceil_div(N, nr);
+  // Column blocks of whole panels, as equal as possible: every task streams all of A, so a thin tail block would
+  // cost nearly as much as a full one.
+  index_t nblocks = ceil_div(npanels, std::max<index_t>(max_nc / nr, 1));
+  if (threads > 1)  // a couple of tasks per thread balance uneven progress
+    nblocks = std::min(npanels, std::max(nblocks, ceil_div(2 * static_cast<index_t>(threads), independent_problems)));
+  const index_t per_block = ceil_div(npanels, nblocks);
+  nblocks = ceil_div(npanels, per_block);
+  // Too few blocks for the threads: split the row panels as well.
   index_t msplit = 1;
-  if (independent_problems * nblocks < threads) msplit = std::min<index_t>(mpanels, ceil_div(threads, independent_problems * nblocks));
+  if (independent_problems * nblocks < threads)
+    msplit = std::min<index_t>(mpanels, ceil_div(threads, independent_problems * nblocks));
   std::vector<GemmTask> tasks;
   for (index_t b = 0; b < nblocks; ++b)
     for (index_t s = 0; s < msplit; ++s)
-      tasks.push_back({b * nc, std::min(N, (b + 1) * nc), mpanels * s / msplit, mpanels * (s + 1) / msplit});
+      tasks.push_back({b * per_block * nr, std::min(N, (b + 1) * per_block * nr), mpanels * s / msplit,
+                       mpanels * (s + 1) / msplit});
   return tasks;
 }
 
