@@ -31,6 +31,20 @@ std::atomic<int>& slot() {
 
 int num_threads() { return slot().load(std::memory_order_relaxed); }
 
+namespace {
+std::atomic<double>& grain_slot() {
+  static std::atomic<double> scale{1.0};
+  return scale;
+}
+}  // namespace
+
+double grain_scale() { return grain_slot().load(std::memory_order_relaxed); }
+
+void set_grain_scale(double scale) {
+  if (!(scale >= 0.0)) throw std::invalid_argument("scale: expected a value >= 0");
+  grain_slot().store(scale);
+}
+
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("num_threads: expected an integer >= 1 (got " + std::to_string(n) + ")");
   slot().store(n);

@@ -4,6 +4,19 @@
 namespace convcore {
 
 int num_threads();
+
+// Threads worth starting for `work` units when each should get at least `grain` of them. Small ops stay on the calling
+// thread: a hand-off to other threads costs microseconds when the CPUs are idle and whole scheduler time slices when
+// they are oversubscribed (a spinning OpenMP barrier waiting for a descheduled worker).
+// grain_scale() multiplies every grain; tests set it to 0 so that tiny shapes still run (and check) the parallel paths.
+double grain_scale();
+void set_grain_scale(double scale);
+
+inline int threads_for(double work, double grain) {
+  const double useful = work / (grain * grain_scale());
+  const int n = num_threads();
+  return useful >= n ? n : (useful < 1.0 ? 1 : static_cast<int>(useful));
+}
 void set_num_threads(int n);  // n >= 1
 int default_num_threads();    // OMP_NUM_THREADS if set, else the CPUs in this process's affinity mask
 const char* openmp_runtime();

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 import os as _os
 
+# OpenMP workers spin this many times before sleeping when they run out of work (GNU libgomp reads it when the
+# library loads, i.e. on the import below). libgomp's default (300000) lets idle workers keep a CPU busy between
+# operators; on a machine that is also running other work (decoding threads, other processes) that spinning starves
+# the thread doing the real work and an operator can take a whole scheduler time slice. Set GOMP_SPINCOUNT or
+# OMP_WAIT_POLICY yourself to override.
+if "GOMP_SPINCOUNT" not in _os.environ and "OMP_WAIT_POLICY" not in _os.environ:
+    _os.environ["GOMP_SPINCOUNT"] = "10000"
+
 from . import _core
 from . import functional, nn
 from .graph import Graph, trace
@@ -36,7 +44,7 @@ def show_config(print_out: bool = True) -> dict:
         print(f"  active ISA:     {cfg['isa']}" + ("  (forced by CONVCORE_ISA)" if _os.environ.get("CONVCORE_ISA") else ""))
         print(f"  GEMM kernel:    {cfg['gemm_kernel']}")
         print(f"  threads:        {cfg['num_threads']}")
-        print(f"  OpenMP:         {cfg['openmp']}")
+        print(f"  OpenMP:         {cfg['openmp']} (GOMP_SPINCOUNT={_os.environ.get('GOMP_SPINCOUNT', 'default')})")
         print(f"  compiler:       {cfg['compiler']}")
     return cfg
 

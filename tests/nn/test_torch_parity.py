@@ -8,7 +8,7 @@ import pytest
 
 from reference import assert_close
 
-nn = pytest.importorskip("convcore.nn", reason="convcore is not built")
+from convcore import nn
 torch = pytest.importorskip("torch")
 tnn = torch.nn
 

@@ -14,9 +14,9 @@ void unary(UnaryOp op, float alpha, const float* x, float* y, index_t n) {
     case Isa::avx2: fn = avx2::f32_unary_avx2; break;
     case Isa::scalar: break;
   }
-  constexpr index_t kChunk = 16384;  // below this, thread start-up costs more than it saves
+  constexpr index_t kChunk = 65536;  // elements per thread at least (and per scheduling chunk)
   const index_t chunks = ceil_div(n, kChunk);
-#pragma omp parallel for schedule(static) num_threads(std::min<index_t>(num_threads(), std::max<index_t>(chunks, 1)))
+#pragma omp parallel for schedule(static) num_threads(threads_for(static_cast<double>(n), kChunk))
   for (index_t c = 0; c < chunks; ++c) {
     const index_t lo = c * kChunk, len = std::min(kChunk, n - lo);
     fn(op, alpha, x + lo, y + lo, len);

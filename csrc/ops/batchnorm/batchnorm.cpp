@@ -19,7 +19,7 @@ void batch_norm(index_t N, index_t C, index_t inner, const float* x, const float
     shift[c] = static_cast<float>((bias ? bias[c] : 0.0) - mean[c] * sc);
   }
   const index_t planes = N * C;
-#pragma omp parallel for num_threads(std::min<index_t>(num_threads(), std::max<index_t>(1, planes * inner / 16384 + 1)))
+#pragma omp parallel for num_threads(threads_for(static_cast<double>(planes) * inner, 1 << 17))
   for (index_t p = 0; p < planes; ++p) {
     const float a = scale[p % C], b = shift[p % C];
     const float* xp = x + p * inner;

@@ -76,11 +76,11 @@ struct Im2colPacker {
 void conv2d_gemm(const GemmConfig& cfg, const Conv2dShape& s, const float* x, const float* w, const float* bias,
                  float* y, Clamp clamp) {
   const index_t G = s.groups, Cg = s.C / G, Kg = s.K / G, KD = Cg * s.R * s.S, P = s.OH * s.OW;
-  const int threads = num_threads();
+  const int threads = threads_for(2.0 * s.N * s.K * P * KD, 1 << 21);
   // Weights of group g are rows [g*Kg, (g+1)*Kg) of a K x KD row-major matrix: pack each group's rows.
   const index_t a_size = gemm_packed_a_size(Kg, KD, cfg.mr);
   std::vector<float> packed_a(a_size * G);
-#pragma omp parallel for num_threads(std::min<index_t>(threads, G))
+#pragma omp parallel for num_threads(threads_for(static_cast<double>(s.K) * KD, 1 << 17))
   for (index_t g = 0; g < G; ++g) gemm_pack_a(w + g * Kg * KD, KD, Kg, KD, cfg.mr, packed_a.data() + g * a_size);
 
   const std::vector<GemmTask> blocks = gemm_tasks(Kg, P, cfg, s.N * G, threads);

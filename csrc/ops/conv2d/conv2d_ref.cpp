@@ -9,7 +9,7 @@ namespace convcore {
 
 void conv2d_ref(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Clamp clamp) {
   const index_t Cg = s.C / s.groups, Kg = s.K / s.groups;
-#pragma omp parallel for collapse(2) num_threads(num_threads())
+#pragma omp parallel for collapse(2) num_threads(threads_for(2.0 * s.N * s.K * s.OH * s.OW * (s.C / s.groups) * s.R * s.S, 1 << 18))
   for (index_t n = 0; n < s.N; ++n)
     for (index_t k = 0; k < s.K; ++k) {
       const index_t g = k / Kg;

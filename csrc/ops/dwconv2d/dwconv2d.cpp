@@ -32,7 +32,7 @@ void dwconv2d(const Conv2dShape& s, const float* x, const float* w, const float*
   const index_t phase_w = ceil_div(s.OW, kDwMaxVector) * kDwMaxVector + ((s.S - 1) * s.dil_w) / sw + 1;
   const index_t phase_size = PH * phase_w;
   const index_t planes = s.N * s.K;
-#pragma omp parallel num_threads(std::min<index_t>(num_threads(), planes))
+#pragma omp parallel num_threads(threads_for(static_cast<double>(planes) * s.OH * s.OW * s.R * s.S, 1 << 18))
   {
     std::vector<float> xph(phase_size * sw);
     index_t padded_channel = -1;  // consecutive planes of one input channel (multiplier > 1) reuse the copy

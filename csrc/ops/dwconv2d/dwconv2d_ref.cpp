@@ -7,7 +7,7 @@ namespace convcore {
 
 void dwconv2d_ref(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Clamp clamp) {
   const index_t mult = s.K / s.C;
-#pragma omp parallel for collapse(2) num_threads(num_threads())
+#pragma omp parallel for collapse(2) num_threads(threads_for(static_cast<double>(s.N) * s.K * s.OH * s.OW * s.R * s.S, 1 << 16))
   for (index_t n = 0; n < s.N; ++n)
     for (index_t k = 0; k < s.K; ++k) {
       const float* xc = x + (n * s.C + k / mult) * s.H * s.W;

@@ -42,7 +42,7 @@ void binary_impl(const std::vector<index_t>& shape, const float* a, const std::v
   const index_t inner = shape[nd - 1];
   index_t rows = 1;
   for (int d = 0; d < nd - 1; ++d) rows *= shape[d];
-#pragma omp parallel for num_threads(std::min<index_t>(num_threads(), std::max<index_t>(1, rows * inner / 16384 + 1)))
+#pragma omp parallel for num_threads(threads_for(static_cast<double>(rows) * inner, 1 << 17))
   for (index_t r = 0; r < rows; ++r) {
     index_t rem = r, oa = 0, ob = 0;  // row index -> element offsets of a and b
     for (int d = nd - 2; d >= 0; --d) {
@@ -68,7 +68,7 @@ void binary(BinaryOp op, const std::vector<index_t>& shape, const float* a, cons
 void concat(index_t outer, const std::vector<const float*>& xs, const std::vector<index_t>& chunk, float* out) {
   index_t row = 0;
   for (index_t c : chunk) row += c;
-#pragma omp parallel for num_threads(std::min<index_t>(num_threads(), std::max<index_t>(1, outer * row / 65536 + 1)))
+#pragma omp parallel for num_threads(threads_for(static_cast<double>(outer) * row, 1 << 18))
   for (index_t o = 0; o < outer; ++o) {
     float* dst = out + o * row;
     for (size_t i = 0; i < xs.size(); ++i) {

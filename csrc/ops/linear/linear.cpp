@@ -13,7 +13,7 @@ void linear(index_t M, index_t N, index_t K, const float* x, const float* w, con
   const GemmConfig* cfg = gemm_config(active_isa());
   if (cfg == nullptr) return linear_ref(M, N, K, x, w, bias, y);
   const float inf = std::numeric_limits<float>::infinity();
-  gemm_abt(*cfg, M, N, K, x, w, bias, y, Clamp{-inf, inf}, num_threads());
+  gemm_abt(*cfg, M, N, K, x, w, bias, y, Clamp{-inf, inf}, threads_for(2.0 * M * N * K, 1 << 21));
 }
 
 }  // namespace convcore

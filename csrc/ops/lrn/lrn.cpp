@@ -13,7 +13,7 @@ namespace convcore {
 void lrn(index_t N, index_t C, index_t inner, index_t size, index_t before, index_t after, double alpha, double beta,
          double k, const float* x, float* y) {
   require(size >= 1 && before >= 0 && after >= 0, "lrn: size must be >= 1");
-#pragma omp parallel num_threads(std::min<index_t>(num_threads(), N * C))
+#pragma omp parallel num_threads(threads_for(static_cast<double>(N) * C * inner * size, 1 << 17))
   {
     std::vector<double> acc(inner);
 #pragma omp for collapse(2)

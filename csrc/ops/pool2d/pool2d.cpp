@@ -22,7 +22,7 @@ void pool2d_check(const Pool2dShape& s) {
 void max_pool2d(const Pool2dShape& s, const float* x, float* y) {
   pool2d_check(s);
   const index_t planes = s.N * s.C;
-#pragma omp parallel for num_threads(std::min<index_t>(num_threads(), planes))
+#pragma omp parallel for num_threads(threads_for(static_cast<double>(planes) * s.OH * s.OW * s.kh * s.kw, 1 << 17))
   for (index_t pl = 0; pl < planes; ++pl) {
     const float* xp = x + pl * s.H * s.W;
     float* yp = y + pl * s.OH * s.OW;
@@ -49,7 +49,7 @@ void max_pool2d(const Pool2dShape& s, const float* x, float* y) {
 void avg_pool2d(const Pool2dShape& s, bool count_include_pad, const float* x, float* y) {
   pool2d_check(s);
   const index_t planes = s.N * s.C;
-#pragma omp parallel for num_threads(std::min<index_t>(num_threads(), planes))
+#pragma omp parallel for num_threads(threads_for(static_cast<double>(planes) * s.OH * s.OW * s.kh * s.kw, 1 << 17))
   for (index_t pl = 0; pl < planes; ++pl) {
     const float* xp = x + pl * s.H * s.W;
     float* yp = y + pl * s.OH * s.OW;
@@ -74,7 +74,7 @@ void adaptive_pool2d(bool is_max, index_t N, index_t C, index_t H, index_t W, in
                      float* y) {
   require(N >= 1 && C >= 1 && H >= 1 && W >= 1 && OH >= 1 && OW >= 1, "adaptive_pool2d: sizes must be positive");
   const index_t planes = N * C;
-#pragma omp parallel for num_threads(std::min<index_t>(num_threads(), planes))
+#pragma omp parallel for num_threads(threads_for(static_cast<double>(planes) * H * W, 1 << 17))
   for (index_t pl = 0; pl < planes; ++pl) {
     const float* xp = x + pl * H * W;
     float* yp = y + pl * OH * OW;

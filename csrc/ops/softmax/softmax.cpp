@@ -13,7 +13,7 @@ namespace convcore {
 // Max-subtracted, summed in double: exact enough for 1000-class heads and long axes alike.
 void softmax(index_t outer, index_t len, index_t inner, bool log, const float* x, float* y) {
   const index_t rows = outer * inner;
-#pragma omp parallel for num_threads(std::min<index_t>(num_threads(), std::max<index_t>(1, rows * len / 16384 + 1)))
+#pragma omp parallel for num_threads(threads_for(static_cast<double>(rows) * len, 1 << 16))
   for (index_t row = 0; row < rows; ++row) {
     const index_t o = row / inner, i = row % inner;
     const float* xr = x + o * len * inner + i;

@@ -1,0 +1,39 @@
+"""Shared test fixtures: ISA and thread-count parametrization, hypothesis profiles, assert_close."""
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from reference import assert_close  # noqa: F401  (re-exported: `from conftest import assert_close`)
+
+import convcore  # a broken build must fail the run, never turn into skipped tests
+
+ISAS = convcore.available_isas()
+
+# The fixtures below are function-scoped; one value serves all of a test's hypothesis examples, which is intended.
+_common = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=40, **_common)
+settings.register_profile("dev", max_examples=300, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    """Run the test with each ISA this build and CPU support ('scalar' = the reference C++ kernels)."""
+    previous = convcore.get_isa()
+    convcore.set_isa(request.param)
+    yield request.param
+    convcore.set_isa(previous)
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    """Run the test with 1 and 2 threads. Small ops normally stay on one thread; with 2 the grain is dropped so the
+    test's small shapes run the parallel paths too."""
+    previous = convcore.get_num_threads()
+    convcore.set_num_threads(request.param)
+    convcore._core.set_grain_scale(0.0 if request.param > 1 else 1.0)
+    yield request.param
+    convcore._core.set_grain_scale(1.0)
+    convcore.set_num_threads(previous)
