@@ -54,5 +54,7 @@ class SqueezeExcitation(nn.Module):
 def check_common(num_classes, in_channels):
     """Validate the options every builder takes."""
     for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"expected a positive int for {name} (got {value!r})")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"expected an int for {name} (got {type(value).__name__})")
+        if value < 1:
+            raise ValueError(f"expected a positive {name} (got {value})")

@@ -185,8 +185,11 @@ def summary(name_or_model, input_size=None):
         input_size = default
     input_size = tuple(int(s) for s in input_size)
     if len(input_size) == 2:
-        first = next(iter(model.parameters()), None)
-        channels = first.shape[1] if first is not None and first.ndim == 4 else 3
+        if default is not None:
+            channels = default[0]
+        else:  # the input channels of the first conv (its weight is the first 4-D parameter)
+            first = next((p for p in model.parameters() if p.ndim == 4), None)
+            channels = 3 if first is None else first.shape[1]
         input_size = (channels,) + input_size
     if len(input_size) != 3:
         raise ValueError(f"expected input_size as (C, H, W) or (H, W) (got {input_size})")

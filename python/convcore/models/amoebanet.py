@@ -7,9 +7,10 @@ cell before the 2nd and 3rd stack, ReLU, global average pooling and a linear cla
 (BN eps 1e-3); separable ops are two stacked (ReLU, depthwise kxk, pointwise 1x1, BN); the 1x7-7x1 op is a
 bottleneck at a quarter of the channels. Parameters: N=4, F=50: 5.09M; N=6, F=190: 86.7M; N=6, F=448: 468M (the
 paper: 5.1M, 86.7M, 469M). The auxiliary head and drop path are training-only and not built. Our own state_dict
-layout (there is no reference PyTorch checkpoint). One deviation: the reference asserts an even filter count in
-its factorized reduction; here an odd count (F=190 gives 47 and 95 in the stem cells) gives the extra channel to
-the second path.
+layout (there is no reference PyTorch checkpoint). Deviations: strided ops pad symmetrically (k // 2) where TF pads
+'SAME' (same output sizes, the extra row on the other side); the reference asserts an even filter count in its
+factorized reduction, here an odd count (F=190 gives 47 and 95 in the stem cells) gives the extra channel to the
+second path.
 """
 
 import numpy as np
@@ -188,11 +189,11 @@ class AmoebaNet(nn.Module):
                  dropout=0.5):
         super().__init__()
         check_common(num_classes, in_channels)
-        for name, value in (("num_normal_cells", num_normal_cells), ("filters", filters)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"expected a positive int for {name} (got {value!r})")
-        if filters < 4:
-            raise ValueError(f"expected filters >= 4 (got {filters})")
+        for name, value, least in (("num_normal_cells", num_normal_cells, 1), ("filters", filters, 4)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"expected an int for {name} (got {type(value).__name__})")
+            if value < least:  # filters / 4 channels in the first stem cell
+                raise ValueError(f"expected {name} >= {least} (got {value})")
         self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_filters, 3, stride=2, bias=False),
                                   nn.BatchNorm2d(stem_filters, eps=_EPS))
         # (reduction, filter scale) for every cell: 2 stem reduction cells, then N normal / reduction / N / ... / N

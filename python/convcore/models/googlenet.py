@@ -58,13 +58,14 @@ class InceptionAux(nn.Module):
 class GoogLeNet(nn.Module):
     """GoogLeNet with torchvision's structure and state_dict keys.
 
-    Inference only: the output is always the main logits; the auxiliary heads (aux1, aux2) exist only so that
-    checkpoints containing them (torchvision's googlenet-1378be20.pth does) load strictly.
+    Inference only: the output is always the main logits. The auxiliary heads (aux1, aux2) are built only with
+    aux_logits=True; otherwise a checkpoint's aux weights (torchvision's googlenet-1378be20.pth has them) are
+    ignored on load.
 
     Args:
         num_classes: output classes.
         in_channels: input image channels.
-        aux_logits: build the auxiliary heads aux1/aux2 (default False; True to load torchvision's checkpoint).
+        aux_logits: build the auxiliary heads aux1/aux2 (training-only; default False).
         transform_input: re-normalize the input from ImageNet mean/std to the [-1, 1] range the original weights
             expect, as torchvision does (needs 3 input channels).
         dropout: dropout before fc (identity at inference); dropout_aux: in the aux heads.
@@ -110,6 +111,13 @@ class GoogLeNet(nn.Module):
             self.register_buffer("input_scale", std / 0.5, persistent=False)
             self.register_buffer("input_shift", (mean - 0.5) / 0.5, persistent=False)
 
+    def load_state_dict(self, state_dict, strict=True):
+        """Like `Module.load_state_dict`; without aux heads, a checkpoint's aux1.* / aux2.* entries are ignored
+        (torchvision does the same when it loads its weights with aux_logits=False)."""
+        if not self.aux_logits and hasattr(state_dict, "items"):
+            state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("aux1.", "aux2."))}
+        return super().load_state_dict(state_dict, strict=strict)
+
     def forward(self, x):
         if self.transform_input:
             x = F.add(F.mul(x, self.input_scale), self.input_shift)
@@ -126,5 +134,5 @@ class GoogLeNet(nn.Module):
 @register_model("googlenet", family="googlenet", min_size=15,
                 source="torchvision.models.googlenet (Szegedy et al. 2015 'Going Deeper with Convolutions')")
 def googlenet(num_classes=1000, in_channels=3, **kwargs):
-    """GoogLeNet; pass aux_logits=True to load torchvision's checkpoint (it contains the aux heads)."""
+    """GoogLeNet (aux_logits=False and transform_input=False by default)."""
     return GoogLeNet(num_classes=num_classes, in_channels=in_channels, **kwargs)
