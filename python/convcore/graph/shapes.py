@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from .. import _validate as V
+
 # op -> tensor arguments in Node.inputs order. "concat" takes a variable number (its `xs` list).
 TENSOR_ARGS = {
     "conv2d": ("x", "weight", "bias"),
@@ -43,60 +45,28 @@ TENSOR_ARGS = {
 
 def _ints(value, count, name):
     """An int or a tuple of `count` ints -> tuple of `count` ints."""
-    if isinstance(value, (int, np.integer)):
-        return (int(value),) * count
-    values = tuple(int(v) for v in value)
+    if count == 2:
+        return V.pair(value, name)
+    values = tuple(V.integer(v, name) for v in value)
     if len(values) != count:
-        raise ValueError(f"expected an int or {count} ints for {name} (got {value!r})")
+        raise ValueError(f"{name}: expected {count} ints (got {value!r})")
     return values
 
 
-def _pads(padding):
-    """int, (ph, pw) or (top, bottom, left, right) -> (top, bottom, left, right)."""
-    if isinstance(padding, (int, np.integer)):
-        return (int(padding),) * 4
-    padding = tuple(int(p) for p in padding)
-    if len(padding) == 2:
-        return padding[0], padding[0], padding[1], padding[1]
-    if len(padding) == 4:
-        return padding
-    raise ValueError(f"expected padding as an int, 2 or 4 ints (got {padding!r})")
-
-
 def conv_pads(padding, in_hw, kernel_hw, stride=1, dilation=1):
-    """Explicit (top, bottom, left, right) pads of a convolution, resolving 'valid' / 'same' / 'full'.
+    """Explicit (top, bottom, left, right) pads of a convolution, resolving 'valid' / 'same' / 'full' exactly as
+    `convcore.functional.conv2d` does ('same': output ceil(in / stride), the odd extra pixel at the bottom / right as
+    ONNX SAME_UPPER; 'full': dilation * (k - 1) on every side). The ONNX exporter and importer share it."""
+    return V.conv_padding(padding, in_hw, kernel_hw, V.pair(stride, "stride"), V.pair(dilation, "dilation"))
 
-    'same' gives output ceil(in / stride) with the odd extra pixel at the bottom / right (ONNX SAME_UPPER); 'full'
-    pads dilation * (k - 1) on every side. The ONNX exporter and compiler share this helper.
-    """
-    stride, dilation = _ints(stride, 2, "stride"), _ints(dilation, 2, "dilation")
-    extent = [d * (k - 1) + 1 for k, d in zip(kernel_hw, dilation)]
-    if isinstance(padding, str):
-        if padding == "valid":
-            return 0, 0, 0, 0
-        if padding == "full":
-            return extent[0] - 1, extent[0] - 1, extent[1] - 1, extent[1] - 1
-        if padding == "same":
-            pads = []
-            for size, s, e in zip(in_hw, stride, extent):
-                total = max((math.ceil(size / s) - 1) * s + e - size, 0)
-                pads += [total // 2, total - total // 2]
-            return pads[0], pads[1], pads[2], pads[3]
-        raise ValueError(f"expected padding 'valid', 'same' or 'full' (got {padding!r})")
-    return _pads(padding)
+
+def _pads(padding):
+    return V.padding4(padding)
 
 
 def _window_out(size, pad_begin, pad_end, extent, stride, ceil_mode=False):
-    """Sliding-window output length (torch's formula, including its ceil_mode rule)."""
-    span = size + pad_begin + pad_end - extent + (stride - 1 if ceil_mode else 0)
-    out = span // stride + 1
-    # torch: with ceil_mode, the last window must start inside the input or the begin padding.
-    if ceil_mode and (out - 1) * stride >= size + pad_begin:
-        out -= 1
-    if span < 0 or out < 1:
-        raise ValueError(f"window of extent {extent} does not fit the padded input of size "
-                         f"{size + pad_begin + pad_end}")
-    return out
+    """Sliding-window output length: the functional API's own formula (torch's, with its ceil_mode rule)."""
+    return V.out_size(size, extent, stride, pad_begin, pad_end, ceil_mode, "kernel")
 
 
 def _need_4d(shape, op):
