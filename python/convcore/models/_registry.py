@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .. import functional as F
+from ..graph import trace
 from ..nn import Module
 
 
@@ -135,28 +135,28 @@ def count_parameters(model):
     return int(sum(np.prod(p.shape, dtype=np.int64) for p in model.parameters()))
 
 
-def _macs(op, args, out):
-    """Multiply-accumulates of one functional call (conv and linear layers; everything else counts 0)."""
-    if op == "conv2d":
-        w = args["weight"]
-        return out.size * int(np.prod(w.shape[1:]))
-    if op == "depthwise_conv2d":
-        w = args["weight"]
-        return out.size * w.shape[2] * w.shape[3]
-    if op == "separable_conv2d":
-        dw, pw = args["depthwise_weight"], args["pointwise_weight"]
-        n, _, h, w_ = out.shape
-        return n * h * w_ * (dw.shape[0] * dw.shape[2] * dw.shape[3] + pw.shape[0] * pw.shape[1])
-    if op == "linear":
-        return out.size * args["weight"].shape[1]
+def _macs(node, graph):
+    """Multiply-accumulates of one graph node (conv and linear layers; everything else counts 0)."""
+    out = int(np.prod(graph.shapes[node.outputs[0]]))
+    weights = [graph.params[name].shape if name in graph.params else graph.shapes.get(name) for name in node.inputs]
+    if node.op == "conv2d":
+        return out * int(np.prod(weights[1][1:]))
+    if node.op == "depthwise_conv2d":
+        return out * weights[1][2] * weights[1][3]
+    if node.op == "separable_conv2d":
+        dw, pw = weights[1], weights[2]
+        n, _, h, w_ = graph.shapes[node.outputs[0]]
+        return n * h * w_ * (dw[0] * dw[2] * dw[3] + pw[0] * pw[1])
+    if node.op == "linear":
+        return out * weights[1][1]
     return 0
 
 
 def summary(name_or_model, input_size=None):
     """Parameters and compute of a model at one input size.
 
-    Counts the multiply-accumulates (MACs) of every convolution and linear layer by running one batch-1 forward pass
-    on zeros with a counting hook on `convcore.functional` (so it counts exactly what the model executes).
+    Counts the multiply-accumulates (MACs) of every convolution and linear layer in the model's traced graph at batch
+    1 (so it counts exactly what the model executes, without running any kernel).
     `gflops` is 2 * MACs / 1e9 (one MAC = a multiply and an add). Note that torchvision's "GFLOPS" column (its
     weights' `_ops` metadata) is really GMACs, i.e. our `gmacs`.
 
@@ -194,29 +194,13 @@ def summary(name_or_model, input_size=None):
     if len(input_size) != 3:
         raise ValueError(f"expected input_size as (C, H, W) or (H, W) (got {input_size})")
 
-    total = [0]
-    previous = F._trace_hook
-
-    def count(op, args):
-        F._trace_hook = None  # run the real op without re-entering this hook
-        try:
-            out = getattr(F, op)(**args)
-        finally:
-            F._trace_hook = count
-        total[0] += _macs(op, args, out)
-        return out
-
-    F._trace_hook = count
-    try:
-        out = model(np.zeros((1,) + input_size, np.float32))
-    finally:
-        F._trace_hook = previous
-    macs = total[0]
+    graph = trace(model, (1,) + input_size)
+    macs = sum(_macs(node, graph) for node in graph.nodes)
     return {
         "params": count_parameters(model),
         "macs": macs,
         "gmacs": round(macs / 1e9, 3),
         "gflops": round(2 * macs / 1e9, 3),
         "input_size": input_size,
-        "output_shape": tuple(out.shape),
+        "output_shape": tuple(graph.shapes[graph.outputs[0]]),
     }
