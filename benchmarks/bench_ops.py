@@ -3,14 +3,19 @@
 Usage: python benchmarks/bench_ops.py [--threads N] [--isa avx512|avx2|scalar] [--repeat R] [--peak GFLOPS]
 
 Prints median ms and GFLOP/s per layer and the ratio peer_ms / convcore_ms (> 1: convcore is faster). The layers are
-real shapes from the zoo (ResNet, MobileNetV2, EfficientNet, ResNeXt, DeepLab). Numbers on a shared 2-core VM are
-noisy: compare columns of one run, not runs.
+real shapes from the zoo (ResNet, MobileNetV2, EfficientNet, ResNeXt, DeepLab). Each engine runs in its own process,
+one after the other: idle worker threads of one runtime (they spin after work) would otherwise steal the CPUs from
+the next. Numbers on a shared 2-core VM are noisy: compare columns of one run, not runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -84,38 +89,64 @@ def ort_runner(x, w, b, s, p, d, g, threads):
     return lambda: sess.run(None, {"x": x})
 
 
+def make_layer(cin, h, w, cout, k, g, rng):
+    x = rng.standard_normal((1, cin, h, w), dtype=np.float32)
+    wt = rng.standard_normal((cout, cin // g, k, k), dtype=np.float32) * 0.1
+    b = rng.standard_normal(cout, dtype=np.float32)
+    return x, wt, b
+
+
+def run_engine(engine: str, threads: int, repeat: int) -> list[float]:
+    """Median ms per layer for one engine (nan where it is not installed)."""
+    rng = np.random.default_rng(0)
+    times = []
+    for _, (cin, h, w), (cout, k, s, p, d, g) in LAYERS:
+        x, wt, b = make_layer(cin, h, w, cout, k, g, rng)
+        if engine == "convcore":
+            out = F.conv2d(x, wt, b, s, p, d, g)
+            run = lambda: F.conv2d(x, wt, b, s, p, d, g, out=out)  # noqa: E731
+        else:
+            run = (torch_runner if engine == "torch" else ort_runner)(x, wt, b, s, p, d, g, threads)
+        times.append(timeit(run, repeat) if run else float("nan"))
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=convcore.get_num_threads())
     ap.add_argument("--isa", default=None)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--peak", type=float, default=None,
-                    help="machine fp32 peak GFLOP/s for the %%peak column (default: cores x 64 FLOP/cycle x 2.5 GHz)")
+                    help="machine fp32 peak GFLOP/s for the %%peak column (default: threads x 64 FLOP/cycle x 4.2 GHz)")
+    ap.add_argument("--engine", choices=["convcore", "torch", "ort"], help=argparse.SUPPRESS)  # one child process
     args = ap.parse_args()
     convcore.set_num_threads(args.threads)
     if args.isa:
         convcore.set_isa(args.isa)
-    peak = args.peak or args.threads * 64 * 2.5
+    if args.engine:
+        print(json.dumps(run_engine(args.engine, args.threads, args.repeat)))
+        return
+    peak = args.peak or args.threads * 64 * 4.2
     cfg = convcore.show_config(print_out=False)
     print(f"convcore {cfg['version']} isa={cfg['isa']} kernel={cfg['gemm_kernel']} threads={args.threads} "
           f"peak~{peak:.0f} GFLOP/s")
-    header = f"{'layer':24s} {'convcore ms':>11s} {'GFLOP/s':>8s} {'%peak':>6s} {'torch ms':>9s} {'ort ms':>8s} {'torch/cc':>8s} {'ort/cc':>7s}"
+    results = {}
+    for engine in ("convcore", "torch", "ort"):
+        cmd = [sys.executable, __file__, "--engine", engine, "--threads", str(args.threads), "--repeat",
+               str(args.repeat)] + (["--isa", args.isa] if args.isa else [])
+        done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+        if done.returncode != 0:
+            sys.exit(f"{engine} benchmark failed:\n{done.stderr}")
+        results[engine] = json.loads(done.stdout.strip().splitlines()[-1])
+    header = (f"{'layer':24s} {'convcore ms':>11s} {'GFLOP/s':>8s} {'%peak':>6s} {'torch ms':>9s} {'ort ms':>8s} "
+              f"{'torch/cc':>8s} {'ort/cc':>7s}")
     print(header)
     print("-" * len(header))
-    rng = np.random.default_rng(0)
-    for name, (cin, h, w), (cout, k, s, p, d, g) in LAYERS:
-        x = rng.standard_normal((1, cin, h, w), dtype=np.float32)
-        wt = rng.standard_normal((cout, cin // g, k, k), dtype=np.float32) * 0.1
-        b = rng.standard_normal(cout, dtype=np.float32)
-        out = F.conv2d(x, wt, b, s, p, d, g)
-        ms = timeit(lambda: F.conv2d(x, wt, b, s, p, d, g, out=out), args.repeat)
+    for i, (name, (cin, h, w), (cout, k, s, p, d, g)) in enumerate(LAYERS):
+        ms, tms, oms = results["convcore"][i], results["torch"][i], results["ort"][i]
         gf = flops(cin, h, w, cout, k, s, p, d, g) / ms / 1e6
-        peers = []
-        for make in (torch_runner, ort_runner):
-            run = make(x, wt, b, s, p, d, g, args.threads)
-            peers.append(timeit(run, args.repeat) if run else float("nan"))
-        print(f"{name:24s} {ms:11.3f} {gf:8.1f} {100 * gf / peak:5.1f}% {peers[0]:9.3f} {peers[1]:8.3f} "
-              f"{peers[0] / ms:8.2f} {peers[1] / ms:7.2f}")
+        print(f"{name:24s} {ms:11.3f} {gf:8.1f} {100 * gf / peak:5.1f}% {tms:9.3f} {oms:8.3f} "
+              f"{tms / ms:8.2f} {oms / ms:7.2f}")
 
 
 if __name__ == "__main__":
