@@ -9,7 +9,6 @@ import types
 import numpy as np
 import pytest
 
-pytest.importorskip("convcore._core")
 from convcore import data, models  # noqa: E402
 from convcore.cli import main  # noqa: E402
 
@@ -213,7 +212,7 @@ def test_classify_with_a_torchvision_checkpoint_matches_torchvision(capsys, tmp_
 
 @need_pil
 def test_classify_an_onnx_file(capsys, tmp_path, mobilenet_weights):
-    onnx = pytest.importorskip("convcore.onnx")
+    from convcore import onnx
     if not hasattr(onnx, "load") or not hasattr(onnx, "export"):
         pytest.skip("convcore.onnx.load / export are not available")
     model = models.get_model("mobilenet_v2", weights=mobilenet_weights)

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from convcore import graph
 import convcore.functional as F
 from convcore.graph import TENSOR_ARGS, conv_pads, infer_shape  # noqa: E402
 

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from model_helpers import random_input
 
-pytest.importorskip("convcore._core")
 from convcore import models  # noqa: E402
 
 slow = pytest.mark.slow
@@ -100,7 +99,7 @@ def test_bad_model_options():
 ])
 def test_models_trace_to_the_same_function(name, options, size):
     # forward uses only convcore.functional ops, so the graph tracer sees the whole model
-    graph = pytest.importorskip("convcore.graph")
+    from convcore import graph
     model = models.get_model(name, **options)
     x = random_input((2, 3, size, size))
     expected = model(x)

@@ -2,7 +2,6 @@
 
 import pytest
 
-pytest.importorskip("convcore._core")
 from convcore import models  # noqa: E402
 
 slow = pytest.mark.slow

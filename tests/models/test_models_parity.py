@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from model_helpers import assert_logits_close, random_input, randomize_batch_norm, to_numpy_state
 
-pytest.importorskip("convcore._core")
 from convcore import models  # noqa: E402
 
 slow = pytest.mark.slow
@@ -199,7 +198,6 @@ def test_efficientnet_lite0_pretrained_checkpoint(size):
 
 
 def test_efficientnet_lite0_loads_from_path():
-    pytest.importorskip("convcore.io")
     path, state = _lite0_checkpoint()
     ours = models.get_model("efficientnet_lite0", weights=path)
     np.testing.assert_array_equal(ours._fc.weight, state["_fc.weight"])

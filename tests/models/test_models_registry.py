@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from model_helpers import random_input
 
-pytest.importorskip("convcore._core")
 from convcore import models, nn  # noqa: E402
 
 _REQUIRED = (
@@ -79,7 +78,6 @@ def test_weights_mapping_is_loaded_strictly():
 
 
 def test_weights_from_a_checkpoint_file(tmp_path):
-    pytest.importorskip("convcore.io")
     source = models.get_model("resnet18", num_classes=3)
     state = {k: np.random.default_rng(2).standard_normal(v.shape).astype(v.dtype) for k, v in
              source.state_dict().items()}

@@ -1,7 +1,6 @@
 """Helpers shared by the op tests: random inputs, output checks, optional torch."""
 
 import numpy as np
-import pytest
 
 from reference import assert_close
 
@@ -11,7 +10,7 @@ try:
 except ImportError:  # torch is optional: the float64 oracles are the primary check
     torch = TF = None
 
-import convcore.functional as F
+import convcore.functional as F  # noqa: F401  (shared by the op test modules)
 
 
 def rand(rng, *shape, scale=1.0):

@@ -12,7 +12,8 @@ Example:
 """
 
 from .ir import Graph, Node
+from .passes import fold_batchnorm
 from .shapes import TENSOR_ARGS, conv_pads, infer_shape
 from .tracer import Value, trace
 
-__all__ = ["Graph", "Node", "TENSOR_ARGS", "Value", "conv_pads", "infer_shape", "trace"]
+__all__ = ["Graph", "Node", "TENSOR_ARGS", "Value", "conv_pads", "fold_batchnorm", "infer_shape", "trace"]

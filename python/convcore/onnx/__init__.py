@@ -1,0 +1,14 @@
+"""convcore.onnx: export convcore models to ONNX and import ONNX CNNs as convcore modules.
+
+    >>> import convcore.onnx
+    >>> proto = convcore.onnx.export(model, "model.onnx", input_shape=(1, 3, 224, 224))   # opset 17, batch "N"
+    >>> net = convcore.onnx.load("model.onnx")                                            # a convcore.nn.Module
+    >>> y = net(x)
+
+Both directions go through the one Graph IR (`convcore.graph`). Needs the `onnx` package.
+"""
+
+from .export import EXPORTED_OPS, export
+from .importer import IMPORTED_OPS, ONNXModule, load
+
+__all__ = ["EXPORTED_OPS", "IMPORTED_OPS", "ONNXModule", "export", "load"]

@@ -1,0 +1,102 @@
+"""The `convcore export` and `convcore run` commands as plain functions (the console script wires them in).
+
+    $ convcore export resnet18 resnet18.onnx --weights resnet18-f37072fd.pth --opset 17 --batch dynamic
+    $ convcore run resnet18.onnx image.npy --output logits.npy
+"""
+
+import os
+
+import numpy as np
+
+
+def export_command(model_name, out_path, weights=None, opset=17, batch="dynamic", input_size=None):
+    """Export a zoo model to an ONNX file and print a one-line summary.
+
+    Args:
+        model_name: a name from `convcore.models.list_models()`.
+        out_path: the .onnx file to write.
+        weights: optional checkpoint path (.pth, .safetensors, .npz) loaded with `convcore.models.get_model`.
+        opset: ONNX opset, 13 to 21.
+        batch: "dynamic" (a named batch dimension "N") or a fixed positive batch size.
+        input_size: optional (H, W) or (C, H, W); default the model's registered input size.
+
+    Returns:
+        The `onnx.ModelProto` written.
+    """
+    from .. import models
+    from .export import export
+
+    info = models.get_model_info(model_name)
+    if batch == "dynamic":
+        dynamic, size = True, 1
+    elif isinstance(batch, (int, np.integer)) and not isinstance(batch, bool) and batch >= 1 or (
+            isinstance(batch, str) and batch.isdigit() and int(batch) >= 1):
+        dynamic, size = False, int(batch)
+    else:
+        raise ValueError(f"expected batch 'dynamic' or a positive int (got {batch!r})")
+    shape = tuple(info.input_size)
+    if input_size is not None:
+        input_size = tuple(int(s) for s in input_size)
+        shape = input_size if len(input_size) == 3 else (shape[0], *input_size)
+    model = models.get_model(model_name, weights=weights)
+    proto = export(model, out_path, input_shape=(size, *shape), opset=int(opset), dynamic_batch=dynamic)
+    print(f"wrote {out_path}: {model_name}, opset {opset}, input {'N' if dynamic else size}x"
+          f"{'x'.join(map(str, shape))}, {len(proto.graph.node)} nodes, {os.path.getsize(out_path) / 1e6:.1f} MB")
+    return proto
+
+
+def run_command(onnx_path, input_npy, output_npy=None):
+    """Run an ONNX model with convcore on an input stored as .npy, print the output summary, optionally save it.
+
+    Args:
+        onnx_path: the model (loaded with `convcore.onnx.load`).
+        input_npy: a .npy file holding the input batch (float32, or another float dtype converted to float32).
+        output_npy: optional .npy path for the output (.npz when the model has several outputs).
+
+    Returns:
+        The output array (a tuple of arrays for several outputs).
+    """
+    from .importer import load
+
+    net = load(onnx_path)
+    x = np.load(input_npy, allow_pickle=False)
+    if x.dtype.kind != "f":
+        raise ValueError(f"expected a float input array in {input_npy} (got dtype {x.dtype})")
+    y = net(np.ascontiguousarray(x, np.float32))
+    outputs = y if isinstance(y, tuple) else (y,)
+    for name, out in zip(net.graph.outputs, outputs):
+        line = f"{name}: shape {out.shape}"
+        if out.ndim == 2:
+            line += f", argmax {out.argmax(axis=1).tolist()}"
+        print(line)
+    if output_npy is not None:
+        if isinstance(y, tuple):
+            np.savez(output_npy, **dict(zip(net.graph.outputs, outputs)))
+        else:
+            np.save(output_npy, y)
+    return y
+
+
+def _run_from_args(a):
+    if (a.input is None) == (a.input_flag is None):
+        raise ValueError("run: expected the input .npy once, as INPUT or --input (got "
+                         f"{'neither' if a.input is None else 'both'})")
+    return run_command(a.model, a.input or a.input_flag, a.output)
+
+
+def add_subcommands(subparsers):
+    """Add `export` and `run` parsers to an argparse subparsers object; each sets `func(args)` to call."""
+    export = subparsers.add_parser("export", help="export a zoo model to ONNX")
+    export.add_argument("model")
+    export.add_argument("out")
+    export.add_argument("--weights")
+    export.add_argument("--opset", type=int, default=17)
+    export.add_argument("--batch", default="dynamic", help="'dynamic' or a fixed batch size")
+    export.add_argument("--input-size", type=int, nargs="+", help="H W or C H W")
+    export.set_defaults(func=lambda a: export_command(a.model, a.out, a.weights, a.opset, a.batch, a.input_size))
+    run = subparsers.add_parser("run", help="run an ONNX model on a .npy input")
+    run.add_argument("model")
+    run.add_argument("input", nargs="?", help="input .npy (or use --input)")
+    run.add_argument("--input", dest="input_flag", metavar="X.npy", help="input .npy")
+    run.add_argument("--output", metavar="Y.npy", help="write the output here")
+    run.set_defaults(func=_run_from_args)

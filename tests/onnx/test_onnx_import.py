@@ -1,0 +1,382 @@
+"""convcore.onnx.load: round trips of every exported op, hand-written ONNX graphs in each opset's form checked
+against onnxruntime, refusals (one ValueError listing every unsupported op), the returned Module, and models
+exported by torch.onnx.export checked against torch."""
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+import convcore
+
+from onnx import helper, numpy_helper  # noqa: E402
+from onnx_helpers import assert_parity, make_model, ort_run, randomize_batch_norm  # noqa: E402
+from test_onnx_export import CASES, Fn, SmallResNet  # noqa: E402
+
+import convcore.onnx  # noqa: E402
+from convcore import nn  # noqa: E402
+
+rng = np.random.default_rng(1)
+# Exports convcore cannot read back (no slice / pow op): general adaptive pools and even-sized LRN.
+NOT_IMPORTABLE = {"adaptive_avg_general": "Slice", "adaptive_avg_upsample": "Slice", "adaptive_avg_keep_w": "Slice",
+                  "adaptive_max_general": "Slice", "lrn_even": "Pow", "lrn_even_3d": "Pow"}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_round_trip(case):
+    fn, shape = CASES[case]
+    proto = convcore.onnx.export(Fn(fn), input_shape=(1, *shape), opset=17)
+    if case in NOT_IMPORTABLE:
+        with pytest.raises(ValueError, match=NOT_IMPORTABLE[case]):
+            convcore.onnx.load(proto.SerializeToString())
+        return
+    net = convcore.onnx.load(proto.SerializeToString())
+    x = rng.standard_normal((3, *shape)).astype(np.float32)
+    assert_parity(net(x), fn(x))
+
+
+def _w(*shape, dtype=np.float32):
+    return (rng.standard_normal(shape) * 0.5).astype(dtype)
+
+
+def _init(name, array):
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def _check(model, shape=(2, 4, 7, 8), expect_ops=None):
+    """Load `model` with convcore and compare with onnxruntime on the same bytes; returns the loaded module."""
+    data = model.SerializeToString()
+    net = convcore.onnx.load(data)
+    x = rng.standard_normal(shape).astype(np.float32)
+    assert_parity(net(x), ort_run(data, x)[0])
+    if expect_ops is not None:
+        assert [n.op for n in net.graph.nodes] == expect_ops
+    return net
+
+
+X = ("x", ["N", 4, 7, 8])
+CONV_W = _w(6, 4, 3, 3)
+
+
+@pytest.mark.parametrize("opset", [9, 11, 18])
+def test_pad_folds_into_conv(opset):
+    pads = [0, 0, 1, 2, 0, 0, 2, 0]
+    if opset < 11:
+        pad = helper.make_node("Pad", ["x"], ["p"], pads=pads, mode="constant", value=0.0)
+        inits = [_init("w", CONV_W)]
+    else:
+        pad = helper.make_node("Pad", ["x", "pads"], ["p"], mode="constant")
+        inits = [_init("w", CONV_W), _init("pads", np.array(pads, np.int64))]
+    conv = helper.make_node("Conv", ["p", "w"], ["y"], pads=[1, 0, 0, 1])
+    net = _check(make_model([pad, conv], [X], [("y", None)], inits, opset), expect_ops=["conv2d"])
+    assert net.graph.nodes[0].attrs["padding"] == (1 + 1, 0 + 2, 0 + 2, 1 + 0)
+
+
+def test_pad_with_axes_opset_18_and_pad_before_pools():
+    inits = [_init("pads", np.array([1, 1, 1, 1], np.int64)), _init("axes", np.array([2, 3], np.int64)),
+             _init("ninf", np.array(-np.inf, np.float32))]
+    nodes = [helper.make_node("Pad", ["x", "pads", "", "axes"], ["p"]),
+             helper.make_node("AveragePool", ["p"], ["a"], kernel_shape=[3, 3], count_include_pad=1),
+             helper.make_node("Pad", ["x", "pads", "", "axes"], ["q"]),
+             helper.make_node("MaxPool", ["q"], ["m"], kernel_shape=[3, 3]),  # zeros can win: not folded
+             helper.make_node("Pad", ["x", "pads", "ninf", "axes"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["n"], kernel_shape=[3, 3], strides=[2, 2]),  # -inf: folded
+             helper.make_node("Concat", ["a", "m"], ["c"], axis=1)]
+    model = make_model(nodes, [X], [("c", None), ("n", None)], inits, 18)
+    net = convcore.onnx.load(model.SerializeToString())
+    assert [n.op for n in net.graph.nodes] == ["avg_pool2d", "depthwise_conv2d", "max_pool2d", "max_pool2d",
+                                               "concat"]
+    x = rng.standard_normal((2, 4, 7, 8)).astype(np.float32)
+    for ours, theirs in zip(net(x), ort_run(model, x)):
+        assert_parity(ours, theirs)
+
+
+@pytest.mark.parametrize("opset", [9, 13])
+def test_clip_forms(opset):
+    if opset < 11:
+        nodes = [helper.make_node("Clip", ["x"], ["a"], min=0.0, max=6.0), helper.make_node("Clip", ["a"], ["y"],
+                                                                                          min=0.0)]
+        inits = []
+    else:
+        nodes = [helper.make_node("Clip", ["x", "lo", "hi"], ["a"]), helper.make_node("Clip", ["a", "lo"], ["y"])]
+        inits = [_init("lo", np.float32(0)), _init("hi", np.float32(6))]
+    scale = helper.make_node("Mul", ["x0", "four"], ["x"])
+    model = make_model([scale] + nodes, [("x0", X[1])], [("y", None)], inits + [_init("four", np.float32(4))],
+                       opset)
+    _check(model, expect_ops=["mul", "relu6", "relu"])
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_reduce_mean_over_hw(opset, keepdims):
+    if opset < 18:
+        node = helper.make_node("ReduceMean", ["x"], ["y"], axes=[-1, 2], keepdims=keepdims)
+        inits = []
+    else:
+        node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=keepdims)
+        inits = [_init("axes", np.array([2, 3], np.int64))]
+    _check(make_model([node], [X], [("y", None)], inits, opset))
+
+
+def test_squeeze_excitation_block():
+    nodes = [helper.make_node("ReduceMean", ["x"], ["s"], axes=[2, 3]),
+             helper.make_node("Conv", ["s", "w1", "b1"], ["r"]), helper.make_node("Relu", ["r"], ["rr"]),
+             helper.make_node("Conv", ["rr", "w2"], ["e"]), helper.make_node("HardSigmoid", ["e"], ["g"]),
+             helper.make_node("Mul", ["x", "g"], ["y"])]
+    inits = [_init("w1", _w(2, 4, 1, 1)), _init("b1", _w(2)), _init("w2", _w(4, 2, 1, 1))]
+    _check(make_model(nodes, [X], [("y", None)], inits, 13))
+
+
+@pytest.mark.parametrize("trans_b, alpha, beta, c_shape", [(1, 1.0, 1.0, (5,)), (0, 0.5, 2.0, (1, 5)),
+                                                           (0, 1.0, 1.0, None), (1, 2.0, 0.5, ())])
+def test_gemm(trans_b, alpha, beta, c_shape):
+    b = _w(5, 56) if trans_b else _w(56, 5)
+    inputs = ["f", "b"] + (["c"] if c_shape is not None else [])
+    inits = [_init("b", b)] + ([_init("c", _w(*c_shape))] if c_shape is not None else [])
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]),
+             helper.make_node("Gemm", inputs, ["y"], transB=trans_b, alpha=alpha, beta=beta)]
+    _check(make_model(nodes, [("x", ["N", 1, 7, 8])], [("y", None)], inits, 11), shape=(3, 1, 7, 8))
+
+
+def test_matmul_add_becomes_linear_with_bias():
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["f"]), helper.make_node("MatMul", ["f", "w"], ["m"]),
+             helper.make_node("Add", ["bias", "m"], ["y"])]
+    inits = [_init("shape", np.array([0, -1], np.int64)), _init("w", _w(224, 3)), _init("bias", _w(3))]
+    net = _check(make_model(nodes, [X], [("y", None)], inits, 13), expect_ops=["flatten", "linear"])
+    assert set(net.state_dict()) == {"w.T", "bias"}
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_softmax_and_log_softmax(opset):
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Softmax", ["f"], ["s"], axis=1), helper.make_node("LogSoftmax", ["s"], ["y"])]
+    _check(make_model(nodes, [X], [("y", None)], [], opset))
+
+
+def test_elementwise_forms():
+    nodes = [helper.make_node("Sub", ["x", "c"], ["a"]), helper.make_node("Div", ["a", "three"], ["b"]),
+             helper.make_node("Sub", ["b", "x"], ["d"]), helper.make_node("Mean", ["x", "b", "d"], ["e"]),
+             helper.make_node("Sum", ["e", "x"], ["f"]), helper.make_node("Identity", ["f"], ["g"]),
+             helper.make_node("Dropout", ["g"], ["h"]), helper.make_node("Constant", [], ["k"], value_float=0.25),
+             helper.make_node("Mul", ["h", "k"], ["m"]), helper.make_node("LeakyRelu", ["m"], ["n"], alpha=0.3),
+             helper.make_node("Tanh", ["n"], ["t"]), helper.make_node("Sigmoid", ["t"], ["u"]),
+             helper.make_node("HardSwish", ["u"], ["y"])]
+    inits = [_init("c", _w(1, 4, 1, 1)), _init("three", np.float32(3))]
+    _check(make_model(nodes, [X], [("y", None)], inits, 14))
+
+
+def test_constant_node_weights_and_half_and_double_weights():
+    const = helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(_w(6, 4, 3, 3), "w"))
+    nodes = [const, helper.make_node("Conv", ["x", "w", "b"], ["c"], auto_pad="SAME_UPPER"),
+             helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["y"], epsilon=1e-3)]
+    inits = [_init("b", _w(6, dtype=np.float16)), _init("s", _w(6, dtype=np.float64)), _init("bb", _w(6)),
+             _init("m", _w(6)), _init("v", np.abs(_w(6)) + 0.5)]
+    net = convcore.onnx.load(make_model(nodes, [X], [("y", None)], inits, 15).SerializeToString())
+    assert all(a.dtype == np.float32 for a in net.state_dict().values())
+    # onnxruntime refuses mixed dtypes, so compare with the all-float32 model
+    inits32 = [_init(i.name, numpy_helper.to_array(i).astype(np.float32)) for i in inits]
+    x = rng.standard_normal((2, 4, 7, 8)).astype(np.float32)
+    assert_parity(net(x), ort_run(make_model(nodes, [X], [("y", None)], inits32, 15), x)[0])
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_auto_pad(auto_pad):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], auto_pad=auto_pad, strides=[2, 2]),
+             helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[2, 2], auto_pad=auto_pad)]
+    _check(make_model(nodes, [X], [("y", None)], [_init("w", _w(6, 4, 4, 4))], 13))
+
+
+@pytest.mark.parametrize("opset", [9, 21])
+def test_pooling_lrn_and_batchnorm_forms(opset):
+    nodes = [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["n"]),
+             helper.make_node("LRN", ["n"], ["l"], size=3, alpha=0.01, beta=0.7, bias=1.5),
+             helper.make_node("MaxPool", ["l"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                              ceil_mode=1),
+             helper.make_node("AveragePool", ["p"], ["a"], kernel_shape=[2, 2], pads=[1, 0, 0, 1]),
+             helper.make_node("GlobalMaxPool", ["a"], ["g"]),
+             helper.make_node("Squeeze", ["g"] + (["axes"] if opset >= 13 else []), ["y"],
+                              **({} if opset >= 13 else {"axes": [2, 3]}))]
+    inits = [_init("s", _w(4)), _init("b", _w(4)), _init("m", _w(4)), _init("v", np.abs(_w(4)) + 0.5),
+             _init("axes", np.array([2, 3], np.int64))]
+    if opset < 10:  # ceil_mode needs opset 10
+        del nodes[2].attribute[[a.name for a in nodes[2].attribute].index("ceil_mode")]
+    _check(make_model(nodes, [X], [("y", None)], inits, opset))
+
+
+def test_unsupported_ops_listed_in_one_error():
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], name="t1", perm=[0, 2, 3, 1]),
+             helper.make_node("Transpose", ["t"], ["u"], name="t2", perm=[0, 3, 1, 2]),
+             helper.make_node("Relu", ["u"], ["r"], name="ok"),
+             helper.make_node("Shape", ["r"], ["y"], name="shape_of")]
+    with pytest.raises(ValueError) as info:
+        convcore.onnx.load(make_model(nodes, [X], [("y", None)]).SerializeToString())
+    message = str(info.value)
+    assert "2 op type(s)" in message and "Shape (shape_of)" in message and "Transpose (t1, t2)" in message
+    assert "Relu" not in message
+
+
+@pytest.mark.parametrize("nodes, inits, inputs, match", [
+    ([helper.make_node("Conv", ["x", "w"], ["y"])], [_init("w", _w(2, 3, 3))], [("x", [1, 3, 9])], "2-D"),
+    ([helper.make_node("Conv", ["x", "w"], ["y"])], [_init("w", _w(2, 3, 1, 1, 1))], [("x", [1, 3, 4, 4, 4])],
+     "2-D"),
+    ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2])], [], [("x", [1, 3, 9])], "2-D pooling"),
+    ([helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], [_init("lo", np.float32(-1)), _init("hi", np.float32(1))],
+     [X], r"\[0, 6\]"),
+    ([helper.make_node("LRN", ["x"], ["y"], size=4)], [], [X], "even"),
+    ([helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect")], [_init("p", np.zeros(8, np.int64))], [X],
+     "reflect"),
+    ([helper.make_node("Reshape", ["x", "s"], ["y"])], [_init("s", np.array([0, 8, 28], np.int64))], [X],
+     "flattening"),
+    ([helper.make_node("Div", ["c", "x"], ["y"])], [_init("c", np.float32(2))], [X], "Div"),
+    ([helper.make_node("Conv", ["x", "w"], ["y"])], [_init("w", np.ones((2, 4, 1, 1), np.int64))], [X], "float"),
+    ([helper.make_node("Relu", ["x"], ["y"])], [], [("x", [1, 4, "H", "W"])], "static shape"),
+])
+def test_refusals(nodes, inits, inputs, match):
+    with pytest.raises(ValueError, match=match):
+        convcore.onnx.load(make_model(nodes, inputs, [("y", None)], inits, 13).SerializeToString())
+
+
+def test_opset_outside_range_refused():
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [X], [("y", None)], opset=8)
+    with pytest.raises(ValueError, match="opset between 9 and 21"):
+        convcore.onnx.load(model.SerializeToString())
+
+
+def test_dynamic_hw_with_input_shape():
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", [1, 4, "H", "W"])], [("y", None)])
+    net = convcore.onnx.load(model.SerializeToString(), input_shape=(1, 4, 5, 6))
+    x = rng.standard_normal((2, 4, 5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(net(x), np.maximum(x, 0))
+
+
+def test_module_state_dict_trace_and_path(tmp_path):
+    model = randomize_batch_norm(SmallResNet().eval())
+    path = tmp_path / "net.onnx"
+    convcore.onnx.export(model, path, input_shape=(1, 3, 16, 16))
+    net = convcore.onnx.load(path)
+    assert isinstance(net, nn.Module) and isinstance(net, convcore.onnx.ONNXModule)
+    assert set(net.state_dict()) == {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    x = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    assert_parity(net(x), model(x))
+    graph = convcore.trace(net, (1, 3, 16, 16))
+    assert {"conv1.weight", "fc.weight"} <= set(graph.params)
+    assert_parity(graph.run(x), model(x))
+    # load_state_dict replaces the weights the module runs with
+    state = {k: np.zeros_like(v) if k == "fc.weight" else v for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    np.testing.assert_allclose(net(x), np.broadcast_to(model.fc.bias, (3, 5)), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"expected input 'input' of shape \(N, 3, 16, 16\)"):
+        net(x[:, :, :8])
+
+
+# ------------------------------------------------------------------------------------------ torch.onnx.export
+def _torch_export(model, x, opset, **kwargs):
+    torch = pytest.importorskip("torch")
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (x,), buffer, dynamo=False, opset_version=opset, input_names=["x"],
+                              output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}}, **kwargs)
+    except Exception as exc:  # an exporter this torch build cannot run (missing packages, removed API)
+        pytest.skip(f"torch.onnx.export failed: {exc}")
+    return buffer.getvalue()
+
+
+def _randomize_torch_bn(model):
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
+    return model
+
+
+@pytest.mark.parametrize("name, opset", [("resnet18", 13), ("mobilenet_v2", 17)])
+def test_torchvision_export(name, opset):
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = _randomize_torch_bn(getattr(torchvision.models, name)(weights=None)).eval()
+    x = torch.randn(3, 3, 48, 48)
+    net = convcore.onnx.load(_torch_export(model, x[:1], opset))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert_parity(net(x.numpy()), expected)
+
+
+def _custom_torch_net():
+    import torch
+    from torch import nn as tnn
+
+    class SE(tnn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.fc1, self.fc2 = tnn.Conv2d(c, c // 4, 1), tnn.Conv2d(c // 4, c, 1)
+
+        def forward(self, x):
+            s = x.mean((2, 3), keepdim=True)
+            return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
+
+    class Net(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pad = tnn.ZeroPad2d((1, 2, 0, 1))
+            self.conv = tnn.Conv2d(3, 16, 3, stride=2)
+            self.bn = tnn.BatchNorm2d(16)
+            self.se = SE(16)
+            self.dw = tnn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)
+            self.pool = tnn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
+            self.mp = tnn.MaxPool2d(2, ceil_mode=True)
+            self.fc = tnn.Linear(16, 7)
+
+        def forward(self, x):
+            x = torch.nn.functional.hardswish(self.bn(self.conv(self.pad(x))))
+            x = self.se(x)
+            x = torch.nn.functional.relu6(self.dw(x)) + x
+            x = self.mp(self.pool(x))
+            x = torch.nn.functional.leaky_relu(x, 0.1).mean((2, 3))
+            return torch.log_softmax(self.fc(torch.flatten(x, 1)), 1)
+
+    return _randomize_torch_bn(Net()).eval()
+
+
+@pytest.mark.parametrize("opset", [11, 14, 18])
+def test_torch_custom_net_with_se_pad_reduce_mean(opset):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    model = _custom_torch_net()
+    x = torch.randn(3, 3, 29, 30)
+    data = _torch_export(model, x[:1], opset)
+    net = convcore.onnx.load(data)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert_parity(net(x.numpy()), expected)
+
+
+def test_tf2onnx_style_graph():
+    """The forms tf2onnx writes for a Keras MobileNet-like head: SAME_UPPER convs, Clip(0, 6) as inputs, a
+    depthwise conv, ReduceMean without keepdims, MatMul + Add, Reshape to [-1, C] and a last-axis Softmax."""
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], auto_pad="SAME_UPPER", strides=[2, 2],
+                              kernel_shape=[3, 3]),
+             helper.make_node("Clip", ["c1", "zero", "six"], ["r1"]),
+             helper.make_node("Conv", ["r1", "dw"], ["c2"], auto_pad="SAME_UPPER", group=6, kernel_shape=[3, 3]),
+             helper.make_node("Clip", ["c2", "zero", "six"], ["r2"]),
+             helper.make_node("ReduceMean", ["r2"], ["m"], axes=[2, 3], keepdims=0),
+             helper.make_node("Reshape", ["m", "shape"], ["f"]),
+             helper.make_node("MatMul", ["f", "fc"], ["mm"]), helper.make_node("Add", ["mm", "fcb"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], ["y"])]
+    inits = [_init("w1", _w(6, 4, 3, 3)), _init("b1", _w(6)), _init("zero", np.float32(0)),
+             _init("six", np.float32(6)), _init("dw", _w(6, 1, 3, 3)), _init("shape", np.array([-1, 6], np.int64)),
+             _init("fc", _w(6, 3)), _init("fcb", _w(3))]
+    net = _check(make_model(nodes, [X], [("y", None)], inits, 13))
+    assert [n.op for n in net.graph.nodes] == ["conv2d", "relu6", "conv2d", "relu6", "global_avg_pool2d",
+                                               "flatten", "linear", "softmax"]
