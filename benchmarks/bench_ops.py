@@ -38,7 +38,8 @@ LAYERS = [
 
 
 def timeit(fn, repeat: int) -> float:
-    fn()  # warm-up (first-touch, thread start)
+    for _ in range(3):  # warm-up: first touch of buffers, thread start, caches
+        fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()

@@ -132,6 +132,12 @@ LAYERS = [
     (1, 32, 32, 13, 12, 3, 1, 2, 2, 1),
     (1, 48, 48, 11, 9, 3, 1, "same", 3, 48),
     (2, 16, 32, 29, 30, 3, 1, 1, 1, 1),
+    # The fast path picks direct (in-place rows) or im2col panels by output channels per group and row width
+    # (csrc/ops/conv2d/conv2d.cpp): each combination below runs one of them with tails, strides, dilation, groups.
+    (1, 8, 40, 5, 50, 3, 1, 1, 1, 1),               # direct, 5 row panels, 50 = 48 + 2 columns
+    (1, 16, 24, 12, 13, 1, 1, 0, 1, 1),             # direct, 1x1 read in place (whole plane as one row)
+    (2, 6, 66, 4, 100, 3, 2, "same", 1, 2),         # direct, column phases for stride 2, 2 groups of 33
+    (1, 40, 48, 13, 14, 3, 2, (1, 2, 0, 1), 2, 1),  # im2col panels, stride 2, dilation 2, asymmetric padding
 ]
 
 

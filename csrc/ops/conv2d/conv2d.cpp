@@ -101,6 +101,90 @@ void conv2d_gemm(const GemmConfig& cfg, const Conv2dShape& s, const float* x, co
   }
 }
 
+// Direct convolution: no im2col panels. Each tap (c, r, q) of an output row is a contiguous run of a (padded, and for
+// stride_w > 1 column-phased) copy of the input, so the micro-kernel reads B rows in place through a per-tap offset
+// table, one output row at a time. Used when output rows are wide enough to fill the tiles.
+void conv2d_direct(const GemmConfig& cfg, const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                   float* y, Clamp clamp) {
+  const index_t G = s.groups, Cg = s.C / G, Kg = s.K / G, KD = Cg * s.R * s.S, P = s.OH * s.OW;
+  const index_t sw = s.stride_w;
+  // A 1x1 / stride-1 / unpadded convolution reads the input as it is, all output rows as one long row.
+  const bool in_place = s.R == 1 && s.S == 1 && s.stride_h == 1 && sw == 1 && s.pad_t == 0 && s.pad_b == 0 &&
+                        s.pad_l == 0 && s.pad_r == 0;
+  const index_t rows = in_place ? 1 : s.OH, cols = in_place ? P : s.OW;
+  // Layout of the copy: [image][channel][column phase][PH rows][PWp columns].
+  const index_t PH = (s.OH - 1) * s.stride_h + (s.R - 1) * s.dil_h + 1;
+  const index_t PWp = s.OW + ((s.S - 1) * s.dil_w) / sw;
+  const index_t row_stride = in_place ? 0 : PWp, phase_stride = PH * PWp, chan_stride = in_place ? s.H * s.W : sw * phase_stride;
+  std::vector<index_t> boff(KD);  // tap -> offset from the first channel of the group, output row 0
+  for (index_t k = 0; k < KD; ++k) {
+    const index_t c = k / (s.R * s.S), r = (k / s.S) % s.R, q = k % s.S, col = q * s.dil_w;
+    boff[k] = c * chan_stride + (col % sw) * phase_stride + r * s.dil_h * row_stride + col / sw;
+  }
+  const int threads = threads_for(2.0 * s.N * s.K * P * KD, 1 << 21);
+  const index_t a_size = gemm_packed_a_size(Kg, KD, cfg.mr);
+  std::vector<float> packed_a(a_size * G);
+  std::vector<float> copy(in_place ? 0 : s.N * s.C * chan_stride);
+  const float* src = in_place ? x : copy.data();
+
+  // Tasks: blocks of output rows of one image and group; row panels split too when that leaves threads idle.
+  const index_t problems = s.N * G, mpanels = ceil_div(Kg, cfg.mr);
+  const index_t row_blocks = std::min(rows, std::max<index_t>(1, ceil_div(2 * threads, problems)));
+  const index_t rows_per_block = ceil_div(rows, row_blocks);
+  const index_t msplit = problems * row_blocks >= threads ? 1 : std::min(mpanels, ceil_div(threads, problems * row_blocks));
+  const index_t ntasks = problems * row_blocks * msplit;
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static) nowait
+    for (index_t g = 0; g < G; ++g) gemm_pack_a(w + g * Kg * KD, KD, Kg, KD, cfg.mr, packed_a.data() + g * a_size);
+    if (!in_place) {
+#pragma omp for schedule(static)
+      for (index_t nc = 0; nc < s.N * s.C; ++nc) {
+        const float* xc = x + nc * s.H * s.W;
+        float* dst = copy.data() + nc * chan_stride;
+        std::fill(dst, dst + chan_stride, 0.0f);
+        for (index_t ph = 0; ph < PH; ++ph) {
+          const index_t ih = ph - s.pad_t;
+          if (ih < 0 || ih >= s.H) continue;
+          for (index_t phase = 0; phase < sw; ++phase) {
+            // padded column pc = iw + pad_l lands in phase pc % sw at position pc / sw (only positions < PWp)
+            const index_t pc0 = phase + ceil_div(std::max<index_t>(s.pad_l - phase, 0), sw) * sw;
+            float* d = dst + phase * phase_stride + ph * PWp;
+            for (index_t pc = pc0; pc - s.pad_l < s.W && pc / sw < PWp; pc += sw) d[pc / sw] = xc[ih * s.W + pc - s.pad_l];
+          }
+        }
+      }
+    } else {
+#pragma omp barrier
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (index_t t = 0; t < ntasks; ++t) {
+      const index_t ms = t % msplit, rb = (t / msplit) % row_blocks, ng = t / msplit / row_blocks;
+      const index_t n = ng / G, g = ng % G;
+      const index_t oh0 = rb * rows_per_block, oh1 = std::min(rows, oh0 + rows_per_block);
+      const index_t mp0 = mpanels * ms / msplit, mp1 = mpanels * (ms + 1) / msplit;
+      const float* xg = src + (n * s.C + g * Cg) * chan_stride;
+      float* yg = y + (n * s.K + g * Kg) * P;
+      const float* bg = bias ? bias + g * Kg : nullptr;
+      for (index_t k0 = 0; k0 < KD; k0 += kGemmKC) {
+        const index_t kc = std::min(kGemmKC, KD - k0);
+        for (index_t mp = mp0; mp < mp1; ++mp) {
+          const float* a = packed_a.data() + g * a_size + mp * cfg.mr * KD + k0 * cfg.mr;
+          const index_t m0 = mp * cfg.mr;
+          const int m_valid = static_cast<int>(std::min<index_t>(cfg.mr, Kg - m0));
+          for (index_t oh = oh0; oh < oh1; ++oh)
+            for (index_t j0 = 0; j0 < cols; j0 += cfg.nr) {
+              const int n_valid = static_cast<int>(std::min<index_t>(cfg.nr, cols - j0));
+              cfg.ukernel(kc, a, xg + oh * s.stride_h * row_stride + j0, boff.data() + k0,
+                          yg + m0 * P + oh * cols + j0, P, m_valid, n_valid, k0 > 0, k0 + kc == KD,
+                          bg ? bg + m0 : nullptr, nullptr, clamp);
+            }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Clamp clamp) {
@@ -109,6 +193,10 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
   if (s.groups == s.C && s.groups > 1) return dwconv2d(s, x, w, bias, y, clamp);  // one input channel per group
   const GemmConfig* cfg = gemm_config(isa);
   if (cfg == nullptr) return conv2d_ref(s, x, w, bias, y, clamp);
+  // Measured on Zen 5 (bench_ops.py shapes): the direct path wins when few output channels share each im2col element
+  // (packing dominates) or when output rows are long enough to fill whole tiles; otherwise the aligned im2col panels
+  // win (shifted in-place rows make most vector loads straddle cache lines).
+  if (s.K / s.groups <= 32 || s.OW >= 48) return conv2d_direct(*cfg, s, x, w, bias, y, clamp);
   conv2d_gemm(*cfg, s, x, w, bias, y, clamp);
 }
 

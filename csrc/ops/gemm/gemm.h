@@ -11,11 +11,13 @@
 
 namespace convcore {
 
-// Micro-kernel: C[m_valid x n_valid] = (accumulate ? C : 0) + A_panel(kc x MR) * B_panel(kc x NR); when `last`, add
+// Micro-kernel: C[m_valid x n_valid] = (accumulate ? C : 0) + A_panel(kc x MR) * B(kc x NR); when `last`, add
 // bias_row[i] (per row) and/or bias_col[j] (per column) where non-null, then clamp. Stores only the valid part.
-using GemmUkernel = void (*)(index_t kc, const float* a, const float* b, float* c, index_t ldc, int m_valid,
-                             int n_valid, bool accumulate, bool last, const float* bias_row, const float* bias_col,
-                             Clamp clamp);
+// B is a packed panel (row k at b + k * NR) when boff is null; otherwise row k is read in place at b + boff[k] (the
+// "direct" convolution: each tap a shifted view of the input), loading only the n_valid columns that exist.
+using GemmUkernel = void (*)(index_t kc, const float* a, const float* b, const index_t* boff, float* c, index_t ldc,
+                             int m_valid, int n_valid, bool accumulate, bool last, const float* bias_row,
+                             const float* bias_col, Clamp clamp);
 
 struct GemmConfig {
   int mr;
@@ -53,7 +55,7 @@ void gemm_block(const GemmConfig& cfg, index_t M, index_t K, const float* packed
       for (index_t p = 0; p < npanels; ++p) {
         const index_t n0 = j0 + p * nr;
         const int n_valid = static_cast<int>(j1 - n0 < nr ? j1 - n0 : nr);
-        cfg.ukernel(kc, a, bbuf + p * kc * nr, c + m0 * ldc + n0, ldc, m_valid, n_valid, accumulate, last,
+        cfg.ukernel(kc, a, bbuf + p * kc * nr, nullptr, c + m0 * ldc + n0, ldc, m_valid, n_valid, accumulate, last,
                     bias_row ? bias_row + m0 : nullptr, bias_col ? bias_col + n0 : nullptr, clamp);
       }
     }

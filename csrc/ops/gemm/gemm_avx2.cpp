@@ -16,9 +16,12 @@ inline __m256i tail_mask(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes);
 }
 
-template <int M, int NV>
-void tile(index_t kc, const float* a, const float* b, float* c, index_t ldc, int n_valid, bool accumulate, bool last,
-          const float* bias_row, const float* bias_col, Clamp clamp) {
+template <int M, int NV, bool kIndirect>
+void tile(index_t kc, const float* a, const float* b, const index_t* boff, float* c, index_t ldc, int n_valid,
+          bool accumulate, bool last, const float* bias_row, const float* bias_col, Clamp clamp) {
+  __m256i mask[NV];
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) mask[v] = tail_mask(n_valid - 8 * v);
   __m256 acc[M][NV];
 #pragma GCC unroll 6
   for (int i = 0; i < M; ++i)
@@ -26,8 +29,14 @@ void tile(index_t kc, const float* a, const float* b, float* c, index_t ldc, int
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
   for (index_t k = 0; k < kc; ++k) {
     __m256 bv[NV];
+    if (kIndirect) {  // in-place rows: never read past the valid columns
+      const float* bk = b + boff[k];
 #pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + k * kNR + 8 * v);
+      for (int v = 0; v < NV; ++v) bv[v] = _mm256_maskload_ps(bk + 8 * v, mask[v]);
+    } else {
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + k * kNR + 8 * v);
+    }
 #pragma GCC unroll 6
     for (int i = 0; i < M; ++i) {
       const __m256 av = _mm256_broadcast_ss(a + k * kMR + i);
@@ -35,9 +44,6 @@ void tile(index_t kc, const float* a, const float* b, float* c, index_t ldc, int
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
     }
   }
-  __m256i mask[NV];
-#pragma GCC unroll 2
-  for (int v = 0; v < NV; ++v) mask[v] = tail_mask(n_valid - 8 * v);
   const __m256 lo = _mm256_set1_ps(clamp.lo), hi = _mm256_set1_ps(clamp.hi);
 #pragma GCC unroll 6
   for (int i = 0; i < M; ++i) {
@@ -56,21 +62,20 @@ void tile(index_t kc, const float* a, const float* b, float* c, index_t ldc, int
   }
 }
 
-template <int M>
-void tile_rows(index_t kc, const float* a, const float* b, float* c, index_t ldc, int n_valid, bool accumulate,
-               bool last, const float* bias_row, const float* bias_col, Clamp clamp) {
-  if (n_valid > 8)
-    tile<M, 2>(kc, a, b, c, ldc, n_valid, accumulate, last, bias_row, bias_col, clamp);
-  else
-    tile<M, 1>(kc, a, b, c, ldc, n_valid, accumulate, last, bias_row, bias_col, clamp);
-}
+using TileFn = void (*)(index_t, const float*, const float*, const index_t*, float*, index_t, int, bool, bool,
+                        const float*, const float*, Clamp);
 
-void f32_gemm_6x16_avx2(index_t kc, const float* a, const float* b, float* c, index_t ldc, int m_valid, int n_valid,
-                        bool accumulate, bool last, const float* bias_row, const float* bias_col, Clamp clamp) {
-  using Fn = void (*)(index_t, const float*, const float*, float*, index_t, int, bool, bool, const float*,
-                      const float*, Clamp);
-  static constexpr Fn by_rows[kMR] = {tile_rows<1>, tile_rows<2>, tile_rows<3>, tile_rows<4>, tile_rows<5>, tile_rows<6>};
-  by_rows[m_valid - 1](kc, a, b, c, ldc, n_valid, accumulate, last, bias_row, bias_col, clamp);
+template <int M>
+constexpr TileFn kTiles[2][2] = {{tile<M, 1, false>, tile<M, 2, false>}, {tile<M, 1, true>, tile<M, 2, true>}};
+
+void f32_gemm_6x16_avx2(index_t kc, const float* a, const float* b, const index_t* boff, float* c, index_t ldc,
+                        int m_valid, int n_valid, bool accumulate, bool last, const float* bias_row,
+                        const float* bias_col, Clamp clamp) {
+  static constexpr const TileFn (*by_rows[kMR])[2] = {kTiles<1>, kTiles<2>, kTiles<3>,
+                                                       kTiles<4>, kTiles<5>, kTiles<6>};
+  const int nv = (n_valid + 7) / 8;  // vectors this tile needs
+  by_rows[m_valid - 1][boff != nullptr][nv - 1](kc, a, b, boff, c, ldc, n_valid, accumulate, last, bias_row,
+                                                bias_col, clamp);
 }
 
 }  // namespace

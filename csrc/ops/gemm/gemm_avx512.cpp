@@ -12,12 +12,17 @@ namespace {
 constexpr int kMR = 8;
 constexpr int kNR = 48;
 
-inline __mmask16 tail_mask(int n) { return n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1u); }
+inline __mmask16 tail_mask(int n) {
+  return n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>(n <= 0 ? 0u : (1u << n) - 1u);
+}
 
-template <int M, int NV>
-void tile(index_t kc, const float* a, const float* b, float* c, index_t ldc, int n_valid, bool accumulate, bool last,
-          const float* bias_row, const float* bias_col, Clamp clamp) {
+template <int M, int NV, bool kIndirect>
+void tile(index_t kc, const float* a, const float* b, const index_t* boff, float* c, index_t ldc, int n_valid,
+          bool accumulate, bool last, const float* bias_row, const float* bias_col, Clamp clamp) {
   static_assert(NV * 16 <= kNR, "tile wider than a B panel");
+  __mmask16 mask[NV];
+#pragma GCC unroll 3
+  for (int v = 0; v < NV; ++v) mask[v] = tail_mask(n_valid - 16 * v);
   __m512 acc[M][NV];
 #pragma GCC unroll 8
   for (int i = 0; i < M; ++i)
@@ -25,8 +30,14 @@ void tile(index_t kc, const float* a, const float* b, float* c, index_t ldc, int
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
   for (index_t k = 0; k < kc; ++k) {
     __m512 bv[NV];
+    if (kIndirect) {  // in-place rows: never read past the valid columns
+      const float* bk = b + boff[k];
 #pragma GCC unroll 3
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + k * kNR + 16 * v);
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], bk + 16 * v);
+    } else {
+#pragma GCC unroll 3
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + k * kNR + 16 * v);
+    }
 #pragma GCC unroll 8
     for (int i = 0; i < M; ++i) {
       const __m512 av = _mm512_set1_ps(a[k * kMR + i]);
@@ -34,9 +45,6 @@ void tile(index_t kc, const float* a, const float* b, float* c, index_t ldc, int
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
     }
   }
-  __mmask16 mask[NV];
-#pragma GCC unroll 3
-  for (int v = 0; v < NV; ++v) mask[v] = tail_mask(n_valid - 16 * v);
   const __m512 lo = _mm512_set1_ps(clamp.lo), hi = _mm512_set1_ps(clamp.hi);
 #pragma GCC unroll 8
   for (int i = 0; i < M; ++i) {
@@ -55,25 +63,21 @@ void tile(index_t kc, const float* a, const float* b, float* c, index_t ldc, int
   }
 }
 
-template <int M>
-void tile_rows(index_t kc, const float* a, const float* b, float* c, index_t ldc, int n_valid, bool accumulate,
-               bool last, const float* bias_row, const float* bias_col, Clamp clamp) {
-  if (n_valid > 32)
-    tile<M, 3>(kc, a, b, c, ldc, n_valid, accumulate, last, bias_row, bias_col, clamp);
-  else if (n_valid > 16)
-    tile<M, 2>(kc, a, b, c, ldc, n_valid, accumulate, last, bias_row, bias_col, clamp);
-  else
-    tile<M, 1>(kc, a, b, c, ldc, n_valid, accumulate, last, bias_row, bias_col, clamp);
-}
+using TileFn = void (*)(index_t, const float*, const float*, const index_t*, float*, index_t, int, bool, bool,
+                        const float*, const float*, Clamp);
 
-void f32_gemm_8x48_avx512(index_t kc, const float* a, const float* b, float* c, index_t ldc, int m_valid,
-                           int n_valid, bool accumulate, bool last, const float* bias_row, const float* bias_col,
-                           Clamp clamp) {
-  using Fn = void (*)(index_t, const float*, const float*, float*, index_t, int, bool, bool, const float*,
-                      const float*, Clamp);
-  static constexpr Fn by_rows[kMR] = {tile_rows<1>, tile_rows<2>, tile_rows<3>, tile_rows<4>,
-                                      tile_rows<5>, tile_rows<6>, tile_rows<7>, tile_rows<8>};
-  by_rows[m_valid - 1](kc, a, b, c, ldc, n_valid, accumulate, last, bias_row, bias_col, clamp);
+template <int M>
+constexpr TileFn kTiles[2][3] = {{tile<M, 1, false>, tile<M, 2, false>, tile<M, 3, false>},
+                                 {tile<M, 1, true>, tile<M, 2, true>, tile<M, 3, true>}};
+
+void f32_gemm_8x48_avx512(index_t kc, const float* a, const float* b, const index_t* boff, float* c, index_t ldc,
+                          int m_valid, int n_valid, bool accumulate, bool last, const float* bias_row,
+                          const float* bias_col, Clamp clamp) {
+  static constexpr const TileFn (*by_rows[kMR])[3] = {kTiles<1>, kTiles<2>, kTiles<3>, kTiles<4>,
+                                                       kTiles<5>, kTiles<6>, kTiles<7>, kTiles<8>};
+  const int nv = (n_valid + 15) / 16;  // vectors this tile needs
+  by_rows[m_valid - 1][boff != nullptr][nv - 1](kc, a, b, boff, c, ldc, n_valid, accumulate, last, bias_row,
+                                                bias_col, clamp);
 }
 
 }  // namespace
