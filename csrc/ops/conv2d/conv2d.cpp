@@ -23,6 +23,28 @@ void conv2d_check(const Conv2dShape& s) {
           "conv2d: output size does not match input, kernel, stride, dilation and padding");
 }
 
+void pad_into_phases(const float* x, index_t H, index_t W, index_t pad_t, index_t pad_l, index_t stride_w,
+                     index_t rows, index_t row_w, index_t phase_stride, float* dst) {
+  for (index_t phase = 0; phase < stride_w; ++phase) {
+    float* d = dst + phase * phase_stride;
+    std::fill(d, d + rows * row_w, 0.0f);
+    // The first padded column of this phase at or after pad_l, then every stride_w-th one, while inside the row.
+    const index_t pc0 = phase + ceil_div(std::max<index_t>(pad_l - phase, 0), stride_w) * stride_w;
+    const index_t iw0 = pc0 - pad_l, col0 = pc0 / stride_w;
+    const index_t count = std::min(iw0 < W ? ceil_div(W - iw0, stride_w) : 0, std::max<index_t>(row_w - col0, 0));
+    if (count <= 0) continue;
+    for (index_t ph = std::max<index_t>(pad_t, 0); ph < std::min(rows, H + pad_t); ++ph) {
+      const float* src = x + (ph - pad_t) * W + iw0;
+      float* out = d + ph * row_w + col0;
+      if (stride_w == 1) {
+        std::memcpy(out, src, sizeof(float) * count);
+      } else {
+        for (index_t i = 0; i < count; ++i) out[i] = src[i * stride_w];
+      }
+    }
+  }
+}
+
 namespace {
 
 // Writes B rows [k0, k0+kc) x columns [n0, n0+ncols) of the implicit im2col matrix of one image and group, as
@@ -139,21 +161,9 @@ void conv2d_direct(const GemmConfig& cfg, const Conv2dShape& s, const float* x, 
     for (index_t g = 0; g < G; ++g) gemm_pack_a(w + g * Kg * KD, KD, Kg, KD, cfg.mr, packed_a.data() + g * a_size);
     if (!in_place) {
 #pragma omp for schedule(static)
-      for (index_t nc = 0; nc < s.N * s.C; ++nc) {
-        const float* xc = x + nc * s.H * s.W;
-        float* dst = copy.data() + nc * chan_stride;
-        std::fill(dst, dst + chan_stride, 0.0f);
-        for (index_t ph = 0; ph < PH; ++ph) {
-          const index_t ih = ph - s.pad_t;
-          if (ih < 0 || ih >= s.H) continue;
-          for (index_t phase = 0; phase < sw; ++phase) {
-            // padded column pc = iw + pad_l lands in phase pc % sw at position pc / sw (only positions < PWp)
-            const index_t pc0 = phase + ceil_div(std::max<index_t>(s.pad_l - phase, 0), sw) * sw;
-            float* d = dst + phase * phase_stride + ph * PWp;
-            for (index_t pc = pc0; pc - s.pad_l < s.W && pc / sw < PWp; pc += sw) d[pc / sw] = xc[ih * s.W + pc - s.pad_l];
-          }
-        }
-      }
+      for (index_t nc = 0; nc < s.N * s.C; ++nc)
+        pad_into_phases(x + nc * s.H * s.W, s.H, s.W, s.pad_t, s.pad_l, sw, PH, PWp, phase_stride,
+                        copy.data() + nc * chan_stride);
     } else {
 #pragma omp barrier
     }

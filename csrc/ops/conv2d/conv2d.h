@@ -23,6 +23,13 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
 // The plain direct loop nest (double accumulators): the fallback and the oracle the fast paths are tested against.
 void conv2d_ref(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Clamp clamp);
 
+// Copies one H x W input plane into `stride_w` column phases of a zero-padded plane: phase p, row ph, position i holds
+// padded element (ph, i * stride_w + p), i.e. input (ph - pad_t, i * stride_w + p - pad_l) or 0. Each phase is
+// `rows` x `row_w` floats and the phases lie `phase_stride` apart in dst. With the phases, every tap of a strided
+// window is a contiguous run, which the direct and depthwise kernels load as vectors.
+void pad_into_phases(const float* x, index_t H, index_t W, index_t pad_t, index_t pad_l, index_t stride_w,
+                     index_t rows, index_t row_w, index_t phase_stride, float* dst);
+
 // Output length for one spatial axis: floor((in + pads - dilation*(k-1) - 1) / stride) + 1.
 inline index_t conv_out_size(index_t in, index_t k, index_t stride, index_t dil, index_t pad_lo, index_t pad_hi) {
   return (in + pad_lo + pad_hi - dil * (k - 1) - 1) / stride + 1;

@@ -32,6 +32,12 @@ void dwconv2d(const Conv2dShape& s, const float* x, const float* w, const float*
   const index_t phase_w = ceil_div(s.OW, kDwMaxVector) * kDwMaxVector + ((s.S - 1) * s.dil_w) / sw + 1;
   const index_t phase_size = PH * phase_w;
   const index_t planes = s.N * s.K;
+  std::vector<index_t> tap_offset(s.R * s.S);
+  for (index_t r = 0; r < s.R; ++r)
+    for (index_t q = 0; q < s.S; ++q) {
+      const index_t col = q * s.dil_w;  // padded column of tap q for output column 0
+      tap_offset[r * s.S + q] = (col % sw) * phase_size + r * s.dil_h * phase_w + col / sw;
+    }
 #pragma omp parallel num_threads(threads_for(static_cast<double>(planes) * s.OH * s.OW * s.R * s.S, 1 << 18))
   {
     std::vector<float> xph(phase_size * sw);
@@ -40,29 +46,11 @@ void dwconv2d(const Conv2dShape& s, const float* x, const float* w, const float*
     for (index_t nk = 0; nk < planes; ++nk) {
       const index_t n = nk / s.K, k = nk % s.K, channel = n * s.C + k / mult;
       if (channel != padded_channel) {
-        const float* xc = x + channel * s.H * s.W;
-        std::fill(xph.begin(), xph.end(), 0.0f);
-        for (index_t ph = 0; ph < PH; ++ph) {
-          const index_t ih = ph - s.pad_t;
-          if (ih < 0 || ih >= s.H) continue;
-          // Padded column pc = iw + pad_l goes to phase pc % sw, position pc / sw; only columns inside a phase row.
-          const index_t iw_end = std::min(s.W, phase_w * sw - s.pad_l);
-          const float* src = xc + ih * s.W;
-          if (sw == 1) {
-            if (iw_end > 0) std::memcpy(xph.data() + ph * phase_w + s.pad_l, src, sizeof(float) * iw_end);
-          } else {
-            for (index_t phase = 0; phase < sw; ++phase) {
-              // first padded column >= pad_l in this phase, then every sw-th one
-              const index_t pc0 = phase + ceil_div(std::max<index_t>(s.pad_l - phase, 0), sw) * sw;
-              float* dst = xph.data() + phase * phase_size + ph * phase_w + pc0 / sw;
-              for (index_t iw = pc0 - s.pad_l; iw < iw_end; iw += sw) *dst++ = src[iw];
-            }
-          }
-        }
+        pad_into_phases(x + channel * s.H * s.W, s.H, s.W, s.pad_t, s.pad_l, sw, PH, phase_w, phase_size, xph.data());
         padded_channel = channel;
       }
-      kernel(DwPlane{xph.data(), phase_w, phase_size, w + k * s.R * s.S, s.R, s.S, bias ? bias[k] : 0.0f,
-                     y + nk * s.OH * s.OW, s.OH, s.OW, s.stride_h, sw, s.dil_h, s.dil_w, clamp});
+      kernel(DwPlane{xph.data(), phase_w, phase_size, w + k * s.R * s.S, tap_offset.data(), s.R * s.S,
+                     bias ? bias[k] : 0.0f, y + nk * s.OH * s.OW, s.OH, s.OW, s.stride_h, clamp});
     }
   }
 }

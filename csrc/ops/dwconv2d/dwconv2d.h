@@ -14,11 +14,12 @@ struct DwPlane {
   const float* xph;
   index_t phase_w, phase_size;  // row stride and size of one phase
   const float* w;
-  index_t R, S;
+  const index_t* tap_offset;  // R*S offsets of tap (r, q) from the window origin in the phased plane
+  index_t taps;
   float bias;
   float* y;
   index_t OH, OW;
-  index_t stride_h, stride_w, dil_h, dil_w;
+  index_t stride_h;
   Clamp clamp;
 };
 using DwPlaneFn = void (*)(const DwPlane&);
