@@ -98,27 +98,43 @@ struct Im2colPacker {
 void conv2d_gemm(const GemmConfig& cfg, const Conv2dShape& s, const float* x, const float* w, const float* bias,
                  float* y, Clamp clamp) {
   const index_t G = s.groups, Cg = s.C / G, Kg = s.K / G, KD = Cg * s.R * s.S, P = s.OH * s.OW;
+  const index_t problems = s.N * G, nr = cfg.nr, padded_p = ceil_div(P, nr) * nr;
   const int threads = threads_for(2.0 * s.N * s.K * P * KD, 1 << 21);
-  // Weights of group g are rows [g*Kg, (g+1)*Kg) of a K x KD row-major matrix: pack each group's rows.
-  const index_t a_size = gemm_packed_a_size(Kg, KD, cfg.mr);
-  std::vector<float> packed_a(a_size * G);
-#pragma omp parallel for num_threads(threads_for(static_cast<double>(s.K) * KD, 1 << 17))
-  for (index_t g = 0; g < G; ++g) gemm_pack_a(w + g * Kg * KD, KD, Kg, KD, cfg.mr, packed_a.data() + g * a_size);
-
-  const std::vector<GemmTask> blocks = gemm_tasks(Kg, P, cfg, s.N * G, threads);
+  // A = the weights as given: group g is rows [g*Kg, (g+1)*Kg) of a K x KD row-major matrix.
+  const std::vector<GemmTask> blocks = gemm_tasks(Kg, P, cfg, problems, threads);
+  const index_t nblocks = static_cast<index_t>(blocks.size()), ntasks = problems * nblocks;
+  // Small im2col matrices (late, narrow layers, where tasks split the output channels) are packed once and shared;
+  // large ones are packed block by block inside each task so the panels stay in cache.
+  const bool shared = KD * padded_p * problems <= (index_t{1} << 22);
+  std::vector<float> packed(shared ? KD * padded_p * problems : 0);
+  const index_t kblocks = ceil_div(KD, kGemmKC), npanels = padded_p / nr;
   index_t max_cols = 0;
   for (const GemmTask& b : blocks) max_cols = std::max(max_cols, b.j1 - b.j0);
-  const index_t nblocks = static_cast<index_t>(blocks.size()), ntasks = s.N * G * nblocks;
-#pragma omp parallel num_threads(std::min<index_t>(threads, ntasks))
+#pragma omp parallel num_threads(std::min<index_t>(threads, shared ? std::max(ntasks, problems * kblocks * npanels) : ntasks))
   {
-    std::vector<float> bbuf(kGemmKC * ceil_div(max_cols, cfg.nr) * cfg.nr);
+    std::vector<float> bbuf(shared ? 0 : kGemmKC * ceil_div(max_cols, nr) * nr);
+    if (shared) {
+      // Layout per problem: k-block by k-block, each kc x padded_p as npanels panels of kc x NR.
+#pragma omp for schedule(static)
+      for (index_t item = 0; item < problems * kblocks * npanels; ++item) {
+        const index_t p = item % npanels, kb = (item / npanels) % kblocks, ng = item / npanels / kblocks;
+        const index_t n = ng / G, g = ng % G, k0 = kb * kGemmKC, kc = std::min(kGemmKC, KD - k0);
+        const Im2colPacker pack{s, x + (n * s.C + g * Cg) * s.H * s.W, nr};
+        pack(k0, kc, p * nr, std::min(nr, P - p * nr), packed.data() + ng * KD * padded_p + k0 * padded_p + p * kc * nr);
+      }
+    }
 #pragma omp for schedule(dynamic, 1)
     for (index_t t = 0; t < ntasks; ++t) {
       const index_t ng = t / nblocks, n = ng / G, g = ng % G;
       const GemmTask& b = blocks[t % nblocks];
-      const Im2colPacker pack{s, x + (n * s.C + g * Cg) * s.H * s.W, cfg.nr};
-      gemm_block(cfg, Kg, KD, packed_a.data() + g * a_size, pack, b.j0, b.j1, b.mp0, b.mp1,
-                 y + (n * s.K + g * Kg) * P, P, bias ? bias + g * Kg : nullptr, nullptr, clamp, bbuf.data());
+      const Im2colPacker pack{s, x + (n * s.C + g * Cg) * s.H * s.W, nr};
+      auto panels = [&](index_t k0, index_t kc) -> const float* {
+        if (shared) return packed.data() + ng * KD * padded_p + k0 * padded_p + (b.j0 / nr) * kc * nr;
+        pack(k0, kc, b.j0, b.j1 - b.j0, bbuf.data());
+        return bbuf.data();
+      };
+      gemm_block(cfg, Kg, KD, w + g * Kg * KD, KD, panels, b.j0, b.j1, b.mp0, b.mp1, y + (n * s.K + g * Kg) * P, P,
+                 bias ? bias + g * Kg : nullptr, nullptr, clamp);
     }
   }
 }
@@ -144,8 +160,6 @@ void conv2d_direct(const GemmConfig& cfg, const Conv2dShape& s, const float* x, 
     boff[k] = c * chan_stride + (col % sw) * phase_stride + r * s.dil_h * row_stride + col / sw;
   }
   const int threads = threads_for(2.0 * s.N * s.K * P * KD, 1 << 21);
-  const index_t a_size = gemm_packed_a_size(Kg, KD, cfg.mr);
-  std::vector<float> packed_a(a_size * G);
   std::vector<float> copy(in_place ? 0 : s.N * s.C * chan_stride);
   const float* src = in_place ? x : copy.data();
 
@@ -157,15 +171,11 @@ void conv2d_direct(const GemmConfig& cfg, const Conv2dShape& s, const float* x, 
   const index_t ntasks = problems * row_blocks * msplit;
 #pragma omp parallel num_threads(threads)
   {
-#pragma omp for schedule(static) nowait
-    for (index_t g = 0; g < G; ++g) gemm_pack_a(w + g * Kg * KD, KD, Kg, KD, cfg.mr, packed_a.data() + g * a_size);
     if (!in_place) {
 #pragma omp for schedule(static)
       for (index_t nc = 0; nc < s.N * s.C; ++nc)
         pad_into_phases(x + nc * s.H * s.W, s.H, s.W, s.pad_t, s.pad_l, sw, PH, PWp, phase_stride,
                         copy.data() + nc * chan_stride);
-    } else {
-#pragma omp barrier
     }
 #pragma omp for schedule(dynamic, 1)
     for (index_t t = 0; t < ntasks; ++t) {
@@ -179,13 +189,13 @@ void conv2d_direct(const GemmConfig& cfg, const Conv2dShape& s, const float* x, 
       for (index_t k0 = 0; k0 < KD; k0 += kGemmKC) {
         const index_t kc = std::min(kGemmKC, KD - k0);
         for (index_t mp = mp0; mp < mp1; ++mp) {
-          const float* a = packed_a.data() + g * a_size + mp * cfg.mr * KD + k0 * cfg.mr;
           const index_t m0 = mp * cfg.mr;
+          const float* a = w + (g * Kg + m0) * KD + k0;
           const int m_valid = static_cast<int>(std::min<index_t>(cfg.mr, Kg - m0));
           for (index_t oh = oh0; oh < oh1; ++oh)
             for (index_t j0 = 0; j0 < cols; j0 += cfg.nr) {
               const int n_valid = static_cast<int>(std::min<index_t>(cfg.nr, cols - j0));
-              cfg.ukernel(kc, a, xg + oh * s.stride_h * row_stride + j0, boff.data() + k0,
+              cfg.ukernel(kc, a, KD, xg + oh * s.stride_h * row_stride + j0, boff.data() + k0,
                           yg + m0 * P + oh * cols + j0, P, m_valid, n_valid, k0 > 0, k0 + kc == KD,
                           bg ? bg + m0 : nullptr, nullptr, clamp);
             }

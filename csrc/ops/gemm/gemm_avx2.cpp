@@ -17,7 +17,8 @@ inline __m256i tail_mask(int n) {
 }
 
 template <int M, int NV, bool kIndirect>
-void tile(index_t kc, const float* a, const float* b, const index_t* boff, float* c, index_t ldc, int n_valid,
+void tile(index_t kc, const float* a, index_t lda, const float* b, const index_t* boff, float* c, index_t ldc,
+          int n_valid,
           bool accumulate, bool last, const float* bias_row, const float* bias_col, Clamp clamp) {
   __m256i mask[NV];
 #pragma GCC unroll 2
@@ -39,7 +40,7 @@ void tile(index_t kc, const float* a, const float* b, const index_t* boff, float
     }
 #pragma GCC unroll 6
     for (int i = 0; i < M; ++i) {
-      const __m256 av = _mm256_broadcast_ss(a + k * kMR + i);
+      const __m256 av = _mm256_broadcast_ss(a + i * lda + k);
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
     }
@@ -62,19 +63,19 @@ void tile(index_t kc, const float* a, const float* b, const index_t* boff, float
   }
 }
 
-using TileFn = void (*)(index_t, const float*, const float*, const index_t*, float*, index_t, int, bool, bool,
+using TileFn = void (*)(index_t, const float*, index_t, const float*, const index_t*, float*, index_t, int, bool, bool,
                         const float*, const float*, Clamp);
 
 template <int M>
 constexpr TileFn kTiles[2][2] = {{tile<M, 1, false>, tile<M, 2, false>}, {tile<M, 1, true>, tile<M, 2, true>}};
 
-void f32_gemm_6x16_avx2(index_t kc, const float* a, const float* b, const index_t* boff, float* c, index_t ldc,
+void f32_gemm_6x16_avx2(index_t kc, const float* a, index_t lda, const float* b, const index_t* boff, float* c, index_t ldc,
                         int m_valid, int n_valid, bool accumulate, bool last, const float* bias_row,
                         const float* bias_col, Clamp clamp) {
   static constexpr const TileFn (*by_rows[kMR])[2] = {kTiles<1>, kTiles<2>, kTiles<3>,
                                                        kTiles<4>, kTiles<5>, kTiles<6>};
   const int nv = (n_valid + 7) / 8;  // vectors this tile needs
-  by_rows[m_valid - 1][boff != nullptr][nv - 1](kc, a, b, boff, c, ldc, n_valid, accumulate, last, bias_row,
+  by_rows[m_valid - 1][boff != nullptr][nv - 1](kc, a, lda, b, boff, c, ldc, n_valid, accumulate, last, bias_row,
                                                 bias_col, clamp);
 }
 

@@ -17,7 +17,8 @@ inline __mmask16 tail_mask(int n) {
 }
 
 template <int M, int NV, bool kIndirect>
-void tile(index_t kc, const float* a, const float* b, const index_t* boff, float* c, index_t ldc, int n_valid,
+void tile(index_t kc, const float* a, index_t lda, const float* b, const index_t* boff, float* c, index_t ldc,
+          int n_valid,
           bool accumulate, bool last, const float* bias_row, const float* bias_col, Clamp clamp) {
   static_assert(NV * 16 <= kNR, "tile wider than a B panel");
   __mmask16 mask[NV];
@@ -40,7 +41,7 @@ void tile(index_t kc, const float* a, const float* b, const index_t* boff, float
     }
 #pragma GCC unroll 8
     for (int i = 0; i < M; ++i) {
-      const __m512 av = _mm512_set1_ps(a[k * kMR + i]);
+      const __m512 av = _mm512_set1_ps(a[i * lda + k]);
 #pragma GCC unroll 3
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
     }
@@ -63,20 +64,20 @@ void tile(index_t kc, const float* a, const float* b, const index_t* boff, float
   }
 }
 
-using TileFn = void (*)(index_t, const float*, const float*, const index_t*, float*, index_t, int, bool, bool,
+using TileFn = void (*)(index_t, const float*, index_t, const float*, const index_t*, float*, index_t, int, bool, bool,
                         const float*, const float*, Clamp);
 
 template <int M>
 constexpr TileFn kTiles[2][3] = {{tile<M, 1, false>, tile<M, 2, false>, tile<M, 3, false>},
                                  {tile<M, 1, true>, tile<M, 2, true>, tile<M, 3, true>}};
 
-void f32_gemm_8x48_avx512(index_t kc, const float* a, const float* b, const index_t* boff, float* c, index_t ldc,
+void f32_gemm_8x48_avx512(index_t kc, const float* a, index_t lda, const float* b, const index_t* boff, float* c, index_t ldc,
                           int m_valid, int n_valid, bool accumulate, bool last, const float* bias_row,
                           const float* bias_col, Clamp clamp) {
   static constexpr const TileFn (*by_rows[kMR])[3] = {kTiles<1>, kTiles<2>, kTiles<3>, kTiles<4>,
                                                        kTiles<5>, kTiles<6>, kTiles<7>, kTiles<8>};
   const int nv = (n_valid + 15) / 16;  // vectors this tile needs
-  by_rows[m_valid - 1][boff != nullptr][nv - 1](kc, a, b, boff, c, ldc, n_valid, accumulate, last, bias_row,
+  by_rows[m_valid - 1][boff != nullptr][nv - 1](kc, a, lda, b, boff, c, ldc, n_valid, accumulate, last, bias_row,
                                                 bias_col, clamp);
 }
 
