@@ -38,7 +38,9 @@ LAYERS = [
 
 
 def timeit(fn, repeat: int) -> float:
-    for _ in range(3):  # warm-up: first touch of buffers, thread start, caches
+    """Median ms of `repeat` calls, after warming up for at least 0.2 s (first touch of buffers, thread start, clock)."""
+    t_end = time.perf_counter() + 0.2
+    while time.perf_counter() < t_end:
         fn()
     times = []
     for _ in range(repeat):
