@@ -13,6 +13,16 @@ from .. import functional as F
 from .shapes import TENSOR_ARGS, infer_shape
 
 
+def unique_name(base, taken):
+    """`base`, or `base_1`, `base_2`, ... : the first not in `taken` (a set, which the name is added to)."""
+    name, k = base, 0
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    taken.add(name)
+    return name
+
+
 @dataclass
 class Node:
     """One call of a `convcore.functional` op.

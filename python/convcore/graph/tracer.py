@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import functional as F
 from ..nn import module as nn_module
-from .ir import Graph, Node
+from .ir import Graph, Node, unique_name
 from .shapes import TENSOR_ARGS, infer_shape
 
 
@@ -68,12 +68,7 @@ class _Tracer:
             self.stack.pop()
 
     def _unique(self, base):
-        name, k = base, 0
-        while name in self.used:
-            k += 1
-            name = f"{base}_{k}"
-        self.used.add(name)
-        return name
+        return unique_name(base, self.used)
 
     def _node_name(self, op):
         # The innermost module of the model on the call stack names the node: a leaf by its path

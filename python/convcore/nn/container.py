@@ -14,7 +14,28 @@ def _position(index, length):
     return index % length
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: length, iteration in order, append / extend by position."""
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        """Add `module` at the end (named by its position); returns self."""
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules):
+        """Append each of `modules`; returns self."""
+        for module in modules:
+            self.append(module)
+        return self
+
+
+class Sequential(_ModuleSequence):
     """Calls its modules in order, feeding each one's output to the next.
 
     Args:
@@ -44,30 +65,13 @@ class Sequential(Module):
         name = list(self._modules)[_position(index, len(self._modules))]
         self.add_module(name, module)
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        """Add `module` at the end (named by its position); returns self."""
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        """Append each of `modules`; returns self."""
-        for module in modules:
-            self.append(module)
-        return self
-
     def forward(self, x):
         for module in self:
             x = module(x)
         return x
 
 
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     """Holds modules in a list, registered as children '0', '1', ... (for their parameters and state_dict keys).
 
     Args:
@@ -92,23 +96,6 @@ class ModuleList(Module):
 
     def __setitem__(self, index, module):
         self.add_module(str(_position(index, len(self))), module)
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        """Add `module` at the end; returns self."""
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        """Append each of `modules`; returns self."""
-        for module in modules:
-            self.append(module)
-        return self
 
     def insert(self, index, module):
         """Insert `module` before position `index`, renaming the ones after it."""

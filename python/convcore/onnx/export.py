@@ -13,6 +13,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..graph import Graph, conv_pads, trace
+from ..graph.ir import unique_name
 from ..graph.passes import fold_batchnorm as _fold_batchnorm
 
 MIN_OPSET, MAX_OPSET = 13, 21
@@ -42,12 +43,7 @@ class _Emitter:
         self.taken = set(graph.params) | set(graph.inputs) | {o for n in graph.nodes for o in n.outputs}
 
     def fresh(self, base):
-        name, k = base, 0
-        while name in self.taken:
-            k += 1
-            name = f"{base}_{k}"
-        self.taken.add(name)
-        return name
+        return unique_name(base, self.taken)
 
     def const(self, base, array, dtype=np.float32):
         """A new initializer holding `array`; returns its name."""

@@ -13,6 +13,7 @@ from onnx import TensorProto, helper
 
 from .. import functional as F
 from ..graph import TENSOR_ARGS, Graph, Node, conv_pads, infer_shape
+from ..graph.ir import unique_name
 from ..nn import Module
 from ._reader import FLOAT_TYPES, read_model, tensor_to_array
 
@@ -96,12 +97,7 @@ class _Context:
 
     # ----------------------------------------------------------------------------------------------- values
     def fresh(self, base):
-        name, k = base, 0
-        while name in self.taken:
-            k += 1
-            name = f"{base}_{k}"
-        self.taken.add(name)
-        return name
+        return unique_name(base, self.taken)
 
     def const(self, name):
         """The constant behind ONNX value `name`, or None when it is computed at run time."""
