@@ -47,87 +47,105 @@ void pad_into_phases(const float* x, index_t H, index_t W, index_t pad_t, index_
 
 namespace {
 
-// Writes B rows [k0, k0+kc) x columns [n0, n0+ncols) of the implicit im2col matrix of one image and group, as
-// NR-wide panels: row k = (c, r, q) tap, column j = output pixel. A run of pixels on one output row reads one input
-// row, so each run is a zero fill, a (strided) copy and a zero fill, split where it crosses a panel boundary.
-struct Im2colPacker {
-  const Conv2dShape& s;
-  const float* x;  // first channel of this image and group
-  index_t nr;
+// Where the im2col matrix of a convolution lives without being built: tap k = (c, r, q) of output pixel (oh, ow) of
+// image n, group g is the float at  source + (n * C + g * Cg) * chan_stride + tap[k] + oh * row_step + ow.
+// The source is the input itself for a 1x1 / stride-1 / unpadded convolution, else a zero-padded copy split into
+// stride_w column phases (pad_into_phases), so that every run of pixels on one output row is contiguous.
+struct TapLayout {
+  bool in_place;
+  index_t rows, row_w, phase_stride, chan_stride, row_step;
+  std::vector<index_t> tap;
+
+  explicit TapLayout(const Conv2dShape& s)
+      : in_place(s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 && s.pad_b == 0 &&
+                 s.pad_l == 0 && s.pad_r == 0),
+        rows((s.OH - 1) * s.stride_h + (s.R - 1) * s.dil_h + 1),  // padded rows any window reads
+        row_w(in_place ? s.W : s.OW + ((s.S - 1) * s.dil_w) / s.stride_w),
+        phase_stride(rows * row_w),
+        chan_stride(in_place ? s.H * s.W : s.stride_w * phase_stride),
+        row_step(s.stride_h * row_w),
+        tap((s.C / s.groups) * s.R * s.S) {
+    for (index_t k = 0; k < static_cast<index_t>(tap.size()); ++k) {
+      const index_t c = k / (s.R * s.S), r = (k / s.S) % s.R, col = (k % s.S) * s.dil_w;
+      tap[k] = c * chan_stride + (col % s.stride_w) * phase_stride + r * s.dil_h * row_w + col / s.stride_w;
+    }
+  }
+
+  index_t copy_size(const Conv2dShape& s) const { return in_place ? 0 : s.N * s.C * chan_stride; }
+
+  // Fills channel nc (image-major) of the copy; call for every channel before reading taps.
+  void fill(const Conv2dShape& s, const float* x, index_t nc, float* copy) const {
+    pad_into_phases(x + nc * s.H * s.W, s.H, s.W, s.pad_t, s.pad_l, s.stride_w, rows, row_w, phase_stride,
+                    copy + nc * chan_stride);
+  }
+};
+
+// Packs B rows [k0, k0+kc) x pixels [n0, n0+ncols) of one image and group into NR-wide panels: one memcpy per run of
+// pixels that shares an output row and a panel.
+struct TapPacker {
+  const float* base;  // source of this image and group
+  const index_t* tap;
+  index_t row_step, OW, nr;
 
   void operator()(index_t k0, index_t kc, index_t n0, index_t ncols, float* dst) const {
-    const index_t RS = s.R * s.S, HW = s.H * s.W, sw = s.stride_w;
     const index_t padded = ceil_div(ncols, nr) * nr;
     for (index_t kk = 0; kk < kc; ++kk) {
-      const index_t k = k0 + kk, c = k / RS, r = (k % RS) / s.S, q = k % s.S;
-      const float* xc = x + c * HW;
-      // Output columns ow in [ow_lo, ow_hi) read inside the row: 0 <= ow*stride - pad_l + q*dil < W.
-      const index_t shift = q * s.dil_w - s.pad_l;
-      const index_t ow_lo = shift >= 0 ? 0 : ceil_div(-shift, sw);
-      const index_t last = s.W - 1 - shift;  // floor division below needs last >= 0
-      const index_t ow_hi = last < 0 ? ow_lo : std::max<index_t>(ow_lo, std::min<index_t>(s.OW, last / sw + 1));
-      index_t oh = n0 / s.OW, ow0 = n0 % s.OW, j = 0;
+      const float* src = base + tap[k0 + kk];
+      index_t oh = n0 / OW, ow = n0 % OW, j = 0;
       while (j < ncols) {
-        const index_t ih = oh * s.stride_h - s.pad_t + r * s.dil_h;
-        const bool row_ok = ih >= 0 && ih < s.H;
-        const float* row = xc + (row_ok ? ih * s.W : 0);
-        const index_t run_end = std::min<index_t>(ncols, j + s.OW - ow0);  // columns [j, run_end) share this row
-        while (j < run_end) {
-          const index_t piece_end = std::min<index_t>(run_end, (j / nr + 1) * nr);  // stay inside one panel
-          float* d = dst + (j / nr) * kc * nr + kk * nr + j % nr;  // d[i]: output column ow_a + i
-          const index_t ow_a = ow0, ow_b = ow0 + (piece_end - j);  // output columns of this piece
-          const index_t a = row_ok ? std::clamp(ow_lo, ow_a, ow_b) : ow_b, b = row_ok ? std::clamp(ow_hi, a, ow_b) : ow_b;
-          for (index_t ow = ow_a; ow < a; ++ow) d[ow - ow_a] = 0.0f;
-          if (sw == 1) {
-            if (b > a) std::memcpy(d + (a - ow_a), row + a + shift, sizeof(float) * (b - a));
-          } else {
-            for (index_t ow = a; ow < b; ++ow) d[ow - ow_a] = row[ow * sw + shift];
-          }
-          for (index_t ow = b; ow < ow_b; ++ow) d[ow - ow_a] = 0.0f;
-          ow0 = ow_b;
-          j = piece_end;
-        }
-        ++oh;
-        ow0 = 0;
+        const index_t len = std::min({ncols - j, OW - ow, nr - j % nr});
+        std::memcpy(dst + (j / nr) * kc * nr + kk * nr + j % nr, src + oh * row_step + ow, sizeof(float) * len);
+        j += len;
+        ow += len;
+        if (ow == OW) ow = 0, ++oh;
       }
       for (; j < padded; ++j) dst[(j / nr) * kc * nr + kk * nr + j % nr] = 0.0f;
     }
   }
 };
 
+// im2col GEMM: B packed into aligned NR-wide panels, tiles spanning output rows. Small matrices (late, narrow layers,
+// where tasks split the output channels) are packed once and shared; large ones block by block inside each task.
 void conv2d_gemm(const GemmConfig& cfg, const Conv2dShape& s, const float* x, const float* w, const float* bias,
                  float* y, Clamp clamp) {
   const index_t G = s.groups, Cg = s.C / G, Kg = s.K / G, KD = Cg * s.R * s.S, P = s.OH * s.OW;
   const index_t problems = s.N * G, nr = cfg.nr, padded_p = ceil_div(P, nr) * nr;
   const int threads = threads_for(2.0 * s.N * s.K * P * KD, 1 << 21);
+  const TapLayout taps(s);
+  std::vector<float> copy(taps.copy_size(s));
+  const float* source = taps.in_place ? x : copy.data();
   // A = the weights as given: group g is rows [g*Kg, (g+1)*Kg) of a K x KD row-major matrix.
   const std::vector<GemmTask> blocks = gemm_tasks(Kg, P, cfg, problems, threads);
   const index_t nblocks = static_cast<index_t>(blocks.size()), ntasks = problems * nblocks;
-  // Small im2col matrices (late, narrow layers, where tasks split the output channels) are packed once and shared;
-  // large ones are packed block by block inside each task so the panels stay in cache.
   const bool shared = KD * padded_p * problems <= (index_t{1} << 22);
   std::vector<float> packed(shared ? KD * padded_p * problems : 0);
   const index_t kblocks = ceil_div(KD, kGemmKC), npanels = padded_p / nr;
   index_t max_cols = 0;
   for (const GemmTask& b : blocks) max_cols = std::max(max_cols, b.j1 - b.j0);
-#pragma omp parallel num_threads(std::min<index_t>(threads, shared ? std::max(ntasks, problems * kblocks * npanels) : ntasks))
+  auto packer = [&](index_t ng) {
+    return TapPacker{source + (ng / G * s.C + ng % G * Cg) * taps.chan_stride, taps.tap.data(), taps.row_step, s.OW, nr};
+  };
+#pragma omp parallel num_threads(threads)
   {
     std::vector<float> bbuf(shared ? 0 : kGemmKC * ceil_div(max_cols, nr) * nr);
+    if (!taps.in_place) {
+#pragma omp for schedule(static)
+      for (index_t nc = 0; nc < s.N * s.C; ++nc) taps.fill(s, x, nc, copy.data());
+    }
     if (shared) {
       // Layout per problem: k-block by k-block, each kc x padded_p as npanels panels of kc x NR.
 #pragma omp for schedule(static)
       for (index_t item = 0; item < problems * kblocks * npanels; ++item) {
         const index_t p = item % npanels, kb = (item / npanels) % kblocks, ng = item / npanels / kblocks;
-        const index_t n = ng / G, g = ng % G, k0 = kb * kGemmKC, kc = std::min(kGemmKC, KD - k0);
-        const Im2colPacker pack{s, x + (n * s.C + g * Cg) * s.H * s.W, nr};
-        pack(k0, kc, p * nr, std::min(nr, P - p * nr), packed.data() + ng * KD * padded_p + k0 * padded_p + p * kc * nr);
+        const index_t k0 = kb * kGemmKC, kc = std::min(kGemmKC, KD - k0);
+        packer(ng)(k0, kc, p * nr, std::min(nr, P - p * nr), packed.data() + ng * KD * padded_p + k0 * padded_p + p * kc * nr);
       }
     }
 #pragma omp for schedule(dynamic, 1)
     for (index_t t = 0; t < ntasks; ++t) {
       const index_t ng = t / nblocks, n = ng / G, g = ng % G;
       const GemmTask& b = blocks[t % nblocks];
-      const Im2colPacker pack{s, x + (n * s.C + g * Cg) * s.H * s.W, nr};
+      const TapPacker pack = packer(ng);
       auto panels = [&](index_t k0, index_t kc) -> const float* {
         if (shared) return packed.data() + ng * KD * padded_p + k0 * padded_p + (b.j0 / nr) * kc * nr;
         pack(k0, kc, b.j0, b.j1 - b.j0, bbuf.data());
@@ -139,29 +157,16 @@ void conv2d_gemm(const GemmConfig& cfg, const Conv2dShape& s, const float* x, co
   }
 }
 
-// Direct convolution: no im2col panels. Each tap (c, r, q) of an output row is a contiguous run of a (padded, and for
-// stride_w > 1 column-phased) copy of the input, so the micro-kernel reads B rows in place through a per-tap offset
-// table, one output row at a time. Used when output rows are wide enough to fill the tiles.
+// Direct convolution: no panels at all. The micro-kernel reads each tap's run of pixels in place (through the tap
+// offset table), one output row at a time, or all rows at once when the source is the input itself.
 void conv2d_direct(const GemmConfig& cfg, const Conv2dShape& s, const float* x, const float* w, const float* bias,
                    float* y, Clamp clamp) {
   const index_t G = s.groups, Cg = s.C / G, Kg = s.K / G, KD = Cg * s.R * s.S, P = s.OH * s.OW;
-  const index_t sw = s.stride_w;
-  // A 1x1 / stride-1 / unpadded convolution reads the input as it is, all output rows as one long row.
-  const bool in_place = s.R == 1 && s.S == 1 && s.stride_h == 1 && sw == 1 && s.pad_t == 0 && s.pad_b == 0 &&
-                        s.pad_l == 0 && s.pad_r == 0;
-  const index_t rows = in_place ? 1 : s.OH, cols = in_place ? P : s.OW;
-  // Layout of the copy: [image][channel][column phase][PH rows][PWp columns].
-  const index_t PH = (s.OH - 1) * s.stride_h + (s.R - 1) * s.dil_h + 1;
-  const index_t PWp = s.OW + ((s.S - 1) * s.dil_w) / sw;
-  const index_t row_stride = in_place ? 0 : PWp, phase_stride = PH * PWp, chan_stride = in_place ? s.H * s.W : sw * phase_stride;
-  std::vector<index_t> boff(KD);  // tap -> offset from the first channel of the group, output row 0
-  for (index_t k = 0; k < KD; ++k) {
-    const index_t c = k / (s.R * s.S), r = (k / s.S) % s.R, q = k % s.S, col = q * s.dil_w;
-    boff[k] = c * chan_stride + (col % sw) * phase_stride + r * s.dil_h * row_stride + col / sw;
-  }
+  const TapLayout taps(s);
+  const index_t rows = taps.in_place ? 1 : s.OH, cols = taps.in_place ? P : s.OW;  // in place: one long row
   const int threads = threads_for(2.0 * s.N * s.K * P * KD, 1 << 21);
-  std::vector<float> copy(in_place ? 0 : s.N * s.C * chan_stride);
-  const float* src = in_place ? x : copy.data();
+  std::vector<float> copy(taps.copy_size(s));
+  const float* source = taps.in_place ? x : copy.data();
 
   // Tasks: blocks of output rows of one image and group; row panels split too when that leaves threads idle.
   const index_t problems = s.N * G, mpanels = ceil_div(Kg, cfg.mr);
@@ -171,11 +176,9 @@ void conv2d_direct(const GemmConfig& cfg, const Conv2dShape& s, const float* x, 
   const index_t ntasks = problems * row_blocks * msplit;
 #pragma omp parallel num_threads(threads)
   {
-    if (!in_place) {
+    if (!taps.in_place) {
 #pragma omp for schedule(static)
-      for (index_t nc = 0; nc < s.N * s.C; ++nc)
-        pad_into_phases(x + nc * s.H * s.W, s.H, s.W, s.pad_t, s.pad_l, sw, PH, PWp, phase_stride,
-                        copy.data() + nc * chan_stride);
+      for (index_t nc = 0; nc < s.N * s.C; ++nc) taps.fill(s, x, nc, copy.data());
     }
 #pragma omp for schedule(dynamic, 1)
     for (index_t t = 0; t < ntasks; ++t) {
@@ -183,7 +186,7 @@ void conv2d_direct(const GemmConfig& cfg, const Conv2dShape& s, const float* x, 
       const index_t n = ng / G, g = ng % G;
       const index_t oh0 = rb * rows_per_block, oh1 = std::min(rows, oh0 + rows_per_block);
       const index_t mp0 = mpanels * ms / msplit, mp1 = mpanels * (ms + 1) / msplit;
-      const float* xg = src + (n * s.C + g * Cg) * chan_stride;
+      const float* xg = source + (n * s.C + g * Cg) * taps.chan_stride;
       float* yg = y + (n * s.K + g * Kg) * P;
       const float* bg = bias ? bias + g * Kg : nullptr;
       for (index_t k0 = 0; k0 < KD; k0 += kGemmKC) {
@@ -195,9 +198,8 @@ void conv2d_direct(const GemmConfig& cfg, const Conv2dShape& s, const float* x, 
           for (index_t oh = oh0; oh < oh1; ++oh)
             for (index_t j0 = 0; j0 < cols; j0 += cfg.nr) {
               const int n_valid = static_cast<int>(std::min<index_t>(cfg.nr, cols - j0));
-              cfg.ukernel(kc, a, KD, xg + oh * s.stride_h * row_stride + j0, boff.data() + k0,
-                          yg + m0 * P + oh * cols + j0, P, m_valid, n_valid, k0 > 0, k0 + kc == KD,
-                          bg ? bg + m0 : nullptr, nullptr, clamp);
+              cfg.ukernel(kc, a, KD, xg + oh * taps.row_step + j0, taps.tap.data() + k0, yg + m0 * P + oh * cols + j0,
+                          P, m_valid, n_valid, k0 > 0, k0 + kc == KD, bg ? bg + m0 : nullptr, nullptr, clamp);
             }
         }
       }
