@@ -6,7 +6,7 @@ model's own arrays).
 
 import numpy as np
 
-from .ir import Graph, Node
+from .ir import Graph, Node, unique_name
 
 # Ops whose output channels are axis 0 of one weight and one bias: (weight index, bias index) in Node.inputs.
 _FOLDABLE = {"conv2d": (1, 2), "depthwise_conv2d": (1, 2), "separable_conv2d": (2, 4)}
@@ -46,12 +46,7 @@ def fold_batchnorm(graph):
     taken = set(params) | set(graph.inputs) | set(producer)
 
     def new_name(base):
-        name, k = base, 0
-        while name in taken:
-            k += 1
-            name = f"{base}_{k}"
-        taken.add(name)
-        return name
+        return unique_name(base, taken)
 
     for bn in graph.nodes:
         if bn.op != "batch_norm":
