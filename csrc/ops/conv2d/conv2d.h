@@ -16,8 +16,8 @@ struct Conv2dShape {
 // Throws std::invalid_argument unless every size is positive and OH/OW follow from the others.
 void conv2d_check(const Conv2dShape& s);
 
-// y = clamp(conv(x, w) + bias). Picks the depthwise kernel, the packed-GEMM kernel of the active ISA or, under
-// CONVCORE_ISA=scalar, the reference loop nest. bias may be null.
+// y = clamp(conv(x, w) + bias). Picks the depthwise kernel, the direct or im2col GEMM path of the active ISA or,
+// under CONVCORE_ISA=scalar, the reference loop nest. bias may be null.
 void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Clamp clamp);
 
 // The plain direct loop nest (double accumulators): the fallback and the oracle the fast paths are tested against.

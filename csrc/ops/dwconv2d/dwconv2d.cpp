@@ -1,9 +1,7 @@
 #include "ops/dwconv2d/dwconv2d.h"
 
-#include <omp.h>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "core/cpu.h"

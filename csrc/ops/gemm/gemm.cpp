@@ -1,9 +1,7 @@
 #include "ops/gemm/gemm.h"
 
-#include <omp.h>
 
 #include <algorithm>
-#include <cstring>
 
 namespace convcore {
 

@@ -243,16 +243,20 @@ def _conv(ctx, node, a):
         raise ValueError(f"node '{node.name}' (Conv): kernel_shape {a['kernel_shape']} does not match the weight's "
                          f"{weight.shape}")
     stride, dilation = _two(node, a, "strides", (1, 1)), _two(node, a, "dilations", (1, 1))
-    in_hw = ctx.shape(x)[2:]
-    if folded:
-        in_hw = (in_hw[0] + folded[1][0] + folded[1][1], in_hw[1] + folded[1][2] + folded[1][3])
-    pads = _explicit_pads(node, a, in_hw, kernel, stride, dilation)
-    if folded:
-        pads = tuple(p + q for p, q in zip(pads, folded[1]))
+    pads = _window_pads(ctx, node, a, x, folded, kernel, stride, dilation)
     bias = ctx.tensor(node.input[2], node) if len(node.input) > 2 and node.input[2] else ""
     inputs = [x, ctx.tensor(node.input[1], node)] + ([bias] if bias else [])
     attrs = {"stride": stride, "padding": pads, "dilation": dilation, "groups": int(a.get("group", 1))}
     ctx.values[node.output[0]] = ctx.emit("conv2d", node.name, inputs, attrs, node.output[0])
+
+
+def _window_pads(ctx, node, a, x, folded, kernel, stride, dilation):
+    """Explicit pads of a conv / pool window over x, plus those of a Pad node folded into it (folded[1])."""
+    in_hw = ctx.shape(x)[2:]
+    if folded:
+        in_hw = (in_hw[0] + folded[1][0] + folded[1][1], in_hw[1] + folded[1][2] + folded[1][3])
+    pads = _explicit_pads(node, a, in_hw, kernel, stride, dilation)
+    return tuple(p + q for p, q in zip(pads, folded[1])) if folded else pads
 
 
 def _pool(ctx, node, a):
@@ -275,12 +279,7 @@ def _pool(ctx, node, a):
     stride, dilation = _two(node, a, "strides", (1, 1)), _two(node, a, "dilations", (1, 1))
     if not is_max and dilation != (1, 1):
         raise ValueError(f"node '{node.name}' (AveragePool): dilations are not supported")
-    in_hw = ctx.shape(x)[2:]
-    if folded:
-        in_hw = (in_hw[0] + folded[1][0] + folded[1][1], in_hw[1] + folded[1][2] + folded[1][3])
-    pads = _explicit_pads(node, a, in_hw, kernel, stride, dilation)
-    if folded:
-        pads = tuple(p + q for p, q in zip(pads, folded[1]))
+    pads = _window_pads(ctx, node, a, x, folded, kernel, stride, dilation)
     ceil_mode = bool(a.get("ceil_mode", 0))
     limits = [(d * (k - 1) + 1) // 2 if is_max else k // 2 for k, d in zip(kernel, dilation)]
     if any(p > limits[i // 2] for i, p in enumerate(pads)):
