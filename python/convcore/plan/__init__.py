@@ -13,16 +13,14 @@ Example:
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from .. import _core
 from ..graph import Graph, trace
 from ..nn import Module
-from .lower import lower
+from .lower import FUSIONS, lower
 
-__all__ = ["Plan", "compile"]
+__all__ = ["FUSIONS", "Plan", "compile"]
 
 
 def _as_graph(model, input_shape):
@@ -65,16 +63,19 @@ class Plan:
         isa: the kernels it was packed for ('avx512', 'avx2' or 'scalar').
     """
 
-    def __init__(self, graph, input_shape, num_threads=None, winograd="auto", isa=None):
+    def __init__(self, graph, input_shape, num_threads=None, winograd="auto", fuse=True):
         self.graph = graph
         self.input_shape = tuple(int(d) for d in input_shape)
         self.num_threads = num_threads
         self.winograd = winograd
-        self.isa = isa or _core.get_isa()
-        self._plan = lower(graph, self.isa, winograd)
+        self.fuse = fuse
+        self.isa = _core.get_isa()
+        self._plan = lower(graph, self.isa, winograd, _fusions(fuse))
         self._out_count = len(graph.outputs)
-        self._lock = threading.Lock()
         self._last_batch = self.input_shape[0]
+        # One call at the compiled batch now: plans and touches the arena and starts the thread pool, so that the
+        # caller's first call runs at full speed.
+        self.run(np.zeros(self.input_shape, np.float32))
 
     # --------------------------------------------------------------------------------------------------- running
     def _threads(self):
@@ -168,13 +169,24 @@ class Plan:
     # ------------------------------------------------------------------------------------------------ pickling
     def __getstate__(self):
         return {"graph": self.graph, "input_shape": self.input_shape, "num_threads": self.num_threads,
-                "winograd": self.winograd}
+                "winograd": self.winograd, "fuse": self.fuse}
 
     def __setstate__(self, state):
-        self.__init__(state["graph"], state["input_shape"], state["num_threads"], state["winograd"])
+        self.__init__(state["graph"], state["input_shape"], state["num_threads"], state["winograd"], state["fuse"])
 
 
-def compile(model, input_shape=None, *, num_threads=None, winograd="auto"):  # noqa: A001 (torch.compile's name)
+def _fusions(fuse):
+    if fuse is True:
+        return FUSIONS
+    if fuse is False:
+        return frozenset()
+    names = frozenset(fuse)
+    if not names <= FUSIONS:
+        raise ValueError(f"fuse: expected True, False or a subset of {sorted(FUSIONS)} (got {sorted(names)})")
+    return names
+
+
+def compile(model, input_shape=None, *, num_threads=None, winograd="auto", fuse=True):  # noqa: A001
     """Compile a model into a `Plan` that runs the whole network in one C++ call.
 
     Args:
@@ -185,6 +197,10 @@ def compile(model, input_shape=None, *, num_threads=None, winograd="auto"):  # n
         num_threads: threads per call; None follows `convcore.set_num_threads`.
         winograd: "auto" (Winograd F(4x4, 3x3) on the 3x3 stride-1 layers where it is measured faster and within
             the documented error bound), True (every eligible layer) or False (never).
+        fuse: True (every graph rewrite), False (none: one Plan op per graph node, for debugging) or a subset of
+            `FUSIONS`: "batchnorm" (fold into the conv before), "activation" (into the producer's epilogue),
+            "residual" (an add into the conv producing one operand), "concat" (write in place), "gates"
+            (x * sigmoid(x) -> silu).
 
     Returns:
         A `Plan`.
@@ -195,5 +211,6 @@ def compile(model, input_shape=None, *, num_threads=None, winograd="auto"):  # n
         num_threads = integer(num_threads, "num_threads", 1)
     if winograd not in ("auto", True, False):
         raise ValueError(f"winograd: expected 'auto', True or False (got {winograd!r})")
+    _fusions(fuse)
     graph, shape = _as_graph(model, input_shape)
-    return Plan(graph, shape, num_threads, winograd)
+    return Plan(graph, shape, num_threads, winograd, fuse)

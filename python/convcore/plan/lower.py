@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as V
+from ..graph import Graph, Node
 from ..graph.passes import fold_batchnorm
 
 # Epilogue activation codes (csrc/plan/kernels.h, enum Act).
@@ -59,11 +60,15 @@ def _pads(node, graph):
                           V.pair(a.get("dilation", 1), "dilation"))
 
 
+FUSIONS = frozenset({"batchnorm", "activation", "residual", "concat", "gates"})
+
+
 class Lowering:
-    def __init__(self, graph, isa, winograd):
+    def __init__(self, graph, isa, winograd, fusions=FUSIONS):
         self.g = graph
         self.plan = _core.Plan(isa)
         self.winograd = winograd
+        self.fusions = frozenset(fusions)
         self.env = {}
         self.readers = {}
         for node in graph.nodes:
@@ -160,7 +165,7 @@ class Lowering:
 
     def _epilogue_after(self, node, value):
         """The activation fused after `value` (and the value that names the result)."""
-        fused = self.fused_activation(value)
+        fused = self.fused_activation(value) if "activation" in self.fusions else None
         if fused is None:
             return NO_ACT, value
         act, reader = fused
@@ -172,7 +177,7 @@ class Lowering:
         out_value = node.outputs[0]
         residual, act = -1, NO_ACT
         reader = self.sole_reader(out_value)
-        if reader is not None and reader.op == "add":
+        if reader is not None and reader.op == "add" and "residual" in self.fusions:
             other = reader.inputs[1] if reader.inputs[0] == out_value else reader.inputs[0]
             ref = self.env.get(other)
             if other != out_value and ref is not None and ref.flat is None and \
@@ -326,14 +331,15 @@ class Lowering:
             value, ref = node.inputs[i], refs[i]
             channels = ref.shape[1]
             # A previous concatenation whose members start here: it becomes the prefix slice (DenseNet).
-            prefix = self._prefix_concat(node.inputs, i)
+            in_place = "concat" in self.fusions
+            prefix = self._prefix_concat(node.inputs, i) if in_place else None
             if prefix is not None:
                 tid, count = prefix
                 self.plan.alias(tid, y, offset)
                 offset += sum(refs[j].shape[1] for j in range(i, i + count))
                 i += count
                 continue
-            if (value not in self.g.params and value not in self.g.inputs and value not in self.outputs
+            if (in_place and value not in self.g.params and value not in self.g.inputs and value not in self.outputs
                     and self.plan.aliasable(ref.tid) and node.inputs.count(value) == 1
                     and not self._in_other_concat(value, node)):
                 self.plan.alias(ref.tid, y, offset)
@@ -409,6 +415,39 @@ class Lowering:
         self.define(node.outputs[0], tid, x.shape)
 
 
-def lower(graph, isa, winograd="auto"):
-    """Fold batch norms, then build the Plan for `graph` with the kernels of `isa`."""
-    return Lowering(fold_batchnorm(graph), isa, winograd).lower()
+def fuse_gates(graph):
+    """x * sigmoid(x) -> silu(x) and x * hardsigmoid(x) -> hardswish(x), where the gate has no other reader (ONNX
+    files spell SiLU as Sigmoid + Mul, and hard-swish as HardSigmoid + Mul before opset 14)."""
+    readers = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            readers.setdefault(name, []).append(node)
+    producer = {out: node for node in graph.nodes for out in node.outputs}
+    fused = {"sigmoid": "silu", "hardsigmoid": "hardswish"}
+    dropped, replaced = set(), {}
+    for node in graph.nodes:
+        if node.op != "mul":
+            continue
+        a, b = node.inputs[:2]
+        for x, gate in ((a, b), (b, a)):
+            g = producer.get(gate)
+            if (g is not None and g.op in fused and g.inputs[0] == x and len(readers.get(gate, ())) == 1
+                    and gate not in graph.outputs):
+                replaced[id(node)] = Node(fused[g.op], node.name, [x], list(node.outputs), {})
+                dropped.add(id(g))
+                break
+    if not replaced:
+        return graph
+    nodes = [replaced.get(id(n), n) for n in graph.nodes if id(n) not in dropped]
+    return Graph(nodes, graph.inputs, graph.outputs, graph.params, graph.shapes, graph.name)
+
+
+def lower(graph, isa, winograd="auto", fusions=FUSIONS):
+    """Fold batch norms and gated activations, then build the Plan for `graph` with the kernels of `isa`.
+
+    `fusions`: the rewrites to apply, a subset of FUSIONS (all by default; tests switch each off)."""
+    if "batchnorm" in fusions:
+        graph = fold_batchnorm(graph)
+    if "gates" in fusions:
+        graph = fuse_gates(graph)
+    return Lowering(graph, isa, winograd, fusions).lower()

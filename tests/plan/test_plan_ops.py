@@ -1,0 +1,270 @@
+"""Compiled plans op by op: each fused Plan op against the float64 references, on every ISA at 1 and 2 threads.
+
+A small function of functional ops is traced, compiled and run; the result is compared with the same function
+computed by the numpy float64 oracles of tests/reference (independent of convcore's kernels). Shapes are random
+(hypothesis) and include the edges: 1x1 maps, kernels larger than the input with padding, strides larger than the
+kernel, odd channel counts (masked vector tails), every groups value, batch > 1.
+"""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reference import activation, assert_close, conv, misc, norm, pool
+
+import convcore
+import convcore.functional as F
+
+# The float64 oracles under one name: R.conv2d, R.max_pool2d, R.silu, ...
+R = SimpleNamespace(**{k: getattr(m, k) for m in (activation, conv, misc, norm, pool) for k in dir(m)
+                       if not k.startswith("_")})
+
+ACTS = ["none", "relu", "relu6", "leaky_relu", "sigmoid", "silu", "tanh", "hardswish", "hardsigmoid"]
+
+
+def _act(name, x, ref):
+    if name == "none":
+        return x
+    mod = R if ref else F
+    return getattr(mod, name)(x)
+
+
+def _run(fn, shape, batch=None, winograd=False, seed=0):
+    """(plan output, traced graph's eager output) on a random input; the plan is checked to match eager too."""
+    x = np.random.default_rng(seed).standard_normal((batch or shape[0],) + tuple(shape[1:])).astype(np.float32)
+    plan = convcore.compile(fn, shape, winograd=winograd)
+    return x, plan(x), plan
+
+
+def rand(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg = draw(st.integers(1, 9))
+    kg = draw(st.integers(1, 20))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pads = tuple(draw(st.integers(0, 3)) for _ in range(4))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - pads[0] - pads[1]), 12))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - pads[2] - pads[3]), 12))
+    n = draw(st.integers(1, 2))
+    act = draw(st.sampled_from(ACTS))
+    return n, groups * cg, h, w, groups * kg, kh, kw, (sh, sw), (dh, dw), pads, groups, act
+
+
+@given(case=conv_cases(), seed=st.integers(0, 2**16))
+def test_conv_matches_reference(isa, threads, case, seed):
+    n, c, h, w, k, kh, kw, stride, dilation, pads, groups, act = case
+    rng = np.random.default_rng(seed)
+    weight, bias = rand(rng, k, c // groups, kh, kw), rand(rng, k)
+
+    def fn(x):
+        return _act(act, F.conv2d(x, weight, bias, stride, pads, dilation, groups), False)
+
+    x, y, _ = _run(fn, (n, c, h, w), seed=seed)
+    ref = _act(act, R.conv2d(x, weight, bias, stride, pads, dilation, groups), True)
+    terms = R.conv2d(np.abs(x), np.abs(weight), np.abs(bias), stride, pads, dilation, groups)  # size of the sums
+    assert_close(y, ref, 1e-5, scale=max(np.abs(ref).max(), np.abs(terms).max()))
+
+
+@pytest.mark.parametrize("k, stride, padding", [(3, 1, 1), (3, 2, 1), (5, 1, 2), (5, 2, 2), (7, 1, 3), (7, 2, 3),
+                                                (3, 1, 0), (4, 3, 2), (3, 1, 5)])
+@pytest.mark.parametrize("channels", [1, 7, 16, 37])
+def test_depthwise_matches_reference(isa, threads, k, stride, padding, channels):
+    rng = np.random.default_rng(channels * 31 + k)
+    weight, bias = rand(rng, channels, 1, k, k), rand(rng, channels)
+    for h, w in [(1, 1), (5, 9), (14, 13)]:
+        if h + 2 * padding < k:
+            continue  # the kernel does not fit
+        x, y, plan = _run(lambda x: F.relu6(F.conv2d(x, weight, bias, stride, padding, groups=channels)),
+                          (2, channels, h, w))
+        ref = R.relu6(R.conv2d(x, weight, bias, stride, padding, groups=channels))
+        assert_close(y, ref, 1e-5)
+    assert channels == 1 or any("dwconv" in op[1] for op in plan.ops())  # groups == 1 is a dense conv
+
+
+@pytest.mark.parametrize("c, k, h, w, padding", [(3, 5, 7, 9, 1), (32, 32, 14, 14, 1), (17, 40, 13, 6, 0),
+                                                 (64, 64, 4, 4, (2, 1, 0, 3)), (8, 24, 1, 1, 1), (16, 16, 2, 31, 1),
+                                                 (5, 7, 8, 8, 0), (24, 8, 9, 5, (2, 1, 0, 3))])
+def test_winograd_within_bound(isa, threads, c, k, h, w, padding):
+    """F(4x4, 3x3) against float64: within 1e-4 of max|y| (the single-layer bound documented in docs/plan.md)."""
+    rng = np.random.default_rng(c + k)
+    weight, bias = rand(rng, k, c, 3, 3), rand(rng, k)
+    x, y, plan = _run(lambda x: F.conv2d(x, weight, bias, padding=padding), (2, c, h, w), winograd=True)
+    assert any("winograd" in op[1] for op in plan.ops())
+    assert_close(y, R.conv2d(x, weight, bias, padding=padding), 1e-4)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_residual_and_activation_fused_into_conv(isa, act):
+    rng = np.random.default_rng(1)
+    w1, w2 = rand(rng, 24, 24, 3, 3, scale=0.2), rand(rng, 24, 24, 1, 1, scale=0.2)
+
+    def fn(x):
+        return _act(act, F.add(F.conv2d(x, w1, padding=1), F.conv2d(x, w2)), False)
+
+    x, y, plan = _run(fn, (3, 24, 9, 11))
+    ref = _act(act, R.add(R.conv2d(x, w1, padding=1), R.conv2d(x, w2)), True)
+    assert_close(y, ref, 1e-5)
+    kinds = [op[1] for op in plan.ops()]
+    assert not any("add" in k or "activation" in k for k in kinds), kinds  # both fused into the second conv
+
+
+@st.composite
+def pool_cases(draw):
+    k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    s = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    h = draw(st.integers(max(1, d[0] * (k[0] - 1) + 1 - 2 * p[0]), 11))
+    w = draw(st.integers(max(1, d[1] * (k[1] - 1) + 1 - 2 * p[1]), 11))
+    return draw(st.integers(1, 2)), draw(st.integers(1, 35)), h, w, k, s, d, p, draw(st.booleans()), draw(
+        st.booleans())
+
+
+@given(case=pool_cases())
+def test_pools_match_reference(isa, threads, case):
+    n, c, h, w, k, s, d, p, ceil_mode, include = case
+    x, y, _ = _run(lambda x: F.max_pool2d(x, k, s, p, d, ceil_mode), (n, c, h, w))
+    assert_close(y, R.max_pool2d(x, k, s, p, d, ceil_mode), 1e-6)
+    x, y, _ = _run(lambda x: F.avg_pool2d(x, k, s, p, ceil_mode, include), (n, c, h, w))
+    assert_close(y, R.avg_pool2d(x, k, s, p, ceil_mode, include), 1e-5)
+
+
+@pytest.mark.parametrize("out", [1, 2, (3, 5), 7, (1, 4)])
+def test_adaptive_and_global_pools(isa, threads, out):
+    for fn, ref in [(F.adaptive_avg_pool2d, R.adaptive_avg_pool2d), (F.adaptive_max_pool2d, R.adaptive_max_pool2d)]:
+        x, y, _ = _run(lambda x: fn(x, out), (2, 19, 7, 10))
+        assert_close(y, ref(x, out), 1e-5)
+    x, y, _ = _run(F.global_avg_pool2d, (2, 33, 17, 3))
+    assert_close(y, R.global_avg_pool2d(x), 1e-5)
+    x, y, _ = _run(F.global_max_pool2d, (2, 33, 1, 1))
+    assert_close(y, R.global_max_pool2d(x), 0)
+
+
+def test_max_pool_propagates_nan(isa):
+    x = np.random.default_rng(0).standard_normal((1, 20, 6, 6)).astype(np.float32)
+    x[0, 3, 2, 2] = np.nan
+    plan = convcore.compile(lambda v: F.max_pool2d(v, 2), x.shape)
+    y = plan(x)
+    assert np.isnan(y[0, 3, 1, 1]) and np.isnan(y).sum() == 1
+
+
+@pytest.mark.parametrize("other", [(2, 17, 5, 6), (1, 17, 1, 1), (2, 17, 1, 1), (1, 1, 1, 1), (1, 17, 5, 6),
+                                   (2, 1, 5, 6), (1, 1, 5, 1)])
+@pytest.mark.parametrize("op", ["add", "mul"])
+def test_broadcasting_binary_ops(isa, threads, other, op):
+    rng = np.random.default_rng(2)
+    b = rand(rng, *other)
+    const = b[:1] if other[0] == 1 else None  # batch-1 operands may be graph constants
+
+    def fn(x):
+        return getattr(F, op)(F.relu(x), const if const is not None else F.relu(x))
+
+    x, y, _ = _run(fn, (2, 17, 5, 6))
+    r = R.relu(x)
+    assert_close(y, getattr(R, op)(r, const if const is not None else r), 1e-6)
+
+
+def test_squeeze_excitation_block(isa, threads):
+    rng = np.random.default_rng(3)
+    w1, b1, w2, b2 = rand(rng, 4, 24, 1, 1), rand(rng, 4), rand(rng, 24, 4, 1, 1), rand(rng, 24)
+
+    def fn(x):
+        s = F.sigmoid(F.conv2d(F.silu(F.conv2d(F.global_avg_pool2d(x), w1, b1)), w2, b2))
+        return F.mul(x, s)
+
+    x, y, _ = _run(fn, (2, 24, 7, 9))
+    s = R.sigmoid(R.conv2d(R.silu(R.conv2d(R.global_avg_pool2d(x), w1, b1)), w2, b2))
+    assert_close(y, R.mul(x, s), 1e-5)
+
+
+def test_concat_written_in_place(isa, threads):
+    rng = np.random.default_rng(4)
+    ws = [rand(rng, k, 8, 3, 3) for k in (5, 16, 3)]
+
+    def fn(x):
+        a, b, c = (F.conv2d(x, w, padding=1) for w in ws)
+        first = F.concat([a, b], axis=1)      # a DenseNet-like chain: the first concat becomes a prefix slice
+        return F.relu(F.concat([a, b, c], axis=1)), F.max_pool2d(first, 2)
+
+    x, (y1, y2), plan = _run(fn, (2, 8, 6, 8))
+    a, b, c = (R.conv2d(x, w, padding=1) for w in ws)
+    assert_close(y1, R.relu(np.concatenate([a, b, c], 1)), 1e-5)
+    assert_close(y2, R.max_pool2d(np.concatenate([a, b], 1), 2), 1e-5)
+    assert not any(op[1] == "copy_channels" for op in plan.ops())
+
+
+def test_concat_of_a_graph_input_and_a_shared_value(isa):
+    rng = np.random.default_rng(5)
+    w = rand(rng, 6, 4, 1, 1)
+
+    def fn(x):
+        y = F.conv2d(x, w)
+        return F.concat([x, y, y], axis=1), F.relu(y)
+
+    x, (c, r), plan = _run(fn, (1, 4, 3, 3))
+    y = R.conv2d(x, w)
+    assert_close(c, np.concatenate([x, y, y], 1), 1e-6)
+    assert_close(r, R.relu(y), 1e-6)
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (3, 5)])
+def test_flatten_then_linear_uses_nchw_order(isa, threads, h, w):
+    rng = np.random.default_rng(6)
+    wc, wl, bl = rand(rng, 7, 3, 1, 1), rand(rng, 10, 7 * h * w), rand(rng, 10)
+
+    def fn(x):
+        f = F.flatten(F.conv2d(x, wc))
+        return F.linear(f, wl, bl), F.softmax(f), F.log_softmax(F.linear(f, wl, bl))
+
+    x, (y, s, ls), _ = _run(fn, (3, 3, h, w))
+    f = R.flatten(R.conv2d(x, wc))
+    assert_close(y, R.linear(f, wl, bl), 1e-5)
+    assert_close(s, R.softmax(f), 1e-5)
+    assert_close(ls, R.log_softmax(R.linear(f, wl, bl)), 1e-5)
+
+
+def test_batch_norm_not_folded_and_lrn(isa, threads):
+    rng = np.random.default_rng(7)
+    mean, var, g, b = rand(rng, 12), np.abs(rand(rng, 12)) + 0.5, rand(rng, 12), rand(rng, 12)
+    w = rand(rng, 12, 12, 3, 3)
+
+    def fn(x):  # a pre-activation block: BN before a padded conv must not be folded into it
+        h = F.conv2d(F.relu(F.batch_norm(x, mean, var, g, b)), w, padding=1)
+        return F.local_response_norm(h, 5, 1e-3, 0.75, 2.0)
+
+    x, y, _ = _run(fn, (2, 12, 5, 7))
+    h = R.conv2d(R.relu(R.batch_norm(x, mean, var, g, b)), w, padding=1)
+    assert_close(y, R.local_response_norm(h, 5, 1e-3, 0.75, 2.0), 1e-5)
+
+
+@pytest.mark.parametrize("gate, fused", [("sigmoid", "silu"), ("hardsigmoid", "hardswish")])
+def test_gated_activation_fused(gate, fused):
+    rng = np.random.default_rng(8)
+    w = rand(rng, 16, 3, 3, 3)
+
+    def fn(x):
+        h = F.conv2d(x, w)
+        return F.mul(h, getattr(F, gate)(h))
+
+    x, y, plan = _run(fn, (2, 3, 8, 8))
+    assert_close(y, getattr(R, fused)(R.conv2d(x, w)), 1e-5)
+    assert len(plan.ops()) == 3  # input reorder, conv with the fused activation, output
+
+
+def test_any_batch_and_out(isa):
+    w = rand(np.random.default_rng(9), 8, 3, 3, 3)
+    plan = convcore.compile(lambda x: F.relu(F.conv2d(x, w, padding=1)), (1, 3, 10, 10))
+    for n in (3, 1, 5, 3):
+        x = np.random.default_rng(n).standard_normal((n, 3, 10, 10)).astype(np.float32)
+        out = np.empty((n, 8, 10, 10), np.float32)
+        assert plan.run(x, out=out) is out
+        assert_close(out, R.relu(R.conv2d(x, w, padding=1)), 1e-5)
