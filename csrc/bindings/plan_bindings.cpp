@@ -112,6 +112,36 @@ void bind_plan(py::module_& m) {
       }, py::arg("name"), py::arg("x"), py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("stride"),
          py::arg("dilation"), py::arg("pads"), py::arg("groups"), py::arg("act"), py::arg("lo"), py::arg("hi"),
          py::arg("alpha"), py::arg("residual"), py::arg("algo"))
+      .def("mbconv", [](Plan& p, const std::string& name, int x, const OptArray& we, const OptArray& be,
+                        std::array<float, 4> ee, const CArray& wd, const OptArray& bd, Pair stride, Pair dilation,
+                        Quad pads, std::array<float, 4> ed, const CArray& wp, const OptArray& bp,
+                        std::array<float, 4> ep, int residual) {
+        check_tensor(p, x, "x");
+        if (residual >= 0) check_tensor(p, residual, "residual");
+        const index_t C = p.tensor(x).C;
+        index_t E = C;
+        if (we) {
+          require(we->ndim() == 4 && we->shape(1) == C && we->shape(2) == 1 && we->shape(3) == 1,
+                  "expand weight: expected (E, C, 1, 1)");
+          E = we->shape(0);
+          check_len(be, E, "expand bias");
+        }
+        require(wd.ndim() == 4 && wd.shape(0) == E && wd.shape(1) == 1, "depthwise weight: expected (E, 1, R, S)");
+        check_len(bd, E, "depthwise bias");
+        require(wp.ndim() == 4 && wp.shape(1) == E && wp.shape(2) == 1 && wp.shape(3) == 1,
+                "project weight: expected (K, E, 1, 1)");
+        const index_t K = wp.shape(0);
+        check_len(bp, K, "project bias");
+        ConvSpec dw{E, 1, wd.shape(2), wd.shape(3), stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[1],
+                    pads[2], pads[3], E};
+        auto epi = [](const std::array<float, 4>& a) { return epilogue(static_cast<int>(a[0]), a[1], a[2], a[3]); };
+        return plan_mbconv(p, name, x, we ? we->data() : nullptr, be ? be->data() : nullptr, E, epi(ee), dw,
+                           wd.data(), bd ? bd->data() : nullptr, epi(ed), wp.data(), bp ? bp->data() : nullptr, K,
+                           epi(ep), residual);
+      }, py::arg("name"), py::arg("x"), py::arg("we").noconvert(), py::arg("be").noconvert(), py::arg("ee"),
+         py::arg("wd").noconvert(), py::arg("bd").noconvert(), py::arg("stride"), py::arg("dilation"),
+         py::arg("pads"), py::arg("ed"), py::arg("wp").noconvert(), py::arg("bp").noconvert(), py::arg("ep"),
+         py::arg("residual"))
       .def("pool", [](Plan& p, const std::string& name, int x, bool is_max, Pair k, Pair s, Pair d, Quad pads,
                       Pair out, bool count_include_pad) {
         check_tensor(p, x, "x");

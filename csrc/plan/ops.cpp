@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 
@@ -308,6 +309,73 @@ struct FlattenOp : PlanOp {  // NHWC -> NCHW order, as one (N, C*H*W) row per im
   }
 };
 
+// An inverted-residual block in one op: [1x1 expand] -> depthwise -> 1x1 project [+ residual], over stripes of
+// output rows. The expanded and depthwise tensors (6x the block's channels in MobileNet-style nets) live only in a
+// per-thread scratch of a few stripe rows that stays in L2, instead of making a round trip through memory between
+// three ops. Within a thread's rows, expanded rows shared by consecutive stripes are kept (moved to the front of the
+// scratch), so only the rows at a thread's boundary are computed twice.
+struct MBConvOp : PlanOp {
+  bool has_expand;
+  ConvGeom ge, gd, gp;  // expand H x W x C -> E; depthwise H x W x E -> OH x OW x E; project OH x OW x E -> K
+  ConvPacked pe, pp;
+  AlignedVector dw_w, dw_b;
+  Epilogue ee, ed, ep;
+  int x, y, res;
+  index_t stripe;  // output rows per stripe
+  const PlanKernels* k;
+
+  static float* shifted(float* base, index_t back) {  // base - back, as the kernels index it (never dereferenced)
+    return reinterpret_cast<float*>(reinterpret_cast<std::uintptr_t>(base) - static_cast<std::uintptr_t>(back) * 4);
+  }
+  index_t expand_rows(index_t rows) const { return (rows - 1) * gd.sh + (gd.R - 1) * gd.dh + 1; }
+  index_t scratch_floats() const {
+    return (has_expand ? std::min(gd.H, expand_rows(stripe)) * gd.W * gd.C : 0) + stripe * gd.OW * gd.C;
+  }
+  int parallelism(index_t N, int threads) const override {
+    return std::min<index_t>(parts_for(flops_per_image * N, kFlopGrain, threads), N * gd.OH);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    thread_local AlignedVector scratch;
+    if (static_cast<index_t>(scratch.size()) < scratch_floats()) scratch.assign(static_cast<size_t>(scratch_floats()), 0.0f);
+    const index_t E = gd.C, H = gd.H, W = gd.W, OH = gd.OH, OW = gd.OW;
+    float* se = scratch.data();                                               // expanded rows
+    float* sd = se + (has_expand ? std::min(H, expand_rows(stripe)) * W * E : 0);  // depthwise output rows
+    const Resolved in = ex.at(x), out = ex.at(y);
+    const Resolved r = res >= 0 ? ex.at(res) : Resolved{nullptr, 0, 0};
+    ConvGeom geo_e = ge, geo_d = gd, geo_p = gp;
+    geo_e.N = geo_d.N = geo_p.N = ex.N;
+    const auto [r0, r1] = share(ex.N * OH, part, parts);
+    index_t have_n = -1, have_lo = 0, have_hi = 0;  // expanded rows [have_lo, have_hi) of image have_n in se
+    for (index_t row = r0; row < r1;) {
+      const index_t n = row / OH, oh0 = row % OH, oh1 = std::min(OH, oh0 + std::min(stripe, r1 - row));
+      const index_t lo = std::max<index_t>(0, oh0 * gd.sh - gd.pt);
+      const index_t hi = std::min(H, (oh1 - 1) * gd.sh - gd.pt + (gd.R - 1) * gd.dh + 1);
+      ConvIO dio{nullptr, E, shifted(sd, (n * OH + oh0) * OW * E), E, nullptr, 0, ex.plan->zeros()};
+      if (has_expand) {
+        index_t from = lo;
+        if (have_n == n && have_lo <= lo && lo < have_hi) {  // keep the rows this stripe shares with the last
+          std::memmove(se, se + (lo - have_lo) * W * E, sizeof(float) * (have_hi - lo) * W * E);
+          from = have_hi;
+        }
+        if (from < hi) {
+          const ConvIO eio{in.base, in.stride, shifted(se, (n * H + lo) * W * E), E, nullptr, 0, ex.plan->zeros()};
+          k->conv(geo_e, pe, eio, ee, (n * H + from) * W, (n * H + hi) * W, 0, pe.blocks_per_group);
+        }
+        have_n = n, have_lo = lo, have_hi = hi;
+        dio.x = shifted(se, (n * H + lo) * W * E);
+      } else {
+        dio.x = in.base;
+        dio.xs = in.stride;
+      }
+      k->dwconv(geo_d, dw_w.data(), dw_b.data(), dio, ed, n * OH + oh0, n * OH + oh1);
+      const ConvIO pio{shifted(sd, (n * OH + oh0) * OW * E), E, out.base, out.stride, r.base, r.stride,
+                       ex.plan->zeros()};
+      k->conv(geo_p, pp, pio, ep, (n * OH + oh0) * OW, (n * OH + oh1) * OW, 0, pp.blocks_per_group);
+      row += oh1 - oh0;
+    }
+  }
+};
+
 struct WinoInputOp : PlanOp {
   WinoGeom g;
   int x, v;
@@ -400,12 +468,9 @@ void Plan::add_output(int t, bool nchw) {
 
 namespace {
 
-// Packs OIHW weights (K, Cg, R, S) for the register tile and adds the IGEMM op computing y from x.
-void add_igemm(Plan& p, const std::string& name, int x, int y, const ConvGeom& g, const float* w, const float* bias,
-               const Epilogue& e, int residual, const std::string& detail, double flops) {
-  const PlanKernels& k = p.kernels();
-  auto op = std::make_unique<ConvOp>();
-  ConvPacked& pk = op->packed;
+// Packs OIHW weights (K, Cg, R, S) for the register tile of this ISA (see ConvPacked).
+ConvPacked pack_igemm(const PlanKernels& k, const ConvGeom& g, const float* w, const float* bias) {
+  ConvPacked pk;
   const index_t taps = g.R * g.S;
   k.conv_tile(g.Kg, g.Cg, taps, pk);
   pk.blocks_per_group = ceil_div(g.Kg, pk.nr);
@@ -432,6 +497,29 @@ void add_igemm(Plan& p, const std::string& name, int x, int y, const ConvGeom& g
       }
     }
   }
+  return pk;
+}
+
+// Depthwise weights (C, 1, R, S) as [tap][C padded to the lanes] and the bias padded the same way.
+void pack_depthwise(const PlanKernels& k, index_t C, index_t taps, const float* w, const float* bias,
+                    AlignedVector& wp, AlignedVector& bp) {
+  const index_t Cp = ceil_div(C, k.lanes) * k.lanes;
+  wp.assign(static_cast<size_t>(taps * Cp), 0.0f);
+  bp.assign(static_cast<size_t>(Cp), 0.0f);
+  for (index_t c = 0; c < C; ++c) {
+    for (index_t t = 0; t < taps; ++t) wp[static_cast<size_t>(t * Cp + c)] = w[c * taps + t];
+    if (bias) bp[static_cast<size_t>(c)] = bias[c];
+  }
+}
+
+// Adds the IGEMM op computing y = conv(x) with packed weights.
+void add_igemm(Plan& p, const std::string& name, int x, int y, const ConvGeom& g, const float* w, const float* bias,
+               const Epilogue& e, int residual, const std::string& detail, double flops) {
+  const PlanKernels& k = p.kernels();
+  auto op = std::make_unique<ConvOp>();
+  op->packed = pack_igemm(k, g, w, bias);
+  const ConvPacked& pk = op->packed;
+  const index_t taps = g.R * g.S, blocks = g.groups * pk.blocks_per_group;
   p.add_weight_bytes(static_cast<index_t>(pk.w.size() + pk.bias.size()) * 4);
   // Split output channels between threads when the weights outweigh the input (late layers, FC); else pixels.
   const double weight_bytes = 4.0 * g.K * g.Cg * taps, input_bytes = 4.0 * g.H * g.W * g.C;
@@ -530,12 +618,7 @@ int plan_conv(Plan& p, const std::string& name, int x, const ConvSpec& s, const 
   if (algo == ConvAlgo::depthwise) {
     auto op = std::make_unique<DwConvOp>();
     const index_t Cp = ceil_div(in.C, k.lanes) * k.lanes, taps = s.R * s.S;
-    op->w.assign(static_cast<size_t>(taps * Cp), 0.0f);
-    op->bias.assign(static_cast<size_t>(Cp), 0.0f);
-    for (index_t c = 0; c < in.C; ++c) {
-      for (index_t t = 0; t < taps; ++t) op->w[static_cast<size_t>(t * Cp + c)] = w[c * taps + t];
-      if (bias) op->bias[static_cast<size_t>(c)] = bias[c];
-    }
+    pack_depthwise(k, in.C, taps, w, bias, op->w, op->bias);
     p.add_weight_bytes((taps + 1) * Cp * 4);
     op->g = g, op->e = e, op->x = x, op->y = y, op->res = residual, op->k = &k;
     op->name = name, op->kind = std::string(k.isa) + "_dwconv", op->detail = detail, op->flops_per_image = flops;
@@ -674,6 +757,60 @@ int plan_flatten_nchw(Plan& p, const std::string& name, int x) {
   op->H = in.H, op->W = in.W, op->C = in.C, op->x = x, op->y = y;
   op->name = name, op->kind = "flatten_nchw", op->detail = dims(in);
   op->reads = {x}, op->writes = {y};
+  add(p, std::move(op));
+  return y;
+}
+
+
+int plan_mbconv(Plan& p, const std::string& name, int x, const float* we, const float* be, index_t E,
+                const Epilogue& ee, const ConvSpec& dw, const float* wd, const float* bd, const Epilogue& ed,
+                const float* wp, const float* bp, index_t K, const Epilogue& ep, int residual) {
+  check_epilogue(ee), check_epilogue(ed), check_epilogue(ep);
+  const TensorDesc in = p.tensor(x);
+  const bool has_expand = we != nullptr;
+  if (!has_expand) E = in.C;
+  require(E >= 1 && K >= 1 && dw.K == E && dw.C == 1 && dw.groups == E, "plan.mbconv: inconsistent channel counts");
+  require(dw.R >= 1 && dw.S >= 1 && dw.sh >= 1 && dw.sw >= 1 && dw.dh >= 1 && dw.dw >= 1 && dw.pt >= 0 &&
+              dw.pb >= 0 && dw.pl >= 0 && dw.pr >= 0,
+          "plan.mbconv: bad depthwise geometry");
+  const index_t OH = (in.H + dw.pt + dw.pb - dw.dh * (dw.R - 1) - 1) / dw.sh + 1;
+  const index_t OW = (in.W + dw.pl + dw.pr - dw.dw * (dw.S - 1) - 1) / dw.sw + 1;
+  require(in.H + dw.pt + dw.pb >= dw.dh * (dw.R - 1) + 1 && in.W + dw.pl + dw.pr >= dw.dw * (dw.S - 1) + 1,
+          "plan.mbconv: the kernel is larger than the padded input");
+  const int y = p.add_tensor(OH, OW, K);
+  if (residual >= 0) {
+    const TensorDesc& r = p.tensor(residual);
+    require(r.H == OH && r.W == OW && r.C == K && r.constant < 0, "plan.mbconv: the residual must have y's shape");
+  }
+  const PlanKernels& k = p.kernels();
+  auto op = std::make_unique<MBConvOp>();
+  op->has_expand = has_expand;
+  op->ge = ConvGeom{0, in.H, in.W, in.C, in.H, in.W, E, 1, 1, 1, 1, 1, 1, 0, 0, 1, in.C, E};
+  op->gd = ConvGeom{0, in.H, in.W, E, OH, OW, E, dw.R, dw.S, dw.sh, dw.sw, dw.dh, dw.dw, dw.pt, dw.pl, E, 1, 1};
+  op->gp = ConvGeom{0, OH, OW, E, OH, OW, K, 1, 1, 1, 1, 1, 1, 0, 0, 1, E, K};
+  if (has_expand) op->pe = pack_igemm(k, op->ge, we, be);
+  op->pp = pack_igemm(k, op->gp, wp, bp);
+  pack_depthwise(k, E, dw.R * dw.S, wd, bd, op->dw_w, op->dw_b);
+  p.add_weight_bytes(static_cast<index_t>(op->pe.w.size() + op->pp.w.size() + op->dw_w.size()) * 4);
+  op->ee = ee, op->ed = ed, op->ep = ep, op->x = x, op->y = y, op->res = residual, op->k = &k;
+  // The largest stripe whose scratch stays within ~384 KB (in L2 on every current x86 core).
+  op->stripe = 1;
+  while (op->stripe < OH) {
+    ++op->stripe;
+    if (op->scratch_floats() * 4 > (384 << 10)) {
+      --op->stripe;
+      break;
+    }
+  }
+  const double flops = 2.0 * (has_expand ? in.H * in.W * in.C * E : 0) + 2.0 * OH * OW * E * dw.R * dw.S +
+                       2.0 * OH * OW * E * K;
+  op->name = name, op->kind = std::string(k.isa) + "_mbconv", op->flops_per_image = flops;
+  op->detail = dims(in) + " -> " + std::to_string(E) + " k" + std::to_string(dw.R) + "x" + std::to_string(dw.S) +
+               " s" + std::to_string(dw.sh) + " -> " + dims(p.tensor(y)) + " (" + std::to_string(op->stripe) +
+               "-row stripes)" + (residual >= 0 ? " +res" : "");
+  op->reads = {x};
+  if (residual >= 0) op->reads.push_back(residual);
+  op->writes = {y};
   add(p, std::move(op));
   return y;
 }

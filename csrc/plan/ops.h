@@ -25,6 +25,13 @@ int plan_conv(Plan& p, const std::string& name, int x, const ConvSpec& spec, con
 // Whether Winograd F(4x4, 3x3) applies: 3x3, stride 1, no dilation, one group.
 bool winograd_eligible(const ConvSpec& s);
 
+// An inverted-residual block fused over row stripes: y = project(dw(expand(x))) [+ residual], each step with its
+// epilogue. we / be: expand weights (E, C, 1, 1) and bias, or null for a block without expansion; dw: the depthwise
+// geometry (K = C = groups = E); wp: project weights (K, E, 1, 1).
+int plan_mbconv(Plan& p, const std::string& name, int x, const float* we, const float* be, index_t E,
+                const Epilogue& ee, const ConvSpec& dw, const float* wd, const float* bd, const Epilogue& ed,
+                const float* wp, const float* bp, index_t K, const Epilogue& ep, int residual);
+
 int plan_pool(Plan& p, const std::string& name, int x, bool is_max, index_t kh, index_t kw, index_t sh, index_t sw,
               index_t dh, index_t dw, index_t pt, index_t pb, index_t pl, index_t pr, index_t OH, index_t OW,
               bool count_include_pad);
