@@ -14,22 +14,23 @@ def _same_shape(shapes, attrs):
     return {}, shapes[0]
 
 
-def _unary_kernel(name):
-    """The elementwise kernel `name` of `_core.unary` (an activation of csrc/ops/activation)."""
+def _unary_kernel(name, alpha):
+    """The elementwise kernel `name` of `_core.unary` (csrc/ops/activation); attribute `alpha` is its parameter."""
 
-    def kernel(x, *, out, negative_slope=0.0):  # leaky_relu's slope is the kernel's alpha
+    def kernel(x, *, out, **attrs):
         if x.size:
-            _core.unary(x, out, name, negative_slope)
+            _core.unary(x, out, name, attrs[alpha] if alpha else 0.0)
         return out
 
     return kernel
 
 
-def _unary(onnx, rule=_same_shape, **facts):
-    """Declaration of an elementwise activation; its name is the kernel's op name."""
+def _unary(onnx, rule=_same_shape, alpha=None):
+    """Declaration of an elementwise activation; its name is the kernel's op name, `alpha` names the attribute the
+    kernel takes as its parameter."""
 
     def register(spec):
-        return declare(("x",), rule, _unary_kernel(spec.__name__), onnx=onnx, allow_empty=True, **facts)(spec)
+        return declare(("x",), rule, _unary_kernel(spec.__name__, alpha), onnx=onnx, allow_empty=True)(spec)
 
     return register
 
@@ -67,7 +68,8 @@ def relu6(x):
     """``min(max(x, 0), 6)``, elementwise."""
 
 
-@_unary(OnnxOp("LeakyRelu", {"alpha": "negative_slope"}, defaults={"alpha": 0.01}), _leaky_relu_rule)
+@_unary(OnnxOp("LeakyRelu", {"alpha": "negative_slope"}, defaults={"alpha": 0.01}), _leaky_relu_rule,
+        alpha="negative_slope")
 def leaky_relu(x, negative_slope=0.01):
     """``x if x >= 0 else negative_slope * x``, elementwise."""
 
