@@ -303,3 +303,56 @@ def test_infer_shapes_topological_sort_validate_and_pickle():
         cyclic.topological_sort()
     with pytest.raises(ValueError, match="unknown op"):
         Graph([Node("gelu", "a", ["input"], ["a"])], ["input"], ["a"]).validate()
+
+
+def test_two_threads_trace_and_run_at_the_same_time():
+    # The tracer belongs to the thread that traces (docs/architecture.md): while thread A is inside a trace, thread
+    # B computes eagerly, traces a model of its own and runs graphs, and neither sees the other's calls.
+    import threading
+
+    inside, resume = threading.Event(), threading.Event()
+
+    class Pausing(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            if isinstance(y, Value):  # tracing: hold the trace open until thread B is done
+                inside.set()
+                assert resume.wait(30)
+            return F.relu(y)
+
+    model_a, model_b = randomized(Pausing()), randomized(TinyResNet(), seed=1)
+    x = np.random.default_rng(5).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    results, errors = {}, []
+
+    def thread_a():
+        try:
+            results["a"] = trace(model_a, (1, 3, 16, 16))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    def thread_b():
+        try:
+            assert inside.wait(30)
+            results["b_eager"] = model_b(x)
+            results["b_graph"] = trace(model_b, (1, 3, 16, 16))
+            results["b_run"] = results["b_graph"].run(x)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            resume.set()
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert [n.op for n in results["a"].nodes] == ["conv2d", "relu"]
+    assert len(results["b_graph"].nodes) == 23
+    assert_close(results["b_eager"], model_b(x), BOUND)
+    assert_close(results["b_run"], model_b(x), BOUND)
+    assert_close(results["a"].run(x), model_a(x), BOUND)
