@@ -32,8 +32,8 @@ class TensorType:
     Attributes:
         shape: tuple of ints.
         dtype: element type name; every value convcore computes is "float32".
-        layout: the axis order of a 4-D feature map, "NCHW" (the public layout; a compiled plan may keep "NHWC"
-            inside), or None for parameters and values of other ranks (plain row-major arrays).
+        layout: the axis order of a 4-D feature map, "NCHW" (the public layout), or None for parameters and values
+            of other ranks (plain row-major arrays).
     """
 
     shape: tuple

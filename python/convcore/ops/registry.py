@@ -25,7 +25,6 @@ import contextvars
 import functools
 import inspect
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from .. import _validate as V
 
@@ -90,6 +89,10 @@ class Op:
         inputs: tensor argument names in `Node.inputs` order; for a variadic op (concat) the one list argument.
         optional: the inputs that may be None (their default is None).
         attrs: every other argument (except ``out``) -> its default, in signature order.
+        rule, kernel, onnx, macs, channel_params: the declared parts (module docstring).
+        variadic: the one tensor argument is a list of tensors (concat).
+        allow_empty: arrays with a zero dimension are accepted (elementwise ops).
+        view: the kernel returns a view of its input and gets ``out=None`` (flatten).
         function: the public function.
     """
 
@@ -105,8 +108,7 @@ class Op:
         self.attrs = {n: p.default for n, p in params.items() if n not in inputs and n != "out"}
         self.rule, self.kernel, self.onnx = rule, kernel, onnx
         self.variadic, self.allow_empty, self.view = variadic, allow_empty, view
-        self.macs: Optional[Callable] = macs
-        self.channel_params = channel_params
+        self.macs, self.channel_params = macs, channel_params
         self.function = self._public(spec)
 
     def _public(self, spec):

@@ -22,9 +22,8 @@ from .module import ONNXModule
 from .structure import MAX_OPSET, MIN_OPSET, check_ops, input_shape_of, opset_of, sorted_nodes
 
 # ONNX op type -> converter(ctx, node, attrs). Explicit converters take precedence over declared one-to-one forms.
-CONVERTERS = {**activation.declared_forms()}
-for _family in (conv, pool, padding, normalization, activation, arithmetic, shape):
-    CONVERTERS.update(_family.CONVERTERS)
+CONVERTERS = {**activation.declared_forms(), **conv.CONVERTERS, **pool.CONVERTERS, **padding.CONVERTERS,
+              **normalization.CONVERTERS, **activation.CONVERTERS, **arithmetic.CONVERTERS, **shape.CONVERTERS}
 
 IMPORTED_OPS = tuple(sorted(CONVERTERS))
 CONSTANT_ONLY_OPS = tuple(sorted(set(FOLDERS) - set(CONVERTERS)))
