@@ -103,6 +103,9 @@ class Op:
         params = self.signature.parameters
         if list(params)[:len(inputs)] != list(inputs):
             raise TypeError(f"{self.name}: expected the tensor arguments {inputs} first in the signature")
+        if any(p.kind is not p.POSITIONAL_OR_KEYWORD for p in params.values()):
+            raise TypeError(f"{self.name}: expected plain (positional or keyword) parameters only")
+        self._defaults = {n: p.default for n, p in params.items() if p.default is not p.empty}
         self.inputs = tuple(inputs)
         self.optional = frozenset(n for n in inputs if params[n].default is None)
         self.attrs = {n: p.default for n, p in params.items() if n not in inputs and n != "out"}
@@ -112,19 +115,30 @@ class Op:
         self.function = self._public(spec)
 
     def _public(self, spec):
-        signature = self.signature
-
         @functools.wraps(spec)
         def function(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
+            arguments = self._bind(args, kwargs)
             tracer = _TRACER.get()
             if tracer is not None:
-                return tracer.record(self, bound.arguments)
-            return self.compute(bound.arguments)
+                return tracer.record(self, arguments)
+            return self.compute(arguments)
 
         function.op = self
         return function
+
+    def _bind(self, args, kwargs):
+        """The call's arguments by name, defaults filled in: `Signature.bind` in a fraction of its time (eager ops
+        are called per layer), which is still what reports a call that does not fit the signature."""
+        params = self.signature.parameters
+        arguments = dict(zip(params, args))
+        if len(args) > len(params) or not arguments.keys().isdisjoint(kwargs) or not params.keys() >= kwargs.keys():
+            self.signature.bind(*args, **kwargs)  # raises the TypeError Python would
+        arguments.update(kwargs)
+        for name, default in self._defaults.items():
+            arguments.setdefault(name, default)
+        if len(arguments) < len(params):
+            self.signature.bind(*args, **kwargs)  # a required argument is missing: raises
+        return arguments
 
     def infer(self, shapes, attrs):
         """(normalised attributes, output shape) of the op for input shapes and attributes, without computing.
@@ -137,17 +151,17 @@ class Op:
         Raises:
             ValueError / TypeError: whatever the op raises for such inputs.
         """
-        unknown = sorted(set(attrs) - set(self.attrs))
-        if unknown:
-            raise TypeError(f"{self.name}: expected attributes among {list(self.attrs)} (got {unknown})")
-        shapes = [None if s is None else tuple(int(d) for d in s) for s in shapes]
+        if not self.attrs.keys() >= attrs.keys():
+            raise TypeError(f"{self.name}: expected attributes among {list(self.attrs)} (got "
+                            f"{sorted(attrs.keys() - self.attrs.keys())})")
+        shapes = [None if s is None else tuple(map(int, s)) for s in shapes]
         if not self.variadic:
             shapes += [None] * (len(self.inputs) - len(shapes))
             for name, shape in zip(self.inputs, shapes):
                 if shape is None and name not in self.optional:
                     raise ValueError(f"{name}: expected a tensor (got none)")
         attrs, shape = self.rule(shapes, {**self.attrs, **attrs})
-        return attrs, tuple(int(d) for d in shape)
+        return attrs, tuple(map(int, shape))
 
     def arrays(self, arguments):
         """The op's tensor arguments from a bound call, validated (float32, C-contiguous, size limit); a list of
@@ -164,8 +178,8 @@ class Op:
     def compute(self, arguments):
         """Run the op eagerly on a bound call's arguments (name -> value, defaults applied)."""
         arrays = self.arrays(arguments)
-        attrs, shape = self.infer([None if a is None else a.shape for a in arrays],
-                                  {n: arguments[n] for n in self.attrs})
+        # The rule directly: a bound call has every attribute, and array shapes are tuples of ints already.
+        attrs, shape = self.rule([None if a is None else a.shape for a in arrays], {n: arguments[n] for n in self.attrs})
         out = None if self.view else V.output(arguments.get("out"), shape, "out", tuple(arrays))
         return self.kernel(*([arrays] if self.variadic else arrays), out=out, **attrs)
 
