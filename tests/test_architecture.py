@@ -90,3 +90,15 @@ def test_imports_point_down(path):
 ])
 def test_the_checker_reads_every_import_form(statement, part):
     assert [target for _, target in _imported_parts(pathlib.Path("data/__init__.py"), statement)] == [part]
+
+
+def test_the_core_layers_import_no_onnx_or_torch():
+    # The registry and everything up to the model zoo work without the optional packages (ONNX lowerings only talk
+    # to the emitter they are given).
+    import subprocess
+    import sys
+
+    code = ("import sys, convcore, convcore.ops, convcore.functional, convcore.graph, convcore.models, convcore.data; "
+            "print(sorted(m for m in ('onnx', 'torch', 'onnxruntime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

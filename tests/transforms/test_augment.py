@@ -214,3 +214,15 @@ def test_presets():
     x = v2(photo(300, 400))
     assert x.shape == (3, 224, 224) and x.dtype == np.float32
     assert math.isclose(float(x.mean()), float(v2.transform()(photo(300, 400)).mean()))
+
+
+def test_preset_builds_its_pipeline_once(monkeypatch):
+    from convcore import data
+
+    preset = data.get_preset("resnet50")
+    built = []
+    original = data.Preset.transform
+    monkeypatch.setattr(data.Preset, "transform", lambda self: built.append(1) or original(self))
+    for _ in range(3):
+        assert preset(photo(40, 50)).shape == (3, 224, 224)
+    assert len(built) == 1
