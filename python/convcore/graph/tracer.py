@@ -107,11 +107,11 @@ class _Tracer:
         if not any(isinstance(t, Value) for t in tensors):
             return op.compute(arguments)  # only constants: compute now, the result is a constant
         if arguments.get("out") is not None:
-            raise ValueError(f"convcore.trace: {op.name}(out=...) cannot be traced")
+            raise ValueError(f"convcore.trace: expected {op.name} without out= (got an out array)")
         attrs = {k: arguments[k] for k in op.attrs}
         for key, value in attrs.items():
             if isinstance(value, Value):
-                raise TypeError(f"convcore.trace: {op.name} argument '{key}' must be a constant (got a traced Value)")
+                raise TypeError(f"convcore.trace: expected a constant {op.name} argument '{key}' (got a traced Value)")
         name = self._node_name(op.name)
         args = op.inputs * len(tensors) if op.variadic else op.inputs
         inputs = [self._value_name(t, name, a) for t, a in zip(tensors, args)]
