@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/cpu.h"
+#include "core/machine.h"
 #include "core/threads.h"
 #include "ops/activation/activation.h"
 #include "ops/batchnorm/batchnorm.h"
@@ -240,6 +241,8 @@ py::dict config() {
 
 }  // namespace
 
+void bind_plan(py::module_& m);  // plan_bindings.cpp
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "convcore native kernels (use convcore.functional, which validates arguments first)";
   // std::invalid_argument already maps to ValueError in pybind11.
@@ -274,4 +277,16 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("set_grain_scale", &set_grain_scale, py::arg("scale"),
         "Testing hook: 0 makes every op use all threads however small (default 1).");
+  m.def("measure_fma_peak", [](int threads, double seconds) {
+    require(threads >= 1 && threads <= 4096, "threads: expected 1..4096");
+    py::gil_scoped_release release;
+    return measure_fma_peak(threads, seconds);
+  }, py::arg("threads"), py::arg("seconds") = 0.3, "GFLOP/s of an fp32 FMA loop at the active ISA.");
+  m.def("measure_bandwidth", [](int threads, double megabytes, int repeats) {
+    require(threads >= 1 && threads <= 4096 && megabytes > 0 && megabytes < 1e5, "bad arguments");
+    py::gil_scoped_release release;
+    return measure_bandwidth(threads, megabytes, repeats);
+  }, py::arg("threads"), py::arg("megabytes") = 512.0, py::arg("repeats") = 5,
+     "GB/s (bytes read + written) of a large copy.");
+  bind_plan(m);
 }

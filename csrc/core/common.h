@@ -14,6 +14,9 @@ struct Clamp {
   float hi;
 };
 
+// Elementwise binary ops (numpy semantics; max / min propagate NaN).
+enum class BinaryOp : int { add = 0, mul, sub, div, max, min };
+
 // Thrown for bad arguments that reach C++ (Python validates first; this is the second line of defence).
 inline void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);

@@ -20,10 +20,11 @@ from . import _core
 from . import functional, nn
 from .graph import Graph, trace
 from .io import load_checkpoint
+from .plan import Plan, compile
 
 __version__ = _core.config()["version"]
 
-__all__ = ["functional", "nn", "trace", "Graph", "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa", "set_isa"]
+__all__ = ["functional", "nn", "trace", "Graph", "Plan", "compile", "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa", "set_isa"]
 
 
 def show_config(print_out: bool = True) -> dict:

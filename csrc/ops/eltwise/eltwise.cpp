@@ -59,6 +59,7 @@ void binary_impl(const std::vector<index_t>& shape, const float* a, const std::v
 void binary(BinaryOp op, const std::vector<index_t>& shape, const float* a, const std::vector<index_t>& a_strides,
             const float* b, const std::vector<index_t>& b_strides, float* out) {
   require(a_strides.size() == shape.size() && b_strides.size() == shape.size(), "binary: strides must match the shape");
+  require(op == BinaryOp::add || op == BinaryOp::mul, "binary: expected add or mul");
   if (op == BinaryOp::add)
     binary_impl<BinaryOp::add>(shape, a, a_strides, b, b_strides, out);
   else

@@ -1,0 +1,48 @@
+// The Plan's persistent thread pool: workers that spin briefly after a job, then sleep, so back-to-back inferences
+// pay no thread wake-up while an idle process burns no CPU.
+//
+// A job is fn(tid, threads) run by the caller (tid 0) and the workers that reach it in time. Jobs split their work
+// into chunks that any thread may claim (see Plan::execute), so the caller never waits for a worker that has not
+// started: on a machine whose CPUs are busy with other work, a descheduled worker just takes no share, instead of
+// stalling every barrier for a scheduler time slice.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace convcore {
+
+class ThreadPool {
+ public:
+  static ThreadPool& instance();
+  ~ThreadPool();
+
+  // Runs fn on up to `threads` threads, the caller included. Returns when the caller's fn has returned and every
+  // worker that entered the job has left it; a worker arriving after that never runs it. When another job is
+  // running (another Python thread), the caller runs fn alone. Never throws for lack of threads: if the system
+  // refuses to create one, fewer run.
+  void run(int threads, const std::function<void(int, int)>& fn);
+
+  int workers() const { return static_cast<int>(threads_.size()); }
+
+ private:
+  ThreadPool() = default;
+  void grow(int workers);
+  void worker_loop(int tid);
+
+  std::mutex job_mutex_;  // one job at a time
+  std::mutex sleep_mutex_;
+  std::condition_variable wake_;
+  std::vector<std::thread> threads_;
+  const std::function<void(int, int)>* job_ = nullptr;
+  int job_threads_ = 1;
+  std::atomic<unsigned> generation_{0};
+  std::atomic<bool> open_{false};
+  std::atomic<int> inside_{0};
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace convcore

@@ -1,0 +1,132 @@
+// The Plan's kernels: channels-last (NHWC) activations, weights packed once at compile time, a fused epilogue.
+//
+// Every kernel exists three times with one signature: the AVX-512 and AVX2 instantiations of kernels_simd.inc and the
+// plain reference loops of kernels_ref.cpp (CONVCORE_ISA=scalar, and the oracle the fast ones are tested against).
+// A kernel computes one task (a range of output pixels, rows or channel blocks); the Plan's ops split their work into
+// tasks and hand them to threads.
+//
+// Tensors are NHWC with a pixel stride: element (pixel p, channel c) lies at base[p * stride + c], pixels counted
+// over the whole batch (p = (n * H + h) * W + w). A stride wider than the channel count is how a tensor lives inside
+// a slice of a concatenation buffer; 2-D tensors (N, F) are the case H = W = 1.
+#pragma once
+#include <vector>
+
+#include "core/aligned.h"
+#include "core/common.h"
+#include "core/cpu.h"
+
+namespace convcore {
+
+// The activation applied last in an epilogue. clamp covers ReLU (0, inf), ReLU6 (0, 6) and ONNX Clip.
+enum class Act : int { none = 0, clamp, leaky_relu, sigmoid, silu, tanh, hardswish, hardsigmoid };
+
+struct Epilogue {
+  Act act = Act::none;
+  float lo = 0.0f, hi = 0.0f;  // clamp bounds
+  float alpha = 0.0f;          // leaky_relu slope
+};
+
+// Convolution geometry (the input C counts all channels; a group reads Cg of them and writes Kg outputs).
+struct ConvGeom {
+  index_t N, H, W, C;
+  index_t OH, OW, K;
+  index_t R, S, sh, sw, dh, dw, pt, pl;
+  index_t groups, Cg, Kg;
+  index_t taps() const { return R * S; }
+  index_t pixels() const { return N * OH * OW; }
+};
+
+// Weights of a dense or grouped convolution packed for the register tile: for each (group, block of NR output
+// channels) a panel [tap][Cg][NR], zero-filled past the group's Kg channels, and the bias padded the same way.
+struct ConvPacked {
+  int mr = 0, nv = 0, nr = 0;  // tile: mr pixels x nv vectors (nr = nv * lanes channels)
+  index_t blocks_per_group = 0;
+  index_t panel = 0;  // floats per panel: taps * Cg * nr
+  AlignedVector w, bias;
+};
+
+struct ConvIO {
+  const float* x;
+  index_t xs;
+  float* y;
+  index_t ys;
+  const float* res;  // residual added before the activation (same shape as y), or null
+  index_t rs;
+  const float* zero;  // at least C zeros: where a tap falls in the padding
+};
+
+struct PoolGeom {
+  index_t N, H, W, C, OH, OW;
+  index_t kh, kw, sh, sw, dh, dw, pt, pb, pl, pr;
+  bool is_max, count_include_pad;
+};
+
+// Elementwise binary op over NHWC with numpy broadcasting: each operand has a stride per axis (0 where broadcast);
+// the channel stride is 0 or 1.
+struct BinaryGeom {
+  index_t N, H, W, C;
+  index_t a_s[4], b_s[4];  // element strides of a and b for n, h, w, c
+  index_t ys;              // pixel stride of y
+};
+
+// Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions: 4x4 output tiles from 6x6 input patches. The transformed input
+// V[tile][xi][C] and the products M[tile][xi][K] (xi: the 36 transform positions, tiles counted over the batch) are
+// tensors of tiles x (36 * channels), so the 36 products are one grouped 1x1 convolution with 36 groups.
+struct WinoGeom {
+  index_t N, H, W, C, K, OH, OW, pt, pl, tiles_h, tiles_w;
+  index_t tiles() const { return N * tiles_h * tiles_w; }
+};
+
+struct PlanKernels {
+  const char* isa;
+  int lanes;
+  // Tile shape for a convolution with Kg output channels per group: fills mr / nv / nr.
+  void (*conv_tile)(index_t Kg, index_t Cg, index_t taps, ConvPacked& p);
+  // Output pixels [p0, p1) x packed blocks [b0, b1) (block b = group b / blocks_per_group).
+  void (*conv)(const ConvGeom& g, const ConvPacked& p, const ConvIO& io, const Epilogue& e, index_t p0, index_t p1,
+               index_t b0, index_t b1);
+  // Depthwise (groups == C == K): weights [tap][Cpad], bias [Cpad]; output rows [r0, r1) of N * OH.
+  void (*dwconv)(const ConvGeom& g, const float* w, const float* bias, const ConvIO& io, const Epilogue& e,
+                 index_t r0, index_t r1);
+  // Max / average pooling, output rows [r0, r1) of N * OH.
+  void (*pool)(const PoolGeom& g, const float* x, index_t xs, float* y, index_t ys, index_t r0, index_t r1);
+  // Global average / max over H * W pixels for images [n0, n1): y[n * ys + c].
+  void (*global_pool)(index_t HW, index_t C, bool is_max, const float* x, index_t xs, float* y, index_t ys,
+                      index_t n0, index_t n1);
+  // y = act(x * scale[c] + shift[c]) for pixels [p0, p1) (scale / shift may be null: 1 / 0).
+  void (*affine)(index_t C, const float* x, index_t xs, float* y, index_t ys, const float* scale, const float* shift,
+                 const Epilogue& e, index_t p0, index_t p1);
+  // y = act(a op b), output rows [r0, r1) of N * H.
+  void (*binary)(const BinaryGeom& g, BinaryOp op, const float* a, const float* b, float* y, const Epilogue& e,
+                 index_t r0, index_t r1);
+  // V <- B^T d B for tiles [t0, t1).
+  void (*wino_input)(const WinoGeom& g, const float* x, index_t xs, float* V, index_t t0, index_t t1);
+  // y <- act(A^T M A + bias [+ residual]) for tiles [t0, t1).
+  void (*wino_output)(const WinoGeom& g, const float* M, const float* bias, float* y, index_t ys, const float* res,
+                      index_t rs, const Epilogue& e, index_t t0, index_t t1);
+  // Contiguous y[i] = act(x[i]) (the eager activations use this too).
+  void (*activation)(const Epilogue& e, const float* x, float* y, index_t n);
+};
+
+const PlanKernels& plan_kernels(Isa isa);
+
+namespace avx512 {
+extern const PlanKernels kPlanKernels;
+}
+namespace avx2 {
+extern const PlanKernels kPlanKernels;
+}
+namespace ref {
+extern const PlanKernels kPlanKernels;
+}
+
+// Pointer to the input of tap (r, s) for output pixel p, or `zero` in the padding; the IGEMM kernels fill an
+// indirection list of these per tile.
+inline const float* conv_tap_ptr(const ConvGeom& g, const ConvIO& io, index_t n, index_t oh, index_t ow, index_t r,
+                                 index_t s, index_t c0) {
+  const index_t ih = oh * g.sh - g.pt + r * g.dh, iw = ow * g.sw - g.pl + s * g.dw;
+  if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) return io.zero;
+  return io.x + ((n * g.H + ih) * g.W + iw) * io.xs + c0;
+}
+
+}  // namespace convcore

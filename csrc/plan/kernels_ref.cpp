@@ -1,0 +1,237 @@
+// Reference Plan kernels: plain loops with double accumulators over the same packed layouts as the SIMD kernels.
+// They run under CONVCORE_ISA=scalar and are the oracle the AVX2 / AVX-512 kernels are tested against.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "plan/kernels.h"
+
+namespace convcore {
+namespace ref {
+namespace {
+
+double activate(double v, const Epilogue& e) {
+  if (std::isnan(v)) return v;
+  switch (e.act) {
+    case Act::none: return v;
+    case Act::clamp: return std::min<double>(std::max<double>(v, e.lo), e.hi);
+    case Act::leaky_relu: return v < 0 ? v * e.alpha : v;
+    case Act::sigmoid: return 1.0 / (1.0 + std::exp(-v));
+    case Act::silu: return v / (1.0 + std::exp(-v));
+    case Act::tanh: return std::tanh(v);
+    case Act::hardswish: return v * std::min(std::max(v + 3.0, 0.0), 6.0) / 6.0;
+    case Act::hardsigmoid: return std::min(std::max(v / 6.0 + 0.5, 0.0), 1.0);
+  }
+  return v;
+}
+
+void activation(const Epilogue& e, const float* x, float* y, index_t n) {
+  for (index_t i = 0; i < n; ++i) y[i] = static_cast<float>(activate(x[i], e));
+}
+
+void conv_tile_choice(index_t Kg, index_t Cg, index_t taps, ConvPacked& p) {
+  p.nv = 1;
+  p.nr = static_cast<int>(std::min<index_t>(Kg, 16));
+  p.mr = 1;
+}
+
+void conv(const ConvGeom& g, const ConvPacked& p, const ConvIO& io, const Epilogue& e, index_t p0, index_t p1,
+          index_t b0, index_t b1) {
+  for (index_t b = b0; b < b1; ++b) {
+    const index_t grp = b / p.blocks_per_group, kb = b % p.blocks_per_group;
+    const index_t oc0 = grp * g.Kg + kb * p.nr, c0 = grp * g.Cg;
+    const index_t nvalid = std::min<index_t>(p.nr, g.Kg - kb * p.nr);
+    const float* w = p.w.data() + b * p.panel;
+    for (index_t px = p0; px < p1; ++px) {
+      const index_t n = px / (g.OH * g.OW), oh = (px / g.OW) % g.OH, ow = px % g.OW;
+      for (index_t j = 0; j < nvalid; ++j) {
+        double acc = p.bias[b * p.nr + j];
+        for (index_t r = 0; r < g.R; ++r)
+          for (index_t s = 0; s < g.S; ++s) {
+            const float* xp = conv_tap_ptr(g, io, n, oh, ow, r, s, c0);
+            const float* wt = w + (r * g.S + s) * g.Cg * p.nr + j;
+            for (index_t c = 0; c < g.Cg; ++c) acc += static_cast<double>(xp[c]) * wt[c * p.nr];
+          }
+        if (io.res) acc += io.res[px * io.rs + oc0 + j];
+        io.y[px * io.ys + oc0 + j] = static_cast<float>(activate(acc, e));
+      }
+    }
+  }
+}
+
+void dwconv(const ConvGeom& g, const float* w, const float* bias, const ConvIO& io, const Epilogue& e, index_t r0,
+            index_t r1) {
+  const index_t Cp = g.C;  // lanes = 1: no padding
+  for (index_t row = r0; row < r1; ++row) {
+    const index_t n = row / g.OH, oh = row % g.OH;
+    for (index_t ow = 0; ow < g.OW; ++ow) {
+      const index_t px = row * g.OW + ow;
+      for (index_t c = 0; c < g.C; ++c) {
+        double acc = bias[c];
+        for (index_t r = 0; r < g.R; ++r)
+          for (index_t s = 0; s < g.S; ++s)
+            acc += static_cast<double>(conv_tap_ptr(g, io, n, oh, ow, r, s, c)[0]) * w[(r * g.S + s) * Cp + c];
+        if (io.res) acc += io.res[px * io.rs + c];
+        io.y[px * io.ys + c] = static_cast<float>(activate(acc, e));
+      }
+    }
+  }
+}
+
+void pool(const PoolGeom& g, const float* x, index_t xs, float* y, index_t ys, index_t r0, index_t r1) {
+  for (index_t row = r0; row < r1; ++row) {
+    const index_t n = row / g.OH, oh = row % g.OH, h0 = oh * g.sh - g.pt;
+    for (index_t ow = 0; ow < g.OW; ++ow) {
+      const index_t w0 = ow * g.sw - g.pl;
+      float* yp = y + (row * g.OW + ow) * ys;
+      for (index_t c = 0; c < g.C; ++c) {
+        if (g.is_max) {
+          float best = -std::numeric_limits<float>::infinity();
+          for (index_t r = 0; r < g.kh; ++r)
+            for (index_t s = 0; s < g.kw; ++s) {
+              const index_t ih = h0 + r * g.dh, iw = w0 + s * g.dw;
+              if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+              const float v = x[((n * g.H + ih) * g.W + iw) * xs + c];
+              if (v > best || std::isnan(v)) best = std::isnan(best) ? best : v;
+            }
+          yp[c] = best;
+        } else {
+          const index_t h1 = std::min(h0 + g.kh, g.H + g.pb), w1 = std::min(w0 + g.kw, g.W + g.pr);
+          const index_t hs = std::max<index_t>(h0, 0), he = std::min(h1, g.H);
+          const index_t ws = std::max<index_t>(w0, 0), we = std::min(w1, g.W);
+          const index_t count = g.count_include_pad ? (h1 - h0) * (w1 - w0) : (he - hs) * (we - ws);
+          double sum = 0;
+          for (index_t ih = hs; ih < he; ++ih)
+            for (index_t iw = ws; iw < we; ++iw) sum += x[((n * g.H + ih) * g.W + iw) * xs + c];
+          yp[c] = count > 0 ? static_cast<float>(sum / static_cast<double>(count)) : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+void global_pool(index_t HW, index_t C, bool is_max, const float* x, index_t xs, float* y, index_t ys, index_t n0,
+                 index_t n1) {
+  for (index_t n = n0; n < n1; ++n)
+    for (index_t c = 0; c < C; ++c) {
+      double acc = is_max ? -std::numeric_limits<double>::infinity() : 0.0;
+      for (index_t p = 0; p < HW; ++p) {
+        const double v = x[(n * HW + p) * xs + c];
+        acc = is_max ? (std::isnan(acc) || v > acc || std::isnan(v) ? (std::isnan(acc) ? acc : v) : acc) : acc + v;
+      }
+      y[n * ys + c] = static_cast<float>(is_max ? acc : acc / static_cast<double>(HW));
+    }
+}
+
+void affine(index_t C, const float* x, index_t xs, float* y, index_t ys, const float* scale, const float* shift,
+            const Epilogue& e, index_t p0, index_t p1) {
+  for (index_t p = p0; p < p1; ++p)
+    for (index_t c = 0; c < C; ++c) {
+      double v = x[p * xs + c];
+      if (scale) v *= scale[c];
+      if (shift) v += shift[c];
+      y[p * ys + c] = static_cast<float>(activate(static_cast<float>(v), e));
+    }
+}
+
+double binary_op(BinaryOp op, double a, double b) {
+  switch (op) {
+    case BinaryOp::add: return a + b;
+    case BinaryOp::mul: return a * b;
+    case BinaryOp::sub: return a - b;
+    case BinaryOp::div: return a / b;
+    case BinaryOp::max: return std::isnan(a) || std::isnan(b) ? a + b : std::max(a, b);
+    case BinaryOp::min: return std::isnan(a) || std::isnan(b) ? a + b : std::min(a, b);
+  }
+  return a;
+}
+
+void binary(const BinaryGeom& g, BinaryOp op, const float* a, const float* b, float* y, const Epilogue& e, index_t r0,
+            index_t r1) {
+  for (index_t row = r0; row < r1; ++row) {
+    const index_t n = row / g.H, h = row % g.H;
+    for (index_t w = 0; w < g.W; ++w)
+      for (index_t c = 0; c < g.C; ++c) {
+        const float av = a[n * g.a_s[0] + h * g.a_s[1] + w * g.a_s[2] + c * g.a_s[3]];
+        const float bv = b[n * g.b_s[0] + h * g.b_s[1] + w * g.b_s[2] + c * g.b_s[3]];
+        // The float result first, as the SIMD kernels round it, then the activation.
+        const float v = static_cast<float>(binary_op(op, av, bv));
+        y[(row * g.W + w) * g.ys + c] = static_cast<float>(activate(v, e));
+      }
+  }
+}
+
+// Winograd F(4x4, 3x3) transforms as explicit matrices (the SIMD kernels use the factored forms).
+constexpr double kBT[6][6] = {{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                              {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+constexpr double kAT[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+
+void wino_input(const WinoGeom& g, const float* x, index_t xs, float* Vt, index_t t0, index_t t1) {
+  const index_t per_image = g.tiles_h * g.tiles_w;
+  for (index_t t = t0; t < t1; ++t) {
+    const index_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
+    for (index_t c = 0; c < g.C; ++c) {
+      double d[6][6], u[6][6];
+      for (int r = 0; r < 6; ++r)
+        for (int q = 0; q < 6; ++q) {
+          const index_t ih = th * 4 - g.pt + r, iw = tw * 4 - g.pl + q;
+          d[r][q] = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W ? x[((n * g.H + ih) * g.W + iw) * xs + c] : 0.0;
+        }
+      for (int i = 0; i < 6; ++i)
+        for (int q = 0; q < 6; ++q) {
+          u[i][q] = 0;
+          for (int r = 0; r < 6; ++r) u[i][q] += kBT[i][r] * d[r][q];
+        }
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 6; ++j) {
+          double v = 0;
+          for (int q = 0; q < 6; ++q) v += u[i][q] * kBT[j][q];
+          Vt[(t * 36 + i * 6 + j) * g.C + c] = static_cast<float>(v);
+        }
+    }
+  }
+}
+
+void wino_output(const WinoGeom& g, const float* M, const float* bias, float* y, index_t ys, const float* res,
+                 index_t rs, const Epilogue& e, index_t t0, index_t t1) {
+  const index_t per_image = g.tiles_h * g.tiles_w;
+  for (index_t t = t0; t < t1; ++t) {
+    const index_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
+    for (index_t k = 0; k < g.K; ++k) {
+      double u[4][6];
+      for (int i = 0; i < 4; ++i)
+        for (int q = 0; q < 6; ++q) {
+          u[i][q] = 0;
+          for (int r = 0; r < 6; ++r) u[i][q] += kAT[i][r] * M[(t * 36 + r * 6 + q) * g.K + k];
+        }
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) {
+          const index_t oh = th * 4 + i, ow = tw * 4 + j;
+          if (oh >= g.OH || ow >= g.OW) continue;
+          double v = bias[k];
+          for (int q = 0; q < 6; ++q) v += u[i][q] * kAT[j][q];
+          const index_t p = (n * g.OH + oh) * g.OW + ow;
+          if (res) v += res[p * rs + k];
+          y[p * ys + k] = static_cast<float>(activate(v, e));
+        }
+    }
+  }
+}
+
+}  // namespace
+
+extern const PlanKernels kPlanKernels = {"scalar", 1, conv_tile_choice, conv, dwconv, pool, global_pool, affine,
+                                         binary, wino_input, wino_output, activation};
+
+}  // namespace ref
+
+const PlanKernels& plan_kernels(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return avx512::kPlanKernels;
+    case Isa::avx2: return avx2::kPlanKernels;
+    case Isa::scalar: break;
+  }
+  return ref::kPlanKernels;
+}
+
+}  // namespace convcore

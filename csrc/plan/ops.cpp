@@ -1,0 +1,677 @@
+#include "plan/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/threads.h"
+
+namespace convcore {
+namespace {
+
+// Threads worth using for `work` units (FLOPs or bytes touched) when each should have at least `grain`.
+int parts_for(double work, double grain, int threads) {
+  const double useful = work / (grain * grain_scale() + 1e-30);
+  return useful >= threads ? threads : std::max(1, static_cast<int>(useful));
+}
+
+// [lo, hi) of part `part` of `parts` over n items, in multiples of `align` items.
+std::pair<index_t, index_t> share(index_t n, int part, int parts, index_t align = 1) {
+  const index_t units = ceil_div(n, align);
+  const index_t lo = units * part / parts * align, hi = units * (part + 1) / parts * align;
+  return {std::min(lo, n), std::min(hi, n)};
+}
+
+constexpr double kFlopGrain = 1 << 20;   // below ~1 MFLOP a second thread costs more than it saves
+constexpr double kByteGrain = 1 << 17;   // memory-bound ops: per thread at least this many bytes
+
+std::string dims(const TensorDesc& t) {
+  return std::to_string(t.H) + "x" + std::to_string(t.W) + "x" + std::to_string(t.C);
+}
+
+// ------------------------------------------------------------------------------------------------ input / output
+struct InputOp : PlanOp {
+  int y;
+  index_t C, H, W;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(4.0 * N * C * H * W, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    const Resolved out = ex.at(y);
+    const auto [r0, r1] = share(ex.N * H, part, parts);
+    for (index_t row = r0; row < r1; ++row) {  // one image row: C planes -> interleaved pixels
+      const index_t n = row / H, h = row % H;
+      float* yrow = out.base + row * W * out.stride;
+      for (index_t c = 0; c < C; ++c) {
+        const float* src = ex.input + ((n * C + c) * H + h) * W;
+        for (index_t w = 0; w < W; ++w) yrow[w * out.stride + c] = src[w];
+      }
+    }
+  }
+};
+
+struct OutputOp : PlanOp {
+  int x, index;
+  bool nchw;
+  index_t C, H, W;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(4.0 * N * C * H * W, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    const Resolved in = ex.at(x);
+    float* dst = ex.outputs[index];
+    const auto [r0, r1] = share(ex.N * H, part, parts);
+    for (index_t row = r0; row < r1; ++row) {
+      const index_t n = row / H, h = row % H;
+      const float* xrow = in.base + n * in.image + h * W * in.stride;
+      if (nchw) {
+        for (index_t c = 0; c < C; ++c) {
+          float* d = dst + ((n * C + c) * H + h) * W;
+          for (index_t w = 0; w < W; ++w) d[w] = xrow[w * in.stride + c];
+        }
+      } else {
+        float* d = dst + (n * H + h) * W * C;
+        for (index_t w = 0; w < W; ++w) std::memcpy(d + w * C, xrow + w * in.stride, sizeof(float) * C);
+      }
+    }
+  }
+};
+
+// ----------------------------------------------------------------------------------------------- convolution
+struct ConvOp : PlanOp {
+  ConvGeom g;  // N set per run
+  ConvPacked packed;
+  Epilogue e;
+  int x, y, res;
+  const PlanKernels* k;
+  bool split_blocks;  // threads share the output channel blocks (each reads all the input) rather than the pixels
+
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(flops_per_image * N, kFlopGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    ConvGeom geo = g;
+    geo.N = ex.N;
+    const Resolved in = ex.at(x), out = ex.at(y);
+    const Resolved r = res >= 0 ? ex.at(res) : Resolved{nullptr, 0, 0};
+    const ConvIO io{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros()};
+    const index_t blocks = g.groups * packed.blocks_per_group, P = geo.pixels();
+    if (split_blocks && parts > 1) {
+      const auto [b0, b1] = share(blocks, part, parts);
+      if (b0 < b1) k->conv(geo, packed, io, e, 0, P, b0, b1);
+    } else {
+      const auto [p0, p1] = share(P, part, parts, packed.mr);
+      if (p0 < p1) k->conv(geo, packed, io, e, p0, p1, 0, blocks);
+    }
+  }
+};
+
+struct DwConvOp : PlanOp {
+  ConvGeom g;
+  AlignedVector w, bias;  // [tap][Cpad], [Cpad]
+  Epilogue e;
+  int x, y, res;
+  const PlanKernels* k;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(flops_per_image * N, kFlopGrain / 4, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    ConvGeom geo = g;
+    geo.N = ex.N;
+    const Resolved in = ex.at(x), out = ex.at(y);
+    const Resolved r = res >= 0 ? ex.at(res) : Resolved{nullptr, 0, 0};
+    const ConvIO io{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros()};
+    const auto [r0, r1] = share(ex.N * g.OH, part, parts);
+    if (r0 < r1) k->dwconv(geo, w.data(), bias.data(), io, e, r0, r1);
+  }
+};
+
+// --------------------------------------------------------------------------------------------------- pooling
+struct PoolOp : PlanOp {
+  PoolGeom g;
+  int x, y;
+  const PlanKernels* k;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(4.0 * N * g.OH * g.OW * g.C * g.kh * g.kw, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    PoolGeom geo = g;
+    geo.N = ex.N;
+    const Resolved in = ex.at(x), out = ex.at(y);
+    const auto [r0, r1] = share(ex.N * g.OH, part, parts);
+    if (r0 < r1) k->pool(geo, in.base, in.stride, out.base, out.stride, r0, r1);
+  }
+};
+
+struct GlobalPoolOp : PlanOp {
+  index_t HW, C;
+  bool is_max;
+  int x, y;
+  const PlanKernels* k;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(4.0 * N * HW * C, kByteGrain, std::min<index_t>(threads, N));
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    const Resolved in = ex.at(x), out = ex.at(y);
+    const auto [n0, n1] = share(ex.N, part, parts);
+    if (n0 < n1) k->global_pool(HW, C, is_max, in.base, in.stride, out.base, out.stride, n0, n1);
+  }
+};
+
+struct AdaptivePoolOp : PlanOp {  // the general case (unequal windows): plain loops, rare and small
+  index_t H, W, C, OH, OW;
+  bool is_max;
+  int x, y;
+  int parallelism(index_t, int) const override { return 1; }
+  void run(const Exec& ex, int, int) const override {
+    const Resolved in = ex.at(x), out = ex.at(y);
+    for (index_t n = 0; n < ex.N; ++n)
+      for (index_t oh = 0; oh < OH; ++oh) {
+        const index_t hs = oh * H / OH, he = ceil_div((oh + 1) * H, OH);
+        for (index_t ow = 0; ow < OW; ++ow) {
+          const index_t ws = ow * W / OW, we = ceil_div((ow + 1) * W, OW);
+          float* yp = out.base + n * out.image + (oh * OW + ow) * out.stride;
+          for (index_t c = 0; c < C; ++c) {
+            double acc = is_max ? -std::numeric_limits<double>::infinity() : 0.0;
+            for (index_t ih = hs; ih < he; ++ih)
+              for (index_t iw = ws; iw < we; ++iw) {
+                const double v = in.base[n * in.image + (ih * W + iw) * in.stride + c];
+                acc = is_max ? (std::isnan(acc) ? acc : (v > acc || std::isnan(v) ? v : acc)) : acc + v;
+              }
+            yp[c] = static_cast<float>(is_max ? acc : acc / static_cast<double>((he - hs) * (we - ws)));
+          }
+        }
+      }
+  }
+};
+
+// ----------------------------------------------------------------------------------------------- elementwise
+struct AffineOp : PlanOp {
+  index_t pixels, C;  // per image
+  AlignedVector scale, shift;
+  Epilogue e;
+  int x, y;
+  const PlanKernels* k;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(8.0 * N * pixels * C, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    const Resolved in = ex.at(x), out = ex.at(y);
+    const auto [p0, p1] = share(ex.N * pixels, part, parts);
+    if (p0 < p1)
+      k->affine(C, in.base, in.stride, out.base, out.stride, scale.empty() ? nullptr : scale.data(),
+                shift.empty() ? nullptr : shift.data(), e, p0, p1);
+  }
+};
+
+struct BinaryOpNode : PlanOp {
+  BinaryGeom g;  // strides of a and b filled per run
+  BinaryOp op;
+  Epilogue e;
+  int a, b, y;
+  const PlanKernels* k;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(12.0 * N * g.H * g.W * g.C, kByteGrain, threads);
+  }
+  static void strides(const TensorDesc& d, const Resolved& r, index_t* s) {
+    s[0] = r.image;
+    s[1] = d.H > 1 ? d.W * r.stride : 0;
+    s[2] = d.W > 1 ? r.stride : 0;
+    s[3] = d.C > 1 ? 1 : 0;
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    BinaryGeom geo = g;
+    geo.N = ex.N;
+    const Resolved ra = ex.at(a), rb = ex.at(b), out = ex.at(y);
+    strides(ex.plan->tensor(a), ra, geo.a_s);
+    strides(ex.plan->tensor(b), rb, geo.b_s);
+    geo.ys = out.stride;
+    const auto [r0, r1] = share(ex.N * g.H, part, parts);
+    if (r0 < r1) k->binary(geo, op, ra.base, rb.base, out.base, e, r0, r1);
+  }
+};
+
+struct CopyOp : PlanOp {
+  index_t pixels, C;
+  int x, y;
+  index_t c0;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(8.0 * N * pixels * C, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    const Resolved in = ex.at(x), out = ex.at(y);
+    const auto [p0, p1] = share(ex.N * pixels, part, parts);
+    for (index_t p = p0; p < p1; ++p)
+      std::memcpy(out.base + p * out.stride + c0, in.base + p * in.stride, sizeof(float) * C);
+  }
+};
+
+struct SoftmaxOp : PlanOp {  // along channels, per pixel
+  index_t pixels, C;
+  bool log;
+  int x, y;
+  int parallelism(index_t, int) const override { return 1; }
+  void run(const Exec& ex, int, int) const override {
+    const Resolved in = ex.at(x), out = ex.at(y);
+    for (index_t p = 0; p < ex.N * pixels; ++p) {
+      const float* xp = in.base + p * in.stride;
+      float* yp = out.base + p * out.stride;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (index_t c = 0; c < C; ++c) mx = std::max(mx, xp[c]);
+      double sum = 0;
+      for (index_t c = 0; c < C; ++c) sum += std::exp(static_cast<double>(xp[c]) - mx);
+      const double lse = std::log(sum);
+      for (index_t c = 0; c < C; ++c) {
+        const double z = static_cast<double>(xp[c]) - mx;
+        yp[c] = static_cast<float>(log ? z - lse : std::exp(z - lse));
+      }
+    }
+  }
+};
+
+struct LrnOp : PlanOp {  // torch's window [c - size/2, c + (size-1)/2] across channels
+  index_t pixels, C, size;
+  float alpha, beta, k;
+  int x, y;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(4.0 * N * pixels * C * size, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    const Resolved in = ex.at(x), out = ex.at(y);
+    const auto [p0, p1] = share(ex.N * pixels, part, parts);
+    const index_t lo = size / 2, hi = (size - 1) / 2;
+    for (index_t p = p0; p < p1; ++p) {
+      const float* xp = in.base + p * in.stride;
+      float* yp = out.base + p * out.stride;
+      for (index_t c = 0; c < C; ++c) {
+        double sq = 0;
+        for (index_t j = std::max<index_t>(0, c - lo); j <= std::min(C - 1, c + hi); ++j)
+          sq += static_cast<double>(xp[j]) * xp[j];
+        yp[c] = static_cast<float>(xp[c] / std::pow(k + alpha / static_cast<double>(size) * sq, beta));
+      }
+    }
+  }
+};
+
+struct FlattenOp : PlanOp {  // NHWC -> NCHW order, as one (N, C*H*W) row per image
+  index_t H, W, C;
+  int x, y;
+  int parallelism(index_t, int) const override { return 1; }
+  void run(const Exec& ex, int, int) const override {
+    const Resolved in = ex.at(x), out = ex.at(y);
+    for (index_t n = 0; n < ex.N; ++n) {
+      float* d = out.base + n * out.image;
+      for (index_t c = 0; c < C; ++c)
+        for (index_t p = 0; p < H * W; ++p) d[c * H * W + p] = in.base[n * in.image + p * in.stride + c];
+    }
+  }
+};
+
+struct WinoInputOp : PlanOp {
+  WinoGeom g;
+  int x, v;
+  const PlanKernels* k;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(36.0 * 4 * N * g.tiles_h * g.tiles_w * g.C, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    WinoGeom geo = g;
+    geo.N = ex.N;
+    const Resolved in = ex.at(x), out = ex.at(v);
+    const auto [t0, t1] = share(geo.tiles(), part, parts);
+    if (t0 < t1) k->wino_input(geo, in.base, in.stride, out.base, t0, t1);
+  }
+};
+
+struct WinoOutputOp : PlanOp {
+  WinoGeom g;
+  AlignedVector bias;  // padded to the lanes
+  Epilogue e;
+  int m, y, res;
+  const PlanKernels* k;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(36.0 * 4 * N * g.tiles_h * g.tiles_w * g.K, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    WinoGeom geo = g;
+    geo.N = ex.N;
+    const Resolved in = ex.at(m), out = ex.at(y);
+    const Resolved r = res >= 0 ? ex.at(res) : Resolved{nullptr, 0, 0};
+    const auto [t0, t1] = share(geo.tiles(), part, parts);
+    if (t0 < t1) k->wino_output(geo, in.base, bias.data(), out.base, out.stride, r.base, r.stride, e, t0, t1);
+  }
+};
+
+template <class T>
+T& add(Plan& p, std::unique_ptr<T> op) {
+  T& ref = *op;
+  p.add_op(std::move(op));
+  return ref;
+}
+
+void check_epilogue(const Epilogue& e) {
+  require(static_cast<int>(e.act) >= 0 && static_cast<int>(e.act) <= static_cast<int>(Act::hardsigmoid),
+          "plan: unknown activation");
+}
+
+const char* act_name(Act a) {
+  switch (a) {
+    case Act::none: return "";
+    case Act::clamp: return "+clamp";
+    case Act::leaky_relu: return "+leaky_relu";
+    case Act::sigmoid: return "+sigmoid";
+    case Act::silu: return "+silu";
+    case Act::tanh: return "+tanh";
+    case Act::hardswish: return "+hardswish";
+    case Act::hardsigmoid: return "+hardsigmoid";
+  }
+  return "";
+}
+
+}  // namespace
+
+int Plan::set_input(index_t C, index_t H, index_t W) {
+  require(ops_.empty() && in_c_ == 0, "plan: the input must be set first, once");
+  require(C >= 1 && H >= 1 && W >= 1, "plan: input dims must be positive");
+  in_c_ = C, in_h_ = H, in_w_ = W;
+  const int y = add_tensor(H, W, C);
+  auto op = std::make_unique<InputOp>();
+  op->name = "input", op->kind = "nchw_to_nhwc", op->detail = dims(tensor(y));
+  op->y = y, op->C = C, op->H = H, op->W = W;
+  op->writes = {y};
+  add_op(std::move(op));
+  return y;
+}
+
+void Plan::add_output(int t, bool nchw) {
+  const TensorDesc& d = tensor(t);
+  require(d.constant < 0, "plan: an output must be computed");
+  auto op = std::make_unique<OutputOp>();
+  op->name = "output" + std::to_string(outputs_.size());
+  op->kind = nchw ? "nhwc_to_nchw" : "copy_out";
+  op->detail = dims(d);
+  op->x = t, op->index = static_cast<int>(outputs_.size()), op->nchw = nchw;
+  op->C = d.C, op->H = d.H, op->W = d.W;
+  op->reads = {t};
+  add_op(std::move(op));
+  outputs_.emplace_back(t, nchw);
+}
+
+namespace {
+
+// Packs OIHW weights (K, Cg, R, S) for the register tile and adds the IGEMM op computing y from x.
+void add_igemm(Plan& p, const std::string& name, int x, int y, const ConvGeom& g, const float* w, const float* bias,
+               const Epilogue& e, int residual, const std::string& detail, double flops) {
+  const PlanKernels& k = p.kernels();
+  auto op = std::make_unique<ConvOp>();
+  ConvPacked& pk = op->packed;
+  const index_t taps = g.R * g.S;
+  k.conv_tile(g.Kg, g.Cg, taps, pk);
+  pk.blocks_per_group = ceil_div(g.Kg, pk.nr);
+  const index_t blocks = g.groups * pk.blocks_per_group;
+  pk.panel = taps * g.Cg * pk.nr;
+  pk.w.assign(static_cast<size_t>(blocks * pk.panel), 0.0f);
+  pk.bias.assign(static_cast<size_t>(blocks * pk.nr), 0.0f);
+  for (index_t b = 0; b < blocks; ++b) {
+    const index_t grp = b / pk.blocks_per_group, kb = b % pk.blocks_per_group;
+    float* panel = pk.w.data() + b * pk.panel;
+    const index_t jn = std::min<index_t>(pk.nr, g.Kg - kb * pk.nr);
+    for (index_t j = 0; j < jn; ++j) {
+      const index_t oc = grp * g.Kg + kb * pk.nr + j;
+      if (bias) pk.bias[static_cast<size_t>(b * pk.nr + j)] = bias[oc];
+    }
+    for (index_t t = 0; t < taps; ++t)
+      for (index_t c = 0; c < g.Cg; ++c) {
+        float* row = panel + (t * g.Cg + c) * pk.nr;
+        const float* src = w + ((grp * g.Kg + kb * pk.nr) * g.Cg + c) * taps + t;
+        for (index_t j = 0; j < jn; ++j) row[j] = src[j * g.Cg * taps];
+      }
+  }
+  p.add_weight_bytes(static_cast<index_t>(pk.w.size() + pk.bias.size()) * 4);
+  // Split output channels between threads when the weights outweigh the input (late layers, FC); else pixels.
+  const double weight_bytes = 4.0 * g.K * g.Cg * taps, input_bytes = 4.0 * g.H * g.W * g.C;
+  op->split_blocks = blocks >= 8 && weight_bytes > input_bytes;
+  op->g = g, op->e = e, op->x = x, op->y = y, op->res = residual, op->k = &k;
+  op->name = name;
+  op->kind = std::string(k.isa) + "_conv_" + std::to_string(pk.mr) + "x" + std::to_string(pk.nr);
+  op->detail = detail, op->flops_per_image = flops;
+  op->reads = {x};
+  if (residual >= 0) op->reads.push_back(residual);
+  op->writes = {y};
+  add(p, std::move(op));
+}
+
+// Winograd F(4x4, 3x3): input transform -> 36 GEMMs as one grouped 1x1 convolution -> output transform with the
+// epilogue. The filters are transformed once here, in double precision: U = G g G^T.
+int add_winograd(Plan& p, const std::string& name, int x, int y, const ConvSpec& s, const ConvGeom& g,
+                 const float* w, const float* bias, const Epilogue& e, int residual, const std::string& detail) {
+  static constexpr double G[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  const PlanKernels& k = p.kernels();
+  const index_t C = g.C, K = g.K;
+  WinoGeom wg{0, g.H, g.W, C, K, g.OH, g.OW, g.pt, g.pl, ceil_div(g.OH, 4), ceil_div(g.OW, 4)};
+  const index_t tiles = wg.tiles_h * wg.tiles_w;
+  const int v = p.add_tensor(1, tiles, 36 * C), m = p.add_tensor(1, tiles, 36 * K);
+  std::vector<float> u(static_cast<size_t>(36 * K * C));  // (36 * K, C, 1, 1): group xi = position xi
+  for (index_t oc = 0; oc < K; ++oc)
+    for (index_t c = 0; c < C; ++c) {
+      const float* f = w + (oc * C + c) * 9;
+      double gg[6][3];
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 3; ++j) gg[i][j] = G[i][0] * f[j] + G[i][1] * f[3 + j] + G[i][2] * f[6 + j];
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 6; ++j)
+          u[static_cast<size_t>(((i * 6 + j) * K + oc) * C + c)] =
+              static_cast<float>(gg[i][0] * G[j][0] + gg[i][1] * G[j][1] + gg[i][2] * G[j][2]);
+    }
+  auto in = std::make_unique<WinoInputOp>();
+  in->g = wg, in->x = x, in->v = v, in->k = &k;
+  in->name = name, in->kind = std::string(k.isa) + "_winograd_input", in->detail = detail;
+  in->reads = {x}, in->writes = {v};
+  add(p, std::move(in));
+  const ConvGeom gemm{0, 1, tiles, 36 * C, 1, tiles, 36 * K, 1, 1, 1, 1, 1, 1, 0, 0, 36, C, K};
+  add_igemm(p, name, v, m, gemm, u.data(), nullptr, Epilogue{}, -1, detail, 2.0 * 36 * tiles * C * K);
+  p.back_op().kind += " (winograd 36 x GEMM)";
+  auto out = std::make_unique<WinoOutputOp>();
+  out->g = wg, out->m = m, out->y = y, out->res = residual, out->e = e, out->k = &k;
+  out->bias.assign(static_cast<size_t>(ceil_div(K, k.lanes) * k.lanes), 0.0f);
+  if (bias) std::copy(bias, bias + K, out->bias.begin());
+  out->name = name, out->kind = std::string(k.isa) + "_winograd_output", out->detail = detail;
+  out->reads = {m};
+  if (residual >= 0) out->reads.push_back(residual);
+  out->writes = {y};
+  add(p, std::move(out));
+  return y;
+}
+
+}  // namespace
+
+bool winograd_eligible(const ConvSpec& s) {
+  return s.R == 3 && s.S == 3 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 && s.groups == 1;
+}
+
+int plan_conv(Plan& p, const std::string& name, int x, const ConvSpec& s, const float* w, const float* bias,
+              const Epilogue& e, int residual, ConvAlgo algo) {
+  check_epilogue(e);
+  const TensorDesc in = p.tensor(x);
+  require(s.groups >= 1 && in.C % s.groups == 0 && s.K % s.groups == 0 && s.C * s.groups == in.C,
+          "plan.conv: weight channels do not match the input and groups");
+  require(s.R >= 1 && s.S >= 1 && s.sh >= 1 && s.sw >= 1 && s.dh >= 1 && s.dw >= 1, "plan.conv: bad kernel geometry");
+  require(s.pt >= 0 && s.pb >= 0 && s.pl >= 0 && s.pr >= 0, "plan.conv: negative padding");
+  const index_t OH = (in.H + s.pt + s.pb - s.dh * (s.R - 1) - 1) / s.sh + 1;
+  const index_t OW = (in.W + s.pl + s.pr - s.dw * (s.S - 1) - 1) / s.sw + 1;
+  require(in.H + s.pt + s.pb >= s.dh * (s.R - 1) + 1 && in.W + s.pl + s.pr >= s.dw * (s.S - 1) + 1,
+          "plan.conv: the kernel is larger than the padded input");
+  const int y = p.add_tensor(OH, OW, s.K);
+  if (residual >= 0) {
+    const TensorDesc& r = p.tensor(residual);
+    require(r.H == OH && r.W == OW && r.C == s.K && r.constant < 0, "plan.conv: the residual must have y's shape");
+  }
+  ConvGeom g{0, in.H, in.W, in.C, OH, OW, s.K, s.R, s.S, s.sh, s.sw, s.dh, s.dw, s.pt, s.pl,
+             s.groups, in.C / s.groups, s.K / s.groups};
+  const PlanKernels& k = p.kernels();
+  p.reserve_zeros(in.C + 64);
+  const double flops = 2.0 * OH * OW * s.K * g.Cg * s.R * s.S;
+  const bool depthwise = s.groups == in.C && s.groups == s.K && s.groups > 1;
+  if (algo == ConvAlgo::automatic) algo = depthwise ? ConvAlgo::depthwise : ConvAlgo::igemm;
+  require(algo != ConvAlgo::depthwise || depthwise, "plan.conv: the depthwise kernel needs groups == C == K");
+  require(algo != ConvAlgo::winograd || winograd_eligible(s),
+          "plan.conv: winograd needs a 3x3, stride 1, undilated, ungrouped convolution");
+  const std::string detail = dims(in) + " -> " + dims(p.tensor(y)) + " k" + std::to_string(s.R) + "x" +
+                             std::to_string(s.S) + " s" + std::to_string(s.sh) +
+                             (s.groups > 1 ? " g" + std::to_string(s.groups) : "") + (residual >= 0 ? " +res" : "") +
+                             act_name(e.act);
+  if (algo == ConvAlgo::depthwise) {
+    auto op = std::make_unique<DwConvOp>();
+    const index_t Cp = ceil_div(in.C, k.lanes) * k.lanes, taps = s.R * s.S;
+    op->w.assign(static_cast<size_t>(taps * Cp), 0.0f);
+    op->bias.assign(static_cast<size_t>(Cp), 0.0f);
+    for (index_t c = 0; c < in.C; ++c) {
+      for (index_t t = 0; t < taps; ++t) op->w[static_cast<size_t>(t * Cp + c)] = w[c * taps + t];
+      if (bias) op->bias[static_cast<size_t>(c)] = bias[c];
+    }
+    p.add_weight_bytes((taps + 1) * Cp * 4);
+    op->g = g, op->e = e, op->x = x, op->y = y, op->res = residual, op->k = &k;
+    op->name = name, op->kind = std::string(k.isa) + "_dwconv", op->detail = detail, op->flops_per_image = flops;
+    op->reads = {x};
+    if (residual >= 0) op->reads.push_back(residual);
+    op->writes = {y};
+    add(p, std::move(op));
+    return y;
+  }
+  if (algo == ConvAlgo::winograd) return add_winograd(p, name, x, y, s, g, w, bias, e, residual, detail);
+  add_igemm(p, name, x, y, g, w, bias, e, residual, detail, flops);
+  return y;
+}
+
+int plan_pool(Plan& p, const std::string& name, int x, bool is_max, index_t kh, index_t kw, index_t sh, index_t sw,
+              index_t dh, index_t dw, index_t pt, index_t pb, index_t pl, index_t pr, index_t OH, index_t OW,
+              bool count_include_pad) {
+  const TensorDesc in = p.tensor(x);
+  require(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && OH >= 1 && OW >= 1,
+          "plan.pool: bad window geometry");
+  require(pt >= 0 && pb >= 0 && pl >= 0 && pr >= 0, "plan.pool: negative padding");
+  require((OH - 1) * sh < in.H + pt && (OW - 1) * sw < in.W + pl, "plan.pool: output larger than the input allows");
+  const int y = p.add_tensor(OH, OW, in.C);
+  auto op = std::make_unique<PoolOp>();
+  op->g = PoolGeom{0, in.H, in.W, in.C, OH, OW, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, is_max, count_include_pad};
+  op->x = x, op->y = y, op->k = &p.kernels();
+  op->name = name, op->kind = std::string(p.kernels().isa) + (is_max ? "_maxpool" : "_avgpool");
+  op->detail = dims(in) + " -> " + dims(p.tensor(y)) + " k" + std::to_string(kh) + "x" + std::to_string(kw) + " s" +
+               std::to_string(sh);
+  op->reads = {x}, op->writes = {y};
+  add(p, std::move(op));
+  return y;
+}
+
+int plan_global_pool(Plan& p, const std::string& name, int x, bool is_max) {
+  const TensorDesc in = p.tensor(x);
+  const int y = p.add_tensor(1, 1, in.C);
+  auto op = std::make_unique<GlobalPoolOp>();
+  op->HW = in.H * in.W, op->C = in.C, op->is_max = is_max, op->x = x, op->y = y, op->k = &p.kernels();
+  op->name = name, op->kind = std::string(p.kernels().isa) + (is_max ? "_global_maxpool" : "_global_avgpool");
+  op->detail = dims(in) + " -> " + dims(p.tensor(y));
+  op->reads = {x}, op->writes = {y};
+  add(p, std::move(op));
+  return y;
+}
+
+int plan_adaptive_pool(Plan& p, const std::string& name, int x, bool is_max, index_t OH, index_t OW) {
+  const TensorDesc in = p.tensor(x);
+  require(OH >= 1 && OW >= 1, "plan.adaptive_pool: output size must be positive");
+  const int y = p.add_tensor(OH, OW, in.C);
+  auto op = std::make_unique<AdaptivePoolOp>();
+  op->H = in.H, op->W = in.W, op->C = in.C, op->OH = OH, op->OW = OW, op->is_max = is_max, op->x = x, op->y = y;
+  op->name = name, op->kind = is_max ? "adaptive_maxpool" : "adaptive_avgpool";
+  op->detail = dims(in) + " -> " + dims(p.tensor(y));
+  op->reads = {x}, op->writes = {y};
+  add(p, std::move(op));
+  return y;
+}
+
+int plan_affine(Plan& p, const std::string& name, int x, const float* scale, const float* shift, const Epilogue& e) {
+  check_epilogue(e);
+  const TensorDesc in = p.tensor(x);
+  const int y = p.add_tensor(in.H, in.W, in.C);
+  auto op = std::make_unique<AffineOp>();
+  op->pixels = in.H * in.W, op->C = in.C, op->e = e, op->x = x, op->y = y, op->k = &p.kernels();
+  if (scale) op->scale.assign(scale, scale + in.C);
+  if (shift) op->shift.assign(shift, shift + in.C);
+  op->name = name;
+  op->kind = std::string(p.kernels().isa) + (scale || shift ? "_scale_shift" : "_activation") + act_name(e.act);
+  op->detail = dims(in);
+  op->reads = {x}, op->writes = {y};
+  add(p, std::move(op));
+  return y;
+}
+
+int plan_binary(Plan& p, const std::string& name, int a, int b, BinaryOp bop, const Epilogue& e) {
+  check_epilogue(e);
+  const TensorDesc ta = p.tensor(a), tb = p.tensor(b);
+  auto bdim = [](index_t u, index_t v) {
+    require(u == v || u == 1 || v == 1, "plan.binary: shapes do not broadcast");
+    return std::max(u, v);
+  };
+  const index_t H = bdim(ta.H, tb.H), W = bdim(ta.W, tb.W), C = bdim(ta.C, tb.C);
+  require(ta.constant < 0 || tb.constant < 0, "plan.binary: at least one operand must be computed");
+  const int y = p.add_tensor(H, W, C);
+  auto op = std::make_unique<BinaryOpNode>();
+  op->g = BinaryGeom{0, H, W, C, {0, 0, 0, 0}, {0, 0, 0, 0}, 0};
+  op->op = bop, op->e = e, op->a = a, op->b = b, op->y = y, op->k = &p.kernels();
+  static const char* names[] = {"_add", "_mul", "_sub", "_div", "_max", "_min"};
+  op->name = name;
+  op->kind = std::string(p.kernels().isa) + names[static_cast<int>(bop)] + act_name(e.act);
+  op->detail = dims(ta) + " , " + dims(tb);
+  op->reads = {a, b}, op->writes = {y};
+  add(p, std::move(op));
+  return y;
+}
+
+void plan_copy_into(Plan& p, const std::string& name, int x, int y, index_t c0) {
+  const TensorDesc in = p.tensor(x), out = p.tensor(y);
+  require(in.H == out.H && in.W == out.W && c0 >= 0 && c0 + in.C <= out.C, "plan.copy_into: the slice does not fit");
+  auto op = std::make_unique<CopyOp>();
+  op->pixels = in.H * in.W, op->C = in.C, op->x = x, op->y = y, op->c0 = c0;
+  op->name = name, op->kind = "copy_channels", op->detail = dims(in) + " -> " + dims(out);
+  op->reads = {x}, op->writes = {y};
+  add(p, std::move(op));
+}
+
+int plan_softmax(Plan& p, const std::string& name, int x, bool log) {
+  const TensorDesc in = p.tensor(x);
+  const int y = p.add_tensor(in.H, in.W, in.C);
+  auto op = std::make_unique<SoftmaxOp>();
+  op->pixels = in.H * in.W, op->C = in.C, op->log = log, op->x = x, op->y = y;
+  op->name = name, op->kind = log ? "log_softmax" : "softmax", op->detail = dims(in);
+  op->reads = {x}, op->writes = {y};
+  add(p, std::move(op));
+  return y;
+}
+
+int plan_lrn(Plan& p, const std::string& name, int x, index_t size, float alpha, float beta, float k) {
+  const TensorDesc in = p.tensor(x);
+  require(size >= 1, "plan.lrn: size must be >= 1");
+  const int y = p.add_tensor(in.H, in.W, in.C);
+  auto op = std::make_unique<LrnOp>();
+  op->pixels = in.H * in.W, op->C = in.C, op->size = size, op->alpha = alpha, op->beta = beta, op->k = k;
+  op->x = x, op->y = y;
+  op->name = name, op->kind = "lrn", op->detail = dims(in);
+  op->reads = {x}, op->writes = {y};
+  add(p, std::move(op));
+  return y;
+}
+
+int plan_flatten_nchw(Plan& p, const std::string& name, int x) {
+  const TensorDesc in = p.tensor(x);
+  const int y = p.add_tensor(1, 1, in.H * in.W * in.C);
+  auto op = std::make_unique<FlattenOp>();
+  op->H = in.H, op->W = in.W, op->C = in.C, op->x = x, op->y = y;
+  op->name = name, op->kind = "flatten_nchw", op->detail = dims(in);
+  op->reads = {x}, op->writes = {y};
+  add(p, std::move(op));
+  return y;
+}
+
+}  // namespace convcore

@@ -1,0 +1,110 @@
+// A thin vector type per ISA, so that each Plan kernel is written once (kernels_simd.inc) and compiled twice: in
+// kernels_avx512.cpp (16 lanes) and kernels_avx2.cpp (8 lanes). Only those two files include this header; each is
+// compiled with its own -m flags (CMakeLists.txt), so no wide instruction reaches the baseline code.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace convcore {
+
+#if defined(__AVX512F__)
+struct Vec512 {
+  using reg = __m512;
+  using mask = __mmask16;
+  static constexpr int N = 16;
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg set1(float v) { return _mm512_set1_ps(v); }
+  static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  static mask tail(int n) {  // the first n lanes (n may exceed N or be <= 0)
+    return n >= N ? static_cast<mask>(0xffff) : static_cast<mask>(n <= 0 ? 0u : (1u << n) - 1u);
+  }
+  static reg load(const float* p, mask m) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store(float* p, reg v, mask m) { _mm512_mask_storeu_ps(p, m, v); }
+  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
+  static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
+  // 1 / a to within 1-2 ulp: a 14-bit estimate and one Newton step (a division takes ~16 cycles of throughput).
+  static reg rcp(reg a) {
+    const reg r = _mm512_rcp14_ps(a);
+    return _mm512_fnmadd_ps(_mm512_mul_ps(r, r), a, _mm512_add_ps(r, r));
+  }
+  // max / min return the second operand when either is NaN: max(lo, x) and min(hi, x) let a NaN x through.
+  static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
+  static reg round(reg a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  // 2^n for integer-valued n in [-126, 127]
+  static reg pow2i(reg n) {
+    const __m512i i = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_castsi512_ps(i);
+  }
+  static reg select_lt(reg a, reg b, reg if_lt, reg otherwise) {  // a < b ? if_lt : otherwise (false for NaN)
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), otherwise, if_lt);
+  }
+  static reg select_nan(reg a, reg if_nan, reg otherwise) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), otherwise, if_nan);
+  }
+  static reg abs(reg a) { return _mm512_abs_ps(a); }
+  static float hsum(reg a) { return _mm512_reduce_add_ps(a); }
+  static float hmax(reg a) { return _mm512_reduce_max_ps(a); }
+};
+#endif
+
+#if defined(__AVX2__)
+struct Vec256 {
+  using reg = __m256;
+  using mask = __m256i;
+  static constexpr int N = 8;
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg set1(float v) { return _mm256_set1_ps(v); }
+  static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static mask tail(int n) {
+    const int k = n >= N ? N : (n <= 0 ? 0 : n);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static reg load(const float* p, mask m) { return _mm256_maskload_ps(p, m); }
+  static void store(float* p, reg v, mask m) { _mm256_maskstore_ps(p, m, v); }
+  static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+  static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
+  // 1 / a: a 12-bit estimate and one Newton step (about 23 bits).
+  static reg rcp(reg a) {
+    const reg r = _mm256_rcp_ps(a);
+    return _mm256_fnmadd_ps(_mm256_mul_ps(r, r), a, _mm256_add_ps(r, r));
+  }
+  static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  static reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
+  static reg round(reg a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static reg pow2i(reg n) {
+    const __m256i i = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_castsi256_ps(i);
+  }
+  static reg select_lt(reg a, reg b, reg if_lt, reg otherwise) {
+    return _mm256_blendv_ps(otherwise, if_lt, _mm256_cmp_ps(a, b, _CMP_LT_OQ));
+  }
+  static reg select_nan(reg a, reg if_nan, reg otherwise) {
+    return _mm256_blendv_ps(otherwise, if_nan, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+  }
+  static reg abs(reg a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  static float hsum(reg a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static float hmax(reg a) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+#endif
+
+}  // namespace convcore

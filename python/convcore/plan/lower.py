@@ -1,0 +1,414 @@
+"""Lowering: a `Graph` -> a `_core.Plan` (fused ops over channels-last tensors in one arena).
+
+Walks the graph once, in order, after folding batch norms into the convolutions before them. Each node becomes at
+most one Plan op; what can ride along is fused into the op that produces its input:
+
+- an activation whose input has no other reader joins the producer's epilogue (conv, batch norm, add / mul);
+- an add whose other operand is already computed joins the convolution producing this one as its residual (then the
+  activation after the add too), so a ResNet block ends in one conv;
+- a concatenation along channels is written in place: each input that nothing else pins becomes a slice of the
+  output, so its producer stores straight into it (DenseNet's growing concatenations become prefixes of one buffer);
+- flatten before a linear layer is a view, the linear weights permuted to the channels-last order.
+
+Tensors are 4-D NCHW values kept as NHWC (H, W, C), or 2-D (N, F) kept as 1 x 1 x F.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from .. import _validate as V
+from ..graph.passes import fold_batchnorm
+
+# Epilogue activation codes (csrc/plan/kernels.h, enum Act).
+ACT_NONE, ACT_CLAMP, ACT_LEAKY, ACT_SIGMOID, ACT_SILU, ACT_TANH, ACT_HARDSWISH, ACT_HARDSIGMOID = range(8)
+INF = float("inf")
+ACTIVATIONS = {
+    "relu": lambda a: (ACT_CLAMP, 0.0, INF, 0.0),
+    "relu6": lambda a: (ACT_CLAMP, 0.0, 6.0, 0.0),
+    "leaky_relu": lambda a: (ACT_LEAKY, 0.0, 0.0, float(a.get("negative_slope", 0.01))),
+    "sigmoid": lambda a: (ACT_SIGMOID, 0.0, 0.0, 0.0),
+    "silu": lambda a: (ACT_SILU, 0.0, 0.0, 0.0),
+    "tanh": lambda a: (ACT_TANH, 0.0, 0.0, 0.0),
+    "hardswish": lambda a: (ACT_HARDSWISH, 0.0, 0.0, 0.0),
+    "hardsigmoid": lambda a: (ACT_HARDSIGMOID, 0.0, 0.0, 0.0),
+}
+NO_ACT = (ACT_NONE, 0.0, 0.0, 0.0)
+BINARY = {"add": 0, "mul": 1}
+ALGO_AUTO, ALGO_IGEMM, ALGO_DEPTHWISE, ALGO_WINOGRAD = range(4)
+
+
+class Ref:
+    """A graph value in the plan: its tensor id and logical (NCHW) shape; `flat` marks a flatten of a 4-D value
+    that is still stored as (H, W, C) (its NCHW order exists only once someone needs it)."""
+
+    __slots__ = ("tid", "shape", "flat")
+
+    def __init__(self, tid, shape, flat=None):
+        self.tid, self.shape, self.flat = tid, tuple(shape), flat
+
+
+def _pads(node, graph):
+    a = node.attrs
+    x_shape = graph.shapes[node.inputs[0]]
+    if node.op in ("max_pool2d", "avg_pool2d"):
+        return V.padding4(a.get("padding", 0))
+    w_shape = graph.shapes[node.inputs[1]]
+    return V.conv_padding(a.get("padding", 0), x_shape[2:], w_shape[2:], V.pair(a.get("stride", 1), "stride"),
+                          V.pair(a.get("dilation", 1), "dilation"))
+
+
+class Lowering:
+    def __init__(self, graph, isa, winograd):
+        self.g = graph
+        self.plan = _core.Plan(isa)
+        self.winograd = winograd
+        self.env = {}
+        self.readers = {}
+        for node in graph.nodes:
+            for name in node.inputs:
+                if name:
+                    self.readers.setdefault(name, []).append(node)
+        self.outputs = set(graph.outputs)
+        self.producer = {out: node for node in graph.nodes for out in node.outputs}
+        self.skip = set()        # ids of nodes fused into an earlier op
+        self.members = {}        # concat tensor id -> its member values (for prefix reuse)
+        self.constants = {}
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def sole_reader(self, value):
+        """The one node reading `value`, if exactly one does and it is not a graph output; else None."""
+        readers = self.readers.get(value, [])
+        if len(readers) != 1 or value in self.outputs:
+            return None
+        return readers[0]
+
+    def fused_activation(self, value):
+        """(act tuple, output value) when the sole reader of `value` is an activation we can fuse; else None."""
+        reader = self.sole_reader(value)
+        if reader is not None and reader.op in ACTIVATIONS:
+            return ACTIVATIONS[reader.op](reader.attrs), reader
+        return None
+
+    def ref(self, value):
+        if value in self.env:
+            return self.env[value]
+        if value in self.g.params:
+            return self.constant(value)
+        raise ValueError(f"compile: value '{value}' is not computed before it is used")
+
+    def constant(self, value):
+        """A graph parameter used as a tensor operand (e.g. a broadcast scale): a plan constant, NHWC."""
+        if value not in self.constants:
+            array = np.asarray(self.g.params[value], np.float32)
+            if array.ndim == 4:
+                if array.shape[0] != 1:
+                    raise ValueError(f"compile: constant '{value}' of shape {array.shape} has a batch dimension")
+                nhwc = array[0].transpose(1, 2, 0)
+            elif array.ndim <= 2:
+                if array.ndim == 2 and array.shape[0] != 1:
+                    raise ValueError(f"compile: constant '{value}' of shape {array.shape} has a batch dimension")
+                nhwc = array.reshape(1, 1, -1)
+            elif array.ndim == 3:  # (C, H, W), numpy-broadcast against (N, C, H, W)
+                nhwc = array.transpose(1, 2, 0)
+            else:
+                raise ValueError(f"compile: constant '{value}' of shape {array.shape} is not supported")
+            tid = self.plan.constant(np.ascontiguousarray(nhwc, np.float32))
+            shape = (1,) * (4 - array.ndim) + array.shape if array.ndim >= 3 else (1, array.size)
+            self.constants[value] = Ref(tid, shape)
+        return self.constants[value]
+
+    def materialize(self, ref, node_name):
+        """A flattened 4-D value in NCHW order (only when something other than linear reads it)."""
+        if ref.flat is None:
+            return ref
+        c, h, w = ref.flat
+        if h * w == 1:
+            return Ref(self.plan.reshape(ref.tid, 1, 1, c), ref.shape)
+        return Ref(self.plan.flatten_nchw(node_name + ".flatten", ref.tid), ref.shape)
+
+    def define(self, value, tid, shape, flat=None):
+        self.env[value] = Ref(tid, shape, flat)
+
+    def param(self, name):
+        return np.ascontiguousarray(self.g.params[name], np.float32) if name else None
+
+    # --------------------------------------------------------------------------------------------------- ops
+    def lower(self):
+        g = self.g
+        if len(g.inputs) != 1:
+            raise ValueError(f"compile: expected a graph with one input (got {len(g.inputs)})")
+        shape = g.shapes[g.inputs[0]]
+        if len(shape) != 4:
+            raise ValueError(f"compile: expected a 4-D NCHW input (got shape {shape})")
+        tid = self.plan.set_input(*shape[1:])
+        self.define(g.inputs[0], tid, shape)
+        for node in g.nodes:
+            if id(node) in self.skip:
+                continue
+            handler = getattr(self, "op_" + node.op, None)
+            if handler is None:
+                raise ValueError(f"compile: op '{node.op}' (node '{node.name}') is not supported by compiled plans")
+            handler(node)
+        for name in g.outputs:
+            if name in g.params or name in g.inputs:
+                raise ValueError(f"compile: graph output '{name}' is not computed by any node")
+            ref = self.materialize(self.env[name], name)
+            self.plan.add_output(ref.tid, len(ref.shape) == 4)
+        return self.plan
+
+    def _epilogue_after(self, node, value):
+        """The activation fused after `value` (and the value that names the result)."""
+        fused = self.fused_activation(value)
+        if fused is None:
+            return NO_ACT, value
+        act, reader = fused
+        self.skip.add(id(reader))
+        return act, reader.outputs[0]
+
+    def _conv(self, node, weight, bias, stride, dilation, pads, groups, x_ref=None):
+        x = x_ref if x_ref is not None else self.ref(node.inputs[0])
+        out_value = node.outputs[0]
+        residual, act = -1, NO_ACT
+        reader = self.sole_reader(out_value)
+        if reader is not None and reader.op == "add":
+            other = reader.inputs[1] if reader.inputs[0] == out_value else reader.inputs[0]
+            ref = self.env.get(other)
+            if other != out_value and ref is not None and ref.flat is None and \
+                    tuple(ref.shape) == tuple(self.g.shapes[out_value]):
+                residual = ref.tid
+                self.skip.add(id(reader))
+                out_value = reader.outputs[0]
+        act, out_value = self._epilogue_after(node, out_value)
+        algo = ALGO_WINOGRAD if self.use_winograd(x, weight, stride, dilation, groups) else ALGO_AUTO
+        tid = self.plan.conv(node.name, x.tid, weight, bias, stride, dilation, pads, groups, *act, residual, algo)
+        self.define(out_value, tid, self.g.shapes[out_value])
+
+    def use_winograd(self, x, weight, stride, dilation, groups):
+        """Winograd F(4x4, 3x3) on 3x3 stride-1 layers where it is faster: enough channels for its GEMMs and enough
+        4x4 tiles (at the compiled batch) to amortize its 4x larger transformed filters. Measured in ResNet-50 at
+        batch 1: 2x faster on 56x56 and 28x28 maps; slower on 14x14 and 7x7, whose transformed filters (9.4 and
+        37.7 MB) stream from memory on every call; at batch 8 the 14x14 and 7x7 layers win too."""
+        if self.winograd is False or tuple(weight.shape[2:]) != (3, 3) or tuple(stride) != (1, 1) or \
+                tuple(dilation) != (1, 1) or groups != 1 or len(x.shape) != 4:
+            return False
+        if self.winograd is True:
+            return True
+        n, c, h, w = x.shape
+        tiles = n * -(-h // 4) * -(-w // 4)
+        return c >= 32 and weight.shape[0] >= 32 and tiles >= 32
+
+    def op_conv2d(self, node):
+        a = node.attrs
+        weight, bias = self.param(node.inputs[1]), self.param((list(node.inputs) + [""])[2])
+        if weight is None or node.inputs[1] not in self.g.params:
+            raise ValueError(f"compile: node '{node.name}': the weight must be a constant")
+        self._conv(node, weight, bias, V.pair(a.get("stride", 1), "stride"), V.pair(a.get("dilation", 1), "dilation"),
+                   _pads(node, self.g), int(a.get("groups", 1)))
+
+    def op_depthwise_conv2d(self, node):
+        a = node.attrs
+        weight, bias = self.param(node.inputs[1]), self.param((list(node.inputs) + [""])[2])
+        channels = self.g.shapes[node.inputs[0]][1]
+        self._conv(node, weight, bias, V.pair(a.get("stride", 1), "stride"), V.pair(a.get("dilation", 1), "dilation"),
+                   _pads(node, self.g), channels)
+
+    def op_separable_conv2d(self, node):
+        a = node.attrs
+        x, dw, pw, dw_b, pw_b = (list(node.inputs) + [""] * 5)[:5]
+        channels = self.g.shapes[x][1]
+        stride, dilation = V.pair(a.get("stride", 1), "stride"), V.pair(a.get("dilation", 1), "dilation")
+        pads = V.conv_padding(a.get("padding", 0), self.g.shapes[x][2:], self.g.shapes[dw][2:], stride, dilation)
+        mid = self.plan.conv(node.name + ".depthwise", self.ref(x).tid, self.param(dw), self.param(dw_b), stride,
+                             dilation, pads, channels, *NO_ACT, -1, ALGO_AUTO)
+        n, _, h, w = self.g.shapes[node.outputs[0]]
+        mid_ref = Ref(mid, (n, self.g.shapes[dw][0], h, w))
+        self._conv(node, self.param(pw), self.param(pw_b), (1, 1), (1, 1), (0, 0, 0, 0), 1, x_ref=mid_ref)
+
+    def _pool(self, node, is_max):
+        a = node.attrs
+        x = self.ref(node.inputs[0])
+        kernel = V.pair(a["kernel_size"], "kernel_size")
+        stride = kernel if a.get("stride") is None else V.pair(a["stride"], "stride")
+        dilation = V.pair(a.get("dilation", 1), "dilation") if is_max else (1, 1)
+        pads = V.padding4(a.get("padding", 0))
+        out_shape = self.g.shapes[node.outputs[0]]
+        tid = self.plan.pool(node.name, x.tid, is_max, kernel, stride, dilation, pads, tuple(out_shape[2:]),
+                             bool(a.get("count_include_pad", True)))
+        self.define(node.outputs[0], tid, out_shape)
+
+    def _define(self, node, tid):
+        self.define(node.outputs[0], tid, self.g.shapes[node.outputs[0]])
+
+    def op_max_pool2d(self, node):
+        self._pool(node, True)
+
+    def op_avg_pool2d(self, node):
+        self._pool(node, False)
+
+    def _adaptive(self, node, is_max):
+        x = self.ref(node.inputs[0])
+        in_hw, out_hw = tuple(x.shape[2:]), tuple(self.g.shapes[node.outputs[0]][2:])
+        if in_hw == out_hw:  # identity (e.g. VGG's 7x7 pool on a 7x7 map)
+            self.env[node.outputs[0]] = x
+        elif out_hw == (1, 1):
+            self._define(node, self.plan.global_pool(node.name, x.tid, is_max))
+        elif in_hw[0] % out_hw[0] == 0 and in_hw[1] % out_hw[1] == 0:
+            k = (in_hw[0] // out_hw[0], in_hw[1] // out_hw[1])
+            self._define(node, self.plan.pool(node.name, x.tid, is_max, k, k, (1, 1), (0, 0, 0, 0), out_hw,
+                                                       True))
+        else:
+            self._define(node, self.plan.adaptive_pool(node.name, x.tid, is_max, *out_hw))
+
+    def op_adaptive_avg_pool2d(self, node):
+        self._adaptive(node, False)
+
+    def op_adaptive_max_pool2d(self, node):
+        self._adaptive(node, True)
+
+    def op_global_avg_pool2d(self, node):
+        self._define(node, self.plan.global_pool(node.name, self.ref(node.inputs[0]).tid, False))
+
+    def op_global_max_pool2d(self, node):
+        self._define(node, self.plan.global_pool(node.name, self.ref(node.inputs[0]).tid, True))
+
+    def op_batch_norm(self, node):
+        x, mean, var, weight, bias = (list(node.inputs) + [""] * 5)[:5]
+        if len(self.g.shapes[x]) not in (2, 4):
+            raise ValueError(f"compile: node '{node.name}': batch_norm on a {len(self.g.shapes[x])}-D value")
+        for name in (mean, var, weight, bias):
+            if name and name not in self.g.params:
+                raise ValueError(f"compile: node '{node.name}': batch norm statistics must be constants")
+        mean64, var64 = (np.asarray(self.g.params[n], np.float64) for n in (mean, var))
+        gamma = np.asarray(self.g.params[weight], np.float64) if weight else np.ones_like(mean64)
+        beta = np.asarray(self.g.params[bias], np.float64) if bias else np.zeros_like(mean64)
+        scale = gamma / np.sqrt(var64 + float(node.attrs.get("eps", 1e-5)))
+        shift = beta - mean64 * scale
+        act, out_value = self._epilogue_after(node, node.outputs[0])
+        tid = self.plan.affine(node.name, self.materialize(self.ref(x), node.name).tid, scale.astype(np.float32),
+                               shift.astype(np.float32), *act)
+        self.define(out_value, tid, self.g.shapes[out_value])
+
+    def _activation(self, node):
+        x = self.materialize(self.ref(node.inputs[0]), node.name)
+        act = ACTIVATIONS[node.op](node.attrs)
+        self.define(node.outputs[0], self.plan.affine(node.name, x.tid, None, None, *act), x.shape)
+
+    op_relu = op_relu6 = op_leaky_relu = op_sigmoid = op_silu = op_tanh = op_hardswish = op_hardsigmoid = _activation
+
+    def _binary(self, node):
+        a, b = (self.materialize(self.ref(v), node.name) for v in node.inputs[:2])
+        out_shape = self.g.shapes[node.outputs[0]]
+        for ref in (a, b):
+            if len(ref.shape) not in (2, 4) or len(ref.shape) != len(out_shape):
+                raise ValueError(f"compile: node '{node.name}': {node.op} of shapes {a.shape} and {b.shape} is not "
+                                 f"supported (expected 2-D or 4-D operands of one rank)")
+            if ref.shape[0] not in (1, out_shape[0]):
+                raise ValueError(f"compile: node '{node.name}': unexpected batch broadcast")
+        act, out_value = self._epilogue_after(node, node.outputs[0])
+        tid = self.plan.binary(node.name, a.tid, b.tid, BINARY[node.op], *act)
+        self.define(out_value, tid, self.g.shapes[out_value])
+
+    op_add = op_mul = _binary
+
+    def op_concat(self, node):
+        out_shape = self.g.shapes[node.outputs[0]]
+        axis = int(node.attrs.get("axis", 1)) % len(out_shape)
+        if axis != 1 or len(out_shape) not in (2, 4):
+            raise ValueError(f"compile: node '{node.name}': concat along axis {axis} of a {len(out_shape)}-D value "
+                             f"is not supported (channels only)")
+        refs = [self.materialize(self.ref(v), node.name) for v in node.inputs]
+        h, w = (out_shape[2], out_shape[3]) if len(out_shape) == 4 else (1, 1)
+        y = self.plan.tensor(h, w, out_shape[1])
+        offset, i = 0, 0
+        while i < len(node.inputs):
+            value, ref = node.inputs[i], refs[i]
+            channels = ref.shape[1]
+            # A previous concatenation whose members start here: it becomes the prefix slice (DenseNet).
+            prefix = self._prefix_concat(node.inputs, i)
+            if prefix is not None:
+                tid, count = prefix
+                self.plan.alias(tid, y, offset)
+                offset += sum(refs[j].shape[1] for j in range(i, i + count))
+                i += count
+                continue
+            if (value not in self.g.params and value not in self.g.inputs and value not in self.outputs
+                    and self.plan.aliasable(ref.tid) and node.inputs.count(value) == 1
+                    and not self._in_other_concat(value, node)):
+                self.plan.alias(ref.tid, y, offset)
+            else:
+                self.plan.copy_into(f"{node.name}.{value}", ref.tid, y, offset)
+            offset += channels
+            i += 1
+        self.members[y] = list(node.inputs)
+        self.define(node.outputs[0], y, out_shape)
+
+    def _prefix_concat(self, inputs, i):
+        """(tensor, member count) of an earlier, still unaliased concat whose members are inputs[i : i + count]."""
+        for tid, members in self.members.items():
+            count = len(members)
+            if count > 1 and list(inputs[i:i + count]) == members and self.plan.aliasable(tid):
+                return tid, count
+        return None
+
+    def _in_other_concat(self, value, node):
+        """Whether `value` is read by another concat that does not contain this one's members as a prefix chain
+        (it can live in only one buffer)."""
+        for reader in self.readers.get(value, []):
+            if reader is node or reader.op != "concat":
+                continue
+            # a later concat that extends this one (DenseNet) reuses this buffer as its prefix: no conflict
+            if list(reader.inputs[:len(node.inputs)]) == list(node.inputs):
+                continue
+            if list(node.inputs[:len(reader.inputs)]) == list(reader.inputs):
+                continue
+            return True
+        return False
+
+    def op_flatten(self, node):
+        x = self.ref(node.inputs[0])
+        out_shape = self.g.shapes[node.outputs[0]]
+        if x.flat is None and len(x.shape) == 4 and len(out_shape) == 2:
+            _, c, h, w = x.shape
+            if h * w == 1:
+                self.define(node.outputs[0], self.plan.reshape(x.tid, 1, 1, c), out_shape)
+            else:
+                self.define(node.outputs[0], x.tid, out_shape, flat=(c, h, w))
+        elif tuple(x.shape) == tuple(out_shape):
+            self.env[node.outputs[0]] = x
+        else:
+            raise ValueError(f"compile: node '{node.name}': flatten {x.shape} -> {out_shape} is not supported")
+
+    def op_linear(self, node):
+        x = self.ref(node.inputs[0])
+        weight, bias = self.param(node.inputs[1]), self.param((list(node.inputs) + [""])[2])
+        if len(x.shape) != 2:
+            raise ValueError(f"compile: node '{node.name}': linear on a {len(x.shape)}-D input is not supported")
+        if x.flat is not None:  # weight columns from NCHW-flatten order (c, h, w) to the stored (h, w, c) order
+            c, h, w = x.flat
+            weight = np.ascontiguousarray(weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(weight.shape[0], -1))
+            x = Ref(self.plan.reshape(x.tid, 1, 1, c * h * w), x.shape)
+        k, f = weight.shape
+        self._conv(node, weight.reshape(k, f, 1, 1), bias, (1, 1), (1, 1), (0, 0, 0, 0), 1, x_ref=x)
+
+    def _softmax(self, node):
+        x = self.materialize(self.ref(node.inputs[0]), node.name)
+        axis = int(node.attrs.get("axis", 1)) % len(x.shape)
+        if axis != 1:
+            raise ValueError(f"compile: node '{node.name}': {node.op} along axis {axis} is not supported (channels)")
+        self.define(node.outputs[0], self.plan.softmax(node.name, x.tid, node.op == "log_softmax"), x.shape)
+
+    op_softmax = op_log_softmax = _softmax
+
+    def op_local_response_norm(self, node):
+        x = self.materialize(self.ref(node.inputs[0]), node.name)
+        a = node.attrs
+        tid = self.plan.lrn(node.name, x.tid, int(a["size"]), float(a.get("alpha", 1e-4)), float(a.get("beta", 0.75)),
+                            float(a.get("k", 1.0)))
+        self.define(node.outputs[0], tid, x.shape)
+
+
+def lower(graph, isa, winograd="auto"):
+    """Fold batch norms, then build the Plan for `graph` with the kernels of `isa`."""
+    return Lowering(fold_batchnorm(graph), isa, winograd).lower()
