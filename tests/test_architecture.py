@@ -20,6 +20,7 @@ LAYERS = [
     {"data"},
     {"models"},
     {"onnx"},
+    {"plan"},
     {""},
     {"cli"},
     {"__main__"},

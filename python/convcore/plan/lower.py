@@ -49,16 +49,6 @@ class Ref:
         self.tid, self.shape, self.flat = tid, tuple(shape), flat
 
 
-def _pads(node, graph):
-    a = node.attrs
-    x_shape = graph.shapes[node.inputs[0]]
-    if node.op in ("max_pool2d", "avg_pool2d"):
-        return V.padding4(a.get("padding", 0))
-    w_shape = graph.shapes[node.inputs[1]]
-    return V.conv_padding(a.get("padding", 0), x_shape[2:], w_shape[2:], V.pair(a.get("stride", 1), "stride"),
-                          V.pair(a.get("dilation", 1), "dilation"))
-
-
 class Lowering:
     def __init__(self, graph, isa, winograd):
         self.g = graph
@@ -205,21 +195,21 @@ class Lowering:
         if weight is None or node.inputs[1] not in self.g.params:
             raise ValueError(f"compile: node '{node.name}': the weight must be a constant")
         self._conv(node, weight, bias, V.pair(a.get("stride", 1), "stride"), V.pair(a.get("dilation", 1), "dilation"),
-                   _pads(node, self.g), int(a.get("groups", 1)))
+                   a["padding"], int(a.get("groups", 1)))
 
     def op_depthwise_conv2d(self, node):
         a = node.attrs
         weight, bias = self.param(node.inputs[1]), self.param((list(node.inputs) + [""])[2])
         channels = self.g.shapes[node.inputs[0]][1]
         self._conv(node, weight, bias, V.pair(a.get("stride", 1), "stride"), V.pair(a.get("dilation", 1), "dilation"),
-                   _pads(node, self.g), channels)
+                   a["padding"], channels)
 
     def op_separable_conv2d(self, node):
         a = node.attrs
         x, dw, pw, dw_b, pw_b = (list(node.inputs) + [""] * 5)[:5]
         channels = self.g.shapes[x][1]
         stride, dilation = V.pair(a.get("stride", 1), "stride"), V.pair(a.get("dilation", 1), "dilation")
-        pads = V.conv_padding(a.get("padding", 0), self.g.shapes[x][2:], self.g.shapes[dw][2:], stride, dilation)
+        pads = a["padding"]  # graph attributes are normalised: (top, bottom, left, right)
         mid = self.plan.conv(node.name + ".depthwise", self.ref(x).tid, self.param(dw), self.param(dw_b), stride,
                              dilation, pads, channels, *NO_ACT, -1, ALGO_AUTO)
         n, _, h, w = self.g.shapes[node.outputs[0]]
@@ -232,7 +222,7 @@ class Lowering:
         kernel = V.pair(a["kernel_size"], "kernel_size")
         stride = kernel if a.get("stride") is None else V.pair(a["stride"], "stride")
         dilation = V.pair(a.get("dilation", 1), "dilation") if is_max else (1, 1)
-        pads = V.padding4(a.get("padding", 0))
+        pads = a["padding"]
         out_shape = self.g.shapes[node.outputs[0]]
         tid = self.plan.pool(node.name, x.tid, is_max, kernel, stride, dilation, pads, tuple(out_shape[2:]),
                              bool(a.get("count_include_pad", True)))
