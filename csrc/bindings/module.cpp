@@ -63,15 +63,15 @@ UnaryOp unary_op(const std::string& name) {
   throw std::invalid_argument("op: unknown activation '" + name + "'");
 }
 
+// The output size comes from `out` (Python computed it); conv2d_check refuses one that does not follow.
 void conv2d_py(const CArray& x, const CArray& w, const OptArray& bias, CArray& out, Pair stride, Pair dilation,
-               Quad padding, index_t groups, float clamp_lo, float clamp_hi) {
+               Quad padding, index_t groups) {
   require_ndim(x, 4, "x");
   require_ndim(w, 4, "weight");
+  require_ndim(out, 4, "out");
   require(groups >= 1, "groups: expected >= 1");
-  Conv2dShape s{dim(x, 0), dim(x, 1), dim(x, 2), dim(x, 3), dim(w, 0), dim(w, 2), dim(w, 3), 0, 0,
+  Conv2dShape s{dim(x, 0), dim(x, 1), dim(x, 2), dim(x, 3), dim(w, 0), dim(w, 2), dim(w, 3), dim(out, 2), dim(out, 3),
                 stride[0], stride[1], dilation[0], dilation[1], padding[0], padding[1], padding[2], padding[3], groups};
-  s.OH = conv_out_size(s.H, s.R, s.stride_h, s.dil_h, s.pad_t, s.pad_b);
-  s.OW = conv_out_size(s.W, s.S, s.stride_w, s.dil_w, s.pad_l, s.pad_r);
   conv2d_check(s);
   require(dim(w, 1) * groups == s.C, "weight: in_channels / groups mismatch");
   require_shape(out, {s.N, s.K, s.OH, s.OW}, "out");
@@ -79,7 +79,8 @@ void conv2d_py(const CArray& x, const CArray& w, const OptArray& bias, CArray& o
   const float* b = data_or_null(bias);
   float* y = out_ptr(out);
   py::gil_scoped_release release;
-  conv2d(s, x.data(), w.data(), b, y, Clamp{clamp_lo, clamp_hi});
+  conv2d(s, x.data(), w.data(), b, y, Clamp{-std::numeric_limits<float>::infinity(),
+                                           std::numeric_limits<float>::infinity()});
 }
 
 Pool2dShape pool_shape(const CArray& x, const CArray& out, Pair kernel, Pair stride, Pair dilation, Quad padding) {
@@ -246,9 +247,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "convcore native kernels (use convcore.functional, which validates arguments first)";
   // std::invalid_argument already maps to ValueError in pybind11.
   m.def("conv2d", &conv2d_py, py::arg("x").noconvert(), py::arg("weight").noconvert(), py::arg("bias").noconvert(),
-        py::arg("out").noconvert(), py::arg("stride"), py::arg("dilation"), py::arg("padding"), py::arg("groups"),
-        py::arg("clamp_lo") = -std::numeric_limits<float>::infinity(),
-        py::arg("clamp_hi") = std::numeric_limits<float>::infinity());
+        py::arg("out").noconvert(), py::arg("stride"), py::arg("dilation"), py::arg("padding"), py::arg("groups"));
   m.def("max_pool2d", &max_pool2d_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("kernel"),
         py::arg("stride"), py::arg("dilation"), py::arg("padding"));
   m.def("avg_pool2d", &avg_pool2d_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("kernel"),

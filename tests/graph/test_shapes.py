@@ -61,8 +61,11 @@ def test_same_and_full_padding(size, k, stride, dil):
 def test_asymmetric_padding():
     shape = infer_shape("conv2d", [(1, 3, 10, 10), (4, 3, 3, 3), (4,)], dict(padding=(1, 0, 2, 3), stride=1))
     assert shape == (1, 4, 9, 13)
-    assert infer_shape("max_pool2d", [(1, 3, 10, 10)], dict(kernel_size=3, stride=1, padding=(1, 0, 2, 3))) == \
-        (1, 3, 9, 13)
+    assert infer_shape("max_pool2d", [(1, 3, 10, 10)], dict(kernel_size=(3, 7), stride=1, padding=(1, 0, 2, 3))) == \
+        (1, 3, 9, 9)
+    # The rule refuses what F.max_pool2d refuses: padding above half the kernel (one declaration serves both).
+    with pytest.raises(ValueError, match="padding"):
+        infer_shape("max_pool2d", [(1, 3, 10, 10)], dict(kernel_size=3, stride=1, padding=(1, 0, 2, 3)))
 
 
 @needs_torch

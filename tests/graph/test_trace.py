@@ -11,8 +11,8 @@ from reference import assert_close
 
 from convcore import nn
 import convcore.functional as F
+from convcore import ops
 from convcore.graph import Graph, Node, Value, trace  # noqa: E402
-from convcore.nn import module as nn_module  # noqa: E402
 
 BOUND = 1e-4
 
@@ -121,7 +121,8 @@ def test_resnet_trace_structure():
     assert g.inputs == ["input"] and g.outputs == ["fc"] and g.shapes["fc"] == (2, 10)
     conv = g.nodes[0]
     assert conv.op == "conv2d" and conv.inputs == ["input", "conv1.weight", ""]
-    assert conv.attrs["stride"] == (2, 2) and conv.attrs["padding"] == (3, 3) and conv.attrs["groups"] == 1
+    # Attributes are stored normalised (docs/architecture.md): pairs, 4-sided padding, every default filled in.
+    assert conv.attrs == {"stride": (2, 2), "padding": (3, 3, 3, 3), "dilation": (1, 1), "groups": 1}
     bn = g.nodes[1]
     assert bn.inputs == ["conv1", "bn1.running_mean", "bn1.running_var", "bn1.weight", "bn1.bias"]
     assert bn.attrs["eps"] == 1e-5
@@ -137,12 +138,12 @@ def test_resnet_trace_structure():
 
 
 def test_trace_runs_no_kernels(monkeypatch):
-    class NoKernels:
-        def __getattr__(self, name):
-            raise AssertionError(f"kernel {name} ran during tracing")
+    def no_kernel(*args, **kwargs):
+        raise AssertionError("a kernel ran during tracing")
 
     model = randomized(TinyResNet())
-    monkeypatch.setattr(F, "_core", NoKernels())
+    for op in ops.OPS.values():
+        monkeypatch.setattr(op, "kernel", no_kernel)
     g = trace(model, (1, 3, 32, 32))
     assert len(g.nodes) == 23 and g.shapes["fc"] == (1, 10)
 
@@ -174,7 +175,7 @@ def test_trace_restores_modes_and_hooks():
     before = [m.training for m in model.modules()]
     trace(model, (1, 3, 16, 16))
     assert [m.training for m in model.modules()] == before
-    assert F._trace_hook is None and nn_module._call_hook is None
+    assert ops.active_tracer() is None
 
     class Broken(nn.Module):
         def forward(self, x):
@@ -182,7 +183,7 @@ def test_trace_restores_modes_and_hooks():
 
     with pytest.raises(TypeError):
         trace(Broken(), (1, 3, 4, 4))
-    assert F._trace_hook is None and nn_module._call_hook is None
+    assert ops.active_tracer() is None
 
 
 def test_values_constants_concat_and_multiple_outputs():
@@ -261,7 +262,7 @@ def test_single_layer_and_sequential_names():
     seq = nn.Sequential(nn.Conv2d(3, 4, 3, padding="same"), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 2))
     g = trace(seq, (1, 3, 8, 8))
     assert [n.name for n in g.nodes] == ["0", "1", "2", "3"] and g.shapes["3"] == (1, 2)
-    assert g.nodes[0].attrs["padding"] == "same"
+    assert g.nodes[0].attrs["padding"] == (1, 1, 1, 1)  # 'same' resolved for the traced 8x8 input
 
 
 def test_graph_str_is_a_readable_table():
@@ -302,3 +303,56 @@ def test_infer_shapes_topological_sort_validate_and_pickle():
         cyclic.topological_sort()
     with pytest.raises(ValueError, match="unknown op"):
         Graph([Node("gelu", "a", ["input"], ["a"])], ["input"], ["a"]).validate()
+
+
+def test_two_threads_trace_and_run_at_the_same_time():
+    # The tracer belongs to the thread that traces (docs/architecture.md): while thread A is inside a trace, thread
+    # B computes eagerly, traces a model of its own and runs graphs, and neither sees the other's calls.
+    import threading
+
+    inside, resume = threading.Event(), threading.Event()
+
+    class Pausing(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            if isinstance(y, Value):  # tracing: hold the trace open until thread B is done
+                inside.set()
+                assert resume.wait(30)
+            return F.relu(y)
+
+    model_a, model_b = randomized(Pausing()), randomized(TinyResNet(), seed=1)
+    x = np.random.default_rng(5).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    results, errors = {}, []
+
+    def thread_a():
+        try:
+            results["a"] = trace(model_a, (1, 3, 16, 16))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    def thread_b():
+        try:
+            assert inside.wait(30)
+            results["b_eager"] = model_b(x)
+            results["b_graph"] = trace(model_b, (1, 3, 16, 16))
+            results["b_run"] = results["b_graph"].run(x)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            resume.set()
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert [n.op for n in results["a"].nodes] == ["conv2d", "relu"]
+    assert len(results["b_graph"].nodes) == 23
+    assert_close(results["b_eager"], model_b(x), BOUND)
+    assert_close(results["b_run"], model_b(x), BOUND)
+    assert_close(results["a"].run(x), model_a(x), BOUND)

@@ -24,7 +24,7 @@ def to_numpy_state(torch_model):
 
 
 def assert_logits_close(ours, reference, rel=1e-4):
-    """Whole-model bound of DESIGN.md: max|err| <= rel * max|reference|."""
+    """The whole-model bound of docs/architecture.md (section 5): max|err| <= rel * max|reference|."""
     assert ours.shape == reference.shape, (ours.shape, reference.shape)
     scale = float(np.abs(reference).max())
     err = float(np.abs(ours.astype(np.float64) - reference).max())

@@ -1,4 +1,4 @@
-"""Registry API: list_models, get_model (weights), get_model_info, convert_state_dict, summary."""
+"""Registry API: list_models, get_model (weights), get_model_info, convert_state_dict, summary, load."""
 
 import numpy as np
 import pytest
@@ -114,3 +114,29 @@ def test_summary_counts_grouped_and_depthwise_convs():
     # a depthwise 3x3 over 8 channels at 10x10 output: 8 * 100 * 9 MACs; then a 1x1 conv 8 -> 4: 4 * 100 * 8
     model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 4, 1)).eval()
     assert models.summary(model, (8, 10, 10))["macs"] == 8 * 100 * 9 + 4 * 100 * 8
+
+
+def test_load_bundles_model_weights_preprocessing_and_labels():
+    from convcore import data
+
+    m = models.load("mobilenet_v2", weights=None)  # random weights
+    assert isinstance(m.module, models.MobileNetV2) and not m.module.training
+    assert (m.name, m.weights, m.input_size, m.fixed_batch) == ("mobilenet_v2", None, (3, 224, 224), None)
+    assert m.preprocess == data.get_preset("mobilenet_v2") and len(m.labels) == 1000
+    assert m.preprocess(np.zeros((300, 400, 3), np.uint8)).shape == (3, 224, 224)
+    state = m.module.state_dict()
+    again = models.load("mobilenet_v2", weights=state, preset="resnet50")
+    assert again.module.state_dict()["features.0.0.weight"] is not state["features.0.0.weight"]
+    np.testing.assert_array_equal(again.module.state_dict()["features.0.0.weight"], state["features.0.0.weight"])
+    assert again.preprocess == models.get_preset("resnet50")
+    assert models.load("amoebanet", weights=None).input_size == (3, 331, 331)
+
+
+def test_load_installed_weights_or_a_clear_error():
+    from convcore import data
+
+    with pytest.raises(ValueError, match="pretrained weights for resnet18 installed.*resnet18-"):
+        models.load("resnet18")
+    if data.find_weights("efficientnet_lite0") is not None:
+        m = models.load("efficientnet_lite0")
+        assert m.weights == data.find_weights("efficientnet_lite0") and m.preprocess.interpolation == "bicubic"

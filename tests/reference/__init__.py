@@ -10,10 +10,10 @@ import numpy as np
 def assert_close(got, ref, bound=1e-5, scale=None):
     """Assert max|got - ref| / scale <= bound, after checking the shapes match.
 
-    scale defaults to max(max|ref|, tiny): the fp32 bound convcore's design uses for single ops (DESIGN.md section
-    3.1). Sums whose terms cancel (a lone conv output pixel, a short dot product) can end far smaller than their
-    terms while keeping the terms' absolute rounding error; tests of such sums pass the size of the terms instead,
-    e.g. scale = max of the op applied to |x| and |weight|.
+    scale defaults to max(max|ref|, tiny): the fp32 bound for single ops of docs/architecture.md (section 5). Sums
+    whose terms cancel (a lone conv output pixel, a short dot product) can end far smaller than their terms while
+    keeping the terms' absolute rounding error; tests of such sums pass the size of the terms instead, e.g.
+    scale = max of the op applied to |x| and |weight|.
     """
     got = np.asarray(got, np.float64)
     ref = np.asarray(ref, np.float64)

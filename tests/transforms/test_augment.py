@@ -203,8 +203,26 @@ def test_presets():
     v1, v2 = data.get_preset("resnet50"), data.get_preset("resnet50", weights="/any/dir/resnet50-11ad3fa6.pth")
     assert (v1.resize, v1.crop) == (256, 224) and (v2.resize, v2.crop) == (232, 224)  # torchvision's V1 / V2
     assert data.get_preset("efficientnet_b3").crop == 300
-    assert data.get_preset("amoebanet").crop == 331  # not a torchvision model: its registered input size
+    # Not a torchvision model: its registered input size, which the model zoo passes (data sits below the zoo and
+    # does not import it; docs/architecture.md).
+    from convcore import models
+
+    assert models.get_preset("amoebanet").crop == 331
+    with pytest.raises(ValueError, match="input_size"):
+        data.get_preset("amoebanet")
     assert len(v1.categories) == 1000 and v1.mean == T.IMAGENET_MEAN
     x = v2(photo(300, 400))
     assert x.shape == (3, 224, 224) and x.dtype == np.float32
     assert math.isclose(float(x.mean()), float(v2.transform()(photo(300, 400)).mean()))
+
+
+def test_preset_builds_its_pipeline_once(monkeypatch):
+    from convcore import data
+
+    preset = data.get_preset("resnet50")
+    built = []
+    original = data.Preset.transform
+    monkeypatch.setattr(data.Preset, "transform", lambda self: built.append(1) or original(self))
+    for _ in range(3):
+        assert preset(photo(40, 50)).shape == (3, 224, 224)
+    assert len(built) == 1

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from ._common import UsageError, compiled, format_table, is_onnx_path, load_model, log, parse_int_list, set_threads
+from ._common import UsageError, format_table, is_onnx_path, load_model, log, parse_int_list, set_threads
 
 DEFAULT_MODELS = ("mobilenet_v2", "efficientnet_lite0", "resnet50")
 
@@ -147,11 +147,10 @@ def run(args):
             shapes = [(batch,) + tuple(loaded.input_size) for batch in ([loaded.fixed_batch] if loaded.fixed_batch
                                                                         else batches)]
             for shape in shapes:
-                runner, engine = compiled(loaded.module, shape)
-                log(f"bench: {loaded.name} batch {shape[0]} convcore ({engine}) ...")
+                log(f"bench: {loaded.name} batch {shape[0]} convcore (eager) ...")
                 x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-                report(loaded.name, shape[0], f"convcore ({engine})", _measure(runner, x, args.warmup, args.min_time),
-                       gflops)
+                report(loaded.name, shape[0], "convcore (eager)", _measure(loaded.module, x, args.warmup,
+                                                                           args.min_time), gflops)
             if args.peers:
                 for engine, times in _peers(spec, loaded, shapes, threads, args, folder):
                     for shape, seconds in zip(shapes, times):

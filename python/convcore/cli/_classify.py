@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from ._common import CLIError, UsageError, compiled, load_model, log, set_threads, timed
+from ._common import CLIError, UsageError, load_model, log, set_threads, timed
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -133,15 +133,13 @@ def _classify(args, inputs, out_file):
     if not paths:
         raise CLIError(f"no images found in {', '.join(inputs)} (extensions: {' '.join(IMAGE_EXTENSIONS)})")
     loaded = load_model(args.model, args.weights, args.preset)
-    preset = loaded.preset
+    preset = loaded.preprocess
     if loaded.fixed_batch and loaded.fixed_batch != args.batch_size:
         log(f"convcore: {loaded.name} takes batches of {loaded.fixed_batch} only; using --batch-size "
             f"{loaded.fixed_batch}")
         args.batch_size = loaded.fixed_batch
-    batch_shape = (args.batch_size,) + tuple(loaded.input_size)
-    runner, engine = compiled(loaded.module, batch_shape)
-    pad = engine == "compiled" or loaded.fixed_batch is not None
-    categories = preset.categories
+    runner, engine = loaded.module, "eager"
+    categories = loaded.labels
     log(f"convcore: {loaded.name} ({engine}, {threads} threads), {len(paths)} image(s), batch {args.batch_size}, "
         f"preprocess: resize {preset.resize} {preset.interpolation}, crop {preset.crop}")
 
@@ -158,12 +156,11 @@ def _classify(args, inputs, out_file):
             log(message)
 
     done, model_seconds, start = 0, 0.0, time.perf_counter()
-    preprocess = preset.transform()
     try:
-        for names, batch in _batches(paths, preprocess, args.batch_size, threads, on_skip):
+        for names, batch in _batches(paths, preset, args.batch_size, threads, on_skip):
             count = len(names)
-            if pad and count < args.batch_size:
-                # a plan (or an ONNX file) built for one batch size: pad the last batch with zeros
+            if loaded.fixed_batch is not None and count < args.batch_size:
+                # an ONNX file exported for one batch size: pad the last batch with zeros
                 batch = np.concatenate([batch, np.zeros((args.batch_size - count,) + batch.shape[1:], batch.dtype)])
             logits, seconds = timed(runner, np.ascontiguousarray(batch, dtype=np.float32))
             model_seconds += seconds

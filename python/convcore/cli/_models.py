@@ -15,7 +15,7 @@ def add_arguments(parser):
     parser.add_argument("patterns", nargs="*", metavar="PATTERN",
                         help="shell-style name filters, e.g. 'resnet*' (default: every model)")
     parser.add_argument("--brief", action="store_true",
-                        help="skip the parameter and GFLOP counts (they build and run each model once)")
+                        help="skip the parameter and GFLOP counts (they build and trace each model once)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per model")
 
 
@@ -27,7 +27,8 @@ def run(args):
         names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in args.patterns)]
         if not names:
             raise UsageError(f"no model matches {' '.join(args.patterns)}; see 'convcore models --brief'")
-    # Rows print as they are computed (counting GFLOPs runs a forward pass), at a fixed width.
+    # Rows print as they are computed (counting GFLOPs builds and traces each model, no kernel runs), at a fixed
+    # width.
     widths = (max(len(n) for n in names), 18, 10, 8, 11, 0)
     if not args.json:
         print(_row(_HEADERS, widths), flush=True)

@@ -85,13 +85,17 @@ class Preset:
     source: str = ""
 
     def transform(self):
-        """The preprocessing as a `transforms.Compose`: HWC image -> CHW float32."""
+        """The preprocessing as a new `transforms.Compose`: HWC image -> CHW float32."""
         return T.Compose([T.Resize(self.resize, self.interpolation), T.CenterCrop(self.crop), T.ToTensor(),
                           T.Normalize(self.mean, self.std)])
 
+    @functools.cached_property
+    def _pipeline(self):
+        return self.transform()  # built once per preset, not per image
+
     def __call__(self, img):
         """Preprocess one HWC image (uint8, or float in [0, 1]) into a CHW float32 array."""
-        return self.transform()(img)
+        return self._pipeline(img)
 
 
 @functools.lru_cache(maxsize=None)
@@ -148,17 +152,19 @@ def weights_url(model):
     return urls[-1] if urls else None
 
 
-def get_preset(model=None, weights=None):
+def get_preset(model=None, weights=None, input_size=None):
     """The preprocessing for a model and its weights.
 
     Resolution order: a known torchvision checkpoint file name in `weights` (torchvision's V1 and V2 weights differ:
-    resnet50's V2 resizes to 232); the model's own preset (efficientnet_lite0's TF-style normalization; a torchvision
-    model's V1 weights); any other registered model: ImageNet mean / std, crop = its input size, resize = crop / 0.875;
-    no model: resize 256, crop 224.
+    resnet50's V2 resizes to 232); the model's own bundled preset (efficientnet_lite0's TF-style normalization; a
+    torchvision model's V1 weights); any other model: ImageNet mean / std, crop = its `input_size`, resize =
+    crop / 0.875; no model: resize 256, crop 224. `convcore.models.get_preset(name)` passes a zoo model's registered
+    input size (this package sits below the model zoo and does not import it).
 
     Args:
-        model: registered model name, or None.
+        model: model name, or None.
         weights: checkpoint path (only its file name is looked at), or None.
+        input_size: the model's input (C, H, W), needed only for a model without a bundled preset.
 
     Returns:
         A `Preset` with the ImageNet categories.
@@ -177,7 +183,8 @@ def get_preset(model=None, weights=None):
         if entry["model"] == model:
             return imagenet_preset(entry["crop"], entry["resize"], entry["interpolation"],
                                     f"torchvision {model} {entry['weights']}")
-    from ..models import get_model_info
-
-    size = get_model_info(model).input_size[-1]
+    if input_size is None:
+        raise ValueError(f"input_size: expected the input size of {model!r}, which has no bundled preset (got None); "
+                         f"convcore.models.get_preset({model!r}) passes a zoo model's")
+    size = input_size[-1]
     return imagenet_preset(size, source=f"ImageNet default for a {size}x{size} input")

@@ -1,7 +1,8 @@
 """convcore.graph: the Graph IR and the module tracer.
 
-`trace(model, input_shape)` turns an `nn.Module` into a `Graph` of functional-op `Node`s with named parameters;
-`Graph.run(x)` executes it. The ONNX exporter / importer and the compiler read and write the same Graph.
+`trace(model, input_shape)` turns an `nn.Module` into a `Graph` of op `Node`s (ops declared in `convcore.ops`, with
+normalised attributes) over typed values (`TensorType`) and named parameters; `Graph.run(x)` executes it. The ONNX
+exporter and importer read and write the same Graph.
 
 Example:
     >>> import convcore
@@ -11,9 +12,10 @@ Example:
     True
 """
 
-from .ir import Graph, Node
+from .ir import Graph, Node, TensorType
 from .passes import fold_batchnorm
 from .shapes import TENSOR_ARGS, conv_pads, infer_shape
 from .tracer import Value, trace
 
-__all__ = ["Graph", "Node", "TENSOR_ARGS", "Value", "conv_pads", "fold_batchnorm", "infer_shape", "trace"]
+__all__ = ["Graph", "Node", "TENSOR_ARGS", "TensorType", "Value", "conv_pads", "fold_batchnorm", "infer_shape",
+           "trace"]

@@ -1,16 +1,18 @@
-"""The Graph IR: nodes calling `convcore.functional` ops over named values, with parameters as numpy arrays.
+"""The Graph IR: nodes calling declared ops (`convcore.ops`) over named, typed values, parameters as numpy arrays.
 
 It is the one representation between the front ends (tracing an `nn.Module`, importing ONNX) and the back ends
-(`Graph.run`, the ONNX exporter, the C++ compiler). Graph passes (BN folding, fusion) rewrite it.
+(`Graph.run`, the ONNX exporter). Graph passes (`fold_batchnorm`) rewrite it. Node attributes are stored
+normalised (the op's rule has resolved them: pairs, 4-sided padding, 'same' padding for the traced size, ...) and
+every value carries a `TensorType`, so a back end never parses an op's arguments again.
 """
 
-import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
-from .. import functional as F
-from .shapes import TENSOR_ARGS, infer_shape
+from ..ops import OPS, get
 
 
 def unique_name(base, taken):
@@ -23,18 +25,64 @@ def unique_name(base, taken):
     return name
 
 
-@dataclass
-class Node:
-    """One call of a `convcore.functional` op.
+@dataclass(frozen=True)
+class TensorType:
+    """What a graph value is: its shape (the batch size is the traced one), element type and layout.
 
     Attributes:
-        op: the functional op's name, e.g. "conv2d" (a key of `convcore.graph.shapes.TENSOR_ARGS`).
+        shape: tuple of ints.
+        dtype: element type name; every value convcore computes is "float32".
+        layout: the axis order of a 4-D feature map, "NCHW" (the public layout), or None for parameters and values
+            of other ranks (plain row-major arrays).
+    """
+
+    shape: tuple
+    dtype: str = "float32"
+    layout: Optional[str] = None
+
+    @classmethod
+    def activation(cls, shape):
+        """The type of a computed value (a graph input or a node output) of `shape`."""
+        shape = tuple(int(d) for d in shape)
+        return cls(shape, "float32", "NCHW" if len(shape) == 4 else None)
+
+    @classmethod
+    def param(cls, array):
+        """The type of a parameter array."""
+        return cls(tuple(int(d) for d in np.shape(array)), str(np.asarray(array).dtype))
+
+
+class _Shapes(Mapping):
+    """Read-only view of `Graph.values`: value name -> shape."""
+
+    def __init__(self, values):
+        self._values = values
+
+    def __getitem__(self, name):
+        return self._values[name].shape
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self):
+        return len(self._values)
+
+    def __repr__(self):
+        return repr(dict(self))
+
+
+@dataclass
+class Node:
+    """One call of a declared op (`convcore.ops.OPS`, also a `convcore.functional` function).
+
+    Attributes:
+        op: the op's name, e.g. "conv2d".
         name: unique node name, from the module path that made the call, e.g. "layer1.0.conv1".
-        inputs: value names of the op's tensor arguments in TENSOR_ARGS order ("" for an absent optional one, e.g.
-            no bias); for "concat", one name per concatenated value.
+        inputs: value names of the op's tensor arguments in the declaration's `inputs` order ("" for an absent
+            optional one, e.g. no bias); for "concat", one name per concatenated value.
         outputs: value names the node defines (one; the tracer names it like the node).
-        attrs: the op's other arguments as keyword arguments of the functional call, defaults included, e.g.
-            {"stride": (2, 2), "padding": (3, 3), "dilation": (1, 1), "groups": 1}.
+        attrs: the op's other arguments, normalised by its rule, defaults included, e.g.
+            {"stride": (2, 2), "padding": (3, 3, 3, 3), "dilation": (1, 1), "groups": 1}.
     """
 
     op: str
@@ -44,47 +92,69 @@ class Node:
     attrs: dict = field(default_factory=dict)
 
 
-def _call(op, args, attrs):
-    """Call functional `op` with tensor values `args` (TENSOR_ARGS order) and attributes."""
-    if op == "concat":
-        return F.concat(list(args), **attrs)
-    kwargs = {name: value for name, value in zip(TENSOR_ARGS[op], args)}
-    return getattr(F, op)(**kwargs, **attrs)
-
-
 class Graph:
-    """A dataflow graph of functional ops; nodes are kept in topological (execution) order.
+    """A dataflow graph of declared ops; nodes are kept in topological (execution) order.
 
     Attributes:
         nodes: list of `Node`, each using only values defined before it.
         inputs: names of the graph inputs (fed to `run` in this order).
         outputs: names of the values `run` returns.
         params: value name -> numpy array: parameters by module path ("layer1.0.conv1.weight") and constants.
-        shapes: value name -> shape tuple, for every value (inputs, params and node outputs; the batch size is the
-            traced one). All values are float32.
+        values: value name -> `TensorType`, for every value (inputs, params and node outputs).
+        shapes: value name -> shape, a read-only view of `values`.
         name: a label, e.g. the traced module's class name.
 
     Example:
         >>> g = convcore.trace(model, (1, 3, 224, 224))
         >>> print(g)              # a table: node, op, inputs, output shape, attributes
         >>> y = g.run(x)          # same result as model.eval()(x)
+        >>> g.values["conv1"]
+        TensorType(shape=(1, 64, 112, 112), dtype='float32', layout='NCHW')
     """
 
-    def __init__(self, nodes=(), inputs=(), outputs=(), params=None, shapes=None, name="graph"):
+    def __init__(self, nodes=(), inputs=(), outputs=(), params=None, shapes=None, name="graph", values=None):
         self.nodes = list(nodes)
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.params = dict(params or {})
-        self.shapes = dict(shapes or {})
         self.name = name
+        self.values = dict(values or {})
+        for value, shape in (shapes or {}).items():
+            self.values[value] = (TensorType.param(self.params[value]) if value in self.params
+                                  else TensorType.activation(shape))
 
+    @property
+    def shapes(self):
+        return _Shapes(self.values)
+
+    # ------------------------------------------------------------------------------------------------- building
+    def add_input(self, name, shape):
+        """Append a graph input `name` of `shape`."""
+        self.inputs.append(name)
+        self.values[name] = TensorType.activation(shape)
+
+    def add_param(self, name, array):
+        """Add (or replace) parameter `name`."""
+        self.params[name] = array
+        self.values[name] = TensorType.param(array)
+
+    def add_node(self, op, name, inputs, output, attrs):
+        """Append a node calling `op` on values `inputs` with attributes `attrs` (normalised here by the op's
+        rule, which raises what the op would raise) and define its `output` value; returns the Node."""
+        attrs, shape = get(op).infer([self.values[i].shape if i else None for i in inputs], attrs)
+        node = Node(op, name, list(inputs), [output], attrs)
+        self.nodes.append(node)
+        self.values[output] = TensorType.activation(shape)
+        return node
+
+    # -------------------------------------------------------------------------------------------------- checks
     def validate(self):
-        """Raise ValueError unless every value is defined once, before it is used, and every op is known."""
+        """Raise ValueError unless every value is defined once, before it is used, and every op is declared."""
         defined = set(self.inputs) | set(self.params)
         if len(defined) != len(self.inputs) + len(self.params):
             raise ValueError("graph input names clash with parameter names")
         for node in self.nodes:
-            if node.op not in TENSOR_ARGS:
+            if node.op not in OPS:
                 raise ValueError(f"node '{node.name}': unknown op '{node.op}'")
             for name in node.inputs:
                 if name and name not in defined:
@@ -119,58 +189,54 @@ class Graph:
         self.nodes = ordered
 
     def infer_shapes(self):
-        """Recompute `shapes` of params and node outputs from the input shapes with the per-op shape rules."""
-        shapes = {name: self.shapes[name] for name in self.inputs}
-        shapes.update({name: tuple(array.shape) for name, array in self.params.items()})
+        """Recompute the types of params and node outputs from the input types with the ops' rules (normalising
+        every node's attributes on the way)."""
+        values = {name: self.values[name] for name in self.inputs}
+        values.update({name: TensorType.param(array) for name, array in self.params.items()})
         for node in self.nodes:
-            shape = infer_shape(node.op, [shapes[i] if i else None for i in node.inputs], node.attrs)
-            shapes[node.outputs[0]] = shape
-        self.shapes = shapes
+            node.attrs, shape = get(node.op).infer([values[i].shape if i else None for i in node.inputs], node.attrs)
+            values[node.outputs[0]] = TensorType.activation(shape)
+        self.values = values
 
-    def run(self, *inputs):
-        """Evaluate the graph with `convcore.functional`, one op at a time.
+    # ------------------------------------------------------------------------------------------------- running
+    def run(self, *inputs, params=None):
+        """Evaluate the graph with the ops' eager kernels (`convcore.functional`), one op at a time.
 
         Args:
             *inputs: one float32 array per graph input. The batch size may differ from the traced one; the other
                 dimensions must match.
+            params: optional mapping to take the parameter arrays from instead of `params` (same names).
 
         Returns:
             The output array, or a tuple of them when the graph has several outputs.
         """
         if len(inputs) != len(self.inputs):
             raise TypeError(f"expected {len(self.inputs)} input array(s) (got {len(inputs)})")
-        env = dict(self.params)
+        env = dict(self.params if params is None else params)
         for name, x in zip(self.inputs, inputs):
-            expected = self.shapes[name]
+            expected = self.values[name].shape
             shape = getattr(x, "shape", None)
             if shape is None or len(shape) != len(expected) or tuple(shape[1:]) != tuple(expected[1:]):
                 raise ValueError(f"expected input '{name}' of shape (N, {', '.join(map(str, expected[1:]))}) "
                                  f"(got {shape if shape is not None else type(x).__name__})")
             env[name] = x
         # Drop intermediates after their last use so peak memory stays near the model's working set.
-        last_use = {}
+        last_use = {name: i for i, node in enumerate(self.nodes) for name in node.inputs}
+        keep = set(self.outputs) | set(env)
         for i, node in enumerate(self.nodes):
-            for name in node.inputs:
-                last_use[name] = i
-        keep = set(self.outputs) | set(self.params) | set(self.inputs)
-        for i, node in enumerate(self.nodes):
+            op = OPS[node.op]
             args = [env[name] if name else None for name in node.inputs]
-            env[node.outputs[0]] = _call(node.op, args, node.attrs)
+            if op.variadic:
+                env[node.outputs[0]] = op.function(args, **node.attrs)
+            else:
+                env[node.outputs[0]] = op.function(**dict(zip(op.inputs, args)), **node.attrs)
             for name in node.inputs:
                 if last_use.get(name) == i and name not in keep:
                     env.pop(name, None)
         results = tuple(env[name] for name in self.outputs)
         return results[0] if len(results) == 1 else results
 
-    def _key_attrs(self, node):
-        """Attributes that differ from the functional op's defaults, as 'k=v' text."""
-        try:
-            defaults = {k: p.default for k, p in inspect.signature(getattr(F, node.op)).parameters.items()}
-        except (AttributeError, TypeError, ValueError):
-            defaults = {}
-        shown = [f"{k}={v}" for k, v in node.attrs.items() if k not in defaults or not _is_default(defaults[k], v)]
-        return " ".join(shown)
-
+    # ------------------------------------------------------------------------------------------------ printing
     def __str__(self):
         n_params = sum(int(np.asarray(a).size) for a in self.params.values())
         head = [f"Graph {self.name}: {len(self.nodes)} nodes, {n_params:,} parameter values",
@@ -179,7 +245,7 @@ class Graph:
         for node in self.nodes:
             data_inputs = [i for i in node.inputs if i and i not in self.params]  # parameters are implied by the op
             rows.append((node.name, node.op, ", ".join(data_inputs), str(self.shapes.get(node.outputs[0], "?")),
-                         self._key_attrs(node)))
+                         _shown_attrs(node)))
         widths = [max(len(row[c]) for row in rows) for c in range(4)]
         table = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in rows]
         tail = ["outputs: " + ", ".join(f"{n} {self.shapes.get(n)}" for n in self.outputs)]
@@ -188,6 +254,19 @@ class Graph:
     def __repr__(self):
         return (f"Graph(name={self.name!r}, inputs={self.inputs}, outputs={self.outputs}, nodes={len(self.nodes)}, "
                 f"params={len(self.params)})")
+
+
+def _shown_attrs(node):
+    """The attributes that differ from the op's defaults, as 'k=v' text; symmetric padding in its (h, w) form."""
+    defaults = OPS[node.op].attrs if node.op in OPS else {}
+    shown = []
+    for key, value in node.attrs.items():
+        if key in defaults and _is_default(defaults[key], value):
+            continue
+        if key == "padding" and isinstance(value, tuple) and len(value) == 4 and value[0::2] == value[1::2]:
+            value = value[0::2]
+        shown.append(f"{key}={value}")
+    return " ".join(shown)
 
 
 def _is_default(default, value):

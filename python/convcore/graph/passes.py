@@ -6,17 +6,16 @@ model's own arrays).
 
 import numpy as np
 
+from ..ops import OPS
 from .ir import Graph, Node, unique_name
-
-# Ops whose output channels are axis 0 of one weight and one bias: (weight index, bias index) in Node.inputs.
-_FOLDABLE = {"conv2d": (1, 2), "depthwise_conv2d": (1, 2), "separable_conv2d": (2, 4)}
 
 
 def fold_batchnorm(graph):
     """Fold every inference batch norm that directly follows a convolution into that convolution.
 
     `batch_norm(conv(x, w, b))` becomes `conv(x, w * s, (b - mean) * s + beta)` with `s = gamma / sqrt(var + eps)`
-    per output channel (for `separable_conv2d`, into the pointwise weight and bias). A batch norm is folded only when
+    per output channel, for every op whose declaration names its per-output-channel weight and bias
+    (`channel_params`: conv2d, depthwise_conv2d, and separable_conv2d's pointwise pair). A batch norm is folded only when
     its input is produced by a convolution that nothing else reads (no other node, not a graph output) and all its
     statistics are graph params; a batch norm after anything else (an add, a pool, a graph input) is kept as it is.
     The folded convolution keeps its node name and takes over the batch norm's output value name, so consumers and
@@ -54,17 +53,17 @@ def fold_batchnorm(graph):
         x = bn.inputs[0]
         conv = producer.get(x)
         stats = list(bn.inputs[1:]) + [""] * (5 - len(bn.inputs))
-        if (conv is None or conv.op not in _FOLDABLE or id(conv) in replaced or uses.get(x) != 1
+        if (conv is None or not OPS[conv.op].channel_params or id(conv) in replaced or uses.get(x) != 1
                 or any(name and name not in params for name in stats) or not stats[0] or not stats[1]):
             continue
-        w_index, b_index = _FOLDABLE[conv.op]
+        w_index, b_index = (OPS[conv.op].inputs.index(name) for name in OPS[conv.op].channel_params)
         inputs = list(conv.inputs) + [""] * (b_index + 1 - len(conv.inputs))  # absent trailing bias -> ""
         if inputs[w_index] not in params or (inputs[b_index] and inputs[b_index] not in params):
             continue  # a computed weight or bias: nothing to fold into
         mean, var = (np.asarray(params[n], np.float64) for n in stats[:2])
         gamma = np.asarray(params[stats[2]], np.float64) if stats[2] else np.ones_like(mean)
         beta = np.asarray(params[stats[3]], np.float64) if stats[3] else np.zeros_like(mean)
-        scale = gamma / np.sqrt(var + float(bn.attrs.get("eps", 1e-5)))
+        scale = gamma / np.sqrt(var + bn.attrs["eps"])
         weight = np.asarray(params[inputs[w_index]], np.float64)
         bias = np.asarray(params[inputs[b_index]], np.float64) if inputs[b_index] else np.zeros_like(mean)
         # New names: a weight or bias shared with another node must keep its old value for that node.
@@ -80,7 +79,7 @@ def fold_batchnorm(graph):
     nodes = [replaced.get(id(node), node) for node in graph.nodes if id(node) not in dropped]
     used = {name for node in nodes for name in node.inputs if name} | set(graph.outputs)
     params = {name: array for name, array in params.items() if name in used}
-    folded = Graph(nodes, graph.inputs, graph.outputs, params, {n: graph.shapes[n] for n in graph.inputs},
-                   graph.name)
+    folded = Graph(nodes, graph.inputs, graph.outputs, params, name=graph.name,
+                   values={n: graph.values[n] for n in graph.inputs})
     folded.infer_shapes()
     return folded

@@ -1,11 +1,15 @@
-"""`trace(model, input_shape)`: run a module on a symbolic `Value` and record each functional call as a Node."""
+"""`trace(model, input_shape)`: run a module on a symbolic `Value` and record each op call as a Node.
+
+The tracer is installed for the calling thread only (`convcore.ops.tracing`, a context variable): other threads keep
+computing while one traces.
+"""
 
 import numpy as np
 
 from .. import functional as F
-from ..nn import module as nn_module
-from .ir import Graph, Node, unique_name
-from .shapes import TENSOR_ARGS, infer_shape
+from ..nn import Module
+from ..ops import active_tracer, tracing
+from .ir import Graph, unique_name
 
 
 class Value:
@@ -94,49 +98,36 @@ class _Tracer:
             array = value if isinstance(value, np.ndarray) else np.asarray(value, dtype=np.float32)
             name = self._unique(f"{node_name}.{arg}")
             self.constants[id(array)] = (name, array)  # holds the array, so its id stays unique
-        self.graph.params[name] = array
-        self.graph.shapes[name] = tuple(array.shape)
+        self.graph.add_param(name, array)
         return name
 
     def record(self, op, arguments):
-        if op not in TENSOR_ARGS:
-            raise NotImplementedError(f"convcore.trace: op '{op}' is not supported by the graph IR")
-        arg_names = TENSOR_ARGS[op]
-        tensors = list(arguments["xs"]) if op == "concat" else [arguments.get(a) for a in arg_names]
+        """Record one call of `op` (a `convcore.ops.Op`) with its bound `arguments` as a node."""
+        tensors = list(arguments[op.inputs[0]]) if op.variadic else [arguments[a] for a in op.inputs]
         if not any(isinstance(t, Value) for t in tensors):
-            return _eager(op, arguments)  # only constants: compute now, the result is a constant
+            return op.compute(arguments)  # only constants: compute now, the result is a constant
         if arguments.get("out") is not None:
-            raise ValueError(f"convcore.trace: {op}(out=...) cannot be traced")
-        attrs = {k: v for k, v in arguments.items() if k not in arg_names and k != "out"}
+            raise ValueError(f"convcore.trace: expected {op.name} without out= (got an out array)")
+        attrs = {k: arguments[k] for k in op.attrs}
         for key, value in attrs.items():
             if isinstance(value, Value):
-                raise TypeError(f"convcore.trace: {op} argument '{key}' must be a constant (got a traced Value)")
-        name = self._node_name(op)
-        args = arg_names * len(tensors) if op == "concat" else arg_names
+                raise TypeError(f"convcore.trace: expected a constant {op.name} argument '{key}' (got a traced Value)")
+        name = self._node_name(op.name)
+        args = op.inputs * len(tensors) if op.variadic else op.inputs
         inputs = [self._value_name(t, name, a) for t, a in zip(tensors, args)]
-        shape = infer_shape(op, [self.graph.shapes[i] if i else None for i in inputs], attrs)
-        self.graph.nodes.append(Node(op, name, inputs, [name], attrs))
-        self.graph.shapes[name] = shape
-        return Value(name, shape)
-
-
-def _eager(op, arguments):
-    """Run a functional op for real while tracing (its inputs are all constants)."""
-    hook, F._trace_hook = F._trace_hook, None
-    try:
-        return getattr(F, op)(**arguments)
-    finally:
-        F._trace_hook = hook
+        self.graph.add_node(op.name, name, inputs, name, attrs)
+        return Value(name, self.graph.values[name].shape)
 
 
 def trace(model, input_shape):
     """Trace `model` on one float32 input of `input_shape` into a `Graph`.
 
     The model runs in eval mode (its previous modes are restored afterwards) on a symbolic `Value`; each
-    `convcore.functional` call becomes one Node named after the module that made it, module parameters become graph
-    params named by their path ("layer1.0.conv1.weight"), and output shapes come from per-op shape rules (no kernel
-    runs). Python control flow is resolved for this input shape. The graph's params are the model's own arrays, not
-    copies: graph passes must replace them, never modify them in place.
+    `convcore.functional` call becomes one Node named after the module that made it (its attributes normalised by
+    the op's rule), module parameters become graph params named by their path ("layer1.0.conv1.weight"), and output
+    types come from the ops' rules (no kernel runs). Python control flow is resolved for this input shape. The
+    graph's params are the model's own arrays, not copies: graph passes must replace them, never modify them in
+    place. Only the calling thread traces: other threads' calls compute as usual meanwhile.
 
     Args:
         model: a `convcore.nn.Module` (or any callable built from functional ops).
@@ -156,22 +147,20 @@ def trace(model, input_shape):
         raise TypeError(f"expected input_shape as a tuple of ints (got {input_shape!r})")
     if any(d < 1 for d in input_shape):
         raise ValueError(f"expected positive dimensions in input_shape (got {tuple(input_shape)})")
-    if F._trace_hook is not None or nn_module._call_hook is not None:
+    if active_tracer() is not None:
         raise RuntimeError("convcore.trace cannot run inside another trace")
     graph = Graph(name=type(model).__name__)
-    is_module = isinstance(model, nn_module.Module)
-    tracer = _Tracer(model, graph) if is_module else _Tracer(nn_module.Module(), graph)
+    is_module = isinstance(model, Module)
+    tracer = _Tracer(model if is_module else Module(), graph)
     x = Value(tracer._unique("input"), input_shape)
-    graph.inputs.append(x.name)
-    graph.shapes[x.name] = x.shape
+    graph.add_input(x.name, x.shape)
     modes = [(m, m.training) for m in model.modules()] if is_module else []
     if is_module:
         model.eval()
-    F._trace_hook, nn_module._call_hook = tracer.record, tracer.call_module
     try:
-        out = model(x)
+        with tracing(tracer):
+            out = model(x)
     finally:
-        F._trace_hook = nn_module._call_hook = None
         for module, training in modes:
             object.__setattr__(module, "training", training)
     outputs = list(out) if isinstance(out, (tuple, list)) else [out]

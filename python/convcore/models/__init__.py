@@ -12,10 +12,18 @@ Every model is registered by name with metadata (family, default input size, sou
 torchvision models keep torchvision's structure and state_dict keys, so its checkpoints load unchanged (densenet's
 legacy keys are renamed by `convert_state_dict`, as torchvision does). Every builder takes `num_classes` and
 `in_channels`.
+
+`load` bundles a model with its weights, the preprocessing they expect and the class labels (what a command, a
+pipeline or a distributed worker needs):
+
+    >>> m = models.load('efficientnet_lite0')                  # installed pretrained weights
+    >>> logits = m.module(m.preprocess(img)[None])
+    >>> m.labels[int(logits.argmax())]
 """
 
-from ._registry import (ModelInfo, convert_state_dict, count_parameters, get_model, get_model_info, list_models,
-                        register_model, summary)
+from ._load import LoadedModel, get_preset, load
+from ._registry import ModelInfo, convert_state_dict, get_model, get_model_info, list_models, register_model
+from ._summary import count_macs, count_parameters, summary
 from .alexnet import AlexNet, alexnet
 from .amoebanet import AmoebaNet, amoebanet
 from .densenet import DenseNet, convert_densenet_state_dict, densenet121, densenet161, densenet169, densenet201
@@ -33,7 +41,7 @@ from .resnet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152, 
 from .senet import se_resnet50, se_resnet101, se_resnet152
 from .vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 
-__all__ = ["ModelInfo", "convert_state_dict", "count_parameters", "get_model", "get_model_info", "list_models",
-           "register_model", "summary", "AlexNet", "AmoebaNet", "DenseNet", "EfficientNet", "EfficientNetLite",
-           "GoogLeNet", "LeNet5", "MNASNet", "MobileNetV2", "PreActResNet", "ResNet", "VGG",
-           "convert_densenet_state_dict"] + list_models()
+__all__ = ["LoadedModel", "ModelInfo", "convert_state_dict", "count_macs", "count_parameters", "get_model",
+           "get_model_info", "get_preset", "list_models", "load", "register_model", "summary", "AlexNet", "AmoebaNet",
+           "DenseNet", "EfficientNet", "EfficientNetLite", "GoogLeNet", "LeNet5", "MNASNet", "MobileNetV2",
+           "PreActResNet", "ResNet", "VGG", "convert_densenet_state_dict"] + list_models()

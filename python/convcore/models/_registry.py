@@ -1,4 +1,4 @@
-"""The model registry: names -> builders with metadata, `list_models`, `get_model` and `summary`."""
+"""The model registry: names -> builders with metadata, `list_models`, `get_model_info` and `get_model`."""
 
 import difflib
 import fnmatch
@@ -6,9 +6,6 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import numpy as np
-
-from ..graph import trace
 from ..nn import Module
 
 
@@ -128,79 +125,3 @@ def get_model(name, weights=None, **kwargs):
             raise TypeError(f"expected weights as None, a path or a mapping (got {type(weights).__name__})")
         model.load_state_dict(convert_state_dict(name, state_dict))
     return model.eval()
-
-
-def count_parameters(model):
-    """Number of parameter elements of a module (buffers such as BN running statistics excluded)."""
-    return int(sum(np.prod(p.shape, dtype=np.int64) for p in model.parameters()))
-
-
-def _macs(node, graph):
-    """Multiply-accumulates of one graph node (conv and linear layers; everything else counts 0)."""
-    out = int(np.prod(graph.shapes[node.outputs[0]]))
-    weights = [graph.params[name].shape if name in graph.params else graph.shapes.get(name) for name in node.inputs]
-    if node.op == "conv2d":
-        return out * int(np.prod(weights[1][1:]))
-    if node.op == "depthwise_conv2d":
-        return out * weights[1][2] * weights[1][3]
-    if node.op == "separable_conv2d":
-        dw, pw = weights[1], weights[2]
-        n, _, h, w_ = graph.shapes[node.outputs[0]]
-        return n * h * w_ * (dw[0] * dw[2] * dw[3] + pw[0] * pw[1])
-    if node.op == "linear":
-        return out * weights[1][1]
-    return 0
-
-
-def summary(name_or_model, input_size=None):
-    """Parameters and compute of a model at one input size.
-
-    Counts the multiply-accumulates (MACs) of every convolution and linear layer in the model's traced graph at batch
-    1 (so it counts exactly what the model executes, without running any kernel).
-    `gflops` is 2 * MACs / 1e9 (one MAC = a multiply and an add). Note that torchvision's "GFLOPS" column (its
-    weights' `_ops` metadata) is really GMACs, i.e. our `gmacs`.
-
-    Args:
-        name_or_model: a registered name or a built `Module`.
-        input_size: (C, H, W) or (H, W); default: the registered model's `input_size` (required for a bare Module).
-
-    Returns:
-        dict with 'params', 'macs', 'gmacs', 'gflops', 'input_size' (C, H, W) and 'output_shape'.
-
-    Example:
-        >>> summary('resnet50')['gmacs']  # torchvision lists 4.089
-        4.089
-    """
-    if isinstance(name_or_model, str):
-        info = get_model_info(name_or_model)
-        model = info.builder().eval()
-        default = info.input_size
-    elif isinstance(name_or_model, Module):
-        model, default = name_or_model, None
-    else:
-        raise TypeError(f"expected a model name or a Module for name_or_model (got {type(name_or_model).__name__})")
-    if input_size is None:
-        if default is None:
-            raise ValueError("expected input_size for a Module that is not in the registry (got None)")
-        input_size = default
-    input_size = tuple(int(s) for s in input_size)
-    if len(input_size) == 2:
-        if default is not None:
-            channels = default[0]
-        else:  # the input channels of the first conv (its weight is the first 4-D parameter)
-            first = next((p for p in model.parameters() if p.ndim == 4), None)
-            channels = 3 if first is None else first.shape[1]
-        input_size = (channels,) + input_size
-    if len(input_size) != 3:
-        raise ValueError(f"expected input_size as (C, H, W) or (H, W) (got {input_size})")
-
-    graph = trace(model, (1,) + input_size)
-    macs = sum(_macs(node, graph) for node in graph.nodes)
-    return {
-        "params": count_parameters(model),
-        "macs": macs,
-        "gmacs": round(macs / 1e9, 3),
-        "gflops": round(2 * macs / 1e9, 3),
-        "input_size": input_size,
-        "output_shape": tuple(graph.shapes[graph.outputs[0]]),
-    }

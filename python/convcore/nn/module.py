@@ -4,9 +4,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-# Set by convcore.graph's tracer while it traces: then `Module.__call__` hands the call to it, so the tracer knows
-# which module made each functional call. None means "call forward directly".
-_call_hook = None
+from ..ops import active_tracer
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -99,9 +97,10 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
-        if _call_hook is None:
+        tracer = active_tracer()  # while this thread traces, the tracer learns which module makes each op call
+        if tracer is None:
             return self.forward(*args, **kwargs)
-        return _call_hook(self, args, kwargs)
+        return tracer.call_module(self, args, kwargs)
 
     # ----------------------------------------------------------------------------------------------- registration
     def register_parameter(self, name, param):

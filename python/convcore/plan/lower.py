@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from .. import _validate as V
 from ..graph import Graph, Node
 from ..graph.passes import fold_batchnorm
 
@@ -28,7 +27,7 @@ INF = float("inf")
 ACTIVATIONS = {
     "relu": lambda a: (ACT_CLAMP, 0.0, INF, 0.0),
     "relu6": lambda a: (ACT_CLAMP, 0.0, 6.0, 0.0),
-    "leaky_relu": lambda a: (ACT_LEAKY, 0.0, 0.0, float(a.get("negative_slope", 0.01))),
+    "leaky_relu": lambda a: (ACT_LEAKY, 0.0, 0.0, a["negative_slope"]),
     "sigmoid": lambda a: (ACT_SIGMOID, 0.0, 0.0, 0.0),
     "silu": lambda a: (ACT_SILU, 0.0, 0.0, 0.0),
     "tanh": lambda a: (ACT_TANH, 0.0, 0.0, 0.0),
@@ -48,16 +47,6 @@ class Ref:
 
     def __init__(self, tid, shape, flat=None):
         self.tid, self.shape, self.flat = tid, tuple(shape), flat
-
-
-def _pads(node, graph):
-    a = node.attrs
-    x_shape = graph.shapes[node.inputs[0]]
-    if node.op in ("max_pool2d", "avg_pool2d"):
-        return V.padding4(a.get("padding", 0))
-    w_shape = graph.shapes[node.inputs[1]]
-    return V.conv_padding(a.get("padding", 0), x_shape[2:], w_shape[2:], V.pair(a.get("stride", 1), "stride"),
-                          V.pair(a.get("dilation", 1), "dilation"))
 
 
 FUSIONS = frozenset({"batchnorm", "activation", "residual", "concat", "gates"})
@@ -209,22 +198,19 @@ class Lowering:
         weight, bias = self.param(node.inputs[1]), self.param((list(node.inputs) + [""])[2])
         if weight is None or node.inputs[1] not in self.g.params:
             raise ValueError(f"compile: node '{node.name}': the weight must be a constant")
-        self._conv(node, weight, bias, V.pair(a.get("stride", 1), "stride"), V.pair(a.get("dilation", 1), "dilation"),
-                   _pads(node, self.g), int(a.get("groups", 1)))
+        self._conv(node, weight, bias, a["stride"], a["dilation"], a["padding"], a["groups"])
 
     def op_depthwise_conv2d(self, node):
         a = node.attrs
         weight, bias = self.param(node.inputs[1]), self.param((list(node.inputs) + [""])[2])
         channels = self.g.shapes[node.inputs[0]][1]
-        self._conv(node, weight, bias, V.pair(a.get("stride", 1), "stride"), V.pair(a.get("dilation", 1), "dilation"),
-                   _pads(node, self.g), channels)
+        self._conv(node, weight, bias, a["stride"], a["dilation"], a["padding"], channels)
 
     def op_separable_conv2d(self, node):
         a = node.attrs
         x, dw, pw, dw_b, pw_b = (list(node.inputs) + [""] * 5)[:5]
         channels = self.g.shapes[x][1]
-        stride, dilation = V.pair(a.get("stride", 1), "stride"), V.pair(a.get("dilation", 1), "dilation")
-        pads = V.conv_padding(a.get("padding", 0), self.g.shapes[x][2:], self.g.shapes[dw][2:], stride, dilation)
+        stride, dilation, pads = a["stride"], a["dilation"], a["padding"]
         mid = self.plan.conv(node.name + ".depthwise", self.ref(x).tid, self.param(dw), self.param(dw_b), stride,
                              dilation, pads, channels, *NO_ACT, -1, ALGO_AUTO)
         n, _, h, w = self.g.shapes[node.outputs[0]]
@@ -234,13 +220,11 @@ class Lowering:
     def _pool(self, node, is_max):
         a = node.attrs
         x = self.ref(node.inputs[0])
-        kernel = V.pair(a["kernel_size"], "kernel_size")
-        stride = kernel if a.get("stride") is None else V.pair(a["stride"], "stride")
-        dilation = V.pair(a.get("dilation", 1), "dilation") if is_max else (1, 1)
-        pads = V.padding4(a.get("padding", 0))
+        kernel, stride, pads = a["kernel_size"], a["stride"], a["padding"]
+        dilation = a["dilation"] if is_max else (1, 1)
         out_shape = self.g.shapes[node.outputs[0]]
         tid = self.plan.pool(node.name, x.tid, is_max, kernel, stride, dilation, pads, tuple(out_shape[2:]),
-                             bool(a.get("count_include_pad", True)))
+                             a.get("count_include_pad", False))  # max pools have no such attribute
         self.define(node.outputs[0], tid, out_shape)
 
     def _define(self, node, tid):
@@ -288,7 +272,7 @@ class Lowering:
         mean64, var64 = (np.asarray(self.g.params[n], np.float64) for n in (mean, var))
         gamma = np.asarray(self.g.params[weight], np.float64) if weight else np.ones_like(mean64)
         beta = np.asarray(self.g.params[bias], np.float64) if bias else np.zeros_like(mean64)
-        scale = gamma / np.sqrt(var64 + float(node.attrs.get("eps", 1e-5)))
+        scale = gamma / np.sqrt(var64 + node.attrs["eps"])
         shift = beta - mean64 * scale
         act, out_value = self._epilogue_after(node, node.outputs[0])
         tid = self.plan.affine(node.name, self.materialize(self.ref(x), node.name).tid, scale.astype(np.float32),
@@ -319,7 +303,7 @@ class Lowering:
 
     def op_concat(self, node):
         out_shape = self.g.shapes[node.outputs[0]]
-        axis = int(node.attrs.get("axis", 1)) % len(out_shape)
+        axis = node.attrs["axis"]
         if axis != 1 or len(out_shape) not in (2, 4):
             raise ValueError(f"compile: node '{node.name}': concat along axis {axis} of a {len(out_shape)}-D value "
                              f"is not supported (channels only)")
@@ -400,7 +384,7 @@ class Lowering:
 
     def _softmax(self, node):
         x = self.materialize(self.ref(node.inputs[0]), node.name)
-        axis = int(node.attrs.get("axis", 1)) % len(x.shape)
+        axis = node.attrs["axis"]
         if axis != 1:
             raise ValueError(f"compile: node '{node.name}': {node.op} along axis {axis} is not supported (channels)")
         self.define(node.outputs[0], self.plan.softmax(node.name, x.tid, node.op == "log_softmax"), x.shape)
@@ -410,8 +394,7 @@ class Lowering:
     def op_local_response_norm(self, node):
         x = self.materialize(self.ref(node.inputs[0]), node.name)
         a = node.attrs
-        tid = self.plan.lrn(node.name, x.tid, int(a["size"]), float(a.get("alpha", 1e-4)), float(a.get("beta", 0.75)),
-                            float(a.get("k", 1.0)))
+        tid = self.plan.lrn(node.name, x.tid, a["size"], a["alpha"], a["beta"], a["k"])
         self.define(node.outputs[0], tid, x.shape)
 
 

@@ -1,0 +1,86 @@
+"""Checks of a model's structure before conversion: opset, op coverage, node order (with cycles, dangling and
+duplicate values refused) and input shapes."""
+
+from onnx import TensorProto
+
+from .folding import is_constant
+
+MIN_OPSET, MAX_OPSET = 9, 21
+
+
+def opset_of(proto):
+    """The model's ai.onnx opset, within the range convcore imports."""
+    versions = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise ValueError("the model imports no ai.onnx opset")
+    if not MIN_OPSET <= versions[0] <= MAX_OPSET:
+        raise ValueError(f"expected an ai.onnx opset between {MIN_OPSET} and {MAX_OPSET} (got {versions[0]})")
+    return int(versions[0])
+
+
+def check_ops(order, consts, converters):
+    """One ValueError listing every op type that has no converter and is not computable from constants."""
+    unsupported, consts = {}, set(consts)
+    for node in order:
+        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
+        if is_constant(node, consts):
+            consts.update(o for o in node.output if o)
+        elif key not in converters:
+            unsupported.setdefault(key, []).append(node.name or (node.output[0] if node.output else "?"))
+    if unsupported:
+        listed = "; ".join(f"{op} ({', '.join(names)})" for op, names in sorted(unsupported.items()))
+        raise ValueError(f"unsupported ONNX content: {len(unsupported)} op type(s) convcore cannot import: {listed}")
+
+
+def sorted_nodes(g, defined):
+    """The nodes in dependency order; ValueError for duplicate definitions, dangling inputs and cycles."""
+    producer = {}
+    for node in g.node:
+        for out in node.output:
+            if out and (out in producer or out in defined):
+                raise ValueError(f"node '{node.name}': value '{out}' is defined more than once")
+            if out:
+                producer[out] = node
+    dangling = sorted({f"'{i}' (node '{n.name}')" for n in g.node for i in n.input
+                       if i and i not in producer and i not in defined})
+    if dangling:
+        raise ValueError(f"the graph reads undefined value(s): {', '.join(dangling)}")
+    # Kahn's algorithm, keeping the file order among ready nodes.
+    waiting = {id(n): sum(1 for i in set(n.input) if i in producer) for n in g.node}
+    readers = {}
+    for n in g.node:
+        for i in set(n.input):
+            if i in producer:
+                readers.setdefault(i, []).append(n)
+    ready = [n for n in g.node if waiting[id(n)] == 0]
+    order = []
+    while ready:
+        node = ready.pop(0)
+        order.append(node)
+        for out in node.output:
+            for reader in readers.get(out, ()):
+                waiting[id(reader)] -= 1
+                if waiting[id(reader)] == 0:
+                    ready.append(reader)
+    if len(order) != len(g.node):
+        stuck = [n.name or n.output[0] for n in g.node if waiting[id(n)] > 0]
+        raise ValueError(f"the graph has a cycle through node(s) {', '.join(map(repr, stuck[:10]))}")
+    return order
+
+
+def input_shape_of(value, override):
+    """The shape of graph input `value` (a dynamic batch becomes 1), or `override` when given."""
+    t = value.type.tensor_type if value.type.HasField("tensor_type") else None
+    if t is None or t.elem_type != TensorProto.FLOAT:
+        kind = TensorProto.DataType.Name(t.elem_type) if t is not None and t.elem_type in \
+            TensorProto.DataType.values() else "not a tensor"
+        raise ValueError(f"input '{value.name}': expected a float32 tensor (got {kind})")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] if t.HasField("shape") else None
+    if override is not None:
+        if dims is not None and len(dims) != len(override):
+            raise ValueError(f"input_shape: expected {len(dims)} dims for input '{value.name}' (got {override})")
+        return tuple(int(d) for d in override)
+    if dims is None or any(d is None or d < 1 for d in dims[1:]):
+        raise ValueError(f"input '{value.name}': expected a static shape except the batch (got {dims}); pass "
+                         f"input_shape=")
+    return (1 if dims and (dims[0] is None or dims[0] < 1) else dims[0], *dims[1:]) if dims else ()

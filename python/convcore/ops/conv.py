@@ -1,0 +1,183 @@
+"""Convolutions: conv2d, depthwise_conv2d, separable_conv2d (kernels: csrc/ops/conv2d, csrc/ops/dwconv2d)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from .. import _validate as V
+from . import window
+from .registry import declare
+
+__all__ = ["conv2d", "depthwise_conv2d", "separable_conv2d"]
+
+
+# --- shape rules ------------------------------------------------------------------------------------------------
+
+def _window_attrs(attrs, in_hw, kernel_hw):
+    """Normalised stride, padding (top, bottom, left, right; modes resolved for this input size) and dilation."""
+    stride = V.pair(attrs["stride"], "stride", 1)
+    dilation = V.pair(attrs["dilation"], "dilation", 1)
+    padding = window.conv_padding(attrs["padding"], in_hw, kernel_hw, stride, dilation)
+    return {"stride": stride, "padding": padding, "dilation": dilation}
+
+
+def _conv2d_rule(shapes, attrs, names=("x", "weight", "bias")):
+    x, weight, bias = shapes
+    V.rank(x, names[0], 4)
+    V.rank(weight, names[1], 4)
+    groups = V.integer(attrs["groups"], "groups", 1)
+    n, c, h, w = x
+    k, cg, kh, kw = weight
+    if c % groups:
+        raise ValueError(f"groups: expected a divisor of the {c} input channels (got groups={groups})")
+    if k % groups:
+        raise ValueError(f"groups: expected a divisor of the {k} output channels of {names[1]} (got groups={groups})")
+    if cg * groups != c:
+        raise ValueError(f"{names[1]}: expected shape ({k}, {c // groups}, {kh}, {kw}) for an input with {c} "
+                         f"channels and groups={groups} (got {weight})")
+    attrs = {**_window_attrs(attrs, (h, w), (kh, kw)), "groups": groups}
+    oh, ow = window.output_hw((h, w), (kh, kw), attrs["stride"], attrs["dilation"], attrs["padding"], False, names[1])
+    V.shape_is(bias, names[2], (k,))
+    return attrs, (n, k, oh, ow)
+
+
+def _depthwise_rule(shapes, attrs, names=("x", "weight", "bias")):
+    x, weight, bias = shapes
+    V.rank(x, names[0], 4)
+    V.rank(weight, names[1], 4)
+    c = x[1]
+    if weight[1] != 1 or weight[0] % c:
+        raise ValueError(f"{names[1]}: expected shape (C*m, 1, kH, kW) with C={c} input channels (got {weight})")
+    attrs, shape = _conv2d_rule(shapes, {**attrs, "groups": c}, names)
+    del attrs["groups"]
+    return attrs, shape
+
+
+def _separable_rule(shapes, attrs):
+    x, depthwise, pointwise, depthwise_bias, pointwise_bias = shapes
+    V.rank(pointwise, "pointwise_weight", 4)
+    if pointwise[2:] != (1, 1):
+        raise ValueError(f"pointwise_weight: expected shape (C_out, C*m, 1, 1) (got {pointwise})")
+    attrs, (n, mid, h, w) = _depthwise_rule([x, depthwise, depthwise_bias], attrs,
+                                            ("x", "depthwise_weight", "depthwise_bias"))
+    if pointwise[1] != mid:
+        raise ValueError(f"pointwise_weight: expected {mid} input channels (got shape {pointwise})")
+    V.shape_is(pointwise_bias, "pointwise_bias", (pointwise[0],))
+    return attrs, (n, pointwise[0], h, w)
+
+
+# --- kernels ----------------------------------------------------------------------------------------------------
+
+def _conv2d_kernel(x, weight, bias, *, out, stride, padding, dilation, groups):
+    _core.conv2d(x, weight, bias, out, stride, dilation, padding, groups)
+    return out
+
+
+def _depthwise_kernel(x, weight, bias, *, out, **attrs):
+    return _conv2d_kernel(x, weight, bias, out=out, groups=x.shape[1], **attrs)
+
+
+def _separable_kernel(x, depthwise, pointwise, depthwise_bias, pointwise_bias, *, out, **attrs):
+    mid = np.empty((x.shape[0], depthwise.shape[0], *out.shape[2:]), np.float32)
+    _depthwise_kernel(x, depthwise, depthwise_bias, out=mid, **attrs)
+    return _conv2d_kernel(mid, pointwise, pointwise_bias, out=out, stride=(1, 1), padding=(0, 0, 0, 0),
+                          dilation=(1, 1), groups=1)
+
+
+# --- ONNX -------------------------------------------------------------------------------------------------------
+
+def _onnx_conv(em, name, x, weight, bias, out, attrs, groups):
+    inputs = [x, em.value(weight)] + ([em.value(bias)] if bias else [])
+    return em.node("Conv", inputs, out, name, kernel_shape=list(em.shape(weight)[2:]), strides=list(attrs["stride"]),
+                   dilations=list(attrs["dilation"]), pads=window.to_onnx_pads(attrs["padding"]), group=groups)
+
+
+def _conv2d_to_onnx(em, node):
+    x, weight, bias = (list(node.inputs) + [""])[:3]
+    return _onnx_conv(em, node.name, x, weight, bias, node.outputs[0], node.attrs, node.attrs["groups"])
+
+
+def _depthwise_to_onnx(em, node):
+    x, weight, bias = (list(node.inputs) + [""])[:3]
+    return _onnx_conv(em, node.name, x, weight, bias, node.outputs[0], node.attrs, em.shape(x)[1])
+
+
+def _separable_to_onnx(em, node):
+    x, depthwise, pointwise, depthwise_bias, pointwise_bias = (list(node.inputs) + [""] * 5)[:5]
+    mid = em.fresh(f"{node.outputs[0]}.depthwise")
+    _onnx_conv(em, f"{node.name}.depthwise", x, depthwise, depthwise_bias, mid, node.attrs, em.shape(x)[1])
+    pointwise_attrs = {"stride": (1, 1), "padding": (0, 0, 0, 0), "dilation": (1, 1)}
+    return _onnx_conv(em, node.name, mid, pointwise, pointwise_bias, node.outputs[0], pointwise_attrs, 1)
+
+
+# --- multiply-accumulates ---------------------------------------------------------------------------------------
+
+def _conv2d_macs(shapes, out):
+    return int(np.prod(out)) * int(np.prod(shapes[1][1:]))
+
+
+def _depthwise_macs(shapes, out):
+    return int(np.prod(out)) * shapes[1][2] * shapes[1][3]
+
+
+def _separable_macs(shapes, out):
+    depthwise, pointwise = shapes[1], shapes[2]
+    n, _, h, w = out
+    return n * h * w * (depthwise[0] * depthwise[2] * depthwise[3] + pointwise[0] * pointwise[1])
+
+
+# --- declarations -----------------------------------------------------------------------------------------------
+
+@declare(("x", "weight", "bias"), _conv2d_rule, _conv2d_kernel, onnx=_conv2d_to_onnx, macs=_conv2d_macs,
+         channel_params=("weight", "bias"))
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=None):
+    """2-D convolution (cross-correlation, as torch).
+
+    Args:
+        x: input, float32 ``(N, C_in, H, W)``.
+        weight: ``(C_out, C_in / groups, kH, kW)``.
+        bias: optional ``(C_out,)``.
+        stride, dilation: int or ``(h, w)``, each >= 1.
+        padding: int, ``(pad_h, pad_w)``, ``(top, bottom, left, right)`` or a mode: ``'valid'`` (none),
+            ``'same'`` (output = ceil(input / stride); an odd total pad puts the extra row/column at the bottom/right,
+            as ONNX SAME_UPPER) or ``'full'`` (``dilation * (k - 1)`` on every side).
+        groups: divides both channel counts; ``groups == C_in`` is a depthwise convolution.
+        out: optional preallocated float32 ``(N, C_out, H_out, W_out)`` array to write into.
+
+    Shape:
+        ``H_out = (H + top + bottom - dilation_h * (kH - 1) - 1) // stride_h + 1`` (likewise ``W_out``).
+
+    Example:
+        >>> y = conv2d(x, w, b, stride=2, padding="same")
+    """
+
+
+@declare(("x", "weight", "bias"), _depthwise_rule, _depthwise_kernel, onnx=_depthwise_to_onnx,
+         macs=_depthwise_macs, channel_params=("weight", "bias"))
+def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
+    """Depthwise convolution: each input channel convolved with its own ``m`` filters.
+
+    Args:
+        x: ``(N, C, H, W)``.
+        weight: ``(C * m, 1, kH, kW)`` (channel multiplier ``m``).
+        bias, stride, padding, dilation: as :func:`conv2d`.
+
+    Shape:
+        output ``(N, C * m, H_out, W_out)``.
+    """
+
+
+@declare(("x", "depthwise_weight", "pointwise_weight", "depthwise_bias", "pointwise_bias"), _separable_rule,
+         _separable_kernel, onnx=_separable_to_onnx, macs=_separable_macs,
+         channel_params=("pointwise_weight", "pointwise_bias"))
+def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None, pointwise_bias=None, stride=1,
+                     padding=0, dilation=1):
+    """Depthwise-separable convolution: a depthwise convolution, then a 1x1 (pointwise) convolution.
+
+    Args:
+        x: ``(N, C, H, W)``.
+        depthwise_weight: ``(C * m, 1, kH, kW)``; stride, padding and dilation apply to this step.
+        pointwise_weight: ``(C_out, C * m, 1, 1)``.
+        depthwise_bias, pointwise_bias: optional ``(C * m,)`` and ``(C_out,)``.
+    """

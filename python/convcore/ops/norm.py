@@ -1,0 +1,94 @@
+"""Normalisation: inference batch norm and local response norm (kernels: csrc/ops/batchnorm, csrc/ops/lrn)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from .. import _validate as V
+from .registry import declare
+
+__all__ = ["batch_norm", "local_response_norm"]
+
+
+def _batch_norm_rule(shapes, attrs):
+    x = shapes[0]
+    V.rank(x, "x", (2, 3, 4, 5))
+    for name, shape in zip(("running_mean", "running_var", "weight", "bias"), shapes[1:]):
+        V.shape_is(shape, name, (x[1],))
+    eps = V.number(attrs["eps"], "eps")
+    if eps < 0:
+        raise ValueError(f"eps: expected a value >= 0 (got {eps})")
+    return {"eps": eps}, x
+
+
+def _batch_norm_kernel(x, running_mean, running_var, weight, bias, *, out, eps):
+    _core.batch_norm(x, running_mean, running_var, weight, bias, eps, out)
+    return out
+
+
+def _batch_norm_to_onnx(em, node):
+    x, mean, var, weight, bias = (list(node.inputs) + [""] * 5)[:5]
+    channels = em.shape(x)[1]
+    scale = em.value(weight) if weight else em.const(f"{node.name}.weight", np.ones(channels))
+    shift = em.value(bias) if bias else em.const(f"{node.name}.bias", np.zeros(channels))
+    return em.node("BatchNormalization", [x, scale, shift, em.value(mean), em.value(var)], node.outputs[0],
+                   node.name, epsilon=node.attrs["eps"])
+
+
+def _lrn_rule(shapes, attrs):
+    x = shapes[0]
+    V.rank(x, "x", (3, 4, 5))
+    return {"size": V.integer(attrs["size"], "size", 1), "alpha": V.number(attrs["alpha"], "alpha"),
+            "beta": V.number(attrs["beta"], "beta"), "k": V.number(attrs["k"], "k")}, x
+
+
+def _lrn_kernel(x, *, out, size, alpha, beta, k):
+    _core.lrn(x, out, size, size // 2, (size - 1) // 2, alpha, beta, k)
+    return out
+
+
+def _lrn_to_onnx(em, node):
+    x, out, n = node.inputs[0], node.outputs[0], node.name
+    size, alpha, beta, k = (node.attrs[key] for key in ("size", "alpha", "beta", "k"))
+    if size % 2:  # odd sizes: ONNX's window is torch's
+        return em.node("LRN", [x], out, n, size=size, alpha=alpha, beta=beta, bias=k)
+    # Even sizes: ONNX centres the window one channel later than torch, so write torch's formula out:
+    # x / (k + alpha * avg_pool_over_channels(x^2, size, pads (size//2, (size-1)//2)))^beta.
+    rank = len(em.shape(x))
+    if rank > 4:
+        raise ValueError(f"node '{n}': expected 3D or 4D input for an even-sized local_response_norm (got {rank}D)")
+    sq = em.node("Mul", [x, x], em.fresh(f"{out}.square"), f"{n}.square")
+    axes1 = em.const(f"{n}.axes", [1], np.int64)
+    lifted = em.node("Unsqueeze", [sq, axes1], em.fresh(f"{out}.unsqueeze"), f"{n}.unsqueeze")
+    spatial = rank - 1
+    pads = [size // 2] + [0] * (spatial - 1) + [(size - 1) // 2] + [0] * (spatial - 1)
+    avg = em.node("AveragePool", [lifted], em.fresh(f"{out}.window"), f"{n}.window",
+                  kernel_shape=[size] + [1] * (spatial - 1), pads=pads, count_include_pad=1)
+    avg = em.node("Squeeze", [avg, axes1], em.fresh(f"{out}.sum"), f"{n}.squeeze")
+    scaled = em.node("Mul", [avg, em.const(f"{n}.alpha", alpha)], em.fresh(f"{out}.scaled"), f"{n}.scale")
+    shifted = em.node("Add", [scaled, em.const(f"{n}.k", k)], em.fresh(f"{out}.shifted"), f"{n}.shift")
+    denom = em.node("Pow", [shifted, em.const(f"{n}.beta", beta)], em.fresh(f"{out}.denominator"), f"{n}.pow")
+    return em.node("Div", [x, denom], out, n)
+
+
+@declare(("x", "running_mean", "running_var", "weight", "bias"), _batch_norm_rule, _batch_norm_kernel,
+         onnx=_batch_norm_to_onnx)
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    """Inference batch normalization: ``(x - mean) / sqrt(var + eps) * weight + bias`` per channel.
+
+    Args:
+        x: ``(N, C, ...)`` (2D to 5D).
+        running_mean, running_var, weight, bias: ``(C,)``; weight / bias default to 1 / 0.
+        eps: added to the variance, >= 0.
+    """
+
+
+@declare(("x",), _lrn_rule, _lrn_kernel, onnx=_lrn_to_onnx)
+def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Local response normalization across channels (torch semantics):
+    ``y = x / (k + alpha / size * sum_{c' in window(c)} x[c']^2) ** beta``, window ``[c - size//2, c + (size-1)//2]``.
+
+    Args:
+        x: ``(N, C, ...)``, at least 3D.
+    """

@@ -1,0 +1,208 @@
+"""The op registry: `Op` (one declaration per operator), `declare` (the decorator that makes one) and `OPS`.
+
+A declaration is a Python function whose signature and docstring are the public API (`convcore.functional.<op>`;
+its body is never run), plus the parts every consumer reads:
+
+- ``inputs``: the tensor arguments, in the order a graph `Node` lists them ("" for an absent optional one);
+- ``rule(shapes, attrs) -> (attrs, shape)``: checks the input shapes and attributes exactly as the op does (the
+  same errors), normalises the attributes (pairs, 4-sided padding, resolved 'same' / 'full', ...) and returns them
+  with the output shape. Normalising twice changes nothing, so graph nodes store the normalised form;
+- ``kernel(*arrays, out, **attrs)``: the eager computation, on validated arrays, normalised attributes and the
+  output array to fill (None for a view op, which returns a view of its input instead);
+- ``onnx``: the ONNX lowering, a function ``(emitter, node)`` that only talks to the exporter's emitter, or an
+  `OnnxOp` for a one-to-one ONNX operator, which the importer then maps back as well;
+- optional facts for graph passes and tools: ``macs`` (multiply-accumulates) and ``channel_params`` (the weight and
+  bias whose axis 0 runs over the output channels, so a following batch norm folds into them).
+
+The public function routes every call through the tracer of this thread or task when one is active (see
+`tracing`), else validates the arrays and runs rule and kernel. See docs/adding-an-op.md and docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import inspect
+from dataclasses import dataclass, field
+
+from .. import _validate as V
+
+OPS: dict = {}  # op name -> Op, in declaration order
+
+# The tracer recording ops in this thread / context, or None. A context variable, so that tracing in one thread
+# never changes what another thread's calls do.
+_TRACER: contextvars.ContextVar = contextvars.ContextVar("convcore_tracer", default=None)
+
+
+def active_tracer():
+    """The tracer recording calls in this thread (or asyncio task), or None."""
+    return _TRACER.get()
+
+
+@contextlib.contextmanager
+def tracing(tracer):
+    """Route op calls (``tracer.record(op, arguments)``) and module calls (``tracer.call_module(module, args,
+    kwargs)``) of this thread to `tracer` inside the block."""
+    token = _TRACER.set(tracer)
+    try:
+        yield tracer
+    finally:
+        _TRACER.reset(token)
+
+
+@dataclass(frozen=True)
+class OnnxOp:
+    """A one-to-one ONNX form of an op: ONNX op type `op_type`; ``attrs`` maps ONNX attribute names to the op's
+    (normalised) attribute names, ``defaults`` holds ONNX's defaults for those ONNX lets a node leave out, and
+    ``fixed`` ONNX attributes are written as given.
+
+    The exporter writes it; the importer maps an ONNX node of `op_type` back onto the op when nothing is fixed (a
+    mapped attribute without an ONNX default is then required).
+    """
+
+    op_type: str
+    attrs: dict = field(default_factory=dict)
+    defaults: dict = field(default_factory=dict)
+    fixed: dict = field(default_factory=dict)
+
+    def __call__(self, em, node):
+        attrs = {onnx_name: node.attrs[name] for onnx_name, name in self.attrs.items()}
+        return em.node(self.op_type, [em.value(i) for i in node.inputs], node.outputs[0], node.name,
+                       **attrs, **self.fixed)
+
+    @property
+    def importable(self):
+        return not self.fixed
+
+    def import_attrs(self, onnx_attrs):
+        """The op's attributes from an ONNX node's (KeyError for a missing required one)."""
+        return {name: onnx_attrs[onnx_name] if onnx_name in onnx_attrs else self.defaults[onnx_name]
+                for onnx_name, name in self.attrs.items()}
+
+
+class Op:
+    """One operator's declaration (see the module docstring); built by `declare`, listed in `OPS`.
+
+    Attributes:
+        name: the op name, e.g. "conv2d" (`convcore.functional.conv2d`, `Node.op`).
+        inputs: tensor argument names in `Node.inputs` order; for a variadic op (concat) the one list argument.
+        optional: the inputs that may be None (their default is None).
+        attrs: every other argument (except ``out``) -> its default, in signature order.
+        rule, kernel, onnx, macs, channel_params: the declared parts (module docstring).
+        variadic: the one tensor argument is a list of tensors (concat).
+        allow_empty: arrays with a zero dimension are accepted (elementwise ops).
+        view: the kernel returns a view of its input and gets ``out=None`` (flatten).
+        function: the public function.
+    """
+
+    def __init__(self, spec, inputs, rule, kernel, *, onnx=None, variadic=False, allow_empty=False, view=False,
+                 macs=None, channel_params=None):
+        self.name = spec.__name__
+        self.signature = inspect.signature(spec)
+        params = self.signature.parameters
+        if list(params)[:len(inputs)] != list(inputs):
+            raise TypeError(f"{self.name}: expected the tensor arguments {inputs} first in the signature")
+        if any(p.kind is not p.POSITIONAL_OR_KEYWORD for p in params.values()):
+            raise TypeError(f"{self.name}: expected plain (positional or keyword) parameters only")
+        self._defaults = {n: p.default for n, p in params.items() if p.default is not p.empty}
+        self.inputs = tuple(inputs)
+        self.optional = frozenset(n for n in inputs if params[n].default is None)
+        self.attrs = {n: p.default for n, p in params.items() if n not in inputs and n != "out"}
+        self.rule, self.kernel, self.onnx = rule, kernel, onnx
+        self.variadic, self.allow_empty, self.view = variadic, allow_empty, view
+        self.macs, self.channel_params = macs, channel_params
+        self.function = self._public(spec)
+
+    def _public(self, spec):
+        @functools.wraps(spec)
+        def function(*args, **kwargs):
+            arguments = self._bind(args, kwargs)
+            tracer = _TRACER.get()
+            if tracer is not None:
+                return tracer.record(self, arguments)
+            return self.compute(arguments)
+
+        function.op = self
+        return function
+
+    def _bind(self, args, kwargs):
+        """The call's arguments by name, defaults filled in: `Signature.bind` in a fraction of its time (eager ops
+        are called per layer), which is still what reports a call that does not fit the signature."""
+        params = self.signature.parameters
+        arguments = dict(zip(params, args))
+        if len(args) > len(params) or not arguments.keys().isdisjoint(kwargs) or not params.keys() >= kwargs.keys():
+            self.signature.bind(*args, **kwargs)  # raises the TypeError Python would
+        arguments.update(kwargs)
+        for name, default in self._defaults.items():
+            arguments.setdefault(name, default)
+        if len(arguments) < len(params):
+            self.signature.bind(*args, **kwargs)  # a required argument is missing: raises
+        return arguments
+
+    def infer(self, shapes, attrs):
+        """(normalised attributes, output shape) of the op for input shapes and attributes, without computing.
+
+        Args:
+            shapes: one shape per input in `inputs` order (None for an absent optional input; trailing ones may be
+                left out), or for a variadic op one shape per list element.
+            attrs: attribute values; missing ones take their defaults.
+
+        Raises:
+            ValueError / TypeError: whatever the op raises for such inputs.
+        """
+        if not self.attrs.keys() >= attrs.keys():
+            raise TypeError(f"{self.name}: expected attributes among {list(self.attrs)} (got "
+                            f"{sorted(attrs.keys() - self.attrs.keys())})")
+        shapes = [None if s is None else tuple(map(int, s)) for s in shapes]
+        if not self.variadic:
+            shapes += [None] * (len(self.inputs) - len(shapes))
+            for name, shape in zip(self.inputs, shapes):
+                if shape is None and name not in self.optional:
+                    raise ValueError(f"{name}: expected a tensor (got none)")
+        attrs, shape = self.rule(shapes, {**self.attrs, **attrs})
+        return attrs, tuple(map(int, shape))
+
+    def arrays(self, arguments):
+        """The op's tensor arguments from a bound call, validated (float32, C-contiguous, size limit); a list of
+        them for a variadic op."""
+        if self.variadic:
+            xs = arguments[self.inputs[0]]
+            if not isinstance(xs, (list, tuple)) or len(xs) == 0:
+                raise TypeError(f"{self.inputs[0]}: expected a non-empty list or tuple of float32 arrays (got "
+                                f"{type(xs).__name__})")
+            return [V.tensor(x, f"{self.inputs[0]}[{i}]", self.allow_empty) for i, x in enumerate(xs)]
+        return [None if arguments[n] is None and n in self.optional else V.tensor(arguments[n], n, self.allow_empty)
+                for n in self.inputs]
+
+    def compute(self, arguments):
+        """Run the op eagerly on a bound call's arguments (name -> value, defaults applied)."""
+        arrays = self.arrays(arguments)
+        # The rule directly: a bound call has every attribute, and array shapes are tuples of ints already.
+        attrs, shape = self.rule([None if a is None else a.shape for a in arrays], {n: arguments[n] for n in self.attrs})
+        out = None if self.view else V.output(arguments.get("out"), shape, "out", tuple(arrays))
+        return self.kernel(*([arrays] if self.variadic else arrays), out=out, **attrs)
+
+    def __repr__(self):
+        return f"Op({self.name!r}, inputs={self.inputs}, attrs={list(self.attrs)})"
+
+
+def declare(inputs, rule, kernel, **facts):
+    """Decorator declaring an op from its public signature function (see the module docstring); returns the public
+    function and adds the `Op` to `OPS`."""
+
+    def register(spec):
+        op = Op(spec, inputs, rule, kernel, **facts)
+        if op.name in OPS:
+            raise ValueError(f"expected a new op name (got {op.name!r}, already declared)")
+        OPS[op.name] = op
+        return op.function
+
+    return register
+
+
+def get(name):
+    """The `Op` declared as `name`; ValueError naming the declared ops otherwise."""
+    if name not in OPS:
+        raise ValueError(f"expected a declared op (got {name!r}); declared: {', '.join(OPS)}")
+    return OPS[name]

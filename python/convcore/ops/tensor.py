@@ -1,0 +1,147 @@
+"""Dense and structural ops: linear, add, mul, concat, flatten (kernels: csrc/ops/linear, csrc/ops/eltwise)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _core
+from .. import _validate as V
+from .registry import OnnxOp, declare
+
+__all__ = ["linear", "add", "mul", "concat", "flatten"]
+
+
+# --- linear -----------------------------------------------------------------------------------------------------
+
+def _linear_rule(shapes, attrs):
+    x, weight, bias = shapes
+    V.rank(x, "x", (1, 2, 3, 4))
+    V.rank(weight, "weight", 2)
+    if weight[1] != x[-1]:
+        raise ValueError(f"x: expected input with last dimension {weight[1]} for weight of shape {weight} (got "
+                         f"shape {x})")
+    V.shape_is(bias, "bias", (weight[0],))
+    return {}, (*x[:-1], weight[0])
+
+
+def _linear_kernel(x, weight, bias, *, out):
+    _core.linear(x.reshape(-1, x.shape[-1]), weight, bias, out.reshape(-1, weight.shape[0]))
+    return out
+
+
+def _linear_to_onnx(em, node):
+    x, weight, bias = (list(node.inputs) + [""])[:3]
+    out = node.outputs[0]
+    if len(em.shape(x)) == 2:
+        inputs = [x, em.value(weight)] + ([em.value(bias)] if bias else [])
+        return em.node("Gemm", inputs, out, node.name, transB=1)
+    w_t = em.const(f"{weight}.T", np.ascontiguousarray(np.asarray(em.param(weight)).T))
+    product = em.node("MatMul", [x, w_t], em.fresh(f"{out}.matmul") if bias else out,
+                      f"{node.name}.matmul" if bias else node.name)
+    return em.node("Add", [product, em.value(bias)], out, node.name) if bias else product
+
+
+def _linear_macs(shapes, out):
+    return int(np.prod(out)) * shapes[1][1]
+
+
+@declare(("x", "weight", "bias"), _linear_rule, _linear_kernel, onnx=_linear_to_onnx, macs=_linear_macs)
+def linear(x, weight, bias=None):
+    """Fully connected layer ``y = x @ weight.T + bias``.
+
+    Args:
+        x: ``(..., in_features)``.
+        weight: ``(out_features, in_features)`` (torch layout).
+        bias: optional ``(out_features,)``.
+
+    Shape:
+        output ``(..., out_features)``.
+    """
+
+
+# --- broadcasting elementwise -----------------------------------------------------------------------------------
+
+def _broadcast_rule(shapes, attrs):
+    try:
+        return {}, tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ValueError(f"a, b: expected broadcastable shapes (got {shapes[0]} and {shapes[1]})") from None
+
+
+def _binary_kernel(name):
+    def kernel(a, b, *, out):
+        _core.binary(np.broadcast_to(a, out.shape), np.broadcast_to(b, out.shape), out, name)
+        return out
+
+    return kernel
+
+
+@declare(("a", "b"), _broadcast_rule, _binary_kernel("add"), onnx=OnnxOp("Add"), allow_empty=True)
+def add(a, b):
+    """Elementwise ``a + b`` with numpy broadcasting (e.g. residual connections)."""
+
+
+@declare(("a", "b"), _broadcast_rule, _binary_kernel("mul"), onnx=OnnxOp("Mul"), allow_empty=True)
+def mul(a, b):
+    """Elementwise ``a * b`` with numpy broadcasting (e.g. squeeze-and-excitation: ``(N, C, H, W) * (N, C, 1, 1)``)."""
+
+
+# --- concat and flatten -----------------------------------------------------------------------------------------
+
+def _concat_rule(shapes, attrs):
+    if not shapes:
+        raise ValueError("xs: expected at least one tensor (got none)")
+    first = shapes[0]
+    axis = V.axis(attrs["axis"], len(first))
+    rest = first[:axis] + first[axis + 1:]
+    for i, shape in enumerate(shapes[1:], 1):
+        if len(shape) != len(first) or shape[:axis] + shape[axis + 1:] != rest:
+            raise ValueError(f"xs[{i}]: expected a shape equal except along axis {axis} to xs[0]'s {first} (got "
+                             f"{shape})")
+    return {"axis": axis}, (*first[:axis], sum(s[axis] for s in shapes), *first[axis + 1:])
+
+
+def _concat_kernel(xs, *, out, axis):
+    _core.concat(xs, out, axis)
+    return out
+
+
+@declare(("xs",), _concat_rule, _concat_kernel, onnx=OnnxOp("Concat", {"axis": "axis"}), variadic=True)
+def concat(xs, axis=1):
+    """Concatenates arrays of equal shape except along ``axis``."""
+
+
+def _flat_shape(shape, start, end):
+    return (*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:])
+
+
+def _flatten_rule(shapes, attrs):
+    x = shapes[0]
+    rank = max(len(x), 1)
+    start = V.axis(attrs["start_dim"], rank, "start_dim")
+    end = V.axis(attrs["end_dim"], rank, "end_dim")
+    if start > end:
+        raise ValueError(f"start_dim: expected start_dim <= end_dim (got {attrs['start_dim']} > {attrs['end_dim']})")
+    return {"start_dim": start, "end_dim": end}, _flat_shape(x, start, end)
+
+
+def _flatten_kernel(x, *, out, start_dim, end_dim):
+    return x.reshape(_flat_shape(x.shape, start_dim, end_dim))
+
+
+def _flatten_to_onnx(em, node):
+    x, out = node.inputs[0], node.outputs[0]
+    shape = em.shape(x)
+    start, end = node.attrs["start_dim"], node.attrs["end_dim"]
+    if start == 1 and end == max(len(shape), 1) - 1:
+        return em.node("Flatten", [x], out, node.name, axis=1)
+    # Reshape: 0 copies a leading dim (the dynamic batch), -1 is the merged one.
+    target = [0] * start + [-1] + [int(d) for d in shape[end + 1:]]
+    return em.node("Reshape", [x, em.const(f"{node.name}.shape", target, np.int64)], out, node.name)
+
+
+@declare(("x",), _flatten_rule, _flatten_kernel, onnx=_flatten_to_onnx, allow_empty=True, view=True)
+def flatten(x, start_dim=1, end_dim=-1):
+    """Merges dimensions ``start_dim..end_dim`` into one (a view when the input is contiguous)."""
