@@ -47,6 +47,7 @@ def show_config(print_out: bool = True) -> dict:
         print(f"  threads:        {cfg['num_threads']}")
         print(f"  OpenMP:         {cfg['openmp']} (GOMP_SPINCOUNT={_os.environ.get('GOMP_SPINCOUNT', 'default')})")
         print(f"  compiler:       {cfg['compiler']}")
+        print("  engine:         compiled plans (convcore.compile; the commands use them, --eager runs op by op)")
     return cfg
 
 

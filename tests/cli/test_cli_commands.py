@@ -326,7 +326,7 @@ def test_help_exits_zero(capsys):
 
 def test_export_and_run_are_handed_to_the_onnx_cli(capsys, monkeypatch):
     calls = []
-    fake = types.ModuleType("convcore.onnx.cli")
+    fake = types.ModuleType("convcore.cli._onnx")
 
     def add_subcommands(subparsers):
         for name in ("export", "run"):
@@ -335,13 +335,13 @@ def test_export_and_run_are_handed_to_the_onnx_cli(capsys, monkeypatch):
             parser.set_defaults(func=lambda args, name=name: calls.append((name, args.rest)) or "a result")
 
     fake.add_subcommands = add_subcommands
-    monkeypatch.setitem(sys.modules, "convcore.onnx.cli", fake)
+    monkeypatch.setitem(sys.modules, "convcore.cli._onnx", fake)
     assert run(capsys, "export", "resnet18", "r.onnx")[0] == 0
     assert run(capsys, "run", "r.onnx", "x.npy")[0] == 0
     assert calls == [("export", ["resnet18", "r.onnx"]), ("run", ["r.onnx", "x.npy"])]
 
 
 def test_export_without_onnx_support_is_one_line(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "convcore.onnx.cli", None)
+    monkeypatch.setitem(sys.modules, "convcore.cli._onnx", None)
     status, _, err = run(capsys, "export", "resnet18", "r.onnx")
     assert status == 1 and len(err.strip().splitlines()) == 1 and "ONNX support" in err

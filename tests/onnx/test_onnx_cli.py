@@ -1,4 +1,4 @@
-"""convcore.onnx.cli: export_command / run_command (the `convcore export` / `convcore run` commands)."""
+"""convcore.cli._onnx: export_command / run_command (the `convcore export` / `convcore run` commands)."""
 
 import argparse
 
@@ -12,7 +12,7 @@ import onnx  # noqa: E402
 from onnx_helpers import assert_parity, ort_run  # noqa: E402
 
 from convcore import models  # noqa: E402
-from convcore.onnx import cli  # noqa: E402
+from convcore.cli import _onnx as cli  # noqa: E402
 
 
 def _dims(value):

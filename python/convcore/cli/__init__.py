@@ -41,9 +41,9 @@ def _info(args):
 
 
 def _add_onnx_commands(sub):
-    """`export` and `run` come from convcore.onnx.cli; without ONNX support they only explain why they are missing."""
+    """`export` and `run` come from cli/_onnx.py; without ONNX support they only explain why they are missing."""
     try:
-        from convcore.onnx.cli import add_subcommands
+        from ._onnx import add_subcommands
     except ImportError as exc:
         reason = str(exc)
 

@@ -1,4 +1,5 @@
-"""`convcore bench`: whole-model latency and GFLOP/s, with onnxruntime and PyTorch measured beside (--peers)."""
+"""`convcore bench`: whole-model latency and GFLOP/s of compiled plans (or eager with --eager), with onnxruntime and
+PyTorch measured beside (--peers), and the per-op time split of the plan (--profile)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 
 import numpy as np
 
-from ._common import UsageError, format_table, is_onnx_path, load_model, log, parse_int_list, set_threads
+from ._common import UsageError, format_table, is_onnx_path, load_model, log, parse_int_list, runner, set_threads
 
 DEFAULT_MODELS = ("mobilenet_v2", "efficientnet_lite0", "resnet50")
 
@@ -27,6 +28,9 @@ def add_arguments(parser):
     parser.add_argument("--min-time", type=float, default=1.0, metavar="S",
                         help="seconds of timed runs per measurement (default 1.0; at least 3 runs)")
     parser.add_argument("--warmup", type=int, default=1, metavar="N", help="untimed runs first (default 1)")
+    parser.add_argument("--eager", action="store_true", help="time eager model(x) instead of the compiled plan")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print each compiled plan's ops with their kernels, GFLOP and share of the time")
     parser.add_argument("--json", action="store_true", help="print the results as JSON lines")
 
 
@@ -147,10 +151,13 @@ def run(args):
             shapes = [(batch,) + tuple(loaded.input_size) for batch in ([loaded.fixed_batch] if loaded.fixed_batch
                                                                         else batches)]
             for shape in shapes:
-                log(f"bench: {loaded.name} batch {shape[0]} convcore (eager) ...")
+                run_model, engine = runner(loaded, shape[0], args.eager)
+                log(f"bench: {loaded.name} batch {shape[0]} convcore ({engine}) ...")
                 x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-                report(loaded.name, shape[0], "convcore (eager)", _measure(loaded.module, x, args.warmup,
-                                                                           args.min_time), gflops)
+                report(loaded.name, shape[0], f"convcore ({engine})", _measure(run_model, x, args.warmup,
+                                                                               args.min_time), gflops)
+                if args.profile and hasattr(run_model, "summary"):
+                    run_model.summary(x)
             if args.peers:
                 for engine, times in _peers(spec, loaded, shapes, threads, args, folder):
                     for shape, seconds in zip(shapes, times):

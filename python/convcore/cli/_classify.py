@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from ._common import CLIError, UsageError, load_model, log, set_threads, timed
+from ._common import CLIError, UsageError, load_model, log, runner, set_threads, timed
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -28,6 +28,8 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (default 8)")
     parser.add_argument("--threads", type=int, metavar="N", help="compute threads (default: all usable CPUs)")
     parser.add_argument("--out", metavar="FILE", help="also write one JSON line per image to FILE")
+    parser.add_argument("--eager", action="store_true",
+                        help="run the model op by op (the reference) instead of its compiled plan")
     parser.add_argument("--json", action="store_true",
                         help="print JSON lines (one per image, then one {'summary': ...}) instead of text")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -138,7 +140,8 @@ def _classify(args, inputs, out_file):
         log(f"convcore: {loaded.name} takes batches of {loaded.fixed_batch} only; using --batch-size "
             f"{loaded.fixed_batch}")
         args.batch_size = loaded.fixed_batch
-    runner, engine = loaded.module, "eager"
+    # Compiled (and warmed up) for the batch it will mostly see: fewer images than --batch-size make one batch.
+    run_model, engine = runner(loaded, min(args.batch_size, len(paths)), args.eager)
     categories = loaded.labels
     log(f"convcore: {loaded.name} ({engine}, {threads} threads), {len(paths)} image(s), batch {args.batch_size}, "
         f"preprocess: resize {preset.resize} {preset.interpolation}, crop {preset.crop}")
@@ -162,7 +165,7 @@ def _classify(args, inputs, out_file):
             if loaded.fixed_batch is not None and count < args.batch_size:
                 # an ONNX file exported for one batch size: pad the last batch with zeros
                 batch = np.concatenate([batch, np.zeros((args.batch_size - count,) + batch.shape[1:], batch.dtype)])
-            logits, seconds = timed(runner, np.ascontiguousarray(batch, dtype=np.float32))
+            logits, seconds = timed(run_model, np.ascontiguousarray(batch, dtype=np.float32))
             model_seconds += seconds
             probs = _probabilities(logits[:count])
             top = np.argsort(-probs, axis=1, kind="stable")[:, :args.topk]

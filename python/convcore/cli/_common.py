@@ -126,6 +126,22 @@ def load_model(spec, weights=None, preset_name=None, need_weights=True):
         raise
 
 
+def runner(loaded, batch, eager=False):
+    """(callable, engine description) running `loaded` on batches of `batch`: its compiled Plan (the fast path),
+    or the module itself with `eager` (the op-by-op reference). A model the compiler does not cover falls back to
+    eager with a warning, rather than not running at all."""
+    if eager:
+        return loaded.module, "eager"
+    from convcore.plan import compile as compile_plan
+
+    try:
+        plan = compile_plan(loaded.module, (batch,) + tuple(loaded.input_size))
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        log(f"convcore: cannot compile {loaded.name} ({exc}); running it eagerly")
+        return loaded.module, "eager"
+    return plan, f"compiled plan, {plan.isa}"
+
+
 def timed(fn, x):
     """Run fn(x) and return (output as float32 ndarray, seconds)."""
     start = time.perf_counter()

@@ -49,7 +49,9 @@ class Ref:
         self.tid, self.shape, self.flat = tid, tuple(shape), flat
 
 
-FUSIONS = frozenset({"batchnorm", "activation", "residual", "concat", "gates"})
+FUSIONS = frozenset({"batchnorm", "activation", "residual", "concat", "gates", "mbconv"})
+# An inverted-residual block is fused when its expanded tensor would not stay in L2 between its ops.
+MBCONV_MIN_BYTES = 200 << 10
 
 
 class Lowering:
@@ -152,7 +154,7 @@ class Lowering:
             self.plan.add_output(ref.tid, len(ref.shape) == 4)
         return self.plan
 
-    def _epilogue_after(self, node, value):
+    def _epilogue_after(self, value):
         """The activation fused after `value` (and the value that names the result)."""
         fused = self.fused_activation(value) if "activation" in self.fusions else None
         if fused is None:
@@ -161,10 +163,10 @@ class Lowering:
         self.skip.add(id(reader))
         return act, reader.outputs[0]
 
-    def _conv(self, node, weight, bias, stride, dilation, pads, groups, x_ref=None):
-        x = x_ref if x_ref is not None else self.ref(node.inputs[0])
-        out_value = node.outputs[0]
-        residual, act = -1, NO_ACT
+    def _conv_epilogue(self, out_value):
+        """(residual tensor or -1, activation, value naming the result) for a convolution producing `out_value`: an
+        add whose other operand is already computed becomes its residual, then an activation its epilogue."""
+        residual = -1
         reader = self.sole_reader(out_value)
         if reader is not None and reader.op == "add" and "residual" in self.fusions:
             other = reader.inputs[1] if reader.inputs[0] == out_value else reader.inputs[0]
@@ -174,7 +176,12 @@ class Lowering:
                 residual = ref.tid
                 self.skip.add(id(reader))
                 out_value = reader.outputs[0]
-        act, out_value = self._epilogue_after(node, out_value)
+        act, out_value = self._epilogue_after(out_value)
+        return residual, act, out_value
+
+    def _conv(self, node, weight, bias, stride, dilation, pads, groups, x_ref=None):
+        x = x_ref if x_ref is not None else self.ref(node.inputs[0])
+        residual, act, out_value = self._conv_epilogue(node.outputs[0])
         algo = ALGO_WINOGRAD if self.use_winograd(x, weight, stride, dilation, groups) else ALGO_AUTO
         tid = self.plan.conv(node.name, x.tid, weight, bias, stride, dilation, pads, groups, *act, residual, algo)
         self.define(out_value, tid, self.g.shapes[out_value])
@@ -193,14 +200,85 @@ class Lowering:
         tiles = n * -(-h // 4) * -(-w // 4)
         return c >= 32 and weight.shape[0] >= 32 and tiles >= 32
 
+    # ------------------------------------------------------------------------------------ inverted residuals
+    def _pointwise(self, node):
+        """Whether node is a 1x1, stride-1, unpadded, ungrouped convolution with constant weights."""
+        if node is None or node.op != "conv2d" or node.inputs[1] not in self.g.params:
+            return False
+        a = node.attrs
+        bias = (list(node.inputs) + [""])[2]
+        return (self.g.shapes[node.inputs[1]][2:] == (1, 1) and tuple(a["stride"]) == (1, 1) and a["groups"] == 1
+                and tuple(a["padding"]) == (0, 0, 0, 0) and (not bias or bias in self.g.params))
+
+    def _depthwise(self, node):
+        """Whether node is a depthwise convolution (one filter per channel) with constant weights."""
+        if node is None or node.op not in ("conv2d", "depthwise_conv2d") or node.inputs[1] not in self.g.params:
+            return False
+        c = self.g.shapes[node.inputs[0]][1]
+        w = self.g.shapes[node.inputs[1]]
+        bias = (list(node.inputs) + [""])[2]
+        groups = node.attrs.get("groups", c)
+        return groups == c == w[0] and w[1] == 1 and c > 1 and (not bias or bias in self.g.params)
+
+    def _act_after(self, value):
+        """(activation, its node or None, value after it) when an activation can be fused after value."""
+        fused = self.fused_activation(value) if "activation" in self.fusions else None
+        if fused is None:
+            return NO_ACT, None, value
+        return fused[0], fused[1], fused[1].outputs[0]
+
+    def try_mbconv(self, node):
+        """Lower [expand 1x1 ->] depthwise -> project 1x1 starting at node as one fused op; False if it does not
+        match or would not help."""
+        if "mbconv" not in self.fusions:
+            return False
+        expand = node if self._pointwise(node) else None
+        if expand is not None:
+            e_act, e_act_node, e_out = self._act_after(node.outputs[0])
+            dw = self.sole_reader(e_out)
+            if not self._depthwise(dw) or dw.inputs[0] != e_out:
+                return False
+        elif self._depthwise(node):
+            e_act, e_act_node, dw = NO_ACT, None, node
+        else:
+            return False
+        d_act, d_act_node, d_out = self._act_after(dw.outputs[0])
+        project = self.sole_reader(d_out)
+        if not self._pointwise(project) or project.inputs[0] != d_out:
+            return False
+        x = self.ref(node.inputs[0])
+        if x.flat is not None or len(x.shape) != 4:
+            return False
+        n, c, h, w = x.shape
+        e = self.g.shapes[dw.inputs[0]][1]
+        if 4 * n * h * w * e < MBCONV_MIN_BYTES:
+            return False  # small maps: the three ops' tensors stay in cache anyway
+        for fused in (e_act_node, dw, d_act_node, project):
+            if fused is not None:
+                self.skip.add(id(fused))
+        residual, p_act, out_value = self._conv_epilogue(project.outputs[0])
+        da = dw.attrs
+        we = self.param(expand.inputs[1]) if expand is not None else None
+        be = self.param((list(expand.inputs) + [""])[2]) if expand is not None else None
+        tid = self.plan.mbconv(node.name, x.tid, we, be, e_act, self.param(dw.inputs[1]),
+                               self.param((list(dw.inputs) + [""])[2]), da["stride"], da["dilation"], da["padding"],
+                               d_act, self.param(project.inputs[1]), self.param((list(project.inputs) + [""])[2]),
+                               p_act, residual)
+        self.define(out_value, tid, self.g.shapes[out_value])
+        return True
+
     def op_conv2d(self, node):
         a = node.attrs
         weight, bias = self.param(node.inputs[1]), self.param((list(node.inputs) + [""])[2])
         if weight is None or node.inputs[1] not in self.g.params:
             raise ValueError(f"compile: node '{node.name}': the weight must be a constant")
+        if self.try_mbconv(node):
+            return
         self._conv(node, weight, bias, a["stride"], a["dilation"], a["padding"], a["groups"])
 
     def op_depthwise_conv2d(self, node):
+        if self.try_mbconv(node):
+            return
         a = node.attrs
         weight, bias = self.param(node.inputs[1]), self.param((list(node.inputs) + [""])[2])
         channels = self.g.shapes[node.inputs[0]][1]
@@ -274,7 +352,7 @@ class Lowering:
         beta = np.asarray(self.g.params[bias], np.float64) if bias else np.zeros_like(mean64)
         scale = gamma / np.sqrt(var64 + node.attrs["eps"])
         shift = beta - mean64 * scale
-        act, out_value = self._epilogue_after(node, node.outputs[0])
+        act, out_value = self._epilogue_after(node.outputs[0])
         tid = self.plan.affine(node.name, self.materialize(self.ref(x), node.name).tid, scale.astype(np.float32),
                                shift.astype(np.float32), *act)
         self.define(out_value, tid, self.g.shapes[out_value])
@@ -295,7 +373,7 @@ class Lowering:
                                  f"supported (expected 2-D or 4-D operands of one rank)")
             if ref.shape[0] not in (1, out_shape[0]):
                 raise ValueError(f"compile: node '{node.name}': unexpected batch broadcast")
-        act, out_value = self._epilogue_after(node, node.outputs[0])
+        act, out_value = self._epilogue_after(node.outputs[0])
         tid = self.plan.binary(node.name, a.tid, b.tid, BINARY[node.op], *act)
         self.define(out_value, tid, self.g.shapes[out_value])
 

@@ -1,7 +1,7 @@
 """The `convcore export` and `convcore run` commands as plain functions (the console script wires them in).
 
     $ convcore export resnet18 resnet18.onnx --weights resnet18-f37072fd.pth --opset 17 --batch dynamic
-    $ convcore run resnet18.onnx image.npy --output logits.npy
+    $ convcore run resnet18.onnx image.npy --output logits.npy        # a compiled plan; --eager for model(x)
 """
 
 import os
@@ -24,7 +24,7 @@ def export_command(model_name, out_path, weights=None, opset=17, batch="dynamic"
         The `onnx.ModelProto` written.
     """
     from .. import models
-    from .export import export
+    from ..onnx import export
 
     info = models.get_model_info(model_name)
     if batch == "dynamic":
@@ -45,24 +45,28 @@ def export_command(model_name, out_path, weights=None, opset=17, batch="dynamic"
     return proto
 
 
-def run_command(onnx_path, input_npy, output_npy=None):
+def run_command(onnx_path, input_npy, output_npy=None, eager=False):
     """Run an ONNX model with convcore on an input stored as .npy, print the output summary, optionally save it.
 
     Args:
         onnx_path: the model (loaded with `convcore.onnx.load`).
         input_npy: a .npy file holding the input batch (float32, or another float dtype converted to float32).
         output_npy: optional .npy path for the output (.npz when the model has several outputs).
+        eager: run the imported module op by op instead of compiling it (`convcore.compile`).
 
     Returns:
         The output array (a tuple of arrays for several outputs).
     """
-    from .importer import load
+    from ..onnx import load
+    from ..plan import compile as compile_plan
 
     net = load(onnx_path)
     x = np.load(input_npy, allow_pickle=False)
     if x.dtype.kind != "f":
         raise ValueError(f"expected a float input array in {input_npy} (got dtype {x.dtype})")
-    y = net(np.ascontiguousarray(x, np.float32))
+    x = np.ascontiguousarray(x, np.float32)
+    runner = net if eager else compile_plan(net)
+    y = runner(x)
     outputs = y if isinstance(y, tuple) else (y,)
     for name, out in zip(net.graph.outputs, outputs):
         line = f"{name}: shape {out.shape}"
@@ -81,7 +85,7 @@ def _run_from_args(a):
     if (a.input is None) == (a.input_flag is None):
         raise ValueError("run: expected the input .npy once, as INPUT or --input (got "
                          f"{'neither' if a.input is None else 'both'})")
-    return run_command(a.model, a.input or a.input_flag, a.output)
+    return run_command(a.model, a.input or a.input_flag, a.output, a.eager)
 
 
 def add_subcommands(subparsers):
@@ -99,4 +103,5 @@ def add_subcommands(subparsers):
     run.add_argument("input", nargs="?", help="input .npy (or use --input)")
     run.add_argument("--input", dest="input_flag", metavar="X.npy", help="input .npy")
     run.add_argument("--output", metavar="Y.npy", help="write the output here")
+    run.add_argument("--eager", action="store_true", help="run op by op (the reference) instead of a compiled plan")
     run.set_defaults(func=_run_from_args)
