@@ -18,6 +18,15 @@ INT = ("int", lambda v: type(v) is int)
 AXIS = ("axis", lambda v: type(v) is int and v >= 0)
 FLOAT = ("float", lambda v: type(v) is float)
 BOOL = ("bool", lambda v: type(v) is bool)
+STR = ("str", lambda v: type(v) is str)
+INTS = ("ints", lambda v: isinstance(v, tuple) and all(type(i) is int for i in v))
+AXES = ("axes", lambda v: isinstance(v, tuple) and all(type(i) is int and i >= 0 for i in v) and list(v) == sorted(v))
+FLOATS = ("floats", lambda v: isinstance(v, tuple) and all(type(i) is float for i in v))
+SIGNED_PADS = ("signed pads", lambda v: isinstance(v, tuple) and len(v) == 4 and all(type(i) is int for i in v))
+PAIR0 = ("pair", lambda v: isinstance(v, tuple) and len(v) == 2 and all(type(i) is int and i >= 0 for i in v))
+SIZES = ("sizes", lambda v: isinstance(v, tuple) and all(i is None or type(i) is int and i >= 0 for i in v))
+ROI = ("roi", lambda v: v is None or isinstance(v, tuple) and all(type(i) is float for i in v))
+REDUCE = {"axes": AXES, "keepdims": BOOL}
 WINDOW = {"stride": PAIR, "padding": PADS, "dilation": PAIR}
 FORMS = {
     "conv2d": {**WINDOW, "groups": INT},
@@ -38,6 +47,26 @@ FORMS = {
     "linear": {}, "add": {}, "mul": {},
     "concat": {"axis": AXIS},
     "flatten": {"start_dim": AXIS, "end_dim": AXIS},
+    "conv_transpose2d": {"stride": PAIR, "padding": SIGNED_PADS, "output_padding": PAIR0, "dilation": PAIR,
+                         "groups": INT},
+    "lp_pool2d": {"kernel_size": PAIR, "stride": PAIR, "padding": PADS, "dilation": PAIR, "ceil_mode": BOOL,
+                  "p": FLOAT},
+    "instance_norm": {"eps": FLOAT},
+    "elu": {"alpha": FLOAT}, "selu": {"alpha": FLOAT, "gamma": FLOAT}, "celu": {"alpha": FLOAT}, "softplus": {},
+    "softsign": {}, "gelu": {"approximate": STR}, "mish": {}, "prelu": {},
+    "matmul": {}, "sub": {}, "div": {}, "pow": {}, "maximum": {}, "minimum": {},
+    "exp": {}, "log": {}, "sqrt": {}, "neg": {}, "abs": {}, "reciprocal": {}, "erf": {},
+    "clip": {"min": FLOAT, "max": FLOAT},
+    **{f"reduce_{k}": REDUCE for k in ("sum", "mean", "max", "min", "prod", "l1", "l2", "sum_square", "log_sum",
+                                       "log_sum_exp")},
+    "reshape": {"shape": INTS}, "identity": {}, "transpose": {"perm": INTS},
+    "slice": {"starts": INTS, "ends": INTS, "axes": AXES, "steps": INTS},
+    "pad": {"pads": INTS, "mode": STR, "value": FLOAT},
+    "gather": {"indices": INTS, "indices_shape": INTS, "axis": AXIS},
+    "expand": {"shape": INTS}, "tile": {"repeats": INTS},
+    "resize": {"size": SIZES, "scales": FLOATS, "mode": STR, "coordinate_transformation_mode": STR,
+               "nearest_mode": STR, "cubic_coeff_a": FLOAT, "exclude_outside": BOOL, "extrapolation_value": FLOAT,
+               "antialias": BOOL, "roi": ROI},
 }
 
 # (op, input shapes, attributes as a caller may write them)
@@ -61,7 +90,29 @@ CASES = [
     ("flatten", [(2, 3, 4, 5)], dict(start_dim=-3, end_dim=-2)),
 ] + [(name, [(2, 3, 4, 4)], {}) for name in ("relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid")] \
   + [("linear", [(3, 16), (10, 16), (10,)], {}), ("add", [(2, 8, 4, 4), (8, 1, 1)], {}),
-     ("mul", [(2, 8, 4, 4), ()], {})]
+     ("mul", [(2, 8, 4, 4), ()], {})] \
+  + [(name, [(2, 3, 4, 4)], {}) for name in ("softplus", "softsign", "mish", "exp", "log", "sqrt", "neg", "abs",
+                                             "reciprocal", "erf")] \
+  + [(name, [(2, 8, 4, 4), (8, 1, 1)], {}) for name in ("sub", "div", "pow", "maximum", "minimum")] \
+  + [(f"reduce_{k}", [(2, 3, 4, 5)], dict(axes=[-1, np.int64(1)], keepdims=0))
+     for k in ("sum", "mean", "max", "min", "prod", "l1", "l2", "sum_square", "log_sum", "log_sum_exp")] + [
+    ("conv_transpose2d", [(1, 4, 5, 6), (4, 3, 3, 3), (6,)], dict(stride=2, padding=(1, -1), output_padding=1,
+                                                                  groups=2)),
+    ("lp_pool2d", [(1, 3, 10, 11)], dict(kernel_size=3, padding=1, p=3)),
+    ("instance_norm", [(2, 3, 5, 4), (3,), (3,)], dict(eps=0)),
+    ("elu", [(2, 3)], dict(alpha=2)), ("selu", [(2, 3)], {}), ("celu", [(2, 3)], dict(alpha=np.float32(0.5))),
+    ("gelu", [(2, 3)], dict(approximate="tanh")), ("prelu", [(2, 3, 4, 4), (3, 1, 1)], {}),
+    ("matmul", [(2, 1, 3, 4), (5, 4, 2)], {}), ("clip", [(2, 3)], dict(min=0, max=None)),
+    ("reshape", [(2, 3, 4)], dict(shape=[-1, np.int64(12)])), ("identity", [(2, 3)], {}),
+    ("transpose", [(2, 3, 4)], dict(perm=None)),
+    ("slice", [(5, 6, 7)], dict(starts=[-1, 1], ends=[0, 2**62], axes=[2, 0], steps=[-2, 1])),
+    ("pad", [(2, 3, 4)], dict(pads=[0, 0, 1, -1, 2, 3], mode="reflect", value=0)),
+    ("gather", [(5, 6)], dict(indices=np.array([[0, -1], [2, 3]]), axis=-1)),
+    ("expand", [(3, 1)], dict(shape=[2, 1, 4])), ("tile", [(2, 3)], dict(repeats=[2, np.int64(1)])),
+    ("resize", [(1, 3, 4, 5)], dict(scales=[1, 1, 2, 1.5], mode="linear")),
+    ("resize", [(1, 3, 4, 5)], dict(size=[1, 3, 3, 7], mode="cubic", coordinate_transformation_mode="tf_crop_and_resize",
+                                    roi=[0, 0, 0.1, 0.2, 1, 1, 0.9, 0.8], extrapolation_value=1)),
+]
 
 
 def test_every_op_is_declared_once_and_public():
@@ -112,7 +163,7 @@ def test_unknown_attributes_and_missing_inputs_are_refused():
     with pytest.raises(ValueError, match="running_mean: expected a tensor"):
         ops.get("batch_norm").infer([(1, 3, 8, 8), None, (3,)], {})
     with pytest.raises(ValueError, match="expected a declared op"):
-        ops.get("gelu")
+        ops.get("no_such_op")
 
 
 def test_graph_values_are_typed():

@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <optional>
@@ -17,12 +18,17 @@
 #include "ops/activation/activation.h"
 #include "ops/batchnorm/batchnorm.h"
 #include "ops/conv2d/conv2d.h"
+#include "ops/conv_transpose/conv_transpose.h"
 #include "ops/eltwise/eltwise.h"
 #include "ops/gemm/gemm.h"
+#include "ops/instancenorm/instancenorm.h"
 #include "ops/linear/linear.h"
 #include "ops/lrn/lrn.h"
+#include "ops/matmul/matmul.h"
 #include "ops/pool2d/pool2d.h"
+#include "ops/reduce/reduce.h"
 #include "ops/softmax/softmax.h"
+#include "ops/tensor/tensor.h"
 
 namespace py = pybind11;
 using namespace convcore;
@@ -30,6 +36,8 @@ using namespace convcore;
 namespace {
 
 using CArray = py::array_t<float, py::array::c_style>;
+using IArray = py::array_t<int64_t, py::array::c_style>;
+using DArray = py::array_t<double, py::array::c_style>;
 using OptArray = std::optional<CArray>;
 using Pair = std::array<index_t, 2>;
 using Quad = std::array<index_t, 4>;
@@ -60,7 +68,34 @@ UnaryOp unary_op(const std::string& name) {
   if (name == "silu") return UnaryOp::silu;
   if (name == "hardswish") return UnaryOp::hardswish;
   if (name == "hardsigmoid") return UnaryOp::hardsigmoid;
+  static const std::pair<const char*, UnaryOp> portable[] = {
+      {"elu", UnaryOp::elu}, {"selu", UnaryOp::selu}, {"celu", UnaryOp::celu}, {"softplus", UnaryOp::softplus},
+      {"softsign", UnaryOp::softsign}, {"gelu", UnaryOp::gelu}, {"gelu_tanh", UnaryOp::gelu_tanh},
+      {"mish", UnaryOp::mish}, {"erf", UnaryOp::erf}, {"exp", UnaryOp::exp}, {"log", UnaryOp::log},
+      {"sqrt", UnaryOp::sqrt}, {"neg", UnaryOp::neg}, {"abs", UnaryOp::abs}, {"reciprocal", UnaryOp::reciprocal},
+      {"clip", UnaryOp::clip}};
+  for (const auto& [n, op] : portable)
+    if (name == n) return op;
   throw std::invalid_argument("op: unknown activation '" + name + "'");
+}
+
+BinaryOp binary_op(const std::string& name) {
+  static const std::pair<const char*, BinaryOp> ops[] = {
+      {"add", BinaryOp::add}, {"mul", BinaryOp::mul}, {"sub", BinaryOp::sub}, {"div", BinaryOp::div},
+      {"max", BinaryOp::max}, {"min", BinaryOp::min}, {"pow", BinaryOp::pow}, {"prelu", BinaryOp::prelu}};
+  for (const auto& [n, op] : ops)
+    if (name == n) return op;
+  throw std::invalid_argument("op: unknown binary op '" + name + "'");
+}
+
+ReduceOp reduce_op(const std::string& name) {
+  static const std::pair<const char*, ReduceOp> ops[] = {
+      {"sum", ReduceOp::sum}, {"mean", ReduceOp::mean}, {"max", ReduceOp::max}, {"min", ReduceOp::min},
+      {"prod", ReduceOp::prod}, {"l1", ReduceOp::l1}, {"l2", ReduceOp::l2}, {"sum_square", ReduceOp::sum_square},
+      {"log_sum", ReduceOp::log_sum}, {"log_sum_exp", ReduceOp::log_sum_exp}};
+  for (const auto& [n, op] : ops)
+    if (name == n) return op;
+  throw std::invalid_argument("op: unknown reduction '" + name + "'");
 }
 
 // The output size comes from `out` (Python computed it); conv2d_check refuses one that does not follow.
@@ -129,12 +164,12 @@ void batch_norm_py(const CArray& x, const CArray& mean, const CArray& var, const
   batch_norm(N, C, inner, x.data(), mean.data(), var.data(), wp, bp, eps, y);
 }
 
-void unary_py(const CArray& x, CArray& out, const std::string& op, float alpha) {
+void unary_py(const CArray& x, CArray& out, const std::string& op, float alpha, float beta) {
   require(out.size() == x.size(), "out: size mismatch");
   const UnaryOp u = unary_op(op);
   float* y = out_ptr(out);
   py::gil_scoped_release release;
-  unary(u, alpha, x.data(), y, x.size());
+  unary(u, alpha, beta, x.data(), y, x.size());
 }
 
 void softmax_py(const CArray& x, CArray& out, int axis, bool log) {
@@ -184,8 +219,7 @@ void binary_py(const py::array_t<float>& a, const py::array_t<float>& b, CArray&
     as[d] = a.strides(d) / static_cast<index_t>(sizeof(float));
     bs[d] = b.strides(d) / static_cast<index_t>(sizeof(float));
   }
-  require(op == "add" || op == "mul", "op: expected 'add' or 'mul'");
-  const BinaryOp bop = op == "add" ? BinaryOp::add : BinaryOp::mul;
+  const BinaryOp bop = binary_op(op);
   float* y = out_ptr(out);
   if (out.size() == 0) return;
   py::gil_scoped_release release;
@@ -212,6 +246,137 @@ void concat_py(const std::vector<CArray>& xs, CArray& out, int axis) {
   float* y = out_ptr(out);
   py::gil_scoped_release release;
   concat(outer, ptrs, chunk, y);
+}
+
+// offsets[d]: int64 element offsets into x per output index along dim d (-1: fill). Every reachable sum of offsets is
+// checked against x's size before the kernel reads anything.
+void index_copy_py(const CArray& x, CArray& out, const std::vector<IArray>& offsets, float fill) {
+  const int nd = static_cast<int>(out.ndim());
+  require(static_cast<int>(offsets.size()) == nd, "offsets: expected one table per output dimension");
+  std::vector<index_t> shape(nd);
+  std::vector<const index_t*> tables(nd);
+  index_t reach = 0;
+  bool reads = true;
+  for (int d = 0; d < nd; ++d) {
+    shape[d] = dim(out, d);
+    require(offsets[d].ndim() == 1 && dim(offsets[d], 0) == shape[d], "offsets: expected one entry per output index");
+    const int64_t* t = offsets[d].data();
+    index_t most = -1;
+    for (index_t i = 0; i < shape[d]; ++i) {
+      require(t[i] >= -1, "offsets: expected offsets >= -1");
+      most = std::max<index_t>(most, t[i]);
+    }
+    if (most < 0 && shape[d] > 0) reads = false;  // every output along this dim is filled
+    reach += std::max<index_t>(most, 0);
+    tables[d] = t;
+  }
+  if (out.size() == 0) return;
+  require(!reads || reach < x.size(), "offsets: out of the input's range");
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  index_copy(shape, tables, x.data(), fill, y);
+}
+
+void resample_axis_py(const CArray& x, CArray& out, int axis, const IArray& index, const DArray& weights, float fill) {
+  const int nd = static_cast<int>(x.ndim());
+  require(axis >= 0 && axis < nd && out.ndim() == nd, "axis: out of range");
+  index_t outer = 1, inner = 1;
+  for (int d = 0; d < nd; ++d) {
+    if (d == axis) continue;
+    require(dim(x, d) == dim(out, d), "out: shape mismatch off the resampled axis");
+    (d < axis ? outer : inner) *= dim(x, d);
+  }
+  const index_t in_len = dim(x, axis), out_len = dim(out, axis);
+  require(index.ndim() == 2 && dim(index, 0) == out_len && weights.ndim() == 2 && dim(weights, 0) == out_len &&
+              dim(weights, 1) == dim(index, 1) && dim(index, 1) >= 1,
+          "index / weights: expected (out_len, taps) tables");
+  const index_t taps = dim(index, 1);
+  const int64_t* idx = index.data();
+  for (index_t j = 0; j < out_len; ++j) {
+    const bool fills = idx[j * taps] == -1;
+    for (index_t t = 0; t < taps; ++t)
+      require(fills ? idx[j * taps + t] == -1 : (idx[j * taps + t] >= 0 && idx[j * taps + t] < in_len),
+              "index: out of the input's range");
+  }
+  float* y = out_ptr(out);
+  if (out.size() == 0) return;
+  py::gil_scoped_release release;
+  resample_axis(outer, in_len, inner, out_len, taps, idx, weights.data(), fill, x.data(), y);
+}
+
+void reduce_py(const CArray& x, CArray& out, const std::vector<int>& axes, const std::string& op) {
+  const int nd = static_cast<int>(x.ndim());
+  std::vector<bool> reduced(nd, false);
+  std::vector<index_t> shape(nd);
+  index_t kept = 1;
+  for (int a : axes) {
+    require(a >= 0 && a < nd && !reduced[a], "axes: out of range or repeated");
+    reduced[a] = true;
+  }
+  for (int d = 0; d < nd; ++d) {
+    shape[d] = dim(x, d);
+    if (!reduced[d]) kept *= shape[d];
+  }
+  require(out.size() == kept, "out: size mismatch");
+  const ReduceOp r = reduce_op(op);
+  float* y = out_ptr(out);
+  if (kept == 0) return;
+  py::gil_scoped_release release;
+  reduce(shape, reduced, r, x.data(), y);
+}
+
+// a_offsets / b_offsets: where each of the `batch` products' A (M x K) and B (K x N) start.
+void matmul_py(const CArray& a, const CArray& b, CArray& out, index_t M, index_t N, index_t K, const IArray& a_offsets,
+               const IArray& b_offsets) {
+  const index_t batch = a_offsets.size();
+  require(M >= 1 && N >= 1 && K >= 0 && b_offsets.size() == batch && out.size() == batch * M * N,
+          "matmul: inconsistent sizes");
+  for (index_t i = 0; i < batch; ++i) {
+    const index_t ao = a_offsets.data()[i], bo = b_offsets.data()[i];
+    require(ao >= 0 && ao + M * K <= a.size() && bo >= 0 && bo + K * N <= b.size(), "matmul: offsets out of range");
+  }
+  float* y = out_ptr(out);
+  if (batch == 0) return;
+  py::gil_scoped_release release;
+  matmul(batch, M, N, K, a.data(), a_offsets.data(), b.data(), b_offsets.data(), y);
+}
+
+// pads: the (top, left) begin pads (any sign); the output size comes from out.
+void conv_transpose2d_py(const CArray& x, const CArray& w, const OptArray& bias, CArray& out, Pair stride,
+                         Pair dilation, Pair pads, index_t groups) {
+  require_ndim(x, 4, "x");
+  require_ndim(w, 4, "weight");
+  require_ndim(out, 4, "out");
+  ConvTranspose2dShape s{dim(x, 0), dim(x, 1), dim(x, 2), dim(x, 3), dim(out, 1), dim(w, 2), dim(w, 3), dim(out, 2),
+                         dim(out, 3), stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[1], groups};
+  conv_transpose2d_check(s);
+  require(dim(w, 0) == s.C && dim(w, 1) * groups == s.K, "weight: expected shape (C_in, C_out / groups, kH, kW)");
+  require(dim(out, 0) == s.N, "out: batch mismatch");
+  if (bias) require_shape(*bias, {s.K}, "bias");
+  const float* b = data_or_null(bias);
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  conv_transpose2d(s, x.data(), w.data(), b, y);
+}
+
+void instance_norm_py(const CArray& x, const OptArray& weight, const OptArray& bias, double eps, CArray& out) {
+  require(x.ndim() >= 3, "x: expected at least 3 dimensions");
+  const index_t N = dim(x, 0), C = dim(x, 1), inner = x.size() / std::max<index_t>(1, N * C);
+  require(inner >= 1, "x: expected non-empty planes");
+  if (weight) require_shape(*weight, {C}, "weight");
+  if (bias) require_shape(*bias, {C}, "bias");
+  require(out.size() == x.size(), "out: size mismatch");
+  const float *wp = data_or_null(weight), *bp = data_or_null(bias);
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  instance_norm(N, C, inner, x.data(), wp, bp, eps, y);
+}
+
+void lp_pool2d_py(const CArray& x, CArray& out, Pair kernel, Pair stride, Pair dilation, Quad padding, double p) {
+  const Pool2dShape s = pool_shape(x, out, kernel, stride, dilation, padding);
+  float* y = out_ptr(out);
+  py::gil_scoped_release release;
+  lp_pool2d(s, p, x.data(), y);
 }
 
 py::dict config() {
@@ -256,7 +421,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("batch_norm", &batch_norm_py, py::arg("x").noconvert(), py::arg("running_mean").noconvert(),
         py::arg("running_var").noconvert(), py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("eps"),
         py::arg("out").noconvert());
-  m.def("unary", &unary_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("op"), py::arg("alpha") = 0.0f);
+  m.def("unary", &unary_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("op"), py::arg("alpha") = 0.0f,
+        py::arg("beta") = 0.0f);
   m.def("softmax", &softmax_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"), py::arg("log"));
   m.def("lrn", &lrn_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("size"), py::arg("before"),
         py::arg("after"), py::arg("alpha"), py::arg("beta"), py::arg("k"));
@@ -264,6 +430,20 @@ PYBIND11_MODULE(_core, m) {
         py::arg("out").noconvert());
   m.def("binary", &binary_py, py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("out").noconvert(), py::arg("op"));
   m.def("concat", &concat_py, py::arg("xs"), py::arg("out").noconvert(), py::arg("axis"));
+  m.def("index_copy", &index_copy_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("offsets"),
+        py::arg("fill") = 0.0f);
+  m.def("resample_axis", &resample_axis_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
+        py::arg("index").noconvert(), py::arg("weights").noconvert(), py::arg("fill") = 0.0f);
+  m.def("reduce", &reduce_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axes"), py::arg("op"));
+  m.def("matmul", &matmul_py, py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("out").noconvert(),
+        py::arg("M"), py::arg("N"), py::arg("K"), py::arg("a_offsets").noconvert(), py::arg("b_offsets").noconvert());
+  m.def("conv_transpose2d", &conv_transpose2d_py, py::arg("x").noconvert(), py::arg("weight").noconvert(),
+        py::arg("bias").noconvert(), py::arg("out").noconvert(), py::arg("stride"), py::arg("dilation"),
+        py::arg("pads"), py::arg("groups"));
+  m.def("instance_norm", &instance_norm_py, py::arg("x").noconvert(), py::arg("weight").noconvert(),
+        py::arg("bias").noconvert(), py::arg("eps"), py::arg("out").noconvert());
+  m.def("lp_pool2d", &lp_pool2d_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("kernel"),
+        py::arg("stride"), py::arg("dilation"), py::arg("padding"), py::arg("p"));
 
   m.def("config", &config, "Build, CPU and runtime facts as a dict.");
   m.def("available_isas", [] {

@@ -20,8 +20,12 @@ from __future__ import annotations
 from .ops import OPS
 from .ops.activation import *  # noqa: F401,F403
 from .ops.conv import *  # noqa: F401,F403
+from .ops.elementwise import *  # noqa: F401,F403
 from .ops.norm import *  # noqa: F401,F403
 from .ops.pool import *  # noqa: F401,F403
+from .ops.reduce import *  # noqa: F401,F403
+from .ops.resize import *  # noqa: F401,F403
+from .ops.shape import *  # noqa: F401,F403
 from .ops.tensor import *  # noqa: F401,F403
 
 __all__ = list(OPS)

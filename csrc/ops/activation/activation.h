@@ -4,15 +4,23 @@
 
 namespace convcore {
 
-enum class UnaryOp { relu, relu6, leaky_relu, sigmoid, tanh, silu, hardswish, hardsigmoid };
+// The activations up to hardsigmoid have SIMD kernels (the CNN hot path); the ops after them (ONNX's other
+// elementwise functions) are memory-bound in practice and run the portable reference loop on every ISA.
+enum class UnaryOp {
+  relu, relu6, leaky_relu, sigmoid, tanh, silu, hardswish, hardsigmoid,
+  // portable only:
+  elu, selu, celu, softplus, softsign, gelu, gelu_tanh, mish, erf, exp, log, sqrt, neg, abs, reciprocal, clip
+};
+constexpr UnaryOp kLastSimdUnary = UnaryOp::hardsigmoid;
 
 using UnaryFn = void (*)(UnaryOp op, float alpha, const float* x, float* y, index_t n);
 
-// y = op(x) over n elements, split across threads; alpha is leaky_relu's negative slope. y may alias x.
-void unary(UnaryOp op, float alpha, const float* x, float* y, index_t n);
+// y = op(x) over n elements, split across threads. y may alias x. The parameters:
+//   leaky_relu: alpha = negative slope;  elu, celu: alpha;  selu: alpha, beta = gamma;  clip: [alpha, beta].
+void unary(UnaryOp op, float alpha, float beta, const float* x, float* y, index_t n);
 
-// Reference: std::exp / std::tanh, one element at a time.
-void unary_ref(UnaryOp op, float alpha, const float* x, float* y, index_t n);
+// Reference: computed in double with <cmath>, one element at a time; NaN in, NaN out.
+void unary_ref(UnaryOp op, float alpha, float beta, const float* x, float* y, index_t n);
 
 namespace avx2 {
 void f32_unary_avx2(UnaryOp op, float alpha, const float* x, float* y, index_t n);

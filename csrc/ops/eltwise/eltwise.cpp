@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/threads.h"
@@ -12,7 +13,15 @@ namespace convcore {
 namespace {
 template <BinaryOp op>
 inline float apply(float a, float b) {
-  return op == BinaryOp::add ? a + b : a * b;
+  if constexpr (op == BinaryOp::add) return a + b;
+  if constexpr (op == BinaryOp::mul) return a * b;
+  if constexpr (op == BinaryOp::sub) return a - b;
+  if constexpr (op == BinaryOp::div) return a / b;
+  if constexpr (op == BinaryOp::max) return a != a || b != b ? a + b : (a > b ? a : b);  // NaN propagates
+  if constexpr (op == BinaryOp::min) return a != a || b != b ? a + b : (a < b ? a : b);
+  if constexpr (op == BinaryOp::pow) return static_cast<float>(std::pow(static_cast<double>(a), static_cast<double>(b)));
+  if constexpr (op == BinaryOp::prelu) return a < 0.0f ? a * b : a;
+  return 0.0f;
 }
 
 // The innermost row: contiguous, broadcast-scalar, or strided operands.
@@ -59,11 +68,17 @@ void binary_impl(const std::vector<index_t>& shape, const float* a, const std::v
 void binary(BinaryOp op, const std::vector<index_t>& shape, const float* a, const std::vector<index_t>& a_strides,
             const float* b, const std::vector<index_t>& b_strides, float* out) {
   require(a_strides.size() == shape.size() && b_strides.size() == shape.size(), "binary: strides must match the shape");
-  require(op == BinaryOp::add || op == BinaryOp::mul, "binary: expected add or mul");
-  if (op == BinaryOp::add)
-    binary_impl<BinaryOp::add>(shape, a, a_strides, b, b_strides, out);
-  else
-    binary_impl<BinaryOp::mul>(shape, a, a_strides, b, b_strides, out);
+  switch (op) {
+    case BinaryOp::add: return binary_impl<BinaryOp::add>(shape, a, a_strides, b, b_strides, out);
+    case BinaryOp::mul: return binary_impl<BinaryOp::mul>(shape, a, a_strides, b, b_strides, out);
+    case BinaryOp::sub: return binary_impl<BinaryOp::sub>(shape, a, a_strides, b, b_strides, out);
+    case BinaryOp::div: return binary_impl<BinaryOp::div>(shape, a, a_strides, b, b_strides, out);
+    case BinaryOp::max: return binary_impl<BinaryOp::max>(shape, a, a_strides, b, b_strides, out);
+    case BinaryOp::min: return binary_impl<BinaryOp::min>(shape, a, a_strides, b, b_strides, out);
+    case BinaryOp::pow: return binary_impl<BinaryOp::pow>(shape, a, a_strides, b, b_strides, out);
+    case BinaryOp::prelu: return binary_impl<BinaryOp::prelu>(shape, a, a_strides, b, b_strides, out);
+  }
+  throw std::invalid_argument("binary: unknown op");
 }
 
 void concat(index_t outer, const std::vector<const float*>& xs, const std::vector<index_t>& chunk, float* out) {

@@ -1,4 +1,4 @@
-// Broadcasting add / mul and concatenation.
+// Broadcasting binary ops (add, mul, sub, div, max, min, pow, prelu) and concatenation.
 #pragma once
 #include <vector>
 
@@ -6,7 +6,7 @@
 
 namespace convcore {
 
-// out[i] = a[i] op b[i] (add or mul) over `shape` (row-major, contiguous out); a and b are read through element strides, where a
+// out[i] = a[i] op b[i] over `shape` (row-major, contiguous out); a and b are read through element strides, where a
 // stride of 0 broadcasts that dimension (numpy's broadcast_to gives exactly these).
 void binary(BinaryOp op, const std::vector<index_t>& shape, const float* a, const std::vector<index_t>& a_strides,
             const float* b, const std::vector<index_t>& b_strides, float* out);

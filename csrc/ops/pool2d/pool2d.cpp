@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "core/threads.h"
@@ -67,6 +68,32 @@ void avg_pool2d(const Pool2dShape& s, bool count_include_pad, const float* x, fl
         yp[oh * s.OW + ow] = count > 0 ? sum / static_cast<float>(count) : 0.0f;
       }
     }
+  }
+}
+
+void lp_pool2d(const Pool2dShape& s, double p, const float* x, float* y) {
+  pool2d_check(s);
+  require(p > 0.0, "lp_pool2d: p must be positive");
+  const index_t planes = s.N * s.C;
+#pragma omp parallel for num_threads(threads_for(static_cast<double>(planes) * s.OH * s.OW * s.kh * s.kw, 1 << 16))
+  for (index_t pl = 0; pl < planes; ++pl) {
+    const float* xp = x + pl * s.H * s.W;
+    float* yp = y + pl * s.OH * s.OW;
+    for (index_t oh = 0; oh < s.OH; ++oh)
+      for (index_t ow = 0; ow < s.OW; ++ow) {
+        double sum = 0.0;
+        for (index_t r = 0; r < s.kh; ++r) {
+          const index_t ih = oh * s.stride_h - s.pad_t + r * s.dil_h;
+          if (ih < 0 || ih >= s.H) continue;
+          for (index_t q = 0; q < s.kw; ++q) {
+            const index_t iw = ow * s.stride_w - s.pad_l + q * s.dil_w;
+            if (iw < 0 || iw >= s.W) continue;
+            const double v = std::fabs(static_cast<double>(xp[ih * s.W + iw]));
+            sum += p == 1.0 ? v : (p == 2.0 ? v * v : std::pow(v, p));
+          }
+        }
+        yp[oh * s.OW + ow] = static_cast<float>(p == 1.0 ? sum : (p == 2.0 ? std::sqrt(sum) : std::pow(sum, 1.0 / p)));
+      }
   }
 }
 

@@ -1,38 +1,46 @@
-"""Elementwise activations and softmax (kernels: csrc/ops/activation, csrc/ops/softmax)."""
+"""Elementwise activations, PReLU and softmax (kernels: csrc/ops/activation, csrc/ops/eltwise, csrc/ops/softmax)."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from .. import _core
 from .. import _validate as V
 from .registry import OnnxOp, declare
 
-__all__ = ["relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "softmax",
-           "log_softmax"]
+__all__ = ["relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "elu", "selu",
+           "celu", "softplus", "softsign", "gelu", "mish", "prelu", "softmax", "log_softmax"]
 
 
 def _same_shape(shapes, attrs):
     return {}, shapes[0]
 
 
-def _unary_kernel(name, alpha):
-    """The elementwise kernel `name` of `_core.unary` (csrc/ops/activation); attribute `alpha` is its parameter."""
+def _unary_kernel(name, *params):
+    """The elementwise kernel `name` of `_core.unary` (csrc/ops/activation); `params` name the attributes the
+    kernel takes as its parameters (alpha, beta), in that order."""
 
     def kernel(x, *, out, **attrs):
         if x.size:
-            _core.unary(x, out, name, attrs[alpha] if alpha else 0.0)
+            _core.unary(x, out, name, *(attrs[p] for p in params))
         return out
 
     return kernel
 
 
-def _unary(onnx, rule=_same_shape, alpha=None):
-    """Declaration of an elementwise activation; its name is the kernel's op name, `alpha` names the attribute the
-    kernel takes as its parameter."""
+def unary(onnx, rule=_same_shape, *params, kernel_name=None):
+    """Declaration of an elementwise op computed by `_core.unary`: its name is the kernel's op name (or
+    `kernel_name`), `params` name the attributes the kernel takes as its parameters."""
 
     def register(spec):
-        return declare(("x",), rule, _unary_kernel(spec.__name__, alpha), onnx=onnx, allow_empty=True)(spec)
+        kernel = _unary_kernel(kernel_name or spec.__name__, *params)
+        return declare(("x",), rule, kernel, onnx=onnx, allow_empty=True)(spec)
 
     return register
+
+
+def _unary(onnx, rule=_same_shape, alpha=None):
+    return unary(onnx, rule, *([alpha] if alpha else []))
 
 
 def _leaky_relu_rule(shapes, attrs):
@@ -97,6 +105,134 @@ def hardswish(x):
 @_unary(OnnxOp("HardSigmoid", fixed={"alpha": 1 / 6, "beta": 0.5}))
 def hardsigmoid(x):
     """``relu6(x + 3) / 6``, elementwise."""
+
+
+# --- activations of the ONNX spec (portable kernels) --------------------------------------------------------------
+
+def _float_attrs(*names):
+    def rule(shapes, attrs):
+        return {n: V.number(attrs[n], n) for n in names}, shapes[0]
+
+    return rule
+
+
+def _celu_rule(shapes, attrs):
+    alpha = V.number(attrs["alpha"], "alpha")
+    if alpha == 0:
+        raise ValueError("alpha: expected a non-zero value (got 0.0)")
+    return {"alpha": alpha}, shapes[0]
+
+
+def _decomposed(op_type, since, lower):
+    """An ONNX lowering: `op_type` from opset `since`, `lower(em, node)` (older ops) before it."""
+
+    def lowering(em, node):
+        if em.opset >= since:
+            return em.node(op_type, [node.inputs[0]], node.outputs[0], node.name)
+        return lower(em, node)
+
+    return lowering
+
+
+def _mish_lower(em, node):
+    x, out, n = node.inputs[0], node.outputs[0], node.name
+    sp = em.node("Softplus", [x], em.fresh(f"{out}.softplus"), f"{n}.softplus")
+    th = em.node("Tanh", [sp], em.fresh(f"{out}.tanh"), f"{n}.tanh")
+    return em.node("Mul", [x, th], out, n)
+
+
+def _gelu_to_onnx(em, node):
+    x, out, n = node.inputs[0], node.outputs[0], node.name
+    approximate = node.attrs["approximate"]
+    if em.opset >= 20:
+        return em.node("Gelu", [x], out, n, approximate=approximate)
+    if approximate == "tanh":  # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+        cube = em.node("Mul", [x, em.node("Mul", [x, x], em.fresh(f"{out}.sq"), f"{n}.sq")], em.fresh(f"{out}.cube"),
+                       f"{n}.cube")
+        inner = em.node("Add", [x, em.node("Mul", [cube, em.const(f"{n}.c", 0.044715)], em.fresh(f"{out}.c3"),
+                                           f"{n}.c3")], em.fresh(f"{out}.inner"), f"{n}.inner")
+        arg = em.node("Mul", [inner, em.const(f"{n}.k", float(np.sqrt(2 / np.pi)))], em.fresh(f"{out}.arg"), f"{n}.arg")
+        gate = em.node("Tanh", [arg], em.fresh(f"{out}.tanh"), f"{n}.tanh")
+    else:  # 0.5 x (1 + erf(x / sqrt 2))
+        arg = em.node("Mul", [x, em.const(f"{n}.k", float(1 / np.sqrt(2)))], em.fresh(f"{out}.arg"), f"{n}.arg")
+        gate = em.node("Erf", [arg], em.fresh(f"{out}.erf"), f"{n}.erf")
+    one = em.node("Add", [gate, em.const(f"{n}.one", 1.0)], em.fresh(f"{out}.one"), f"{n}.one")
+    half = em.node("Mul", [x, em.const(f"{n}.half", 0.5)], em.fresh(f"{out}.half"), f"{n}.half")
+    return em.node("Mul", [half, one], out, n)
+
+
+def _gelu_rule(shapes, attrs):
+    approximate = attrs["approximate"]
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate: expected 'none' or 'tanh' (got {approximate!r})")
+    return {"approximate": approximate}, shapes[0]
+
+
+def _gelu_kernel(x, *, out, approximate):
+    if x.size:
+        _core.unary(x, out, "gelu_tanh" if approximate == "tanh" else "gelu")
+    return out
+
+
+SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875  # ONNX's defaults (float32 values)
+
+
+@_unary(OnnxOp("Elu", {"alpha": "alpha"}, defaults={"alpha": 1.0}), _float_attrs("alpha"), alpha="alpha")
+def elu(x, alpha=1.0):
+    """``x if x >= 0 else alpha * (exp(x) - 1)``, elementwise."""
+
+
+@unary(OnnxOp("Selu", {"alpha": "alpha", "gamma": "gamma"}, defaults={"alpha": SELU_ALPHA, "gamma": SELU_GAMMA}),
+       _float_attrs("alpha", "gamma"), "alpha", "gamma")
+def selu(x, alpha=SELU_ALPHA, gamma=SELU_GAMMA):
+    """``gamma * (x if x > 0 else alpha * (exp(x) - 1))``, elementwise (ONNX's default constants)."""
+
+
+@_unary(OnnxOp("Celu", {"alpha": "alpha"}, defaults={"alpha": 1.0}), _celu_rule, alpha="alpha")
+def celu(x, alpha=1.0):
+    """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``, elementwise."""
+
+
+@_unary(OnnxOp("Softplus"))
+def softplus(x):
+    """``log(1 + exp(x))``, elementwise (no overflow for large x)."""
+
+
+@_unary(OnnxOp("Softsign"))
+def softsign(x):
+    """``x / (1 + |x|)``, elementwise."""
+
+
+@declare(("x",), _gelu_rule, _gelu_kernel, onnx=_gelu_to_onnx, allow_empty=True)
+def gelu(x, approximate="none"):
+    """``0.5 * x * (1 + erf(x / sqrt(2)))``, or with ``approximate='tanh'`` the tanh form
+    ``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))``, elementwise."""
+
+
+@_unary(_decomposed("Mish", 18, _mish_lower))
+def mish(x):
+    """``x * tanh(softplus(x))``, elementwise."""
+
+
+def _prelu_rule(shapes, attrs):
+    x, slope = shapes
+    try:
+        shape = tuple(np.broadcast_shapes(x, slope))
+    except ValueError:
+        shape = None
+    if shape != tuple(x):
+        raise ValueError(f"slope: expected a shape that broadcasts to x's {x} (got {slope})")
+    return {}, x
+
+
+def _prelu_kernel(x, slope, *, out):
+    _core.binary(x, np.broadcast_to(slope, out.shape), out, "prelu")
+    return out
+
+
+@declare(("x", "slope"), _prelu_rule, _prelu_kernel, onnx=OnnxOp("PRelu"), allow_empty=True)
+def prelu(x, slope):
+    """``x if x >= 0 else slope * x`` with `slope` broadcast to x (e.g. one slope per channel: ``(C, 1, 1)``)."""
 
 
 # --- softmax ----------------------------------------------------------------------------------------------------

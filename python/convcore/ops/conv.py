@@ -1,4 +1,5 @@
-"""Convolutions: conv2d, depthwise_conv2d, separable_conv2d (kernels: csrc/ops/conv2d, csrc/ops/dwconv2d)."""
+"""Convolutions: conv2d, depthwise_conv2d, separable_conv2d, conv_transpose2d (kernels: csrc/ops/conv2d,
+csrc/ops/dwconv2d, csrc/ops/conv_transpose)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from .. import _validate as V
 from . import window
 from .registry import declare
 
-__all__ = ["conv2d", "depthwise_conv2d", "separable_conv2d"]
+__all__ = ["conv2d", "depthwise_conv2d", "separable_conv2d", "conv_transpose2d"]
 
 
 # --- shape rules ------------------------------------------------------------------------------------------------
@@ -67,6 +68,33 @@ def _separable_rule(shapes, attrs):
     return attrs, (n, pointwise[0], h, w)
 
 
+def _conv_transpose_rule(shapes, attrs):
+    x, weight, bias = shapes
+    V.rank(x, "x", 4)
+    V.rank(weight, "weight", 4)
+    groups = V.integer(attrs["groups"], "groups", 1)
+    n, c, h, w = x
+    cw, kg, kh, kw = weight
+    if cw != c:
+        raise ValueError(f"weight: expected shape ({c}, C_out / groups, kH, kW) for an input with {c} channels (got "
+                         f"{weight})")
+    if c % groups:
+        raise ValueError(f"groups: expected a divisor of the {c} input channels (got groups={groups})")
+    stride = V.pair(attrs["stride"], "stride", 1)
+    dilation = V.pair(attrs["dilation"], "dilation", 1)
+    output_padding = V.pair(attrs["output_padding"], "output_padding", 0)
+    padding = window.padding4(attrs["padding"], signed=True)
+    out_hw = tuple(window.transposed_out_size(size, window.extent(k, d), s, padding[2 * i], padding[2 * i + 1], op)
+                   for i, (size, k, d, s, op) in enumerate(zip((h, w), (kh, kw), dilation, stride, output_padding)))
+    if min(out_hw) < 1:
+        raise ValueError(f"padding: expected an output of at least 1x1 (got {out_hw} for padding {padding})")
+    k = kg * groups
+    V.shape_is(bias, "bias", (k,))
+    V.check_size((n, k, *out_hw), "x")
+    return ({"stride": stride, "padding": padding, "output_padding": output_padding, "dilation": dilation,
+             "groups": groups}, (n, k, *out_hw))
+
+
 # --- kernels ----------------------------------------------------------------------------------------------------
 
 def _conv2d_kernel(x, weight, bias, *, out, stride, padding, dilation, groups):
@@ -83,6 +111,11 @@ def _separable_kernel(x, depthwise, pointwise, depthwise_bias, pointwise_bias, *
     _depthwise_kernel(x, depthwise, depthwise_bias, out=mid, **attrs)
     return _conv2d_kernel(mid, pointwise, pointwise_bias, out=out, stride=(1, 1), padding=(0, 0, 0, 0),
                           dilation=(1, 1), groups=1)
+
+
+def _conv_transpose_kernel(x, weight, bias, *, out, stride, padding, output_padding, dilation, groups):
+    _core.conv_transpose2d(x, weight, bias, out, stride, dilation, (padding[0], padding[2]), groups)
+    return out
 
 
 # --- ONNX -------------------------------------------------------------------------------------------------------
@@ -111,6 +144,20 @@ def _separable_to_onnx(em, node):
     return _onnx_conv(em, node.name, mid, pointwise, pointwise_bias, node.outputs[0], pointwise_attrs, 1)
 
 
+def _conv_transpose_to_onnx(em, node):
+    x, weight, bias = (list(node.inputs) + [""])[:3]
+    a = node.attrs
+    top, bottom, left, right = a["padding"]
+    if top < 0 or left < 0:
+        raise ValueError(f"node '{node.name}': a transposed convolution with negative begin padding has no ONNX form")
+    # negative end pads are extra output rows: ONNX's output_padding
+    extra = (a["output_padding"][0] - min(bottom, 0), a["output_padding"][1] - min(right, 0))
+    inputs = [x, em.value(weight)] + ([em.value(bias)] if bias else [])
+    return em.node("ConvTranspose", inputs, node.outputs[0], node.name, kernel_shape=list(em.shape(weight)[2:]),
+                   strides=list(a["stride"]), dilations=list(a["dilation"]), group=a["groups"],
+                   pads=[top, left, max(bottom, 0), max(right, 0)], output_padding=list(extra))
+
+
 # --- multiply-accumulates ---------------------------------------------------------------------------------------
 
 def _conv2d_macs(shapes, out):
@@ -125,6 +172,11 @@ def _separable_macs(shapes, out):
     depthwise, pointwise = shapes[1], shapes[2]
     n, _, h, w = out
     return n * h * w * (depthwise[0] * depthwise[2] * depthwise[3] + pointwise[0] * pointwise[1])
+
+
+def _conv_transpose_macs(shapes, out):
+    x, weight = shapes[0], shapes[1]
+    return int(np.prod(x)) * int(np.prod(weight[1:]))
 
 
 # --- declarations -----------------------------------------------------------------------------------------------
@@ -180,4 +232,27 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
         depthwise_weight: ``(C * m, 1, kH, kW)``; stride, padding and dilation apply to this step.
         pointwise_weight: ``(C_out, C * m, 1, 1)``.
         depthwise_bias, pointwise_bias: optional ``(C * m,)`` and ``(C_out,)``.
+    """
+
+
+@declare(("x", "weight", "bias"), _conv_transpose_rule, _conv_transpose_kernel, onnx=_conv_transpose_to_onnx,
+         macs=_conv_transpose_macs)
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+    """Transposed 2-D convolution (torch conv_transpose2d, ONNX ConvTranspose): each input pixel scatters its
+    weighted kernel into the output.
+
+    Args:
+        x: ``(N, C_in, H, W)``.
+        weight: ``(C_in, C_out / groups, kH, kW)`` (torch layout).
+        bias: optional ``(C_out,)``.
+        stride, dilation: int or ``(h, w)``, each >= 1.
+        padding: int, ``(pad_h, pad_w)`` or ``(top, bottom, left, right)`` removed from the full output; negative
+            values make the output longer (ONNX output_shape beyond the full size).
+        output_padding: int or ``(h, w)`` extra rows / columns at the end.
+        groups: divides both channel counts.
+
+    Shape:
+        ``H_out = (H - 1) * stride_h - top - bottom + dilation_h * (kH - 1) + 1 + output_padding_h`` (likewise W).
+
+    Normalised: ``stride``, ``output_padding``, ``dilation`` pairs, ``padding`` 4 ints (any sign), ``groups`` int.
     """

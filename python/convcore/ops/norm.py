@@ -1,4 +1,5 @@
-"""Normalisation: inference batch norm and local response norm (kernels: csrc/ops/batchnorm, csrc/ops/lrn)."""
+"""Normalisation: inference batch norm, instance norm and local response norm (kernels: csrc/ops/batchnorm,
+csrc/ops/instancenorm, csrc/ops/lrn)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from .. import _core
 from .. import _validate as V
 from .registry import declare
 
-__all__ = ["batch_norm", "local_response_norm"]
+__all__ = ["batch_norm", "instance_norm", "local_response_norm"]
 
 
 def _batch_norm_rule(shapes, attrs):
@@ -34,6 +35,34 @@ def _batch_norm_to_onnx(em, node):
     shift = em.value(bias) if bias else em.const(f"{node.name}.bias", np.zeros(channels))
     return em.node("BatchNormalization", [x, scale, shift, em.value(mean), em.value(var)], node.outputs[0],
                    node.name, epsilon=node.attrs["eps"])
+
+
+def _instance_norm_rule(shapes, attrs):
+    x = shapes[0]
+    if len(x) < 3:
+        raise ValueError(f"x: expected at least 3D input (N, C, ...) (got {len(x)}D input with shape {x})")
+    if 0 in x[2:]:
+        raise ValueError(f"x: expected non-empty planes (got shape {x})")
+    for name, shape in zip(("weight", "bias"), shapes[1:]):
+        V.shape_is(shape, name, (x[1],))
+    eps = V.number(attrs["eps"], "eps")
+    if eps < 0:
+        raise ValueError(f"eps: expected a value >= 0 (got {eps})")
+    return {"eps": eps}, x
+
+
+def _instance_norm_kernel(x, weight, bias, *, out, eps):
+    if x.size:
+        _core.instance_norm(x, weight, bias, eps, out)
+    return out
+
+
+def _instance_norm_to_onnx(em, node):
+    x, weight, bias = (list(node.inputs) + [""] * 3)[:3]
+    channels = em.shape(x)[1]
+    scale = em.value(weight) if weight else em.const(f"{node.name}.weight", np.ones(channels))
+    shift = em.value(bias) if bias else em.const(f"{node.name}.bias", np.zeros(channels))
+    return em.node("InstanceNormalization", [x, scale, shift], node.outputs[0], node.name, epsilon=node.attrs["eps"])
 
 
 def _lrn_rule(shapes, attrs):
@@ -80,6 +109,19 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     Args:
         x: ``(N, C, ...)`` (2D to 5D).
         running_mean, running_var, weight, bias: ``(C,)``; weight / bias default to 1 / 0.
+        eps: added to the variance, >= 0.
+    """
+
+
+@declare(("x", "weight", "bias"), _instance_norm_rule, _instance_norm_kernel, onnx=_instance_norm_to_onnx,
+         allow_empty=True)
+def instance_norm(x, weight=None, bias=None, eps=1e-5):
+    """Instance normalization: ``(x - mean) / sqrt(var + eps) * weight + bias``, mean and biased variance over each
+    (n, c) plane (inference and training alike: no running statistics).
+
+    Args:
+        x: ``(N, C, ...)``, at least 3D.
+        weight, bias: optional ``(C,)``; default 1 / 0.
         eps: added to the variance, >= 0.
     """
 

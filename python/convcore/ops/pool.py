@@ -9,8 +9,8 @@ from .. import _validate as V
 from . import window
 from .registry import OnnxOp, declare
 
-__all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "global_avg_pool2d",
-           "global_max_pool2d"]
+__all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
+           "global_avg_pool2d", "global_max_pool2d"]
 
 
 # --- shape rules ------------------------------------------------------------------------------------------------
@@ -34,6 +34,22 @@ def _window_rule(shapes, attrs, is_max):
     else:
         normalised.update(ceil_mode=ceil_mode, count_include_pad=bool(attrs["count_include_pad"]))
     return normalised, (x[0], x[1], oh, ow)
+
+
+def _lp_rule(shapes, attrs):
+    x = shapes[0]
+    V.rank(x, "x", 4)
+    kernel = V.pair(attrs["kernel_size"], "kernel_size", 1)
+    stride = kernel if attrs["stride"] is None else V.pair(attrs["stride"], "stride", 1)
+    dilation = V.pair(attrs["dilation"], "dilation", 1)
+    padding = window.padding4(attrs["padding"])
+    ceil_mode = bool(attrs["ceil_mode"])
+    p = V.number(attrs["p"], "p")
+    if not p > 0:
+        raise ValueError(f"p: expected a positive number (got {p})")
+    oh, ow = window.output_hw(x[2:], kernel, stride, dilation, padding, ceil_mode, "kernel_size")
+    return ({"kernel_size": kernel, "stride": stride, "padding": padding, "dilation": dilation, "ceil_mode": ceil_mode,
+             "p": p}, (x[0], x[1], oh, ow))
 
 
 def _adaptive_rule(shapes, attrs):
@@ -64,6 +80,11 @@ def _max_kernel(x, *, out, kernel_size, stride, padding, dilation, ceil_mode):
 
 def _avg_kernel(x, *, out, kernel_size, stride, padding, ceil_mode, count_include_pad):
     _core.avg_pool2d(x, out, kernel_size, stride, padding, count_include_pad)
+    return out
+
+
+def _lp_kernel(x, *, out, kernel_size, stride, padding, dilation, ceil_mode, p):
+    _core.lp_pool2d(x, out, kernel_size, stride, dilation, padding, p)
     return out
 
 
@@ -110,6 +131,23 @@ def _window_to_onnx(is_max):
         return em.node("AveragePool", [x], out, node.name, pads=pads, count_include_pad=include, **common)
 
     return lower
+
+
+def _lp_to_onnx(em, node):
+    a = node.attrs
+    if a["p"] != int(a["p"]):
+        raise ValueError(f"node '{node.name}': ONNX LpPool takes an integer p (got {a['p']})")
+    (h, w), (oh, ow) = em.shape(node.inputs[0])[2:], em.shape(node.outputs[0])[2:]
+    top, bottom, left, right = a["padding"]
+    # the ceil rounding as explicit end padding (its cells add nothing), as for the other pools
+    end_h = max(bottom, (oh - 1) * a["stride"][0] + window.extent(a["kernel_size"][0], a["dilation"][0]) - h - top)
+    end_w = max(right, (ow - 1) * a["stride"][1] + window.extent(a["kernel_size"][1], a["dilation"][1]) - w - left)
+    extra = {"dilations": list(a["dilation"])} if a["dilation"] != (1, 1) else {}
+    if extra and em.opset < 18:
+        raise ValueError(f"node '{node.name}': a dilated LpPool needs opset 18")
+    return em.node("LpPool", [node.inputs[0]], node.outputs[0], node.name, kernel_shape=list(a["kernel_size"]),
+                   strides=list(a["stride"]), pads=window.to_onnx_pads((top, end_h, left, end_w)), p=int(a["p"]),
+                   **extra)
 
 
 def _adaptive_to_onnx(is_max):
@@ -163,6 +201,16 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 @declare(("x",), lambda shapes, attrs: _window_rule(shapes, attrs, False), _avg_kernel, onnx=_window_to_onnx(False))
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """2-D average pooling (torch semantics for ``count_include_pad`` and ``ceil_mode``)."""
+
+
+@declare(("x",), _lp_rule, _lp_kernel, onnx=_lp_to_onnx)
+def lp_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, p=2.0):
+    """2-D Lp pooling (ONNX LpPool): ``(sum over the window of |x|^p)^(1/p)``; padding cells add nothing.
+    ``stride`` defaults to ``kernel_size``.
+
+    Normalised: ``kernel_size``, ``stride``, ``dilation`` pairs, ``padding`` (top, bottom, left, right),
+    ``ceil_mode`` a bool, ``p`` a float.
+    """
 
 
 @declare(("x",), _adaptive_rule, _adaptive_kernel(False), onnx=_adaptive_to_onnx(False))

@@ -1,4 +1,5 @@
-"""Dense and structural ops: linear, add, mul, concat, flatten (kernels: csrc/ops/linear, csrc/ops/eltwise)."""
+"""Dense and structural ops: linear, matmul, add, mul, concat, flatten (kernels: csrc/ops/linear, csrc/ops/matmul,
+csrc/ops/eltwise)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from .. import _core
 from .. import _validate as V
 from .registry import OnnxOp, declare
 
-__all__ = ["linear", "add", "mul", "concat", "flatten"]
+__all__ = ["linear", "matmul", "add", "mul", "concat", "flatten"]
 
 
 # --- linear -----------------------------------------------------------------------------------------------------
@@ -59,6 +60,56 @@ def linear(x, weight, bias=None):
     Shape:
         output ``(..., out_features)``.
     """
+
+
+# --- matmul -----------------------------------------------------------------------------------------------------
+
+def _matmul_shapes(a, b):
+    """numpy.matmul's shapes: (batch, M, K, N, output shape), 1-D operands promoted and their dim dropped."""
+    if not a or not b:
+        raise ValueError(f"a, b: expected at least 1D operands (got shapes {a} and {b})")
+    a2 = (1, *a) if len(a) == 1 else a
+    b2 = (*b, 1) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise ValueError(f"a, b: expected a's last dim to equal b's {'only' if len(b) == 1 else 'second-to-last'} "
+                         f"dim (got shapes {a} and {b})")
+    try:
+        batch = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
+    except ValueError:
+        raise ValueError(f"a, b: expected broadcastable batch dims (got shapes {a} and {b})") from None
+    out = (*batch, *((a2[-2],) if len(a) > 1 else ()), *((b2[-1],) if len(b) > 1 else ()))
+    return batch, a2, b2, out
+
+
+def _matmul_rule(shapes, attrs):
+    return {}, _matmul_shapes(*shapes)[3]
+
+
+def _batch_offsets(shape, batch, matrix):
+    """Element offsets of each matrix of a (..., r, c) array of `shape` broadcast to the batch dims `batch`."""
+    lead = shape[:-2]
+    count = int(np.prod(lead, dtype=np.int64)) if lead else 1
+    index = np.arange(count, dtype=np.int64).reshape(lead) * matrix
+    return np.ascontiguousarray(np.broadcast_to(index, batch).reshape(-1))
+
+
+def _matmul_kernel(a, b, *, out):
+    batch, a2, b2, _ = _matmul_shapes(a.shape, b.shape)
+    m, k, n = a2[-2], a2[-1], b2[-1]
+    if out.size:
+        _core.matmul(a, b, out, m, n, k, _batch_offsets(a2, batch, m * k), _batch_offsets(b2, batch, k * n))
+    return out
+
+
+def _matmul_macs(shapes, out):
+    a = shapes[0]
+    return int(np.prod(out)) * a[-1]
+
+
+@declare(("a", "b"), _matmul_rule, _matmul_kernel, onnx=OnnxOp("MatMul"), macs=_matmul_macs, allow_empty=True)
+def matmul(a, b):
+    """``numpy.matmul(a, b)``: matrix products over the last two dims, the leading dims broadcast; a 1-D operand is
+    a row (a) or column (b) vector whose dim the result drops."""
 
 
 # --- broadcasting elementwise -----------------------------------------------------------------------------------

@@ -46,13 +46,29 @@ def output_hw(in_hw, kernel_hw, stride, dilation, padding, ceil_mode: bool, name
             out_size(in_hw[1], extent(kernel_hw[1], dilation[1]), stride[1], padding[2], padding[3], ceil_mode, name))
 
 
-def padding4(padding, name: str = "padding") -> tuple[int, int, int, int]:
-    """int | (pad_h, pad_w) | (top, bottom, left, right) -> (top, bottom, left, right), all >= 0."""
+def transposed_out_size(size: int, span: int, stride: int, begin: int, end: int, output_padding: int) -> int:
+    """Output length of a transposed convolution along one axis: ``(size - 1) * stride + span - begin - end +
+    output_padding`` (the "full" output, less the padding, plus the extra end rows)."""
+    return (size - 1) * stride + span - begin - end + output_padding
+
+
+def transposed_padding(size, span, stride, output_padding, target, lower: bool = False) -> tuple[int, int]:
+    """(begin, end) pads giving a transposed convolution the output length `target` (ONNX's output_shape / SAME
+    padding): the total is split evenly, an odd extra going to the end (SAME_UPPER, ONNX's default) or, with
+    `lower`, to the beginning. A negative total (a longer output than the full one) gives negative pads."""
+    total = (size - 1) * stride + span + output_padding - target
+    small, large = total // 2, total - total // 2
+    return (large, small) if lower else (small, large)
+
+
+def padding4(padding, name: str = "padding", signed: bool = False) -> tuple[int, int, int, int]:
+    """int | (pad_h, pad_w) | (top, bottom, left, right) -> (top, bottom, left, right), all >= 0 unless `signed`
+    (a transposed convolution's padding, where a negative value lengthens the output)."""
     if V.is_int(padding):
         padding = (padding, padding)
     if not isinstance(padding, (tuple, list)) or len(padding) not in (2, 4):
         raise TypeError(f"{name}: expected an int, (pad_h, pad_w) or (top, bottom, left, right) (got {padding!r})")
-    values = [V.integer(p, name, 0) for p in padding]
+    values = [V.integer(p, name, None if signed else 0) for p in padding]
     if len(values) == 2:
         values = [values[0], values[0], values[1], values[1]]
     return tuple(values)  # type: ignore[return-value]

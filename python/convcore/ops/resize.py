@@ -1,0 +1,235 @@
+"""resize: nearest, linear and cubic interpolation of any axes with ONNX Resize's coordinate modes (kernel:
+csrc/ops/tensor, one separable pass per resized axis)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _core
+from .. import _validate as V
+from .registry import declare
+
+__all__ = ["resize"]
+
+MODES = ("nearest", "linear", "cubic")
+COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
+                    "tf_crop_and_resize")
+NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def _choice(value, options, name):
+    if value not in options:
+        raise ValueError(f"{name}: expected one of {', '.join(options)} (got {value!r})")
+    return value
+
+
+def _resize_rule(shapes, attrs):
+    x = shapes[0]
+    rank = len(x)
+    mode = _choice(attrs["mode"], MODES, "mode")
+    coordinate_mode = _choice(attrs["coordinate_transformation_mode"], COORDINATE_MODES,
+                              "coordinate_transformation_mode")
+    nearest_mode = _choice(attrs["nearest_mode"], NEAREST_MODES, "nearest_mode")
+    antialias = bool(attrs["antialias"])
+    if antialias and mode == "nearest":
+        raise ValueError("antialias: expected mode 'linear' or 'cubic' (got 'nearest')")
+    size, scales = attrs["size"], attrs["scales"]
+    if size is None and scales is None:
+        raise ValueError("size, scales: expected one of them (got neither)")
+    if scales is not None:
+        if not isinstance(scales, (tuple, list)) or len(scales) != rank:
+            raise ValueError(f"scales: expected one scale per axis of the {rank}D input (got {scales!r})")
+        scales = tuple(V.number(s, "scales") for s in scales)
+        if any(not (s > 0 and math.isfinite(s)) for s in scales):
+            raise ValueError(f"scales: expected positive finite scales (got {scales})")
+    if size is not None:
+        if not isinstance(size, (tuple, list)) or len(size) != rank:
+            raise ValueError(f"size: expected one size per axis of the {rank}D input (got {size!r})")
+        size = tuple(None if s is None else V.integer(s, "size", 0) for s in size)
+    else:
+        size = tuple(int(math.floor(n * s)) for n, s in zip(x, scales))
+    if scales is None:
+        scales = tuple(1.0 if s is None else (s / n if n else 1.0) for s, n in zip(size, x))
+    roi = attrs["roi"]
+    if roi is not None:
+        if not isinstance(roi, (tuple, list)) or len(roi) != 2 * rank:
+            raise ValueError(f"roi: expected 2 values (start, end) per axis of the {rank}D input (got {roi!r})")
+        roi = tuple(V.number(v, "roi") for v in roi)
+    if coordinate_mode == "tf_crop_and_resize" and roi is None:
+        roi = (0.0,) * rank + (1.0,) * rank
+    # an axis whose size, scale and region stay the same keeps its input size (None): a graph follows its batch
+    identity = [s in (None, n) and scales[d] == 1.0 and (roi is None or (roi[d], roi[d + rank]) == (0.0, 1.0))
+                for d, (s, n) in enumerate(zip(size, x))]
+    size = tuple(None if keep else s for keep, s in zip(identity, size))
+    out = tuple(n if s is None else s for s, n in zip(size, x))
+    V.check_size(out, "size")
+    return ({"size": size, "scales": scales, "mode": mode, "coordinate_transformation_mode": coordinate_mode,
+             "nearest_mode": nearest_mode, "cubic_coeff_a": V.number(attrs["cubic_coeff_a"], "cubic_coeff_a"),
+             "exclude_outside": bool(attrs["exclude_outside"]),
+             "extrapolation_value": V.number(attrs["extrapolation_value"], "extrapolation_value"),
+             "antialias": antialias, "roi": roi}, out)
+
+
+# --- interpolation tables (ONNX's reference Resize, one axis at a time) ------------------------------------------
+
+def _source_coordinates(mode, out_len, in_len, scale, roi):
+    """(source coordinate of each output index, mask of those to extrapolate or None)."""
+    y = np.arange(out_len, dtype=np.float64)
+    width = scale * in_len  # the real-valued output length
+    extrapolate = None
+    if mode == "align_corners":
+        x = np.zeros(out_len) if width == 1 else y * (in_len - 1) / (width - 1)
+    elif mode == "asymmetric":
+        x = y / scale
+    elif mode == "tf_crop_and_resize":
+        start, end = roi
+        x = np.full(out_len, (end - start) * (in_len - 1) / 2) if width == 1 else \
+            y * (end - start) * (in_len - 1) / (width - 1)
+        x = x + start * (in_len - 1)
+        extrapolate = (x < 0) | (x > in_len - 1)
+    elif mode == "pytorch_half_pixel":
+        x = np.full(out_len, -0.5) if width == 1 else (y + 0.5) / scale - 0.5
+    elif mode == "half_pixel":
+        x = (y + 0.5) / scale - 0.5
+    else:  # half_pixel_symmetric
+        offset = in_len / 2 * (1 - out_len / width)
+        x = offset + (y + 0.5) / scale - 0.5
+    return x, extrapolate
+
+
+def _coefficients(mode, ratio, scale, nearest_mode, a, antialias):
+    """The taps' weights for a source position `ratio` in (0, 1] past the left neighbour."""
+    if mode == "nearest":
+        if float(ratio).is_integer():
+            return np.array([0.0, 1.0])
+        left = {"round_prefer_floor": ratio <= 0.5, "round_prefer_ceil": ratio < 0.5, "floor": True,
+                "ceil": False}[nearest_mode]
+        return np.array([1.0, 0.0]) if left else np.array([0.0, 1.0])
+    if mode == "linear":
+        if not antialias:
+            return np.array([1 - ratio, ratio])
+        s = min(scale, 1.0)
+        start = int(np.floor(-1 / s) + 1)
+        args = (np.arange(start, 2 - start) - ratio) * s
+        c = np.clip(1 - np.abs(args), 0, 1)
+        return c / c.sum()
+    if not antialias:
+        r = ratio
+        return np.array([((a * (r + 1) - 5 * a) * (r + 1) + 8 * a) * (r + 1) - 4 * a,
+                         ((a + 2) * r - (a + 3)) * r * r + 1,
+                         ((a + 2) * (1 - r) - (a + 3)) * (1 - r) * (1 - r) + 1,
+                         ((a * ((1 - r) + 1) - 5 * a) * ((1 - r) + 1) + 8 * a) * ((1 - r) + 1) - 4 * a])
+    s = min(scale, 1.0)
+    start = int(np.floor(-2 / s) + 1)
+    args = np.abs(s * (np.arange(start, 2 - start) - ratio))
+    c = np.where(args <= 1, (a + 2) * args ** 3 - (a + 3) * args ** 2 + 1,
+                 np.where(args < 2, a * args ** 3 - 5 * a * args ** 2 + 8 * a * args - 4 * a, 0.0))
+    return c / c.sum()
+
+
+def resample_tables(in_len, out_len, scale, roi, mode, coordinate_mode, nearest_mode, a, exclude_outside, antialias):
+    """(index (out_len, taps) int64 with -1 rows to extrapolate, weights (out_len, taps) float64) for one axis."""
+    x, extrapolate = _source_coordinates(coordinate_mode, out_len, in_len, scale, roi)
+    base = np.floor(x)
+    ratios = np.where(x == base, 1.0, x - base)  # the left neighbour is preferred: ratio in (0, 1]
+    coeffs = np.stack([_coefficients(mode, r, scale, nearest_mode, a, antialias) for r in ratios]) if out_len else \
+        np.zeros((0, 2))
+    taps = coeffs.shape[1]
+    pad = int(np.ceil(taps / 2))
+    xp = x + pad
+    p = np.floor(xp).astype(np.int64)
+    frac = xp - p
+    if taps % 2 == 0:
+        first = p + np.where(frac == 0, -(taps // 2), -(taps // 2) + 1)
+    else:
+        first = p + np.where(frac <= 0.5, -((taps - 1) // 2), -((taps - 1) // 2) + 1)
+    index = first[:, None] + np.arange(taps)[None, :] - pad
+    if exclude_outside:
+        coeffs = np.where((index < 0) | (index >= in_len), 0.0, coeffs)
+        total = coeffs.sum(axis=1, keepdims=True)
+        coeffs = coeffs / np.where(total == 0, 1.0, total)
+    index = np.clip(index, 0, in_len - 1)  # the edge repeats
+    if extrapolate is not None:
+        index[extrapolate] = -1
+    return np.ascontiguousarray(index, np.int64), np.ascontiguousarray(coeffs, np.float64)
+
+
+def _resize_kernel(x, *, out, size, scales, mode, coordinate_transformation_mode, nearest_mode, cubic_coeff_a,
+                   exclude_outside, extrapolation_value, antialias, roi):
+    rank = x.ndim
+    axes = [d for d in range(rank) if size[d] is not None]
+    if out.size == 0:
+        return out
+    if not axes:
+        out[...] = x
+        return out
+    current = x
+    for k, d in enumerate(axes):
+        shape = list(current.shape)
+        shape[d] = size[d]
+        target = out if k == len(axes) - 1 else np.empty(shape, np.float32)
+        index, weights = resample_tables(current.shape[d], size[d], scales[d],
+                                         None if roi is None else (roi[d], roi[d + rank]), mode,
+                                         coordinate_transformation_mode, nearest_mode, cubic_coeff_a,
+                                         exclude_outside, antialias)
+        _core.resample_axis(current, target, d, index, weights, extrapolation_value)
+        current = target
+    return out
+
+
+# --- ONNX -------------------------------------------------------------------------------------------------------
+
+def _resize_to_onnx(em, node):
+    a, n = node.attrs, node.name
+    x = node.inputs[0]
+    rank = len(em.shape(x))
+    out_shape = em.shape(node.outputs[0])
+    attrs = {"mode": a["mode"], "coordinate_transformation_mode": a["coordinate_transformation_mode"],
+             "nearest_mode": a["nearest_mode"], "cubic_coeff_a": a["cubic_coeff_a"],
+             "exclude_outside": int(a["exclude_outside"]), "extrapolation_value": a["extrapolation_value"]}
+    if a["antialias"]:
+        if em.opset < 18:
+            raise ValueError(f"node '{n}': an antialiased resize needs opset 18")
+        attrs["antialias"] = 1
+    if a["coordinate_transformation_mode"] == "half_pixel_symmetric" and em.opset < 19:
+        raise ValueError(f"node '{n}': half_pixel_symmetric needs opset 19")
+    roi = em.const(f"{n}.roi", a["roi"], np.float32) if a["roi"] is not None else ""
+    # the scales the coordinates follow, unless they are exactly out / in (then the sizes say the same)
+    derived = all(s == (o / i if i else 1.0) for s, o, i in zip(a["scales"], out_shape, em.shape(x)))
+    if derived:
+        inputs = [x, roi, "", em.const(f"{n}.sizes", list(out_shape), np.int64)]
+    else:
+        if any(int(math.floor(i * s)) != o for s, o, i in zip(a["scales"], out_shape, em.shape(x))):
+            raise ValueError(f"node '{n}': scales {a['scales']} do not give the output size {out_shape}")
+        inputs = [x, roi, em.const(f"{n}.scales", a["scales"], np.float32)]
+    del rank
+    return em.node("Resize", inputs, node.outputs[0], n, **attrs)
+
+
+@declare(("x",), _resize_rule, _resize_kernel, onnx=_resize_to_onnx, allow_empty=True)
+def resize(x, size=None, scales=None, mode="nearest", coordinate_transformation_mode="half_pixel",
+           nearest_mode="round_prefer_floor", cubic_coeff_a=-0.75, exclude_outside=False, extrapolation_value=0.0,
+           antialias=False, roi=None):
+    """Resizes any axes by interpolation, with ONNX Resize's semantics (opset 19).
+
+    Args:
+        x: any shape (e.g. ``(N, C, H, W)``).
+        size: output size per axis (None entries keep the input's), or None to take ``floor(in * scale)``.
+        scales: per-axis scale the source coordinates follow (default ``size / in``).
+        mode: 'nearest', 'linear' or 'cubic' (separable: bilinear / bicubic on images).
+        coordinate_transformation_mode: how an output index maps to a source coordinate: 'half_pixel' (torch's
+            align_corners=False), 'pytorch_half_pixel', 'half_pixel_symmetric', 'align_corners', 'asymmetric'
+            (TensorFlow's legacy resize and nearest upsampling), 'tf_crop_and_resize' (with `roi`).
+        nearest_mode: rounding of the source coordinate for 'nearest'.
+        cubic_coeff_a: the cubic kernel's a (-0.75 as PyTorch, -0.5 as TensorFlow).
+        exclude_outside: give taps outside the input no weight (renormalising the others).
+        extrapolation_value: the value of outputs whose source lies outside the roi ('tf_crop_and_resize').
+        antialias: widen linear / cubic kernels when downscaling.
+        roi: (start_0, ..., start_{r-1}, end_0, ..., end_{r-1}) in normalised coordinates, for 'tf_crop_and_resize'.
+
+    Normalised: ``size`` a tuple of ints with None for the axes left unchanged, ``scales`` a tuple of floats, the
+    modes strs, ``cubic_coeff_a`` / ``extrapolation_value`` floats, ``exclude_outside`` / ``antialias`` bools,
+    ``roi`` a tuple of 2 * rank floats or None.
+    """
