@@ -15,7 +15,7 @@ __all__ = ["resize"]
 
 MODES = ("nearest", "linear", "cubic")
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
-                    "tf_crop_and_resize")
+                    "tf_crop_and_resize", "tf_half_pixel_for_nn")
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
@@ -93,6 +93,8 @@ def _source_coordinates(mode, out_len, in_len, scale, roi):
         x = np.full(out_len, -0.5) if width == 1 else (y + 0.5) / scale - 0.5
     elif mode == "half_pixel":
         x = (y + 0.5) / scale - 0.5
+    elif mode == "tf_half_pixel_for_nn":  # ONNX Resize-11 only
+        x = (y + 0.5) / scale
     else:  # half_pixel_symmetric
         offset = in_len / 2 * (1 - out_len / width)
         x = offset + (y + 0.5) / scale - 0.5
@@ -184,7 +186,6 @@ def _resize_kernel(x, *, out, size, scales, mode, coordinate_transformation_mode
 def _resize_to_onnx(em, node):
     a, n = node.attrs, node.name
     x = node.inputs[0]
-    rank = len(em.shape(x))
     out_shape = em.shape(node.outputs[0])
     attrs = {"mode": a["mode"], "coordinate_transformation_mode": a["coordinate_transformation_mode"],
              "nearest_mode": a["nearest_mode"], "cubic_coeff_a": a["cubic_coeff_a"],
@@ -195,6 +196,8 @@ def _resize_to_onnx(em, node):
         attrs["antialias"] = 1
     if a["coordinate_transformation_mode"] == "half_pixel_symmetric" and em.opset < 19:
         raise ValueError(f"node '{n}': half_pixel_symmetric needs opset 19")
+    if a["coordinate_transformation_mode"] == "tf_half_pixel_for_nn":
+        raise ValueError(f"node '{n}': tf_half_pixel_for_nn exists in opsets 11 and 12 only")
     roi = em.const(f"{n}.roi", a["roi"], np.float32) if a["roi"] is not None else ""
     # the scales the coordinates follow, unless they are exactly out / in (then the sizes say the same)
     derived = all(s == (o / i if i else 1.0) for s, o, i in zip(a["scales"], out_shape, em.shape(x)))
@@ -204,7 +207,6 @@ def _resize_to_onnx(em, node):
         if any(int(math.floor(i * s)) != o for s, o, i in zip(a["scales"], out_shape, em.shape(x))):
             raise ValueError(f"node '{n}': scales {a['scales']} do not give the output size {out_shape}")
         inputs = [x, roi, em.const(f"{n}.scales", a["scales"], np.float32)]
-    del rank
     return em.node("Resize", inputs, node.outputs[0], n, **attrs)
 
 
@@ -221,7 +223,8 @@ def resize(x, size=None, scales=None, mode="nearest", coordinate_transformation_
         mode: 'nearest', 'linear' or 'cubic' (separable: bilinear / bicubic on images).
         coordinate_transformation_mode: how an output index maps to a source coordinate: 'half_pixel' (torch's
             align_corners=False), 'pytorch_half_pixel', 'half_pixel_symmetric', 'align_corners', 'asymmetric'
-            (TensorFlow's legacy resize and nearest upsampling), 'tf_crop_and_resize' (with `roi`).
+            (TensorFlow's legacy resize and nearest upsampling), 'tf_crop_and_resize' (with `roi`),
+            'tf_half_pixel_for_nn' (ONNX opsets 11-12: ``(i + 0.5) / scale``).
         nearest_mode: rounding of the source coordinate for 'nearest'.
         cubic_coeff_a: the cubic kernel's a (-0.75 as PyTorch, -0.5 as TensorFlow).
         exclude_outside: give taps outside the input no weight (renormalising the others).

@@ -1,12 +1,15 @@
-"""`load`: an ONNX CNN -> a `Graph` of declared convcore ops, wrapped in a `convcore.nn.Module`.
+"""`load`: an ONNX model -> a `Graph` of declared convcore ops, wrapped in a `convcore.nn.Module`.
 
-Covers the CNN subset written by `torch.onnx.export`, tf2onnx and `convcore.onnx.export`, opsets 9 to 21, NCHW.
-Weights must be constants (initializers or Constant nodes); float16 / float64 weights are converted to float32 (the
-precision convcore computes in), integer tensors are accepted only where ONNX expects integers (shapes, axes, pads).
+Reads ai.onnx opsets 6 to the newest the installed onnx package defines, each op with the semantics of its version
+(see docs/onnx.md for the op table). Constants (initializers, Constant nodes, folded shape arithmetic) become params;
+float16 / float64 weights are converted to float32 (the precision convcore computes in), integer tensors are
+accepted only where ONNX expects integers (shapes, axes, pads, indices). Every shape is static once the input shapes
+are known (a dynamic batch is imported as 1 and followed at run time where the graph allows).
 
-One converter per ONNX op type, found by op family: `conv`, `pool`, `padding`, `normalization`, `activation`,
-`arithmetic`, `shape`; ops declared with a one-to-one ONNX form (`convcore.ops.OnnxOp`) need none. `folding`
-computes constant subgraphs, `structure` checks and orders the nodes, `context` holds the state of one import.
+One converter per ONNX op type, found by op family: `conv`, `pool` (with Reduce*), `padding`, `normalization`,
+`activation`, `arithmetic`, `shape`, `resize`; ops declared with a one-to-one ONNX form (`convcore.ops.OnnxOp`)
+need none. `folding` computes constant subgraphs, `structure` checks and orders the nodes, `context` holds the
+state of one import.
 """
 
 from types import SimpleNamespace
@@ -14,16 +17,17 @@ from types import SimpleNamespace
 import numpy as np
 
 from .._reader import FLOAT_TYPES, read_model, tensor_to_array
-from . import activation, arithmetic, conv, normalization, padding, pool, shape
+from . import activation, arithmetic, conv, normalization, padding, pool, resize, shape
 from .attributes import node_attrs
 from .context import ImportContext
 from .folding import FOLDERS, fold, is_constant
 from .module import ONNXModule
-from .structure import MAX_OPSET, MIN_OPSET, check_ops, input_shape_of, opset_of, sorted_nodes
+from .structure import MAX_OPSET, MIN_OPSET, check_ops, check_text, input_shape_of, opset_of, sorted_nodes
 
 # ONNX op type -> converter(ctx, node, attrs). Explicit converters take precedence over declared one-to-one forms.
 CONVERTERS = {**activation.declared_forms(), **conv.CONVERTERS, **pool.CONVERTERS, **padding.CONVERTERS,
-              **normalization.CONVERTERS, **activation.CONVERTERS, **arithmetic.CONVERTERS, **shape.CONVERTERS}
+              **normalization.CONVERTERS, **activation.CONVERTERS, **arithmetic.CONVERTERS, **shape.CONVERTERS,
+              **resize.CONVERTERS}
 
 IMPORTED_OPS = tuple(sorted(CONVERTERS))
 CONSTANT_ONLY_OPS = tuple(sorted(set(FOLDERS) - set(CONVERTERS)))
@@ -31,10 +35,33 @@ CONSTANT_ONLY_OPS = tuple(sorted(set(FOLDERS) - set(CONVERTERS)))
 __all__ = ["CONSTANT_ONLY_OPS", "IMPORTED_OPS", "MAX_OPSET", "MIN_OPSET", "ONNXModule", "load", "onnx_to_graph"]
 
 
-def onnx_to_graph(proto, folder=None, input_shape=None):
-    """Convert a parsed ModelProto into a Graph (see `load`); returns (graph, opset)."""
+def _input_shapes(real_inputs, input_shape):
+    """name -> override shape (or None) from load's `input_shape`: one shape, or a dict by input name."""
+    if input_shape is None:
+        return {}
+    if isinstance(input_shape, dict):
+        unknown = sorted(set(input_shape) - {v.name for v in real_inputs})
+        if unknown:
+            raise ValueError(f"input_shape: expected names of the model's inputs (got {unknown})")
+        return dict(input_shape)
+    if len(real_inputs) != 1:
+        raise ValueError(f"input_shape: expected a model with 1 input (got {len(real_inputs)} inputs); pass a dict "
+                         f"by input name")
+    if not isinstance(input_shape, (tuple, list)):
+        raise ValueError(f"input_shape: expected a tuple of ints (got {input_shape!r})")
+    return {real_inputs[0].name: tuple(input_shape)}
+
+
+def onnx_to_graph(proto, folder=None, input_shape=None, constants=None):
+    """Convert a parsed ModelProto into a Graph (see `load`); returns (graph, opset).
+
+    Args:
+        constants: optional graph input name -> numpy array: inputs bound to these values (imported as constants,
+            e.g. the shapes, axes or indices an ONNX backend test feeds at run time).
+    """
     opset = opset_of(proto)
     g = proto.graph
+    check_text(g)
     if len(g.sparse_initializer):
         raise ValueError("expected dense initializers (got sparse ones)")
     ctx = ImportContext(g, folder, opset)
@@ -48,23 +75,26 @@ def onnx_to_graph(proto, folder=None, input_shape=None):
         if init.data_type in FLOAT_TYPES:
             array = array.astype(np.float32)  # float16 / float64 weights: computed in float32 by convcore
         ctx.consts[init.name] = array
+    for name, array in (constants or {}).items():
+        if name not in {v.name for v in g.input}:
+            raise ValueError(f"constants: '{name}' is not an input of the model")
+        array = np.asarray(array)
+        ctx.consts[name] = array.astype(np.float32) if array.dtype.kind == "f" else array
     real_inputs = [v for v in g.input if v.name not in ctx.consts]
-    if not real_inputs:
-        raise ValueError("expected a graph input that is not an initializer (got none)")
-    if input_shape is not None and len(real_inputs) != 1:
-        raise ValueError(f"input_shape: expected a model with 1 input (got {len(real_inputs)} inputs)")
+    shapes = _input_shapes(real_inputs, input_shape)
     for value in real_inputs:
-        ctx.graph.add_input(value.name, input_shape_of(value, input_shape))
+        ctx.graph.add_input(value.name, input_shape_of(value, shapes.get(value.name)))
         ctx.values[value.name] = value.name
     order = sorted_nodes(g, set(ctx.consts) | {v.name for v in real_inputs})
     check_ops(order, ctx.consts, CONVERTERS)
+    known = lambda name: ctx.static_shape(name) is not None  # noqa: E731
     for node in order:
         if not node.name:
             node.name = node.output[0] if node.output else node.op_type
         if not node.output or not node.output[0]:
             raise ValueError(f"node '{node.name}' ({node.op_type}): expected an output (got none)")
         try:
-            if is_constant(node, ctx.consts):
+            if is_constant(node, ctx.consts, known):
                 fold(ctx, node, node_attrs(node, ctx))
             elif not node.input or not node.input[0]:
                 raise ValueError(f"node '{node.name}' ({node.op_type}): expected a data input (got none)")
@@ -74,31 +104,39 @@ def onnx_to_graph(proto, folder=None, input_shape=None):
             # a required attribute or input missing, or one of the wrong kind: a malformed node
             raise ValueError(f"node '{node.name}' ({node.op_type}): malformed ({type(exc).__name__}: {exc})") from None
     for out in g.output:
-        if out.name in ctx.consts:
-            raise ValueError(f"graph output '{out.name}': expected a computed value (got a constant)")
-        ctx.graph.outputs.append(ctx.tensor(out.name, SimpleNamespace(name=f"output {out.name}")))
+        if out.name in ctx.consts and ctx.consts[out.name].dtype.kind != "f":
+            raise ValueError(f"graph output '{out.name}': expected a float tensor (got a constant of "
+                             f"{ctx.consts[out.name].dtype}: convcore computes float32 only)")
+        value = ctx.tensor(out.name, SimpleNamespace(name=f"output {out.name}", op_type="output"))
+        if value in ctx.graph.inputs or value in ctx.graph.params or value in ctx.graph.outputs:
+            # an output that no node computes (or one already listed): an identity names it
+            value = ctx.emit("identity", f"{out.name}.identity", [value], {}, ctx.fresh(out.name))
+        ctx.graph.outputs.append(value)
     graph = ctx.graph
-    used = {i for n in graph.nodes for i in n.inputs if i}
+    used = {i for n in graph.nodes for i in n.inputs if i} | set(graph.outputs)
     for name in [k for k in graph.params if k not in used]:  # e.g. a weight replaced by a derived one
         del graph.params[name], graph.values[name]
     graph.validate()
     return graph, opset
 
 
-def load(source, input_shape=None):
-    """Load an ONNX CNN as a convcore module.
+def load(source, input_shape=None, constants=None):
+    """Load an ONNX model as a convcore module.
 
     Reads the file without trusting it (see `convcore.onnx._reader`): corrupt or truncated files, external data
-    outside the model's folder, tensors whose declared size does not match their data, cycles, undefined values and
-    non-float inputs are ValueErrors. Every unsupported op type is listed, with its node names, in one ValueError.
+    outside the model's folder, tensors whose declared size does not match their data, cycles, undefined values,
+    non-UTF-8 text and non-float inputs are ValueErrors; so is every node whose attributes or input ranks its op
+    refuses, naming the node. Every unsupported op type is listed, with its node names, in one ValueError.
 
-    Supported (ai.onnx opsets 9-21, 2-D NCHW): see `IMPORTED_OPS`. Zero Pads fold into the next Conv (or
-    AveragePool with count_include_pad); Sub / Div need a constant right-hand side; Reshape / Squeeze / Unsqueeze
-    only where they flatten.
+    Supported: ai.onnx opsets `MIN_OPSET` to `MAX_OPSET` (the newest the installed onnx defines), the ops in
+    `IMPORTED_OPS` plus constant folding of `CONSTANT_ONLY_OPS`; 1-D and 2-D windows (convolutions, pooling), any
+    rank elsewhere. The op table with each op's notes is docs/onnx.md.
 
     Args:
         source: a file path or the model's bytes.
-        input_shape: optional full input shape (N, C, H, W) for models whose H / W are dynamic.
+        input_shape: optional full input shape for models whose non-batch dims are dynamic: one shape, or a dict by
+            input name for a model with several inputs.
+        constants: optional dict binding graph inputs to arrays (integer inputs such as shapes or indices).
 
     Returns:
         An `ONNXModule` (a `convcore.nn.Module`) in eval mode.
@@ -109,5 +147,5 @@ def load(source, input_shape=None):
         (2, 1000)
     """
     proto, folder = read_model(source)
-    graph, opset = onnx_to_graph(proto, folder, input_shape)
+    graph, opset = onnx_to_graph(proto, folder, input_shape, constants)
     return ONNXModule(graph, opset).eval()

@@ -1,39 +1,71 @@
-"""ONNX Add / Sub / Mul / Div / Sum / Mean -> add / mul; MatMul and Gemm with constant weights -> linear (a bias
-Add after a MatMul folds into it)."""
+"""ONNX Add / Sub / Mul / Div / Pow with numpy broadcasting (and opset 6's `broadcast` / `axis`), Sum / Mean / Max /
+Min of any number of inputs, MatMul and Gemm. Constant operands become params; a MatMul or Gemm with a constant 2-D
+weight is a `linear` node (a bias Add after it folds in), anything else a `matmul`.
+
+A division by a constant becomes a multiplication only when the reciprocal is exact and finite (a power of two in
+float32's range): then x * (1 / c) equals x / c bit for bit; any other divisor stays a division."""
 
 import numpy as np
 
+from .attributes import fail, float_attr, input_name, int_attr
 
-def convert_binary(ctx, node, a):
-    op_type, (left, right) = node.op_type, node.input[:2]
-    ca, cb = ctx.const(left), ctx.const(right)
-    if op_type in ("Sub", "Div") and ca is not None:
-        raise ValueError(f"node '{node.name}' ({op_type}): expected a computed value {op_type.lower()} a constant "
-                         f"(got a constant on the left)")
-    if op_type == "Div":
-        if cb is None:
-            raise ValueError(f"node '{node.name}' (Div): expected a constant divisor (got a computed value)")
-        # x / c as x * (1 / c): within one rounding of the division
-        right = _derived_const(ctx, right, (1.0 / cb.astype(np.float64)).astype(np.float32))
-    elif op_type == "Sub":
-        if cb is not None:
-            right = _derived_const(ctx, right, -cb.astype(np.float32))
-        else:
-            right_value = ctx.tensor(right, node)
-            neg = ctx.emit("mul", f"{node.name}.negate", [right_value, ctx.param(np.float32(-1), f"{node.name}.-1")],
-                           {})
-            ctx.define(node, "add", [ctx.tensor(left, node), neg], {})
-            return
-    op = "mul" if op_type in ("Mul", "Div") else "add"
-    if op == "add" and _fold_bias(ctx, node, left, right):
-        return
-    ctx.define(node, op, [ctx.tensor(left, node), ctx.tensor(right, node)], {})
+BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow"}
+
+
+def _legacy_operand(ctx, node, a, left, right):
+    """Opset 6 and below: with broadcast=1, B's dims line up with A's from `axis` on (default: the trailing ones)."""
+    if ctx.opset >= 7 or not int_attr(node, a, "broadcast", 0):
+        return right
+    a_shape, b_shape = ctx.static_shape(left), ctx.static_shape(right)
+    axis = int_attr(node, a, "axis", len(a_shape) - len(b_shape))
+    if axis < 0:
+        axis += len(a_shape)
+    if not 0 <= axis <= len(a_shape) - len(b_shape):
+        raise fail(node, f"expected axis in [0, {len(a_shape) - len(b_shape)}] for legacy broadcasting of {b_shape} "
+                         f"to {a_shape} (got {a.get('axis')})")
+    target = tuple(b_shape) + (1,) * (len(a_shape) - axis - len(b_shape))
+    constant = ctx.const(right)
+    if constant is not None:
+        return _derived_const(ctx, right, constant.reshape(target))
+    return ctx.emit("reshape", f"{node.name}.broadcast", [ctx.tensor(right, node)], {"shape": target})
 
 
 def _derived_const(ctx, name, array):
     derived = ctx.fresh(f"{name}.derived")
     ctx.consts[derived] = array
     return derived
+
+
+def exact_reciprocal(c):
+    """1 / c as float32 when every element's reciprocal is exactly representable and finite, else None."""
+    c64 = np.asarray(c, np.float64)
+    with np.errstate(all="ignore"):
+        r = 1.0 / c64
+    if not np.isfinite(r).all():
+        return None
+    r32 = r.astype(np.float32)
+    return r32 if np.array_equal(r32.astype(np.float64), r) else None
+
+
+def convert_binary(ctx, node, a):
+    op_type, left = node.op_type, node.input[0]
+    right = input_name(node, 1)
+    if right is None:
+        raise fail(node, "expected two inputs")
+    right = _legacy_operand(ctx, node, a, left, right)
+    cb = ctx.const(right)
+    op = BINARY[op_type]
+    if cb is not None and cb.dtype.kind in "iub" and op_type == "Pow":  # an integer exponent of a float base
+        right = _derived_const(ctx, right, cb.astype(np.float32))
+    elif cb is not None and cb.dtype.kind == "f" and op_type == "Div":
+        reciprocal = exact_reciprocal(cb)
+        if reciprocal is not None:  # x / 2 == x * 0.5 exactly; x / 3 != x * (1 / 3) for some x: kept a division
+            right, op = _derived_const(ctx, right, reciprocal), "mul"
+    elif cb is not None and cb.dtype.kind == "f" and op_type == "Sub":
+        right, op = _derived_const(ctx, right, -cb), "add"  # negation is exact
+    if op == "add" and _fold_bias(ctx, node, left, right):
+        return
+    ctx.define(node, op, [ctx.tensor(left, node), ctx.tensor(right, node)], {})
 
 
 def _fold_bias(ctx, node, left, right):
@@ -43,10 +75,11 @@ def _fold_bias(ctx, node, left, right):
         value = ctx.values.get(x)
         last = ctx.producer.get(value)
         if (bias is None or last is None or last.op != "linear" or len(last.inputs) > 2 or ctx.uses.get(x) != 1
-                or bias.dtype.kind != "f"):
+                or bias.dtype.kind != "f" or x in ctx.graph.outputs):
             continue
         out_features = ctx.shape(last.inputs[1])[0]
-        if bias.size != out_features or bias.ndim > 1 and bias.shape[-1] != out_features or bias.ndim > 2:
+        out_shape = ctx.shape(value)
+        if bias.size != out_features or bias.ndim > 1 and bias.shape[-1] != out_features or bias.ndim > len(out_shape):
             continue
         last.inputs.append(ctx.param(bias.reshape(-1), b, exact=True))
         ctx.values[node.output[0]] = value
@@ -55,44 +88,104 @@ def _fold_bias(ctx, node, left, right):
 
 
 def convert_variadic(ctx, node, a):
-    """Sum / Mean of several inputs: a chain of adds (then a scale by 1 / count for Mean)."""
+    """Sum / Mean / Max / Min of any number of inputs: a chain of binary ops (Mean then divides by the count)."""
     names = [n for n in node.input if n]
+    if not names:
+        raise fail(node, "expected at least one input")
+    op = {"Sum": "add", "Mean": "add", "Max": "maximum", "Min": "minimum"}[node.op_type]
     total = ctx.tensor(names[0], node)
     for i, name in enumerate(names[1:], 1):
-        total = ctx.emit("add", f"{node.name}.add{i}", [total, ctx.tensor(name, node)], {})
+        last = i == len(names) - 1 and node.op_type != "Mean"
+        total = ctx.emit(op, node.name if last else f"{node.name}.{op}{i}", [total, ctx.tensor(name, node)], {},
+                         node.output[0] if last else None)
     if node.op_type == "Mean" and len(names) > 1:
-        total = ctx.emit("mul", node.name, [total, ctx.param(np.float32(1 / len(names)), f"{node.name}.scale")], {})
-    ctx.values[node.output[0]] = total
+        count = ctx.constant(np.float32(len(names)), f"{node.name}.count")
+        return ctx.define(node, "div", [total, count], {})
+    ctx.alias(node, total)
+
+
+def _linear_weight(ctx, base, weight):
+    """A (out, in) weight param from a constant (in, out) MatMul weight."""
+    name = base[:-2] if base.endswith(".T") else f"{base}.T"
+    return ctx.param(np.ascontiguousarray(weight.T), name)
 
 
 def convert_matmul(ctx, node, a):
-    weight = ctx.const(node.input[1])
-    if weight is None or weight.ndim != 2 or ctx.const(node.input[0]) is not None:
-        raise ValueError(f"node '{node.name}' (MatMul): expected a computed value @ a constant 2D weight")
-    base = node.input[1][:-2] if node.input[1].endswith(".T") else f"{node.input[1]}.T"
-    w = ctx.param(np.ascontiguousarray(weight.T), base)
-    ctx.define(node, "linear", [ctx.tensor(node.input[0], node), w], {})
+    left, right = node.input[0], input_name(node, 1)
+    if right is None:
+        raise fail(node, "expected two inputs")
+    weight = ctx.const(right)
+    a_shape = ctx.static_shape(left)
+    if weight is not None and weight.ndim == 2 and 1 <= len(a_shape) <= 4 and ctx.const(left) is None \
+            and weight.dtype.kind == "f":
+        return ctx.define(node, "linear", [ctx.tensor(left, node), _linear_weight(ctx, right, weight)], {})
+    ctx.define(node, "matmul", [ctx.tensor(left, node), ctx.tensor(right, node)], {})
 
 
 def convert_gemm(ctx, node, a):
-    weight = ctx.const(node.input[1])
-    if weight is None or weight.ndim != 2 or a.get("transA", 0):
-        raise ValueError(f"node '{node.name}' (Gemm): expected A @ a constant 2D B with transA=0")
-    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
-    w = weight if a.get("transB", 0) else weight.T
-    w_name = ctx.param(w if alpha == 1 else w * np.float32(alpha), node.input[1], exact=w is weight and alpha == 1)
-    inputs = [ctx.tensor(node.input[0], node), w_name]
-    if len(node.input) > 2 and node.input[2]:
-        c = ctx.const(node.input[2])
-        out_features = w.shape[0]
-        if c is None or c.size not in (1, out_features) or c.ndim > 2:
-            raise ValueError(f"node '{node.name}' (Gemm): expected a constant C of shape ({out_features},) or (1, "
-                             f"{out_features}) (got {'a computed value' if c is None else c.shape})")
-        bias = np.broadcast_to(c.reshape(-1), (out_features,)).astype(np.float32)
-        same = c.size == out_features and beta == 1  # the initializer's values as they are: keep its name
-        inputs.append(ctx.param(bias if beta == 1 else bias * np.float32(beta), node.input[2], exact=same))
-    ctx.define(node, "linear", inputs, {})
+    left, right, c_name = node.input[0], input_name(node, 1), input_name(node, 2)
+    if right is None:
+        raise fail(node, "expected the inputs A and B")
+    alpha, beta = float_attr(node, a, "alpha", 1.0), float_attr(node, a, "beta", 1.0)
+    trans_a, trans_b = int_attr(node, a, "transA", 0), int_attr(node, a, "transB", 0)
+    a_shape, b_shape = ctx.static_shape(left), ctx.static_shape(right)
+    if len(a_shape) != 2 or len(b_shape) != 2:
+        raise fail(node, f"expected 2D A and B (got shapes {a_shape} and {b_shape})")
+    m, k = a_shape[::-1] if trans_a else a_shape
+    k2, n = b_shape[::-1] if trans_b else b_shape
+    if k != k2:
+        raise fail(node, f"expected A's and B's inner dims to agree (got {a_shape} and {b_shape} with transA={trans_a},"
+                         f" transB={trans_b})")
+    c_shape = ctx.static_shape(c_name) if c_name else None
+    if c_shape is not None:
+        try:
+            fits = np.broadcast_shapes(c_shape, (m, n)) == (m, n)
+        except ValueError:
+            fits = False
+        if not fits:
+            raise fail(node, f"expected C broadcastable to ({m}, {n}) (got shape {tuple(c_shape)})")
+    weight = ctx.const(right)
+    c_const = ctx.const(c_name) if c_name else None
+    x = ctx.tensor(left, node)
+    if weight is not None and not trans_a and weight.dtype.kind == "f":
+        w = weight if trans_b else weight.T  # linear's (out, in) layout
+        w_name = ctx.param(w if alpha == 1 else (w * np.float32(alpha)).astype(np.float32), right,
+                           exact=w is weight and alpha == 1)
+        inputs = [x, w_name]
+        # a C that is the same for every row (shape (), (1,), (N,), (1, N)) is linear's bias
+        if c_const is not None and c_const.dtype.kind == "f" and (len(c_shape) < 2 or c_shape[0] == 1):
+            bias = np.broadcast_to(c_const.reshape(-1) if c_const.ndim else c_const, (n,)).astype(np.float32)
+            same = c_const.shape == (n,) and beta == 1  # the initializer's values as they are: keep its name
+            if beta != 0:
+                inputs.append(ctx.param(bias if beta == 1 else bias * np.float32(beta), c_name, exact=same))
+            return ctx.define(node, "linear", inputs, {})
+        product = ctx.emit("linear", node.name if not c_name else f"{node.name}.linear", inputs, {},
+                           node.output[0] if not c_name or beta == 0 else None)
+    else:
+        if trans_a:
+            x = ctx.emit("transpose", f"{node.name}.a_t", [x], {"perm": (1, 0)})
+        b = ctx.tensor(right, node)
+        if trans_b:
+            b = ctx.emit("transpose", f"{node.name}.b_t", [b], {"perm": (1, 0)})
+        last = not c_name or beta == 0
+        product = ctx.emit("matmul", node.name if last and alpha == 1 else f"{node.name}.matmul", [x, b], {},
+                           node.output[0] if last and alpha == 1 else None)
+        if alpha != 1:
+            product = ctx.emit("mul", node.name if last else f"{node.name}.alpha",
+                               [product, ctx.constant(np.float32(alpha), f"{node.name}.alpha")], {},
+                               node.output[0] if last else None)
+    if not c_name or beta == 0:
+        return ctx.alias(node, product)
+    if c_const is not None and c_const.dtype.kind == "f":
+        c_value = ctx.param(c_const, c_name, exact=True) if beta == 1 else \
+            ctx.constant(c_const.astype(np.float64) * beta, f"{c_name}.beta")
+    else:
+        c_value = ctx.tensor(c_name, node)
+        if beta != 1:
+            c_value = ctx.emit("mul", f"{node.name}.beta", [c_value, ctx.constant(np.float32(beta),
+                                                                                  f"{node.name}.beta")], {})
+    ctx.define(node, "add", [product, c_value], {})
 
 
-CONVERTERS = {"Add": convert_binary, "Mul": convert_binary, "Sub": convert_binary, "Div": convert_binary,
-              "Sum": convert_variadic, "Mean": convert_variadic, "MatMul": convert_matmul, "Gemm": convert_gemm}
+CONVERTERS = {**{op: convert_binary for op in BINARY}, "Sum": convert_variadic, "Mean": convert_variadic,
+              "Max": convert_variadic, "Min": convert_variadic, "MatMul": convert_matmul, "Gemm": convert_gemm}

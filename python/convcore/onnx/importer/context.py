@@ -13,10 +13,11 @@ class ImportContext:
         opset: the model's ai.onnx opset.
         folder: the model file's folder (external data), or None.
         graph: the Graph being built.
-        consts: ONNX value -> numpy constant (initializers, Constant nodes, folded constant expressions).
+        consts: ONNX value -> numpy constant (initializers, Constant nodes, folded constant expressions, inputs
+            bound to values).
         values: ONNX value -> graph value name.
-        pending_pads: ONNX value -> (graph value, (top, bottom, left, right), fill value) of a Pad left for its
-            consumer to fold.
+        pending_pads: ONNX value -> (graph value, (top, bottom, left, right), fill value) of a zero or -inf Pad of H
+            and W left for its consumer (a convolution or pooling) to fold.
         producer: graph value -> the Node computing it.
         uses: ONNX value -> how many node inputs and graph outputs read it.
     """
@@ -31,6 +32,7 @@ class ImportContext:
         self.producer = {}
         self.taken = set()
         self.uses = {}
+        self.folded_elements = 0  # elements of the constants folding has computed (bounded: see folding)
         for node in proto_graph.node:
             for name in node.input:
                 self.uses[name] = self.uses.get(name, 0) + 1
@@ -52,27 +54,43 @@ class ImportContext:
         """
         if id(array) in self.param_of:
             return self.param_of[id(array)][0]
-        name = base if exact and base not in self.graph.params else self.fresh(base)
+        name = base if exact and base not in self.graph.params and base not in self.graph.values else \
+            self.fresh(base)
         self.graph.add_param(name, np.ascontiguousarray(array, np.float32))
         self.param_of[id(array)] = (name, array)  # holding the array keeps its id unique
         return name
+
+    def constant(self, array, base):
+        """A new float32 param holding `array` (a value the importer derived); returns its name."""
+        return self.param(np.asarray(array, np.float32), base)
 
     def tensor(self, name, node):
         """The graph value for ONNX value `name` used as a tensor argument (constants become params)."""
         if name in self.pending_pads:
             source, pads, fill = self.pending_pads.pop(name)
-            if fill != 0:
-                raise ValueError(f"node '{node.name}': expected padding with 0, or with -inf before a MaxPool (got "
-                                 f"{fill})")
-            self.values[name] = self._zero_pad(source, pads, name)
+            pads4 = (0, 0, 0, 0, *pads)
+            self.values[name] = self.emit("pad", name, [source], {"pads": pads4, "value": fill}, self.fresh(name))
         if name in self.values:
             return self.values[name]
         if name in self.consts:
             array = self.consts[name]
             if array.dtype.kind != "f":
-                raise ValueError(f"node '{node.name}': expected a float tensor for '{name}' (got {array.dtype})")
+                raise ValueError(f"node '{node.name}' ({getattr(node, 'op_type', '')}): expected a float tensor for "
+                                 f"'{name}' (got {array.dtype})")
             return self.param(array, name, exact=True)
         raise ValueError(f"node '{node.name}': input '{name}' is not defined")
+
+    def static_shape(self, name):
+        """The shape of ONNX value `name` (a graph value, a constant or a pending pad); None if unknown."""
+        if name in self.consts:
+            return tuple(self.consts[name].shape)
+        if name in self.pending_pads:
+            source, (t, b, l, r), _ = self.pending_pads[name]
+            n, c, h, w = self.shape(source)
+            return (n, c, h + t + b, w + l + r)
+        if name in self.values:
+            return self.shape(self.values[name])
+        return None
 
     def shape(self, value):
         """The shape of graph value `value`."""
@@ -92,8 +110,6 @@ class ImportContext:
         """Emit `op` as ONNX `node`'s own output value."""
         self.values[node.output[0]] = self.emit(op, node.name, inputs, attrs, node.output[0])
 
-    def _zero_pad(self, source, pads, name):
-        """Zero padding on its own: a depthwise 1x1 convolution with weight 1 and the padding (exact)."""
-        channels = self.shape(source)[1]
-        ones = self.param(np.ones((channels, 1, 1, 1), np.float32), f"{name}.identity_weight")
-        return self.emit("depthwise_conv2d", name, [source, ones], {"padding": pads}, self.fresh(name))
+    def alias(self, node, value):
+        """ONNX `node`'s output is graph value `value` (no computation)."""
+        self.values[node.output[0]] = value

@@ -1,28 +1,124 @@
-"""ONNX Conv -> conv2d (a zero Pad before it folds into its padding)."""
+"""ONNX Conv -> conv2d (a zero Pad before it folds into its padding), ConvTranspose -> conv_transpose2d. 1-D
+convolutions run as 2-D ones over a height of 1 (a reshape on each side); weights may be constants or computed."""
 
-from .attributes import need_4d, pair_attr
-from .padding import take_pad, window_pads
+from ...ops import window
+from .attributes import fail, input_name, int_attr, ints_attr
+from .padding import auto_pad_of, explicit_pads, take_pad
+
+
+def lift_1d(ctx, node, value, what="x"):
+    """(N, C, L) -> (N, C, 1, L): a 1-D window op runs as a 2-D one."""
+    n, c, length = ctx.shape(value)
+    return ctx.emit("reshape", f"{node.name}.{what}_2d", [value], {"shape": (-1, c, 1, length)})
+
+
+def drop_1d(ctx, node, value):
+    """(N, C, 1, L) -> (N, C, L), as ONNX `node`'s output."""
+    n, c, _, length = ctx.shape(value)
+    ctx.values[node.output[0]] = ctx.emit("reshape", f"{node.name}.1d", [value], {"shape": (-1, c, length)},
+                                          node.output[0])
+
+
+def spatial_rank(ctx, node, x_name, w_shape, kind):
+    """The number of spatial axes of a window op (1 or 2), checked against the input's rank."""
+    rank = len(w_shape) - 2
+    x_shape = ctx.static_shape(x_name)
+    if rank not in (1, 2):
+        raise fail(node, f"expected a 1-D or 2-D {kind} (got a {rank}-D kernel: weight of shape {w_shape}); 3-D "
+                         f"(volumetric) windows are not supported")
+    if x_shape is None or len(x_shape) != rank + 2:
+        raise fail(node, f"expected a {rank + 2}D input for a {rank}-D {kind} (got shape {x_shape})")
+    return rank
+
+
+def window_attrs(node, a, rank, kernel):
+    """strides, dilations (lists of `rank` positive ints) after checking kernel_shape against the weight."""
+    if "kernel_shape" in a and list(ints_attr(node, a, "kernel_shape")) != list(kernel):
+        raise fail(node, f"expected kernel_shape {list(kernel)} of the weight (got {a['kernel_shape']})")
+    strides = ints_attr(node, a, "strides", [1] * rank, rank, 1)
+    dilations = ints_attr(node, a, "dilations", [1] * rank, rank, 1)
+    return strides, dilations
+
+
+def _weight(ctx, node, name, rank):
+    """The weight's graph value, lifted to 2-D for a 1-D op (a reshaped constant, or a reshape node)."""
+    array = ctx.const(name)
+    if rank == 2:
+        return ctx.tensor(name, node)
+    if array is not None:
+        if array.dtype.kind != "f":
+            raise fail(node, f"expected a float weight (got {array.dtype})")
+        return ctx.constant(array.reshape(*array.shape[:2], 1, array.shape[2]), f"{name}.2d")
+    o, i, k = ctx.static_shape(name)
+    return ctx.emit("reshape", f"{node.name}.weight_2d", [ctx.tensor(name, node)], {"shape": (o, i, 1, k)})
 
 
 def convert_conv(ctx, node, a):
-    weight = ctx.const(node.input[1])
-    if weight is None:
-        raise ValueError(f"node '{node.name}' (Conv): expected the weight as an initializer or Constant")
-    if weight.ndim != 4:
-        raise ValueError(f"node '{node.name}' (Conv): expected a 2-D convolution (got a {weight.ndim - 2}-D kernel)")
-    folded = take_pad(ctx, node.input[0], 0.0)
-    x = folded[0] if folded else ctx.tensor(node.input[0], node)
-    need_4d(ctx, node, x, "convolution")
-    kernel = weight.shape[2:]
-    if "kernel_shape" in a and tuple(a["kernel_shape"]) != tuple(kernel):
-        raise ValueError(f"node '{node.name}' (Conv): expected kernel_shape {list(kernel)} of the weight "
-                         f"{weight.shape} (got {a['kernel_shape']})")
-    stride, dilation = pair_attr(node, a, "strides", (1, 1)), pair_attr(node, a, "dilations", (1, 1))
-    pads = window_pads(ctx, node, a, x, folded, kernel, stride, dilation)
-    bias = ctx.tensor(node.input[2], node) if len(node.input) > 2 and node.input[2] else ""
-    inputs = [x, ctx.tensor(node.input[1], node)] + ([bias] if bias else [])
-    ctx.define(node, "conv2d", inputs, {"stride": stride, "padding": pads, "dilation": dilation,
-                                        "groups": int(a.get("group", 1))})
+    x_name, w_name = node.input[0], input_name(node, 1)
+    if w_name is None:
+        raise fail(node, "expected a weight input (got none)")
+    w_shape = ctx.static_shape(w_name)
+    rank = spatial_rank(ctx, node, x_name, w_shape, "convolution")
+    kernel = tuple(w_shape[2:])
+    strides, dilations = window_attrs(node, a, rank, kernel)
+    group = int_attr(node, a, "group", 1, 1)
+    bias = ctx.tensor(node.input[2], node) if input_name(node, 2) else ""
+    weight = _weight(ctx, node, w_name, rank)
+    if rank == 1:
+        x = ctx.tensor(x_name, node)
+        (b, e), = explicit_pads(node, a, ctx.shape(x)[2:], kernel, strides, dilations)
+        attrs = {"stride": (1, strides[0]), "padding": (0, 0, b, e), "dilation": (1, dilations[0]), "groups": group}
+        y = ctx.emit("conv2d", node.name, [lift_1d(ctx, node, x), weight] + ([bias] if bias else []), attrs)
+        return drop_1d(ctx, node, y)
+    folded = take_pad(ctx, x_name, 0.0)
+    x = folded[0] if folded else ctx.tensor(x_name, node)
+    in_hw = ctx.shape(x)[2:]
+    if folded:
+        in_hw = (in_hw[0] + folded[1][0] + folded[1][1], in_hw[1] + folded[1][2] + folded[1][3])
+    (t, b), (l, r) = explicit_pads(node, a, in_hw, kernel, strides, dilations)
+    pads = (t, b, l, r) if not folded else tuple(p + q for p, q in zip((t, b, l, r), folded[1]))
+    ctx.define(node, "conv2d", [x, weight] + ([bias] if bias else []),
+               {"stride": tuple(strides), "padding": pads, "dilation": tuple(dilations), "groups": group})
 
 
-CONVERTERS = {"Conv": convert_conv}
+def convert_conv_transpose(ctx, node, a):
+    x_name, w_name = node.input[0], input_name(node, 1)
+    if w_name is None:
+        raise fail(node, "expected a weight input (got none)")
+    w_shape = ctx.static_shape(w_name)
+    rank = spatial_rank(ctx, node, x_name, w_shape, "transposed convolution")
+    kernel = tuple(w_shape[2:])
+    strides, dilations = window_attrs(node, a, rank, kernel)
+    group = int_attr(node, a, "group", 1, 1)
+    output_padding = ints_attr(node, a, "output_padding", [0] * rank, rank, 0)
+    x = ctx.tensor(x_name, node)
+    sizes = ctx.shape(x)[2:]
+    spans = [window.extent(k, d) for k, d in zip(kernel, dilations)]
+    auto = auto_pad_of(node, a)
+    output_shape = ints_attr(node, a, "output_shape")
+    if output_shape is not None and len(output_shape) not in (rank, rank + 2):
+        raise fail(node, f"expected {rank} output_shape values (got {output_shape})")
+    if output_shape is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+        targets = output_shape[-rank:] if output_shape is not None else [n * s for n, s in zip(sizes, strides)]
+        pads = [window.transposed_padding(n, span, s, op, target, lower=auto != "SAME_UPPER")
+                for n, span, s, op, target in zip(sizes, spans, strides, output_padding, targets)]
+    elif auto == "VALID":
+        pads = [(0, 0)] * rank
+    else:
+        flat = ints_attr(node, a, "pads", [0] * 2 * rank, 2 * rank, 0)
+        pads = [(flat[i], flat[i + rank]) for i in range(rank)]
+    bias = ctx.tensor(node.input[2], node) if input_name(node, 2) else ""
+    weight = _weight(ctx, node, w_name, rank)
+    if rank == 1:
+        (b, e), = pads
+        attrs = {"stride": (1, strides[0]), "padding": (0, 0, b, e), "output_padding": (0, output_padding[0]),
+                 "dilation": (1, dilations[0]), "groups": group}
+        y = ctx.emit("conv_transpose2d", node.name, [lift_1d(ctx, node, x), weight] + ([bias] if bias else []), attrs)
+        return drop_1d(ctx, node, y)
+    (t, b), (l, r) = pads
+    ctx.define(node, "conv_transpose2d", [x, weight] + ([bias] if bias else []),
+               {"stride": tuple(strides), "padding": (t, b, l, r), "output_padding": tuple(output_padding),
+                "dilation": tuple(dilations), "groups": group})
+
+
+CONVERTERS = {"Conv": convert_conv, "ConvTranspose": convert_conv_transpose}

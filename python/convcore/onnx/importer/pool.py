@@ -1,48 +1,110 @@
-"""ONNX MaxPool / AveragePool -> max_pool2d / avg_pool2d; ReduceMean / ReduceMax over H and W -> global pools."""
+"""ONNX MaxPool / AveragePool / LpPool -> max_pool2d / avg_pool2d / lp_pool2d (1-D ones over a height of 1), the
+global pools, and ONNX Reduce* -> the global pools (over H and W of a 4-D input) or reduce_* ops.
+
+ONNX's ceil_mode drops a last window that would start in the end padding, as torch does, so both pools map
+directly. Windows convcore's pools cannot express (an average with pads beyond half the kernel or dilations, a max
+pool with such pads) become an explicit sum / pad: a depthwise convolution with ones divided by the exact window
+counts, or a -inf pad before the max pool.
+"""
+
+import math
 
 import numpy as np
 
 from ...ops import window
-from .attributes import int_const, need_4d, pair_attr
-from .padding import take_pad, window_pads
+from .attributes import axes_of, fail, int_attr, int_const, ints_attr
+from .conv import drop_1d, lift_1d
+from .padding import auto_pad_of, explicit_pads, take_pad
 
 
 def convert_pool(ctx, node, a):
-    is_max = node.op_type == "MaxPool"
-    if len(node.output) > 1 and node.output[1] and ctx.uses.get(node.output[1]):
-        raise ValueError(f"node '{node.name}' (MaxPool): expected the Indices output unused (got it read)")
-    kernel_list = list(a.get("kernel_shape", []))
-    if len(kernel_list) != 2:
-        raise ValueError(f"node '{node.name}' ({node.op_type}): expected 2-D pooling (got kernel_shape "
-                         f"{kernel_list})")
-    kernel = pair_attr(node, a, "kernel_shape", ())
-    include = bool(a.get("count_include_pad", 0))
-    # Padding folds into a max pool when it pads with -inf, into an average pool counting zero padding.
-    if is_max:
-        folded = take_pad(ctx, node.input[0], -np.inf)
-    else:
-        folded = take_pad(ctx, node.input[0], 0.0) if include and not a.get("ceil_mode", 0) else None
+    kind = {"MaxPool": "max", "AveragePool": "avg", "LpPool": "lp"}[node.op_type]
+    if kind == "max" and len(node.output) > 1 and node.output[1] and ctx.uses.get(node.output[1]):
+        raise fail(node, "expected the Indices output unused (got it read: convcore computes float32 only)")
+    kernel = ints_attr(node, a, "kernel_shape", [], None, 1)
+    rank = len(kernel)
+    x_shape = ctx.static_shape(node.input[0])
+    if rank not in (1, 2):
+        raise fail(node, f"expected 1-D or 2-D pooling (got kernel_shape {kernel}); 3-D (volumetric) windows are not "
+                         f"supported")
+    if x_shape is None or len(x_shape) != rank + 2:
+        raise fail(node, f"expected a {rank + 2}D input for {rank}-D pooling (got shape {x_shape})")
+    strides = ints_attr(node, a, "strides", [1] * rank, rank, 1)
+    dilations = ints_attr(node, a, "dilations", [1] * rank, rank, 1)
+    ceil_mode = bool(int_attr(node, a, "ceil_mode", 0))
+    include = bool(int_attr(node, a, "count_include_pad", 0)) and kind == "avg"
+    p = int_attr(node, a, "p", 2, 1) if kind == "lp" else None
+    if ceil_mode and auto_pad_of(node, a) != "NOTSET":
+        raise fail(node, "expected ceil_mode 0 with auto_pad (ONNX leaves that combination undefined)")
+    folded = None
+    if rank == 2:  # a Pad before the pool folds when padding cells cannot change the result
+        if kind == "max":
+            folded = take_pad(ctx, node.input[0], -np.inf)
+        elif include and not ceil_mode:
+            folded = take_pad(ctx, node.input[0], 0.0)
     x = folded[0] if folded else ctx.tensor(node.input[0], node)
-    need_4d(ctx, node, x, "pooling")
-    stride, dilation = pair_attr(node, a, "strides", (1, 1)), pair_attr(node, a, "dilations", (1, 1))
-    if not is_max and dilation != (1, 1):
-        raise ValueError(f"node '{node.name}' (AveragePool): expected dilations [1, 1] (got {list(dilation)})")
-    pads = window_pads(ctx, node, a, x, folded, kernel, stride, dilation)
-    ceil_mode = bool(a.get("ceil_mode", 0))
-    limits = window.pool_pad_limits(kernel, dilation, is_max)
-    if any(p > limits[i // 2] for i, p in enumerate(pads)):
-        refit = None if include and not is_max else _refit_end_pads(ctx.shape(x)[2:], pads, kernel, stride,
-                                                                     dilation, ceil_mode, limits)
-        if refit is None:
-            raise ValueError(f"node '{node.name}' ({node.op_type}): expected pads of at most half the kernel "
-                             f"{list(kernel)} (got {list(pads)})")
-        pads, ceil_mode = refit
-    attrs = {"kernel_size": kernel, "stride": stride, "padding": pads, "ceil_mode": ceil_mode}
-    if is_max:
-        attrs["dilation"] = dilation
-    else:
+    if rank == 1:
+        x = lift_1d(ctx, node, x)
+    in_hw = tuple(ctx.shape(x)[2:])
+    if folded:
+        in_hw = (in_hw[0] + folded[1][0] + folded[1][1], in_hw[1] + folded[1][2] + folded[1][3])
+    kernel2, strides2, dilations2 = ([1] * (2 - rank) + list(v) for v in (kernel, strides, dilations))
+    pads = explicit_pads(node, a, in_hw[2 - rank:], kernel, strides, dilations)
+    pads = [(0, 0)] * (2 - rank) + pads
+    pads = (pads[0][0], pads[0][1], pads[1][0], pads[1][1])
+    if folded:
+        pads = tuple(q + f for q, f in zip(pads, folded[1]))
+    y = _pool(ctx, node, kind, x, tuple(kernel2), tuple(strides2), tuple(dilations2), pads, ceil_mode, include, p)
+    if rank == 1:
+        return drop_1d(ctx, node, y)
+    ctx.alias(node, y)
+
+
+def _pool(ctx, node, kind, x, kernel, stride, dilation, pads, ceil_mode, include, p):
+    """The pool's output value (named by the ONNX output unless a reshape follows)."""
+    out_name = node.output[0] if len(ctx.shape(x)) == len(ctx.static_shape(node.input[0])) else None
+    if kind == "lp":
+        attrs = {"kernel_size": kernel, "stride": stride, "padding": pads, "dilation": dilation,
+                 "ceil_mode": ceil_mode, "p": p}
+        return ctx.emit("lp_pool2d", node.name, [x], attrs, out_name)
+    limits = window.pool_pad_limits(kernel, dilation, kind == "max")
+    fits = all(q <= limits[i // 2] for i, q in enumerate(pads)) and (kind == "max" or dilation == (1, 1))
+    if not fits and not (kind == "avg" and include):
+        refit = _refit_end_pads(ctx.shape(x)[2:], pads, kernel, stride, dilation, ceil_mode, limits)
+        if refit is not None and (kind == "max" or dilation == (1, 1)):
+            (pads, ceil_mode), fits = refit, True
+    if fits:
+        attrs = {"kernel_size": kernel, "stride": stride, "padding": pads, "ceil_mode": ceil_mode}
+        if kind == "max":
+            attrs["dilation"] = dilation
+            return ctx.emit("max_pool2d", node.name, [x], attrs, out_name)
         attrs["count_include_pad"] = include
-    ctx.define(node, "max_pool2d" if is_max else "avg_pool2d", [x], attrs)
+        return ctx.emit("avg_pool2d", node.name, [x], attrs, out_name)
+    in_hw = ctx.shape(x)[2:]
+    spans = [window.extent(k, d) for k, d in zip(kernel, dilation)]
+    counts = [window.window_count(n, pads[2 * i], pads[2 * i + 1], spans[i], stride[i], ceil_mode)
+              for i, n in enumerate(in_hw)]
+    # end padding that also covers a ceil_mode window running past the padded input
+    ends = [max(pads[2 * i + 1], (counts[i] - 1) * stride[i] + spans[i] - in_hw[i] - pads[2 * i]) for i in range(2)]
+    full = (pads[0], ends[0], pads[2], ends[1])
+    if kind == "max":  # pad with -inf explicitly, then pool without padding
+        padded = ctx.emit("pad", f"{node.name}.pad", [x], {"pads": (0, 0, 0, 0, *full), "value": -math.inf})
+        attrs = {"kernel_size": kernel, "stride": stride, "padding": 0, "dilation": dilation, "ceil_mode": False}
+        return ctx.emit("max_pool2d", node.name, [padded], attrs, out_name)
+    # average: a window sum (depthwise convolution with ones) divided by how many cells each window counts
+    channels = ctx.shape(x)[1]
+    ones = ctx.constant(np.ones((channels, 1, *kernel), np.float32), f"{node.name}.ones")
+    total = ctx.emit("depthwise_conv2d", f"{node.name}.sum", [x, ones],
+                     {"stride": stride, "padding": full, "dilation": dilation})
+    axis_counts = []
+    for i, n in enumerate(in_hw):  # separable: a 2-D window counts the product of its axes' counts
+        starts = np.arange(counts[i]) * stride[i] - pads[2 * i]
+        cells = starts[:, None] + np.arange(kernel[i])[None, :] * dilation[i]
+        low, high = (-pads[2 * i], n + pads[2 * i + 1]) if include else (0, n)
+        axis_counts.append(((cells >= low) & (cells < high)).sum(axis=1).astype(np.float64))
+    count = np.outer(*axis_counts).reshape(1, 1, *counts)
+    return ctx.emit("div", node.name, [total, ctx.constant(np.maximum(count, 1), f"{node.name}.count")], {},
+                    out_name)
 
 
 def _refit_end_pads(in_hw, pads, kernel, stride, dilation, ceil_mode, limits):
@@ -56,7 +118,7 @@ def _refit_end_pads(in_hw, pads, kernel, stride, dilation, ceil_mode, limits):
     if any(b > limit for b, limit in zip(begins, limits)):
         return None
     spans = [window.extent(k, d) for k, d in zip(kernel, dilation)]
-    targets = [window.window_count(n, b, e, span, s, ceil_mode, torch_ceil=False)
+    targets = [window.window_count(n, b, e, span, s, ceil_mode)
                for n, b, e, span, s in zip(in_hw, begins, ends, spans, stride)]
     for ceil in (False, True):
         found = []
@@ -68,23 +130,56 @@ def _refit_end_pads(in_hw, pads, kernel, stride, dilation, ceil_mode, limits):
     return None
 
 
+def convert_global_pool(ctx, node, a):
+    x = ctx.tensor(node.input[0], node)
+    shape = ctx.shape(x)
+    if len(shape) < 3:
+        raise fail(node, f"expected an input with spatial axes (N, C, ...) (got shape {shape})")
+    kind = node.op_type
+    if kind == "GlobalLpPool":
+        p = int_attr(node, a, "p", 2, 1)
+        spatial = math.prod(shape[2:])
+        y = x if len(shape) == 4 else ctx.emit("reshape", f"{node.name}.2d", [x], {"shape": (-1, shape[1], 1, spatial)})
+        hw = ctx.shape(y)[2:]
+        attrs = {"kernel_size": hw, "stride": 1, "padding": 0, "dilation": 1, "ceil_mode": False, "p": p}
+        if len(shape) == 4:
+            return ctx.define(node, "lp_pool2d", [y], attrs)
+        pooled = ctx.emit("lp_pool2d", node.name, [y], attrs)
+        return ctx.define(node, "reshape", [pooled], {"shape": (-1, shape[1], *[1] * (len(shape) - 2))})
+    is_max = kind == "GlobalMaxPool"
+    if len(shape) == 4:
+        return ctx.define(node, "global_max_pool2d" if is_max else "global_avg_pool2d", [x], {})
+    ctx.define(node, "reduce_max" if is_max else "reduce_mean", [x],
+               {"axes": tuple(range(2, len(shape))), "keepdims": True})
+
+
+REDUCE_OPS = {"ReduceSum": "reduce_sum", "ReduceMean": "reduce_mean", "ReduceMax": "reduce_max",
+              "ReduceMin": "reduce_min", "ReduceProd": "reduce_prod", "ReduceL1": "reduce_l1", "ReduceL2": "reduce_l2",
+              "ReduceSumSquare": "reduce_sum_square", "ReduceLogSum": "reduce_log_sum",
+              "ReduceLogSumExp": "reduce_log_sum_exp"}
+
+
 def convert_reduce(ctx, node, a):
     x = ctx.tensor(node.input[0], node)
     rank = len(ctx.shape(x))
-    axes = a.get("axes")
-    if axes is None:
-        axes = int_const(ctx, node, 1, "axes")
-    if rank != 4 or axes is None or sorted(v % rank for v in axes) != [2, 3]:
-        raise ValueError(f"node '{node.name}' ({node.op_type}): expected a reduction over H and W of a 4D NCHW "
-                         f"input (got axes {axes} on a {rank}D input)")
-    op = "global_max_pool2d" if node.op_type == "ReduceMax" else "global_avg_pool2d"
-    if a.get("keepdims", 1):
-        ctx.define(node, op, [x], {})
-    else:
-        pooled = ctx.emit(op, node.name, [x], {})
-        ctx.values[node.output[0]] = ctx.emit("flatten", f"{node.name}.flatten", [pooled],
-                                              {"start_dim": 1, "end_dim": -1}, node.output[0])
+    since = 13 if node.op_type == "ReduceSum" else 18  # axes: an attribute before, an input from then on
+    axes = ints_attr(node, a, "axes") if ctx.opset < since else int_const(ctx, node, 1, "axes")
+    keepdims = bool(int_attr(node, a, "keepdims", 1))
+    if not axes:
+        if ctx.opset >= since and int_attr(node, a, "noop_with_empty_axes", 0):
+            return ctx.alias(node, x)
+        axes = list(range(rank))
+    axes = axes_of(node, axes, rank)
+    op = REDUCE_OPS[node.op_type]
+    if rank == 4 and sorted(axes) == [2, 3] and op in ("reduce_mean", "reduce_max"):  # the global pools
+        pool = "global_max_pool2d" if op == "reduce_max" else "global_avg_pool2d"
+        if keepdims:
+            return ctx.define(node, pool, [x], {})
+        pooled = ctx.emit(pool, node.name, [x], {})
+        return ctx.define(node, "flatten", [pooled], {"start_dim": 1, "end_dim": -1})
+    ctx.define(node, op, [x], {"axes": axes, "keepdims": keepdims})
 
 
-CONVERTERS = {"MaxPool": convert_pool, "AveragePool": convert_pool, "ReduceMean": convert_reduce,
-              "ReduceMax": convert_reduce}
+CONVERTERS = {"MaxPool": convert_pool, "AveragePool": convert_pool, "LpPool": convert_pool,
+              "GlobalAveragePool": convert_global_pool, "GlobalMaxPool": convert_global_pool,
+              "GlobalLpPool": convert_global_pool, **{op: convert_reduce for op in REDUCE_OPS}}

@@ -1,11 +1,13 @@
-"""Checks of a model's structure before conversion: opset, op coverage, node order (with cycles, dangling and
-duplicate values refused) and input shapes."""
+"""Checks of a model's structure before conversion: text fields, opset, op coverage, node order (with cycles,
+dangling and duplicate values refused) and input shapes."""
 
+import onnx
 from onnx import TensorProto
 
-from .folding import is_constant
+from .folding import SHAPE_ONLY, is_constant
 
-MIN_OPSET, MAX_OPSET = 9, 21
+MIN_OPSET = 6  # opset 6's legacy broadcasting (Add's `broadcast` / `axis`) is read too
+MAX_OPSET = onnx.defs.onnx_opset_version()  # the newest opset the installed onnx package defines
 
 
 def opset_of(proto):
@@ -13,9 +15,38 @@ def opset_of(proto):
     versions = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
     if not versions:
         raise ValueError("the model imports no ai.onnx opset")
-    if not MIN_OPSET <= versions[0] <= MAX_OPSET:
-        raise ValueError(f"expected an ai.onnx opset between {MIN_OPSET} and {MAX_OPSET} (got {versions[0]})")
-    return int(versions[0])
+    version = int(versions[0])
+    if version > MAX_OPSET:
+        raise ValueError(f"the model's ai.onnx opset {version} is newer than the installed onnx package knows (its "
+                         f"newest is {MAX_OPSET}): upgrade onnx to read it")
+    if version < MIN_OPSET:
+        raise ValueError(f"expected an ai.onnx opset between {MIN_OPSET} and {MAX_OPSET} (got {version})")
+    return version
+
+
+def _text(value, what):
+    if not isinstance(value, str):
+        shown = bytes(value).decode("utf-8", "replace")
+        raise ValueError(f"{what}: {shown!r} is not valid UTF-8 text")
+    return value
+
+
+def check_text(g):
+    """ValueError naming the node for any name, op type or domain that is not UTF-8 text (protobuf hands those
+    over as bytes)."""
+    for i, node in enumerate(g.node):
+        name = node.name if isinstance(node.name, str) else None
+        where = f"node '{name}'" if name else f"node #{i}"
+        _text(node.name, f"node #{i}: its name")
+        _text(node.op_type, f"{where}: its op type")
+        _text(node.domain, f"{where}: its domain")
+        for v in list(node.input) + list(node.output):
+            _text(v, f"{where}: a value name")
+        for a in node.attribute:
+            _text(a.name, f"{where}: an attribute name")
+    for kind, items in (("input", g.input), ("output", g.output), ("initializer", g.initializer)):
+        for item in items:
+            _text(item.name, f"graph {kind}")
 
 
 def check_ops(order, consts, converters):
@@ -23,7 +54,7 @@ def check_ops(order, consts, converters):
     unsupported, consts = {}, set(consts)
     for node in order:
         key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
-        if is_constant(node, consts):
+        if is_constant(node, consts) or node.op_type in SHAPE_ONLY and node.domain in ("", "ai.onnx"):
             consts.update(o for o in node.output if o)
         elif key not in converters:
             unsupported.setdefault(key, []).append(node.name or (node.output[0] if node.output else "?"))
@@ -79,8 +110,10 @@ def input_shape_of(value, override):
     if override is not None:
         if dims is not None and len(dims) != len(override):
             raise ValueError(f"input_shape: expected {len(dims)} dims for input '{value.name}' (got {override})")
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in override):
+            raise ValueError(f"input_shape: expected non-negative ints for input '{value.name}' (got {override})")
         return tuple(int(d) for d in override)
-    if dims is None or any(d is None or d < 1 for d in dims[1:]):
+    if dims is None or any(d is None or d < 0 for d in dims[1:]):
         raise ValueError(f"input '{value.name}': expected a static shape except the batch (got {dims}); pass "
                          f"input_shape=")
     return (1 if dims and (dims[0] is None or dims[0] < 1) else dims[0], *dims[1:]) if dims else ()
