@@ -82,20 +82,21 @@ def _lrn_to_onnx(em, node):
     size, alpha, beta, k = (node.attrs[key] for key in ("size", "alpha", "beta", "k"))
     if size % 2:  # odd sizes: ONNX's window is torch's
         return em.node("LRN", [x], out, n, size=size, alpha=alpha, beta=beta, bias=k)
-    # Even sizes: ONNX centres the window one channel later than torch, so write torch's formula out:
-    # x / (k + alpha * avg_pool_over_channels(x^2, size, pads (size//2, (size-1)//2)))^beta.
-    rank = len(em.shape(x))
-    if rank > 4:
-        raise ValueError(f"node '{n}': expected 3D or 4D input for an even-sized local_response_norm (got {rank}D)")
+    # Even sizes: ONNX centres the window one channel later than torch (and onnxruntime refuses even sizes), so
+    # write torch's formula out: x / (k + alpha / size * window_sum(x^2))^beta, the window sum over channels
+    # [c - size//2, c + (size-1)//2] a 1x1 convolution with a band of ones.
+    shape = em.shape(x)
+    if len(shape) > 4:
+        raise ValueError(f"node '{n}': expected 3D or 4D input for an even-sized local_response_norm (got "
+                         f"{len(shape)}D)")
+    channels = shape[1]
+    offset = np.arange(channels)[None, :] - np.arange(channels)[:, None]  # input channel - output channel
+    band = ((offset >= -(size // 2)) & (offset <= (size - 1) // 2)).astype(np.float32)
+    band = band.reshape(channels, channels, *[1] * (len(shape) - 2))
     sq = em.node("Mul", [x, x], em.fresh(f"{out}.square"), f"{n}.square")
-    axes1 = em.const(f"{n}.axes", [1], np.int64)
-    lifted = em.node("Unsqueeze", [sq, axes1], em.fresh(f"{out}.unsqueeze"), f"{n}.unsqueeze")
-    spatial = rank - 1
-    pads = [size // 2] + [0] * (spatial - 1) + [(size - 1) // 2] + [0] * (spatial - 1)
-    avg = em.node("AveragePool", [lifted], em.fresh(f"{out}.window"), f"{n}.window",
-                  kernel_shape=[size] + [1] * (spatial - 1), pads=pads, count_include_pad=1)
-    avg = em.node("Squeeze", [avg, axes1], em.fresh(f"{out}.sum"), f"{n}.squeeze")
-    scaled = em.node("Mul", [avg, em.const(f"{n}.alpha", alpha)], em.fresh(f"{out}.scaled"), f"{n}.scale")
+    window = em.node("Conv", [sq, em.const(f"{n}.band", band)], em.fresh(f"{out}.sum"), f"{n}.sum",
+                     kernel_shape=[1] * (len(shape) - 2))
+    scaled = em.node("Mul", [window, em.const(f"{n}.alpha", alpha / size)], em.fresh(f"{out}.scaled"), f"{n}.scale")
     shifted = em.node("Add", [scaled, em.const(f"{n}.k", k)], em.fresh(f"{out}.shifted"), f"{n}.shift")
     denom = em.node("Pow", [shifted, em.const(f"{n}.beta", beta)], em.fresh(f"{out}.denominator"), f"{n}.pow")
     return em.node("Div", [x, denom], out, n)

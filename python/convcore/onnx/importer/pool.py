@@ -54,15 +54,16 @@ def convert_pool(ctx, node, a):
     pads = (pads[0][0], pads[0][1], pads[1][0], pads[1][1])
     if folded:
         pads = tuple(q + f for q, f in zip(pads, folded[1]))
-    y = _pool(ctx, node, kind, x, tuple(kernel2), tuple(strides2), tuple(dilations2), pads, ceil_mode, include, p)
+    out_name = node.output[0] if rank == 2 else None  # a 1-D pool's output is the reshape after it
+    y = _pool(ctx, node, kind, x, tuple(kernel2), tuple(strides2), tuple(dilations2), pads, ceil_mode, include, p,
+              out_name)
     if rank == 1:
         return drop_1d(ctx, node, y)
     ctx.alias(node, y)
 
 
-def _pool(ctx, node, kind, x, kernel, stride, dilation, pads, ceil_mode, include, p):
-    """The pool's output value (named by the ONNX output unless a reshape follows)."""
-    out_name = node.output[0] if len(ctx.shape(x)) == len(ctx.static_shape(node.input[0])) else None
+def _pool(ctx, node, kind, x, kernel, stride, dilation, pads, ceil_mode, include, p, out_name):
+    """The pool's output value, named `out_name` (None: a fresh name)."""
     if kind == "lp":
         attrs = {"kernel_size": kernel, "stride": stride, "padding": pads, "dilation": dilation,
                  "ceil_mode": ceil_mode, "p": p}
