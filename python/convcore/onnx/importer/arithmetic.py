@@ -41,9 +41,9 @@ def exact_reciprocal(c):
     c64 = np.asarray(c, np.float64)
     with np.errstate(all="ignore"):
         r = 1.0 / c64
-    if not np.isfinite(r).all():
+        r32 = r.astype(np.float32)
+    if not np.isfinite(r32).all():
         return None
-    r32 = r.astype(np.float32)
     return r32 if np.array_equal(r32.astype(np.float64), r) else None
 
 
