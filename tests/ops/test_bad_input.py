@@ -298,3 +298,53 @@ def test_local_response_norm_size_and_rank():
             F.local_response_norm(X, size)
     with pytest.raises(ValueError, match=name("x")):
         F.local_response_norm(X[0, 0], 3)  # (N, C, ...) needs at least 3 dims, as in torch
+
+
+# ---- the general tensor and ONNX elementwise ops ---------------------------------------------------------------
+
+NEW_OPS = {
+    "elu": {}, "selu": {}, "celu": {}, "softplus": {}, "softsign": {}, "gelu": {}, "mish": {}, "exp": {}, "log": {},
+    "sqrt": {}, "neg": {}, "abs": {}, "reciprocal": {}, "erf": {}, "clip": dict(min=0), "reshape": dict(shape=(-1,)),
+    "identity": {}, "transpose": {}, "slice": dict(starts=[0], ends=[1]), "pad": dict(pads=(0, 0) * 4),
+    "gather": dict(indices=[0]), "expand": dict(shape=(1,)), "tile": dict(repeats=(1, 1, 1, 1)),
+    "reduce_sum": {}, "reduce_log_sum_exp": {}, "resize": dict(scales=(1, 1, 2, 2)), "instance_norm": {},
+    "lp_pool2d": dict(kernel_size=2),
+}
+
+
+@pytest.mark.parametrize("op", sorted(NEW_OPS))
+@pytest.mark.parametrize("dtype", [np.float64, np.int64, np.float16])
+def test_new_ops_refuse_other_dtypes(op, dtype):
+    with pytest.raises(TypeError, match=name("x")):
+        getattr(F, op)(X.astype(dtype), **NEW_OPS[op])
+
+
+@pytest.mark.parametrize("op", ["sub", "div", "pow", "maximum", "minimum", "matmul"])
+def test_new_binary_ops_name_the_operand(op):
+    with pytest.raises(TypeError, match=name("b")):
+        getattr(F, op)(XL, XL.astype(np.float64))
+    with pytest.raises(TypeError, match=name("a")):
+        getattr(F, op)([1.0], XL)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: F.conv_transpose2d(X, W), ValueError, "weight"),
+    (lambda: F.conv_transpose2d(X, W[:4].transpose(1, 0, 2, 3).copy(), stride=0), ValueError, "stride"),
+    (lambda: F.transpose(X, (0, 1, 1, 2)), ValueError, "perm"),
+    (lambda: F.slice(X, [0], [1], steps=[0]), ValueError, "steps"),
+    (lambda: F.slice(X, [0, 0], [1]), ValueError, "equal lengths"),
+    (lambda: F.tile(X, (1, 2)), ValueError, "repeats"),
+    (lambda: F.expand(X, (3, 4, 6, 6)), ValueError, "broadcastable"),
+    (lambda: F.resize(X), ValueError, "size, scales"),
+    (lambda: F.resize(X, scales=(1, 1, 0, 1)), ValueError, "scales"),
+    (lambda: F.resize(X, (2, 4, 6, 6), mode="area"), ValueError, "mode"),
+    (lambda: F.gelu(X, approximate="erf"), ValueError, "approximate"),
+    (lambda: F.celu(X, alpha=0), ValueError, "alpha"),
+    (lambda: F.clip(X, float("nan")), ValueError, "min"),
+    (lambda: F.reshape(X, (2**31, -1)), ValueError, "shape"),
+    (lambda: F.tile(X, (2**20, 2**20, 1, 1)), ValueError, "repeats"),
+    (lambda: F.pad(X, (0, 0, 0, 0, 2**30, 2**30, 0, 0)), ValueError, "pads"),
+])
+def test_new_op_attribute_refusals(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
