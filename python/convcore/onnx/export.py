@@ -8,6 +8,7 @@ values get a suffix ("fc.matmul").
 """
 
 import os
+import tempfile
 
 import numpy as np
 import onnx
@@ -18,8 +19,12 @@ from ..graph import Graph, Node, trace
 from ..graph.ir import unique_name
 from ..graph.passes import fold_batchnorm as _fold_batchnorm
 from ..ops import OPS
+from .importer.module import ONNXModule
 
 MIN_OPSET, MAX_OPSET = 13, 21
+DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
+# A protobuf message cannot exceed 2 GiB: weights beyond this many bytes go to an external data file beside the model.
+EXTERNAL_DATA_BYTES = 2**31 - 2**26
 
 
 class _Emitter:
@@ -58,8 +63,10 @@ class _Emitter:
         return name
 
     def node(self, op_type, inputs, output, name, **attrs):
-        """Append ONNX node `op_type` computing `output` from `inputs`; returns `output`."""
-        self.nodes.append(helper.make_node(op_type, list(inputs), [output], name=name, **attrs))
+        """Append ONNX node `op_type` computing `output` from `inputs` (graph params among them become initializers);
+        returns `output`."""
+        inputs = [self.value(i) if i else i for i in inputs]
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
         return output
 
     def axes_input_or_attr(self, op_type, x, axes, output, name, **attrs):
@@ -78,30 +85,89 @@ def _symbolic_dims(graph, names, dynamic_batch):
     if not dynamic_batch:
         return {name: list(graph.shapes[name]) for name in names}
     # Re-infer the shapes at another batch size: the dims that follow the batch are the dynamic ones.
+    if not graph.inputs or any(not graph.shapes[n] for n in graph.inputs):
+        return {name: list(graph.shapes[name]) for name in names}
     batch = graph.shapes[graph.inputs[0]][0]
     nodes = [Node(n.op, n.name, n.inputs, n.outputs, n.attrs) for n in graph.nodes]  # infer_shapes sets attrs
     other = Graph(nodes, graph.inputs, graph.outputs, graph.params,
                   {n: (graph.shapes[n][0] + 1, *graph.shapes[n][1:]) for n in graph.inputs}, graph.name)
-    other.infer_shapes()
+    try:
+        other.infer_shapes()
+    except (ValueError, TypeError):  # a graph that cannot follow another batch size (e.g. inputs that broadcast)
+        return {name: list(graph.shapes[name]) for name in names}
     return {name: ["N" if (a, b) == (batch, batch + 1) else None if a != b else a
                    for a, b in zip(graph.shapes[name], other.shapes[name])] for name in names}
 
 
-def export(model, path=None, input_shape=(1, 3, 224, 224), opset=17, dynamic_batch=True, fold_batchnorm=False):
+def _graph_of(model, input_shape):
+    """The Graph to export: a Graph as it is; an imported model's own graph (its current weights; re-inferred when
+    another input shape is given); any other module traced at `input_shape` (default 1x3x224x224)."""
+    if isinstance(model, Graph):
+        return model
+    if not isinstance(model, ONNXModule):
+        return trace(model, tuple(DEFAULT_INPUT_SHAPE if input_shape is None else input_shape))
+    g = model.graph
+    values = {n: g.values[n] for n in g.inputs}
+    if input_shape is not None:
+        if len(g.inputs) != 1:
+            raise ValueError(f"input_shape: expected None for a model with {len(g.inputs)} inputs (their imported "
+                             f"shapes are exported)")
+        values = {g.inputs[0]: type(values[g.inputs[0]]).activation(tuple(input_shape))}
+    params = {name: model._parameters.get(name, array) for name, array in g.params.items()}
+    nodes = [Node(n.op, n.name, list(n.inputs), list(n.outputs), dict(n.attrs)) for n in g.nodes]
+    graph = Graph(nodes, g.inputs, g.outputs, params, name=g.name, values=values)
+    graph.infer_shapes()
+    return graph
+
+
+def _check_and_save(proto, path, external_data):
+    """check_model(full_check) and strict shape inference, then save; weights go to `<file>.data` beside the model
+    when asked or when they would take the model past protobuf's 2 GiB."""
+    weight_bytes = sum(len(t.raw_data) for t in proto.graph.initializer)
+    if external_data is None:
+        external_data = weight_bytes > EXTERNAL_DATA_BYTES
+    if not external_data:
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        if path is not None:
+            onnx.save_model(proto, os.fspath(path))
+        return proto
+    if path is None:
+        raise ValueError(f"path: expected a file path for a model with {weight_bytes} bytes of weights (written with "
+                         f"external data: a single ONNX file holds at most 2 GiB)")
+    path = os.fspath(path)
+    location = os.path.basename(path) + ".data"
+    onnx.save_model(proto, path, save_as_external_data=True, all_tensors_to_one_file=True, location=location,
+                    size_threshold=1024)
+    onnx.checker.check_model(path, full_check=True)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(path))) as folder:
+        onnx.shape_inference.infer_shapes_path(path, os.path.join(folder, "inferred.onnx"), check_type=True,
+                                               strict_mode=True)
+    return proto
+
+
+def export(model, path=None, input_shape=None, opset=17, dynamic_batch=True, fold_batchnorm=False,
+           external_data=None):
     """Export a model (or a traced Graph) to ONNX.
 
     Runs `onnx.checker.check_model(full_check=True)` and strict shape inference on the result before returning it.
 
     Args:
-        model: a `convcore.nn.Module` (traced with `convcore.trace(model, input_shape)`) or a `Graph`.
-        path: optional file path to save the model to.
-        input_shape: the traced input shape (N, C, H, W); ignored for a Graph.
+        model: a `convcore.nn.Module` (traced with `convcore.trace(model, input_shape)`), a model imported with
+            `convcore.onnx.load` (its graph is exported as imported, with its current weights) or a `Graph`.
+        path: optional file path to save the model to (required with external data).
+        input_shape: the input shape (N, C, H, W) to trace at; None takes an imported model's own input shapes (and
+            1x3x224x224 for other modules); ignored for a Graph.
         opset: ONNX opset, 13 to 21.
-        dynamic_batch: name the batch dimension "N" (any batch size) instead of fixing it.
+        dynamic_batch: name the batch dimension "N" (any batch size) instead of fixing it, where the graph follows
+            the batch size (a graph that cannot keeps its shapes).
         fold_batchnorm: fold batch norms that follow a convolution into it (see `convcore.graph.passes`).
+        external_data: write the weights to ``<path>.data`` beside the model; None (default) does so exactly when
+            they exceed `EXTERNAL_DATA_BYTES` (a single protobuf file holds at most 2 GiB).
 
     Returns:
-        The `onnx.ModelProto` (ir_version: the lowest that supports the opset; producer "convcore").
+        The `onnx.ModelProto` (ir_version: the lowest that supports the opset; producer "convcore"); with external
+        data its initializers refer to the data file.
 
     Example:
         >>> proto = convcore.onnx.export(resnet18(), "resnet18.onnx", input_shape=(1, 3, 224, 224))
@@ -111,7 +177,7 @@ def export(model, path=None, input_shape=(1, 3, 224, 224), opset=17, dynamic_bat
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"expected opset between {MIN_OPSET} and {MAX_OPSET} (got {opset!r})")
     opset = int(opset)
-    graph = model if isinstance(model, Graph) else trace(model, tuple(input_shape))
+    graph = _graph_of(model, input_shape)
     if fold_batchnorm:
         graph = _fold_batchnorm(graph)
     graph.validate()
@@ -132,8 +198,4 @@ def export(model, path=None, input_shape=(1, 3, 224, 224), opset=17, dynamic_bat
     proto = helper.make_model(onnx_graph, opset_imports=opset_ids, producer_name="convcore",
                               producer_version=_core.config()["version"])
     proto.ir_version = helper.find_min_ir_version_for(opset_ids)
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
-    if path is not None:
-        onnx.save_model(proto, os.fspath(path))
-    return proto
+    return _check_and_save(proto, path, external_data)

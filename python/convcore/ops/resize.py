@@ -198,16 +198,49 @@ def _resize_to_onnx(em, node):
         raise ValueError(f"node '{n}': half_pixel_symmetric needs opset 19")
     if a["coordinate_transformation_mode"] == "tf_half_pixel_for_nn":
         raise ValueError(f"node '{n}': tf_half_pixel_for_nn exists in opsets 11 and 12 only")
+    in_shape = em.shape(x)
     roi = em.const(f"{n}.roi", a["roi"], np.float32) if a["roi"] is not None else ""
     # the scales the coordinates follow, unless they are exactly out / in (then the sizes say the same)
-    derived = all(s == (o / i if i else 1.0) for s, o, i in zip(a["scales"], out_shape, em.shape(x)))
+    derived = all(s == (o / i if i else 1.0) for s, o, i in zip(a["scales"], out_shape, in_shape))
+    floors = all(int(math.floor(i * s)) == o for s, o, i in zip(a["scales"], out_shape, in_shape))
     if derived:
         inputs = [x, roi, "", em.const(f"{n}.sizes", list(out_shape), np.int64)]
-    else:
-        if any(int(math.floor(i * s)) != o for s, o, i in zip(a["scales"], out_shape, em.shape(x))):
-            raise ValueError(f"node '{n}': scales {a['scales']} do not give the output size {out_shape}")
+    elif a["coordinate_transformation_mode"] == "align_corners" and all(
+            s * i > 1 for s, i, o in zip(a["scales"], in_shape, out_shape) if o != i or s != 1.0):
+        # onnxruntime's align_corners spans (out - 1) output steps, ONNX's (scale * in - 1): the same affine map as a
+        # crop whose region ends at (out - 1) / (scale * in - 1), which never extrapolates
+        rank = len(in_shape)
+        ends = [1.0 if (o == i and s == 1.0) or i == 1 else (o - 1) / (s * i - 1)
+                for s, o, i in zip(a["scales"], out_shape, in_shape)]
+        attrs["coordinate_transformation_mode"] = "tf_crop_and_resize"
+        inputs = [x, em.const(f"{n}.roi", [0.0] * rank + ends, np.float32), "",
+                  em.const(f"{n}.sizes", list(out_shape), np.int64)]
+    elif floors:
         inputs = [x, roi, em.const(f"{n}.scales", a["scales"], np.float32)]
+    elif _aspect_sizes(a["scales"], in_shape, out_shape) is not None and em.opset >= 18:
+        # one scale on every resized axis, the sizes rounded from it: ONNX's keep_aspect_ratio_policy computes both
+        axes, sizes = _aspect_sizes(a["scales"], in_shape, out_shape)
+        attrs.update(keep_aspect_ratio_policy="not_smaller", axes=axes)
+        inputs = [x, roi, "", em.const(f"{n}.sizes", sizes, np.int64)]
+    else:
+        raise ValueError(f"node '{n}': scales {a['scales']} do not give the output size {out_shape} (no ONNX Resize "
+                         f"computes both)")
     return em.node("Resize", inputs, node.outputs[0], n, **attrs)
+
+
+def _aspect_sizes(scales, in_shape, out_shape):
+    """(axes, sizes) for which Resize-18's keep_aspect_ratio_policy 'not_smaller' computes these scales and output
+    sizes (the largest size / in ratio is the scale; outputs round scale * in half up), or None."""
+    axes = [d for d, (s, o, i) in enumerate(zip(scales, out_shape, in_shape)) if s != 1.0 or o != i]
+    if not axes or len({scales[d] for d in axes}) != 1:
+        return None
+    scale = scales[axes[0]]
+    if any(int(scale * in_shape[d] + 0.5) != out_shape[d] for d in axes):
+        return None
+    exact = [d for d in axes if (scale * in_shape[d]).is_integer()]
+    if not exact:
+        return None
+    return axes, [int(scale * in_shape[d]) if d == exact[0] else 0 for d in axes]  # 0: never the largest ratio
 
 
 @declare(("x",), _resize_rule, _resize_kernel, onnx=_resize_to_onnx, allow_empty=True)
