@@ -17,6 +17,7 @@ MODES = ("nearest", "linear", "cubic")
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
                     "tf_crop_and_resize", "tf_half_pixel_for_nn")
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+MAX_TABLE = 1 << 26  # (index, weight) pairs of one axis: antialiasing a huge downscale widens every output's taps
 
 
 def _choice(value, options, name):
@@ -65,6 +66,10 @@ def _resize_rule(shapes, attrs):
     size = tuple(None if keep else s for keep, s in zip(identity, size))
     out = tuple(n if s is None else s for s, n in zip(size, x))
     V.check_size(out, "size")
+    for d, s in enumerate(size):  # the interpolation tables: taps per output of each resized axis
+        if s is not None and s * tap_count(mode, scales[d], antialias) > MAX_TABLE:
+            raise ValueError(f"scales: expected at most {MAX_TABLE} interpolation taps per axis (got {s} outputs of "
+                             f"{tap_count(mode, scales[d], antialias)} taps on axis {d})")
     return ({"size": size, "scales": scales, "mode": mode, "coordinate_transformation_mode": coordinate_mode,
              "nearest_mode": nearest_mode, "cubic_coeff_a": V.number(attrs["cubic_coeff_a"], "cubic_coeff_a"),
              "exclude_outside": bool(attrs["exclude_outside"]),
@@ -101,34 +106,42 @@ def _source_coordinates(mode, out_len, in_len, scale, roi):
     return x, extrapolate
 
 
-def _coefficients(mode, ratio, scale, nearest_mode, a, antialias):
-    """The taps' weights for a source position `ratio` in (0, 1] past the left neighbour."""
+def _coefficients(mode, ratios, scale, nearest_mode, a, antialias):
+    """The taps' weights, one row per output, for source positions `ratios` in (0, 1] past the left neighbour."""
+    r = ratios[:, None]
     if mode == "nearest":
-        if float(ratio).is_integer():
-            return np.array([0.0, 1.0])
-        left = {"round_prefer_floor": ratio <= 0.5, "round_prefer_ceil": ratio < 0.5, "floor": True,
-                "ceil": False}[nearest_mode]
-        return np.array([1.0, 0.0]) if left else np.array([0.0, 1.0])
+        left = {"round_prefer_floor": r <= 0.5, "round_prefer_ceil": r < 0.5, "floor": np.ones_like(r, bool),
+                "ceil": np.zeros_like(r, bool)}[nearest_mode] & (r != 1.0)  # an integer position is the right tap
+        return np.hstack([left, ~left]).astype(np.float64)
+    if mode == "linear" and not antialias:
+        return np.hstack([1 - r, r])
     if mode == "linear":
-        if not antialias:
-            return np.array([1 - ratio, ratio])
         s = min(scale, 1.0)
         start = int(np.floor(-1 / s) + 1)
-        args = (np.arange(start, 2 - start) - ratio) * s
-        c = np.clip(1 - np.abs(args), 0, 1)
-        return c / c.sum()
+        c = np.clip(1 - np.abs((np.arange(start, 2 - start)[None, :] - r) * s), 0, 1)
+        return c / c.sum(axis=1, keepdims=True)
     if not antialias:
-        r = ratio
-        return np.array([((a * (r + 1) - 5 * a) * (r + 1) + 8 * a) * (r + 1) - 4 * a,
-                         ((a + 2) * r - (a + 3)) * r * r + 1,
-                         ((a + 2) * (1 - r) - (a + 3)) * (1 - r) * (1 - r) + 1,
-                         ((a * ((1 - r) + 1) - 5 * a) * ((1 - r) + 1) + 8 * a) * ((1 - r) + 1) - 4 * a])
+        return np.hstack([((a * (r + 1) - 5 * a) * (r + 1) + 8 * a) * (r + 1) - 4 * a,
+                          ((a + 2) * r - (a + 3)) * r * r + 1,
+                          ((a + 2) * (1 - r) - (a + 3)) * (1 - r) * (1 - r) + 1,
+                          ((a * ((1 - r) + 1) - 5 * a) * ((1 - r) + 1) + 8 * a) * ((1 - r) + 1) - 4 * a])
     s = min(scale, 1.0)
     start = int(np.floor(-2 / s) + 1)
-    args = np.abs(s * (np.arange(start, 2 - start) - ratio))
-    c = np.where(args <= 1, (a + 2) * args ** 3 - (a + 3) * args ** 2 + 1,
-                 np.where(args < 2, a * args ** 3 - 5 * a * args ** 2 + 8 * a * args - 4 * a, 0.0))
-    return c / c.sum()
+    t = np.abs(s * (np.arange(start, 2 - start)[None, :] - r))
+    c = np.where(t <= 1, (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1,
+                 np.where(t < 2, a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a, 0.0))
+    return c / c.sum(axis=1, keepdims=True)
+
+
+def tap_count(mode, scale, antialias):
+    """Taps per output of one axis' interpolation."""
+    if mode == "nearest" or mode == "linear" and not antialias:
+        return 2
+    if not antialias:
+        return 4
+    s = min(scale, 1.0)
+    start = int(np.floor((-1 if mode == "linear" else -2) / s) + 1)
+    return 2 - 2 * start
 
 
 def resample_tables(in_len, out_len, scale, roi, mode, coordinate_mode, nearest_mode, a, exclude_outside, antialias):
@@ -136,8 +149,7 @@ def resample_tables(in_len, out_len, scale, roi, mode, coordinate_mode, nearest_
     x, extrapolate = _source_coordinates(coordinate_mode, out_len, in_len, scale, roi)
     base = np.floor(x)
     ratios = np.where(x == base, 1.0, x - base)  # the left neighbour is preferred: ratio in (0, 1]
-    coeffs = np.stack([_coefficients(mode, r, scale, nearest_mode, a, antialias) for r in ratios]) if out_len else \
-        np.zeros((0, 2))
+    coeffs = _coefficients(mode, ratios, scale, nearest_mode, a, antialias)
     taps = coeffs.shape[1]
     pad = int(np.ceil(taps / 2))
     xp = x + pad

@@ -16,6 +16,8 @@ from .attributes import axes_of, fail, int_attr, int_const, ints_attr
 from .conv import drop_1d, lift_1d
 from .padding import auto_pad_of, explicit_pads, take_pad
 
+MAX_EXPLICIT_WINDOW = 1 << 24  # cells of the ones-weight an average pool convcore's pool cannot express becomes
+
 
 def convert_pool(ctx, node, a):
     kind = {"MaxPool": "max", "AveragePool": "avg", "LpPool": "lp"}[node.op_type]
@@ -85,6 +87,10 @@ def _pool(ctx, node, kind, x, kernel, stride, dilation, pads, ceil_mode, include
     spans = [window.extent(k, d) for k, d in zip(kernel, dilation)]
     counts = [window.window_count(n, pads[2 * i], pads[2 * i + 1], spans[i], stride[i], ceil_mode)
               for i, n in enumerate(in_hw)]
+    if min(counts) < 1 or ctx.shape(x)[1] * kernel[0] * kernel[1] > MAX_EXPLICIT_WINDOW or any(
+            c * k > MAX_EXPLICIT_WINDOW for c, k in zip(counts, kernel)):
+        raise fail(node, f"expected a window within the padded input and of at most {MAX_EXPLICIT_WINDOW} cells per "
+                         f"channel group (got kernel {list(kernel)}, pads {list(pads)} on an input of {list(in_hw)})")
     # end padding that also covers a ceil_mode window running past the padded input
     ends = [max(pads[2 * i + 1], (counts[i] - 1) * stride[i] + spans[i] - in_hw[i] - pads[2 * i]) for i in range(2)]
     full = (pads[0], ends[0], pads[2], ends[1])
@@ -124,8 +130,15 @@ def _refit_end_pads(in_hw, pads, kernel, stride, dilation, ceil_mode, limits):
     for ceil in (False, True):
         found = []
         for n, b, span, s, limit, target in zip(in_hw, begins, spans, stride, limits, targets):
-            ok = [e for e in range(limit + 1) if window.window_count(n, b, e, span, s, ceil) == target]
-            found.append(ok[0] if ok else None)
+            # the window count grows with the end pad: the smallest end pad reaching the target, if it hits it
+            low, high = 0, limit
+            while low < high:
+                mid = (low + high) // 2
+                if window.window_count(n, b, mid, span, s, ceil) < target:
+                    low = mid + 1
+                else:
+                    high = mid
+            found.append(low if window.window_count(n, b, low, span, s, ceil) == target else None)
         if None not in found:
             return (begins[0], found[0], begins[1], found[1]), ceil
     return None
