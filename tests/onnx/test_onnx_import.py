@@ -211,9 +211,12 @@ def test_unsupported_ops_listed_in_one_error():
 
 
 @pytest.mark.parametrize("nodes, inits, inputs, match", [
-    ([helper.make_node("Conv", ["x", "w"], ["y"])], [_init("w", _w(2, 3, 1, 1, 1))], [("x", [1, 3, 4, 4, 4])],
-     "3-D"),
-    ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2, 2])], [], [("x", [1, 3, 4, 4, 4])], "3-D"),
+    ([helper.make_node("Conv", ["x", "w"], ["y"])], [_init("w", _w(2, 3, 1, 1, 1, 1))],
+     [("x", [1, 3, 4, 4, 4, 4])], "4-D kernel"),
+    ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2, 2, 2])], [], [("x", [1, 3, 4, 4, 4, 4])],
+     "3-D pooling"),
+    ([helper.make_node("ConvTranspose", ["x", "w"], ["y"])], [_init("w", _w(3, 2, 1, 1, 1))], [("x", [1, 3, 4, 4, 4])],
+     "3-D kernel"),
     ([helper.make_node("Pad", ["x", "p"], ["y"], mode="mirror")], [_init("p", np.zeros(8, np.int64))], [X], "mode"),
     ([helper.make_node("Reshape", ["x", "s"], ["y"])], [_init("s", np.array([0, 8, 29], np.int64))], [X],
      "can take"),

@@ -1,5 +1,7 @@
 """ONNX Conv -> conv2d (a zero Pad before it folds into its padding), ConvTranspose -> conv_transpose2d. 1-D
-convolutions run as 2-D ones over a height of 1 (a reshape on each side); weights may be constants or computed."""
+convolutions run as 2-D ones over a height of 1 (a reshape on each side); a 3-D convolution as one 2-D convolution
+over its depth taps stacked on the channels (the depth positions in the batch); weights may be constants or
+computed."""
 
 from ...ops import window
 from .attributes import fail, input_name, int_attr, ints_attr
@@ -19,13 +21,13 @@ def drop_1d(ctx, node, value):
                                           node.output[0])
 
 
-def spatial_rank(ctx, node, x_name, w_shape, kind):
-    """The number of spatial axes of a window op (1 or 2), checked against the input's rank."""
+def spatial_rank(ctx, node, x_name, w_shape, kind, ranks=(1, 2, 3)):
+    """The number of spatial axes of a window op (one of `ranks`), checked against the input's rank."""
     rank = len(w_shape) - 2
     x_shape = ctx.static_shape(x_name)
-    if rank not in (1, 2):
-        raise fail(node, f"expected a 1-D or 2-D {kind} (got a {rank}-D kernel: weight of shape {w_shape}); 3-D "
-                         f"(volumetric) windows are not supported")
+    if rank not in ranks:
+        raise fail(node, f"expected a {'-D, '.join(map(str, ranks))}-D {kind} (got a {rank}-D kernel: weight of shape "
+                         f"{w_shape})")
     if x_shape is None or len(x_shape) != rank + 2:
         raise fail(node, f"expected a {rank + 2}D input for a {rank}-D {kind} (got shape {x_shape})")
     return rank
@@ -63,6 +65,8 @@ def convert_conv(ctx, node, a):
     strides, dilations = window_attrs(node, a, rank, kernel)
     group = int_attr(node, a, "group", 1, 1)
     bias = ctx.tensor(node.input[2], node) if input_name(node, 2) else ""
+    if rank == 3:
+        return _conv3d(ctx, node, a, ctx.tensor(x_name, node), w_name, kernel, strides, dilations, group, bias)
     weight = _weight(ctx, node, w_name, rank)
     if rank == 1:
         x = ctx.tensor(x_name, node)
@@ -81,12 +85,64 @@ def convert_conv(ctx, node, a):
                {"stride": tuple(strides), "padding": pads, "dilation": tuple(dilations), "groups": group})
 
 
+def stack_depth_taps(ctx, node, x, taps, start_step, out_depth, stride):
+    """(N, C, D, H, W) -> (N * D_out, C * taps, H, W): channel c * taps + t of row (n, d) is input depth
+    d * stride + t * step (+ start), the depth taps of a 3-D window side by side on the channels."""
+    n, c, depth, h, w = ctx.shape(x)
+    start, step = start_step
+    parts = []
+    for t in range(taps):
+        first = start + t * step
+        part = ctx.emit("slice", f"{node.name}.tap{t}", [x], {"starts": [first], "ends": [first + (out_depth - 1) *
+                                                                                      stride + 1],
+                                                               "axes": [2], "steps": [stride]})
+        parts.append(ctx.emit("reshape", f"{node.name}.tap{t}_axis", [part], {"shape": (-1, c, 1, out_depth, h, w)}))
+    stacked = parts[0] if taps == 1 else ctx.emit("concat", f"{node.name}.taps", parts, {"axis": 2})
+    rows = ctx.emit("transpose", f"{node.name}.depth_rows", [stacked], {"perm": (0, 3, 1, 2, 4, 5)})
+    return ctx.emit("reshape", f"{node.name}.rows", [rows], {"shape": (-1, c * taps, h, w)})
+
+
+def unstack_depth(ctx, node, y, out_depth, output=None):
+    """(N * D_out, K, H, W) -> (N, K, D_out, H, W)."""
+    _, k, h, w = ctx.shape(y)
+    planes = ctx.emit("reshape", f"{node.name}.planes", [y], {"shape": (-1, out_depth, k, h, w)})
+    return ctx.emit("transpose", f"{node.name}.volume", [planes], {"perm": (0, 2, 1, 3, 4)}, output)
+
+
+def _conv3d(ctx, node, a, x, w_name, kernel, strides, dilations, group, bias):
+    """A 3-D convolution as one 2-D convolution (see `stack_depth_taps`): the same products, summed in another
+    order."""
+    shape = ctx.shape(x)
+    pads = explicit_pads(node, a, shape[2:], kernel, strides, dilations)
+    (bd, ed), (bh, eh), (bw, ew) = pads
+    if bd or ed:
+        x = ctx.emit("pad", f"{node.name}.depth_pad", [x], {"pads": (0, 0, 0, 0, bd, ed, 0, 0, 0, 0)})
+    depth = ctx.shape(x)[2]
+    out_depth = window.window_count(depth, 0, 0, window.extent(kernel[0], dilations[0]), strides[0])
+    if out_depth < 1:
+        raise fail(node, f"expected a kernel depth within the padded input depth {depth} (got {kernel[0]})")
+    rows = stack_depth_taps(ctx, node, x, kernel[0], (0, dilations[0]), out_depth, strides[0])
+    array = ctx.const(w_name)
+    k, cg = ctx.static_shape(w_name)[:2]
+    if array is not None:
+        if array.dtype.kind != "f":
+            raise fail(node, f"expected a float weight (got {array.dtype})")
+        weight = ctx.constant(array.reshape(k, cg * kernel[0], *kernel[1:]), f"{w_name}.2d")
+    else:
+        weight = ctx.emit("reshape", f"{node.name}.weight_2d", [ctx.tensor(w_name, node)],
+                          {"shape": (k, cg * kernel[0], *kernel[1:])})
+    attrs = {"stride": tuple(strides[1:]), "padding": (bh, eh, bw, ew), "dilation": tuple(dilations[1:]),
+             "groups": group}
+    y = ctx.emit("conv2d", node.name, [rows, weight] + ([bias] if bias else []), attrs)
+    ctx.values[node.output[0]] = unstack_depth(ctx, node, y, out_depth, node.output[0])
+
+
 def convert_conv_transpose(ctx, node, a):
     x_name, w_name = node.input[0], input_name(node, 1)
     if w_name is None:
         raise fail(node, "expected a weight input (got none)")
     w_shape = ctx.static_shape(w_name)
-    rank = spatial_rank(ctx, node, x_name, w_shape, "transposed convolution")
+    rank = spatial_rank(ctx, node, x_name, w_shape, "transposed convolution", (1, 2))
     kernel = tuple(w_shape[2:])
     strides, dilations = window_attrs(node, a, rank, kernel)
     group = int_attr(node, a, "group", 1, 1)

@@ -26,9 +26,8 @@ def convert_pool(ctx, node, a):
     kernel = ints_attr(node, a, "kernel_shape", [], None, 1)
     rank = len(kernel)
     x_shape = ctx.static_shape(node.input[0])
-    if rank not in (1, 2):
-        raise fail(node, f"expected 1-D or 2-D pooling (got kernel_shape {kernel}); 3-D (volumetric) windows are not "
-                         f"supported")
+    if rank not in (1, 2, 3):
+        raise fail(node, f"expected 1-D, 2-D or 3-D pooling (got kernel_shape {kernel})")
     if x_shape is None or len(x_shape) != rank + 2:
         raise fail(node, f"expected a {rank + 2}D input for {rank}-D pooling (got shape {x_shape})")
     strides = ints_attr(node, a, "strides", [1] * rank, rank, 1)
@@ -38,6 +37,8 @@ def convert_pool(ctx, node, a):
     p = int_attr(node, a, "p", 2, 1) if kind == "lp" else None
     if ceil_mode and auto_pad_of(node, a) != "NOTSET":
         raise fail(node, "expected ceil_mode 0 with auto_pad (ONNX leaves that combination undefined)")
+    if rank == 3:
+        return _pool3d(ctx, node, a, kind, kernel, strides, dilations, ceil_mode, include, p)
     folded = None
     if rank == 2:  # a Pad before the pool folds when padding cells cannot change the result
         if kind == "max":
@@ -64,12 +65,33 @@ def convert_pool(ctx, node, a):
     ctx.alias(node, y)
 
 
-def _pool(ctx, node, kind, x, kernel, stride, dilation, pads, ceil_mode, include, p, out_name):
-    """The pool's output value, named `out_name` (None: a fresh name)."""
+def _pool3d(ctx, node, a, kind, kernel, strides, dilations, ceil_mode, include, p):
+    """A 3-D pool as two 2-D ones: over H and W with the depth in the batch, then over the depth with H and W merged.
+    Max, average (the window counts are products of the axes' counts) and Lp pooling all separate exactly."""
+    x = ctx.tensor(node.input[0], node)
+    n, c, depth, h, w = ctx.shape(x)
+    (bd, ed), (bh, eh), (bw, ew) = explicit_pads(node, a, (depth, h, w), kernel, strides, dilations)
+    planes = ctx.emit("transpose", f"{node.name}.depth_first", [x], {"perm": (0, 2, 1, 3, 4)})
+    planes = ctx.emit("reshape", f"{node.name}.planes", [planes], {"shape": (-1, c, h, w)})
+    y = _pool(ctx, node, kind, planes, tuple(kernel[1:]), tuple(strides[1:]), tuple(dilations[1:]), (bh, eh, bw, ew),
+              ceil_mode, include, p, None, f"{node.name}.hw")
+    oh, ow = ctx.shape(y)[2:]
+    y = ctx.emit("reshape", f"{node.name}.volume", [y], {"shape": (-1, depth, c, oh, ow)})
+    y = ctx.emit("transpose", f"{node.name}.channels_first", [y], {"perm": (0, 2, 1, 3, 4)})
+    y = ctx.emit("reshape", f"{node.name}.columns", [y], {"shape": (-1, c, depth, oh * ow)})
+    y = _pool(ctx, node, kind, y, (kernel[0], 1), (strides[0], 1), (dilations[0], 1), (bd, ed, 0, 0), ceil_mode,
+              include, p, None, f"{node.name}.d")
+    ctx.define(node, "reshape", [y], {"shape": (-1, c, ctx.shape(y)[2], oh, ow)})
+
+
+def _pool(ctx, node, kind, x, kernel, stride, dilation, pads, ceil_mode, include, p, out_name, name=None):
+    """The pool's output value, named `out_name` (None: a fresh name); its nodes are named `name` (default the
+    ONNX node's)."""
+    node_name = name or node.name
     if kind == "lp":
         attrs = {"kernel_size": kernel, "stride": stride, "padding": pads, "dilation": dilation,
                  "ceil_mode": ceil_mode, "p": p}
-        return ctx.emit("lp_pool2d", node.name, [x], attrs, out_name)
+        return ctx.emit("lp_pool2d", node_name, [x], attrs, out_name)
     limits = window.pool_pad_limits(kernel, dilation, kind == "max")
     fits = all(q <= limits[i // 2] for i, q in enumerate(pads)) and (kind == "max" or dilation == (1, 1))
     if not fits and not (kind == "avg" and include):
@@ -80,9 +102,9 @@ def _pool(ctx, node, kind, x, kernel, stride, dilation, pads, ceil_mode, include
         attrs = {"kernel_size": kernel, "stride": stride, "padding": pads, "ceil_mode": ceil_mode}
         if kind == "max":
             attrs["dilation"] = dilation
-            return ctx.emit("max_pool2d", node.name, [x], attrs, out_name)
+            return ctx.emit("max_pool2d", node_name, [x], attrs, out_name)
         attrs["count_include_pad"] = include
-        return ctx.emit("avg_pool2d", node.name, [x], attrs, out_name)
+        return ctx.emit("avg_pool2d", node_name, [x], attrs, out_name)
     in_hw = ctx.shape(x)[2:]
     spans = [window.extent(k, d) for k, d in zip(kernel, dilation)]
     counts = [window.window_count(n, pads[2 * i], pads[2 * i + 1], spans[i], stride[i], ceil_mode)
@@ -95,13 +117,13 @@ def _pool(ctx, node, kind, x, kernel, stride, dilation, pads, ceil_mode, include
     ends = [max(pads[2 * i + 1], (counts[i] - 1) * stride[i] + spans[i] - in_hw[i] - pads[2 * i]) for i in range(2)]
     full = (pads[0], ends[0], pads[2], ends[1])
     if kind == "max":  # pad with -inf explicitly, then pool without padding
-        padded = ctx.emit("pad", f"{node.name}.pad", [x], {"pads": (0, 0, 0, 0, *full), "value": -math.inf})
+        padded = ctx.emit("pad", f"{node_name}.pad", [x], {"pads": (0, 0, 0, 0, *full), "value": -math.inf})
         attrs = {"kernel_size": kernel, "stride": stride, "padding": 0, "dilation": dilation, "ceil_mode": False}
-        return ctx.emit("max_pool2d", node.name, [padded], attrs, out_name)
+        return ctx.emit("max_pool2d", node_name, [padded], attrs, out_name)
     # average: a window sum (depthwise convolution with ones) divided by how many cells each window counts
     channels = ctx.shape(x)[1]
-    ones = ctx.constant(np.ones((channels, 1, *kernel), np.float32), f"{node.name}.ones")
-    total = ctx.emit("depthwise_conv2d", f"{node.name}.sum", [x, ones],
+    ones = ctx.constant(np.ones((channels, 1, *kernel), np.float32), f"{node_name}.ones")
+    total = ctx.emit("depthwise_conv2d", f"{node_name}.sum", [x, ones],
                      {"stride": stride, "padding": full, "dilation": dilation})
     axis_counts = []
     for i, n in enumerate(in_hw):  # separable: a 2-D window counts the product of its axes' counts
@@ -110,7 +132,7 @@ def _pool(ctx, node, kind, x, kernel, stride, dilation, pads, ceil_mode, include
         low, high = (-pads[2 * i], n + pads[2 * i + 1]) if include else (0, n)
         axis_counts.append(((cells >= low) & (cells < high)).sum(axis=1).astype(np.float64))
     count = np.outer(*axis_counts).reshape(1, 1, *counts)
-    return ctx.emit("div", node.name, [total, ctx.constant(np.maximum(count, 1), f"{node.name}.count")], {},
+    return ctx.emit("div", node_name, [total, ctx.constant(np.maximum(count, 1), f"{node_name}.count")], {},
                     out_name)
 
 
