@@ -57,6 +57,7 @@ FORMS = {
     "matmul": {}, "sub": {}, "div": {}, "pow": {}, "maximum": {}, "minimum": {},
     "exp": {}, "log": {}, "sqrt": {}, "neg": {}, "abs": {}, "reciprocal": {}, "erf": {},
     "clip": {"min": FLOAT, "max": FLOAT},
+    "less": {}, "less_equal": {}, "greater": {}, "greater_equal": {}, "equal": {}, "where": {},
     **{f"reduce_{k}": REDUCE for k in ("sum", "mean", "max", "min", "prod", "l1", "l2", "sum_square", "log_sum",
                                        "log_sum_exp")},
     "reshape": {"shape": INTS}, "identity": {}, "transpose": {"perm": INTS},
@@ -93,7 +94,9 @@ CASES = [
      ("mul", [(2, 8, 4, 4), ()], {})] \
   + [(name, [(2, 3, 4, 4)], {}) for name in ("softplus", "softsign", "mish", "exp", "log", "sqrt", "neg", "abs",
                                              "reciprocal", "erf")] \
-  + [(name, [(2, 8, 4, 4), (8, 1, 1)], {}) for name in ("sub", "div", "pow", "maximum", "minimum")] \
+  + [(name, [(2, 8, 4, 4), (8, 1, 1)], {}) for name in ("sub", "div", "pow", "maximum", "minimum", "less",
+                                                       "less_equal", "greater", "greater_equal", "equal")] \
+  + [("where", [(8, 1, 1), (2, 8, 4, 4), ()], {})] \
   + [(f"reduce_{k}", [(2, 3, 4, 5)], dict(axes=[-1, np.int64(1)], keepdims=0))
      for k in ("sum", "mean", "max", "min", "prod", "l1", "l2", "sum_square", "log_sum", "log_sum_exp")] + [
     ("conv_transpose2d", [(1, 4, 5, 6), (4, 3, 3, 3), (6,)], dict(stride=2, padding=(1, -1), output_padding=1,

@@ -79,10 +79,12 @@ UnaryOp unary_op(const std::string& name) {
   throw std::invalid_argument("op: unknown activation '" + name + "'");
 }
 
-BinaryOp binary_op(const std::string& name) {
-  static const std::pair<const char*, BinaryOp> ops[] = {
-      {"add", BinaryOp::add}, {"mul", BinaryOp::mul}, {"sub", BinaryOp::sub}, {"div", BinaryOp::div},
-      {"max", BinaryOp::max}, {"min", BinaryOp::min}, {"pow", BinaryOp::pow}, {"prelu", BinaryOp::prelu}};
+EltwiseOp binary_op(const std::string& name) {
+  static const std::pair<const char*, EltwiseOp> ops[] = {
+      {"add", EltwiseOp::add}, {"mul", EltwiseOp::mul}, {"sub", EltwiseOp::sub}, {"div", EltwiseOp::div},
+      {"max", EltwiseOp::max}, {"min", EltwiseOp::min}, {"pow", EltwiseOp::pow}, {"prelu", EltwiseOp::prelu},
+      {"less", EltwiseOp::less}, {"less_equal", EltwiseOp::less_equal}, {"greater", EltwiseOp::greater},
+      {"greater_equal", EltwiseOp::greater_equal}, {"equal", EltwiseOp::equal}};
   for (const auto& [n, op] : ops)
     if (name == n) return op;
   throw std::invalid_argument("op: unknown binary op '" + name + "'");
@@ -219,11 +221,32 @@ void binary_py(const py::array_t<float>& a, const py::array_t<float>& b, CArray&
     as[d] = a.strides(d) / static_cast<index_t>(sizeof(float));
     bs[d] = b.strides(d) / static_cast<index_t>(sizeof(float));
   }
-  const BinaryOp bop = binary_op(op);
+  const EltwiseOp bop = binary_op(op);
   float* y = out_ptr(out);
   if (out.size() == 0) return;
   py::gil_scoped_release release;
   binary(bop, shape, a.data(), as, b.data(), bs, y);
+}
+
+// c, a, b: float32 views already broadcast to out's shape (numpy's broadcast_to: stride 0 on broadcast axes).
+void where_py(const py::array_t<float>& c, const py::array_t<float>& a, const py::array_t<float>& b, CArray& out) {
+  const int nd = static_cast<int>(out.ndim());
+  std::vector<index_t> shape(nd), cs(nd), as(nd), bs(nd);
+  for (const py::array_t<float>* v : {&c, &a, &b}) require(v->ndim() == nd, "c, a, b: expected arrays broadcast to out");
+  for (int d = 0; d < nd; ++d) {
+    shape[d] = dim(out, d);
+    index_t* strides[] = {&cs[d], &as[d], &bs[d]};
+    const py::array_t<float>* arrays[] = {&c, &a, &b};
+    for (int k = 0; k < 3; ++k) {
+      require(dim(*arrays[k], d) == shape[d] && arrays[k]->strides(d) % static_cast<py::ssize_t>(sizeof(float)) == 0,
+              "c, a, b: expected arrays broadcast to out");
+      *strides[k] = arrays[k]->strides(d) / static_cast<index_t>(sizeof(float));
+    }
+  }
+  float* y = out_ptr(out);
+  if (out.size() == 0) return;
+  py::gil_scoped_release release;
+  where(shape, c.data(), cs, a.data(), as, b.data(), bs, y);
 }
 
 void concat_py(const std::vector<CArray>& xs, CArray& out, int axis) {
@@ -429,6 +452,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("linear", &linear_py, py::arg("x").noconvert(), py::arg("weight").noconvert(), py::arg("bias").noconvert(),
         py::arg("out").noconvert());
   m.def("binary", &binary_py, py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("out").noconvert(), py::arg("op"));
+  m.def("where", &where_py, py::arg("c").noconvert(), py::arg("a").noconvert(), py::arg("b").noconvert(),
+        py::arg("out").noconvert());
   m.def("concat", &concat_py, py::arg("xs"), py::arg("out").noconvert(), py::arg("axis"));
   m.def("index_copy", &index_copy_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("offsets"),
         py::arg("fill") = 0.0f);

@@ -14,9 +14,8 @@ struct Clamp {
   float hi;
 };
 
-// Elementwise binary ops (numpy semantics; max / min propagate NaN). prelu: a < 0 ? a * b : a. Append only: the
-// compiled plans pass these numbers through their bindings.
-enum class BinaryOp : int { add = 0, mul, sub, div, max, min, pow, prelu };
+// Elementwise binary ops (numpy semantics; max / min propagate NaN).
+enum class BinaryOp : int { add = 0, mul, sub, div, max, min };
 
 // Thrown for bad arguments that reach C++ (Python validates first; this is the second line of defence).
 inline void require(bool ok, const std::string& what) {

@@ -50,8 +50,6 @@ EXCLUDE = {
     r"^test_constantofshape_int": "a tensor type convcore does not compute (int32 outputs)",
     r"^test_identity_(opt|sequence)": "sequence and optional values: convcore computes tensors",
     r"^test_reduce_log_sum_exp_empty_set_expanded": "a tensor type convcore does not compute (a float64 intermediate)",
-    r"^test_(clip|elu|selu|leakyrelu|prelu)\w*_expanded": "bool tensors (the function expansion selects with Less "
-                                                           "and Where)",
     r"^test_range_float_type_positive_delta_expanded": "control flow (the function expansion is a Loop)",
     # training
     r"^test_batchnorm_\w+_training_mode": "training only (batch statistics, running-statistics outputs)",

@@ -106,3 +106,25 @@ def test_prelu(isa, threads, x_shape, slope_shape):
 def test_prelu_refuses_a_slope_that_widens_x():
     with pytest.raises(ValueError, match="slope"):
         F.prelu(np.ones((2, 3), np.float32), np.ones((4, 2, 3), np.float32))
+
+
+@pytest.mark.parametrize("name, fn", [("less", np.less), ("less_equal", np.less_equal), ("greater", np.greater),
+                                      ("greater_equal", np.greater_equal), ("equal", np.equal)])
+@pytest.mark.parametrize("shapes", BROADCASTS[:7], ids=str)
+def test_comparisons_give_float_masks(isa, threads, name, fn, shapes):
+    rng = np.random.default_rng(8)
+    a, b = rng.integers(-2, 3, shapes[0]).astype(np.float32), rng.integers(-2, 3, shapes[1]).astype(np.float32)
+    got = getattr(F, name)(a, b)
+    check(got, fn(a, b).astype(np.float64), bound=0)
+    assert F.less(np.float32([np.nan]), np.float32([1]))[0] == 0 and F.equal(np.float32([np.nan]), np.float32([np.nan]))[0] == 0
+
+
+@pytest.mark.parametrize("shapes", [((2, 3), (2, 3), (2, 3)), ((3, 1), (1, 4), ()), ((5,), (2, 5), (5,)),
+                                    ((0, 2), (2,), (1, 2))], ids=str)
+def test_where(isa, threads, shapes):
+    rng = np.random.default_rng(9)
+    c = (rng.random(shapes[0]) > 0.5).astype(np.float32)
+    a, b = rand(rng, *shapes[1]), rand(rng, *shapes[2])
+    check(F.where(c, a, b), np.where(c != 0, a, b).astype(np.float64), bound=0)
+    inf = np.float32([np.inf, -np.inf, np.nan])
+    np.testing.assert_array_equal(F.where(np.float32([1, 0, 1]), inf, np.zeros(3, np.float32)), [np.inf, 0, np.nan])

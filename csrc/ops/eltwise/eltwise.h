@@ -1,4 +1,4 @@
-// Broadcasting binary ops (add, mul, sub, div, max, min, pow, prelu) and concatenation.
+// Broadcasting binary ops (add, mul, sub, div, max, min, pow, prelu, comparisons), where, and concatenation.
 #pragma once
 #include <vector>
 
@@ -6,10 +6,18 @@
 
 namespace convcore {
 
+// The broadcasting binary ops of this kernel family (numpy semantics; max / min propagate NaN). prelu: a < 0 ? a * b
+// : a. The comparisons give float masks, 1.0 where true and 0.0 where false (NaN compares false).
+enum class EltwiseOp { add, mul, sub, div, max, min, pow, prelu, less, less_equal, greater, greater_equal, equal };
+
 // out[i] = a[i] op b[i] over `shape` (row-major, contiguous out); a and b are read through element strides, where a
 // stride of 0 broadcasts that dimension (numpy's broadcast_to gives exactly these).
-void binary(BinaryOp op, const std::vector<index_t>& shape, const float* a, const std::vector<index_t>& a_strides,
+void binary(EltwiseOp op, const std::vector<index_t>& shape, const float* a, const std::vector<index_t>& a_strides,
             const float* b, const std::vector<index_t>& b_strides, float* out);
+
+// out[i] = c[i] != 0 ? a[i] : b[i] (ONNX Where on a float mask), the three read through element strides as `binary`.
+void where(const std::vector<index_t>& shape, const float* c, const std::vector<index_t>& c_strides, const float* a,
+           const std::vector<index_t>& a_strides, const float* b, const std::vector<index_t>& b_strides, float* out);
 
 // Concatenation along an axis of tensors viewed as (outer, len_i * inner): copies row chunks.
 void concat(index_t outer, const std::vector<const float*>& xs, const std::vector<index_t>& chunk, float* out);

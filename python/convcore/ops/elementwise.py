@@ -1,5 +1,5 @@
 """Elementwise math: sub, div, pow, maximum, minimum with numpy broadcasting; exp, log, sqrt, neg, abs, reciprocal,
-erf and clip (kernels: csrc/ops/eltwise, csrc/ops/activation)."""
+erf and clip; comparisons (float masks) and where (kernels: csrc/ops/eltwise, csrc/ops/activation)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import math
 
 import numpy as np
 
+from .. import _core
 from .. import _validate as V
 from .activation import unary
 from .registry import OnnxOp, declare
 from .tensor import _binary_kernel, _broadcast_rule
 
 __all__ = ["sub", "div", "pow", "maximum", "minimum", "exp", "log", "sqrt", "neg", "abs", "reciprocal", "erf",
-           "clip"]
+           "clip", "less", "less_equal", "greater", "greater_equal", "equal", "where"]
 
 
 def _binary(onnx, kernel_name):
@@ -109,3 +110,69 @@ def clip(x, min=None, max=None):  # noqa: A002
 
     Normalised: ``min`` / ``max`` are floats, -inf / inf for no bound.
     """
+
+
+# --- comparisons and where: bool tensors as float32 masks (1.0 true, 0.0 false) ------------------------------------
+
+ONNX_FLOAT, ONNX_BOOL = 1, 9  # TensorProto element types (the registry does not import onnx)
+
+def _comparison_to_onnx(op_type):
+    def lower(em, node):  # ONNX compares into bool: cast back to convcore's float mask
+        out, n = node.outputs[0], node.name
+        mask = em.node(op_type, list(node.inputs), em.fresh(f"{out}.bool"), f"{n}.compare")
+        return em.node("Cast", [mask], out, n, to=ONNX_FLOAT)
+
+    return lower
+
+
+@_binary(_comparison_to_onnx("Less"), "less")
+def less(a, b):
+    """``a < b`` elementwise with numpy broadcasting, as a float32 mask (1.0 where true, 0.0 elsewhere; NaN compares
+    false)."""
+
+
+@_binary(_comparison_to_onnx("LessOrEqual"), "less_equal")
+def less_equal(a, b):
+    """``a <= b`` elementwise with numpy broadcasting, as a float32 mask."""
+
+
+@_binary(_comparison_to_onnx("Greater"), "greater")
+def greater(a, b):
+    """``a > b`` elementwise with numpy broadcasting, as a float32 mask."""
+
+
+@_binary(_comparison_to_onnx("GreaterOrEqual"), "greater_equal")
+def greater_equal(a, b):
+    """``a >= b`` elementwise with numpy broadcasting, as a float32 mask."""
+
+
+@_binary(_comparison_to_onnx("Equal"), "equal")
+def equal(a, b):
+    """``a == b`` elementwise with numpy broadcasting, as a float32 mask."""
+
+
+def _where_rule(shapes, attrs):
+    try:
+        return {}, tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ValueError(f"condition, a, b: expected broadcastable shapes (got {shapes[0]}, {shapes[1]} and "
+                         f"{shapes[2]})") from None
+
+
+def _where_kernel(condition, a, b, *, out):
+    _core.where(*(np.broadcast_to(v, out.shape) for v in (condition, a, b)), out)
+    return out
+
+
+def _where_to_onnx(em, node):
+    condition, a, b = node.inputs
+    n = node.name
+    mask = em.node("Cast", [condition], em.fresh(f"{node.outputs[0]}.condition"), f"{n}.condition",
+                   to=ONNX_BOOL)
+    return em.node("Where", [mask, a, b], node.outputs[0], n)
+
+
+@declare(("condition", "a", "b"), _where_rule, _where_kernel, onnx=_where_to_onnx, allow_empty=True)
+def where(condition, a, b):
+    """``a`` where ``condition`` is non-zero, else ``b`` (numpy broadcasting over the three; a comparison's mask is
+    a condition)."""

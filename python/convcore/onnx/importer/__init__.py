@@ -108,6 +108,9 @@ def onnx_to_graph(proto, folder=None, input_shape=None, constants=None):
             raise ValueError(f"graph output '{out.name}': expected a float tensor (got a constant of "
                              f"{ctx.consts[out.name].dtype}: convcore computes float32 only)")
         value = ctx.tensor(out.name, SimpleNamespace(name=f"output {out.name}", op_type="output"))
+        if value in ctx.masks:
+            raise ValueError(f"graph output '{out.name}': expected a float tensor (got a bool one: convcore computes "
+                             f"float32 only)")
         if value in ctx.graph.inputs or value in ctx.graph.params or value in ctx.graph.outputs:
             # an output that no node computes (or one already listed): an identity names it
             value = ctx.emit("identity", f"{out.name}.identity", [value], {}, ctx.fresh(out.name))

@@ -189,3 +189,67 @@ def convert_gemm(ctx, node, a):
 
 CONVERTERS = {**{op: convert_binary for op in BINARY}, "Sum": convert_variadic, "Mean": convert_variadic,
               "Max": convert_variadic, "Min": convert_variadic, "MatMul": convert_matmul, "Gemm": convert_gemm}
+
+
+# --- comparisons, logic and Where: ONNX's bool tensors are float masks (1.0 / 0.0) in the graph ----------------------
+COMPARISONS = {"Less": "less", "LessOrEqual": "less_equal", "Greater": "greater", "GreaterOrEqual": "greater_equal",
+               "Equal": "equal"}
+
+
+def mask_operand(ctx, node, name):
+    """The graph value of a bool operand: a mask a comparison computed, or a bool constant (as a float param)."""
+    array = ctx.const(name)
+    if array is not None:
+        if array.dtype != np.bool_:
+            raise fail(node, f"expected a bool tensor for '{name}' (got {array.dtype})")
+        return ctx.param(array.astype(np.float32), f"{name}.mask")
+    value = ctx.tensor(name, node)
+    if value not in ctx.masks:
+        raise fail(node, f"expected a bool tensor for '{name}' (got a float one)")
+    return value
+
+
+def convert_comparison(ctx, node, a):
+    left, right = node.input[0], input_name(node, 1)
+    if right is None:
+        raise fail(node, "expected two inputs")
+    if left in ctx.masks or ctx.values.get(left) in ctx.masks or ctx.values.get(right) in ctx.masks:
+        if node.op_type != "Equal":
+            raise fail(node, "expected float operands (got a bool tensor)")
+        x, y = mask_operand(ctx, node, left), mask_operand(ctx, node, right)
+    else:
+        x, y = ctx.tensor(left, node), ctx.tensor(right, node)
+    ctx.define(node, COMPARISONS[node.op_type], [x, y], {})
+    ctx.masks.add(ctx.values[node.output[0]])
+
+
+def convert_logic(ctx, node, a):
+    """Not / And / Or / Xor on masks: 1 - x (as x == 0), x * y, max(x, y), |x - y| (exact on 0 / 1)."""
+    operands = [mask_operand(ctx, node, n) for n in node.input if n]
+    if len(operands) != (1 if node.op_type == "Not" else 2):
+        raise fail(node, f"expected {1 if node.op_type == 'Not' else 2} inputs")
+    if node.op_type == "Not":
+        ctx.define(node, "equal", [operands[0], ctx.constant(np.float32(0), f"{node.name}.zero")], {})
+    elif node.op_type == "And":
+        ctx.define(node, "mul", operands, {})
+    elif node.op_type == "Or":
+        ctx.define(node, "maximum", operands, {})
+    else:
+        difference = ctx.emit("sub", f"{node.name}.difference", operands, {})
+        ctx.define(node, "abs", [difference], {})
+    ctx.masks.add(ctx.values[node.output[0]])
+
+
+def convert_where(ctx, node, a):
+    names = [input_name(node, i) for i in range(3)]
+    if None in names:
+        raise fail(node, "expected the inputs condition, X and Y")
+    condition = mask_operand(ctx, node, names[0])
+    x, y = ctx.tensor(names[1], node), ctx.tensor(names[2], node)
+    ctx.define(node, "where", [condition, x, y], {})
+    if x in ctx.masks and y in ctx.masks:
+        ctx.masks.add(ctx.values[node.output[0]])
+
+
+CONVERTERS.update({**{op: convert_comparison for op in COMPARISONS}, "Not": convert_logic, "And": convert_logic,
+                   "Or": convert_logic, "Xor": convert_logic, "Where": convert_where})

@@ -33,6 +33,7 @@ class ImportContext:
         self.taken = set()
         self.uses = {}
         self.folded_elements = 0  # elements of the constants folding has computed (bounded: see folding)
+        self.masks = set()  # graph values holding an ONNX bool tensor as a float mask (1.0 / 0.0)
         for node in proto_graph.node:
             for name in node.input:
                 self.uses[name] = self.uses.get(name, 0) + 1

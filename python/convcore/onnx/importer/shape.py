@@ -230,7 +230,8 @@ def _training(ctx, node):
 
 
 def convert_cast(ctx, node, a):
-    """A Cast / CastLike of a computed (float32) value: the identity to float32, refused to anything else."""
+    """A Cast / CastLike of a computed value: float32 to float32 or a bool mask to float32 is the identity, a float32
+    value to bool a mask (x != 0); anything else is refused."""
     if node.op_type == "Cast":
         to = int_attr(node, a, "to", None)
     else:
@@ -240,10 +241,18 @@ def convert_cast(ctx, node, a):
         constant = ctx.const(like)  # a computed `like` is float32, as every computed value
         to = TensorProto.FLOAT if constant is None or constant.dtype == np.float32 else \
             {np.dtype(np.float64): TensorProto.DOUBLE, np.dtype(np.float16): TensorProto.FLOAT16}.get(constant.dtype, -1)
+    x = ctx.tensor(node.input[0], node)
+    if to == TensorProto.BOOL and x in ctx.masks:
+        return ctx.alias(node, x)
+    if to == TensorProto.BOOL:  # x != 0, as 1 - (x == 0)
+        zero = ctx.emit("equal", f"{node.name}.zero", [x, ctx.constant(np.float32(0), f"{node.name}.zero")], {})
+        ctx.define(node, "sub", [ctx.constant(np.float32(1), f"{node.name}.one"), zero], {})
+        return ctx.masks.add(ctx.values[node.output[0]])
     if to != TensorProto.FLOAT:
         name = TensorProto.DataType.Name(to) if to in TensorProto.DataType.values() else str(to)
-        raise fail(node, f"expected a cast of a computed value to FLOAT (got {name}: convcore computes float32 only)")
-    ctx.values[node.output[0]] = ctx.tensor(node.input[0], node)
+        raise fail(node, f"expected a cast of a computed value to FLOAT or BOOL (got {name}: convcore computes float32 "
+                         f"only)")
+    ctx.alias(node, x)
 
 
 CONVERTERS = {"Flatten": convert_flatten, "Reshape": convert_reshape, "Squeeze": convert_squeeze,
