@@ -9,7 +9,7 @@ OPS = [
     # convolutions and pooling
     "conv", "basic_conv", "convtranspose", "averagepool", "maxpool", "lppool", "globalaveragepool", "globalmaxpool",
     # normalization
-    "batchnorm", "instancenorm", "lrn",
+    "batchnorm", "instancenorm", "layer_normalization", "group_normalization", "lrn",
     # padding, dense
     "constant_pad", "edge_pad", "reflect_pad", "wrap_pad", "gemm", "matmul",
     # activations
@@ -19,6 +19,7 @@ OPS = [
     "add", "sub", "mul", "div", "pow", "sqrt", "exp", "log", "neg", "abs", "reciprocal", "min", "max", "sum", "mean",
     # shape and data movement
     "reshape", "flatten", "transpose", "squeeze", "unsqueeze", "concat", "split", "slice", "gather", "expand", "tile",
+    "depthtospace", "spacetodepth",
     # reductions, softmax
     "reduce_mean", "reduce_max", "reduce_min", "reduce_sum", "reduce_sum_square", "reduce_l1", "reduce_l2",
     "reduce_log_sum", "reduce_log_sum_exp", "reduce_prod", "softmax", "logsoftmax",

@@ -1,10 +1,11 @@
 """ONNX BatchNormalization (inference; statistics constant or computed; opset 7's per-activation `spatial=0` as
-elementwise ops), InstanceNormalization and LRN (an even size runs torch's window on the channels reversed: ONNX
-centres an even window one channel later)."""
+elementwise ops), InstanceNormalization, LayerNormalization and GroupNormalization (an instance norm over the
+normalised groups reshaped into planes, then the affine part) and LRN (an even size runs torch's window on the
+channels reversed: ONNX centres an even window one channel later)."""
 
 import numpy as np
 
-from .attributes import fail, float_attr, input_name, int_attr
+from .attributes import axis_of, fail, float_attr, input_name, int_attr
 
 
 def _training(ctx, node, a):
@@ -55,6 +56,76 @@ def convert_instance_norm(ctx, node, a):
     ctx.define(node, "instance_norm", inputs, {"eps": float_attr(node, a, "epsilon", 1e-5)})
 
 
+def _normalised_planes(ctx, node, x, rows, eps):
+    """x reshaped to (rows, 1, rest), normalised per row (mean and biased variance), reshaped back."""
+    shape = ctx.shape(x)
+    planes = ctx.emit("reshape", f"{node.name}.planes", [x], {"shape": (rows, 1, -1)})
+    normed = ctx.emit("instance_norm", f"{node.name}.normalize", [planes], {"eps": eps})
+    return ctx.emit("reshape", f"{node.name}.shape", [normed], {"shape": shape})
+
+
+def _affine(ctx, node, y, scale, bias, shape):
+    """y * scale + bias (either may be None), as ONNX `node`'s output."""
+    if scale is not None:
+        y = ctx.emit("mul", f"{node.name}.scale", [y, scale], {}, None if bias is not None else node.output[0])
+    if bias is not None:
+        y = ctx.emit("add", f"{node.name}.bias", [y, bias], {}, node.output[0])
+    ctx.values[node.output[0]] = y
+
+
+def convert_layer_norm(ctx, node, a):
+    x = ctx.tensor(node.input[0], node)
+    shape = ctx.shape(x)
+    axis = axis_of(node, int_attr(node, a, "axis", -1), len(shape))
+    eps = float_attr(node, a, "epsilon", 1e-5)
+    rows = 1
+    for d in shape[:axis]:
+        rows *= d
+    if 0 in shape:
+        raise fail(node, f"expected a non-empty input (got shape {shape})")
+    y = _normalised_planes(ctx, node, x, rows, eps)
+    if any(o and ctx.uses.get(o) for o in node.output[1:]):  # the statistics outputs, when read
+        axes = tuple(range(axis, len(shape)))
+        mean = ctx.emit("reduce_mean", f"{node.name}.mean", [x], {"axes": axes}, node.output[1] if
+                        len(node.output) > 1 and node.output[1] else None)
+        if len(node.output) > 1 and node.output[1]:
+            ctx.values[node.output[1]] = mean
+        if len(node.output) > 2 and node.output[2]:
+            centred = ctx.emit("sub", f"{node.name}.centred", [x, mean], {})
+            var = ctx.emit("reduce_mean", f"{node.name}.var", [ctx.emit("mul", f"{node.name}.sq", [centred, centred],
+                                                                       {})], {"axes": axes})
+            shifted = ctx.emit("add", f"{node.name}.eps", [var, ctx.constant(np.float32(eps), f"{node.name}.eps")], {})
+            std = ctx.emit("sqrt", f"{node.name}.std", [shifted], {})
+            ctx.values[node.output[2]] = ctx.emit("reciprocal", f"{node.name}.inv_std", [std], {}, node.output[2])
+    scale = ctx.tensor(node.input[1], node) if input_name(node, 1) else None
+    bias = ctx.tensor(node.input[2], node) if input_name(node, 2) else None
+    _affine(ctx, node, y, scale, bias, shape)
+
+
+def convert_group_norm(ctx, node, a):
+    x = ctx.tensor(node.input[0], node)
+    shape = ctx.shape(x)
+    groups = int_attr(node, a, "num_groups", None, 1)
+    if len(shape) < 3 or shape[1] % groups or 0 in shape:
+        raise fail(node, f"expected a non-empty (N, C, ...) input with C divisible by num_groups={groups} (got "
+                         f"{shape})")
+    y = _normalised_planes(ctx, node, x, shape[0] * groups, float_attr(node, a, "epsilon", 1e-5))
+    channels, per = shape[1], shape[1] // groups
+    params = []
+    for i in (1, 2):
+        name = input_name(node, i)
+        if name is None:
+            raise fail(node, "expected the inputs X, scale and bias")
+        value = ctx.tensor(name, node)
+        given = ctx.static_shape(name)
+        if ctx.opset < 21 and given == (groups,) and groups != channels:  # opset 18: one value per group
+            value = ctx.emit("reshape", f"{node.name}.group{i}", [value], {"shape": (groups, 1)})
+            value = ctx.emit("expand", f"{node.name}.spread{i}", [value], {"shape": (groups, per)})
+        params.append(ctx.emit("reshape", f"{node.name}.channels{i}", [value],
+                               {"shape": (channels,) + (1,) * (len(shape) - 2)}))
+    _affine(ctx, node, y, params[0], params[1], shape)
+
+
 def convert_lrn(ctx, node, a):
     if "size" not in a:
         raise fail(node, "expected a size attribute")
@@ -72,4 +143,4 @@ def convert_lrn(ctx, node, a):
 
 
 CONVERTERS = {"BatchNormalization": convert_batch_norm, "InstanceNormalization": convert_instance_norm,
-              "LRN": convert_lrn}
+              "LayerNormalization": convert_layer_norm, "GroupNormalization": convert_group_norm, "LRN": convert_lrn}

@@ -205,6 +205,36 @@ def convert_tile(ctx, node, a):
     ctx.define(node, "tile", [x], {"repeats": repeats})
 
 
+def convert_depth_space(ctx, node, a):
+    """DepthToSpace (DCR or CRD order) and SpaceToDepth: a reshape to 6-D, a transpose, a reshape back."""
+    x = ctx.tensor(node.input[0], node)
+    shape = ctx.shape(x)
+    bs = int_attr(node, a, "blocksize", None, 1)
+    if len(shape) != 4:
+        raise fail(node, f"expected a 4D input (got shape {shape})")
+    n, c, h, w = shape
+    mode = a.get("mode", "DCR")
+    if mode not in ("DCR", "CRD"):
+        raise fail(node, f"expected mode 'DCR' or 'CRD' (got {mode!r})")
+    if node.op_type == "DepthToSpace":
+        if c % (bs * bs):
+            raise fail(node, f"expected channels divisible by blocksize^2 = {bs * bs} (got {c})")
+        if mode == "DCR":
+            split, perm = (-1, bs, bs, c // (bs * bs), h, w), (0, 3, 4, 1, 5, 2)
+        else:
+            split, perm = (-1, c // (bs * bs), bs, bs, h, w), (0, 1, 4, 2, 5, 3)
+        target = (-1, c // (bs * bs), h * bs, w * bs)
+    else:
+        if h % bs or w % bs:
+            raise fail(node, f"expected H and W divisible by blocksize {bs} (got {h}x{w})")
+        split = (-1, c, h // bs, bs, w // bs, bs)
+        perm = (0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4)  # channel (block, c) or (c, block)
+        target = (-1, c * bs * bs, h // bs, w // bs)
+    blocks = ctx.emit("reshape", f"{node.name}.blocks", [x], {"shape": split})
+    moved = ctx.emit("transpose", f"{node.name}.move", [blocks], {"perm": perm})
+    ctx.define(node, "reshape", [moved], {"shape": target})
+
+
 def convert_identity(ctx, node, a):
     if node.op_type == "Dropout":
         if len(node.output) > 1 and node.output[1] and ctx.uses.get(node.output[1]):
@@ -258,5 +288,6 @@ def convert_cast(ctx, node, a):
 CONVERTERS = {"Flatten": convert_flatten, "Reshape": convert_reshape, "Squeeze": convert_squeeze,
               "Unsqueeze": convert_squeeze, "Transpose": convert_transpose, "Concat": convert_concat,
               "Split": convert_split, "Slice": convert_slice, "Gather": convert_gather, "Expand": convert_expand,
-              "Tile": convert_tile, "Identity": convert_identity, "Dropout": convert_identity, "Cast": convert_cast,
+              "Tile": convert_tile, "DepthToSpace": convert_depth_space, "SpaceToDepth": convert_depth_space,
+              "Identity": convert_identity, "Dropout": convert_identity, "Cast": convert_cast,
               "CastLike": convert_cast}
