@@ -5,7 +5,8 @@
     >>> net = convcore.onnx.load("model.onnx")                                            # a convcore.nn.Module
     >>> y = net(x)
 
-Both directions go through the one Graph IR (`convcore.graph`). Needs the `onnx` package.
+Both directions go through the one Graph IR (`convcore.graph`). `convcore.onnx.backend` is the ONNX Backend API
+(`onnx.backend.base`). Needs the `onnx` package; docs/onnx.md lists the ops and opsets.
 """
 
 from .export import EXPORTED_OPS, export
