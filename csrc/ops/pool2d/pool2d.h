@@ -20,6 +20,10 @@ void max_pool2d(const Pool2dShape& s, const float* x, float* y);
 // count_include_pad: divide by the window clipped to the padded input (torch), else by the real cells it covers.
 void avg_pool2d(const Pool2dShape& s, bool count_include_pad, const float* x, float* y);
 
+// The plain loops (CONVCORE_ISA=scalar, and few channels); the SIMD paths use the Plan's channels-last kernel.
+void max_pool2d_ref(const Pool2dShape& s, const float* x, float* y);
+void avg_pool2d_ref(const Pool2dShape& s, bool count_include_pad, const float* x, float* y);
+
 // Adaptive pooling: window i covers [floor(i*in/out), ceil((i+1)*in/out)). Global pooling is the 1x1 case.
 void adaptive_pool2d(bool is_max, index_t N, index_t C, index_t H, index_t W, index_t OH, index_t OW, const float* x,
                      float* y);
