@@ -33,7 +33,7 @@ std::string dims(const TensorDesc& t) {
 
 // ------------------------------------------------------------------------------------------------ input / output
 struct InputOp : PlanOp {
-  int y;
+  int y, index;
   index_t C, H, W;
   int parallelism(index_t N, int threads) const override {
     return parts_for(4.0 * N * C * H * W, kByteGrain, threads);
@@ -45,7 +45,7 @@ struct InputOp : PlanOp {
       const index_t n = row / H, h = row % H;
       float* yrow = out.base + row * W * out.stride;
       for (index_t c = 0; c < C; ++c) {
-        const float* src = ex.input + ((n * C + c) * H + h) * W;
+        const float* src = ex.inputs[index] + ((n * C + c) * H + h) * W;
         for (index_t w = 0; w < W; ++w) yrow[w * out.stride + c] = src[w];
       }
     }
@@ -439,14 +439,14 @@ const char* act_name(Act a) {
 
 }  // namespace
 
-int Plan::set_input(index_t C, index_t H, index_t W) {
-  require(ops_.empty() && in_c_ == 0, "plan: the input must be set first, once");
+int Plan::add_input(index_t C, index_t H, index_t W) {
+  require(ops_.size() == inputs_.size(), "plan: inputs must be added before other ops");
   require(C >= 1 && H >= 1 && W >= 1, "plan: input dims must be positive");
-  in_c_ = C, in_h_ = H, in_w_ = W;
   const int y = add_tensor(H, W, C);
   auto op = std::make_unique<InputOp>();
-  op->name = "input", op->kind = "nchw_to_nhwc", op->detail = dims(tensor(y));
-  op->y = y, op->C = C, op->H = H, op->W = W;
+  op->name = "input" + std::to_string(inputs_.size()), op->kind = "nchw_to_nhwc", op->detail = dims(tensor(y));
+  op->y = y, op->index = static_cast<int>(inputs_.size()), op->C = C, op->H = H, op->W = W;
+  inputs_.push_back(y);
   op->writes = {y};
   add_op(std::move(op));
   return y;
