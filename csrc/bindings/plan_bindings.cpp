@@ -106,22 +106,23 @@ void bind_plan(py::module_& m) {
       })
       .def("conv", [](Plan& p, const std::string& name, int x, const CArray& w, const OptArray& bias, Pair stride,
                       Pair dilation, Quad pads, index_t groups, int act, float lo, float hi, float alpha, int residual,
-                      int algo) {
+                      int algo, int scale) {
         check_tensor(p, x, "x");
         if (residual >= 0) check_tensor(p, residual, "residual");
+        if (scale >= 0) check_tensor(p, scale, "scale");
         require(w.ndim() == 4, "weight: expected (K, C / groups, R, S)");
         require(algo >= 0 && algo <= static_cast<int>(ConvAlgo::winograd), "algo: unknown");
         ConvSpec s{w.shape(0), w.shape(1), w.shape(2), w.shape(3), stride[0], stride[1], dilation[0], dilation[1],
                    pads[0], pads[1], pads[2], pads[3], groups};
         check_len(bias, s.K, "bias");
         return plan_conv(p, name, x, s, w.data(), bias ? bias->data() : nullptr, epilogue(act, lo, hi, alpha),
-                         residual, static_cast<ConvAlgo>(algo));
+                         residual, static_cast<ConvAlgo>(algo), scale);
       }, py::arg("name"), py::arg("x"), py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("stride"),
          py::arg("dilation"), py::arg("pads"), py::arg("groups"), py::arg("act"), py::arg("lo"), py::arg("hi"),
-         py::arg("alpha"), py::arg("residual"), py::arg("algo"))
+         py::arg("alpha"), py::arg("residual"), py::arg("algo"), py::arg("scale") = -1)
       .def("mbconv", [](Plan& p, const std::string& name, int x, const OptArray& we, const OptArray& be,
                         std::array<float, 4> ee, const CArray& wd, const OptArray& bd, Pair stride, Pair dilation,
-                        Quad pads, std::array<float, 4> ed, const CArray& wp, const OptArray& bp,
+                        Quad pads, std::array<float, 4> ed, const OptArray& wp, const OptArray& bp,
                         std::array<float, 4> ep, int residual) {
         check_tensor(p, x, "x");
         if (residual >= 0) check_tensor(p, residual, "residual");
@@ -135,15 +136,16 @@ void bind_plan(py::module_& m) {
         }
         require(wd.ndim() == 4 && wd.shape(0) == E && wd.shape(1) == 1, "depthwise weight: expected (E, 1, R, S)");
         check_len(bd, E, "depthwise bias");
-        require(wp.ndim() == 4 && wp.shape(1) == E && wp.shape(2) == 1 && wp.shape(3) == 1,
+        require(!wp || (wp->ndim() == 4 && wp->shape(1) == E && wp->shape(2) == 1 && wp->shape(3) == 1),
                 "project weight: expected (K, E, 1, 1)");
-        const index_t K = wp.shape(0);
+        const index_t K = wp ? wp->shape(0) : E;
         check_len(bp, K, "project bias");
         ConvSpec dw{E, 1, wd.shape(2), wd.shape(3), stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[1],
                     pads[2], pads[3], E};
         auto epi = [](const std::array<float, 4>& a) { return epilogue(static_cast<int>(a[0]), a[1], a[2], a[3]); };
         return plan_mbconv(p, name, x, we ? we->data() : nullptr, be ? be->data() : nullptr, E, epi(ee), dw,
-                           wd.data(), bd ? bd->data() : nullptr, epi(ed), wp.data(), bp ? bp->data() : nullptr, K,
+                           wd.data(), bd ? bd->data() : nullptr, epi(ed), wp ? wp->data() : nullptr,
+                           bp ? bp->data() : nullptr, K,
                            epi(ep), residual);
       }, py::arg("name"), py::arg("x"), py::arg("we").noconvert(), py::arg("be").noconvert(), py::arg("ee"),
          py::arg("wd").noconvert(), py::arg("bd").noconvert(), py::arg("stride"), py::arg("dilation"),

@@ -235,7 +235,9 @@ class Lowering:
         d_act, d_act_node, d_out = self._act_after(dw.outputs[0])
         project = self.sole_reader(d_out)
         if not self._pointwise(project) or project.inputs[0] != d_out:
-            return False
+            project = None  # the depthwise output is needed elsewhere (a squeeze-excitation gate): stop there
+            if expand is None:
+                return False
         x = self.ref(node.inputs[0])
         if x.flat is not None or len(x.shape) != 4:
             return False
@@ -246,14 +248,17 @@ class Lowering:
         for fused in (e_act_node, dw, d_act_node, project):
             if fused is not None:
                 self.skip.add(id(fused))
-        residual, p_act, out_value = self._conv_epilogue(project.outputs[0])
+        if project is not None:
+            residual, p_act, out_value = self._conv_epilogue(project.outputs[0])
+            wp, bp = self.param(project.inputs[1]), self.param((list(project.inputs) + [""])[2])
+        else:
+            residual, p_act, out_value, wp, bp = -1, NO_ACT, d_out, None, None
         da = dw.attrs
         we = self.param(expand.inputs[1]) if expand is not None else None
         be = self.param((list(expand.inputs) + [""])[2]) if expand is not None else None
         tid = self.plan.mbconv(node.name, x.tid, we, be, e_act, self.param(dw.inputs[1]),
                                self.param((list(dw.inputs) + [""])[2]), da["stride"], da["dilation"], da["padding"],
-                               d_act, self.param(project.inputs[1]), self.param((list(project.inputs) + [""])[2]),
-                               p_act, residual)
+                               d_act, wp, bp, p_act, residual)
         self.define(out_value, tid, self.g.shapes[out_value])
         return True
 
@@ -354,7 +359,34 @@ class Lowering:
 
     op_relu = op_relu6 = op_leaky_relu = op_sigmoid = op_silu = op_tanh = op_hardswish = op_hardsigmoid = _activation
 
+    def try_gated_conv(self, node):
+        """mul(x, gate) with a per-image, per-channel gate (N, C, 1, 1) read only by a 1x1 convolution with fewer
+        output channels than pixels: the gate scales that convolution's weights per image instead of every pixel
+        of x (EfficientNet's squeeze-excitation before the block's projection)."""
+        if node.op != "mul" or "gates" not in self.fusions:
+            return False
+        conv = self.sole_reader(node.outputs[0])
+        if not self._pointwise(conv) or conv.inputs[0] != node.outputs[0]:
+            return False
+        out_shape = self.g.shapes[node.outputs[0]]
+        for x, gate in (node.inputs[:2], node.inputs[1::-1]):
+            xr, gr = self.env.get(x), self.env.get(gate)
+            if xr is None or gr is None or xr.flat is not None or gr.flat is not None:
+                continue
+            if tuple(xr.shape) == tuple(out_shape) and tuple(gr.shape) == (out_shape[0], out_shape[1], 1, 1) and \
+                    self.g.shapes[conv.inputs[1]][0] < out_shape[2] * out_shape[3]:
+                self.skip.add(id(conv))
+                residual, act, out_value = self._conv_epilogue(conv.outputs[0])
+                bias = self.param((list(conv.inputs) + [""])[2])
+                tid = self.plan.conv(conv.name, xr.tid, self.param(conv.inputs[1]), bias, (1, 1), (1, 1),
+                                     (0, 0, 0, 0), 1, *act, residual, ALGO_IGEMM, gr.tid)
+                self.define(out_value, tid, self.g.shapes[out_value])
+                return True
+        return False
+
     def _binary(self, node):
+        if self.try_gated_conv(node):
+            return
         out_shape = self.g.shapes[node.outputs[0]]
         a, b = (self.materialize(self.ref(v, len(out_shape)), node.name) for v in node.inputs[:2])
         for ref in (a, b):
