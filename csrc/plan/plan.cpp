@@ -66,8 +66,6 @@ int Plan::reshape(int t, index_t H, index_t W, index_t C) {
   return static_cast<int>(tensors_.size()) - 1;
 }
 
-bool Plan::is_root(int t) const { return tensor(t).parent < 0; }
-
 int Plan::root_of(int t) const {
   while (tensor(t).parent >= 0) t = tensor(t).parent;
   return t;

@@ -84,7 +84,6 @@ class Plan {
   int reshape(int t, index_t H, index_t W, index_t C);
   const TensorDesc& tensor(int t) const { return tensors_.at(static_cast<size_t>(t)); }
   int num_tensors() const { return static_cast<int>(tensors_.size()); }
-  bool is_root(int t) const;
   bool aliasable(int t) const;  // may become a slice of another tensor
   int root_of(int t) const;
 
