@@ -77,8 +77,14 @@ class Plan:
             raise ValueError(f"compile: expected a graph with one 4-D (N, C, H, W) input (got inputs "
                              f"{[graph.shapes[n] for n in graph.inputs]})")
         fusions = _fusions(fuse)
-        self._graph = rewrite(graph, fusions)
-        self._steps = lower(self._graph, self.isa, winograd, fusions)
+        rewritten = rewrite(graph, fusions)
+        self._steps = lower(rewritten, self.isa, winograd, fusions)
+        # The segments hold their packed weights: keep only the parameters nodes run eagerly still read (folded
+        # batch-norm weights would otherwise double the plan's memory).
+        eager = {v for step in self._steps if not isinstance(step, Segment) for v in step.inputs}
+        self._shapes = dict(rewritten.shapes)
+        self._params = {k: v for k, v in rewritten.params.items() if k in eager}
+        self._input, self._outputs = rewritten.inputs[0], list(rewritten.outputs)
         # The common case, a graph plans cover entirely: one C++ call from input to outputs.
         only = self._steps[0] if len(self._steps) == 1 and isinstance(self._steps[0], Segment) else None
         self._single = only if only is not None and only.inputs == list(graph.inputs) and \
@@ -104,7 +110,7 @@ class Plan:
 
     def output_shapes(self, batch):
         """The output arrays' shapes for a batch of `batch` images."""
-        return [(int(batch),) + tuple(self._graph.shapes[name][1:]) for name in self._graph.outputs]
+        return [(int(batch),) + tuple(self._shapes[name][1:]) for name in self._outputs]
 
     def _check_out(self, out, shapes, x):
         outs = list(out) if isinstance(out, (list, tuple)) else [out]
@@ -121,19 +127,19 @@ class Plan:
 
     def _run_steps(self, x, timer=None):
         """Run every step on x; returns {value: array} with the graph outputs. `timer(step, fn)` may wrap steps."""
-        env = {self._graph.inputs[0]: x}
+        env = {self._input: x}
         threads = self._threads()
         for step in self._steps:
             if isinstance(step, Segment):
                 ins = [np.ascontiguousarray(env[v]) for v in step.inputs]
-                outs = [np.empty((x.shape[0],) + tuple(self._graph.shapes[v][1:]), np.float32) for v in step.outputs]
+                outs = [np.empty((x.shape[0],) + tuple(self._shapes[v][1:]), np.float32) for v in step.outputs]
                 if timer is None:
                     step.plan.run(ins, outs, threads)
                 else:
                     timer(step, ins, outs, threads)
                 env.update(zip(step.outputs, outs))
             else:
-                args = [env[v] if v in env else self._graph.params[v] if v else None for v in step.inputs]
+                args = [env[v] if v in env else self._params[v] if v else None for v in step.inputs]
                 env[step.outputs[0]] = call_node(step, args) if timer is None else timer(step, args, None, None)
         return env
 
@@ -148,7 +154,7 @@ class Plan:
             self._single.plan.run([x], outs, self._threads())
         else:
             env = self._run_steps(x)
-            results = [np.ascontiguousarray(env[name], np.float32) for name in self._graph.outputs]
+            results = [np.ascontiguousarray(env[name], np.float32) for name in self._outputs]
             if outs is None:
                 outs = results
             else:
@@ -185,7 +191,7 @@ class Plan:
             if isinstance(step, Segment):
                 rows += [tuple(op) for op in step.plan.ops()]
             else:
-                rows.append((step.name, f"eager {step.op}", str(self._graph.shapes[step.outputs[0]]), 0.0))
+                rows.append((step.name, f"eager {step.op}", str(self._shapes[step.outputs[0]]), 0.0))
         return rows
 
     def profile(self, x=None, repeats=10):
@@ -203,7 +209,7 @@ class Plan:
             start = time.perf_counter()
             for _ in range(int(repeats)):
                 result = call_node(step, ins)
-            rows.append((step.name, f"eager {step.op}", str(self._graph.shapes[step.outputs[0]]), 0.0,
+            rows.append((step.name, f"eager {step.op}", str(self._shapes[step.outputs[0]]), 0.0,
                          (time.perf_counter() - start) / int(repeats)))
             return result
 
