@@ -1,6 +1,8 @@
 """Shared test fixtures: ISA and thread-count parametrization, hypothesis profiles, assert_close."""
 
 import os
+import sysconfig
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -8,6 +10,13 @@ from hypothesis import HealthCheck, settings
 from reference import assert_close  # noqa: F401  (re-exported: `from conftest import assert_close`)
 
 import convcore  # a broken build must fail the run, never turn into skipped tests
+
+if os.environ.get("CONVCORE_TEST_INSTALLED"):
+    # CI tests the installed wheel: convcore must come from this environment's site-packages, not the checkout.
+    _where = Path(convcore.__file__).resolve()
+    if not _where.is_relative_to(Path(sysconfig.get_paths()["platlib"]).resolve()):
+        raise RuntimeError(f"CONVCORE_TEST_INSTALLED is set but convcore was imported from {_where}, not from "
+                           f"the installed wheel in {sysconfig.get_paths()['platlib']}")
 
 ISAS = convcore.available_isas()
 

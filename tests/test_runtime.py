@@ -154,3 +154,67 @@ def test_console_script_and_module_entry_point():
     import json
 
     assert json.loads(result.stdout)["isa"] in convcore.available_isas()
+
+
+_MODELS_BESIDE_TORCH = r"""
+import sys, threading
+if sys.argv[1] == "torch-first":
+    import torch, convcore
+else:
+    import convcore, torch
+import numpy as np, torchvision
+import convcore.models
+
+torch.manual_seed(0)
+torch.set_num_threads(2)
+convcore.set_num_threads(2)
+reference = torchvision.models.resnet18().eval()
+model = convcore.models.get_model("resnet18")
+model.load_state_dict({k: v.numpy() for k, v in reference.state_dict().items()})
+x = np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)
+plan = convcore.compile(model, x.shape)
+
+
+def torch_run():
+    with torch.inference_mode():
+        return reference(torch.from_numpy(x)).numpy()
+
+
+def check(got, expected):
+    err = np.abs(got - expected).max() / np.abs(expected).max()
+    assert err < 1e-4, err
+
+
+expected = torch_run()
+check(model(x), expected)
+check(plan(x), expected)
+
+# Both OpenMP runtimes busy at the same time, from two Python threads (both release the GIL in their kernels).
+results = {}
+runs = {"torch": torch_run, "eager": lambda: model(x), "plan": lambda: plan(x)}
+workers = [threading.Thread(target=lambda n=n: results.setdefault(n, [f() for _ in range(3)])) for n, f in runs.items()]
+for w in workers:
+    w.start()
+for w in workers:
+    w.join()
+for name in runs:
+    for got in results[name]:
+        check(got, expected)
+print(sorted({line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line}))
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("order", ["torch-first", "convcore-first"])
+def test_models_beside_torch_in_one_process(order):
+    """Two OpenMP runtimes in one process (torch's libgomp.so.1 and the one convcore's wheel bundles under a hashed
+    name, or one shared runtime in a source build): ResNet-18 runs in both, alone and concurrently, with 2 threads
+    each, without an abort or a deadlock (the timeout), and convcore's eager and compiled outputs match torch's."""
+    pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    result = subprocess.run([sys.executable, "-c", _MODELS_BESIDE_TORCH, order], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == "ok", result.stdout
+    if os.environ.get("CONVCORE_TEST_INSTALLED"):  # the installed wheel loads its own renamed copy
+        assert "convcore.libs/libgomp-" in result.stdout, result.stdout

@@ -52,12 +52,19 @@ std::vector<std::vector<index_t>> output_shapes(const Plan& p, index_t N) {
   return out;
 }
 
-std::vector<float*> check_io(const Plan& p, const CArray& x, std::vector<CArray>& outs) {
-  require(x.ndim() == 4 && x.shape(1) == p.input_c() && x.shape(2) == p.input_h() && x.shape(3) == p.input_w() &&
-              x.shape(0) >= 1,
-          "x: expected shape (N, " + std::to_string(p.input_c()) + ", " + std::to_string(p.input_h()) + ", " +
-              std::to_string(p.input_w()) + ")");
-  const auto shapes = output_shapes(p, x.shape(0));
+std::vector<float*> check_io(const Plan& p, const std::vector<CArray>& xs, std::vector<CArray>& outs,
+                             std::vector<const float*>& in_ptrs) {
+  require(xs.size() == p.inputs().size(), "xs: expected one array per plan input");
+  require(!xs.empty() && xs[0].ndim() >= 1 && xs[0].shape(0) >= 1, "xs: expected a batch of at least one");
+  const index_t N = xs[0].shape(0);
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const TensorDesc& d = p.tensor(p.inputs()[i]);
+    require(xs[i].size() == N * d.C * d.H * d.W && xs[i].shape(0) == N,
+            "xs[" + std::to_string(i) + "]: expected shape (N, " + std::to_string(d.C) + ", " + std::to_string(d.H) +
+                ", " + std::to_string(d.W) + ")");
+    in_ptrs.push_back(xs[i].data());
+  }
+  const auto shapes = output_shapes(p, N);
   require(outs.size() == shapes.size(), "outs: expected one array per plan output");
   std::vector<float*> ptrs;
   for (size_t i = 0; i < outs.size(); ++i) {
@@ -75,7 +82,7 @@ void bind_plan(py::module_& m) {
   py::class_<Plan>(m, "Plan", "A compiled network (built by convcore.compile; not meant to be driven by hand).")
       .def(py::init([](const std::string& isa) { return new Plan(isa_from_name(isa)); }), py::arg("isa"))
       .def_property_readonly("isa", [](const Plan& p) { return std::string(isa_name(p.isa())); })
-      .def("set_input", &Plan::set_input, py::arg("C"), py::arg("H"), py::arg("W"))
+      .def("add_input", &Plan::add_input, py::arg("C"), py::arg("H"), py::arg("W"))
       .def("add_output", [](Plan& p, int t, bool nchw) { check_tensor(p, t, "t"); p.add_output(t, nchw); },
            py::arg("t"), py::arg("nchw"))
       .def("dims", [](const Plan& p, int t) {
@@ -99,22 +106,23 @@ void bind_plan(py::module_& m) {
       })
       .def("conv", [](Plan& p, const std::string& name, int x, const CArray& w, const OptArray& bias, Pair stride,
                       Pair dilation, Quad pads, index_t groups, int act, float lo, float hi, float alpha, int residual,
-                      int algo) {
+                      int algo, int scale) {
         check_tensor(p, x, "x");
         if (residual >= 0) check_tensor(p, residual, "residual");
+        if (scale >= 0) check_tensor(p, scale, "scale");
         require(w.ndim() == 4, "weight: expected (K, C / groups, R, S)");
         require(algo >= 0 && algo <= static_cast<int>(ConvAlgo::winograd), "algo: unknown");
         ConvSpec s{w.shape(0), w.shape(1), w.shape(2), w.shape(3), stride[0], stride[1], dilation[0], dilation[1],
                    pads[0], pads[1], pads[2], pads[3], groups};
         check_len(bias, s.K, "bias");
         return plan_conv(p, name, x, s, w.data(), bias ? bias->data() : nullptr, epilogue(act, lo, hi, alpha),
-                         residual, static_cast<ConvAlgo>(algo));
+                         residual, static_cast<ConvAlgo>(algo), scale);
       }, py::arg("name"), py::arg("x"), py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("stride"),
          py::arg("dilation"), py::arg("pads"), py::arg("groups"), py::arg("act"), py::arg("lo"), py::arg("hi"),
-         py::arg("alpha"), py::arg("residual"), py::arg("algo"))
+         py::arg("alpha"), py::arg("residual"), py::arg("algo"), py::arg("scale") = -1)
       .def("mbconv", [](Plan& p, const std::string& name, int x, const OptArray& we, const OptArray& be,
                         std::array<float, 4> ee, const CArray& wd, const OptArray& bd, Pair stride, Pair dilation,
-                        Quad pads, std::array<float, 4> ed, const CArray& wp, const OptArray& bp,
+                        Quad pads, std::array<float, 4> ed, const OptArray& wp, const OptArray& bp,
                         std::array<float, 4> ep, int residual) {
         check_tensor(p, x, "x");
         if (residual >= 0) check_tensor(p, residual, "residual");
@@ -128,15 +136,16 @@ void bind_plan(py::module_& m) {
         }
         require(wd.ndim() == 4 && wd.shape(0) == E && wd.shape(1) == 1, "depthwise weight: expected (E, 1, R, S)");
         check_len(bd, E, "depthwise bias");
-        require(wp.ndim() == 4 && wp.shape(1) == E && wp.shape(2) == 1 && wp.shape(3) == 1,
+        require(!wp || (wp->ndim() == 4 && wp->shape(1) == E && wp->shape(2) == 1 && wp->shape(3) == 1),
                 "project weight: expected (K, E, 1, 1)");
-        const index_t K = wp.shape(0);
+        const index_t K = wp ? wp->shape(0) : E;
         check_len(bp, K, "project bias");
         ConvSpec dw{E, 1, wd.shape(2), wd.shape(3), stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[1],
                     pads[2], pads[3], E};
         auto epi = [](const std::array<float, 4>& a) { return epilogue(static_cast<int>(a[0]), a[1], a[2], a[3]); };
         return plan_mbconv(p, name, x, we ? we->data() : nullptr, be ? be->data() : nullptr, E, epi(ee), dw,
-                           wd.data(), bd ? bd->data() : nullptr, epi(ed), wp.data(), bp ? bp->data() : nullptr, K,
+                           wd.data(), bd ? bd->data() : nullptr, epi(ed), wp ? wp->data() : nullptr,
+                           bp ? bp->data() : nullptr, K,
                            epi(ep), residual);
       }, py::arg("name"), py::arg("x"), py::arg("we").noconvert(), py::arg("be").noconvert(), py::arg("ee"),
          py::arg("wd").noconvert(), py::arg("bd").noconvert(), py::arg("stride"), py::arg("dilation"),
@@ -191,19 +200,21 @@ void bind_plan(py::module_& m) {
         return plan_flatten_nchw(p, name, x);
       })
       .def("output_shapes", &output_shapes, py::arg("N"))
-      .def("run", [](Plan& p, const CArray& x, std::vector<CArray> outs, int threads) {
-        std::vector<float*> ptrs = check_io(p, x, outs);
-        const index_t N = x.shape(0);
+      .def("run", [](Plan& p, std::vector<CArray> xs, std::vector<CArray> outs, int threads) {
+        std::vector<const float*> in_ptrs;
+        std::vector<float*> ptrs = check_io(p, xs, outs, in_ptrs);
+        const index_t N = xs[0].shape(0);
         py::gil_scoped_release release;
-        p.run(x.data(), N, ptrs.data(), threads);
-      }, py::arg("x").noconvert(), py::arg("outs"), py::arg("threads"))
-      .def("profile", [](Plan& p, const CArray& x, std::vector<CArray> outs, int threads, int repeats) {
-        std::vector<float*> ptrs = check_io(p, x, outs);
-        const index_t N = x.shape(0);
+        p.run(in_ptrs.data(), N, ptrs.data(), threads);
+      }, py::arg("xs"), py::arg("outs"), py::arg("threads"))
+      .def("profile", [](Plan& p, std::vector<CArray> xs, std::vector<CArray> outs, int threads, int repeats) {
+        std::vector<const float*> in_ptrs;
+        std::vector<float*> ptrs = check_io(p, xs, outs, in_ptrs);
+        const index_t N = xs[0].shape(0);
         std::vector<ProfileEntry> prof;
         {
           py::gil_scoped_release release;
-          prof = p.profile(x.data(), N, ptrs.data(), threads, repeats);
+          prof = p.profile(in_ptrs.data(), N, ptrs.data(), threads, repeats);
         }
         py::list out;
         for (const ProfileEntry& e : prof) out.append(py::make_tuple(e.name, e.kind, e.detail, e.flops, e.seconds));

@@ -38,11 +38,22 @@ struct ConvGeom {
 
 // Weights of a dense or grouped convolution packed for the register tile: for each (group, block of NR output
 // channels) a panel [tap][Cg][NR], zero-filled past the group's Kg channels, and the bias padded the same way.
-struct ConvPacked {
+struct ConvTile {
   int mr = 0, nv = 0, nr = 0;  // tile: mr pixels x nv vectors (nr = nv * lanes channels)
   index_t blocks_per_group = 0;
   index_t panel = 0;  // floats per panel: taps * Cg * nr
+};
+
+struct ConvWeights {  // what a kernel reads: the tile and the packed arrays (owned elsewhere)
+  ConvTile t;
+  const float* w;
+  const float* bias;
+};
+
+struct ConvPacked {
+  ConvTile t;
   AlignedVector w, bias;
+  ConvWeights view() const { return {t, w.data(), bias.data()}; }
 };
 
 struct ConvIO {
@@ -81,9 +92,9 @@ struct PlanKernels {
   const char* isa;
   int lanes;
   // Tile shape for a convolution with Kg output channels per group: fills mr / nv / nr.
-  void (*conv_tile)(index_t Kg, index_t Cg, index_t taps, ConvPacked& p);
+  void (*conv_tile)(index_t Kg, index_t Cg, index_t taps, ConvTile& t);
   // Output pixels [p0, p1) x packed blocks [b0, b1) (block b = group b / blocks_per_group).
-  void (*conv)(const ConvGeom& g, const ConvPacked& p, const ConvIO& io, const Epilogue& e, index_t p0, index_t p1,
+  void (*conv)(const ConvGeom& g, const ConvWeights& p, const ConvIO& io, const Epilogue& e, index_t p0, index_t p1,
                index_t b0, index_t b1);
   // Depthwise (groups == C == K): weights [tap][Cpad], bias [Cpad]; output rows [r0, r1) of N * OH.
   void (*dwconv)(const ConvGeom& g, const float* w, const float* bias, const ConvIO& io, const Epilogue& e,

@@ -29,28 +29,28 @@ void activation(const Epilogue& e, const float* x, float* y, index_t n) {
   for (index_t i = 0; i < n; ++i) y[i] = static_cast<float>(activate(x[i], e));
 }
 
-void conv_tile_choice(index_t Kg, index_t Cg, index_t taps, ConvPacked& p) {
+void conv_tile_choice(index_t Kg, index_t Cg, index_t taps, ConvTile& p) {
   p.nv = 1;
   p.nr = static_cast<int>(std::min<index_t>(Kg, 16));
   p.mr = 1;
 }
 
-void conv(const ConvGeom& g, const ConvPacked& p, const ConvIO& io, const Epilogue& e, index_t p0, index_t p1,
+void conv(const ConvGeom& g, const ConvWeights& p, const ConvIO& io, const Epilogue& e, index_t p0, index_t p1,
           index_t b0, index_t b1) {
   for (index_t b = b0; b < b1; ++b) {
-    const index_t grp = b / p.blocks_per_group, kb = b % p.blocks_per_group;
-    const index_t oc0 = grp * g.Kg + kb * p.nr, c0 = grp * g.Cg;
-    const index_t nvalid = std::min<index_t>(p.nr, g.Kg - kb * p.nr);
-    const float* w = p.w.data() + b * p.panel;
+    const index_t grp = b / p.t.blocks_per_group, kb = b % p.t.blocks_per_group;
+    const index_t oc0 = grp * g.Kg + kb * p.t.nr, c0 = grp * g.Cg;
+    const index_t nvalid = std::min<index_t>(p.t.nr, g.Kg - kb * p.t.nr);
+    const float* w = p.w + b * p.t.panel;
     for (index_t px = p0; px < p1; ++px) {
       const index_t n = px / (g.OH * g.OW), oh = (px / g.OW) % g.OH, ow = px % g.OW;
       for (index_t j = 0; j < nvalid; ++j) {
-        double acc = p.bias[b * p.nr + j];
+        double acc = p.bias[b * p.t.nr + j];
         for (index_t r = 0; r < g.R; ++r)
           for (index_t s = 0; s < g.S; ++s) {
             const float* xp = conv_tap_ptr(g, io, n, oh, ow, r, s, c0);
-            const float* wt = w + (r * g.S + s) * g.Cg * p.nr + j;
-            for (index_t c = 0; c < g.Cg; ++c) acc += static_cast<double>(xp[c]) * wt[c * p.nr];
+            const float* wt = w + (r * g.S + s) * g.Cg * p.t.nr + j;
+            for (index_t c = 0; c < g.Cg; ++c) acc += static_cast<double>(xp[c]) * wt[c * p.t.nr];
           }
         if (io.res) acc += io.res[px * io.rs + oc0 + j];
         io.y[px * io.ys + oc0 + j] = static_cast<float>(activate(acc, e));

@@ -33,7 +33,7 @@ std::string dims(const TensorDesc& t) {
 
 // ------------------------------------------------------------------------------------------------ input / output
 struct InputOp : PlanOp {
-  int y;
+  int y, index;
   index_t C, H, W;
   int parallelism(index_t N, int threads) const override {
     return parts_for(4.0 * N * C * H * W, kByteGrain, threads);
@@ -45,7 +45,7 @@ struct InputOp : PlanOp {
       const index_t n = row / H, h = row % H;
       float* yrow = out.base + row * W * out.stride;
       for (index_t c = 0; c < C; ++c) {
-        const float* src = ex.input + ((n * C + c) * H + h) * W;
+        const float* src = ex.inputs[index] + ((n * C + c) * H + h) * W;
         for (index_t w = 0; w < W; ++w) yrow[w * out.stride + c] = src[w];
       }
     }
@@ -85,6 +85,7 @@ struct ConvOp : PlanOp {
   ConvPacked packed;
   Epilogue e;
   int x, y, res;
+  int scale = -1;  // per image input-channel scale (N x 1 x 1 x C, a squeeze-excitation gate), or -1
   const PlanKernels* k;
   bool split_blocks;  // threads share the output channel blocks (each reads all the input) rather than the pixels
 
@@ -97,13 +98,38 @@ struct ConvOp : PlanOp {
     const Resolved in = ex.at(x), out = ex.at(y);
     const Resolved r = res >= 0 ? ex.at(res) : Resolved{nullptr, 0, 0};
     const ConvIO io{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros()};
-    const index_t blocks = g.groups * packed.blocks_per_group, P = geo.pixels();
+    const index_t blocks = g.groups * packed.t.blocks_per_group, P = geo.pixels();
+    if (scale >= 0) return run_scaled(ex, io, part, parts);
     if (split_blocks && parts > 1) {
       const auto [b0, b1] = share(blocks, part, parts);
-      if (b0 < b1) k->conv(geo, packed, io, e, 0, P, b0, b1);
+      if (b0 < b1) k->conv(geo, packed.view(), io, e, 0, P, b0, b1);
     } else {
-      const auto [p0, p1] = share(P, part, parts, packed.mr);
-      if (p0 < p1) k->conv(geo, packed, io, e, p0, p1, 0, blocks);
+      const auto [p0, p1] = share(P, part, parts, packed.t.mr);
+      if (p0 < p1) k->conv(geo, packed.view(), io, e, p0, p1, 0, blocks);
+    }
+  }
+
+  // conv(x * s[n, c]) = conv_{w * s[n, c]}(x): the gate multiplies the packed weights of each image (K x C values)
+  // instead of every pixel of x (a pass over the whole tensor). The lowering uses it when K < H * W.
+  void run_scaled(const Exec& ex, const ConvIO& io, int part, int parts) const {
+    thread_local AlignedVector scaled;
+    const ConvTile& t = packed.t;
+    const index_t blocks = g.groups * t.blocks_per_group, per_image = g.OH * g.OW;
+    if (static_cast<index_t>(scaled.size()) < blocks * t.panel) scaled.assign(static_cast<size_t>(blocks * t.panel), 0);
+    const Resolved s = ex.at(scale);
+    ConvGeom geo = g;
+    geo.N = ex.N;
+    const auto [p0, p1] = share(ex.N * per_image, part, parts, t.mr);
+    for (index_t n = p0 / per_image; n * per_image < p1; ++n) {
+      const float* gate = s.base + n * s.image;
+      for (index_t b = 0; b < blocks; ++b) {  // panel rows are input channels (one tap: 1x1, one group)
+        const float* src = packed.w.data() + b * t.panel;
+        float* dst = scaled.data() + b * t.panel;
+        for (index_t c = 0; c < g.Cg; ++c)
+          for (int j = 0; j < t.nr; ++j) dst[c * t.nr + j] = src[c * t.nr + j] * gate[c];
+      }
+      const ConvWeights w{t, scaled.data(), packed.bias.data()};
+      k->conv(geo, w, io, e, std::max(p0, n * per_image), std::min(p1, (n + 1) * per_image), 0, blocks);
     }
   }
 };
@@ -315,7 +341,7 @@ struct FlattenOp : PlanOp {  // NHWC -> NCHW order, as one (N, C*H*W) row per im
 // three ops. Within a thread's rows, expanded rows shared by consecutive stripes are kept (moved to the front of the
 // scratch), so only the rows at a thread's boundary are computed twice.
 struct MBConvOp : PlanOp {
-  bool has_expand;
+  bool has_expand, has_project;  // without a project step the depthwise output is the op's output
   ConvGeom ge, gd, gp;  // expand H x W x C -> E; depthwise H x W x E -> OH x OW x E; project OH x OW x E -> K
   ConvPacked pe, pp;
   AlignedVector dw_w, dw_b;
@@ -329,7 +355,8 @@ struct MBConvOp : PlanOp {
   }
   index_t expand_rows(index_t rows) const { return (rows - 1) * gd.sh + (gd.R - 1) * gd.dh + 1; }
   index_t scratch_floats() const {
-    return (has_expand ? std::min(gd.H, expand_rows(stripe)) * gd.W * gd.C : 0) + stripe * gd.OW * gd.C;
+    return (has_expand ? std::min(gd.H, expand_rows(stripe)) * gd.W * gd.C : 0) +
+           (has_project ? stripe * gd.OW * gd.C : 0);
   }
   int parallelism(index_t N, int threads) const override {
     return std::min<index_t>(parts_for(flops_per_image * N, kFlopGrain, threads), N * gd.OH);
@@ -351,6 +378,7 @@ struct MBConvOp : PlanOp {
       const index_t lo = std::max<index_t>(0, oh0 * gd.sh - gd.pt);
       const index_t hi = std::min(H, (oh1 - 1) * gd.sh - gd.pt + (gd.R - 1) * gd.dh + 1);
       ConvIO dio{nullptr, E, shifted(sd, (n * OH + oh0) * OW * E), E, nullptr, 0, ex.plan->zeros()};
+      if (!has_project) dio.y = out.base, dio.ys = out.stride;
       if (has_expand) {
         index_t from = lo;
         if (have_n == n && have_lo <= lo && lo < have_hi) {  // keep the rows this stripe shares with the last
@@ -359,7 +387,7 @@ struct MBConvOp : PlanOp {
         }
         if (from < hi) {
           const ConvIO eio{in.base, in.stride, shifted(se, (n * H + lo) * W * E), E, nullptr, 0, ex.plan->zeros()};
-          k->conv(geo_e, pe, eio, ee, (n * H + from) * W, (n * H + hi) * W, 0, pe.blocks_per_group);
+          k->conv(geo_e, pe.view(), eio, ee, (n * H + from) * W, (n * H + hi) * W, 0, pe.t.blocks_per_group);
         }
         have_n = n, have_lo = lo, have_hi = hi;
         dio.x = shifted(se, (n * H + lo) * W * E);
@@ -368,9 +396,13 @@ struct MBConvOp : PlanOp {
         dio.xs = in.stride;
       }
       k->dwconv(geo_d, dw_w.data(), dw_b.data(), dio, ed, n * OH + oh0, n * OH + oh1);
+      if (!has_project) {
+        row += oh1 - oh0;
+        continue;
+      }
       const ConvIO pio{shifted(sd, (n * OH + oh0) * OW * E), E, out.base, out.stride, r.base, r.stride,
                        ex.plan->zeros()};
-      k->conv(geo_p, pp, pio, ep, (n * OH + oh0) * OW, (n * OH + oh1) * OW, 0, pp.blocks_per_group);
+      k->conv(geo_p, pp.view(), pio, ep, (n * OH + oh0) * OW, (n * OH + oh1) * OW, 0, pp.t.blocks_per_group);
       row += oh1 - oh0;
     }
   }
@@ -439,14 +471,14 @@ const char* act_name(Act a) {
 
 }  // namespace
 
-int Plan::set_input(index_t C, index_t H, index_t W) {
-  require(ops_.empty() && in_c_ == 0, "plan: the input must be set first, once");
+int Plan::add_input(index_t C, index_t H, index_t W) {
+  require(ops_.size() == inputs_.size(), "plan: inputs must be added before other ops");
   require(C >= 1 && H >= 1 && W >= 1, "plan: input dims must be positive");
-  in_c_ = C, in_h_ = H, in_w_ = W;
   const int y = add_tensor(H, W, C);
   auto op = std::make_unique<InputOp>();
-  op->name = "input", op->kind = "nchw_to_nhwc", op->detail = dims(tensor(y));
-  op->y = y, op->C = C, op->H = H, op->W = W;
+  op->name = "input" + std::to_string(inputs_.size()), op->kind = "nchw_to_nhwc", op->detail = dims(tensor(y));
+  op->y = y, op->index = static_cast<int>(inputs_.size()), op->C = C, op->H = H, op->W = W;
+  inputs_.push_back(y);
   op->writes = {y};
   add_op(std::move(op));
   return y;
@@ -472,28 +504,28 @@ namespace {
 ConvPacked pack_igemm(const PlanKernels& k, const ConvGeom& g, const float* w, const float* bias) {
   ConvPacked pk;
   const index_t taps = g.R * g.S;
-  k.conv_tile(g.Kg, g.Cg, taps, pk);
-  pk.blocks_per_group = ceil_div(g.Kg, pk.nr);
-  const index_t blocks = g.groups * pk.blocks_per_group;
-  pk.panel = taps * g.Cg * pk.nr;
-  pk.w.assign(static_cast<size_t>(blocks * pk.panel), 0.0f);
-  pk.bias.assign(static_cast<size_t>(blocks * pk.nr), 0.0f);
+  k.conv_tile(g.Kg, g.Cg, taps, pk.t);
+  pk.t.blocks_per_group = ceil_div(g.Kg, pk.t.nr);
+  const index_t blocks = g.groups * pk.t.blocks_per_group;
+  pk.t.panel = taps * g.Cg * pk.t.nr;
+  pk.w.assign(static_cast<size_t>(blocks * pk.t.panel), 0.0f);
+  pk.bias.assign(static_cast<size_t>(blocks * pk.t.nr), 0.0f);
   for (index_t b = 0; b < blocks; ++b) {
-    const index_t grp = b / pk.blocks_per_group, kb = b % pk.blocks_per_group;
-    float* panel = pk.w.data() + b * pk.panel;
-    const index_t jn = std::min<index_t>(pk.nr, g.Kg - kb * pk.nr);
+    const index_t grp = b / pk.t.blocks_per_group, kb = b % pk.t.blocks_per_group;
+    float* panel = pk.w.data() + b * pk.t.panel;
+    const index_t jn = std::min<index_t>(pk.t.nr, g.Kg - kb * pk.t.nr);
     for (index_t j = 0; j < jn; ++j) {
-      const index_t oc = grp * g.Kg + kb * pk.nr + j;
-      if (bias) pk.bias[static_cast<size_t>(b * pk.nr + j)] = bias[oc];
+      const index_t oc = grp * g.Kg + kb * pk.t.nr + j;
+      if (bias) pk.bias[static_cast<size_t>(b * pk.t.nr + j)] = bias[oc];
     }
     // A blocked transpose: 64 input channels of every output channel of the block at a time, so reads run along
     // the weight rows and writes stay within a few KB (large FC layers pack 10x faster than column by column).
     for (index_t c0 = 0; c0 < g.Cg; c0 += 64) {
       const index_t c1 = std::min(g.Cg, c0 + 64);
       for (index_t j = 0; j < jn; ++j) {
-        const float* src = w + (grp * g.Kg + kb * pk.nr + j) * g.Cg * taps;
+        const float* src = w + (grp * g.Kg + kb * pk.t.nr + j) * g.Cg * taps;
         for (index_t c = c0; c < c1; ++c)
-          for (index_t t = 0; t < taps; ++t) panel[(t * g.Cg + c) * pk.nr + j] = src[c * taps + t];
+          for (index_t t = 0; t < taps; ++t) panel[(t * g.Cg + c) * pk.t.nr + j] = src[c * taps + t];
       }
     }
   }
@@ -514,22 +546,23 @@ void pack_depthwise(const PlanKernels& k, index_t C, index_t taps, const float* 
 
 // Adds the IGEMM op computing y = conv(x) with packed weights.
 void add_igemm(Plan& p, const std::string& name, int x, int y, const ConvGeom& g, const float* w, const float* bias,
-               const Epilogue& e, int residual, const std::string& detail, double flops) {
+               const Epilogue& e, int residual, const std::string& detail, double flops, int scale = -1) {
   const PlanKernels& k = p.kernels();
   auto op = std::make_unique<ConvOp>();
   op->packed = pack_igemm(k, g, w, bias);
   const ConvPacked& pk = op->packed;
-  const index_t taps = g.R * g.S, blocks = g.groups * pk.blocks_per_group;
+  const index_t taps = g.R * g.S, blocks = g.groups * pk.t.blocks_per_group;
   p.add_weight_bytes(static_cast<index_t>(pk.w.size() + pk.bias.size()) * 4);
   // Split output channels between threads when the weights outweigh the input (late layers, FC); else pixels.
   const double weight_bytes = 4.0 * g.K * g.Cg * taps, input_bytes = 4.0 * g.H * g.W * g.C;
   op->split_blocks = blocks >= 8 && weight_bytes > input_bytes;
-  op->g = g, op->e = e, op->x = x, op->y = y, op->res = residual, op->k = &k;
+  op->g = g, op->e = e, op->x = x, op->y = y, op->res = residual, op->scale = scale, op->k = &k;
   op->name = name;
-  op->kind = std::string(k.isa) + "_conv_" + std::to_string(pk.mr) + "x" + std::to_string(pk.nr);
-  op->detail = detail, op->flops_per_image = flops;
+  op->kind = std::string(k.isa) + "_conv_" + std::to_string(pk.t.mr) + "x" + std::to_string(pk.t.nr);
+  op->detail = detail + (scale >= 0 ? " *gate" : ""), op->flops_per_image = flops;
   op->reads = {x};
   if (residual >= 0) op->reads.push_back(residual);
+  if (scale >= 0) op->reads.push_back(scale);
   op->writes = {y};
   add(p, std::move(op));
 }
@@ -585,7 +618,7 @@ bool winograd_eligible(const ConvSpec& s) {
 }
 
 int plan_conv(Plan& p, const std::string& name, int x, const ConvSpec& s, const float* w, const float* bias,
-              const Epilogue& e, int residual, ConvAlgo algo) {
+              const Epilogue& e, int residual, ConvAlgo algo, int scale) {
   check_epilogue(e);
   const TensorDesc in = p.tensor(x);
   require(s.groups >= 1 && in.C % s.groups == 0 && s.K % s.groups == 0 && s.C * s.groups == in.C,
@@ -607,7 +640,7 @@ int plan_conv(Plan& p, const std::string& name, int x, const ConvSpec& s, const 
   p.reserve_zeros(in.C + 64);
   const double flops = 2.0 * OH * OW * s.K * g.Cg * s.R * s.S;
   const bool depthwise = s.groups == in.C && s.groups == s.K && s.groups > 1;
-  if (algo == ConvAlgo::automatic) algo = depthwise ? ConvAlgo::depthwise : ConvAlgo::igemm;
+  if (algo == ConvAlgo::automatic) algo = depthwise && scale < 0 ? ConvAlgo::depthwise : ConvAlgo::igemm;
   require(algo != ConvAlgo::depthwise || depthwise, "plan.conv: the depthwise kernel needs groups == C == K");
   require(algo != ConvAlgo::winograd || winograd_eligible(s),
           "plan.conv: winograd needs a 3x3, stride 1, undilated, ungrouped convolution");
@@ -628,8 +661,14 @@ int plan_conv(Plan& p, const std::string& name, int x, const ConvSpec& s, const 
     add(p, std::move(op));
     return y;
   }
+  if (scale >= 0) {
+    const TensorDesc& sd = p.tensor(scale);
+    require(algo == ConvAlgo::igemm && s.R == 1 && s.S == 1 && s.groups == 1 && sd.H == 1 && sd.W == 1 &&
+                sd.C == in.C && sd.constant < 0,
+            "plan.conv: an input gate needs a 1x1 ungrouped convolution and a computed (N, C, 1, 1) gate");
+  }
   if (algo == ConvAlgo::winograd) return add_winograd(p, name, x, y, s, g, w, bias, e, residual, detail);
-  add_igemm(p, name, x, y, g, w, bias, e, residual, detail, flops);
+  add_igemm(p, name, x, y, g, w, bias, e, residual, detail, flops, scale);
   return y;
 }
 
@@ -767,8 +806,10 @@ int plan_mbconv(Plan& p, const std::string& name, int x, const float* we, const 
                 const float* wp, const float* bp, index_t K, const Epilogue& ep, int residual) {
   check_epilogue(ee), check_epilogue(ed), check_epilogue(ep);
   const TensorDesc in = p.tensor(x);
-  const bool has_expand = we != nullptr;
+  const bool has_expand = we != nullptr, has_project = wp != nullptr;
   if (!has_expand) E = in.C;
+  if (!has_project) K = E;
+  require(has_expand || has_project, "plan.mbconv: expected an expand or a project step");
   require(E >= 1 && K >= 1 && dw.K == E && dw.C == 1 && dw.groups == E, "plan.mbconv: inconsistent channel counts");
   require(dw.R >= 1 && dw.S >= 1 && dw.sh >= 1 && dw.sw >= 1 && dw.dh >= 1 && dw.dw >= 1 && dw.pt >= 0 &&
               dw.pb >= 0 && dw.pl >= 0 && dw.pr >= 0,
@@ -784,12 +825,12 @@ int plan_mbconv(Plan& p, const std::string& name, int x, const float* we, const 
   }
   const PlanKernels& k = p.kernels();
   auto op = std::make_unique<MBConvOp>();
-  op->has_expand = has_expand;
+  op->has_expand = has_expand, op->has_project = has_project;
   op->ge = ConvGeom{0, in.H, in.W, in.C, in.H, in.W, E, 1, 1, 1, 1, 1, 1, 0, 0, 1, in.C, E};
   op->gd = ConvGeom{0, in.H, in.W, E, OH, OW, E, dw.R, dw.S, dw.sh, dw.sw, dw.dh, dw.dw, dw.pt, dw.pl, E, 1, 1};
   op->gp = ConvGeom{0, OH, OW, E, OH, OW, K, 1, 1, 1, 1, 1, 1, 0, 0, 1, E, K};
   if (has_expand) op->pe = pack_igemm(k, op->ge, we, be);
-  op->pp = pack_igemm(k, op->gp, wp, bp);
+  if (has_project) op->pp = pack_igemm(k, op->gp, wp, bp);
   pack_depthwise(k, E, dw.R * dw.S, wd, bd, op->dw_w, op->dw_b);
   p.add_weight_bytes(static_cast<index_t>(op->pe.w.size() + op->pp.w.size() + op->dw_w.size()) * 4);
   op->ee = ee, op->ed = ed, op->ep = ep, op->x = x, op->y = y, op->res = residual, op->k = &k;
@@ -803,7 +844,7 @@ int plan_mbconv(Plan& p, const std::string& name, int x, const float* we, const 
     }
   }
   const double flops = 2.0 * (has_expand ? in.H * in.W * in.C * E : 0) + 2.0 * OH * OW * E * dw.R * dw.S +
-                       2.0 * OH * OW * E * K;
+                       (has_project ? 2.0 * OH * OW * E * K : 0.0);
   op->name = name, op->kind = std::string(k.isa) + "_mbconv", op->flops_per_image = flops;
   op->detail = dims(in) + " -> " + std::to_string(E) + " k" + std::to_string(dw.R) + "x" + std::to_string(dw.S) +
                " s" + std::to_string(dw.sh) + " -> " + dims(p.tensor(y)) + " (" + std::to_string(op->stripe) +

@@ -18,16 +18,18 @@ struct ConvSpec {
 
 enum class ConvAlgo : int { automatic = 0, igemm, depthwise, winograd };
 
-// y = act(conv(x, w) + bias [+ residual]); residual: a tensor of y's shape, or -1. Returns y, a new tensor.
+// y = act(conv(x [* scale], w) + bias [+ residual]); residual: a tensor of y's shape, or -1; scale: a per image,
+// per input channel gate (N x 1 x 1 x C) for 1x1 convolutions, or -1. Returns y, a new tensor.
 int plan_conv(Plan& p, const std::string& name, int x, const ConvSpec& spec, const float* w, const float* bias,
-              const Epilogue& e, int residual, ConvAlgo algo);
+              const Epilogue& e, int residual, ConvAlgo algo, int scale = -1);
 
 // Whether Winograd F(4x4, 3x3) applies: 3x3, stride 1, no dilation, one group.
 bool winograd_eligible(const ConvSpec& s);
 
 // An inverted-residual block fused over row stripes: y = project(dw(expand(x))) [+ residual], each step with its
 // epilogue. we / be: expand weights (E, C, 1, 1) and bias, or null for a block without expansion; dw: the depthwise
-// geometry (K = C = groups = E); wp: project weights (K, E, 1, 1).
+// geometry (K = C = groups = E); wp: project weights (K, E, 1, 1), or null to stop after the depthwise step (its
+// output is needed elsewhere too, e.g. by a squeeze-excitation gate).
 int plan_mbconv(Plan& p, const std::string& name, int x, const float* we, const float* be, index_t E,
                 const Epilogue& ee, const ConvSpec& dw, const float* wd, const float* bd, const Epilogue& ed,
                 const float* wp, const float* bp, index_t K, const Epilogue& ep, int residual);

@@ -66,8 +66,6 @@ int Plan::reshape(int t, index_t H, index_t W, index_t C) {
   return static_cast<int>(tensors_.size()) - 1;
 }
 
-bool Plan::is_root(int t) const { return tensor(t).parent < 0; }
-
 int Plan::root_of(int t) const {
   while (tensor(t).parent >= 0) t = tensor(t).parent;
   return t;
@@ -193,7 +191,7 @@ void Plan::execute(const Exec& ex, int threads, std::vector<double>* times) cons
   ThreadPool::instance().run(team, body);
 }
 
-void Plan::run(const float* input, index_t N, float* const* outputs, int threads) {
+void Plan::run(const float* const* inputs, index_t N, float* const* outputs, int threads) {
   require(N >= 1, "plan.run: the batch must be >= 1");
   std::lock_guard<std::mutex> lock(mutex_);
   Layout* layout = nullptr;
@@ -204,18 +202,18 @@ void Plan::run(const float* input, index_t N, float* const* outputs, int threads
     layout = &layouts_.back();
     layout->arena.assign(static_cast<size_t>(layout->floats), 0.0f);  // touched once: no page faults later
   }
-  const Exec ex{this, layout->arena.data(), &layout->offsets, N, input, outputs};
+  const Exec ex{this, layout->arena.data(), &layout->offsets, N, inputs, outputs};
   execute(ex, std::max(1, threads), nullptr);
 }
 
-std::vector<ProfileEntry> Plan::profile(const float* input, index_t N, float* const* outputs, int threads,
+std::vector<ProfileEntry> Plan::profile(const float* const* inputs, index_t N, float* const* outputs, int threads,
                                         int repeats) {
-  run(input, N, outputs, threads);  // plans memory and warms up
+  run(inputs, N, outputs, threads);  // plans memory and warms up
   std::lock_guard<std::mutex> lock(mutex_);
   Layout* layout = nullptr;
   for (Layout& l : layouts_)
     if (l.N == N) layout = &l;
-  const Exec ex{this, layout->arena.data(), &layout->offsets, N, input, outputs};
+  const Exec ex{this, layout->arena.data(), &layout->offsets, N, inputs, outputs};
   std::vector<double> times(ops_.size(), 0.0);
   for (int r = 0; r < std::max(1, repeats); ++r) execute(ex, std::max(1, threads), &times);
   std::vector<ProfileEntry> out;

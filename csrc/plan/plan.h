@@ -45,7 +45,7 @@ struct Exec {
   float* arena;
   const std::vector<index_t>* offsets;  // buffer -> float offset in the arena
   index_t N;
-  const float* input;       // the caller's NCHW input
+  const float* const* inputs;  // the caller's NCHW inputs
   float* const* outputs;    // the caller's output arrays
   Resolved at(int tensor) const;
 };
@@ -84,30 +84,30 @@ class Plan {
   int reshape(int t, index_t H, index_t W, index_t C);
   const TensorDesc& tensor(int t) const { return tensors_.at(static_cast<size_t>(t)); }
   int num_tensors() const { return static_cast<int>(tensors_.size()); }
-  bool is_root(int t) const;
   bool aliasable(int t) const;  // may become a slice of another tensor
   int root_of(int t) const;
 
   void add_op(std::unique_ptr<PlanOp> op);
-  int set_input(index_t C, index_t H, index_t W);  // the NCHW input; returns its NHWC tensor
+  // An NCHW input (N, C, H, W), or (N, C) with H = W = 1; returns its NHWC tensor. Inputs come before other ops.
+  int add_input(index_t C, index_t H, index_t W);
   void add_output(int tensor, bool nchw);          // nchw: 4-D (N, C, H, W); else (N, H * W * C) as stored
 
-  // Runs the network on N images; input is N x C x H x W, outputs[i] receives output i. Serialized per Plan.
-  void run(const float* input, index_t N, float* const* outputs, int threads);
+  // Runs the network on N images: inputs[i] is N x C x H x W of input i, outputs[i] receives output i. Calls on one
+  // Plan run one at a time.
+  void run(const float* const* inputs, index_t N, float* const* outputs, int threads);
 
   index_t arena_bytes(index_t N) const;
   index_t weight_bytes() const;
   const std::vector<std::unique_ptr<PlanOp>>& ops() const { return ops_; }
   PlanOp& back_op() { return *ops_.back(); }
-  std::vector<ProfileEntry> profile(const float* input, index_t N, float* const* outputs, int threads, int repeats);
+  std::vector<ProfileEntry> profile(const float* const* inputs, index_t N, float* const* outputs, int threads,
+                                    int repeats);
   float* zeros() const { return zeros_.data(); }  // at least max-channels zeros (padding taps)
   void reserve_zeros(index_t n);
 
   const float* constant_data(int c) const { return constants_.at(static_cast<size_t>(c)).data(); }
   std::vector<std::pair<int, bool>> outputs() const { return outputs_; }
-  index_t input_c() const { return in_c_; }
-  index_t input_h() const { return in_h_; }
-  index_t input_w() const { return in_w_; }
+  const std::vector<int>& inputs() const { return inputs_; }
   void add_weight_bytes(index_t b) { weight_bytes_ += b; }
 
  private:
@@ -127,7 +127,7 @@ class Plan {
   std::vector<AlignedVector> constants_;
   std::vector<std::unique_ptr<PlanOp>> ops_;
   std::vector<std::pair<int, bool>> outputs_;
-  index_t in_c_ = 0, in_h_ = 0, in_w_ = 0;
+  std::vector<int> inputs_;  // their tensors
   index_t weight_bytes_ = 0;
   mutable AlignedVector zeros_;
   std::vector<Layout> layouts_;  // one per batch size seen, reused

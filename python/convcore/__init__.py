@@ -22,6 +22,7 @@ from .graph import Graph, trace
 from .io import load_checkpoint
 from .plan import Plan, compile
 
+# One source: pyproject.toml's [project] version, compiled into _core by CMake (`convcore --version` prints this).
 __version__ = _core.config()["version"]
 
 __all__ = ["functional", "nn", "trace", "Graph", "Plan", "compile", "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa", "set_isa"]

@@ -268,3 +268,29 @@ def test_any_batch_and_out(isa):
         out = np.empty((n, 8, 10, 10), np.float32)
         assert plan.run(x, out=out) is out
         assert_close(out, R.relu(R.conv2d(x, w, padding=1)), 1e-5)
+
+
+@pytest.mark.parametrize("se", [False, True])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_inverted_residual_block_fused(isa, threads, se, stride):
+    """[expand 1x1 -> depthwise -> (squeeze-excitation) -> project 1x1 (+ residual)]: one mbconv op without SE; with
+    SE the expand and depthwise fuse, and the gate scales the projection's weights per image."""
+    rng = np.random.default_rng(10)
+    we, be = rand(rng, 96, 16, 1, 1, scale=0.3), rand(rng, 96)
+    wd, bd = rand(rng, 96, 1, 3, 3, scale=0.3), rand(rng, 96)
+    w1, w2 = rand(rng, 8, 96, 1, 1, scale=0.3), rand(rng, 96, 8, 1, 1, scale=0.3)
+    wp, bp = rand(rng, 16, 96, 1, 1, scale=0.3), rand(rng, 16)
+
+    def block(x, mod):
+        h = mod.silu(mod.conv2d(x, we, be))
+        d = mod.silu(mod.conv2d(h, wd, bd, stride, 1, groups=96))
+        if se:
+            d = mod.mul(d, mod.sigmoid(mod.conv2d(mod.silu(mod.conv2d(mod.global_avg_pool2d(d), w1)), w2)))
+        y = mod.conv2d(d, wp, bp)
+        return mod.add(y, x) if stride == 1 else y
+
+    x, y, plan = _run(lambda v: block(v, F), (2, 16, 33, 31))
+    assert_close(y, block(x, R), 1e-5)
+    kinds = " ".join(op[1] + " " + op[2] for op in plan.ops())
+    assert "mbconv" in kinds
+    assert ("*gate" in kinds) == se and "_mul" not in kinds

@@ -20,7 +20,12 @@ void max_pool2d(const Pool2dShape& s, const float* x, float* y);
 // count_include_pad: divide by the window clipped to the padded input (torch), else by the real cells it covers.
 void avg_pool2d(const Pool2dShape& s, bool count_include_pad, const float* x, float* y);
 
-// Lp pooling (ONNX LpPool): (sum over the window's real cells of |x|^p)^(1/p); padding cells add nothing.
+// The plain loops (CONVCORE_ISA=scalar, and few channels); the SIMD paths use the Plan's channels-last kernel.
+void max_pool2d_ref(const Pool2dShape& s, const float* x, float* y);
+void avg_pool2d_ref(const Pool2dShape& s, bool count_include_pad, const float* x, float* y);
+
+// Lp pooling (ONNX LpPool): (sum over the window's real cells of |x|^p)^(1/p); padding cells add nothing. One
+// portable kernel (Lp pooling is rare and memory-bound).
 void lp_pool2d(const Pool2dShape& s, double p, const float* x, float* y);
 
 // Adaptive pooling: window i covers [floor(i*in/out), ceil((i+1)*in/out)). Global pooling is the 1x1 case.

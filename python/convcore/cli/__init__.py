@@ -73,9 +73,12 @@ def _succeeds(func):
 
 def build_parser():
     """The argument parser of the `convcore` command (each subcommand stores its handler in `func`)."""
+    import convcore
+
     from . import _bench, _classify, _models
 
     parser = _Parser(prog="convcore", description="convcore: fast CNN inference on the CPU")
+    parser.add_argument("--version", action="version", version=f"convcore {convcore.__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     info = sub.add_parser("info", help="what this build was compiled with and what it runs on")

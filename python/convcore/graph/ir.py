@@ -224,12 +224,7 @@ class Graph:
         last_use = {name: i for i, node in enumerate(self.nodes) for name in node.inputs}
         keep = set(self.outputs) | set(env)
         for i, node in enumerate(self.nodes):
-            op = OPS[node.op]
-            args = [env[name] if name else None for name in node.inputs]
-            if op.variadic:
-                env[node.outputs[0]] = op.function(args, **node.attrs)
-            else:
-                env[node.outputs[0]] = op.function(**dict(zip(op.inputs, args)), **node.attrs)
+            env[node.outputs[0]] = call_node(node, [env[name] if name else None for name in node.inputs])
             for name in node.inputs:
                 if last_use.get(name) == i and name not in keep:
                     env.pop(name, None)
@@ -254,6 +249,14 @@ class Graph:
     def __repr__(self):
         return (f"Graph(name={self.name!r}, inputs={self.inputs}, outputs={self.outputs}, nodes={len(self.nodes)}, "
                 f"params={len(self.params)})")
+
+
+def call_node(node, args):
+    """Run one node eagerly on its input arrays (None for an absent optional one)."""
+    op = OPS[node.op]
+    if op.variadic:
+        return op.function(args, **node.attrs)
+    return op.function(**dict(zip(op.inputs, args)), **node.attrs)
 
 
 def _shown_attrs(node):

@@ -13,12 +13,15 @@ Example:
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .. import _core
 from ..graph import Graph, trace
 from ..nn import Module
-from .lower import FUSIONS, lower
+from ..graph.ir import call_node
+from .lower import FUSIONS, Segment, lower, rewrite
 
 __all__ = ["FUSIONS", "Plan", "compile"]
 
@@ -70,10 +73,24 @@ class Plan:
         self.winograd = winograd
         self.fuse = fuse
         self.isa = _core.get_isa()
-        self._plan = lower(graph, self.isa, winograd, _fusions(fuse))
-        self._out_count = len(graph.outputs)
+        if len(graph.inputs) != 1 or len(graph.shapes[graph.inputs[0]]) != 4:
+            raise ValueError(f"compile: expected a graph with one 4-D (N, C, H, W) input (got inputs "
+                             f"{[graph.shapes[n] for n in graph.inputs]})")
+        fusions = _fusions(fuse)
+        rewritten = rewrite(graph, fusions)
+        self._steps = lower(rewritten, self.isa, winograd, fusions)
+        # The segments hold their packed weights: keep only the parameters nodes run eagerly still read (folded
+        # batch-norm weights would otherwise double the plan's memory).
+        eager = {v for step in self._steps if not isinstance(step, Segment) for v in step.inputs}
+        self._shapes = dict(rewritten.shapes)
+        self._params = {k: v for k, v in rewritten.params.items() if k in eager}
+        self._input, self._outputs = rewritten.inputs[0], list(rewritten.outputs)
+        # The common case, a graph plans cover entirely: one C++ call from input to outputs.
+        only = self._steps[0] if len(self._steps) == 1 and isinstance(self._steps[0], Segment) else None
+        self._single = only if only is not None and only.inputs == list(graph.inputs) and \
+            only.outputs == list(graph.outputs) else None
         self._last_batch = self.input_shape[0]
-        # One call at the compiled batch now: plans and touches the arena and starts the thread pool, so that the
+        # One call at the compiled batch now: plans and touches the arenas and starts the thread pool, so that the
         # caller's first call runs at full speed.
         self.run(np.zeros(self.input_shape, np.float32))
 
@@ -92,46 +109,90 @@ class Plan:
         return np.ascontiguousarray(x)
 
     def output_shapes(self, batch):
-        return [tuple(s) for s in self._plan.output_shapes(int(batch))]
+        """The output arrays' shapes for a batch of `batch` images."""
+        return [(int(batch),) + tuple(self._shapes[name][1:]) for name in self._outputs]
+
+    def _check_out(self, out, shapes, x):
+        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        if len(outs) != len(shapes):
+            raise ValueError(f"out: expected {len(shapes)} array(s) (got {len(outs)})")
+        for i, (o, s) in enumerate(zip(outs, shapes)):
+            if not isinstance(o, np.ndarray) or o.dtype != np.float32 or tuple(o.shape) != s or \
+                    not o.flags.c_contiguous or not o.flags.writeable:
+                raise ValueError(f"out[{i}]: expected a writeable C-contiguous float32 array of shape {s} (got "
+                                 f"{getattr(o, 'shape', type(o).__name__)})")
+            if np.may_share_memory(o, x):
+                raise ValueError(f"out[{i}]: must not overlap the input")
+        return outs
+
+    def _run_steps(self, x, timer=None):
+        """Run every step on x; returns {value: array} with the graph outputs. `timer(step, fn)` may wrap steps."""
+        env = {self._input: x}
+        threads = self._threads()
+        for step in self._steps:
+            if isinstance(step, Segment):
+                ins = [np.ascontiguousarray(env[v]) for v in step.inputs]
+                outs = [np.empty((x.shape[0],) + tuple(self._shapes[v][1:]), np.float32) for v in step.outputs]
+                if timer is None:
+                    step.plan.run(ins, outs, threads)
+                else:
+                    timer(step, ins, outs, threads)
+                env.update(zip(step.outputs, outs))
+            else:
+                args = [env[v] if v in env else self._params[v] if v else None for v in step.inputs]
+                env[step.outputs[0]] = call_node(step, args) if timer is None else timer(step, args, None, None)
+        return env
 
     def run(self, x, out=None):
         """Run on `x`; write into `out` (an array, or a list with one per output) when given. Returns the output(s).
         """
         x = self._check_input(x)
         shapes = self.output_shapes(x.shape[0])
-        if out is None:
-            outs = [np.empty(s, np.float32) for s in shapes]
+        outs = self._check_out(out, shapes, x) if out is not None else None
+        if self._single is not None:
+            outs = outs or [np.empty(s, np.float32) for s in shapes]
+            self._single.plan.run([x], outs, self._threads())
         else:
-            outs = list(out) if isinstance(out, (list, tuple)) else [out]
-            if len(outs) != len(shapes):
-                raise ValueError(f"out: expected {len(shapes)} array(s) (got {len(outs)})")
-            for i, (o, s) in enumerate(zip(outs, shapes)):
-                if not isinstance(o, np.ndarray) or o.dtype != np.float32 or tuple(o.shape) != s or \
-                        not o.flags.c_contiguous or not o.flags.writeable:
-                    raise ValueError(f"out[{i}]: expected a writeable C-contiguous float32 array of shape {s} (got "
-                                     f"{getattr(o, 'shape', type(o).__name__)})")
-                if np.may_share_memory(o, x):
-                    raise ValueError(f"out[{i}]: must not overlap the input")
-        self._plan.run(x, outs, self._threads())
+            env = self._run_steps(x)
+            results = [np.ascontiguousarray(env[name], np.float32) for name in self._outputs]
+            if outs is None:
+                outs = results
+            else:
+                for o, r in zip(outs, results):
+                    o[...] = r
         self._last_batch = x.shape[0]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     __call__ = run
 
     # ---------------------------------------------------------------------------------------------- inspection
+    def _segments(self):
+        return [s for s in self._steps if isinstance(s, Segment)]
+
     @property
     def memory_bytes(self):
-        """Arena size in bytes for the batch of the last call (the compiled batch before any call)."""
-        return int(self._plan.arena_bytes(self._last_batch))
+        """Arena bytes (all segments) for the batch of the last call (the compiled batch before any call)."""
+        return int(sum(s.plan.arena_bytes(self._last_batch) for s in self._segments()))
 
     @property
     def weight_bytes(self):
         """Bytes of packed weights and constants."""
-        return int(self._plan.weight_bytes)
+        return int(sum(s.plan.weight_bytes for s in self._segments()))
+
+    @property
+    def eager_nodes(self):
+        """Names of the nodes compiled plans do not cover, which run op by op between the plan's segments."""
+        return [s.name for s in self._steps if not isinstance(s, Segment)]
 
     def ops(self):
-        """The fused op list: (name, kernel, shapes, FLOPs per image) tuples."""
-        return [tuple(op) for op in self._plan.ops()]
+        """The op list: (name, kernel, shapes, FLOPs per image) tuples; nodes run eagerly show kernel 'eager <op>'."""
+        rows = []
+        for step in self._steps:
+            if isinstance(step, Segment):
+                rows += [tuple(op) for op in step.plan.ops()]
+            else:
+                rows.append((step.name, f"eager {step.op}", str(self._shapes[step.outputs[0]]), 0.0))
+        return rows
 
     def profile(self, x=None, repeats=10):
         """Per-op times: a list of (name, kernel, shapes, FLOPs, seconds) averaged over `repeats` runs on `x`
@@ -139,8 +200,21 @@ class Plan:
         if x is None:
             x = np.random.default_rng(0).standard_normal(self.input_shape).astype(np.float32)
         x = self._check_input(x)
-        outs = [np.empty(s, np.float32) for s in self.output_shapes(x.shape[0])]
-        return [tuple(e) for e in self._plan.profile(x, outs, self._threads(), int(repeats))]
+        rows = []
+
+        def timer(step, ins, outs, threads):
+            if isinstance(step, Segment):
+                rows.extend(tuple(e) for e in step.plan.profile(ins, outs, threads, int(repeats)))
+                return None
+            start = time.perf_counter()
+            for _ in range(int(repeats)):
+                result = call_node(step, ins)
+            rows.append((step.name, f"eager {step.op}", str(self._shapes[step.outputs[0]]), 0.0,
+                         (time.perf_counter() - start) / int(repeats)))
+            return result
+
+        self._run_steps(x, timer)
+        return rows
 
     def summary(self, x=None, repeats=10, print_out=True):
         """The fused op list with each op's kernel, shapes, GFLOP and share of the time (measured on `x`, or on
@@ -163,7 +237,7 @@ class Plan:
         return text
 
     def __repr__(self):
-        return (f"Plan({self.graph.name}, input_shape={self.input_shape}, ops={len(self._plan.ops())}, "
+        return (f"Plan({self.graph.name}, input_shape={self.input_shape}, ops={len(self.ops())}, "
                 f"isa={self.isa!r})")
 
     # ------------------------------------------------------------------------------------------------ pickling

@@ -55,8 +55,12 @@ MBCONV_MIN_BYTES = 200 << 10
 
 
 class Lowering:
-    def __init__(self, graph, isa, winograd, fusions=FUSIONS):
+    """Builds one C++ Plan for a segment of the graph: `nodes` (in order), reading the graph values `inputs` and
+    making `outputs` available to the rest of the graph."""
+
+    def __init__(self, graph, nodes, inputs, outputs, isa, winograd, fusions=FUSIONS):
         self.g = graph
+        self.nodes, self.inputs, self.seg_outputs = nodes, list(inputs), list(outputs)
         self.plan = _core.Plan(isa)
         self.winograd = winograd
         self.fusions = frozenset(fusions)
@@ -66,7 +70,10 @@ class Lowering:
             for name in node.inputs:
                 if name:
                     self.readers.setdefault(name, []).append(node)
-        self.outputs = set(graph.outputs)
+        in_segment = {id(n) for n in nodes}
+        # Values something outside the segment reads are outputs too: nothing may fuse them away.
+        self.outputs = set(outputs) | {v for v, rs in self.readers.items() if any(id(r) not in in_segment for r in rs)}
+        self.in_segment = in_segment
         self.producer = {out: node for node in graph.nodes for out in node.outputs}
         self.skip = set()        # ids of nodes fused into an earlier op
         self.members = {}        # concat tensor id -> its member values (for prefix reuse)
@@ -74,9 +81,9 @@ class Lowering:
 
     # ------------------------------------------------------------------------------------------------ helpers
     def sole_reader(self, value):
-        """The one node reading `value`, if exactly one does and it is not a graph output; else None."""
+        """The one node reading `value`, if exactly one does, in this segment, and the value is not needed outside."""
         readers = self.readers.get(value, [])
-        if len(readers) != 1 or value in self.outputs:
+        if len(readers) != 1 or value in self.outputs or id(readers[0]) not in self.in_segment:
             return None
         return readers[0]
 
@@ -87,33 +94,25 @@ class Lowering:
             return ACTIVATIONS[reader.op](reader.attrs), reader
         return None
 
-    def ref(self, value):
+    def ref(self, value, rank=None):
         if value in self.env:
             return self.env[value]
         if value in self.g.params:
-            return self.constant(value)
+            return self.constant(value, rank)
         raise ValueError(f"compile: value '{value}' is not computed before it is used")
 
-    def constant(self, value):
-        """A graph parameter used as a tensor operand (e.g. a broadcast scale): a plan constant, NHWC."""
-        if value not in self.constants:
+    def constant(self, value, rank):
+        """A graph parameter used as an operand of a rank-`rank` op (a broadcast scale, say): a plan constant, NHWC,
+        its shape first aligned to the right as numpy broadcasting does."""
+        key = (value, rank)
+        if key not in self.constants:
             array = np.asarray(self.g.params[value], np.float32)
-            if array.ndim == 4:
-                if array.shape[0] != 1:
-                    raise ValueError(f"compile: constant '{value}' of shape {array.shape} has a batch dimension")
-                nhwc = array[0].transpose(1, 2, 0)
-            elif array.ndim <= 2:
-                if array.ndim == 2 and array.shape[0] != 1:
-                    raise ValueError(f"compile: constant '{value}' of shape {array.shape} has a batch dimension")
-                nhwc = array.reshape(1, 1, -1)
-            elif array.ndim == 3:  # (C, H, W), numpy-broadcast against (N, C, H, W)
-                nhwc = array.transpose(1, 2, 0)
-            else:
-                raise ValueError(f"compile: constant '{value}' of shape {array.shape} is not supported")
+            shape = (1,) * (rank - array.ndim) + array.shape
+            array = array.reshape(shape)
+            nhwc = array[0].transpose(1, 2, 0) if rank == 4 else array.reshape(1, 1, -1)
             tid = self.plan.constant(np.ascontiguousarray(nhwc, np.float32))
-            shape = (1,) * (4 - array.ndim) + array.shape if array.ndim >= 3 else (1, array.size)
-            self.constants[value] = Ref(tid, shape)
-        return self.constants[value]
+            self.constants[key] = Ref(tid, shape)
+        return self.constants[key]
 
     def materialize(self, ref, node_name):
         """A flattened 4-D value in NCHW order (only when something other than linear reads it)."""
@@ -133,23 +132,14 @@ class Lowering:
     # --------------------------------------------------------------------------------------------------- ops
     def lower(self):
         g = self.g
-        if len(g.inputs) != 1:
-            raise ValueError(f"compile: expected a graph with one input (got {len(g.inputs)})")
-        shape = g.shapes[g.inputs[0]]
-        if len(shape) != 4:
-            raise ValueError(f"compile: expected a 4-D NCHW input (got shape {shape})")
-        tid = self.plan.set_input(*shape[1:])
-        self.define(g.inputs[0], tid, shape)
-        for node in g.nodes:
-            if id(node) in self.skip:
-                continue
-            handler = getattr(self, "op_" + node.op, None)
-            if handler is None:
-                raise ValueError(f"compile: op '{node.op}' (node '{node.name}') is not supported by compiled plans")
-            handler(node)
-        for name in g.outputs:
-            if name in g.params or name in g.inputs:
-                raise ValueError(f"compile: graph output '{name}' is not computed by any node")
+        for name in self.inputs:
+            shape = g.shapes[name]
+            tid = self.plan.add_input(*shape[1:]) if len(shape) == 4 else self.plan.add_input(shape[1], 1, 1)
+            self.define(name, tid, shape)
+        for node in self.nodes:
+            if id(node) not in self.skip:
+                getattr(self, "op_" + node.op)(node)
+        for name in self.seg_outputs:
             ref = self.materialize(self.env[name], name)
             self.plan.add_output(ref.tid, len(ref.shape) == 4)
         return self.plan
@@ -245,7 +235,9 @@ class Lowering:
         d_act, d_act_node, d_out = self._act_after(dw.outputs[0])
         project = self.sole_reader(d_out)
         if not self._pointwise(project) or project.inputs[0] != d_out:
-            return False
+            project = None  # the depthwise output is needed elsewhere (a squeeze-excitation gate): stop there
+            if expand is None:
+                return False
         x = self.ref(node.inputs[0])
         if x.flat is not None or len(x.shape) != 4:
             return False
@@ -256,14 +248,17 @@ class Lowering:
         for fused in (e_act_node, dw, d_act_node, project):
             if fused is not None:
                 self.skip.add(id(fused))
-        residual, p_act, out_value = self._conv_epilogue(project.outputs[0])
+        if project is not None:
+            residual, p_act, out_value = self._conv_epilogue(project.outputs[0])
+            wp, bp = self.param(project.inputs[1]), self.param((list(project.inputs) + [""])[2])
+        else:
+            residual, p_act, out_value, wp, bp = -1, NO_ACT, d_out, None, None
         da = dw.attrs
         we = self.param(expand.inputs[1]) if expand is not None else None
         be = self.param((list(expand.inputs) + [""])[2]) if expand is not None else None
         tid = self.plan.mbconv(node.name, x.tid, we, be, e_act, self.param(dw.inputs[1]),
                                self.param((list(dw.inputs) + [""])[2]), da["stride"], da["dilation"], da["padding"],
-                               d_act, self.param(project.inputs[1]), self.param((list(project.inputs) + [""])[2]),
-                               p_act, residual)
+                               d_act, wp, bp, p_act, residual)
         self.define(out_value, tid, self.g.shapes[out_value])
         return True
 
@@ -364,9 +359,36 @@ class Lowering:
 
     op_relu = op_relu6 = op_leaky_relu = op_sigmoid = op_silu = op_tanh = op_hardswish = op_hardsigmoid = _activation
 
-    def _binary(self, node):
-        a, b = (self.materialize(self.ref(v), node.name) for v in node.inputs[:2])
+    def try_gated_conv(self, node):
+        """mul(x, gate) with a per-image, per-channel gate (N, C, 1, 1) read only by a 1x1 convolution with fewer
+        output channels than pixels: the gate scales that convolution's weights per image instead of every pixel
+        of x (EfficientNet's squeeze-excitation before the block's projection)."""
+        if node.op != "mul" or "gates" not in self.fusions:
+            return False
+        conv = self.sole_reader(node.outputs[0])
+        if not self._pointwise(conv) or conv.inputs[0] != node.outputs[0]:
+            return False
         out_shape = self.g.shapes[node.outputs[0]]
+        for x, gate in (node.inputs[:2], node.inputs[1::-1]):
+            xr, gr = self.env.get(x), self.env.get(gate)
+            if xr is None or gr is None or xr.flat is not None or gr.flat is not None:
+                continue
+            if tuple(xr.shape) == tuple(out_shape) and tuple(gr.shape) == (out_shape[0], out_shape[1], 1, 1) and \
+                    self.g.shapes[conv.inputs[1]][0] < out_shape[2] * out_shape[3]:
+                self.skip.add(id(conv))
+                residual, act, out_value = self._conv_epilogue(conv.outputs[0])
+                bias = self.param((list(conv.inputs) + [""])[2])
+                tid = self.plan.conv(conv.name, xr.tid, self.param(conv.inputs[1]), bias, (1, 1), (1, 1),
+                                     (0, 0, 0, 0), 1, *act, residual, ALGO_IGEMM, gr.tid)
+                self.define(out_value, tid, self.g.shapes[out_value])
+                return True
+        return False
+
+    def _binary(self, node):
+        if self.try_gated_conv(node):
+            return
+        out_shape = self.g.shapes[node.outputs[0]]
+        a, b = (self.materialize(self.ref(v, len(out_shape)), node.name) for v in node.inputs[:2])
         for ref in (a, b):
             if len(ref.shape) not in (2, 4) or len(ref.shape) != len(out_shape):
                 raise ValueError(f"compile: node '{node.name}': {node.op} of shapes {a.shape} and {b.shape} is not "
@@ -503,12 +525,101 @@ def fuse_gates(graph):
     return Graph(nodes, graph.inputs, graph.outputs, graph.params, graph.shapes, graph.name)
 
 
-def lower(graph, isa, winograd="auto", fusions=FUSIONS):
-    """Fold batch norms and gated activations, then build the Plan for `graph` with the kernels of `isa`.
+POOLS = {"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "global_avg_pool2d",
+         "global_max_pool2d", "local_response_norm"}
 
-    `fusions`: the rewrites to apply, a subset of FUSIONS (all by default; tests switch each off)."""
+
+def supported(node, graph):
+    """Whether compiled plans have an op for `node`; the others run eagerly between plan segments."""
+    rank = lambda v: len(graph.shapes[v])  # noqa: E731
+    params = graph.params
+    computed = [v for v in node.inputs if v and v not in params]
+    if not computed or any(rank(v) not in (2, 4) for v in computed):
+        return False
+    op, a, x = node.op, node.attrs, node.inputs[0]
+    out_rank = len(graph.shapes[node.outputs[0]])
+    consts = all(v in params for v in node.inputs[1:] if v)
+    if op in ("conv2d", "depthwise_conv2d", "separable_conv2d"):
+        return rank(x) == 4 and x not in params and consts
+    if op in POOLS:
+        return rank(x) == 4 and x not in params
+    if op == "batch_norm":
+        return x not in params and consts
+    if op in ACTIVATIONS:
+        return x not in params
+    if op in BINARY:
+        for v in node.inputs[:2]:
+            if v in params:
+                array = params[v]
+                if array.ndim > out_rank or (array.ndim == out_rank and array.shape[0] != 1):
+                    return False
+            elif rank(v) != out_rank or graph.shapes[v][0] != graph.shapes[node.outputs[0]][0]:
+                return False
+        return out_rank in (2, 4)
+    if op == "concat":
+        return a["axis"] == 1 and len(computed) == len(node.inputs)
+    if op == "flatten":
+        return (rank(x) == 4 and out_rank == 2) or graph.shapes[x] == graph.shapes[node.outputs[0]]
+    if op == "linear":
+        return rank(x) == 2 and x not in params and consts
+    if op in ("softmax", "log_softmax"):
+        return a["axis"] == 1
+    return False
+
+
+class Segment:
+    """A run of consecutive graph nodes compiled into one C++ Plan: it reads `inputs`, gives `outputs`."""
+
+    def __init__(self, plan, inputs, outputs):
+        self.plan, self.inputs, self.outputs = plan, inputs, outputs
+
+
+def rewrite(graph, fusions=FUSIONS):
+    """The graph rewrites before lowering: batch-norm folding and gated activations (each when enabled)."""
     if "batchnorm" in fusions:
         graph = fold_batchnorm(graph)
     if "gates" in fusions:
         graph = fuse_gates(graph)
-    return Lowering(graph, isa, winograd, fusions).lower()
+    return graph
+
+
+def lower(graph, isa, winograd="auto", fusions=FUSIONS):
+    """The steps running `graph` (already rewritten): Segments of consecutive supported nodes, each one C++ Plan
+    built with the kernels of `isa`, and, between them, the nodes plans do not cover, run eagerly (`Node`s).
+
+    `fusions`: the rewrites to apply, a subset of FUSIONS (all by default; tests switch each off)."""
+    for name in graph.outputs:
+        if name in graph.params or name in graph.inputs:
+            raise ValueError(f"compile: graph output '{name}' is not computed by any node")
+    runs, current = [], []
+    for node in graph.nodes:
+        if supported(node, graph):
+            current.append(node)
+        else:
+            if current:
+                runs.append(current)
+            runs.append(node)
+            current = []
+    if current:
+        runs.append(current)
+    readers = {}
+    for i, run in enumerate(runs):
+        for node in run if isinstance(run, list) else [run]:
+            for v in node.inputs:
+                readers.setdefault(v, set()).add(i)
+    steps = []
+    for i, run in enumerate(runs):
+        if not isinstance(run, list):
+            steps.append(run)
+            continue
+        made = {out for node in run for out in node.outputs}
+        inputs = []
+        for node in run:
+            for v in node.inputs:
+                if v and v not in made and v not in graph.params and v not in inputs:
+                    inputs.append(v)
+        outputs = [v for node in run for v in node.outputs
+                   if v in graph.outputs or any(j != i for j in readers.get(v, ()))]
+        plan = Lowering(graph, run, inputs, outputs, isa, winograd, fusions).lower()
+        steps.append(Segment(plan, inputs, outputs))
+    return steps
