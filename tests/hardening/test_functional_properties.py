@@ -219,7 +219,9 @@ def test_out_of_range_integers_are_value_errors(size, which):
             "leaky_relu": lambda: F.leaky_relu(x, size)}[which]
     if which in ("softmax_axis", "flatten") and -4 <= size < 4:
         return  # a valid axis of a 4-D input
-    if which == "leaky_relu" or (which == "conv_padding" and 0 <= size <= BIG):
+    valid = which == "leaky_relu" or (which in ("conv_padding", "conv_stride", "conv_dilation", "avg_pool2d")
+                                      and 1 - (which == "conv_padding") <= size <= BIG)
+    if valid:  # in range (a huge stride, dilation or padding is fine): no crash, and a ValueError at most
         try:
             call()
         except ValueError:
@@ -246,7 +248,8 @@ ACTIVATIONS = {
 def test_activations_match_torch(shape, name, data):
     ours, theirs = ACTIVATIONS[name]
     x = data.draw(arrays(shape, huge=True))
-    assert_matches(ours(x), theirs(t(x).double()).float(), rtol=2e-6 if name in ("relu", "relu6") else 1e-5)
+    # torch in float32: the formulas overflow alike (hardswish(3.4e38) = x * 6 / 6 = inf in both)
+    assert_matches(ours(x), theirs(t(x)), rtol=2e-6 if name in ("relu", "relu6") else 1e-5)
 
 
 @FUZZ
