@@ -9,12 +9,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# `mark()` then `peak_mb()`: how far the child's peak RSS grew in between (ru_maxrss never goes down).
+# `mark()` then `peak_mb()`: how far the child's peak RSS grew in between. From /proc/self/status (VmHWM, reset by
+# writing 5 to /proc/self/clear_refs), not getrusage: ru_maxrss survives fork + exec, so a child of a large pytest
+# process (torch imported) would start with the parent's peak and hide any growth below it.
 _PRELUDE = """
 import json, resource, sys
 import numpy as np
+def _status_mb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
 def _rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _status_mb("VmHWM")
 def limit_address_space(extra_mb):
     # The current address space plus extra_mb: allocations past it fail (std::bad_alloc / MemoryError).
     with open("/proc/self/status") as f:
@@ -22,7 +27,12 @@ def limit_address_space(extra_mb):
     resource.setrlimit(resource.RLIMIT_AS, (vm + extra_mb * 2**20, resource.RLIM_INFINITY))
 _base = [0.0]
 def mark():
-    _base[0] = _rss_mb()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # the peak restarts from the current RSS
+    except OSError:
+        pass
+    _base[0] = min(_rss_mb(), _status_mb("VmRSS"))
 def peak_mb():
     return _rss_mb() - _base[0]
 def report(**values):

@@ -225,17 +225,21 @@ def test_item06_fifo_in_a_folder_is_reported_and_skipped(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_item06_load_image_never_opens_a_fifo_for_a_blocking_read(tmp_path):
+    """In a child with a timeout: reading a FIFO that has no writer would block forever."""
     pytest.importorskip("PIL")
-    from convcore.transforms import load_image
-
     os.mkfifo(tmp_path / "pipe.png")
-    with pytest.raises(ValueError, match="got a FIFO"):
-        load_image(tmp_path / "pipe.png")
-    with pytest.raises(ValueError, match="got a folder"):
-        load_image(tmp_path)
-    if os.path.exists("/dev/zero"):
-        with pytest.raises(ValueError, match="got a character device"):
-            load_image("/dev/zero")
+    code, out, err = run_child(f"""
+        from convcore.transforms import load_image
+        for path in ({str(tmp_path / "pipe.png")!r}, {str(tmp_path)!r}, "/dev/zero"):
+            try:
+                load_image(path)
+            except (ValueError, OSError) as exc:
+                report(**{{path: str(exc)}})
+    """, timeout=60)
+    assert code == 0, err[-2000:]
+    assert out[str(tmp_path / "pipe.png")].endswith("expected a regular image file (got a FIFO)")
+    assert out[str(tmp_path)].endswith("(got a folder)")
+    assert out["/dev/zero"].endswith("(got a character device)")
 
 
 # ---- item 12: `convcore run` on a bad input file ---------------------------------------------------------------
