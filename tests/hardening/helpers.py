@@ -24,7 +24,9 @@ def limit_address_space(extra_mb):
     # The current address space plus extra_mb: allocations past it fail (std::bad_alloc / MemoryError).
     with open("/proc/self/status") as f:
         vm = next(int(line.split()[1]) for line in f if line.startswith("VmSize:")) * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (vm + extra_mb * 2**20, resource.RLIM_INFINITY))
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    soft = vm + extra_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
 _base = [0.0]
 def mark():
     try:
