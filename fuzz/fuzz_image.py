@@ -14,6 +14,13 @@ from _harness import main
 
 from convcore import data, transforms
 
+try:  # every Pillow plugin imported now, so that main() instruments their decoders too (they load lazily)
+    from PIL import Image
+
+    Image.init()
+except ImportError:
+    pass
+
 _PRESET = data.imagenet_preset(224, resize=256, interpolation="bicubic")
 
 
