@@ -480,6 +480,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_isa", [](const std::string& name) { set_active_isa(isa_from_name(name)); }, py::arg("name"));
   m.def("get_num_threads", &num_threads);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.attr("MAX_THREADS") = kMaxThreads;
   m.def("set_grain_scale", &set_grain_scale, py::arg("scale"),
         "Testing hook: 0 makes every op use all threads however small (default 1).");
   m.def("measure_fma_peak", [](int threads, double seconds) {

@@ -3,16 +3,22 @@
 #include <omp.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
 #include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
 
 namespace convcore {
 
 int default_num_threads() {
   if (const char* env = std::getenv("OMP_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n > 0) return n;
+    const long n = std::strtol(env, nullptr, 10);  // (atoi is undefined for values past int)
+    if (n > 0) return static_cast<int>(std::min<long>(n, kMaxThreads));
   }
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) {
@@ -45,8 +51,57 @@ void set_grain_scale(double scale) {
   grain_slot().store(scale);
 }
 
+namespace {
+// Starts n - 1 threads that wait until all have started, then joins them; "" when all started, else why not.
+std::string try_start_threads(int n) {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool release = false;
+  std::vector<std::thread> started;
+  std::string failure;
+  try {
+    started.reserve(n);
+    for (int i = 1; i < n; ++i)
+      started.emplace_back([&] {
+        std::unique_lock<std::mutex> lock(mutex);
+        cv.wait(lock, [&] { return release; });
+      });
+  } catch (const std::exception& e) {  // std::system_error (EAGAIN: no more threads) or std::bad_alloc
+    failure = "only " + std::to_string(started.size() + 1) + " could be started: " + e.what();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    release = true;
+  }
+  cv.notify_all();
+  for (std::thread& t : started) t.join();
+  return failure;
+}
+
+std::mutex& set_mutex() {
+  static std::mutex m;
+  return m;
+}
+int tried = 1;  // the largest count that started (guarded by set_mutex)
+}  // namespace
+
 void set_num_threads(int n) {
-  if (n < 1) throw std::invalid_argument("num_threads: expected an integer >= 1 (got " + std::to_string(n) + ")");
+  if (n < 1 || n > kMaxThreads)
+    throw std::invalid_argument("num_threads: expected an integer in [1, " + std::to_string(kMaxThreads) + "] (got " +
+                                std::to_string(n) + ")");
+  std::lock_guard<std::mutex> lock(set_mutex());
+  if (n > tried) {
+    const std::string failure = try_start_threads(n);
+    if (!failure.empty())
+      throw std::runtime_error("num_threads: cannot run " + std::to_string(n) + " threads (" + failure +
+                               "); the thread count stays " + std::to_string(num_threads()));
+    // Threads that just started can start again: make them now, so that this thread's OpenMP team exists before a
+    // kernel needs it (libgomp keeps a team's threads for later regions).
+#pragma omp parallel num_threads(n)
+    {
+    }
+    tried = n;
+  }
   slot().store(n);
 }
 

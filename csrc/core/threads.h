@@ -17,8 +17,17 @@ inline int threads_for(double work, double grain) {
   const int n = num_threads();
   return useful >= n ? n : (useful < 1.0 ? 1 : static_cast<int>(useful));
 }
-void set_num_threads(int n);  // n >= 1
-int default_num_threads();    // OMP_NUM_THREADS if set, else the CPUs in this process's affinity mask
+// The most threads a count may name. libgomp cannot be asked for arbitrarily many: a region of ~100000 threads
+// overflows its stack (SIGSEGV), and a thread it fails to create ends the process (exit 1). 1024 is above any CPU
+// this runs on; docs/limits.md lists it.
+constexpr int kMaxThreads = 1024;
+
+// Sets the count for every later kernel: n in [1, kMaxThreads] (std::invalid_argument otherwise). A count above any
+// set before is tried first: n - 1 threads are started and joined (then the OpenMP team of this thread is created),
+// and a failure to start them throws std::runtime_error, keeping the previous count, instead of letting a later
+// kernel end the process.
+void set_num_threads(int n);
+int default_num_threads();    // OMP_NUM_THREADS if set (at most kMaxThreads), else the CPUs in this process's affinity mask
 const char* openmp_runtime();
 
 }  // namespace convcore

@@ -52,10 +52,24 @@ def show_config(print_out: bool = True) -> dict:
     return cfg
 
 
-def set_num_threads(n: int) -> None:
-    """Sets the number of threads every kernel uses (default: ``OMP_NUM_THREADS`` or the CPUs this process may use)."""
-    from ._validate import integer
+MAX_THREADS = _core.MAX_THREADS  # the most threads set_num_threads accepts (docs/limits.md)
 
+
+def set_num_threads(n: int) -> None:
+    """Sets the number of threads every kernel uses (default: ``OMP_NUM_THREADS`` or the CPUs this process may use).
+
+    Args:
+        n: an int in ``[1, MAX_THREADS]`` (1024). A count above any used before is tried first: its threads are
+            started once, so that a system that cannot run them refuses here rather than failing inside a kernel.
+
+    Raises:
+        ValueError: ``n`` is outside ``[1, MAX_THREADS]``.
+        RuntimeError: the system cannot start ``n`` threads (the count stays as it was).
+    """
+    from ._validate import integer, is_int
+
+    if is_int(n) and int(n) > MAX_THREADS:
+        raise ValueError(f"n: expected a thread count in [1, {MAX_THREADS}] (got {int(n)})")
     _core.set_num_threads(integer(n, "n", 1))
 
 

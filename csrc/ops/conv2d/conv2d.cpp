@@ -73,6 +73,16 @@ struct TapLayout {
 
   index_t copy_size(const Conv2dShape& s) const { return in_place ? 0 : s.N * s.C * chan_stride; }
 
+  // copy_size in floating point, computed from the shape alone (before any index_t product can overflow).
+  static double copy_size_estimate(const Conv2dShape& s) {
+    if (s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 && s.pad_b == 0 && s.pad_l == 0 &&
+        s.pad_r == 0)
+      return 0.0;
+    const double rows = double(s.OH - 1) * s.stride_h + double(s.R - 1) * s.dil_h + 1;
+    const double row_w = double(s.OW) + double((s.S - 1) * s.dil_w / s.stride_w);
+    return double(s.N) * s.C * s.stride_w * rows * row_w;
+  }
+
   // Fills channel nc (image-major) of the copy; call for every channel before reading taps.
   void fill(const Conv2dShape& s, const float* x, index_t nc, float* copy) const {
     pad_into_phases(x + nc * s.H * s.W, s.H, s.W, s.pad_t, s.pad_l, s.stride_w, rows, row_w, phase_stride,
@@ -122,12 +132,15 @@ void conv2d_gemm(const GemmConfig& cfg, const Conv2dShape& s, const float* x, co
   const index_t kblocks = ceil_div(KD, kGemmKC), npanels = padded_p / nr;
   index_t max_cols = 0;
   for (const GemmTask& b : blocks) max_cols = std::max(max_cols, b.j1 - b.j0);
+  // Every thread's panel buffer, allocated here: an exception (std::bad_alloc) must not leave an OpenMP region.
+  const index_t bbuf_size = shared ? 0 : kGemmKC * ceil_div(max_cols, nr) * nr;
+  std::vector<float> bbufs(bbuf_size * threads);
   auto packer = [&](index_t ng) {
     return TapPacker{source + (ng / G * s.C + ng % G * Cg) * taps.chan_stride, taps.tap.data(), taps.row_step, s.OW, nr};
   };
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> bbuf(shared ? 0 : kGemmKC * ceil_div(max_cols, nr) * nr);
+    float* const bbuf = bbufs.data() + bbuf_size * omp_get_thread_num();
     if (!taps.in_place) {
 #pragma omp for schedule(static)
       for (index_t nc = 0; nc < s.N * s.C; ++nc) taps.fill(s, x, nc, copy.data());
@@ -148,8 +161,8 @@ void conv2d_gemm(const GemmConfig& cfg, const Conv2dShape& s, const float* x, co
       const TapPacker pack = packer(ng);
       auto panels = [&](index_t k0, index_t kc) -> const float* {
         if (shared) return packed.data() + ng * KD * padded_p + k0 * padded_p + (b.j0 / nr) * kc * nr;
-        pack(k0, kc, b.j0, b.j1 - b.j0, bbuf.data());
-        return bbuf.data();
+        pack(k0, kc, b.j0, b.j1 - b.j0, bbuf);
+        return static_cast<const float*>(bbuf);
       };
       gemm_block(cfg, Kg, KD, w + g * Kg * KD, KD, panels, b.j0, b.j1, b.mp0, b.mp1, y + (n * s.K + g * Kg) * P, P,
                  bias ? bias + g * Kg : nullptr, nullptr, clamp);
@@ -215,6 +228,9 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
   if (s.groups == s.C && s.groups > 1) return dwconv2d(s, x, w, bias, y, clamp);  // one input channel per group
   const GemmConfig* cfg = gemm_config(isa);
   if (cfg == nullptr) return conv2d_ref(s, x, w, bias, y, clamp);
+  if (!padded_copy_pays(TapLayout::copy_size_estimate(s), double(s.N) * s.C * s.H * s.W,
+                        double(s.N) * s.K * s.OH * s.OW))
+    return conv2d_ref(s, x, w, bias, y, clamp);
   // Measured on Zen 5 (bench_ops.py shapes): the direct path wins when few output channels share each im2col element
   // (packing dominates) or when output rows are long enough to fill whole tiles; otherwise the aligned im2col panels
   // win (shifted in-place rows make most vector loads straddle cache lines).

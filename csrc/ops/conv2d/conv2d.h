@@ -30,6 +30,15 @@ void conv2d_ref(const Conv2dShape& s, const float* x, const float* w, const floa
 void pad_into_phases(const float* x, index_t H, index_t W, index_t pad_t, index_t pad_l, index_t stride_w,
                      index_t rows, index_t row_w, index_t phase_stride, float* dst);
 
+// Whether a fast path's zero-padded copy of the input is worth making: it spans every padded row and column a window
+// reaches (and stride_w column phases), which with strides or dilations far larger than the kernel is mostly rows and
+// columns no window reads (stride 2^31-1 on a 4x4 input would ask for 2^31 phases). Past a few times the input plus the
+// output, the reference loop nest runs instead: its work follows the output and the taps, never the padded extent.
+// Sizes are doubles: the products would overflow 64-bit integers for hostile strides and paddings.
+inline bool padded_copy_pays(double copy, double input, double output) {
+  return copy <= 4.0 * (input + output) + 65536.0;
+}
+
 // Output length for one spatial axis: floor((in + pads - dilation*(k-1) - 1) / stride) + 1.
 inline index_t conv_out_size(index_t in, index_t k, index_t stride, index_t dil, index_t pad_lo, index_t pad_hi) {
   return (in + pad_lo + pad_hi - dil * (k - 1) - 1) / stride + 1;

@@ -1,5 +1,6 @@
 #include "ops/gemm/gemm.h"
 
+#include <omp.h>
 
 #include <algorithm>
 
@@ -64,15 +65,18 @@ void gemm_abt(const GemmConfig& cfg, index_t M, index_t N, index_t K, const floa
   for (const GemmTask& task : tasks) max_cols = std::max(max_cols, task.j1 - task.j0);
   const index_t buf_size = kGemmKC * ceil_div(max_cols, nr) * nr;
   const index_t ntasks = static_cast<index_t>(tasks.size());
-#pragma omp parallel num_threads(std::min<index_t>(threads, ntasks))
+  const int team = static_cast<int>(std::min<index_t>(threads, ntasks));
+  // Every thread's panel buffer, allocated here: an exception (std::bad_alloc) must not leave an OpenMP region.
+  std::vector<float> bbufs(buf_size * team);
+#pragma omp parallel num_threads(team)
   {
-    std::vector<float> bbuf(buf_size);
+    float* const bbuf = bbufs.data() + buf_size * omp_get_thread_num();
 #pragma omp for schedule(dynamic, 1)
     for (index_t t = 0; t < ntasks; ++t) {
       const GemmTask& task = tasks[t];
       auto panels = [&](index_t k0, index_t kc) {
-        pack_bt(k0, kc, task.j0, task.j1 - task.j0, bbuf.data());
-        return bbuf.data();
+        pack_bt(k0, kc, task.j0, task.j1 - task.j0, bbuf);
+        return static_cast<const float*>(bbuf);
       };
       gemm_block(cfg, M, K, a, K, panels, task.j0, task.j1, task.mp0, task.mp1, c, N, nullptr, bias_col, clamp);
     }

@@ -38,9 +38,12 @@ def set_threads(threads):
     import convcore
 
     if threads is not None:
-        if threads < 1:
-            raise UsageError(f"--threads: expected a positive integer (got {threads})")
-        convcore.set_num_threads(threads)
+        if not 1 <= threads <= convcore.MAX_THREADS:
+            raise UsageError(f"--threads: expected an integer in [1, {convcore.MAX_THREADS}] (got {threads})")
+        try:
+            convcore.set_num_threads(threads)
+        except RuntimeError as exc:  # the system cannot start that many threads
+            raise UsageError(f"--threads: {exc}") from None
     return convcore.get_num_threads()
 
 

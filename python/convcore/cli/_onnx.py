@@ -61,7 +61,7 @@ def run_command(onnx_path, input_npy, output_npy=None, eager=False):
     from ..plan import compile as compile_plan
 
     net = load(onnx_path)
-    x = np.load(input_npy, allow_pickle=False)
+    x = _load_input(input_npy)
     if x.dtype.kind != "f":
         raise ValueError(f"expected a float input array in {input_npy} (got dtype {x.dtype})")
     x = np.ascontiguousarray(x, np.float32)
@@ -79,6 +79,22 @@ def run_command(onnx_path, input_npy, output_npy=None, eager=False):
         else:
             np.save(output_npy, y)
     return y
+
+
+def _load_input(path):
+    """The array in the .npy file `path`, or a ValueError naming the file (empty, truncated, not a .npy, an .npz)."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"input {path}: no such file") from None
+    except EOFError:  # numpy's error for an empty file
+        raise ValueError(f"input {path}: expected a .npy array file (got an empty file)") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"input {path}: expected a .npy array file ({exc})") from None
+    if not isinstance(x, np.ndarray):  # an .npz archive
+        x.close()
+        raise ValueError(f"input {path}: expected a .npy file holding one array (got an .npz archive)")
+    return x
 
 
 def _run_from_args(a):

@@ -11,19 +11,32 @@ Formats (detected from the file's content, not its extension):
 PyTorch pickles go through :class:`_RestrictedUnpickler`, whose ``find_class`` resolves only the few names
 that tensor rebuilding needs, each to a stand-in defined here; every other global raises
 :class:`UnsafeCheckpointError` before anything from the file runs.
+
+Nothing is sized by a number from the file before that number is checked against the bytes present: each pickle
+is scanned opcode by opcode before it is unpickled (only data, container and the calls tensor rebuilding needs;
+memo indices in order, so the unpickler's memo cannot be made to grow by a single huge index), and each storage's
+uncompressed size is compared with what its pickle declares before it is inflated, then read only as far as its
+tensors reach.
 """
 
 import collections
+import io
 import json
 import math
 import pickle
+import pickletools
 import struct
 import zipfile
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-__all__ = ["UnsafeCheckpointError", "load_checkpoint"]
+__all__ = ["MAX_PICKLE_BYTES", "MAX_SAFETENSORS_HEADER_BYTES", "UnsafeCheckpointError", "load_checkpoint"]
+
+# Resource bounds (docs/limits.md). A checkpoint's pickle holds only names, shapes and small metadata (a few KB to a
+# few MB even for large models); the tensors' bytes live outside it.
+MAX_PICKLE_BYTES = 64 * 2**20
+MAX_SAFETENSORS_HEADER_BYTES = 100_000_000  # the safetensors library's own bound
 
 # Wrapper keys unwrapped, outermost first, when the top-level object is a training checkpoint rather than a
 # bare state dict, e.g. {"epoch": 3, "state_dict": {...}, "optimizer": {...}}.
@@ -146,6 +159,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file):
         super().__init__(file, encoding="utf-8")
         self.storages = {}
+        self.numels = {}  # blob key -> the element count its persistent id declares
 
     def find_class(self, module, name):
         try:
@@ -164,14 +178,85 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise ValueError(f"unsupported persistent id in the checkpoint pickle: {pid!r:.200}")
         stype, key = pid[1], str(pid[2])
         self.storages.setdefault(key, stype)
+        self.numels.setdefault(key, pid[4])
         view = pid[5] if len(pid) == 6 else None
         return _Storage(stype, key) if view is None else _Storage(stype, key, view[1], view[2])
 
 
+# The opcodes a checkpoint pickle may use (protocols 0-5): data, containers, the memo, globals (resolved by
+# find_class) with REDUCE / BUILD, and torch's persistent ids. Refused: the object-building INST / OBJ / NEWOBJ /
+# NEWOBJ_EX, the copyreg extension registry (EXT1/2/4), out-of-band buffers and text persistent ids.
+_PICKLE_OPCODES = frozenset("""
+    PROTO FRAME STOP
+    INT BININT BININT1 BININT2 LONG LONG1 LONG4 FLOAT BINFLOAT NONE NEWTRUE NEWFALSE
+    STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE SHORT_BINUNICODE BINUNICODE8
+    BINBYTES SHORT_BINBYTES BINBYTES8
+    EMPTY_LIST APPEND APPENDS LIST EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_DICT DICT SETITEM SETITEMS
+    EMPTY_SET ADDITEMS FROZENSET MARK POP POP_MARK DUP
+    GET BINGET LONG_BINGET PUT BINPUT LONG_BINPUT MEMOIZE
+    GLOBAL STACK_GLOBAL REDUCE BUILD BINPERSID
+""".split())
+_MEMO_PUTS = frozenset(("PUT", "BINPUT", "LONG_BINPUT"))
+
+
+class _Window:
+    """A read-only view of at most `limit` bytes of `file` from its current position (for pickletools.genops)."""
+
+    def __init__(self, file, limit):
+        self.file, self.left, self.used = file, limit, 0
+
+    def _take(self, data):
+        self.left -= len(data)
+        self.used += len(data)
+        return data
+
+    def read(self, n=-1):
+        return self._take(self.file.read(self.left if n < 0 or n > self.left else n))
+
+    def readline(self):
+        return self._take(self.file.readline(self.left))
+
+    def tell(self):
+        return self.used
+
+
+def _read_pickle(file):
+    """The bytes of the pickle starting at `file`'s position, after checking every opcode (file left after it).
+
+    Checked before anything is unpickled: the size (MAX_PICKLE_BYTES), that every opcode is allowed, that every
+    length-prefixed argument is present, and that memo indices come in order: the unpickler grows its memo to the
+    largest index it is given, so one PUT of index 2e8 would allocate gigabytes for a 9-byte file.
+    """
+    start = file.tell()
+    window = _Window(file, MAX_PICKLE_BYTES)
+    memo = 0
+    try:
+        for op, arg, pos in pickletools.genops(window):
+            if op.name not in _PICKLE_OPCODES:
+                raise UnsafeCheckpointError(f"refusing pickle opcode {op.name} (at byte {pos}): only data, "
+                                            "containers and tensor rebuilding are allowed in a checkpoint")
+            if op.name in _MEMO_PUTS:
+                if not 0 <= arg <= memo:
+                    raise ValueError(f"pickle memo index {arg} at byte {pos} is out of order (expected at most "
+                                     f"{memo})")
+                memo = max(memo, arg + 1)
+            elif op.name == "MEMOIZE":
+                memo += 1
+            elif op.name == "FRAME" and arg > window.left:
+                raise ValueError(f"pickle frame of {arg} bytes at byte {pos} runs past the end of the pickle")
+    except ValueError as exc:
+        if window.left == 0 and not isinstance(exc, UnsafeCheckpointError):
+            raise ValueError(f"a pickle larger than {MAX_PICKLE_BYTES} bytes (MAX_PICKLE_BYTES), or truncated") \
+                from None
+        raise
+    file.seek(start)
+    return file.read(window.used)
+
+
 def _unpickle(file):
-    """Load one pickle with the restricted unpickler; returns (object, storages seen)."""
-    unpickler = _RestrictedUnpickler(file)
-    return unpickler.load(), unpickler.storages
+    """Check and load one pickle with the restricted unpickler; returns (object, unpickler)."""
+    unpickler = _RestrictedUnpickler(io.BytesIO(_read_pickle(file)))
+    return unpickler.load(), unpickler
 
 
 def _nonneg_ints(value, what):
@@ -186,6 +271,21 @@ def _upcast_bf16(bits):
     wide = bits.astype(np.uint32)
     wide <<= 16  # in place: `wide << 16` would turn a 0-d array into a numpy scalar
     return wide.view(np.float32)
+
+
+def _tensor_reach(tensor):
+    """(storage key, itemsize, elements of the storage the tensor needs: past its last one, or its element count
+    if larger), after checking its storage, size, stride and offset are well formed."""
+    storage = tensor.storage
+    if not isinstance(storage, _Storage):
+        raise ValueError(f"expected a storage to rebuild a tensor from (got {type(storage).__name__})")
+    size, stride = _nonneg_ints(tensor.size, "a tensor size"), _nonneg_ints(tensor.stride, "a tensor stride")
+    (offset,) = _nonneg_ints((tensor.offset,), "a tensor storage offset")
+    if len(size) != len(stride):
+        raise ValueError(f"tensor size {size} and stride {stride} have different lengths")
+    numel = math.prod(size)
+    end = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride)) if numel else 0
+    return storage.key, _storage_dtype(storage.stype.code).itemsize, max(end, numel)
 
 
 def _build_tensor(tensor, read_blob, byteorder):
@@ -261,19 +361,40 @@ def _load_torch_zip(file, names):
             if order not in ("little", "big"):
                 raise ValueError(f"expected byteorder 'little' or 'big' (got {order!r})")
             byteorder = "<" if order == "little" else ">"
-        with zf.open(pickles[0]) as f:
-            obj, _ = _unpickle(f)
+        info = zf.getinfo(pickles[0])
+        if info.file_size > MAX_PICKLE_BYTES:
+            raise ValueError(f"{pickles[0]} is {info.file_size} bytes uncompressed; at most {MAX_PICKLE_BYTES} "
+                             "(MAX_PICKLE_BYTES) are read")
+        obj, unpickler = _unpickle(io.BytesIO(zf.read(pickles[0])))
+        tensors = _flatten(obj, lambda t: t)
+        # Before inflating anything: each storage record must hold exactly the bytes its pickle declares, and is
+        # read only as far as its tensors reach (a 4-element tensor never inflates a 1 GiB record).
+        reach = {}
+        for tensor in tensors.values():
+            key, itemsize, count = _tensor_reach(tensor)
+            reach[key] = max(reach.get(key, 0), count * itemsize)
+        for key, nbytes in reach.items():
+            name = f"{prefix}data/{key}"
+            if name not in names:
+                raise ValueError(f"storage {key!r} is missing from the archive ({name})")
+            numel = unpickler.numels.get(key)
+            if not (isinstance(numel, int) and numel >= 0):
+                raise ValueError(f"storage {key!r}: expected a non-negative element count (got {numel!r:.100})")
+            declared = numel * _storage_dtype(unpickler.storages[key].code).itemsize
+            stored = zf.getinfo(name).file_size
+            if stored != declared:
+                raise ValueError(f"storage {key!r}: its record holds {stored} bytes, but the checkpoint declares "
+                                 f"{numel} elements ({declared} bytes)")
+            reach[key] = min(nbytes, declared)
         blobs = {}
 
         def read_blob(key):
             if key not in blobs:
-                name = f"{prefix}data/{key}"
-                if name not in names:
-                    raise ValueError(f"storage {key!r} is missing from the archive ({name})")
-                blobs[key] = zf.read(name)
+                with zf.open(f"{prefix}data/{key}") as f:
+                    blobs[key] = f.read(reach[key])
             return blobs[key]
 
-        return _flatten(obj, lambda t: _build_tensor(t, read_blob, byteorder))
+        return {name: _build_tensor(t, read_blob, byteorder) for name, t in tensors.items()}
 
 
 def _load_torch_legacy(file, file_size):
@@ -284,7 +405,8 @@ def _load_torch_legacy(file, file_size):
     if protocol != _LEGACY_PROTOCOL:
         raise ValueError(f"unsupported legacy PyTorch protocol version {protocol!r} (expected 1001)")
     _unpickle(file)  # sys_info; storages are always written little-endian whatever it says
-    obj, storages = _unpickle(file)
+    obj, unpickler = _unpickle(file)
+    storages = unpickler.storages
     keys, _ = _unpickle(file)
     if not isinstance(keys, list):
         raise ValueError(f"expected the legacy storage key list (got {type(keys).__name__})")
@@ -311,6 +433,9 @@ def _load_safetensors(file, file_size):
     (header_len,) = struct.unpack("<Q", file.read(8))
     if header_len > file_size - 8:
         raise ValueError(f"safetensors header length {header_len} exceeds the file size {file_size}")
+    if header_len > MAX_SAFETENSORS_HEADER_BYTES:
+        raise ValueError(f"safetensors header of {header_len} bytes; at most {MAX_SAFETENSORS_HEADER_BYTES} "
+                         "(MAX_SAFETENSORS_HEADER_BYTES) are read")
     header = json.loads(file.read(header_len).decode("utf-8"))
     if not isinstance(header, dict):
         raise ValueError("expected the safetensors header to be a JSON object")
@@ -335,7 +460,29 @@ def _load_safetensors(file, file_size):
     return out
 
 
+def _check_npz_members(file):
+    """Each .npy member must hold exactly the bytes its header declares, checked before numpy allocates the array
+    its header describes (a 200-byte member can declare terabytes)."""
+    with zipfile.ZipFile(file) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version not in ((1, 0), (2, 0), (3, 0)):
+                    raise ValueError(f"{info.filename}: unsupported .npy version {version}")
+                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = reader(f)
+                if dtype.hasobject:
+                    raise ValueError(f"{info.filename}: object arrays are not allowed")
+                declared = f.tell() + math.prod(shape) * dtype.itemsize
+            if info.file_size != declared:
+                raise ValueError(f"{info.filename}: holds {info.file_size} bytes, but its header declares "
+                                 f"{declared} (shape {shape}, dtype {dtype})")
+    file.seek(0)
+
+
 def _load_npz(file):
+    _check_npz_members(file)
     with np.load(file, allow_pickle=False) as npz:
         return {name: npz[name] for name in npz.files}
 

@@ -238,12 +238,20 @@ def prelu(x, slope):
 # --- softmax ----------------------------------------------------------------------------------------------------
 
 def _softmax_rule(shapes, attrs):
+    if len(shapes[0]) == 0:  # one element along one axis (as torch: dims 0 and -1); the shape stays ()
+        axis = V.integer(attrs["axis"], "axis")
+        if axis not in (0, -1):
+            raise ValueError(f"axis: expected 0 or -1 for a 0D input (got {axis})")
+        return {"axis": 0}, ()
     return {"axis": V.axis(attrs["axis"], len(shapes[0]))}, shapes[0]
 
 
 def _softmax_kernel(log):
     def kernel(x, *, out, axis):
-        _core.softmax(x, out, axis, log)
+        if x.ndim == 0:
+            _core.softmax(x.reshape(1), out.reshape(1), axis, log)  # out.reshape(1): a view of the 0-d out
+        else:
+            _core.softmax(x, out, axis, log)
         return out
 
     return kernel

@@ -30,14 +30,16 @@ from __future__ import annotations
 
 from ._classes import (CenterCrop, ColorJitter, Compose, Normalize, RandomAffine, RandomHorizontalFlip,
                        RandomResizedCrop, RandomRotation, Resize, ToTensor)
+from ._checks import MAX_IMAGE_PIXELS
 from ._color import adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, rgb_to_grayscale
 from ._decode import load_image
-from ._geometry import affine, center_crop, crop, hflip, resize, rotate
+from ._geometry import affine, center_crop, crop, hflip, resize, resized_center_crop, rotate
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "load_image", "resize", "center_crop", "crop", "hflip", "rotate",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MAX_IMAGE_PIXELS", "load_image", "resize", "resized_center_crop",
+           "center_crop", "crop", "hflip", "rotate",
            "affine", "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue", "rgb_to_grayscale",
            "Compose", "Resize", "CenterCrop", "ToTensor", "Normalize", "RandomResizedCrop", "RandomRotation",
            "RandomAffine", "RandomHorizontalFlip", "ColorJitter"]

@@ -8,6 +8,17 @@ import numpy as np
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
+# The largest image decoded or produced by a resize (docs/limits.md): 2**27 pixels (134 MP, 403 MB as RGB uint8), above
+# 100-MP camera sensors and below Pillow's own decompression-bomb error (2 x 89.5 MP).
+MAX_IMAGE_PIXELS = 2**27
+
+
+def check_pixels(h, w, what):
+    """Refuse an image of more than MAX_IMAGE_PIXELS pixels before anything of that size exists."""
+    if h * w > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{what} of {w}x{h} = {w * h} pixels is larger than the {MAX_IMAGE_PIXELS} pixels "
+                         "(convcore.transforms.MAX_IMAGE_PIXELS) convcore handles")
+
 
 def check_image(img, name="img"):
     """Validate an HWC / HW image; return it as a 3D HWC view and whether it was 2D."""

@@ -9,11 +9,15 @@ import numpy as np
 
 from ._checks import check_image, check_interpolation, rng_from_seed, size_pair, value_range
 from ._color import adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation
-from ._geometry import affine, center_crop, check_warp_args, crop, hflip, resize, rotate
+from ._geometry import affine, center_crop, check_warp_args, crop, hflip, resize, resized_center_crop, rotate
 
 
 class Compose:
     """Chain transforms: ``Compose([a, b])(img) == b(a(img))``.
+
+    A `Resize` directly followed by a `CenterCrop` runs as one step that resizes only the part the crop keeps
+    (`resized_center_crop`): the same values, with work and memory bounded by the crop rather than by the resized
+    image (which, for a very long thin image, can be hundreds of megapixels).
 
     Example:
         >>> Compose([Resize(256), CenterCrop(224), ToTensor()])(np.zeros((300, 400, 3), np.uint8)).shape
@@ -28,8 +32,16 @@ class Compose:
         self.transforms = transforms
 
     def __call__(self, img):
-        for t in self.transforms:
-            img = t(img)
+        transforms, i = self.transforms, 0
+        while i < len(transforms):
+            t = transforms[i]
+            if type(t) is Resize and i + 1 < len(transforms) and type(transforms[i + 1]) is CenterCrop:
+                img = resized_center_crop(img, t.size, transforms[i + 1].size, t.interpolation, t.antialias,
+                                          t.max_size)
+                i += 2
+            else:
+                img = t(img)
+                i += 1
         return img
 
     def __repr__(self):

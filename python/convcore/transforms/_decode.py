@@ -3,8 +3,32 @@
 from __future__ import annotations
 
 import os
+import stat
 
 import numpy as np
+
+from ._checks import check_pixels
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _open_regular(path):
+    """Open `path` for reading if it is a regular file; a FIFO, device or folder raises ValueError at once.
+
+    Opened non-blocking, then checked on the open descriptor: opening a FIFO with no writer would block forever,
+    and checking the path before opening it would race with a file replaced in between.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+            raise ValueError(f"{os.fsdecode(path)}: expected a regular image file (got {kind})")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def load_image(path, mode="RGB"):
@@ -21,7 +45,10 @@ def load_image(path, mode="RGB"):
 
     Raises:
         ImportError: Pillow is not installed.
-        OSError / ValueError: the file is missing, not an image, or truncated (Pillow's errors, unchanged).
+        OSError: the file cannot be opened, or Pillow cannot identify or read it (missing, not an image, truncated).
+        ValueError: not a regular file (a FIFO, a device, a folder: never read, so never waited on), more than
+            `MAX_IMAGE_PIXELS` pixels (checked from the header, before decoding), or malformed in a way Pillow
+            reports with another exception type (the original is chained).
 
     Example:
         >>> img = load_image("cat.jpg")
@@ -37,6 +64,16 @@ def load_image(path, mode="RGB"):
         raise ValueError(f"expected mode 'RGB' or 'L' (got {mode!r})")
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)  # also forces the full decode, so truncated files fail here
-        return np.asarray(img.convert(mode))
+    file = _open_regular(path) if isinstance(path, (str, bytes)) else path
+    try:
+        with Image.open(file) as img:
+            check_pixels(img.height, img.width, "image")
+            img = ImageOps.exif_transpose(img)  # also forces the full decode, so truncated files fail here
+            return np.asarray(img.convert(mode))
+    except (OSError, ValueError, MemoryError):
+        raise
+    except Exception as exc:  # Pillow's plugins raise many types for malformed files (SyntaxError, struct.error, ...)
+        raise ValueError(f"cannot decode the image: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if file is not path:
+            file.close()

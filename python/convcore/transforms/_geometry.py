@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from ._checks import check_image, check_interpolation, restore_2d, size_pair, to_dtype
+from ._checks import check_image, check_interpolation, check_pixels, restore_2d, size_pair, to_dtype
 
 
 def _output_size(h, w, size, max_size=None):
@@ -37,14 +37,16 @@ def _cubic(x, a):
                     np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
 
 
-def _resize_weights(in_size, out_size, interpolation, antialias):
-    """Source indices and weights, each (out_size, taps), of a 1D resize with torch's upsample semantics."""
+def _resize_weights(in_size, out_size, interpolation, antialias, start=0, count=None):
+    """Source indices and weights, each (count, taps), of output samples [start, start + count) (default: all
+    out_size) of a 1D resize with torch's upsample semantics. Each sample's weights depend only on its index: a
+    window of the output gets the same values as the whole (taps past a sample's support weigh exactly 0)."""
     scale = in_size / out_size
-    dst = np.arange(out_size, dtype=np.float64)
+    dst = np.arange(start, start + (out_size if count is None else count), dtype=np.float64)
     if interpolation == "nearest":
         # torch 'nearest': floor(dst * scale) computed in float32
         src = np.floor(dst.astype(np.float32) * np.float32(scale)).astype(np.int64)
-        return np.minimum(src, in_size - 1)[:, None], np.ones((out_size, 1))
+        return np.minimum(src, in_size - 1)[:, None], np.ones((dst.size, 1))
     if antialias:
         # PIL / torch _upsample_*_aa: the filter is stretched by the scale when shrinking, weights renormalized
         support = (1.0 if interpolation == "bilinear" else 2.0) * max(scale, 1.0)
@@ -113,6 +115,7 @@ def resize(img, size, interpolation="bilinear", antialias=True, max_size=None):
     oh, ow = _output_size(h, w, size, max_size)
     if (oh, ow) == (h, w):
         return restore_2d(img, was_2d)
+    check_pixels(oh, ow, "resize: the output")
     if interpolation == "nearest":
         rows, _ = _resize_weights(h, oh, "nearest", False)
         cols, _ = _resize_weights(w, ow, "nearest", False)
@@ -127,6 +130,55 @@ def resize(img, size, interpolation="bilinear", antialias=True, max_size=None):
     if oh != h:
         x = _resample(x, *_resize_weights(h, oh, interpolation, antialias), axis=0)
     return restore_2d(to_dtype(x, img.dtype), was_2d)
+
+
+def _crop_window(size, crop):
+    """(start, count, pad_before, pad_after) of a torchvision center crop of `crop` samples from `size`: the
+    samples kept, and the zeros added when the crop is larger."""
+    if crop > size:
+        return 0, size, (crop - size) // 2, crop - size - (crop - size) // 2
+    return int(round((size - crop) / 2.0)), crop, 0, 0
+
+
+def resized_center_crop(img, size, crop, interpolation="bilinear", antialias=True, max_size=None):
+    """``center_crop(resize(img, size, ...), crop)``, computing only the resized pixels the crop keeps.
+
+    The same values as the two steps (each output pixel's weights depend only on its position), but the work and
+    memory follow the crop and the input: a 1x2500 image resized to a shorter side of 256 would be 256x640000
+    pixels, of which a 224 crop keeps 224x224. `Compose` runs a `Resize` followed by a `CenterCrop` this way.
+
+    Shape:
+        (H, W, C) -> (crop_h, crop_w, C); (H, W) -> (crop_h, crop_w).
+    """
+    img, was_2d = check_image(img)
+    interpolation = check_interpolation(interpolation)
+    ch, cw = size_pair(crop, "crop")
+    h, w = img.shape[:2]
+    oh, ow = _output_size(h, w, size, max_size)
+    top, rows, pad_top, pad_bottom = _crop_window(oh, ch)
+    left, cols, pad_left, pad_right = _crop_window(ow, cw)
+    if (oh, ow) == (h, w):
+        x = img[top:top + rows, left:left + cols]
+    elif interpolation == "nearest":
+        r, _ = _resize_weights(h, oh, "nearest", False, top, rows)
+        c, _ = _resize_weights(w, ow, "nearest", False, left, cols)
+        x = img[r[:, 0]][:, c[:, 0]]
+    else:  # resize's two passes, each over the kept window only
+        x = img
+        if ow != w:
+            x = _resample(x, *_resize_weights(w, ow, interpolation, antialias, left, cols), axis=1)
+            if img.dtype == np.uint8 and interpolation == "bicubic":
+                x = np.clip(np.rint(x), 0, 255)
+        else:
+            x = x[:, left:left + cols]
+        if oh != h:
+            x = _resample(x, *_resize_weights(h, oh, interpolation, antialias, top, rows), axis=0)
+        else:
+            x = x[top:top + rows]
+        x = to_dtype(x, img.dtype)
+    if pad_top or pad_bottom or pad_left or pad_right:
+        x = np.pad(x, ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0)))
+    return restore_2d(x, was_2d)
 
 
 def crop(img, top, left, height, width):

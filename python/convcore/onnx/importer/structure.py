@@ -65,25 +65,28 @@ def check_ops(order, consts, converters):
 
 def sorted_nodes(g, defined):
     """The nodes in dependency order; ValueError for duplicate definitions, dangling inputs and cycles."""
+    # One list of the node messages, kept alive: the dicts below key on id(), and protobuf hands out a new wrapper
+    # object on each iteration of g.node once the previous one is gone (a node nothing else refers to).
+    nodes = list(g.node)
     producer = {}
-    for node in g.node:
+    for node in nodes:
         for out in node.output:
             if out and (out in producer or out in defined):
                 raise ValueError(f"node '{node.name}': value '{out}' is defined more than once")
             if out:
                 producer[out] = node
-    dangling = sorted({f"'{i}' (node '{n.name}')" for n in g.node for i in n.input
+    dangling = sorted({f"'{i}' (node '{n.name}')" for n in nodes for i in n.input
                        if i and i not in producer and i not in defined})
     if dangling:
         raise ValueError(f"the graph reads undefined value(s): {', '.join(dangling)}")
     # Kahn's algorithm, keeping the file order among ready nodes.
-    waiting = {id(n): sum(1 for i in set(n.input) if i in producer) for n in g.node}
+    waiting = {id(n): sum(1 for i in set(n.input) if i in producer) for n in nodes}
     readers = {}
-    for n in g.node:
+    for n in nodes:
         for i in set(n.input):
             if i in producer:
                 readers.setdefault(i, []).append(n)
-    ready = [n for n in g.node if waiting[id(n)] == 0]
+    ready = [n for n in nodes if waiting[id(n)] == 0]
     order = []
     while ready:
         node = ready.pop(0)
@@ -93,8 +96,8 @@ def sorted_nodes(g, defined):
                 waiting[id(reader)] -= 1
                 if waiting[id(reader)] == 0:
                     ready.append(reader)
-    if len(order) != len(g.node):
-        stuck = [n.name or n.output[0] for n in g.node if waiting[id(n)] > 0]
+    if len(order) != len(nodes):
+        stuck = [n.name or (n.output[0] if n.output else '?') for n in nodes if waiting[id(n)] > 0]
         raise ValueError(f"the graph has a cycle through node(s) {', '.join(map(repr, stuck[:10]))}")
     return order
 

@@ -1,0 +1,153 @@
+"""Write the seed corpora under fuzz/seeds/ (committed; rerun only to change them): small valid inputs of every
+kind each target reads, for the fuzzer to mutate.
+
+    python fuzz/make_seeds.py          # needs torch, onnx, Pillow and safetensors (the test extras)
+"""
+
+import collections
+import io
+import json
+import os
+import shutil
+import struct
+import zipfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEEDS = os.path.join(HERE, "seeds")
+
+
+def _write(kind, name, data):
+    os.makedirs(os.path.join(SEEDS, kind), exist_ok=True)
+    with open(os.path.join(SEEDS, kind, name), "wb") as f:
+        f.write(data)
+
+
+def onnx_seeds():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    import convcore.nn as nn
+    import convcore.onnx
+
+    rng = np.random.default_rng(0)
+    nets = {
+        "convnet": (nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Conv2d(4, 4, 3, groups=4, stride=2, padding=1), nn.ReLU6(),
+                                  nn.AvgPool2d(2, ceil_mode=True), nn.Flatten(), nn.Linear(4, 5),
+                                  nn.Softmax(1)), (1, 3, 8, 8)),
+        "activations": (nn.Sequential(nn.Conv2d(2, 2, 1), nn.Sigmoid(), nn.Tanh(), nn.SiLU(), nn.Hardswish(),
+                                      nn.Hardsigmoid(), nn.LeakyReLU(0.1), nn.LocalResponseNorm(3),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LogSoftmax(1)), (1, 2, 5, 7)),
+        "pools": (nn.Sequential(nn.MaxPool2d(3, 2, 1, dilation=1, ceil_mode=True), nn.AvgPool2d(3, 1, 1),
+                                nn.AdaptiveMaxPool2d((2, 3)), nn.Conv2d(3, 6, (2, 3), dilation=(1, 2), padding=(1, 2))),
+                  (1, 3, 9, 9)),
+    }
+    for name, (net, shape) in nets.items():
+        for module in net.modules():
+            for pname, p in module.named_parameters(recurse=False) if hasattr(module, "named_parameters") else ():
+                p[...] = rng.standard_normal(p.shape).astype(np.float32) * 0.5
+        proto = convcore.onnx.export(net, None, input_shape=shape)
+        _write("onnx", f"{name}.onnx", proto.SerializeToString())
+
+    def one_node(name, node, inputs, output_shape, initializers=(), opset=17):
+        graph = helper.make_graph([node], name, [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                                                 for n, s in inputs],
+                                  [helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, output_shape)],
+                                  [numpy_helper.from_array(a, n) for n, a in initializers])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        _write("onnx", f"{name}.onnx", model.SerializeToString())
+
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    one_node("conv_group", helper.make_node("Conv", ["x", "w"], ["y"], group=2, strides=[2, 1], pads=[1, 0, 1, 2],
+                                            kernel_shape=[3, 3]), [("x", [1, 4, 6, 6])], [1, 4, 3, 6], [("w", w)])
+    one_node("add_bcast", helper.make_node("Add", ["x", "b"], ["y"]), [("x", [1, 3, 2, 2])], [1, 3, 2, 2],
+             [("b", rng.standard_normal((3, 1, 1)).astype(np.float32))])
+    one_node("gemm", helper.make_node("Gemm", ["x", "w", "c"], ["y"], transB=1, alpha=0.5), [("x", [2, 3])], [2, 4],
+             [("w", rng.standard_normal((4, 3)).astype(np.float32)), ("c", rng.standard_normal(4).astype(np.float32))])
+    one_node("div_const", helper.make_node("Div", ["x", "d"], ["y"]), [("x", [1, 2, 2, 2])], [1, 2, 2, 2],
+             [("d", np.array([2.0], np.float32))])
+    one_node("concat", helper.make_node("Concat", ["x", "c"], ["y"], axis=1), [("x", [1, 2, 2, 2])], [1, 3, 2, 2],
+             [("c", np.ones((1, 1, 2, 2), np.float32))])
+    one_node("softmax_11", helper.make_node("Softmax", ["x"], ["y"], axis=1), [("x", [2, 5])], [2, 5], opset=11)
+    one_node("clip", helper.make_node("Clip", ["x", "lo", "hi"], ["y"]), [("x", [1, 1, 2, 2])], [1, 1, 2, 2],
+             [("lo", np.array(0, np.float32)), ("hi", np.array(6, np.float32))])
+    one_node("reshape", helper.make_node("Reshape", ["x", "s"], ["y"]), [("x", [1, 2, 2, 2])], [1, 8],
+             [("s", np.array([1, -1], np.int64))])
+    one_node("pad_conv", helper.make_node("Pad", ["x", "p"], ["y"]), [("x", [1, 1, 2, 2])], [1, 1, 4, 4],
+             [("p", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))])
+    one_node("global_pool", helper.make_node("GlobalAveragePool", ["x"], ["y"]), [("x", [1, 3, 4, 5])], [1, 3, 1, 1])
+
+
+def checkpoint_seeds():
+    import torch
+    from safetensors.numpy import save as save_safetensors
+
+    state = collections.OrderedDict([("conv.weight", torch.arange(8.0).reshape(2, 1, 2, 2)),
+                                     ("conv.bias", torch.tensor([0.5, -1.0])),
+                                     ("bn.num_batches_tracked", torch.tensor(3)),
+                                     ("half", torch.ones(3, dtype=torch.float16)),
+                                     ("bf16", torch.ones(2, dtype=torch.bfloat16))])
+    view = torch.arange(12.0)
+    for name, obj, kwargs in [
+            ("zip.pth", state, {}),
+            ("zip_wrapped.pth", {"epoch": 2, "state_dict": state, "opt": {"lr": 0.1, "betas": (0.9, 0.99)}}, {}),
+            ("zip_views.pth", {"a": view[2:6], "b": view.reshape(3, 4).t(), "c": view[::3]}, {}),
+            ("zip_proto4.pth", state, {"pickle_protocol": 4}),
+            ("legacy.pth", state, {"_use_new_zipfile_serialization": False}),
+            ("legacy_views.pth", {"a": view[2:6], "b": view[::2]}, {"_use_new_zipfile_serialization": False})]:
+        buf = io.BytesIO()
+        torch.save(obj, buf, **kwargs)
+        _write("checkpoint", name, buf.getvalue())
+    arrays = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([1.5], np.float64),
+              "i": np.arange(3, dtype=np.int64)}
+    _write("checkpoint", "tensors.safetensors", save_safetensors(arrays, metadata={"format": "pt"}))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    _write("checkpoint", "arrays.npz", buf.getvalue())
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    _write("checkpoint", "arrays_compressed.npz", buf.getvalue())
+
+
+def image_seeds():
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray((rng.random((12, 9, 3)) * 255).astype(np.uint8))
+    for name, img, fmt, kwargs in [
+            ("rgb.png", rgb, "PNG", {}), ("gray.png", rgb.convert("L"), "PNG", {}),
+            ("palette.png", rgb.convert("P"), "PNG", {}), ("rgba.png", rgb.convert("RGBA"), "PNG", {}),
+            ("gray16.png", Image.fromarray((rng.random((5, 7)) * 65535).astype(np.uint16)), "PNG", {}),
+            ("rgb.jpg", rgb, "JPEG", {"quality": 80}), ("progressive.jpg", rgb, "JPEG", {"progressive": True}),
+            ("cmyk.jpg", rgb.convert("CMYK"), "JPEG", {}), ("rgb.gif", rgb.convert("P"), "GIF", {}),
+            ("rgb.bmp", rgb, "BMP", {}), ("rgb.webp", rgb, "WEBP", {"quality": 80}),
+            ("lossless.webp", rgb, "WEBP", {"lossless": True}), ("rgb.tif", rgb, "TIFF", {}),
+            ("packbits.tif", rgb, "TIFF", {"compression": "packbits"}), ("rgb.ppm", rgb, "PPM", {}),
+            ("gray.pgm", rgb.convert("L"), "PPM", {})]:
+        buf = io.BytesIO()
+        img.save(buf, fmt, **kwargs)
+        _write("image", name, buf.getvalue())
+    # A JPEG with an EXIF orientation (rotated on load) and a thin PNG (the long-side blow-up of issue 10 item 5).
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    rgb.save(buf, "JPEG", exif=exif.tobytes())
+    _write("image", "exif_rotated.jpg", buf.getvalue())
+    buf = io.BytesIO()
+    Image.new("RGB", (2500, 1), (200, 20, 20)).save(buf, "PNG", optimize=True)
+    _write("image", "thin.png", buf.getvalue())
+
+
+if __name__ == "__main__":
+    shutil.rmtree(SEEDS, ignore_errors=True)
+    onnx_seeds()
+    checkpoint_seeds()
+    image_seeds()
+    for kind in sorted(os.listdir(SEEDS)):
+        files = os.listdir(os.path.join(SEEDS, kind))
+        size = sum(os.path.getsize(os.path.join(SEEDS, kind, f)) for f in files)
+        print(f"{kind}: {len(files)} seeds, {size} bytes")
