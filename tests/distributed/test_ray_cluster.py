@@ -119,13 +119,39 @@ def _walk_order(root):
 
 
 def test_weights_are_read_once_on_the_driver_not_by_the_workers(cluster, tmp_path):
-    # The checkpoint is deleted before the dataset runs: the actors get the model from the object store.
+    # The checkpoint is deleted before the dataset runs: the actors get the model from the object store. Each actor
+    # holds all of its node's CPUs (2 threads each): the file reads, which reserve none, must still run.
     from convcore import models
 
     checkpoint = tmp_path / "lite0-copy.npz"
     np.savez(checkpoint, **models.load("efficientnet_lite0").module.state_dict())
     photos = data.sample_images()
-    dataset = convcore.ray.classify(photos, weights=str(checkpoint), batch_size=2, concurrency=2, **ONE_PER_NODE)
+    dataset = convcore.ray.classify(photos, weights=str(checkpoint), batch_size=2, concurrency=2, num_cpus=2,
+                                    **ONE_PER_NODE)
     checkpoint.unlink()
     rows = {os.path.basename(r["path"]): r for r in dataset.take_all()}
     assert rows["coffee.jpg"]["label"][0] == "espresso" and rows["chelsea.jpg"]["error"] is None
+
+
+def test_a_read_images_dataset_is_classified_from_its_decoded_arrays(cluster):
+    photos = data.sample_images()
+    dataset = ray.data.read_images(photos, mode="RGB", include_paths=True)
+    rows = {os.path.basename(r["path"]): r for r in convcore.ray.classify(dataset, batch_size=2, concurrency=1).take_all()}
+    assert set(rows) == set(data.SAMPLE_CONTENTS) and rows["coffee.jpg"]["label"][0] == "espresso"
+    assert "image" not in rows["coffee.jpg"]
+
+
+def test_through_ray_client_the_pipeline_runs_in_an_actor_on_the_cluster(cluster, monkeypatch, capsys):
+    # A Ray Client driver (--address ray://...) cannot run Ray Data itself: the command lists the files and runs the
+    # pipeline in an actor on the cluster, pulling its tables. Here the actor path runs on the test cluster.
+    from convcore.cli import _classify_ray
+
+    monkeypatch.setattr(_classify_ray, "_is_client", lambda: True)
+    folder = os.path.dirname(data.sample_images()[0])
+    assert main(["classify", folder, "--ray", "--actors", "1", "--json", "--no-progress"]) == 0
+    ray_lines = capsys.readouterr().out.splitlines()
+    assert main(["classify", folder, "--json", "--no-progress"]) == 0
+    single_lines = capsys.readouterr().out.splitlines()
+    strip = [{k: v for k, v in json.loads(line).items() if k != "latency_ms"} for line in ray_lines[:-1]]
+    assert strip == [{k: v for k, v in json.loads(line).items() if k != "latency_ms"} for line in single_lines[:-1]]
+    assert len(strip) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from ._classifier import Classifier
@@ -38,7 +39,7 @@ def _compute(concurrency):
 
 def classify(source, model=DEFAULT_MODEL, weights="installed", *, preset=None, batch_size=16, concurrency=None,
              num_cpus=1, topk=5, logits=False, eager=False, column=None, file_extensions=IMAGE_EXTENSIONS,
-             preserve_order=False, **ray_remote_args):
+             read_num_cpus=0, read_concurrency="auto", preserve_order=False, **ray_remote_args):
     """Classify images on a Ray cluster: returns the (lazy) Dataset of predictions, ready for `write_parquet`.
 
     The model is built once here and put in the object store once (`put_model`); an actor pool of `Classifier`s
@@ -62,6 +63,12 @@ def classify(source, model=DEFAULT_MODEL, weights="installed", *, preset=None, b
         logits: add the ``logits`` column.
         column: the image column of a Dataset source (None: ``image``, else ``bytes``).
         file_extensions: which files of folders to read (None: every file, e.g. when `source` lists files).
+        read_num_cpus: CPUs reserved per file-reading task. Reading encoded bytes is I/O (the actors decode), and
+            with the default 0 a pool whose actors hold every CPU (2 actors x 1 CPU on a 2-CPU machine) still gets
+            its input: with 1, Ray Data would wait forever for a CPU to read with.
+        read_concurrency: file-reading tasks at a time: "auto" (two per CPU of the pool at its largest, so that
+            reading keeps up even from object storage, without starting a worker process per file group on a small
+            machine; Ray's default when the pool is unbounded), an int, or None (Ray's default).
         preserve_order: produce rows in input order (the order of `source`'s files), at some cost in throughput.
         **ray_remote_args: more arguments for the actors (``resources=``, ``memory=``, ``runtime_env=``, ...).
 
@@ -85,9 +92,15 @@ def classify(source, model=DEFAULT_MODEL, weights="installed", *, preset=None, b
         if not paths:
             raise ValueError("source: expected at least one file, folder or URI (got none)")
         extensions = None if file_extensions is None else [e.lstrip(".") for e in file_extensions]
+        if read_concurrency == "auto":
+            largest = concurrency[1] if isinstance(concurrency, tuple) else concurrency
+            read_concurrency = 2 * largest * max(1, math.ceil(num_cpus)) if largest else None
+            if read_concurrency and all(os.path.isfile(p) for p in paths):  # no more readers than files
+                read_concurrency = min(read_concurrency, len(paths))
         # Encoded bytes, decoded by the actors: read_images would fail the whole job on one undecodable file.
         dataset = ray.data.read_binary_files([os.fspath(p) for p in paths], include_paths=True,
-                                             file_extensions=extensions)
+                                             file_extensions=extensions, num_cpus=read_num_cpus,
+                                             concurrency=read_concurrency)
         column = "bytes"
     ref = model if isinstance(model, ray.ObjectRef) else put_model(model, weights, preset=preset,
                                                                    batch_size=batch_size, eager=eager)
