@@ -2,11 +2,12 @@
 per image.
 
 Usage:
-    python benchmarks/bench_ray.py [--images 120,600] [--model efficientnet_lite0] [--repeat 2] [--json FILE]
+    python benchmarks/bench_ray.py [--images 120,600] [--model efficientnet_lite0] [--repeat 3] [--json FILE]
 
 Photos are made from the bundled ones (seeded crops, flips and color jitter at 320 to 480 pixels, JPEG quality 90),
 two folders of N1 < N2 images. Every configuration runs the real command in a fresh process (`--ray` starts its own
-local Ray instance with the machine's CPUs) on both folders; the best of `repeat` wall times of each is kept, so
+local Ray instance with the machine's CPUs) on both folders, the configurations interleaved; the best of `repeat`
+wall times of each is kept, so
 
     images/s = (N2 - N1) / (T2 - T1)            fixed cost = T1 - N1 / (images/s)
 
@@ -85,7 +86,7 @@ def main():
     parser.add_argument("--images", default="120,600", help="N1,N2: the two folder sizes (default 120,600)")
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each command per folder (best kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each command per folder (best kept)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
     n1, n2 = (int(v) for v in args.images.split(","))
@@ -104,26 +105,29 @@ def main():
     }
     results = {}
     print(f"{cpus} CPUs, {args.model}, batch {args.batch_size}, folders of {n1} and {n2} images; "
-          f"best of {args.repeat} runs each", flush=True)
-    for name, extra in configs.items():
-        walls = {}
-        for n, folder in folders.items():
-            runs = [run_command([folder, *common, *extra]) for _ in range(args.repeat)]
-            walls[n] = min(r[0] for r in runs)
-            summary = min(runs, key=lambda r: r[0])[1]
-            assert summary["images"] == n, summary
-        rate = (n2 - n1) / (walls[n2] - walls[n1])
+          f"best of {args.repeat} runs each (interleaved); load average before: {os.getloadavg()[0]:.2f}", flush=True)
+    walls = {name: {n: float("inf") for n in folders} for name in configs}
+    for _ in range(args.repeat):  # interleaved, so that a burst of other work does not hit one configuration only
+        for name, extra in configs.items():
+            for n, folder in folders.items():
+                seconds, summary = run_command([folder, *common, *extra])
+                assert summary["images"] == n, summary
+                walls[name][n] = min(walls[name][n], seconds)
+    for name in configs:
+        walls_n = walls[name]
+        rate = (n2 - n1) / (walls_n[n2] - walls_n[n1])
         results[name] = {"images_per_second": round(rate, 1), "ms_per_image": round(1000 / rate, 2),
-                         "fixed_seconds": round(walls[n1] - n1 / rate, 2),
-                         "wall_seconds": {str(n): round(t, 2) for n, t in walls.items()}}
-        print(f"  {name:28s} {rate:7.1f} images/s  ({1000 / rate:6.2f} ms/image), start-up {walls[n1] - n1 / rate:5.2f} s"
-              f"  [wall {walls[n1]:.2f} s / {walls[n2]:.2f} s]", flush=True)
+                         "fixed_seconds": round(walls_n[n1] - n1 / rate, 2),
+                         "wall_seconds": {str(n): round(t, 2) for n, t in walls_n.items()}}
+        print(f"  {name:28s} {rate:7.1f} images/s  ({1000 / rate:6.2f} ms/image), start-up "
+              f"{walls_n[n1] - n1 / rate:5.2f} s  [wall {walls_n[n1]:.2f} s / {walls_n[n2]:.2f} s]", flush=True)
     work_ms = classifier_ms_per_image(folders[n2], args.model, args.batch_size)
     ray1 = results["Ray, 1 actor x 1 CPU"]["ms_per_image"]
     results["classifier_without_ray_ms_per_image"] = round(work_ms, 2)
     results["ray_overhead_ms_per_image"] = round(ray1 - work_ms, 2)
     print(f"  the actor's work without Ray (1 thread): {work_ms:.2f} ms/image; Ray adds {ray1 - work_ms:.2f} ms/image "
           f"({100 * (ray1 - work_ms) / work_ms:.0f}%) with 1 actor", flush=True)
+    print(f"  load average after: {os.getloadavg()[0]:.2f}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cpus": cpus, "model": args.model, "images": [n1, n2], **results}, f, indent=2)

