@@ -1,5 +1,6 @@
 """`convcore.ray` without a cluster: the Classifier called on batches as Ray Data gives them, the model bundle."""
 
+import json
 import pickle
 import subprocess
 import sys
@@ -172,3 +173,27 @@ def test_extensions_match_the_command():
 def test_classify_checks_its_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         convcore.ray.classify(PHOTOS, **kwargs)
+
+
+def test_an_onnx_file_with_a_fixed_batch_gives_the_command_results(tmp_path, capsys):
+    # The route of `convcore classify model.onnx --ray`: the command's LoadedModel, bundled, pickled, run in padded
+    # chunks of the file's batch, as the single-process command runs it.
+    pytest.importorskip("onnx")
+    from convcore import onnx as cc_onnx
+    from convcore.cli import main
+    from convcore.cli._common import load_model
+
+    path = tmp_path / "lite0-batch2.onnx"
+    cc_onnx.export(models.load("efficientnet_lite0").module, str(path), input_shape=(2, 3, 224, 224),
+                   dynamic_batch=False)
+    loaded = load_model(str(path), preset_name="efficientnet_lite0")
+    assert loaded.fixed_batch == 2
+    bundle = pickle.loads(pickle.dumps(convcore.ray.bundle_model(loaded), protocol=5))
+    rows = convcore.ray.Classifier(bundle, num_threads=1)({"bytes": encoded(PHOTOS), "path": np.array(PHOTOS)})
+    assert main(["classify", *PHOTOS, "--model", str(path), "--preset", "efficientnet_lite0", "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()[:-1]]
+    assert len(records) == rows.num_rows == 3
+    for row, record in zip(rows.to_pylist(), records):
+        assert row["path"] == record["path"]
+        assert row["index"] == [entry["index"] for entry in record["top"]]
+        assert [round(p, 6) for p in row["probability"]] == [entry["prob"] for entry in record["top"]]
