@@ -22,6 +22,7 @@ LAYERS = [
     {"onnx"},
     {"plan"},
     {""},
+    {"ray"},
     {"cli"},
     {"__main__"},
 ]

@@ -33,6 +33,15 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true",
                         help="print JSON lines (one per image, then one {'summary': ...}) instead of text")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    ray = parser.add_argument_group("Ray (the ray extra: pip install 'convcore[ray]')")
+    ray.add_argument("--ray", action="store_true",
+                     help="classify on a Ray cluster (Ray Data actors; same results, row for row); inputs may also "
+                          "be URIs such as s3://bucket/photos/; --out FILE.parquet writes Parquet")
+    ray.add_argument("--address", metavar="auto|HOST:PORT|ray://HOST:PORT",
+                     help="the cluster to join (default: RAY_ADDRESS, else a new local one)")
+    ray.add_argument("--actors", type=int, metavar="N",
+                     help="model actors (default: as many as the cluster's CPUs allow); --threads: CPUs per actor "
+                          "(default 1)")
 
 
 def _image_paths(inputs):
@@ -105,6 +114,15 @@ def run(args):
         raise UsageError(f"--topk: expected a positive integer (got {args.topk})")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive integer (got {args.batch_size})")
+    if args.ray:
+        from ._classify_ray import run_ray
+
+        return run_ray(args)
+    for name in ("address", "actors"):
+        if getattr(args, name) is not None:
+            raise UsageError(f"--{name}: applies with --ray")
+    if args.out and args.out.lower().endswith(".parquet"):
+        raise UsageError("--out: Parquet output needs --ray (or write JSON lines: --out results.jsonl)")
     from convcore import data
 
     inputs = args.inputs
