@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _core
 from .. import _validate as V
-from .registry import OnnxOp, declare
+from .registry import Backward, OnnxOp, declare
 
 __all__ = ["relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "softmax",
            "log_softmax"]
@@ -25,12 +27,33 @@ def _unary_kernel(name, alpha):
     return kernel
 
 
+# The activations whose gradient is computed from their output (csrc/ops/activation/activation_backward.h): after a
+# fused conv + activation only the output exists, so these keep it rather than their input.
+_GRAD_FROM_OUTPUT = frozenset({"relu", "relu6", "sigmoid", "tanh"})
+
+
+def _unary_backward(name, alpha):
+    """dx = dy * op'(x), from the output or the input (`_GRAD_FROM_OUTPUT`)."""
+    saved = "out" if name in _GRAD_FROM_OUTPUT else "x"
+
+    def rule(dy, call):
+        dx = np.empty_like(dy)
+        if dy.size:
+            v = call.out if saved == "out" else call.inputs[0]
+            _core.unary_input_grad(v, dy, dx, name, call.attrs[alpha] if alpha else 0.0)
+        return [dx]
+
+    return Backward(rule, (saved,))
+
+
 def _unary(onnx, rule=_same_shape, alpha=None):
     """Declaration of an elementwise activation; its name is the kernel's op name, `alpha` names the attribute the
     kernel takes as its parameter."""
 
     def register(spec):
-        return declare(("x",), rule, _unary_kernel(spec.__name__, alpha), onnx=onnx, allow_empty=True)(spec)
+        name = spec.__name__
+        return declare(("x",), rule, _unary_kernel(name, alpha), onnx=onnx, allow_empty=True,
+                       backward=_unary_backward(name, alpha))(spec)
 
     return register
 
@@ -113,12 +136,27 @@ def _softmax_kernel(log):
     return kernel
 
 
+def _softmax_backward(dy, call):
+    """softmax: dx = y * (dy - sum(dy * y)); log_softmax: dx = dy - exp(y) * sum(dy); sums along the axis."""
+    y, axis = call.out.astype(np.float64), call.attrs["axis"]
+    g = dy.astype(np.float64)
+    return [(y * (g - (g * y).sum(axis=axis, keepdims=True))).astype(np.float32)]
+
+
+def _log_softmax_backward(dy, call):
+    y, axis = call.out.astype(np.float64), call.attrs["axis"]
+    g = dy.astype(np.float64)
+    return [(g - np.exp(y) * g.sum(axis=axis, keepdims=True)).astype(np.float32)]
+
+
 # Importing ONNX Softmax / LogSoftmax needs its own converter (onnx/importer): before opset 13 they flatten to 2-D.
-@declare(("x",), _softmax_rule, _softmax_kernel(False), onnx=OnnxOp("Softmax", {"axis": "axis"}))
+@declare(("x",), _softmax_rule, _softmax_kernel(False), onnx=OnnxOp("Softmax", {"axis": "axis"}),
+         backward=Backward(_softmax_backward, ("out",)))
 def softmax(x, axis=1):
     """Softmax along ``axis`` (max-subtracted, so large logits do not overflow)."""
 
 
-@declare(("x",), _softmax_rule, _softmax_kernel(True), onnx=OnnxOp("LogSoftmax", {"axis": "axis"}))
+@declare(("x",), _softmax_rule, _softmax_kernel(True), onnx=OnnxOp("LogSoftmax", {"axis": "axis"}),
+         backward=Backward(_log_softmax_backward, ("out",)))
 def log_softmax(x, axis=1):
     """``log(softmax(x))`` along ``axis``, computed without forming the softmax."""
