@@ -235,12 +235,13 @@ class GradientProgram:
         self._needs, self._reads, saved = {}, {}, {}
         for step, node in enumerate(reversed(self._backward)):
             op = OPS[node.op]
-            needs = [bool(name) and name in depends and name not in g.params for name in node.inputs]
+            names = _node_inputs(node, op)
+            needs = [bool(name) and name in depends and name not in g.params for name in names]
             by_name = ({op.inputs[0]: any(needs)} if op.variadic else
                        {arg: need for arg, need in zip(op.inputs, needs + [False] * len(op.inputs))})
             wanted = self.rules[node.op].saved(node.attrs, by_name)
             reads = []
-            for index, name in enumerate(node.inputs):
+            for index, name in enumerate(names):
                 arg = op.inputs[0] if op.variadic else op.inputs[index]
                 if name and arg in wanted and name not in g.params:
                     reads.append(name)
@@ -295,15 +296,15 @@ class GradientProgram:
             reads = self._reads[id(node)]
             if entry is not None:
                 dy = np.ascontiguousarray(entry[0], dtype=np.float32)
-                inputs = [(env.get(name) if name in reads else params.get(name)) if name else None
-                          for name in node.inputs]
-                shapes = [g.shapes[name] if name else None for name in node.inputs]
+                names = _node_inputs(node, OPS[node.op])
+                inputs = [(env.get(name) if name in reads else params.get(name)) if name else None for name in names]
+                shapes = [g.shapes[name] if name else None for name in names]
                 shapes = [None if s is None else (x.shape[0], *s[1:]) if name not in params else s
-                          for s, name in zip(shapes, node.inputs)]
+                          for s, name in zip(shapes, names)]
                 out = env.get(node.outputs[0]) if node.outputs[0] in reads else None
                 call = BackwardCall(inputs, shapes, out, node.attrs, self._needs[id(node)], self._caches[id(node)])
                 result = self.rules[node.op].rule(dy, call)
-                for name, need, gi in zip(node.inputs, call.needs, result):
+                for name, need, gi in zip(names, call.needs, result):
                     if need and gi is not None:
                         _accumulate(grads, name, gi)
             for name in reads:
@@ -319,6 +320,13 @@ class GradientProgram:
     def __repr__(self):
         return (f"GradientProgram({self.graph.name}, input_shape={self.input_shape}, objective={self.objective}, "
                 f"forward={len(self._forward)} nodes, backward={len(self._backward)} nodes)")
+
+
+def _node_inputs(node, op):
+    """A node's input names, one per tensor argument of the op ("" for absent trailing optional ones)."""
+    if op.variadic or len(node.inputs) >= len(op.inputs):
+        return list(node.inputs)
+    return list(node.inputs) + [""] * (len(op.inputs) - len(node.inputs))
 
 
 def _as_list(v, name):

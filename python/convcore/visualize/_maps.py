@@ -83,8 +83,7 @@ def activations(model=None, images=None, layer=None, channels=64, size=None, out
     x = np.stack([net.load(im) for im in images])
     graph, layers = _graph(net, x.shape)
     layer = layer or _middle_layer(graph, layers)
-    program = GradientProgram(graph, x.shape, objective=_layer_objective(layer), keep=[layer], forward="eager")
-    maps = program(x).activations[layer]
+    maps = forward_values(net, x, [layer])[layer]
     if maps.ndim != 4:
         raise ValueError(f"layer: expected a layer with feature maps (got {layer!r} of shape {maps.shape})")
     picked = list(range(min(channels, maps.shape[1]))) if isinstance(channels, int) else list(channels)
