@@ -1,11 +1,11 @@
 #include "ops/activation/activation_backward.h"
 
-#include <omp.h>
-
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "core/cpu.h"
+#include "core/pool.h"
 #include "core/threads.h"
 #include "plan/kernels.h"
 
@@ -16,6 +16,20 @@ bool unary_grad_uses_output(UnaryOp op) {
 }
 
 namespace {
+
+// Work split into chunks that the Plan's thread pool claims one at a time: a thread the OS has descheduled costs its
+// chunk, not a barrier's time slice (these kernels run between compiled Plans, on a machine shared with other work).
+template <class F>
+void run_chunks(index_t chunks, int threads, const F& f) {
+  if (threads <= 1 || chunks <= 1) {
+    for (index_t c = 0; c < chunks; ++c) f(c);
+    return;
+  }
+  std::atomic<index_t> next{0};
+  ThreadPool::instance().run(static_cast<int>(std::min<index_t>(threads, chunks)), [&](int, int) {
+    for (index_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) f(c);
+  });
+}
 
 // The derivative factor of one element, in float (the fast loops) - formulas as torch's backward kernels.
 inline float factor(UnaryOp op, float alpha, float v) {
@@ -79,15 +93,13 @@ void unary_input_grad(UnaryOp op, float alpha, const float* v, const float* dy, 
   const Isa isa = active_isa();
   const PlanKernels& k = plan_kernels(isa);
   constexpr index_t kChunk = 65536;
-  const index_t chunks = ceil_div(n, kChunk);
-#pragma omp parallel for schedule(static) num_threads(threads_for(static_cast<double>(n), kChunk))
-  for (index_t c = 0; c < chunks; ++c) {
+  run_chunks(ceil_div(n, kChunk), threads_for(static_cast<double>(n), kChunk), [&](index_t c) {
     const index_t lo = c * kChunk, len = std::min(kChunk, n - lo);
     if (isa == Isa::scalar)
       unary_input_grad_ref(op, alpha, v + lo, dy + lo, dx + lo, len);
     else
       grad_chunk(op, alpha, v + lo, dy + lo, dx + lo, len, k);
-  }
+  });
 }
 
 }  // namespace convcore

@@ -1,19 +1,35 @@
 #include "ops/pool2d/pool2d_backward.h"
 
-#include <omp.h>
-
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
+#include "core/pool.h"
 #include "core/threads.h"
 
 namespace convcore {
 
+namespace {
+
+// Work split into chunks that the Plan's thread pool claims one at a time: a thread the OS has descheduled costs its
+// chunk, not a barrier's time slice (these kernels run between compiled Plans, on a machine shared with other work).
+template <class F>
+void run_chunks(index_t chunks, int threads, const F& f) {
+  if (threads <= 1 || chunks <= 1) {
+    for (index_t c = 0; c < chunks; ++c) f(c);
+    return;
+  }
+  std::atomic<index_t> next{0};
+  ThreadPool::instance().run(static_cast<int>(std::min<index_t>(threads, chunks)), [&](int, int) {
+    for (index_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) f(c);
+  });
+}
+}  // namespace
+
 void max_pool2d_input_grad(const Pool2dShape& s, const float* x, const float* dy, float* dx) {
   pool2d_check(s);
   const index_t planes = s.N * s.C;
-#pragma omp parallel for num_threads(threads_for(static_cast<double>(planes) * s.OH * s.OW * s.kh * s.kw, 1 << 17))
-  for (index_t pl = 0; pl < planes; ++pl) {
+  run_chunks(planes, threads_for(static_cast<double>(planes) * s.OH * s.OW * s.kh * s.kw, 1 << 17), [&](index_t pl) {
     const float* xp = x + pl * s.H * s.W;
     const float* gp = dy + pl * s.OH * s.OW;
     float* dp = dx + pl * s.H * s.W;
@@ -39,14 +55,13 @@ void max_pool2d_input_grad(const Pool2dShape& s, const float* x, const float* dy
         }
         if (best_at >= 0) dp[best_at] += gp[oh * s.OW + ow];
       }
-  }
+  });
 }
 
 void avg_pool2d_input_grad(const Pool2dShape& s, bool count_include_pad, const float* dy, float* dx) {
   pool2d_check(s);
   const index_t planes = s.N * s.C;
-#pragma omp parallel for num_threads(threads_for(static_cast<double>(planes) * s.OH * s.OW * s.kh * s.kw, 1 << 17))
-  for (index_t pl = 0; pl < planes; ++pl) {
+  run_chunks(planes, threads_for(static_cast<double>(planes) * s.OH * s.OW * s.kh * s.kw, 1 << 17), [&](index_t pl) {
     const float* gp = dy + pl * s.OH * s.OW;
     float* dp = dx + pl * s.H * s.W;
     std::memset(dp, 0, sizeof(float) * static_cast<size_t>(s.H * s.W));
@@ -63,15 +78,14 @@ void avg_pool2d_input_grad(const Pool2dShape& s, bool count_include_pad, const f
           for (index_t iw = ws; iw < we; ++iw) dp[ih * s.W + iw] += g;
       }
     }
-  }
+  });
 }
 
 void adaptive_pool2d_input_grad(bool is_max, index_t N, index_t C, index_t H, index_t W, index_t OH, index_t OW,
                                 const float* x, const float* dy, float* dx) {
   require(N >= 1 && C >= 1 && H >= 1 && W >= 1 && OH >= 1 && OW >= 1, "adaptive_pool2d: sizes must be positive");
   const index_t planes = N * C;
-#pragma omp parallel for num_threads(threads_for(static_cast<double>(planes) * H * W, 1 << 17))
-  for (index_t pl = 0; pl < planes; ++pl) {
+  run_chunks(planes, threads_for(static_cast<double>(planes) * H * W, 1 << 17), [&](index_t pl) {
     const float* xp = is_max ? x + pl * H * W : nullptr;
     const float* gp = dy + pl * OH * OW;
     float* dp = dx + pl * H * W;
@@ -100,7 +114,7 @@ void adaptive_pool2d_input_grad(bool is_max, index_t N, index_t C, index_t H, in
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace convcore
