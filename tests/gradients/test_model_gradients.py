@@ -65,7 +65,7 @@ def test_zoo_input_gradients_match_torch(name, size):
     assert_grad_close(dx, expected)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0"])
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0", "densenet121"])
 def test_compiled_program_matches_torch(name):
     """The program run many times (compiled forward pass and backward convolutions) is as accurate."""
     reference, ours = pair(name)

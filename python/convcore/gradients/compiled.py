@@ -49,9 +49,10 @@ class TransposedConv:
         weight: (K, C / groups, R, S) float32.
         x_shape, y_shape: the convolution's input and output shapes (N, ...); any batch at run time.
         stride, padding, dilation, groups: the convolution's normalised attributes.
+        winograd: as `convcore.compile`'s (see `GradientProgram`).
     """
 
-    def __init__(self, weight, x_shape, y_shape, stride, padding, dilation, groups):
+    def __init__(self, weight, x_shape, y_shape, stride, padding, dilation, groups, winograd=False):
         self.x_shape = tuple(x_shape)
         self.stride = tuple(stride)
         n, c, h, w = x_shape
@@ -82,7 +83,7 @@ class TransposedConv:
         self.graph = graph
         self.direct = (len(self.phases) == 1 and stride == (1, 1) and
                        graph.shapes[self.phases[0][0]][2:] == (h, w))  # the one phase is dx itself
-        self.plan = compile_plan(graph) if self.phases else None
+        self.plan = compile_plan(graph, winograd=winograd) if self.phases else None
         self.zero = len(self.phases) < len(rows) * len(cols)
 
     def __call__(self, dy):
@@ -100,7 +101,7 @@ class TransposedConv:
         return dx
 
 
-def _rule(op_name):
+def _rule(op_name, winograd):
     declared = OPS[op_name].backward
 
     def rule(dy, call):
@@ -112,7 +113,7 @@ def _rule(op_name):
         def make(w):
             try:
                 return TransposedConv(w, call.shapes[0], dy.shape, attrs["stride"], attrs["padding"],
-                                      attrs["dilation"], groups)
+                                      attrs["dilation"], groups, winograd)
             except (ValueError, TypeError, NotImplementedError):
                 return None
 
@@ -125,7 +126,7 @@ def _rule(op_name):
     return Backward(rule, declared.saves)
 
 
-def compiled_conv_rules():
+def compiled_conv_rules(winograd=False):
     """op name -> a `Backward` running conv2d's and depthwise_conv2d's input gradients as compiled Plans (for
     `GradientProgram(..., rules=...)`; its default when the forward pass is compiled)."""
-    return {name: _rule(name) for name in ("conv2d", "depthwise_conv2d")}
+    return {name: _rule(name, winograd) for name in ("conv2d", "depthwise_conv2d")}
