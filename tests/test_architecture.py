@@ -21,6 +21,8 @@ LAYERS = [
     {"models"},
     {"onnx"},
     {"plan"},
+    {"gradients"},
+    {"visualize"},
     {""},
     {"ray"},
     {"cli"},

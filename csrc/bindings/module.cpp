@@ -430,6 +430,7 @@ py::dict config() {
 }  // namespace
 
 void bind_plan(py::module_& m);  // plan_bindings.cpp
+void bind_grad(py::module_& m);  // grad_bindings.cpp
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "convcore native kernels (use convcore.functional, which validates arguments first)";
@@ -495,4 +496,5 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("threads"), py::arg("megabytes") = 512.0, py::arg("repeats") = 5,
      "GB/s (bytes read + written) of a large copy.");
   bind_plan(m);
+  bind_grad(m);
 }

@@ -21,11 +21,23 @@ from . import functional, nn
 from .graph import Graph, trace
 from .io import load_checkpoint
 from .plan import Plan, compile
+from . import gradients
+from .gradients import grad
 
 # One source: pyproject.toml's [project] version, compiled into _core by CMake (`convcore --version` prints this).
 __version__ = _core.config()["version"]
 
-__all__ = ["functional", "nn", "trace", "Graph", "Plan", "compile", "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa", "set_isa"]
+__all__ = ["functional", "nn", "trace", "Graph", "Plan", "compile", "grad", "gradients", "visualize", "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa", "set_isa"]
+
+
+def __getattr__(name):
+    # convcore.visualize on first use: it brings in the model zoo and the bundled data, which `import convcore` need
+    # not pay for.
+    if name == "visualize":
+        import importlib
+
+        return importlib.import_module(".visualize", __name__)
+    raise AttributeError(f"module 'convcore' has no attribute {name!r}")
 
 
 def show_config(print_out: bool = True) -> dict:

@@ -1,4 +1,4 @@
-"""The `convcore` command: `info`, `classify`, `models`, `bench`, `export`, `run`.
+"""The `convcore` command: `info`, `classify`, `models`, `bench`, `visualize`, `export`, `run`.
 
 Results go to stdout (`--json` for machines), progress and diagnostics to stderr. Errors print one line,
 ``convcore: error: ...``, and exit with 2 for bad arguments, 1 for other failures (set ``CONVCORE_DEBUG=1`` for the
@@ -9,6 +9,7 @@ Example:
     $ convcore classify photos/ --batch-size 16 --out results.jsonl
     $ convcore models 'resnet*'
     $ convcore bench mobilenet_v2 --batch 1,8 --threads 2 --peers
+    $ convcore visualize class dumbbell cup dalmatian "bell pepper" lemon husky --out figures
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def build_parser():
     """The argument parser of the `convcore` command (each subcommand stores its handler in `func`)."""
     import convcore
 
-    from . import _bench, _classify, _models
+    from . import _bench, _classify, _models, _visualize
 
     parser = _Parser(prog="convcore", description="convcore: fast CNN inference on the CPU")
     parser.add_argument("--version", action="version", version=f"convcore {convcore.__version__}")
@@ -87,7 +88,9 @@ def build_parser():
 
     for module, name, text in ((_classify, "classify", "classify images with a zoo model or an ONNX file"),
                                (_models, "models", "list the model zoo: parameters, GFLOPs, input size, weights"),
-                               (_bench, "bench", "time whole models (ms per image, GFLOP/s), optionally beside peers")):
+                               (_bench, "bench", "time whole models (ms per image, GFLOP/s), optionally beside peers"),
+                               (_visualize, "visualize", "see what a convnet learns: filters, activations, saliency, "
+                                                         "top patches, class models, feature visualization")):
         command = sub.add_parser(name, help=text, description=text)
         module.add_arguments(command)
         command.set_defaults(func=module.run)

@@ -53,8 +53,9 @@ class Value:
 class _Tracer:
     """State of one trace: the module call stack, value names, and the graph being built."""
 
-    def __init__(self, model, graph):
+    def __init__(self, model, graph, module_outputs=None):
         self.graph = graph
+        self.module_outputs = module_outputs
         self.paths = {id(m): path for path, m in model.named_modules()}
         self.leaves = {id(m) for m in model.modules() if next(m.children(), None) is None}
         # Parameters and buffers by array identity; the arrays are held here so their ids stay valid.
@@ -67,9 +68,12 @@ class _Tracer:
     def call_module(self, module, args, kwargs):
         self.stack.append(module)
         try:
-            return module.forward(*args, **kwargs)
+            out = module.forward(*args, **kwargs)
         finally:
             self.stack.pop()
+        if self.module_outputs is not None and isinstance(out, Value) and self.paths.get(id(module)):
+            self.module_outputs[self.paths[id(module)]] = out.name
+        return out
 
     def _unique(self, base):
         return unique_name(base, self.used)
@@ -119,7 +123,7 @@ class _Tracer:
         return Value(name, self.graph.values[name].shape)
 
 
-def trace(model, input_shape):
+def trace(model, input_shape, *, module_outputs=None):
     """Trace `model` on one float32 input of `input_shape` into a `Graph`.
 
     The model runs in eval mode (its previous modes are restored afterwards) on a symbolic `Value`; each
@@ -132,6 +136,9 @@ def trace(model, input_shape):
     Args:
         model: a `convcore.nn.Module` (or any callable built from functional ops).
         input_shape: the input's shape, e.g. (1, 3, 224, 224).
+        module_outputs: optional dict to fill with module path -> the name of the value that module returned (its
+            last call's), for every submodule returning one traced value: containers too ("layer3", "layer3.1"),
+            whose outputs are the values of the nodes inside them.
 
     Returns:
         A Graph with one input named "input"; its outputs are the Value(s) the model returns (a Value or a
@@ -151,7 +158,7 @@ def trace(model, input_shape):
         raise RuntimeError("convcore.trace cannot run inside another trace")
     graph = Graph(name=type(model).__name__)
     is_module = isinstance(model, Module)
-    tracer = _Tracer(model if is_module else Module(), graph)
+    tracer = _Tracer(model if is_module else Module(), graph, module_outputs)
     x = Value(tracer._unique("input"), input_shape)
     graph.add_input(x.name, x.shape)
     modes = [(m, m.training) for m in model.modules()] if is_module else []

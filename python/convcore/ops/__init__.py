@@ -14,6 +14,6 @@ docs/architecture.md (the layers) and docs/adding-an-op.md (the recipe).
 
 from . import window
 from . import conv, pool, norm, activation, tensor, elementwise, reduce, shape, resize  # noqa: I001  (OPS order)
-from .registry import OPS, Op, OnnxOp, active_tracer, declare, get, tracing
+from .registry import OPS, Backward, BackwardCall, Op, OnnxOp, active_tracer, declare, get, tracing
 
-__all__ = ["OPS", "Op", "OnnxOp", "active_tracer", "declare", "get", "tracing", "window"]
+__all__ = ["OPS", "Backward", "BackwardCall", "Op", "OnnxOp", "active_tracer", "declare", "get", "tracing", "window"]

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as V
-from .registry import OnnxOp, declare
+from .registry import Backward, OnnxOp, declare
 
 __all__ = ["relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "elu", "selu",
            "celu", "softplus", "softsign", "gelu", "mish", "prelu", "softmax", "log_softmax"]
@@ -28,19 +28,48 @@ def _unary_kernel(name, *params):
     return kernel
 
 
-def unary(onnx, rule=_same_shape, *params, kernel_name=None):
+def unary(onnx, rule=_same_shape, *params, kernel_name=None, backward=None):
     """Declaration of an elementwise op computed by `_core.unary`: its name is the kernel's op name (or
     `kernel_name`), `params` name the attributes the kernel takes as its parameters."""
 
     def register(spec):
         kernel = _unary_kernel(kernel_name or spec.__name__, *params)
-        return declare(("x",), rule, kernel, onnx=onnx, allow_empty=True)(spec)
+        return declare(("x",), rule, kernel, onnx=onnx, allow_empty=True, backward=backward)(spec)
 
     return register
 
 
+# The activations with a backward kernel (csrc/ops/activation/activation_backward.h). Those whose gradient is
+# computed from their output keep the output rather than their input: after a fused conv + activation only the output
+# exists.
+_GRAD_KERNELS = frozenset({"relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid"})
+_GRAD_FROM_OUTPUT = frozenset({"relu", "relu6", "sigmoid", "tanh"})
+
+
+def _unary_backward(name, alpha):
+    """dx = dy * op'(x), from the output or the input (`_GRAD_FROM_OUTPUT`)."""
+    saved = "out" if name in _GRAD_FROM_OUTPUT else "x"
+
+    def rule(dy, call):
+        dx = np.empty_like(dy)
+        if dy.size:
+            v = call.out if saved == "out" else call.inputs[0]
+            _core.unary_input_grad(v, dy, dx, name, call.attrs[alpha] if alpha else 0.0)
+        return [dx]
+
+    return Backward(rule, (saved,))
+
+
 def _unary(onnx, rule=_same_shape, alpha=None):
-    return unary(onnx, rule, *([alpha] if alpha else []))
+    """Declaration of an activation with one parameter at most (`alpha`), and its backward rule when it has a
+    backward kernel."""
+
+    def register(spec):
+        name = spec.__name__
+        backward = _unary_backward(name, alpha) if name in _GRAD_KERNELS else None
+        return unary(onnx, rule, *([alpha] if alpha else []), backward=backward)(spec)
+
+    return register
 
 
 def _leaky_relu_rule(shapes, attrs):
@@ -257,12 +286,27 @@ def _softmax_kernel(log):
     return kernel
 
 
+def _softmax_backward(dy, call):
+    """softmax: dx = y * (dy - sum(dy * y)); log_softmax: dx = dy - exp(y) * sum(dy); sums along the axis."""
+    y, axis = call.out.astype(np.float64), call.attrs["axis"]
+    g = dy.astype(np.float64)
+    return [(y * (g - (g * y).sum(axis=axis, keepdims=True))).astype(np.float32)]
+
+
+def _log_softmax_backward(dy, call):
+    y, axis = call.out.astype(np.float64), call.attrs["axis"]
+    g = dy.astype(np.float64)
+    return [(g - np.exp(y) * g.sum(axis=axis, keepdims=True)).astype(np.float32)]
+
+
 # Importing ONNX Softmax / LogSoftmax needs its own converter (onnx/importer): before opset 13 they flatten to 2-D.
-@declare(("x",), _softmax_rule, _softmax_kernel(False), onnx=OnnxOp("Softmax", {"axis": "axis"}))
+@declare(("x",), _softmax_rule, _softmax_kernel(False), onnx=OnnxOp("Softmax", {"axis": "axis"}),
+         backward=Backward(_softmax_backward, ("out",)))
 def softmax(x, axis=1):
     """Softmax along ``axis`` (max-subtracted, so large logits do not overflow)."""
 
 
-@declare(("x",), _softmax_rule, _softmax_kernel(True), onnx=OnnxOp("LogSoftmax", {"axis": "axis"}))
+@declare(("x",), _softmax_rule, _softmax_kernel(True), onnx=OnnxOp("LogSoftmax", {"axis": "axis"}),
+         backward=Backward(_log_softmax_backward, ("out",)))
 def log_softmax(x, axis=1):
     """``log(softmax(x))`` along ``axis``, computed without forming the softmax."""

@@ -8,7 +8,7 @@ import numpy as np
 from .. import _core
 from .. import _validate as V
 from . import window
-from .registry import declare
+from .registry import Backward, declare
 
 __all__ = ["conv2d", "depthwise_conv2d", "separable_conv2d", "conv_transpose2d"]
 
@@ -179,10 +179,64 @@ def _conv_transpose_macs(shapes, out):
     return int(np.prod(x)) * int(np.prod(weight[1:]))
 
 
+# --- backward (input gradients: a transposed convolution, csrc/ops/conv2d/conv2d_backward.cpp) ------------------
+
+def conv_input_grad(dy, weight, x_shape, stride, padding, dilation, groups, call=None, key="weight"):
+    """dx of shape `x_shape` = the input gradient of conv2d(x, weight, ...) for the output gradient `dy`. With a
+    `BackwardCall`, the weights rearranged for the kernel are kept in its cache across calls."""
+    def rearrange(w):
+        wt = np.empty_like(w)
+        _core.conv2d_input_grad_weights(w, wt, stride, dilation, groups)
+        return wt
+
+    wt = rearrange(weight) if call is None else call.cached(key, weight, rearrange)
+    dx = np.empty(x_shape, np.float32)
+    _core.conv2d_input_grad(dy, weight, wt, dx, stride, dilation, padding, groups)
+    return dx
+
+
+def _no_weight_grads(op, call, names):
+    """NotImplementedError when a gradient of the inputs `names` (index -> name) is wanted: a place for weight
+    gradients to go."""
+    for index, name in names.items():
+        if call.needs[index]:
+            raise NotImplementedError(f"{op}: the gradient of {name} is not implemented (input gradients only)")
+
+
+def _bias_grad(dy):
+    return dy.sum(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+
+
+def _conv2d_backward(dy, call):
+    x_shape, weight = call.shapes[0], call.inputs[1]
+    _no_weight_grads("conv2d", call, {1: "weight"})
+    dx = conv_input_grad(dy, weight, x_shape, groups=call.attrs["groups"], call=call,
+                         **{k: call.attrs[k] for k in ("stride", "padding", "dilation")}) if call.needs[0] else None
+    return [dx, None, _bias_grad(dy) if call.needs[2] else None]
+
+
+def _depthwise_backward(dy, call):
+    x_shape, weight = call.shapes[0], call.inputs[1]
+    _no_weight_grads("depthwise_conv2d", call, {1: "weight"})
+    dx = conv_input_grad(dy, weight, x_shape, groups=x_shape[1], call=call, **call.attrs) if call.needs[0] else None
+    return [dx, None, _bias_grad(dy) if call.needs[2] else None]
+
+
+def _separable_backward(dy, call):
+    x_shape, depthwise, pointwise = call.shapes[0], call.inputs[1], call.inputs[2]
+    _no_weight_grads("separable_conv2d", call, {1: "depthwise_weight", 2: "pointwise_weight", 3: "depthwise_bias"})
+    mid_shape = (dy.shape[0], depthwise.shape[0], *dy.shape[2:])
+    dx = None
+    if call.needs[0]:
+        dmid = conv_input_grad(dy, pointwise, mid_shape, (1, 1), (0, 0, 0, 0), (1, 1), 1, call, "pointwise")
+        dx = conv_input_grad(dmid, depthwise, x_shape, groups=x_shape[1], call=call, key="depthwise", **call.attrs)
+    return [dx, None, None, None, _bias_grad(dy) if call.needs[4] else None]
+
+
 # --- declarations -----------------------------------------------------------------------------------------------
 
 @declare(("x", "weight", "bias"), _conv2d_rule, _conv2d_kernel, onnx=_conv2d_to_onnx, macs=_conv2d_macs,
-         channel_params=("weight", "bias"))
+         channel_params=("weight", "bias"), backward=Backward(_conv2d_backward, ("weight",)))
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=None):
     """2-D convolution (cross-correlation, as torch).
 
@@ -206,7 +260,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=
 
 
 @declare(("x", "weight", "bias"), _depthwise_rule, _depthwise_kernel, onnx=_depthwise_to_onnx,
-         macs=_depthwise_macs, channel_params=("weight", "bias"))
+         macs=_depthwise_macs, channel_params=("weight", "bias"), backward=Backward(_depthwise_backward, ("weight",)))
 def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
     """Depthwise convolution: each input channel convolved with its own ``m`` filters.
 
@@ -222,7 +276,8 @@ def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
 
 @declare(("x", "depthwise_weight", "pointwise_weight", "depthwise_bias", "pointwise_bias"), _separable_rule,
          _separable_kernel, onnx=_separable_to_onnx, macs=_separable_macs,
-         channel_params=("pointwise_weight", "pointwise_bias"))
+         channel_params=("pointwise_weight", "pointwise_bias"),
+         backward=Backward(_separable_backward, ("depthwise_weight", "pointwise_weight")))
 def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None, pointwise_bias=None, stride=1,
                      padding=0, dilation=1):
     """Depthwise-separable convolution: a depthwise convolution, then a 1x1 (pointwise) convolution.

@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as V
-from .registry import declare
+from .registry import Backward, declare
 
 __all__ = ["batch_norm", "instance_norm", "local_response_norm"]
 
@@ -102,8 +102,41 @@ def _lrn_to_onnx(em, node):
     return em.node("Div", [x, denom], out, n)
 
 
+def _batch_norm_backward(dy, call):
+    """dx = dy * weight / sqrt(var + eps) per channel: the forward kernel with mean 0 and no shift. The statistics'
+    and affine parameters' gradients are not implemented (inference batch norm)."""
+    _, mean, var, weight, _ = call.inputs
+    for index, name in ((1, "running_mean"), (2, "running_var"), (3, "weight"), (4, "bias")):
+        if call.needs[index]:
+            raise NotImplementedError(f"batch_norm: the gradient of {name} is not implemented (input gradients only)")
+    zeros = call.cached("zeros", mean, np.zeros_like)
+    dx = np.empty_like(dy)
+    _core.batch_norm(dy, zeros, var, weight, None, call.attrs["eps"], dx)
+    return [dx, None, None, None, None]
+
+
+def _lrn_backward(dy, call):
+    """torch's LRN: y = x * d^-beta, d = k + alpha / size * (window sum of x^2) over channels; in float64."""
+    x = call.inputs[0].astype(np.float64)
+    size, alpha, beta, k = (call.attrs[key] for key in ("size", "alpha", "beta", "k"))
+    before, after = size // 2, (size - 1) // 2
+    channels = x.shape[1]
+
+    def window_sum(v, lo, hi):  # out[:, c] = sum of v[:, c - lo .. c + hi], clipped to the channels
+        cum = np.concatenate([np.zeros_like(v[:, :1]), np.cumsum(v, axis=1)], axis=1)  # cum[:, i] = sum v[:, :i]
+        c = np.arange(channels)
+        return np.take(cum, np.minimum(c + hi, channels - 1) + 1, axis=1) - np.take(cum, np.maximum(c - lo, 0), axis=1)
+
+    d = k + alpha / size * window_sum(x * x, before, after)
+    g = dy.astype(np.float64)
+    # dx_c = g_c d_c^-beta - 2 alpha beta / size x_c sum_{c' whose window holds c} g_c' x_c' d_c'^(-beta - 1)
+    inner = g * x * d ** (-beta - 1.0)
+    dx = g * d ** -beta - 2.0 * alpha * beta / size * x * window_sum(inner, after, before)
+    return [dx.astype(np.float32)]
+
+
 @declare(("x", "running_mean", "running_var", "weight", "bias"), _batch_norm_rule, _batch_norm_kernel,
-         onnx=_batch_norm_to_onnx)
+         onnx=_batch_norm_to_onnx, backward=Backward(_batch_norm_backward, ("running_mean", "running_var", "weight")))
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     """Inference batch normalization: ``(x - mean) / sqrt(var + eps) * weight + bias`` per channel.
 
@@ -127,7 +160,7 @@ def instance_norm(x, weight=None, bias=None, eps=1e-5):
     """
 
 
-@declare(("x",), _lrn_rule, _lrn_kernel, onnx=_lrn_to_onnx)
+@declare(("x",), _lrn_rule, _lrn_kernel, onnx=_lrn_to_onnx, backward=Backward(_lrn_backward, ("x",)))
 def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
     """Local response normalization across channels (torch semantics):
     ``y = x / (k + alpha / size * sum_{c' in window(c)} x[c']^2) ** beta``, window ``[c - size//2, c + (size-1)//2]``.

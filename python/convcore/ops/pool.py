@@ -7,7 +7,7 @@ import numpy as np
 from .. import _core
 from .. import _validate as V
 from . import window
-from .registry import OnnxOp, declare
+from .registry import Backward, OnnxOp, declare
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "global_avg_pool2d", "global_max_pool2d"]
@@ -184,9 +184,35 @@ def _adaptive_to_onnx(is_max):
     return lower
 
 
+# --- backward (input gradients: csrc/ops/pool2d/pool2d_backward.cpp) -------------------------------------------
+
+def _max_backward(dy, call):
+    a = call.attrs
+    dx = np.empty(call.shapes[0], np.float32)
+    _core.max_pool2d_input_grad(call.inputs[0], dy, dx, a["kernel_size"], a["stride"], a["dilation"], a["padding"])
+    return [dx]
+
+
+def _avg_backward(dy, call):
+    a = call.attrs
+    dx = np.empty(call.shapes[0], np.float32)
+    _core.avg_pool2d_input_grad(dy, dx, a["kernel_size"], a["stride"], a["padding"], a["count_include_pad"])
+    return [dx]
+
+
+def _adaptive_backward(is_max):
+    def rule(dy, call):
+        dx = np.empty(call.shapes[0], np.float32)
+        _core.adaptive_pool2d_input_grad(call.inputs[0] if is_max else None, dy, dx, is_max)
+        return [dx]
+
+    return Backward(rule, ("x",) if is_max else ())
+
+
 # --- declarations -----------------------------------------------------------------------------------------------
 
-@declare(("x",), lambda shapes, attrs: _window_rule(shapes, attrs, True), _max_kernel, onnx=_window_to_onnx(True))
+@declare(("x",), lambda shapes, attrs: _window_rule(shapes, attrs, True), _max_kernel, onnx=_window_to_onnx(True),
+         backward=Backward(_max_backward, ("x",)))
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """2-D max pooling; padding cells never win. ``stride`` defaults to ``kernel_size``.
 
@@ -198,7 +224,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     """
 
 
-@declare(("x",), lambda shapes, attrs: _window_rule(shapes, attrs, False), _avg_kernel, onnx=_window_to_onnx(False))
+@declare(("x",), lambda shapes, attrs: _window_rule(shapes, attrs, False), _avg_kernel, onnx=_window_to_onnx(False),
+         backward=Backward(_avg_backward))
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """2-D average pooling (torch semantics for ``count_include_pad`` and ``ceil_mode``)."""
 
@@ -213,21 +240,25 @@ def lp_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fals
     """
 
 
-@declare(("x",), _adaptive_rule, _adaptive_kernel(False), onnx=_adaptive_to_onnx(False))
+@declare(("x",), _adaptive_rule, _adaptive_kernel(False), onnx=_adaptive_to_onnx(False),
+         backward=_adaptive_backward(False))
 def adaptive_avg_pool2d(x, output_size):
     """Average pooling to a fixed ``output_size`` (int or pair; ``None`` keeps that input size)."""
 
 
-@declare(("x",), _adaptive_rule, _adaptive_kernel(True), onnx=_adaptive_to_onnx(True))
+@declare(("x",), _adaptive_rule, _adaptive_kernel(True), onnx=_adaptive_to_onnx(True),
+         backward=_adaptive_backward(True))
 def adaptive_max_pool2d(x, output_size):
     """Max pooling to a fixed ``output_size`` (int or pair; ``None`` keeps that input size)."""
 
 
-@declare(("x",), _global_rule, _adaptive_kernel(False), onnx=OnnxOp("GlobalAveragePool"))
+@declare(("x",), _global_rule, _adaptive_kernel(False), onnx=OnnxOp("GlobalAveragePool"),
+         backward=_adaptive_backward(False))
 def global_avg_pool2d(x):
     """Mean over H and W: ``(N, C, H, W) -> (N, C, 1, 1)``."""
 
 
-@declare(("x",), _global_rule, _adaptive_kernel(True), onnx=OnnxOp("GlobalMaxPool"))
+@declare(("x",), _global_rule, _adaptive_kernel(True), onnx=OnnxOp("GlobalMaxPool"),
+         backward=_adaptive_backward(True))
 def global_max_pool2d(x):
     """Max over H and W: ``(N, C, H, W) -> (N, C, 1, 1)``."""

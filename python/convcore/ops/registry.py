@@ -12,7 +12,9 @@ its body is never run), plus the parts every consumer reads:
 - ``onnx``: the ONNX lowering, a function ``(emitter, node)`` that only talks to the exporter's emitter, or an
   `OnnxOp` for a one-to-one ONNX operator, which the importer then maps back as well;
 - optional facts for graph passes and tools: ``macs`` (multiply-accumulates) and ``channel_params`` (the weight and
-  bias whose axis 0 runs over the output channels, so a following batch norm folds into them).
+  bias whose axis 0 runs over the output channels, so a following batch norm folds into them);
+- ``backward``: a `Backward`, the op's backward rule (the gradients of its inputs from its output's), which
+  `convcore.gradients` runs in reverse graph order.
 
 The public function routes every call through the tracer of this thread or task when one is active (see
 `tracing`), else validates the arrays and runs rule and kernel. See docs/adding-an-op.md and docs/architecture.md.
@@ -25,6 +27,7 @@ import contextvars
 import functools
 import inspect
 from dataclasses import dataclass, field
+from typing import Callable, Union
 
 from .. import _validate as V
 
@@ -81,6 +84,59 @@ class OnnxOp:
                 for onnx_name, name in self.attrs.items()}
 
 
+@dataclass
+class BackwardCall:
+    """What a backward rule gets besides the output gradient.
+
+    Attributes:
+        inputs: one entry per tensor input in `Op.inputs` order (per list element for a variadic op): the forward
+            array where the rule saves it (`Backward.saves`) or it is a graph parameter, else None.
+        shapes: the shapes of those inputs (None for an absent optional one).
+        out: the forward output when the rule saves "out", else None.
+        attrs: the node's normalised attributes.
+        needs: one bool per entry of `inputs`: whether its gradient is wanted (False for parameters today).
+        cache: a dict that lives as long as the gradient program, one per node, for data derived from parameters
+            (rearranged weights); keyed by what it was derived from.
+    """
+
+    inputs: list
+    shapes: list
+    out: object
+    attrs: dict
+    needs: list
+    cache: dict = field(default_factory=dict)
+
+    def cached(self, key, array, make):
+        """``make(array)``, computed once per `array` object (the parameter it is derived from) and kept in `cache`."""
+        hit = self.cache.get(key)
+        if hit is None or hit[0] is not array:
+            hit = self.cache[key] = (array, make(array))
+        return hit[1]
+
+
+@dataclass(frozen=True)
+class Backward:
+    """An op's backward rule.
+
+    Attributes:
+        rule: ``rule(grad, call) -> list``: from the gradient of the op's output (a C-contiguous float32 array shaped
+            like the output) and a `BackwardCall`, one entry per tensor input: the gradient of that input (an array
+            of its shape) where ``call.needs`` says so, else None.
+        saves: the forward values the rule reads, among the op's tensor input names and "out": a tuple, or a function
+            ``(attrs, needs) -> names`` when it depends on which gradients are wanted (a weight gradient reads x, an
+            input gradient does not). Only these are kept from the forward pass for the backward one.
+    """
+
+    rule: Callable
+    saves: Union[tuple, Callable] = ()
+
+    def saved(self, attrs, needs):
+        """The names (inputs and/or "out") the rule reads for a node with `attrs` when `needs` (name -> bool) are
+        wanted."""
+        names = self.saves(attrs, needs) if callable(self.saves) else self.saves
+        return frozenset(names)
+
+
 class Op:
     """One operator's declaration (see the module docstring); built by `declare`, listed in `OPS`.
 
@@ -89,7 +145,8 @@ class Op:
         inputs: tensor argument names in `Node.inputs` order; for a variadic op (concat) the one list argument.
         optional: the inputs that may be None (their default is None).
         attrs: every other argument (except ``out``) -> its default, in signature order.
-        rule, kernel, onnx, macs, channel_params: the declared parts (module docstring).
+        rule, kernel, onnx, macs, channel_params, backward: the declared parts (module docstring); backward is None
+            for an op without a backward rule.
         variadic: the one tensor argument is a list of tensors (concat).
         allow_empty: arrays with a zero dimension are accepted (elementwise ops).
         view: the kernel returns a view of its input and gets ``out=None`` (flatten).
@@ -97,7 +154,7 @@ class Op:
     """
 
     def __init__(self, spec, inputs, rule, kernel, *, onnx=None, variadic=False, allow_empty=False, view=False,
-                 macs=None, channel_params=None):
+                 macs=None, channel_params=None, backward=None):
         self.name = spec.__name__
         self.signature = inspect.signature(spec)
         params = self.signature.parameters
@@ -112,6 +169,9 @@ class Op:
         self.rule, self.kernel, self.onnx = rule, kernel, onnx
         self.variadic, self.allow_empty, self.view = variadic, allow_empty, view
         self.macs, self.channel_params = macs, channel_params
+        if backward is not None and not isinstance(backward, Backward):
+            raise TypeError(f"{self.name}: expected backward as a Backward (got {type(backward).__name__})")
+        self.backward = backward
         self.function = self._public(spec)
 
     def _public(self, spec):

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as V
-from .registry import OnnxOp, declare
+from .registry import Backward, OnnxOp, declare
 
 __all__ = ["linear", "matmul", "add", "mul", "concat", "flatten"]
 
@@ -48,7 +48,30 @@ def _linear_macs(shapes, out):
     return int(np.prod(out)) * shapes[1][1]
 
 
-@declare(("x", "weight", "bias"), _linear_rule, _linear_kernel, onnx=_linear_to_onnx, macs=_linear_macs)
+def _linear_backward(dy, call):
+    """dx = dy @ weight (the linear kernel with the transposed weights, kept in the cache); weight and bias
+    gradients in float64 when asked for."""
+    x, weight, _ = call.inputs
+    x_shape = call.shapes[0]
+    g = dy.reshape(-1, dy.shape[-1])
+    dx = dweight = dbias = None
+    if call.needs[0]:
+        weight_t = call.cached("weight_t", weight, lambda w: np.ascontiguousarray(w.T))
+        dx = np.empty(x_shape, np.float32)
+        _core.linear(g, weight_t, None, dx.reshape(-1, x_shape[-1]))
+    if call.needs[1]:
+        dweight = (g.T.astype(np.float64) @ x.reshape(-1, x_shape[-1]).astype(np.float64)).astype(np.float32)
+    if call.needs[2]:
+        dbias = g.sum(axis=0, dtype=np.float64).astype(np.float32)
+    return [dx, dweight, dbias]
+
+
+def _linear_saves(attrs, needs):
+    return ("weight", "x") if needs["weight"] else ("weight",)
+
+
+@declare(("x", "weight", "bias"), _linear_rule, _linear_kernel, onnx=_linear_to_onnx, macs=_linear_macs,
+         backward=Backward(_linear_backward, _linear_saves))
 def linear(x, weight, bias=None):
     """Fully connected layer ``y = x @ weight.T + bias``.
 
@@ -129,12 +152,39 @@ def _binary_kernel(name):
     return kernel
 
 
-@declare(("a", "b"), _broadcast_rule, _binary_kernel("add"), onnx=OnnxOp("Add"), allow_empty=True)
+def reduce_to_shape(g, shape):
+    """The gradient of a broadcast operand of `shape`: `g` summed over the axes broadcasting stretched (g itself when
+    nothing was)."""
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(extra + i for i, d in enumerate(shape) if d == 1 and g.shape[extra + i] != 1)
+    return np.ascontiguousarray(g.sum(axis=axes).reshape(shape), dtype=np.float32)
+
+
+def _add_backward(dy, call):
+    return [reduce_to_shape(dy, shape) if need else None for shape, need in zip(call.shapes, call.needs)]
+
+
+def _mul_backward(dy, call):
+    a, b = call.inputs
+    return [reduce_to_shape(np.multiply(dy, other, dtype=np.float32), shape) if need else None
+            for other, shape, need in ((b, call.shapes[0], call.needs[0]), (a, call.shapes[1], call.needs[1]))]
+
+
+def _mul_saves(attrs, needs):
+    return (("b",) if needs["a"] else ()) + (("a",) if needs["b"] else ())
+
+
+@declare(("a", "b"), _broadcast_rule, _binary_kernel("add"), onnx=OnnxOp("Add"), allow_empty=True,
+         backward=Backward(_add_backward))
 def add(a, b):
     """Elementwise ``a + b`` with numpy broadcasting (e.g. residual connections)."""
 
 
-@declare(("a", "b"), _broadcast_rule, _binary_kernel("mul"), onnx=OnnxOp("Mul"), allow_empty=True)
+@declare(("a", "b"), _broadcast_rule, _binary_kernel("mul"), onnx=OnnxOp("Mul"), allow_empty=True,
+         backward=Backward(_mul_backward, _mul_saves))
 def mul(a, b):
     """Elementwise ``a * b`` with numpy broadcasting (e.g. squeeze-and-excitation: ``(N, C, H, W) * (N, C, 1, 1)``)."""
 
@@ -159,7 +209,18 @@ def _concat_kernel(xs, *, out, axis):
     return out
 
 
-@declare(("xs",), _concat_rule, _concat_kernel, onnx=OnnxOp("Concat", {"axis": "axis"}), variadic=True)
+def _concat_backward(dy, call):
+    """Each input's slice of dy along the axis (views: the gradient engine copies what a kernel needs contiguous)."""
+    axis, start, grads = call.attrs["axis"], 0, []
+    for shape, need in zip(call.shapes, call.needs):
+        index = (slice(None),) * axis + (slice(start, start + shape[axis]),)
+        grads.append(dy[index] if need else None)
+        start += shape[axis]
+    return grads
+
+
+@declare(("xs",), _concat_rule, _concat_kernel, onnx=OnnxOp("Concat", {"axis": "axis"}), variadic=True,
+         backward=Backward(_concat_backward))
 def concat(xs, axis=1):
     """Concatenates arrays of equal shape except along ``axis``."""
 
@@ -193,6 +254,11 @@ def _flatten_to_onnx(em, node):
     return em.node("Reshape", [x, em.const(f"{node.name}.shape", target, np.int64)], out, node.name)
 
 
-@declare(("x",), _flatten_rule, _flatten_kernel, onnx=_flatten_to_onnx, allow_empty=True, view=True)
+def _flatten_backward(dy, call):
+    return [dy.reshape(call.shapes[0])]
+
+
+@declare(("x",), _flatten_rule, _flatten_kernel, onnx=_flatten_to_onnx, allow_empty=True, view=True,
+         backward=Backward(_flatten_backward))
 def flatten(x, start_dim=1, end_dim=-1):
     """Merges dimensions ``start_dim..end_dim`` into one (a view when the input is contiguous)."""

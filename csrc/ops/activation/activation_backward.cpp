@@ -1,0 +1,105 @@
+#include "ops/activation/activation_backward.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+
+#include "core/cpu.h"
+#include "core/pool.h"
+#include "core/threads.h"
+#include "plan/kernels.h"
+
+namespace convcore {
+
+bool unary_grad_uses_output(UnaryOp op) {
+  return op == UnaryOp::relu || op == UnaryOp::relu6 || op == UnaryOp::sigmoid || op == UnaryOp::tanh;
+}
+
+namespace {
+
+// Work split into chunks that the Plan's thread pool claims one at a time: a thread the OS has descheduled costs its
+// chunk, not a barrier's time slice (these kernels run between compiled Plans, on a machine shared with other work).
+template <class F>
+void run_chunks(index_t chunks, int threads, const F& f) {
+  if (threads <= 1 || chunks <= 1) {
+    for (index_t c = 0; c < chunks; ++c) f(c);
+    return;
+  }
+  std::atomic<index_t> next{0};
+  ThreadPool::instance().run(static_cast<int>(std::min<index_t>(threads, chunks)), [&](int, int) {
+    for (index_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) f(c);
+  });
+}
+
+// The derivative factor of one element, in float (the fast loops) - formulas as torch's backward kernels.
+inline float factor(UnaryOp op, float alpha, float v) {
+  switch (op) {
+    case UnaryOp::relu: return v > 0.0f ? 1.0f : 0.0f;
+    case UnaryOp::relu6: return v > 0.0f && v < 6.0f ? 1.0f : 0.0f;
+    case UnaryOp::leaky_relu: return v > 0.0f ? 1.0f : alpha;
+    case UnaryOp::sigmoid: return v * (1.0f - v);
+    case UnaryOp::tanh: return 1.0f - v * v;
+    case UnaryOp::hardswish: return v < -3.0f ? 0.0f : (v <= 3.0f ? v / 3.0f + 0.5f : 1.0f);
+    case UnaryOp::hardsigmoid: return v > -3.0f && v < 3.0f ? 1.0f / 6.0f : 0.0f;
+    case UnaryOp::silu: break;  // needs exp: handled by the callers
+  }
+  return 0.0f;
+}
+
+void grad_chunk(UnaryOp op, float alpha, const float* v, const float* dy, float* dx, index_t n, const PlanKernels& k) {
+  switch (op) {
+    case UnaryOp::relu:
+      for (index_t i = 0; i < n; ++i) dx[i] = v[i] > 0.0f ? dy[i] : 0.0f;
+      return;
+    case UnaryOp::silu: {
+      // s = sigmoid(x) with the vectorized kernel, then dx = dy * s * (1 + x * (1 - s)); chunks stay in L1 / L2.
+      constexpr index_t kBlock = 2048;
+      float s[kBlock];
+      Epilogue e;
+      e.act = Act::sigmoid;
+      for (index_t lo = 0; lo < n; lo += kBlock) {
+        const index_t len = std::min(kBlock, n - lo);
+        k.activation(e, v + lo, s, len);
+        for (index_t i = 0; i < len; ++i) dx[lo + i] = dy[lo + i] * (s[i] * (1.0f + v[lo + i] * (1.0f - s[i])));
+      }
+      return;
+    }
+    default:
+      for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * factor(op, alpha, v[i]);
+  }
+}
+
+}  // namespace
+
+void unary_input_grad_ref(UnaryOp op, float alpha, const float* v, const float* dy, float* dx, index_t n) {
+  for (index_t i = 0; i < n; ++i) {
+    const double x = v[i];
+    double f;
+    if (op == UnaryOp::silu) {
+      const double s = 1.0 / (1.0 + std::exp(-x));
+      f = s * (1.0 + x * (1.0 - s));
+    } else if (op == UnaryOp::sigmoid) {
+      f = x * (1.0 - x);
+    } else if (op == UnaryOp::tanh) {
+      f = 1.0 - x * x;
+    } else {
+      f = factor(op, alpha, v[i]);
+    }
+    dx[i] = static_cast<float>(static_cast<double>(dy[i]) * f);
+  }
+}
+
+void unary_input_grad(UnaryOp op, float alpha, const float* v, const float* dy, float* dx, index_t n) {
+  const Isa isa = active_isa();
+  const PlanKernels& k = plan_kernels(isa);
+  constexpr index_t kChunk = 65536;
+  run_chunks(ceil_div(n, kChunk), threads_for(static_cast<double>(n), kChunk), [&](index_t c) {
+    const index_t lo = c * kChunk, len = std::min(kChunk, n - lo);
+    if (isa == Isa::scalar)
+      unary_input_grad_ref(op, alpha, v + lo, dy + lo, dx + lo, len);
+    else
+      grad_chunk(op, alpha, v + lo, dy + lo, dx + lo, len, k);
+  });
+}
+
+}  // namespace convcore

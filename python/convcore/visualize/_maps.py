@@ -1,0 +1,369 @@
+"""Pictures read off one forward pass (filters, activations) or one gradient (saliency, Grad-CAM, top patches)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..gradients import GradientProgram, guided_rules, logit, model_graph, neuron
+from ..gradients.program import _Layers
+from ._common import (Progress, chw_to_image, colormap, file_name, grid, normalize01, resize_image, resolve,
+                      save_all, to_uint8)
+
+
+def _graph(net, shape):
+    graph, names = model_graph(net.model, shape)
+    return graph, _Layers(graph, names)
+
+
+def _layer_label(name):
+    return name.replace(".", "_")
+
+
+# --- filters ---------------------------------------------------------------------------------------------------
+
+def filters(model=None, layer=None, scale=None, out=None):
+    """The kernels of a convolution with 3 input channels as a grid of colour tiles (AlexNet's first-layer figure),
+    each filter scaled to [0, 1] on its own.
+
+    Args:
+        model: zoo name, `LoadedModel`, module, ONNX model (default: efficientnet_lite0 with its installed weights).
+        layer: the convolution's name (default: the first one reading the 3 colour channels).
+        scale: pixels per kernel tap (default: a tile of about 48 pixels).
+        out: a folder to write `filters_<layer>.png` into.
+
+    Returns:
+        dict file name -> uint8 grid image.
+    """
+    net = resolve(model)
+    graph, layers = _graph(net, (1, 3, net.size, net.size))
+    convs = [n for n in graph.nodes if n.op in ("conv2d", "depthwise_conv2d") and n.inputs[1] in graph.params]
+    if layer is None:
+        node = next((n for n in convs if graph.params[n.inputs[1]].shape[1] == 3), convs[0] if convs else None)
+        if node is None:
+            raise ValueError("model: expected a convolution with constant weights (got none)")
+    else:
+        value = layers.resolve(layer)
+        node = next((n for n in convs if n.outputs[0] == value or n.name == layer), None)
+        if node is None:
+            names = ", ".join(n.name for n in convs[:12])
+            raise ValueError(f"layer: expected a convolution (got {layer!r}); convolutions: {names}, ...")
+    w = np.asarray(graph.params[node.inputs[1]], np.float64)
+    k, c, r, s = w.shape
+    scale = scale or max(1, 48 // max(r, s))
+    tiles = []
+    for f in w:
+        img = f[:3] if c >= 3 else np.repeat(f[:1], 3, axis=0)
+        img = normalize01(img)  # each filter on its own scale, as AlexNet's figure
+        tiles.append(resize_image(chw_to_image(img), (r * scale, s * scale), "nearest"))
+    pictures = {file_name("filters", _layer_label(node.name)): grid(tiles, int(np.ceil(np.sqrt(k))), pad=2)}
+    save_all(pictures, out)
+    return pictures
+
+
+# --- activations ---------------------------------------------------------------------------------------------
+
+def activations(model=None, images=None, layer=None, channels=64, size=None, out=None):
+    """The feature maps of one layer for each image, as a grid (viridis colours, one scale for the whole layer).
+
+    Args:
+        model: as `filters`.
+        images: paths or HWC images (default: the bundled photos).
+        layer: a layer name (default: the middle of the network).
+        channels: how many channels to show (the first ones), or a list of channel indices.
+        size: each map's side in the grid (default: upscaled to about 64 pixels).
+        out: a folder to write `activations_<image>_<layer>.png` into.
+
+    Returns:
+        dict file name -> uint8 grid image (one per image).
+    """
+    net = resolve(model)
+    images, labels = _images(images)
+    x = np.stack([net.load(im) for im in images])
+    graph, layers = _graph(net, x.shape)
+    layer = layer or _middle_layer(graph, layers)
+    maps = forward_values(net, x, [layer])[layer]
+    if maps.ndim != 4:
+        raise ValueError(f"layer: expected a layer with feature maps (got {layer!r} of shape {maps.shape})")
+    picked = list(range(min(channels, maps.shape[1]))) if isinstance(channels, int) else list(channels)
+    lo, hi = float(maps[:, picked].min()), float(maps[:, picked].max())
+    side = size or max(maps.shape[2], 64 // maps.shape[2] * maps.shape[2])
+    pictures = {}
+    for label, m in zip(labels, maps):
+        tiles = [to_uint8(resize_image(colormap(normalize01(m[c], lo, hi)), side, "nearest"
+                                       if side % m.shape[1] == 0 else "bilinear")) for c in picked]
+        pictures[file_name("activations", label, _layer_label(layer))] = grid(tiles, int(np.ceil(np.sqrt(len(tiles)))))
+    save_all(pictures, out)
+    return pictures
+
+
+def _layer_objective(layer):
+    from ..gradients import layer as layer_term
+
+    return layer_term(layer)
+
+
+def _middle_layer(graph, layers):
+    """A layer halfway through the network (by node count) with 4-D maps."""
+    candidates = [n.outputs[0] for n in graph.nodes if len(graph.shapes[n.outputs[0]]) == 4]
+    value = candidates[len(candidates) // 2]
+    return next((name for name, v in layers.map.items() if v == value), value)
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def _images(images):
+    """(list of paths / arrays, labels): the bundled photos by default; folders are walked for image files."""
+    from .. import data
+
+    if images is None:
+        images = data.sample_images()
+    if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 3):
+        images = [images]
+    items = []
+    for im in images:
+        if isinstance(im, (str, os.PathLike)) and os.path.isdir(im):
+            for root, dirs, files in os.walk(im):
+                dirs.sort()
+                items += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
+        else:
+            items.append(im)
+    if not items:
+        raise ValueError(f"images: expected at least one image (got none in {images!r})")
+    labels = [os.path.splitext(os.path.basename(os.fspath(im)))[0] if isinstance(im, (str, os.PathLike))
+              else f"image{i}" for i, im in enumerate(items)]
+    return items, labels
+
+
+def forward_values(net, x, names):
+    """The forward values of layers `names` for the batch x (no backward pass)."""
+    program = GradientProgram(net.model, x.shape, objective=_layer_objective(names[0]), wrt=names[:1], keep=names,
+                              forward="eager")
+    return program(x).activations
+
+
+# --- saliency and Grad-CAM -------------------------------------------------------------------------------------
+
+def saliency(model=None, images=None, target=None, layer=None, out=None):
+    """Image-specific class saliency (Simonyan et al. 2013: the largest absolute gradient of the class score over
+    the colour channels) and Grad-CAM (Selvaraju et al. 2017: the layer's maps weighted by the spatial mean of the
+    score's gradient, rectified, upsampled), each beside the image.
+
+    Args:
+        model: as `filters`.
+        images: paths or HWC images (default: the bundled photos).
+        target: a class name or index (default: each image's top class).
+        layer: Grad-CAM's layer (default: the last layer with maps larger than 1 x 1).
+        out: a folder to write `saliency_<image>_<class>.png` and `gradcam_<image>_<class>.png` into.
+
+    Returns:
+        dict file name -> uint8 image: per image, the saliency map (grey) and the Grad-CAM heat map over the image.
+    """
+    net = resolve(model)
+    images, labels = _images(images)
+    x = np.stack([net.load(im) for im in images])
+    graph, layers = _graph(net, x.shape)
+    layer = layer or _last_map_layer(graph, layers)
+    logits = forward_values(net, x, [graph.outputs[0]])[graph.outputs[0]].reshape(len(x), -1)
+    classes = [int(np.argmax(z)) for z in logits] if target is None else [net.class_index(target)] * len(x)
+    objective = sum(logit(c, sample=i) for i, c in enumerate(classes))
+    program = GradientProgram(net.model, x.shape, objective, wrt=[graph.inputs[0], layers.resolve(layer)],
+                              keep=[layer], forward="eager")
+    result = program(x)
+    dx, da = (result.grads[v] for v in program.wrt)
+    maps = result.activations[layer]
+    pictures = {}
+    for i, (label, c) in enumerate(zip(labels, classes)):
+        name = net.class_name(c)
+        sal = np.abs(dx[i]).max(axis=0)
+        sal = normalize01(sal, 0.0, np.percentile(sal, 99.5) or None)
+        pictures[file_name("saliency", label, name)] = to_uint8(sal)
+        weights = da[i].mean(axis=(1, 2))
+        cam = np.maximum((weights[:, None, None] * maps[i]).sum(axis=0), 0.0)
+        cam = resize_image(normalize01(cam).astype(np.float32), x.shape[-1], "bilinear")
+        photo = np.transpose(net.pixels(x[i]), (1, 2, 0))
+        heat = 0.55 * photo + 0.45 * colormap(cam, "jet")
+        pictures[file_name("gradcam", label, name)] = to_uint8(heat)
+    save_all(pictures, out)
+    return pictures
+
+
+def _last_map_layer(graph, layers):
+    """The last layer whose maps are larger than 1 x 1 (Grad-CAM's usual choice: the last convolutional block)."""
+    value = None
+    for node in graph.nodes:
+        shape = graph.shapes[node.outputs[0]]
+        if len(shape) == 4 and shape[2] * shape[3] > 1:
+            value = node.outputs[0]
+    if value is None:
+        raise ValueError("layer: the model has no layer with spatial maps; pass layer=")
+    return next((name for name, v in layers.map.items() if v == value and name == value), value)
+
+
+# --- top patches and their projections ----------------------------------------------------------------------------
+
+_WINDOW_OPS = ("conv2d", "depthwise_conv2d", "separable_conv2d", "max_pool2d", "avg_pool2d")
+
+
+def receptive_field(graph, value):
+    """((size_h, size_w), (jump_h, jump_w), (start_h, start_w)): position (i, j) of the 4-D `value` sees input rows
+    [start_h + i * jump_h, start_h + i * jump_h + size_h) and likewise columns. Windows compose as usual (size grows
+    by the dilated kernel's extent times the jump, the jump by the stride, the start moves back by the padding);
+    merging ops (add, concat, ...) take the union of their inputs' fields; a broadcast operand (a squeeze-excitation
+    scale) is left out; global pooling and linear layers see the whole input."""
+    n, c, h, w = graph.shapes[graph.inputs[0]]
+    whole = ((h, w), (h, w), (0, 0))
+    fields = {graph.inputs[0]: ((1, 1), (1, 1), (0, 0))}
+    for node in graph.nodes:
+        out = node.outputs[0]
+        shape = graph.shapes[out]
+        if len(shape) != 4:
+            fields[out] = whole
+            continue
+        if node.op in _WINDOW_OPS and node.inputs[0] in fields:
+            size, jump, start = fields[node.inputs[0]]
+            a = node.attrs
+            kernel = a["kernel_size"] if "kernel_size" in a else graph.shapes[node.inputs[1]][2:]
+            dil = a.get("dilation", (1, 1))
+            extent = [dil[i] * (kernel[i] - 1) + 1 for i in range(2)]
+            fields[out] = (tuple(size[i] + (extent[i] - 1) * jump[i] for i in range(2)),
+                           tuple(jump[i] * a["stride"][i] for i in range(2)),
+                           (start[0] - a["padding"][0] * jump[0], start[1] - a["padding"][2] * jump[1]))
+            continue
+        ins = [fields[i] for i in node.inputs if i in fields and len(graph.shapes[i]) == 4 and
+               graph.shapes[i][2:] == shape[2:]]
+        if not ins or (shape[2:] == (1, 1) and (h, w) != (1, 1)):
+            fields[out] = whole
+            continue
+        jump = ins[0][1]
+        start = tuple(min(f[2][i] for f in ins) for i in range(2))
+        end = tuple(max(f[2][i] + f[0][i] for f in ins) for i in range(2))
+        fields[out] = (tuple(end[i] - start[i] for i in range(2)), jump, start)
+    return fields[value]
+
+
+def layers_at(model=None, fractions=(0.2, 0.4, 0.6, 0.8)):
+    """Layer names at these fractions of the network's depth, preferring blocks (containers such as ResNet's
+    "layer2" or EfficientNet's "_blocks.5") over single ops: a default for the Zeiler & Fergus figure."""
+    net = resolve(model)
+    graph, layers = _graph(net, (1, 3, net.size, net.size))
+    order = {node.outputs[0]: i for i, node in enumerate(graph.nodes)}
+    maps = {v for v in order if len(graph.shapes[v]) == 4 and graph.shapes[v][2] * graph.shapes[v][3] > 1}
+    leaves = {node.name for node in graph.nodes}
+    candidates = []
+    for depth in (0, 1):  # top-level blocks first (ResNet's layer1..4), then their children (EfficientNet's)
+        blocks = {}
+        for name, value in layers.map.items():
+            if value in maps and name not in leaves and name != value and name.count(".") == depth:
+                blocks.setdefault(value, name)
+        candidates = sorted(blocks.items(), key=lambda kv: order[kv[0]])
+        if len(candidates) >= len(fractions):
+            break
+    if len(candidates) < len(fractions):
+        candidates = sorted(((v, next((n for n, w in layers.map.items() if w == v), v)) for v in maps),
+                            key=lambda kv: order[kv[0]])
+    picked = [candidates[min(len(candidates) - 1, int(f * len(candidates)))][1] for f in fractions]
+    return list(dict.fromkeys(picked))
+
+
+def top_patches(model=None, images=None, layer=None, channel=None, k=9, out=None, progress=None):
+    """The k image regions that excite one channel most, each beside its guided-backpropagation projection (Zeiler
+    & Fergus 2014's figure, with Springenberg et al.'s guided backpropagation for the projection).
+
+    Candidates are the local maxima of the channel's map in every image (several per image, apart by half a receptive
+    field); the strongest k are kept. Each patch is the neuron's receptive field, cropped from the image.
+
+    Args:
+        model: as `filters`.
+        images: paths, folders or HWC images (default: the bundled photos).
+        layer, channel: the channel to explain (layer default: the middle of the network; channel default: the
+            channel with the strongest activation on these images).
+        k: patches to show.
+        out: a folder to write `patches_<layer>_<channel>.png` into.
+
+    Returns:
+        dict file name -> uint8 image: the projections (left grid) beside the patches (right grid).
+    """
+    net = resolve(model)
+    images, labels = _images(images)
+    x = np.stack([net.load(im) for im in images])
+    graph, layers = _graph(net, x.shape)
+    layer = layer or _middle_layer(graph, layers)
+    value = layers.resolve(layer)
+    maps = forward_values(net, x, [layer])[layer]
+    if maps.ndim != 4:
+        raise ValueError(f"layer: expected a layer with feature maps (got {layer!r} of shape {maps.shape})")
+    if channel is None:
+        channel = int(np.argmax(maps.max(axis=(0, 2, 3))))
+    if not 0 <= channel < maps.shape[1]:
+        raise ValueError(f"channel: expected a channel of layer {layer!r} in 0..{maps.shape[1] - 1} (got {channel})")
+    (rh, rw), (jh, jw), (sh, sw) = receptive_field(graph, value)
+    picks = _strongest(maps[:, channel], k, max(1, (rh // jh) // 2), max(1, (rw // jw) // 2))
+    if not picks:
+        raise ValueError(f"channel {channel} of layer {layer!r} is not active on these images")
+    batch = np.stack([x[i] for i, _, _, _ in picks])
+    objective = sum(neuron(layer, channel, yy, xx, sample=j) for j, (_, yy, xx, _) in enumerate(picks))
+    program = GradientProgram(net.model, batch.shape, objective, rules=guided_rules(), forward="eager")
+    grads = program(batch).grads[program.wrt[0]]
+    side = x.shape[-1]
+    patches, projections = [], []
+    for (i, yy, xx, _), g in zip(picks, grads):
+        # The theoretical field (receptive_field) is far larger than what the neuron responds to; show the square
+        # around its centre that holds most of the projection (the effective field), at least 1/8 of the image.
+        cy, cx = sh + yy * jh + rh // 2, sw + xx * jw + rw // 2
+        half = _effective_half(np.abs(g).sum(axis=0), cy, cx, max(rh, rw) // 2, max(8, side // 16))
+        top, left = cy - half, cx - half
+        photo = _crop(np.transpose(net.pixels(x[i]), (1, 2, 0)), top, left, 2 * half, 0.5)
+        proj = _crop(np.transpose(g, (1, 2, 0)), top, left, 2 * half, 0.0)
+        proj = 0.5 + proj / (6.0 * (proj.std() or 1.0))  # a contrast stretch, as the deconvnet figures
+        patches.append(to_uint8(photo))
+        projections.append(to_uint8(proj))
+    tile = max(64, max(p.shape[0] for p in patches))
+    patches = [resize_image(p, tile) for p in patches]
+    projections = [resize_image(p, tile) for p in projections]
+    columns = int(np.ceil(np.sqrt(len(picks))))
+    left_grid, right_grid = grid(projections, columns), grid(patches, columns)
+    figure = np.concatenate([left_grid, np.full((left_grid.shape[0], 8, 3), 255, np.uint8), right_grid], axis=1)
+    pictures = {file_name("patches", _layer_label(layer), channel): figure}
+    save_all(pictures, out)
+    return pictures
+
+
+def _strongest(maps, k, gap_h, gap_w):
+    """(image, y, x, value) of the k largest activations over all images, local maxima at least gap apart."""
+    candidates = []
+    for i, m in enumerate(maps):
+        m = m.copy()
+        for _ in range(k):
+            y, x = np.unravel_index(int(np.argmax(m)), m.shape)
+            v = float(m[y, x])
+            if not np.isfinite(v) or v <= 0 or v == -np.inf:
+                break
+            candidates.append((i, int(y), int(x), v))
+            m[max(0, y - gap_h):y + gap_h + 1, max(0, x - gap_w):x + gap_w + 1] = -np.inf
+    candidates.sort(key=lambda c: -c[3])
+    return candidates[:k]
+
+
+def _effective_half(mass, cy, cx, largest, smallest, share=0.9):
+    """Half the side of the smallest square centred at (cy, cx) holding `share` of `mass` (within the bounds)."""
+    total = mass.sum()
+    if total <= 0:
+        return smallest
+    for half in range(smallest, max(largest, smallest) + 1, 2):
+        box = mass[max(cy - half, 0):cy + half, max(cx - half, 0):cx + half]
+        if box.sum() >= share * total:
+            return half
+    return max(largest, smallest)
+
+
+def _crop(img, top, left, size, fill):
+    """img[top:top + size, left:left + size], `fill` where that leaves the image."""
+    out = np.full((size, size, img.shape[2]), fill, np.float64)
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + size, img.shape[0]), min(left + size, img.shape[1])
+    if y1 > y0 and x1 > x0:
+        out[y0 - top:y1 - top, x0 - left:x1 - left] = img[y0:y1, x0:x1]
+    return out
