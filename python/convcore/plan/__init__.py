@@ -78,7 +78,7 @@ class Plan:
                              f"{[graph.shapes[n] for n in graph.inputs]})")
         fusions = _fusions(fuse)
         self._graph = rewrite(graph, fusions)
-        self._steps = lower(self._graph, self.isa, winograd, fusions)
+        self._steps = lower(self._graph, self._new_builder, winograd, fusions)
         # The common case, a graph plans cover entirely: one C++ call from input to outputs.
         only = self._steps[0] if len(self._steps) == 1 and isinstance(self._steps[0], Segment) else None
         self._single = only if only is not None and only.inputs == list(graph.inputs) and \
@@ -87,6 +87,10 @@ class Plan:
         # One call at the compiled batch now: plans and touches the arenas and starts the thread pool, so that the
         # caller's first call runs at full speed.
         self.run(np.zeros(self.input_shape, np.float32))
+
+    def _new_builder(self):
+        """A new, empty C++ plan builder for one segment (the GPU plan, plan/cuda.py, returns a _cuda.Plan)."""
+        return _core.Plan(self.isa)
 
     # --------------------------------------------------------------------------------------------------- running
     def _threads(self):
@@ -254,7 +258,8 @@ def _fusions(fuse):
     return names
 
 
-def compile(model, input_shape=None, *, num_threads=None, winograd="auto", fuse=True):  # noqa: A001
+def compile(model, input_shape=None, *, num_threads=None, winograd="auto", fuse=True, device="cpu",  # noqa: A001
+            precision="fp32"):
     """Compile a model into a `Plan` that runs the whole network in one C++ call.
 
     Args:
@@ -269,9 +274,12 @@ def compile(model, input_shape=None, *, num_threads=None, winograd="auto", fuse=
             `FUSIONS`: "batchnorm" (fold into the conv before), "activation" (into the producer's epilogue),
             "residual" (an add into the conv producing one operand), "concat" (write in place), "gates"
             (x * sigmoid(x) -> silu).
+        device: "cpu" (default), or "cuda" / "cuda:N" for a GPU plan (`convcore.plan.cuda.CudaPlan`: numpy or GPU
+            arrays in, see docs/cuda.md); RuntimeError when this build has no CUDA backend or no GPU is usable.
+        precision: GPU plans only: "fp32" (default), "tf32" or "bf16" (tensor cores for the convolutions).
 
     Returns:
-        A `Plan`.
+        A `Plan` (a `CudaPlan` for a GPU).
     """
     if num_threads is not None:
         from .._validate import integer
@@ -280,5 +288,21 @@ def compile(model, input_shape=None, *, num_threads=None, winograd="auto", fuse=
     if winograd not in ("auto", True, False):
         raise ValueError(f"winograd: expected 'auto', True or False (got {winograd!r})")
     _fusions(fuse)
+    # The GPU backend (issue 14): the same lowering into a _cuda.Plan.
+    from .. import cuda
+
+    gpu = cuda.parse_device(device)
+    if gpu is not None:
+        from .cuda import PRECISIONS, CudaPlan
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {PRECISIONS} (got {precision!r})")
+        if winograd is True:
+            raise ValueError("winograd: GPU plans have no Winograd kernels (leave it 'auto')")
+        cuda.require(gpu)
+        graph, shape = _as_graph(model, input_shape)
+        return CudaPlan(graph, shape, gpu, precision, fuse)
+    if precision != "fp32":
+        raise ValueError(f"precision: CPU plans compute in fp32 (got {precision!r}; tf32 / bf16 are for device='cuda')")
     graph, shape = _as_graph(model, input_shape)
     return Plan(graph, shape, num_threads, winograd, fuse)
