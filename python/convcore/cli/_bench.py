@@ -165,7 +165,7 @@ def run(args):
     results = []
 
     def report(model, batch, engine, seconds, gflops):
-        record = {"model": model, "batch": batch, "engine": engine, "threads": threads,
+        record = {"model": model, "batch": batch, "engine": engine, "device": args.device, "threads": threads,
                   "ms_per_image": round(seconds * 1000 / batch, 3),
                   "gflops_per_s": round(gflops * batch / seconds, 2) if gflops else None}
         results.append(record)
