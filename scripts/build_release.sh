@@ -23,6 +23,10 @@ plat=${CONVCORE_MANYLINUX:-manylinux_2_34_$(uname -m)}
 tools=$root/build/release-tools
 logs=$out/logs
 
+# The release wheel is the CPU wheel: no CUDA backend, whatever this machine has (a GPU wheel is built from source with
+# CONVCORE_CUDA=on, see docs/cuda.md). This also keeps CI (.ci/run) CPU-only and fast on machines that have nvcc.
+export CONVCORE_CUDA=off
+
 # Reproducible archives: timestamps come from the last commit, not from the clock.
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 

@@ -11,8 +11,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "python" / "convcore"
 # Lowest first; a part may import itself and the parts of lower layers (docs/architecture.md, "Layers"). "" is the
 # package root (convcore/__init__.py: the public API), "__main__" the `python -m convcore` entry point.
 LAYERS = [
-    {"_core", "_validate"},
-    {"ops"},
+    {"_core", "_cuda", "_validate"},
+    {"ops", "cuda"},
     {"functional"},
     {"nn"},
     {"graph"},
@@ -38,7 +38,7 @@ def _part(path):
 
 
 def _is_part(name):
-    return (PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").is_file() or name == "_core"
+    return (PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").is_file() or name in ("_core", "_cuda")
 
 
 def _imported_parts(rel, source):

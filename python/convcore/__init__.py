@@ -17,7 +17,7 @@ if "GOMP_SPINCOUNT" not in _os.environ and "OMP_WAIT_POLICY" not in _os.environ:
     _os.environ["GOMP_SPINCOUNT"] = "10000"
 
 from . import _core
-from . import functional, nn
+from . import cuda, functional, nn
 from .graph import Graph, trace
 from .io import load_checkpoint
 from .plan import Plan, compile
@@ -27,7 +27,7 @@ from .gradients import grad
 # One source: pyproject.toml's [project] version, compiled into _core by CMake (`convcore --version` prints this).
 __version__ = _core.config()["version"]
 
-__all__ = ["functional", "nn", "trace", "Graph", "Plan", "compile", "grad", "gradients", "visualize", "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa", "set_isa"]
+__all__ = ["cuda", "functional", "nn", "trace", "Graph", "Plan", "compile", "grad", "gradients", "visualize", "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa", "set_isa"]
 
 
 def __getattr__(name):
@@ -44,9 +44,12 @@ def show_config(print_out: bool = True) -> dict:
     """Returns (and prints, unless ``print_out=False``) what was compiled, detected and chosen.
 
     Keys: ``version``, ``compiled_isas``, ``available_isas``, ``isa`` (the active one), ``gemm_kernel``,
-    ``num_threads``, ``openmp``, ``cpu`` (brand and feature flags), ``compiler``.
+    ``num_threads``, ``openmp``, ``cpu`` (brand and feature flags), ``compiler``, ``cuda`` (the GPU backend:
+    ``built``, ``available`` or the ``reason`` why not, driver and runtime versions, compiled ``architectures``, and
+    per GPU its name, compute capability and memory; see :func:`convcore.cuda.config`).
     """
     cfg = _core.config()
+    cfg["cuda"] = cuda.config()
     if print_out:
         cpu = cfg["cpu"]
         flags = ", ".join(k for k, v in cpu.items() if v is True) or "none"
@@ -60,6 +63,20 @@ def show_config(print_out: bool = True) -> dict:
         print(f"  threads:        {cfg['num_threads']}")
         print(f"  OpenMP:         {cfg['openmp']} (GOMP_SPINCOUNT={_os.environ.get('GOMP_SPINCOUNT', 'default')})")
         print(f"  compiler:       {cfg['compiler']}")
+        gpu = cfg["cuda"]
+        if not gpu["built"]:
+            print("  CUDA backend:   not built (no CUDA compiler at build time, or CONVCORE_CUDA=off)")
+        else:
+            print(f"  CUDA backend:   built for {gpu['architectures']} (CUDA runtime {gpu['runtime_version']}"
+                  + (", CPU emulator" if gpu.get("emulated") else "") + ")")
+            if gpu["available"]:
+                print(f"  CUDA driver:    {gpu['driver_version']}")
+                for d in gpu["devices"]:
+                    major, minor = d["compute_capability"]
+                    print(f"  GPU {d['index']}:          {d['name']} (compute capability {major}.{minor}, "
+                          f"{d['memory_bytes'] / 2**30:.1f} GiB, {d['multiprocessors']} multiprocessors)")
+            else:
+                print(f"  GPU:            none ({gpu['reason']})")
         print("  engine:         compiled plans (convcore.compile; the commands use them, --eager runs op by op)")
     return cfg
 

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from ._common import CLIError, UsageError, load_model, log, runner, set_threads, timed
+from ._common import CLIError, UsageError, add_device_argument, check_device, load_model, log, runner, set_threads, timed
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -30,6 +30,7 @@ def add_arguments(parser):
     parser.add_argument("--out", metavar="FILE", help="also write one JSON line per image to FILE")
     parser.add_argument("--eager", action="store_true",
                         help="run the model op by op (the reference) instead of its compiled plan")
+    add_device_argument(parser)
     parser.add_argument("--json", action="store_true",
                         help="print JSON lines (one per image, then one {'summary': ...}) instead of text")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -114,6 +115,7 @@ def run(args):
         raise UsageError(f"--topk: expected a positive integer (got {args.topk})")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive integer (got {args.batch_size})")
+    check_device(args)
     if args.ray:
         from ._classify_ray import run_ray
 
@@ -159,7 +161,7 @@ def _classify(args, inputs, out_file):
             f"{loaded.fixed_batch}")
         args.batch_size = loaded.fixed_batch
     # Compiled (and warmed up) for the batch it will mostly see: fewer images than --batch-size make one batch.
-    run_model, engine = runner(loaded, min(args.batch_size, len(paths)), args.eager)
+    run_model, engine = runner(loaded, min(args.batch_size, len(paths)), args.eager, args.device, args.precision)
     categories = loaded.labels
     log(f"convcore: {loaded.name} ({engine}, {threads} threads), {len(paths)} image(s), batch {args.batch_size}, "
         f"preprocess: resize {preset.resize} {preset.interpolation}, crop {preset.crop}")

@@ -129,17 +129,50 @@ def load_model(spec, weights=None, preset_name=None, need_weights=True):
         raise
 
 
-def runner(loaded, batch, eager=False):
-    """(callable, engine description) running `loaded` on batches of `batch`: its compiled Plan (the fast path),
-    or the module itself with `eager` (the op-by-op reference). A model the compiler does not cover falls back to
-    eager with a warning, rather than not running at all."""
+def add_device_argument(parser):
+    """--device cpu|cuda|cuda:N and --precision (GPU plans: fp32, tf32, bf16)."""
+    parser.add_argument("--device", default="cpu", metavar="DEVICE",
+                        help="cpu (default), or cuda / cuda:N to run a GPU plan (needs a build with CUDA and a GPU)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16"),
+                        help="arithmetic of a GPU plan's convolutions (default fp32; tf32 / bf16 use tensor cores)")
+
+
+def check_device(args):
+    """Validate --device / --precision before any work: a usage error for a bad value, a one-line error saying what
+    is missing (the CUDA backend, a driver, a GPU) when the GPU cannot be used."""
+    import convcore.cuda
+
+    device = getattr(args, "device", "cpu")
+    try:
+        gpu = convcore.cuda.parse_device(device)
+    except ValueError as exc:
+        raise UsageError(f"--device: {exc}") from None
+    if gpu is None:
+        if getattr(args, "precision", "fp32") != "fp32":
+            raise UsageError("--precision: tf32 and bf16 apply to GPU plans (--device cuda)")
+        return None
+    if getattr(args, "eager", False):
+        raise UsageError("--eager runs op by op on the CPU; it cannot be combined with --device cuda")
+    try:
+        convcore.cuda.require(gpu)
+    except (RuntimeError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    return gpu
+
+
+def runner(loaded, batch, eager=False, device="cpu", precision="fp32"):
+    """(callable, engine description) running `loaded` on batches of `batch`: its compiled Plan (the fast path; a
+    GPU plan with `device` 'cuda' / 'cuda:N'), or the module itself with `eager` (the op-by-op reference). A model
+    the compiler does not cover falls back to eager with a warning, rather than not running at all."""
     if eager:
         return loaded.module, "eager"
     from convcore.plan import compile as compile_plan
 
     try:
-        plan = compile_plan(loaded.module, (batch,) + tuple(loaded.input_size))
+        plan = compile_plan(loaded.module, (batch,) + tuple(loaded.input_size), device=device, precision=precision)
     except (ValueError, TypeError, NotImplementedError) as exc:
+        if device != "cpu":
+            raise CLIError(f"cannot compile {loaded.name} for {device}: {exc}") from None
         log(f"convcore: cannot compile {loaded.name} ({exc}); running it eagerly")
         return loaded.module, "eager"
     return plan, f"compiled plan, {plan.isa}"

@@ -78,7 +78,7 @@ class Plan:
                              f"{[graph.shapes[n] for n in graph.inputs]})")
         fusions = _fusions(fuse)
         rewritten = rewrite(graph, fusions)
-        self._steps = lower(rewritten, self.isa, winograd, fusions)
+        self._steps = lower(rewritten, self._new_builder, winograd, fusions)
         # The segments hold their packed weights: keep only the parameters nodes run eagerly still read (folded
         # batch-norm weights would otherwise double the plan's memory).
         eager = {v for step in self._steps if not isinstance(step, Segment) for v in step.inputs}
@@ -93,6 +93,10 @@ class Plan:
         # One call at the compiled batch now: plans and touches the arenas and starts the thread pool, so that the
         # caller's first call runs at full speed.
         self.run(np.zeros(self.input_shape, np.float32))
+
+    def _new_builder(self):
+        """A new, empty C++ plan builder for one segment (the GPU plan, plan/cuda.py, returns a _cuda.Plan)."""
+        return _core.Plan(self.isa)
 
     # --------------------------------------------------------------------------------------------------- running
     def _threads(self):
@@ -260,7 +264,8 @@ def _fusions(fuse):
     return names
 
 
-def compile(model, input_shape=None, *, num_threads=None, winograd="auto", fuse=True):  # noqa: A001
+def compile(model, input_shape=None, *, num_threads=None, winograd="auto", fuse=True, device="cpu",  # noqa: A001
+            precision="fp32"):
     """Compile a model into a `Plan` that runs the whole network in one C++ call.
 
     Args:
@@ -275,9 +280,12 @@ def compile(model, input_shape=None, *, num_threads=None, winograd="auto", fuse=
             `FUSIONS`: "batchnorm" (fold into the conv before), "activation" (into the producer's epilogue),
             "residual" (an add into the conv producing one operand), "concat" (write in place), "gates"
             (x * sigmoid(x) -> silu).
+        device: "cpu" (default), or "cuda" / "cuda:N" for a GPU plan (`convcore.plan.cuda.CudaPlan`: numpy or GPU
+            arrays in, see docs/cuda.md); RuntimeError when this build has no CUDA backend or no GPU is usable.
+        precision: GPU plans only: "fp32" (default), "tf32" or "bf16" (tensor cores for the convolutions).
 
     Returns:
-        A `Plan`.
+        A `Plan` (a `CudaPlan` for a GPU).
     """
     if num_threads is not None:
         from .._validate import integer
@@ -286,5 +294,21 @@ def compile(model, input_shape=None, *, num_threads=None, winograd="auto", fuse=
     if winograd not in ("auto", True, False):
         raise ValueError(f"winograd: expected 'auto', True or False (got {winograd!r})")
     _fusions(fuse)
+    # The GPU backend (issue 14): the same lowering into a _cuda.Plan.
+    from .. import cuda
+
+    gpu = cuda.parse_device(device)
+    if gpu is not None:
+        from .cuda import PRECISIONS, CudaPlan
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {PRECISIONS} (got {precision!r})")
+        if winograd is True:
+            raise ValueError("winograd: GPU plans have no Winograd kernels (leave it 'auto')")
+        cuda.require(gpu)
+        graph, shape = _as_graph(model, input_shape)
+        return CudaPlan(graph, shape, gpu, precision, fuse)
+    if precision != "fp32":
+        raise ValueError(f"precision: CPU plans compute in fp32 (got {precision!r}; tf32 / bf16 are for device='cuda')")
     graph, shape = _as_graph(model, input_shape)
     return Plan(graph, shape, num_threads, winograd, fuse)

@@ -58,10 +58,12 @@ class Lowering:
     """Builds one C++ Plan for a segment of the graph: `nodes` (in order), reading the graph values `inputs` and
     making `outputs` available to the rest of the graph."""
 
-    def __init__(self, graph, nodes, inputs, outputs, isa, winograd, fusions=FUSIONS):
+    def __init__(self, graph, nodes, inputs, outputs, backend, winograd, fusions=FUSIONS):
         self.g = graph
         self.nodes, self.inputs, self.seg_outputs = nodes, list(inputs), list(outputs)
-        self.plan = _core.Plan(isa)
+        # backend: a CPU isa name, or a callable returning a new builder (_core.Plan or the GPU's _cuda.Plan: the
+        # same methods with the same semantics).
+        self.plan = backend() if callable(backend) else _core.Plan(backend)
         self.winograd = winograd
         self.fusions = frozenset(fusions)
         self.env = {}
@@ -583,9 +585,10 @@ def rewrite(graph, fusions=FUSIONS):
     return graph
 
 
-def lower(graph, isa, winograd="auto", fusions=FUSIONS):
+def lower(graph, backend, winograd="auto", fusions=FUSIONS):
     """The steps running `graph` (already rewritten): Segments of consecutive supported nodes, each one C++ Plan
-    built with the kernels of `isa`, and, between them, the nodes plans do not cover, run eagerly (`Node`s).
+    built with the kernels of `backend` (an isa name, or a callable returning a new builder: `_core.Plan(isa)`, or
+    the GPU's `_cuda.Plan`), and, between them, the nodes plans do not cover, run eagerly (`Node`s).
 
     `fusions`: the rewrites to apply, a subset of FUSIONS (all by default; tests switch each off)."""
     for name in graph.outputs:
@@ -620,6 +623,6 @@ def lower(graph, isa, winograd="auto", fusions=FUSIONS):
                     inputs.append(v)
         outputs = [v for node in run for v in node.outputs
                    if v in graph.outputs or any(j != i for j in readers.get(v, ()))]
-        plan = Lowering(graph, run, inputs, outputs, isa, winograd, fusions).lower()
+        plan = Lowering(graph, run, inputs, outputs, backend, winograd, fusions).lower()
         steps.append(Segment(plan, inputs, outputs))
     return steps
