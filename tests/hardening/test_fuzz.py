@@ -42,6 +42,10 @@ def test_short_seeded_campaign(target, tmp_path):
     cmd = [sys.executable, str(FUZZ / f"fuzz_{target}.py"), f"-runs={SHORT_RUNS[target]}", "-seed=1",
            "-max_total_time=60", "-timeout=20", "-rss_limit_mb=2048", f"-artifact_prefix={tmp_path}/",
            str(corpus), str(FUZZ / "seeds" / target)]
+    # Through a shell that forks once more: a child exec'd straight from this process inherits its peak RSS
+    # (ru_maxrss survives fork + exec), which libFuzzer's -rss_limit_mb reads: after the suite's large tests, every
+    # input would look like an out-of-memory.
+    cmd = ["/bin/sh", "-c", '"$@"; exit $?', "sh", *cmd]
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=300, cwd=ROOT,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     log = "\n".join(line for line in (proc.stdout + proc.stderr).splitlines() if "Instrumenting" not in line)

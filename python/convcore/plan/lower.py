@@ -64,6 +64,9 @@ class Lowering:
         # backend: a CPU isa name, or a callable returning a new builder (_core.Plan or the GPU's _cuda.Plan: the
         # same methods with the same semantics).
         self.plan = backend() if callable(backend) else _core.Plan(backend)
+        # Two ops only the CPU builder has: a 1x1 convolution whose weights a gate scales per image, and the fused
+        # inverted-residual block stopping before its projection.
+        self.cpu_ops = isinstance(self.plan, _core.Plan)
         self.winograd = winograd
         self.fusions = frozenset(fusions)
         self.env = {}
@@ -238,7 +241,7 @@ class Lowering:
         project = self.sole_reader(d_out)
         if not self._pointwise(project) or project.inputs[0] != d_out:
             project = None  # the depthwise output is needed elsewhere (a squeeze-excitation gate): stop there
-            if expand is None:
+            if expand is None or not self.cpu_ops:
                 return False
         x = self.ref(node.inputs[0])
         if x.flat is not None or len(x.shape) != 4:
@@ -365,7 +368,7 @@ class Lowering:
         """mul(x, gate) with a per-image, per-channel gate (N, C, 1, 1) read only by a 1x1 convolution with fewer
         output channels than pixels: the gate scales that convolution's weights per image instead of every pixel
         of x (EfficientNet's squeeze-excitation before the block's projection)."""
-        if node.op != "mul" or "gates" not in self.fusions:
+        if node.op != "mul" or "gates" not in self.fusions or not self.cpu_ops:
             return False
         conv = self.sole_reader(node.outputs[0])
         if not self._pointwise(conv) or conv.inputs[0] != node.outputs[0]:

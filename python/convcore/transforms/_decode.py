@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 
@@ -11,6 +12,18 @@ from ._checks import check_pixels
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+class _OpenedFile(io.BufferedReader):
+    """A file opened from its descriptor whose repr is its path, so that Pillow's messages name the file ("cannot
+    identify image file 'x.jpg'"), not the descriptor."""
+
+    def __init__(self, fd, path):
+        super().__init__(io.FileIO(fd, "rb"))
+        self._path = os.fsdecode(path)
+
+    def __repr__(self):
+        return repr(self._path)
 
 
 def _open_regular(path):
@@ -25,7 +38,7 @@ def _open_regular(path):
         if not stat.S_ISREG(mode):
             kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
             raise ValueError(f"{os.fsdecode(path)}: expected a regular image file (got {kind})")
-        return os.fdopen(fd, "rb")
+        return _OpenedFile(fd, path)
     except BaseException:
         os.close(fd)
         raise
