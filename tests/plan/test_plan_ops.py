@@ -6,6 +6,7 @@ computed by the numpy float64 oracles of tests/reference (independent of convcor
 kernel, odd channel counts (masked vector tails), every groups value, batch > 1.
 """
 
+import importlib
 from types import SimpleNamespace
 
 import numpy as np
@@ -272,9 +273,10 @@ def test_any_batch_and_out(isa):
 
 @pytest.mark.parametrize("se", [False, True])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_inverted_residual_block_fused(isa, threads, se, stride):
+def test_inverted_residual_block_fused(isa, threads, se, stride, monkeypatch):
     """[expand 1x1 -> depthwise -> (squeeze-excitation) -> project 1x1 (+ residual)]: one mbconv op without SE; with
     SE the expand and depthwise fuse, and the gate scales the projection's weights per image."""
+    monkeypatch.setattr(importlib.import_module("convcore.plan.lower"), "MBCONV_MIN_BYTES", 0)  # fuse at any size
     rng = np.random.default_rng(10)
     we, be = rand(rng, 96, 16, 1, 1, scale=0.3), rand(rng, 96)
     wd, bd = rand(rng, 96, 1, 3, 3, scale=0.3), rand(rng, 96)
