@@ -75,6 +75,9 @@ def _l2_bytes(default=2 << 20):
 # L2 (measured on Sapphire Rapids' 2 MB L2: 200 KB to 1 MB thresholds, 1 MB fastest on MnasNet, EfficientNet-B0 /
 # Lite0 and MobileNetV2 at batch 1 and 8; below it the fused op's halo rows cost more than the traffic it saves).
 MBCONV_MIN_BYTES = _l2_bytes() // 2
+# ... and when its 1x1 weights fit there beside the stripes' scratch (every stripe rereads them): MnasNet's 7x7 stage
+# (1.8 MB of weights per block) ran 4% faster at batch 8 unfused.
+MBCONV_MAX_WEIGHT_BYTES = _l2_bytes() // 2
 
 
 class Lowering:
@@ -273,6 +276,9 @@ class Lowering:
         e = self.g.shapes[dw.inputs[0]][1]
         if 4 * n * h * w * e < MBCONV_MIN_BYTES:
             return False  # small maps: the three ops' tensors stay in cache anyway
+        weights = 4 * e * (c * (expand is not None) + (self.g.shapes[project.inputs[1]][0] if project else 0))
+        if weights > MBCONV_MAX_WEIGHT_BYTES:
+            return False  # each stripe rereads the 1x1 weights: many of them outweigh the traffic fusing saves
         for fused in (e_act_node, dw, d_act_node, project):
             if fused is not None:
                 self.skip.add(id(fused))
