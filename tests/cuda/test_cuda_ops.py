@@ -6,6 +6,7 @@ They run on a GPU, or on the CPU emulator of CUDA elsewhere (the `gpu` fixture, 
 compute-sanitizer they are the memcheck / racecheck workload of scripts/gpu_check.sh.
 """
 
+import importlib
 import os
 import subprocess
 import sys
@@ -269,8 +270,9 @@ def test_flatten_linear_softmax(gpu, h, w):
     assert_close(s, R.softmax(x), 1e-5)
 
 
-def test_inverted_residual_block(gpu):
-    """An MBConv block large enough for the CPU's fused op: on the GPU, its three convolutions."""
+def test_inverted_residual_block(gpu, monkeypatch):
+    """An MBConv block the lowering fuses (at any size here): on the GPU, its three convolutions."""
+    monkeypatch.setattr(importlib.import_module("convcore.plan.lower"), "MBCONV_MIN_BYTES", 0)
     rng = np.random.default_rng(10)
     we, wd, wp = rand(rng, 96, 16, 1, 1, scale=0.3), rand(rng, 96, 1, 3, 3, scale=0.3), rand(rng, 16, 96, 1, 1, scale=0.3)
 
