@@ -10,32 +10,16 @@
 #include <string>
 #include <vector>
 
+#include "bindings/arrays.h"
 #include "ops/activation/activation_backward.h"
 #include "ops/conv2d/conv2d_backward.h"
 #include "ops/pool2d/pool2d_backward.h"
 
 namespace py = pybind11;
 using namespace convcore;
+using namespace convcore::bindings;
 
 namespace {
-
-using CArray = py::array_t<float, py::array::c_style>;
-using OptArray = std::optional<CArray>;
-using Pair = std::array<index_t, 2>;
-using Quad = std::array<index_t, 4>;
-
-index_t dim(const py::array& a, int i) { return static_cast<index_t>(a.shape(i)); }
-
-void require_ndim(const py::array& a, int ndim, const char* name) {
-  require(a.ndim() == ndim, std::string(name) + ": expected " + std::to_string(ndim) + "D array (got " +
-                                std::to_string(a.ndim()) + "D)");
-}
-
-void require_shape(const py::array& a, const std::vector<index_t>& shape, const char* name) {
-  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-  for (size_t i = 0; ok && i < shape.size(); ++i) ok = dim(a, static_cast<int>(i)) == shape[i];
-  require(ok, std::string(name) + ": unexpected shape");
-}
 
 UnaryOp unary_op(const std::string& name) {
   static const std::pair<const char*, UnaryOp> ops[] = {

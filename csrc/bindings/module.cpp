@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/arrays.h"
 #include "core/cpu.h"
 #include "core/machine.h"
 #include "core/threads.h"
@@ -32,28 +33,12 @@
 
 namespace py = pybind11;
 using namespace convcore;
+using namespace convcore::bindings;
 
 namespace {
 
-using CArray = py::array_t<float, py::array::c_style>;
 using IArray = py::array_t<int64_t, py::array::c_style>;
 using DArray = py::array_t<double, py::array::c_style>;
-using OptArray = std::optional<CArray>;
-using Pair = std::array<index_t, 2>;
-using Quad = std::array<index_t, 4>;
-
-index_t dim(const py::array& a, int i) { return static_cast<index_t>(a.shape(i)); }
-
-void require_ndim(const py::array& a, int ndim, const char* name) {
-  require(a.ndim() == ndim, std::string(name) + ": expected " + std::to_string(ndim) + "D array (got " +
-                                std::to_string(a.ndim()) + "D)");
-}
-
-void require_shape(const py::array& a, const std::vector<index_t>& shape, const char* name) {
-  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-  for (size_t i = 0; ok && i < shape.size(); ++i) ok = dim(a, static_cast<int>(i)) == shape[i];
-  require(ok, std::string(name) + ": unexpected shape");
-}
 
 const float* data_or_null(const OptArray& a) { return a ? a->data() : nullptr; }
 
