@@ -6,6 +6,7 @@
 // started: on a machine whose CPUs are busy with other work, a descheduled worker just takes no share, instead of
 // stalling every barrier for a scheduler time slice.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -44,5 +45,19 @@ class ThreadPool {
   std::atomic<int> inside_{0};
   std::atomic<bool> stop_{false};
 };
+
+// f(c) for every chunk c in [0, chunks) on up to `threads` threads of the pool, each claiming the next chunk as it
+// finishes one: a thread the OS has descheduled costs its chunk, not a barrier's time slice.
+template <class Index, class F>
+void run_chunks(Index chunks, int threads, const F& f) {
+  if (threads <= 1 || chunks <= 1) {
+    for (Index c = 0; c < chunks; ++c) f(c);
+    return;
+  }
+  std::atomic<Index> next{0};
+  ThreadPool::instance().run(static_cast<int>(std::min<Index>(threads, chunks)), [&](int, int) {
+    for (Index c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) f(c);
+  });
+}
 
 }  // namespace convcore

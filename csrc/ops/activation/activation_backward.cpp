@@ -1,7 +1,6 @@
 #include "ops/activation/activation_backward.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 
 #include "core/cpu.h"
@@ -16,20 +15,6 @@ bool unary_grad_uses_output(UnaryOp op) {
 }
 
 namespace {
-
-// Work split into chunks that the Plan's thread pool claims one at a time: a thread the OS has descheduled costs its
-// chunk, not a barrier's time slice (these kernels run between compiled Plans, on a machine shared with other work).
-template <class F>
-void run_chunks(index_t chunks, int threads, const F& f) {
-  if (threads <= 1 || chunks <= 1) {
-    for (index_t c = 0; c < chunks; ++c) f(c);
-    return;
-  }
-  std::atomic<index_t> next{0};
-  ThreadPool::instance().run(static_cast<int>(std::min<index_t>(threads, chunks)), [&](int, int) {
-    for (index_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) f(c);
-  });
-}
 
 // The derivative factor of one element, in float (the fast loops) - formulas as torch's backward kernels.
 inline float factor(UnaryOp op, float alpha, float v) {

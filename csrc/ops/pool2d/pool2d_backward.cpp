@@ -1,30 +1,12 @@
 #include "ops/pool2d/pool2d_backward.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 
 #include "core/pool.h"
 #include "core/threads.h"
 
 namespace convcore {
-
-namespace {
-
-// Work split into chunks that the Plan's thread pool claims one at a time: a thread the OS has descheduled costs its
-// chunk, not a barrier's time slice (these kernels run between compiled Plans, on a machine shared with other work).
-template <class F>
-void run_chunks(index_t chunks, int threads, const F& f) {
-  if (threads <= 1 || chunks <= 1) {
-    for (index_t c = 0; c < chunks; ++c) f(c);
-    return;
-  }
-  std::atomic<index_t> next{0};
-  ThreadPool::instance().run(static_cast<int>(std::min<index_t>(threads, chunks)), [&](int, int) {
-    for (index_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) f(c);
-  });
-}
-}  // namespace
 
 void max_pool2d_input_grad(const Pool2dShape& s, const float* x, const float* dy, float* dx) {
   pool2d_check(s);
