@@ -208,12 +208,20 @@ def _classify(args, inputs, out_file):
                "batch_size": args.batch_size, "seconds": round(elapsed, 3),
                "model_ms_per_image": round(model_seconds * 1000 / done, 3) if done else None,
                "images_per_second": round(done / elapsed, 2) if done and elapsed > 0 else None}
-    if args.json:
+    return report_summary(summary, elapsed, args.json,
+                          f"{loaded.name}, {engine}, batch {args.batch_size}, {threads} threads")
+
+
+def report_summary(summary, elapsed, as_json, setting):
+    """The command's last line (the JSON summary, or one sentence ending with `setting`, how it ran); an error when
+    no image could be read."""
+    done = summary["images"]
+    if as_json:
         print(json.dumps({"summary": summary}), flush=True)
     else:
         per_image = f", model {summary['model_ms_per_image']} ms/image" if done else ""
-        print(f"{done} image(s) classified, {len(skipped)} skipped, in {elapsed:.2f} s{per_image} "
-              f"({loaded.name}, {engine}, batch {args.batch_size}, {threads} threads)", flush=True)
+        print(f"{done} image(s) classified, {summary['skipped']} skipped, in {elapsed:.2f} s{per_image} ({setting})",
+              flush=True)
     if done == 0:
         raise CLIError("no image could be read")
     return 0

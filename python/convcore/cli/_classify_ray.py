@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from ._classify import DEFAULT_MODEL, _emit, _image_paths
+from ._classify import DEFAULT_MODEL, _emit, _image_paths, report_summary
 from ._common import CLIError, UsageError, load_model, log
 
 
@@ -206,15 +206,8 @@ def run_ray(args):
                "images_per_second": round(done / elapsed, 2) if done and elapsed > 0 else None,
                "ray": {"address": args.address or os.environ.get("RAY_ADDRESS") or "local", "nodes": nodes,
                        "actors": args.actors, "cpus_per_actor": cpus}}
-    if args.json:
-        print(json.dumps({"summary": summary}), flush=True)
-    else:
-        per_image = f", model {summary['model_ms_per_image']} ms/image" if done else ""
-        print(f"{done} image(s) classified, {skipped} skipped, in {elapsed:.2f} s{per_image} ({loaded.name}, "
-              f"{engine} on Ray, {nodes} node(s), {actors} x {cpus} CPU, batch {args.batch_size})", flush=True)
-    if done == 0:
-        raise CLIError("no image could be read")
-    return 0
+    return report_summary(summary, elapsed, args.json, f"{loaded.name}, {engine} on Ray, {nodes} node(s), "
+                          f"{actors} x {cpus} CPU, batch {args.batch_size}")
 
 
 def _parquet_writer(path, schema):
