@@ -14,6 +14,8 @@
 #include "ops/activation/activation_backward.h"
 #include "ops/conv2d/conv2d_backward.h"
 #include "ops/pool2d/pool2d_backward.h"
+#include "plan/grad_ops.h"
+#include "plan/plan.h"
 
 namespace py = pybind11;
 using namespace convcore;
@@ -146,4 +148,53 @@ void bind_grad(py::module_& m) {
         py::arg("dy").noconvert(), py::arg("dx").noconvert(), py::arg("is_max"));
   m.def("unary_input_grad", &unary_input_grad_py, py::arg("v").noconvert(), py::arg("dy").noconvert(),
         py::arg("dx").noconvert(), py::arg("op"), py::arg("alpha") = 0.0f, py::arg("reference") = false);
+
+  // The Plan's backward ops (plan/grad_ops.h), on the class plan_bindings.cpp registered.
+  using Slot = std::array<index_t, 4>;  // (phase, start, count, offset)
+  auto slots = [](const std::vector<Slot>& v) {
+    std::vector<PhaseSlot> out;
+    for (const Slot& s : v) out.push_back({s[0], s[1], s[2], s[3]});
+    return out;
+  };
+  auto check = [](const Plan& p, int t, const char* name) {
+    require(t >= 0 && t < p.num_tensors(), std::string(name) + ": unknown tensor id");
+  };
+  auto plan = py::reinterpret_borrow<py::class_<Plan>>(m.attr("Plan"));
+  plan.def("act_grad", [check](Plan& p, const std::string& name, int dy, int v, const std::string& op, float alpha) {
+        check(p, dy, "dy");
+        check(p, v, "v");
+        return plan_act_grad(p, name, dy, v, unary_op(op), alpha);
+      }, py::arg("name"), py::arg("dy"), py::arg("v"), py::arg("op"), py::arg("alpha") = 0.0f)
+      .def("interleave", [check, slots](Plan& p, const std::string& name, index_t H, index_t W, index_t C,
+                                        const std::vector<Slot>& rows, const std::vector<Slot>& cols,
+                                        const std::vector<int>& phases, int residual, int mask, float lo, float hi) {
+        if (residual >= 0) check(p, residual, "residual");
+        return plan_interleave(p, name, H, W, C, slots(rows), slots(cols), phases, residual, GradMask{mask, lo, hi});
+      }, py::arg("name"), py::arg("H"), py::arg("W"), py::arg("C"), py::arg("rows"), py::arg("cols"),
+         py::arg("phases"), py::arg("residual") = -1, py::arg("mask") = -1, py::arg("mask_lo") = 0.0f,
+         py::arg("mask_hi") = 0.0f)
+      .def("max_pool_grad", [check](Plan& p, const std::string& name, int x, int dy, Pair k, Pair s, Pair d,
+                                    Pair pads, int mask, float lo, float hi) {
+        check(p, x, "x");
+        check(p, dy, "dy");
+        return plan_max_pool_grad(p, name, x, dy, k[0], k[1], s[0], s[1], d[0], d[1], pads[0], pads[1],
+                                  GradMask{mask, lo, hi});
+      }, py::arg("name"), py::arg("x"), py::arg("dy"), py::arg("kernel"), py::arg("stride"), py::arg("dilation"),
+         py::arg("pads"), py::arg("mask") = -1, py::arg("mask_lo") = 0.0f, py::arg("mask_hi") = 0.0f)
+      .def("col2im", [check](Plan& p, const std::string& name, int cols, index_t H, index_t W, index_t C, Pair k,
+                             Pair s, Pair d, Pair pads, int residual, int mask, float lo, float hi) {
+        check(p, cols, "cols");
+        if (residual >= 0) check(p, residual, "residual");
+        return plan_col2im(p, name, cols, H, W, C, k[0], k[1], s[0], s[1], d[0], d[1], pads[0], pads[1], residual,
+                           GradMask{mask, lo, hi});
+      }, py::arg("name"), py::arg("cols"), py::arg("H"), py::arg("W"), py::arg("C"), py::arg("kernel"),
+         py::arg("stride"), py::arg("dilation"), py::arg("pads"), py::arg("residual") = -1, py::arg("mask") = -1,
+         py::arg("mask_lo") = 0.0f, py::arg("mask_hi") = 0.0f)
+      .def("avg_pool_grad", [check](Plan& p, const std::string& name, int dy, index_t H, index_t W, Pair k, Pair s,
+                                    Quad pads, bool count_include_pad) {
+        check(p, dy, "dy");
+        return plan_avg_pool_grad(p, name, dy, H, W, k[0], k[1], s[0], s[1], pads[0], pads[1], pads[2], pads[3],
+                                  count_include_pad);
+      }, py::arg("name"), py::arg("dy"), py::arg("H"), py::arg("W"), py::arg("kernel"), py::arg("stride"),
+         py::arg("pads"), py::arg("count_include_pad"));
 }

@@ -106,20 +106,24 @@ void bind_plan(py::module_& m) {
       })
       .def("conv", [](Plan& p, const std::string& name, int x, const CArray& w, const OptArray& bias, Pair stride,
                       Pair dilation, Quad pads, index_t groups, int act, float lo, float hi, float alpha, int residual,
-                      int algo, int scale) {
+                      int algo, int scale, int mask, float mask_lo, float mask_hi) {
         check_tensor(p, x, "x");
         if (residual >= 0) check_tensor(p, residual, "residual");
         if (scale >= 0) check_tensor(p, scale, "scale");
+        if (mask >= 0) check_tensor(p, mask, "mask");
         require(w.ndim() == 4, "weight: expected (K, C / groups, R, S)");
         require(algo >= 0 && algo <= static_cast<int>(ConvAlgo::winograd), "algo: unknown");
         ConvSpec s{w.shape(0), w.shape(1), w.shape(2), w.shape(3), stride[0], stride[1], dilation[0], dilation[1],
                    pads[0], pads[1], pads[2], pads[3], groups};
         check_len(bias, s.K, "bias");
-        return plan_conv(p, name, x, s, w.data(), bias ? bias->data() : nullptr, epilogue(act, lo, hi, alpha),
-                         residual, static_cast<ConvAlgo>(algo), scale);
+        Epilogue e = epilogue(act, lo, hi, alpha);
+        e.mask_lo = mask_lo, e.mask_hi = mask_hi;
+        return plan_conv(p, name, x, s, w.data(), bias ? bias->data() : nullptr, e, residual,
+                         static_cast<ConvAlgo>(algo), scale, mask);
       }, py::arg("name"), py::arg("x"), py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("stride"),
          py::arg("dilation"), py::arg("pads"), py::arg("groups"), py::arg("act"), py::arg("lo"), py::arg("hi"),
-         py::arg("alpha"), py::arg("residual"), py::arg("algo"), py::arg("scale") = -1)
+         py::arg("alpha"), py::arg("residual"), py::arg("algo"), py::arg("scale") = -1, py::arg("mask") = -1,
+         py::arg("mask_lo") = 0.0f, py::arg("mask_hi") = 0.0f)
       .def("mbconv", [](Plan& p, const std::string& name, int x, const OptArray& we, const OptArray& be,
                         std::array<float, 4> ee, const CArray& wd, const OptArray& bd, Pair stride, Pair dilation,
                         Quad pads, std::array<float, 4> ed, const OptArray& wp, const OptArray& bp,

@@ -24,6 +24,9 @@ struct Epilogue {
   Act act = Act::none;
   float lo = 0.0f, hi = 0.0f;  // clamp bounds
   float alpha = 0.0f;          // leaky_relu slope
+  // With a mask tensor (a backward pass: dy through a clamp whose output is the mask), the result is kept where
+  // mask_lo < mask < mask_hi and is 0 elsewhere (NaN too), after the activation.
+  float mask_lo = 0.0f, mask_hi = 0.0f;
 };
 
 // Convolution geometry (the input C counts all channels; a group reads Cg of them and writes Kg outputs).
@@ -64,6 +67,8 @@ struct ConvIO {
   const float* res;  // residual added before the activation (same shape as y), or null
   index_t rs;
   const float* zero;  // at least C zeros: where a tap falls in the padding
+  const float* mask = nullptr;  // the epilogue's mask (same shape as y), or null
+  index_t ms = 0;
 };
 
 struct PoolGeom {
@@ -112,9 +117,9 @@ struct PlanKernels {
                  index_t r0, index_t r1);
   // V <- B^T d B for tiles [t0, t1).
   void (*wino_input)(const WinoGeom& g, const float* x, index_t xs, float* V, index_t t0, index_t t1);
-  // y <- act(A^T M A + bias [+ residual]) for tiles [t0, t1).
+  // y <- act(A^T M A + bias [+ residual]) [masked] for tiles [t0, t1).
   void (*wino_output)(const WinoGeom& g, const float* M, const float* bias, float* y, index_t ys, const float* res,
-                      index_t rs, const Epilogue& e, index_t t0, index_t t1);
+                      index_t rs, const float* mask, index_t ms, const Epilogue& e, index_t t0, index_t t1);
   // Contiguous y[i] = act(x[i]) (the eager activations use this too).
   void (*activation)(const Epilogue& e, const float* x, float* y, index_t n);
 };

@@ -29,6 +29,11 @@ void activation(const Epilogue& e, const float* x, float* y, index_t n) {
   for (index_t i = 0; i < n; ++i) y[i] = static_cast<float>(activate(x[i], e));
 }
 
+// The epilogue's mask: v where mask_lo < *mask < mask_hi, else 0 (no mask: v).
+float masked(float v, const float* mask, const Epilogue& e) {
+  return mask == nullptr || (e.mask_lo < *mask && *mask < e.mask_hi) ? v : 0.0f;
+}
+
 void conv_tile_choice(index_t Kg, index_t Cg, index_t taps, ConvTile& p) {
   p.nv = 1;
   p.nr = static_cast<int>(std::min<index_t>(Kg, 16));
@@ -53,7 +58,8 @@ void conv(const ConvGeom& g, const ConvWeights& p, const ConvIO& io, const Epilo
             for (index_t c = 0; c < g.Cg; ++c) acc += static_cast<double>(xp[c]) * wt[c * p.t.nr];
           }
         if (io.res) acc += io.res[px * io.rs + oc0 + j];
-        io.y[px * io.ys + oc0 + j] = static_cast<float>(activate(acc, e));
+        io.y[px * io.ys + oc0 + j] =
+            masked(static_cast<float>(activate(acc, e)), io.mask ? io.mask + px * io.ms + oc0 + j : nullptr, e);
       }
     }
   }
@@ -193,7 +199,7 @@ void wino_input(const WinoGeom& g, const float* x, index_t xs, float* Vt, index_
 }
 
 void wino_output(const WinoGeom& g, const float* M, const float* bias, float* y, index_t ys, const float* res,
-                 index_t rs, const Epilogue& e, index_t t0, index_t t1) {
+                 index_t rs, const float* mk, index_t ms, const Epilogue& e, index_t t0, index_t t1) {
   const index_t per_image = g.tiles_h * g.tiles_w;
   for (index_t t = t0; t < t1; ++t) {
     const index_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
@@ -212,7 +218,7 @@ void wino_output(const WinoGeom& g, const float* M, const float* bias, float* y,
           for (int q = 0; q < 6; ++q) v += u[i][q] * kAT[j][q];
           const index_t p = (n * g.OH + oh) * g.OW + ow;
           if (res) v += res[p * rs + k];
-          y[p * ys + k] = static_cast<float>(activate(v, e));
+          y[p * ys + k] = masked(static_cast<float>(activate(v, e)), mk ? mk + p * ms + k : nullptr, e);
         }
     }
   }

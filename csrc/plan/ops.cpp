@@ -7,29 +7,11 @@
 #include <limits>
 
 #include "core/threads.h"
+#include "plan/op_util.h"
 
 namespace convcore {
+using namespace planop;
 namespace {
-
-// Threads worth using for `work` units (FLOPs or bytes touched) when each should have at least `grain`.
-int parts_for(double work, double grain, int threads) {
-  const double useful = work / (grain * grain_scale() + 1e-30);
-  return useful >= threads ? threads : std::max(1, static_cast<int>(useful));
-}
-
-// [lo, hi) of part `part` of `parts` over n items, in multiples of `align` items.
-std::pair<index_t, index_t> share(index_t n, int part, int parts, index_t align = 1) {
-  const index_t units = ceil_div(n, align);
-  const index_t lo = units * part / parts * align, hi = units * (part + 1) / parts * align;
-  return {std::min(lo, n), std::min(hi, n)};
-}
-
-constexpr double kFlopGrain = 1 << 20;   // below ~1 MFLOP a second thread costs more than it saves
-constexpr double kByteGrain = 1 << 17;   // memory-bound ops: per thread at least this many bytes
-
-std::string dims(const TensorDesc& t) {
-  return std::to_string(t.H) + "x" + std::to_string(t.W) + "x" + std::to_string(t.C);
-}
 
 // ------------------------------------------------------------------------------------------------ input / output
 struct InputOp : PlanOp {
@@ -86,6 +68,7 @@ struct ConvOp : PlanOp {
   Epilogue e;
   int x, y, res;
   int scale = -1;  // per image input-channel scale (N x 1 x 1 x C, a squeeze-excitation gate), or -1
+  int mask = -1;   // the epilogue's mask tensor (y's shape), or -1
   const PlanKernels* k;
   bool split_blocks;  // threads share the output channel blocks (each reads all the input) rather than the pixels
 
@@ -97,7 +80,8 @@ struct ConvOp : PlanOp {
     geo.N = ex.N;
     const Resolved in = ex.at(x), out = ex.at(y);
     const Resolved r = res >= 0 ? ex.at(res) : Resolved{nullptr, 0, 0};
-    const ConvIO io{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros()};
+    const Resolved mk = mask >= 0 ? ex.at(mask) : Resolved{nullptr, 0, 0};
+    const ConvIO io{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros(), mk.base, mk.stride};
     const index_t blocks = g.groups * packed.t.blocks_per_group, P = geo.pixels();
     if (scale >= 0) return run_scaled(ex, io, part, parts);
     if (split_blocks && parts > 1) {
@@ -428,7 +412,7 @@ struct WinoOutputOp : PlanOp {
   WinoGeom g;
   AlignedVector bias;  // padded to the lanes
   Epilogue e;
-  int m, y, res;
+  int m, y, res, mask = -1;
   const PlanKernels* k;
   int parallelism(index_t N, int threads) const override {
     return parts_for(36.0 * 4 * N * g.tiles_h * g.tiles_w * g.K, kByteGrain, threads);
@@ -438,17 +422,13 @@ struct WinoOutputOp : PlanOp {
     geo.N = ex.N;
     const Resolved in = ex.at(m), out = ex.at(y);
     const Resolved r = res >= 0 ? ex.at(res) : Resolved{nullptr, 0, 0};
+    const Resolved mk = mask >= 0 ? ex.at(mask) : Resolved{nullptr, 0, 0};
     const auto [t0, t1] = share(geo.tiles(), part, parts);
-    if (t0 < t1) k->wino_output(geo, in.base, bias.data(), out.base, out.stride, r.base, r.stride, e, t0, t1);
+    if (t0 < t1)
+      k->wino_output(geo, in.base, bias.data(), out.base, out.stride, r.base, r.stride, mk.base, mk.stride, e, t0, t1);
   }
 };
 
-template <class T>
-T& add(Plan& p, std::unique_ptr<T> op) {
-  T& ref = *op;
-  p.add_op(std::move(op));
-  return ref;
-}
 
 void check_epilogue(const Epilogue& e) {
   require(static_cast<int>(e.act) >= 0 && static_cast<int>(e.act) <= static_cast<int>(Act::hardsigmoid),
@@ -546,7 +526,8 @@ void pack_depthwise(const PlanKernels& k, index_t C, index_t taps, const float* 
 
 // Adds the IGEMM op computing y = conv(x) with packed weights.
 void add_igemm(Plan& p, const std::string& name, int x, int y, const ConvGeom& g, const float* w, const float* bias,
-               const Epilogue& e, int residual, const std::string& detail, double flops, int scale = -1) {
+               const Epilogue& e, int residual, const std::string& detail, double flops, int scale = -1,
+               int mask = -1) {
   const PlanKernels& k = p.kernels();
   auto op = std::make_unique<ConvOp>();
   op->packed = pack_igemm(k, g, w, bias);
@@ -556,13 +537,14 @@ void add_igemm(Plan& p, const std::string& name, int x, int y, const ConvGeom& g
   // Split output channels between threads when the weights outweigh the input (late layers, FC); else pixels.
   const double weight_bytes = 4.0 * g.K * g.Cg * taps, input_bytes = 4.0 * g.H * g.W * g.C;
   op->split_blocks = blocks >= 8 && weight_bytes > input_bytes;
-  op->g = g, op->e = e, op->x = x, op->y = y, op->res = residual, op->scale = scale, op->k = &k;
+  op->g = g, op->e = e, op->x = x, op->y = y, op->res = residual, op->scale = scale, op->mask = mask, op->k = &k;
   op->name = name;
   op->kind = std::string(k.isa) + "_conv_" + std::to_string(pk.t.mr) + "x" + std::to_string(pk.t.nr);
   op->detail = detail + (scale >= 0 ? " *gate" : ""), op->flops_per_image = flops;
   op->reads = {x};
   if (residual >= 0) op->reads.push_back(residual);
   if (scale >= 0) op->reads.push_back(scale);
+  if (mask >= 0) op->reads.push_back(mask);
   op->writes = {y};
   add(p, std::move(op));
 }
@@ -570,7 +552,8 @@ void add_igemm(Plan& p, const std::string& name, int x, int y, const ConvGeom& g
 // Winograd F(4x4, 3x3): input transform -> 36 GEMMs as one grouped 1x1 convolution -> output transform with the
 // epilogue. The filters are transformed once here, in double precision: U = G g G^T.
 int add_winograd(Plan& p, const std::string& name, int x, int y, const ConvSpec& s, const ConvGeom& g,
-                 const float* w, const float* bias, const Epilogue& e, int residual, const std::string& detail) {
+                 const float* w, const float* bias, const Epilogue& e, int residual, const std::string& detail,
+                 int mask) {
   static constexpr double G[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
                                      {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
                                      {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
@@ -600,12 +583,13 @@ int add_winograd(Plan& p, const std::string& name, int x, int y, const ConvSpec&
   add_igemm(p, name, v, m, gemm, u.data(), nullptr, Epilogue{}, -1, detail, 2.0 * 36 * tiles * C * K);
   p.back_op().kind += " (winograd 36 x GEMM)";
   auto out = std::make_unique<WinoOutputOp>();
-  out->g = wg, out->m = m, out->y = y, out->res = residual, out->e = e, out->k = &k;
+  out->g = wg, out->m = m, out->y = y, out->res = residual, out->mask = mask, out->e = e, out->k = &k;
   out->bias.assign(static_cast<size_t>(ceil_div(K, k.lanes) * k.lanes), 0.0f);
   if (bias) std::copy(bias, bias + K, out->bias.begin());
   out->name = name, out->kind = std::string(k.isa) + "_winograd_output", out->detail = detail;
   out->reads = {m};
   if (residual >= 0) out->reads.push_back(residual);
+  if (mask >= 0) out->reads.push_back(mask);
   out->writes = {y};
   add(p, std::move(out));
   return y;
@@ -618,7 +602,7 @@ bool winograd_eligible(const ConvSpec& s) {
 }
 
 int plan_conv(Plan& p, const std::string& name, int x, const ConvSpec& s, const float* w, const float* bias,
-              const Epilogue& e, int residual, ConvAlgo algo, int scale) {
+              const Epilogue& e, int residual, ConvAlgo algo, int scale, int mask) {
   check_epilogue(e);
   const TensorDesc in = p.tensor(x);
   require(s.groups >= 1 && in.C % s.groups == 0 && s.K % s.groups == 0 && s.C * s.groups == in.C,
@@ -634,13 +618,18 @@ int plan_conv(Plan& p, const std::string& name, int x, const ConvSpec& s, const 
     const TensorDesc& r = p.tensor(residual);
     require(r.H == OH && r.W == OW && r.C == s.K && r.constant < 0, "plan.conv: the residual must have y's shape");
   }
+  if (mask >= 0) {
+    const TensorDesc& m = p.tensor(mask);
+    require(m.H == OH && m.W == OW && m.C == s.K && m.constant < 0, "plan.conv: the mask must have y's shape");
+  }
   ConvGeom g{0, in.H, in.W, in.C, OH, OW, s.K, s.R, s.S, s.sh, s.sw, s.dh, s.dw, s.pt, s.pl,
              s.groups, in.C / s.groups, s.K / s.groups};
   const PlanKernels& k = p.kernels();
   p.reserve_zeros(in.C + 64);
   const double flops = 2.0 * OH * OW * s.K * g.Cg * s.R * s.S;
   const bool depthwise = s.groups == in.C && s.groups == s.K && s.groups > 1;
-  if (algo == ConvAlgo::automatic) algo = depthwise && scale < 0 ? ConvAlgo::depthwise : ConvAlgo::igemm;
+  if (algo == ConvAlgo::automatic) algo = depthwise && scale < 0 && mask < 0 ? ConvAlgo::depthwise : ConvAlgo::igemm;
+  require(mask < 0 || (algo != ConvAlgo::depthwise && scale < 0), "plan.conv: a mask needs the IGEMM or Winograd kernels");
   require(algo != ConvAlgo::depthwise || depthwise, "plan.conv: the depthwise kernel needs groups == C == K");
   require(algo != ConvAlgo::winograd || winograd_eligible(s),
           "plan.conv: winograd needs a 3x3, stride 1, undilated, ungrouped convolution");
@@ -667,8 +656,8 @@ int plan_conv(Plan& p, const std::string& name, int x, const ConvSpec& s, const 
                 sd.C == in.C && sd.constant < 0,
             "plan.conv: an input gate needs a 1x1 ungrouped convolution and a computed (N, C, 1, 1) gate");
   }
-  if (algo == ConvAlgo::winograd) return add_winograd(p, name, x, y, s, g, w, bias, e, residual, detail);
-  add_igemm(p, name, x, y, g, w, bias, e, residual, detail, flops, scale);
+  if (algo == ConvAlgo::winograd) return add_winograd(p, name, x, y, s, g, w, bias, e, residual, detail, mask);
+  add_igemm(p, name, x, y, g, w, bias, e, residual, detail + (mask >= 0 ? " +mask" : ""), flops, scale, mask);
   return y;
 }
 

@@ -158,17 +158,18 @@ def test_montage_captions_pictures():
 @need_pil
 def test_lite0_class_models_are_classified_as_their_class():
     """The class images of the pretrained efficientnet_lite0 are classified as their class with probability >= 0.9
-    by the same model after random jitter (8 shifts of up to 1/16 of the side each). Kept cheap: two classes, 128 x
-    128, 40 steps (the lecture's figure, 224 x 224 and 120 steps, is a documented command)."""
+    by the same model after random jitter (8 shifts of up to 1/16 of the side each). Two classes at the lecture's
+    settings (224 x 224, 120 steps: about 4 s). Fewer steps on smaller images make pictures whose robustness to shifts
+    depends on the seed: at 128 x 128 and 40-60 steps, some shifts of some seeds' dumbbells score 0.02-0.8."""
     net = visualize.resolve("efficientnet_lite0")
     classes = ["dumbbell", "dalmatian"]
-    pictures = visualize.class_model(net, classes, steps=40, size=128, seed=0)
-    plan = convcore.compile(net.model, (1, 3, 128, 128))
+    pictures = visualize.class_model(net, classes, seed=0)
+    plan = convcore.compile(net.model, (1, 3, 224, 224))
     rng = np.random.default_rng(1)
     for img, name in zip(pictures.values(), classes):
         x = img.astype(np.float32).transpose(2, 0, 1)[None] / 255
         for _ in range(8):
-            dy, dx = (int(v) for v in rng.integers(-8, 9, 2))
+            dy, dx = (int(v) for v in rng.integers(-14, 15, 2))
             z = plan(net.normalize(np.roll(x, (dy, dx), axis=(2, 3))))[0].astype(np.float64)
             p = np.exp(z - z.max())
             p /= p.sum()

@@ -74,16 +74,19 @@ void unary_input_grad_ref(UnaryOp op, float alpha, const float* v, const float* 
   }
 }
 
+void unary_input_grad_chunk(UnaryOp op, float alpha, const float* v, const float* dy, float* dx, index_t n, Isa isa) {
+  if (isa == Isa::scalar)
+    unary_input_grad_ref(op, alpha, v, dy, dx, n);
+  else
+    grad_chunk(op, alpha, v, dy, dx, n, plan_kernels(isa));
+}
+
 void unary_input_grad(UnaryOp op, float alpha, const float* v, const float* dy, float* dx, index_t n) {
   const Isa isa = active_isa();
-  const PlanKernels& k = plan_kernels(isa);
   constexpr index_t kChunk = 65536;
   run_chunks(ceil_div(n, kChunk), threads_for(static_cast<double>(n), kChunk), [&](index_t c) {
-    const index_t lo = c * kChunk, len = std::min(kChunk, n - lo);
-    if (isa == Isa::scalar)
-      unary_input_grad_ref(op, alpha, v + lo, dy + lo, dx + lo, len);
-    else
-      grad_chunk(op, alpha, v + lo, dy + lo, dx + lo, len, k);
+    const index_t lo = c * kChunk;
+    unary_input_grad_chunk(op, alpha, v + lo, dy + lo, dx + lo, std::min(kChunk, n - lo), isa);
   });
 }
 

@@ -175,9 +175,22 @@ class GradientProgram:
             graph = fold_batchnorm(marked)
         self.graph = graph
         self._plan(protected)
-        self._compiled = self._compile() if forward != "eager" and self._forward else None
-        if forward == "plan" and self._compiled is None:
+        # A program run many times: forward and backward as one compiled Plan where every op has a Plan backward and
+        # the rules are the declared ones; otherwise a compiled forward pass and the rules node by node.
+        self._step = self._compile_step() if forward != "eager" and not rules and self._backward else None
+        self._compiled = self._compile() if forward != "eager" and self._forward and self._step is None else None
+        if forward == "plan" and self._compiled is None and self._step is None:
             raise ValueError("forward: the forward pass could not be compiled into a Plan")
+
+    def _compile_step(self):
+        """The whole step as one Plan (`gradients.plan.GradientPlan`), or None when the graph has an op it lacks."""
+        from .. import _core
+        from .plan import GradientPlan
+
+        try:
+            return GradientPlan(self, _core.get_isa(), self.winograd)
+        except (ValueError, TypeError, NotImplementedError):
+            return None
 
     def _compile(self):
         """A Plan computing the forward values this program keeps (None when the graph does not compile)."""
@@ -197,7 +210,23 @@ class GradientProgram:
     @property
     def compiled(self):
         """Whether the forward pass runs as a compiled Plan."""
-        return self._compiled is not None
+        return self._compiled is not None or self._step is not None
+
+    @property
+    def one_plan(self):
+        """Whether forward and backward run as one compiled Plan (see `convcore.gradients.plan`)."""
+        return self._step is not None
+
+    def profile(self, x, repeats=5):
+        """The one-Plan step's per-op rows (name, kind, detail, flops, seconds) for x (None for a program run node by
+        node)."""
+        if self._step is None:
+            return None
+        x = _check_input(x, self.input_shape)
+        seeds = _seeds(self.objective, self.graph.shapes, self._targets, self.output, self.layers, x.shape[0])
+        from .. import _core
+
+        return self._step.profile(x, [seeds[v] for v in self._targets], _core.get_num_threads(), repeats)
 
     # ---------------------------------------------------------------------------------------------- planning
     def _objective_values(self, objective, graph):
@@ -277,6 +306,8 @@ class GradientProgram:
                 if value not in self._targets:
                     raise ValueError(f"objective: expected the layers this program was built for (got {objective})")
         x = _check_input(x, self.input_shape)
+        if self._step is not None:
+            return self._run_step(x, objective)
         env = {g.inputs[0]: x}
         params = g.params
         if self._compiled is not None:
@@ -320,6 +351,22 @@ class GradientProgram:
             shape = (x.shape[0], *g.shapes[value][1:])
             out[value] = np.zeros(shape, np.float32) if entry is None else np.array(entry[0], np.float32, order="C")
         return GradResult(float(values.sum()), values, out, activations)
+
+    def _run_step(self, x, objective):
+        from .. import _core
+
+        batch = x.shape[0]
+        seeds = _seeds(objective, self.graph.shapes, self._targets, self.output, self.layers, batch)
+        got = self._step.run(x, [seeds[v] for v in self._targets], _core.get_num_threads())
+        env = {v: got[("value", v)] for v in self._targets}
+        env.update({v: got[("keep", v)] for v in self.keep.values()})
+        values = _values(objective, env, self.output, self.layers, batch)
+        grads = {}
+        for value in self.wrt:
+            grad = got.get(("grad", value))
+            grads[value] = grad if grad is not None else np.zeros((batch, *self.graph.shapes[value][1:]), np.float32)
+        activations = {name: env[value] for name, value in self.keep.items()}
+        return GradResult(float(values.sum()), values, grads, activations)
 
     def __repr__(self):
         return (f"GradientProgram({self.graph.name}, input_shape={self.input_shape}, objective={self.objective}, "
@@ -378,33 +425,55 @@ def _check_term(term, shape):
 
 def _seed(objective, env, output, layers, batch):
     """(per-image objective values, value name -> d objective / d value) for the forward values in `env`."""
-    values = np.zeros(batch, np.float64)
-    seeds = {}
+    shapes = {name: np.shape(a) for name, a in env.items()}
+    targets = list(dict.fromkeys(output if t.layer is None else layers.resolve(t.layer) for t in objective.terms))
+    return _values(objective, env, output, layers, batch), _seeds(objective, shapes, targets, output, layers, batch)
+
+
+def _terms(objective, output, layers, batch):
+    """(term, value name, batch rows) per term of the objective."""
     for term in objective.terms:
-        name = output if term.layer is None else layers.resolve(term.layer)
-        a = env[name]
-        seed = seeds.setdefault(name, np.zeros(a.shape, np.float32))
         if term.sample is not None and not 0 <= term.sample < batch:
             raise ValueError(f"sample: expected a batch index in 0..{batch - 1} (got {term.sample})")
         rows = slice(None) if term.sample is None else slice(term.sample, term.sample + 1)
-        w = term.weight
+        yield term, (output if term.layer is None else layers.resolve(term.layer)), rows
+
+
+def _values(objective, env, output, layers, batch):
+    """The objective per image, from the forward values in `env`."""
+    values = np.zeros(batch, np.float64)
+    for term, name, rows in _terms(objective, output, layers, batch):
+        a, w = env[name], term.weight
         if term.kind == "logit":
-            flat, grad = a.reshape(batch, -1), seed.reshape(batch, -1)
-            values[rows] += w * flat[rows, term.channel]
-            grad[rows, term.channel] += w
+            values[rows] += w * a.reshape(batch, -1)[rows, term.channel]
         elif term.kind == "layer":
-            flat, grad = a.reshape(batch, -1), seed.reshape(batch, -1)
-            values[rows] += w * flat[rows].mean(axis=1, dtype=np.float64)
-            grad[rows] += w / flat.shape[1]
+            values[rows] += w * a.reshape(batch, -1)[rows].mean(axis=1, dtype=np.float64)
         elif term.kind == "channel" or a.ndim != 4:
-            plane, grad = a[:, term.channel].reshape(batch, -1), seed[:, term.channel].reshape(batch, -1)
-            values[rows] += w * plane[rows].mean(axis=1, dtype=np.float64)
-            grad[rows] += w / plane.shape[1]
+            values[rows] += w * a[:, term.channel].reshape(batch, -1)[rows].mean(axis=1, dtype=np.float64)
         else:  # a neuron of a 4-D value
             y, x = term.position if term.position is not None else (a.shape[2] // 2, a.shape[3] // 2)
             values[rows] += w * a[rows, term.channel, y, x]
+    return values
+
+
+def _seeds(objective, shapes, targets, output, layers, batch):
+    """value name -> d objective / d value (N, ...) for each of `targets` (values with no term get zeros); `shapes`
+    gives the values' shapes (the batch is replaced by `batch`). They do not depend on the values."""
+    seeds = {name: np.zeros((batch, *shapes[name][1:]), np.float32) for name in targets}
+    for term, name, rows in _terms(objective, output, layers, batch):
+        seed, w = seeds[name], term.weight
+        if term.kind == "logit":
+            seed.reshape(batch, -1)[rows, term.channel] += w
+        elif term.kind == "layer":
+            grad = seed.reshape(batch, -1)
+            grad[rows] += w / grad.shape[1]
+        elif term.kind == "channel" or seed.ndim != 4:
+            grad = seed[:, term.channel].reshape(batch, -1)
+            grad[rows] += w / grad.shape[1]
+        else:
+            y, x = term.position if term.position is not None else (seed.shape[2] // 2, seed.shape[3] // 2)
             seed[rows, term.channel, y, x] += w
-    return values, seeds
+    return seeds
 
 
 def _accumulate(grads, name, g):
