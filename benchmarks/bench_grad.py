@@ -6,8 +6,10 @@ Usage:
                                     [--size 224] [--profile]
 
 Both are timed interleaved (plan, step, plan, step, ...) after warm-up, so load from other work on a shared machine
-hits both alike; the report gives the minimum and median of each and their ratio. --profile adds the step's split
-(forward, each op's backward rule). Random weights with a fixed seed; the objective is logit 0 summed over the batch.
+hits both alike; the report gives the minimum and median of each and their ratio. --profile adds the step's split:
+for a step run as one Plan (`convcore.gradients.plan`), the forward and backward ops by kernel; otherwise the
+forward pass and each op's backward rule. Random weights with a fixed seed; the objective is logit 0 summed over the
+batch.
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ def profile_step(program, x, repeat):
     return {k: v / repeat for k, v in spent.items()}, total
 
 
+def profile_plan(program, x, repeat):
+    """(forward seconds, {backward kernel kind: seconds}) of a one-Plan step, from the Plan's own per-op timer."""
+    rows = program.profile(x, repeat)
+    start = program._step.forward_ops
+    forward = sum(r[4] for r in rows[:start])
+    kinds = collections.defaultdict(float)
+    for _, kind, _, _, seconds in rows[start:]:
+        kinds[kind.split(" (")[0]] += seconds
+    return forward, kinds
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet50")
@@ -83,12 +96,18 @@ def main():
                 program(x)
                 step.append(time.perf_counter() - t)
             f_min, s_min = min(forward), min(step)
+            mode = "one Plan" if program.one_plan else "node by node"
             f_med, s_med = statistics.median(forward), statistics.median(step)
             print(f"{name} batch {args.batch} {args.size}x{args.size}, {threads} thread(s): compiled forward "
                   f"{f_min * 1e3:.1f} ms (median {f_med * 1e3:.1f}), gradient step {s_min * 1e3:.1f} ms (median "
-                  f"{s_med * 1e3:.1f}): {s_min / f_min:.2f}x (medians {s_med / f_med:.2f}x); compile "
+                  f"{s_med * 1e3:.1f}, {mode}): {s_min / f_min:.2f}x (medians {s_med / f_med:.2f}x); compile "
                   f"{compile_plan:.1f} s, program build + first step {build:.1f} s")
-            if args.profile:
+            if args.profile and program.one_plan:
+                forward, kinds = profile_plan(program, x, max(3, args.repeat // 3))
+                print(f"  one Plan: forward {forward * 1e3:.1f} ms, backward {sum(kinds.values()) * 1e3:.1f} ms: "
+                      + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])
+                                  if v > 5e-5))
+            elif args.profile:
                 spent, total = profile_step(program, x, max(3, args.repeat // 3))
                 rules = sum(spent.values())
                 print(f"  step {total * 1e3:.1f} ms: forward and bookkeeping {(total - rules) * 1e3:.1f} ms, rules "

@@ -78,7 +78,8 @@ void dwconv(const ConvGeom& g, const float* w, const float* bias, const ConvIO& 
           for (index_t s = 0; s < g.S; ++s)
             acc += static_cast<double>(conv_tap_ptr(g, io, n, oh, ow, r, s, c)[0]) * w[(r * g.S + s) * Cp + c];
         if (io.res) acc += io.res[px * io.rs + c];
-        io.y[px * io.ys + c] = static_cast<float>(activate(acc, e));
+        io.y[px * io.ys + c] =
+            masked(static_cast<float>(activate(acc, e)), io.mask ? io.mask + px * io.ms + c : nullptr, e);
       }
     }
   }

@@ -122,7 +122,7 @@ struct DwConvOp : PlanOp {
   ConvGeom g;
   AlignedVector w, bias;  // [tap][Cpad], [Cpad]
   Epilogue e;
-  int x, y, res;
+  int x, y, res, mask = -1;
   const PlanKernels* k;
   int parallelism(index_t N, int threads) const override {
     return parts_for(flops_per_image * N, kFlopGrain / 4, threads);
@@ -132,7 +132,8 @@ struct DwConvOp : PlanOp {
     geo.N = ex.N;
     const Resolved in = ex.at(x), out = ex.at(y);
     const Resolved r = res >= 0 ? ex.at(res) : Resolved{nullptr, 0, 0};
-    const ConvIO io{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros()};
+    const Resolved mk = mask >= 0 ? ex.at(mask) : Resolved{nullptr, 0, 0};
+    const ConvIO io{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros(), mk.base, mk.stride};
     const auto [r0, r1] = share(ex.N * g.OH, part, parts);
     if (r0 < r1) k->dwconv(geo, w.data(), bias.data(), io, e, r0, r1);
   }
@@ -628,8 +629,8 @@ int plan_conv(Plan& p, const std::string& name, int x, const ConvSpec& s, const 
   p.reserve_zeros(in.C + 64);
   const double flops = 2.0 * OH * OW * s.K * g.Cg * s.R * s.S;
   const bool depthwise = s.groups == in.C && s.groups == s.K && s.groups > 1;
-  if (algo == ConvAlgo::automatic) algo = depthwise && scale < 0 && mask < 0 ? ConvAlgo::depthwise : ConvAlgo::igemm;
-  require(mask < 0 || (algo != ConvAlgo::depthwise && scale < 0), "plan.conv: a mask needs the IGEMM or Winograd kernels");
+  if (algo == ConvAlgo::automatic) algo = depthwise && scale < 0 ? ConvAlgo::depthwise : ConvAlgo::igemm;
+  require(mask < 0 || scale < 0, "plan.conv: a mask and an input gate together are not supported");
   require(algo != ConvAlgo::depthwise || depthwise, "plan.conv: the depthwise kernel needs groups == C == K");
   require(algo != ConvAlgo::winograd || winograd_eligible(s),
           "plan.conv: winograd needs a 3x3, stride 1, undilated, ungrouped convolution");
@@ -642,10 +643,12 @@ int plan_conv(Plan& p, const std::string& name, int x, const ConvSpec& s, const 
     const index_t Cp = ceil_div(in.C, k.lanes) * k.lanes, taps = s.R * s.S;
     pack_depthwise(k, in.C, taps, w, bias, op->w, op->bias);
     p.add_weight_bytes((taps + 1) * Cp * 4);
-    op->g = g, op->e = e, op->x = x, op->y = y, op->res = residual, op->k = &k;
-    op->name = name, op->kind = std::string(k.isa) + "_dwconv", op->detail = detail, op->flops_per_image = flops;
+    op->g = g, op->e = e, op->x = x, op->y = y, op->res = residual, op->mask = mask, op->k = &k;
+    op->name = name, op->kind = std::string(k.isa) + "_dwconv", op->detail = detail + (mask >= 0 ? " +mask" : "");
+    op->flops_per_image = flops;
     op->reads = {x};
     if (residual >= 0) op->reads.push_back(residual);
+    if (mask >= 0) op->reads.push_back(mask);
     op->writes = {y};
     add(p, std::move(op));
     return y;

@@ -20,7 +20,7 @@ enum class ConvAlgo : int { automatic = 0, igemm, depthwise, winograd };
 
 // y = act(conv(x [* scale], w) + bias [+ residual]); residual: a tensor of y's shape, or -1; scale: a per image,
 // per input channel gate (N x 1 x 1 x C) for 1x1 convolutions, or -1; mask: a tensor of y's shape the epilogue
-// masks y with (Epilogue::mask_lo / mask_hi; IGEMM and Winograd only), or -1. Returns y, a new tensor.
+// masks y with (Epilogue::mask_lo / mask_hi), or -1. Returns y, a new tensor.
 int plan_conv(Plan& p, const std::string& name, int x, const ConvSpec& spec, const float* w, const float* bias,
               const Epilogue& e, int residual, ConvAlgo algo, int scale = -1, int mask = -1);
 

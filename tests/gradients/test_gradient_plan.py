@@ -151,9 +151,8 @@ def test_relu_masks_are_fused_into_the_ops_making_the_gradient():
     ops = one._step.plan.ops()
     masked = [kind for _, kind, detail, _ in ops if detail.endswith("+mask")]
     assert "interleave" in masked and any("_conv_" in k for k in masked), masked
-    # Separate passes remain only for the leaky ReLU (not a clamp), the ReLU before a depthwise convolution (its
-    # kernel has no mask) and the ReLU whose gradient comes from a broadcast.
-    assert sum(kind == "act_grad" for _, kind, _, _ in ops) == 3
+    # Separate passes remain only for the leaky ReLU (not a clamp) and the ReLU whose gradient comes from a broadcast.
+    assert sum(kind == "act_grad" for _, kind, _, _ in ops) == 2
 
 
 def test_objectives_wrt_and_kept_values():
@@ -287,24 +286,26 @@ def test_gradient_plan_ops_check_their_arguments():
         p.avg_pool_grad("a", 99, 5, 5, (2, 2), (2, 2), (0, 0, 0, 0), False)
 
 
-def test_conv_mask_epilogue_matches_the_reference_kernels(isa, threads):
-    """conv + residual + mask, IGEMM and Winograd, against the scalar reference plan."""
+@pytest.mark.parametrize("k, groups, algo", [(40, 1, 1), (40, 1, 3), (37, 37, 2)])  # IGEMM, Winograd, depthwise
+def test_conv_mask_epilogue_matches_the_reference_kernels(k, groups, algo, isa, threads):
+    """conv + residual + mask against the scalar reference plan."""
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((2, 32, 12, 10)).astype(np.float32)
-    w = (rng.standard_normal((40, 32, 3, 3)) * 0.1).astype(np.float32)
-    res = rng.standard_normal((2, 40, 12, 10)).astype(np.float32)
-    mask = rng.standard_normal((2, 40, 12, 10)).astype(np.float32)
+    c = 32 if groups == 1 else k
+    x = rng.standard_normal((2, c, 12, 10)).astype(np.float32)
+    w = (rng.standard_normal((k, c // groups, 3, 3)) * 0.1).astype(np.float32)
+    res = rng.standard_normal((2, k, 12, 10)).astype(np.float32)
+    mask = rng.standard_normal((2, k, 12, 10)).astype(np.float32)
     outs = {}
     for kernels in (isa, "scalar"):
-        for algo in (1, 3):  # IGEMM, Winograd
-            p = _core.Plan(kernels)
-            xi, ri, mi = p.add_input(32, 12, 10), p.add_input(40, 12, 10), p.add_input(40, 12, 10)
-            y = p.conv("c", xi, w, None, (1, 1), (1, 1), (1, 1, 1, 1), 1, 0, 0.0, 0.0, 0.0, ri, algo, -1, mi, -0.5, 1.0)
-            p.add_output(y, True)
-            out = np.empty((2, 40, 12, 10), np.float32)
-            p.run([x, res, mask], [out], convcore.get_num_threads())
-            outs[kernels, algo] = out
-    want = outs["scalar", 1]
+        p = _core.Plan(kernels)
+        xi, ri, mi = p.add_input(c, 12, 10), p.add_input(k, 12, 10), p.add_input(k, 12, 10)
+        y = p.conv("c", xi, w, None, (1, 1), (1, 1), (1, 1, 1, 1), groups, 0, 0.0, 0.0, 0.0, ri,
+                   algo if kernels != "scalar" or algo != 3 else 1, -1, mi, -0.5, 1.0)
+        assert p.ops()[-1][2].endswith("+mask") or algo == 3
+        p.add_output(y, True)
+        out = np.empty((2, k, 12, 10), np.float32)
+        p.run([x, res, mask], [out], convcore.get_num_threads())
+        outs[kernels] = out
+    want = outs["scalar"]
     assert np.all(want[(mask <= -0.5) | (mask >= 1.0)] == 0) and np.any(want != 0)
-    for key, got in outs.items():
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=str(key))
+    np.testing.assert_allclose(outs[isa], want, rtol=1e-4, atol=1e-4)

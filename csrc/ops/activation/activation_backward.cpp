@@ -31,11 +31,30 @@ inline float factor(UnaryOp op, float alpha, float v) {
   return 0.0f;
 }
 
+// dx[i] = dy[i] * f(v[i]), one loop per op (the switch outside it, so that each loop vectorizes).
+template <class F>
+inline void scale_by(const float* v, const float* dy, float* dx, index_t n, F f) {
+  for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * f(v[i]);
+}
+
 void grad_chunk(UnaryOp op, float alpha, const float* v, const float* dy, float* dx, index_t n, const PlanKernels& k) {
   switch (op) {
     case UnaryOp::relu:
       for (index_t i = 0; i < n; ++i) dx[i] = v[i] > 0.0f ? dy[i] : 0.0f;
       return;
+    case UnaryOp::relu6:
+      for (index_t i = 0; i < n; ++i) dx[i] = (v[i] > 0.0f) & (v[i] < 6.0f) ? dy[i] : 0.0f;
+      return;
+    case UnaryOp::leaky_relu:
+      return scale_by(v, dy, dx, n, [alpha](float x) { return x > 0.0f ? 1.0f : alpha; });
+    case UnaryOp::sigmoid:
+      return scale_by(v, dy, dx, n, [](float y) { return y * (1.0f - y); });
+    case UnaryOp::tanh:
+      return scale_by(v, dy, dx, n, [](float y) { return 1.0f - y * y; });
+    case UnaryOp::hardswish:
+      return scale_by(v, dy, dx, n, [](float x) { return x < -3.0f ? 0.0f : (x <= 3.0f ? x / 3.0f + 0.5f : 1.0f); });
+    case UnaryOp::hardsigmoid:
+      return scale_by(v, dy, dx, n, [](float x) { return (x > -3.0f) & (x < 3.0f) ? 1.0f / 6.0f : 0.0f; });
     case UnaryOp::silu: {
       // s = sigmoid(x) with the vectorized kernel, then dx = dy * s * (1 + x * (1 - s)); chunks stay in L1 / L2.
       constexpr index_t kBlock = 2048;

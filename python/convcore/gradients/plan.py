@@ -75,6 +75,7 @@ class GradientPlan:
         for value in pinned:
             if value not in low.env:
                 raise NotImplementedError(f"gradient plan: value '{value}' was fused away")
+        self.forward_ops = len(self.plan.ops())  # the Plan's ops before this index are the forward pass
         self.backward_winograd = backward_winograd
         self.grads = dict(zip(self.targets, seeds))
         self.ready_4d = set()  # flatten outputs whose gradient linear already laid out as the 4-D input
@@ -176,8 +177,7 @@ class GradientPlan:
         packed = np.empty_like(weight)
         _core.conv2d_input_grad_weights(weight, packed, stride, dilation, groups)
         residual = self.grads.get(x, -1)
-        depthwise = groups == c == k and groups > 1  # its kernel has no mask epilogue
-        mask = (-1, 0.0, 0.0) if depthwise else self._mask(x)
+        mask = self._mask(x)
         if groups == 1 and c < FEW_CHANNELS:  # one GEMM into the taps' columns, then gathered
             cols = weight.transpose(2, 3, 1, 0).reshape(r * s * c, k, 1, 1)  # row (r, s, c) = W[:, c, r, s]
             t = self.plan.conv(name + ".cols", dy, np.ascontiguousarray(cols), None, (1, 1), (1, 1), (0, 0, 0, 0), 1,
