@@ -27,6 +27,7 @@ inline float factor(UnaryOp op, float alpha, float v) {
     case UnaryOp::hardswish: return v < -3.0f ? 0.0f : (v <= 3.0f ? v / 3.0f + 0.5f : 1.0f);
     case UnaryOp::hardsigmoid: return v > -3.0f && v < 3.0f ? 1.0f / 6.0f : 0.0f;
     case UnaryOp::silu: break;  // needs exp: handled by the callers
+    default: break;             // no backward kernel (the rules check first)
   }
   return 0.0f;
 }
