@@ -12,6 +12,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import convcore
 from convcore import _core, models
@@ -143,6 +145,75 @@ def test_one_plan_matches_the_node_by_node_rules(name, seed, isa, threads):
     assert_grad_close(got.grads["x"], want.grads["x"])
     again = one(x[:1])  # another batch size: the Plan plans its arena again
     assert_grad_close(again.grads["x"], ref(x[:1]).grads["x"])
+
+
+@st.composite
+def conv_geometry(draw):
+    """A convolution with its ReLU input: any kernel, stride (also larger than the kernel), dilation, asymmetric
+    padding (also a kernel larger than the input), groups (depthwise with a multiplier too), 1 to 20 input channels
+    (col2im below 16), odd sizes, batch 1-3."""
+    groups = draw(st.sampled_from([1, 1, 2, 3, "dw"]))
+    cg = 1 if groups == "dw" else draw(st.integers(1, 8))
+    c = draw(st.integers(1, 20)) if groups == "dw" else cg * groups
+    groups = c if groups == "dw" else groups
+    k = groups * draw(st.integers(1, 3))
+    r, s = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
+    pads = tuple(draw(st.integers(0, 3)) for _ in range(4))
+    h = draw(st.integers(1, 9))
+    w = draw(st.integers(1, 9))
+    assume(h + pads[0] + pads[1] >= dilation[0] * (r - 1) + 1 and w + pads[2] + pads[3] >= dilation[1] * (s - 1) + 1)
+    return dict(n=draw(st.integers(1, 3)), c=c, k=k, r=r, s=s, stride=stride, dilation=dilation, padding=pads,
+                groups=groups, h=h, w=w, seed=draw(st.integers(0, 2**16)))
+
+
+@given(conv_geometry())
+def test_one_plan_convolution_gradients_on_random_geometry(g):
+    b = Builder((g["n"], g["c"], g["h"], g["w"]), g["seed"])
+    y = b.op("relu", [b.conv("x", g["c"], r=1, padding=0)])  # the gradient of y is masked by the transposed conv
+    weight = b.param(g["k"], g["c"] // g["groups"], g["r"], g["s"])
+    y = b.op("conv2d", [y, weight], stride=g["stride"], padding=g["padding"], dilation=g["dilation"],
+             groups=g["groups"])
+    graph, out = b.finish(b.op("relu6", [y]))
+    one, ref = _programs(graph, out)
+    assert one.one_plan
+    x = np.random.default_rng(g["seed"]).standard_normal(graph.shapes["x"]).astype(np.float32)
+    want = ref(x).grads["x"]
+    got = one(x).grads["x"]
+    if np.abs(want).max() == 0:
+        assert np.abs(got).max() == 0
+    else:
+        assert_grad_close(got, want)
+
+
+@st.composite
+def pool_geometry(draw):
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    pads = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    return dict(n=draw(st.integers(1, 2)), c=draw(st.integers(1, 40)), h=draw(st.integers(max(kernel[0], 2), 10)),
+                w=draw(st.integers(max(kernel[1], 2), 10)), kernel=kernel, stride=(draw(st.integers(1, 4)),
+                draw(st.integers(1, 4))), padding=pads, ceil_mode=draw(st.booleans()),
+                count_include_pad=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
+
+
+@given(pool_geometry())
+def test_one_plan_pooling_gradients_on_random_geometry(g):
+    b = Builder((g["n"], g["c"], g["h"], g["w"]), g["seed"])
+    y = b.op("relu", [b.conv("x", g["c"], r=1, padding=0)])  # ties at 0 and the mask in max_pool_grad
+    m = b.op("max_pool2d", [y], kernel_size=g["kernel"], stride=g["stride"], padding=g["padding"],
+             ceil_mode=g["ceil_mode"])
+    a = b.op("avg_pool2d", [y], kernel_size=g["kernel"], stride=g["stride"], padding=g["padding"],
+             ceil_mode=g["ceil_mode"], count_include_pad=g["count_include_pad"])
+    graph, out = b.finish(b.op("add", [m, a]))
+    one, ref = _programs(graph, out)
+    assert one.one_plan
+    x = np.random.default_rng(g["seed"]).standard_normal(graph.shapes["x"]).astype(np.float32)
+    want, got = ref(x).grads["x"], one(x).grads["x"]
+    if np.abs(want).max() == 0:
+        assert np.abs(got).max() == 0
+    else:
+        assert_grad_close(got, want)
 
 
 def test_relu_masks_are_fused_into_the_ops_making_the_gradient():

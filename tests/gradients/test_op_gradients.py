@@ -190,6 +190,26 @@ def test_conv_input_grad_kernel_matches_its_reference(seed, isa, threads):
     np.testing.assert_array_equal(again, got)
 
 
+@pytest.mark.parametrize("h, w, k, stride, dilation, padding", [
+    (9, 3, (4, 1), (4, 1), (3, 1), (0, 1, 0, 0)),   # phase 1 reads no dy row; phase 0 had already written
+    (3, 9, (1, 4), (1, 4), (1, 3), (0, 0, 0, 1)),   # the same along W
+    (7, 7, (3, 3), (3, 2), (2, 2), (0, 2, 1, 0)),
+])
+def test_conv_input_grad_phases_without_dy_rows_leave_the_others_intact(h, w, k, stride, dilation, padding, isa):
+    """Regression: a phase none of whose dy rows survive the crop cleared dx after earlier phases had written it
+    (found by the one-Plan gradient's hypothesis test). Against torch."""
+    rng = np.random.default_rng(0)
+    x, weight = rand(rng, 2, 3, h, w), rand(rng, 2, 3, *k)
+    t, b, l, r = padding
+    xt = torch.tensor(x, requires_grad=True)
+    y = TF.conv2d(TF.pad(xt, (l, r, t, b)), torch.tensor(weight), stride=stride, dilation=dilation)
+    dy = rand(rng, *y.shape)
+    y.backward(torch.tensor(dy))
+    dx = np.full(x.shape, np.nan, np.float32)
+    _core.conv2d_input_grad(dy, weight, None, dx, stride, dilation, padding, 1)
+    assert_close(dx, xt.grad.numpy())
+
+
 # --- pooling ----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", range(16))

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -92,9 +93,20 @@ void conv2d_input_grad(const Conv2dShape& s, const float* dy, const float* w, co
   const std::vector<PhaseAxis> rows = phases(s.H, s.OH, s.R, s.stride_h, s.dil_h, s.pad_t);
   const std::vector<PhaseAxis> cols = phases(s.W, s.OW, s.S, s.stride_w, s.dil_w, s.pad_l);
   const index_t planes_in = s.N * s.K, planes_out = s.N * s.C;
-  bool zero = false;  // some dx positions get no gradient at all (phases without taps, dy rows never read)
+  // dy rows / columns a phase never reads (negative padding) are cropped away; a phase left with none gets no
+  // gradient at all.
+  auto crop = [&](const PhaseAxis& ph, const PhaseAxis& pw) {
+    return std::array<index_t, 4>{std::max<index_t>(-ph.lo, 0), std::max<index_t>(-ph.hi, 0),
+                                  std::max<index_t>(-pw.lo, 0), std::max<index_t>(-pw.hi, 0)};
+  };
+  // Some dx positions get no gradient (phases without taps, or whose dy rows are all cropped away): zero dx first,
+  // before any phase writes its part.
+  bool zero = false;
   for (const PhaseAxis& ph : rows)
-    for (const PhaseAxis& pw : cols) zero |= ph.taps == 0 || pw.taps == 0;
+    for (const PhaseAxis& pw : cols) {
+      const auto [ct, cb, cl, cr] = crop(ph, pw);
+      zero |= ph.taps == 0 || pw.taps == 0 || s.OH - ct - cb <= 0 || s.OW - cl - cr <= 0;
+    }
   if (zero) std::memset(dx, 0, sizeof(float) * static_cast<size_t>(planes_out * s.H * s.W));
 
   const float* wphase = wt;
@@ -104,14 +116,9 @@ void conv2d_input_grad(const Conv2dShape& s, const float* dy, const float* w, co
       const float* wp = wphase;
       wphase += s.C * (s.K / s.groups) * ph.taps * pw.taps;
       if (ph.taps == 0 || pw.taps == 0 || ph.count == 0 || pw.count == 0) continue;
-      // Negative padding: dy rows / columns no phase row reads are cropped away.
-      const index_t ct = std::max<index_t>(-ph.lo, 0), cb = std::max<index_t>(-ph.hi, 0);
-      const index_t cl = std::max<index_t>(-pw.lo, 0), cr = std::max<index_t>(-pw.hi, 0);
+      const auto [ct, cb, cl, cr] = crop(ph, pw);
       const index_t IH = s.OH - ct - cb, IW = s.OW - cl - cr;
-      if (IH <= 0 || IW <= 0) {
-        if (!zero) std::memset(dx, 0, sizeof(float) * static_cast<size_t>(planes_out * s.H * s.W)), zero = true;
-        continue;  // stays zero: no dy row reaches this phase
-      }
+      if (IH <= 0 || IW <= 0) continue;  // stays zero (dx was cleared above): no dy row reaches this phase
       const float* src = dy;
       if (ct || cb || cl || cr) {
         cropped.resize(static_cast<size_t>(planes_in * IH * IW));
