@@ -2,10 +2,10 @@
 
 The declared rule (`convcore.ops.conv`, csrc/ops/conv2d/conv2d_backward.cpp) splits a transposed convolution into
 stride-1 convolutions, one per output phase, and runs them on the eager kernels. A `GradientProgram` run many times
-does better to compile those phase convolutions once: a Plan packs the rearranged weights for its channels-last
-kernels (Winograd on the 3x3 layers where that is faster), so the backward pass runs at the forward Plan's speed.
-Same phases, same arithmetic up to float rounding; the rules here fall back to the declared ones for anything else
-(weight gradients, a phase that would need its input cropped).
+usually lowers its whole step into one Plan (`gradients/plan.py`, which reuses `_phase` from here); when it cannot
+(a rule override such as guided backpropagation's, an op without a Plan backward), its rules run node by node and
+these compile each convolution's phase convolutions once, as a Plan of their own. Same phases, same arithmetic up to
+float rounding; the rules here fall back to the declared ones for anything else (weight gradients).
 """
 
 from __future__ import annotations
