@@ -262,7 +262,7 @@ def test_graphs_the_plan_cannot_lower_run_node_by_node():
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
-from test_model_gradients import assert_grad_close as assert_torch_close, pair, torch_input_grad  # noqa: E402
+from test_model_gradients import _hooked, assert_grad_close as assert_torch_close, pair, torch_input_grad  # noqa: E402
 
 # Each lowers entirely (asserted); together they use every op the plan has a backward for. Not googlenet: its
 # random-weight maps make max-pool near-ties that any compiled forward pass (this one or `convcore.compile`'s) may
@@ -286,12 +286,7 @@ def test_zoo_one_plan_gradients_match_torch(name, size):
 def test_one_plan_intermediate_layers_match_torch():
     reference, ours = pair("resnet18")
     names = ["layer1", "layer3.0.conv1", "maxpool"]
-    acts = {}
-    for n in names:
-        module = reference
-        for part in n.split("."):
-            module = module[int(part)] if part.isdigit() else getattr(module, part)
-        module.register_forward_hook(lambda m, i, o, n=n: acts.__setitem__(n, o))
+    acts = _hooked(reference, names)
     x = np.random.default_rng(3).standard_normal((1, 3, 64, 64)).astype(np.float32)
     out = reference(torch.tensor(x))
     for n in names:

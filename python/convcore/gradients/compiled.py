@@ -19,7 +19,7 @@ from ..graph import Graph
 from ..ops import OPS, Backward
 from ..plan import compile as compile_plan
 
-__all__ = ["compiled_conv_rules", "TransposedConv"]
+__all__ = ["compiled_conv_rules", "phases", "Phase", "TransposedConv"]
 
 MIN_CHANNELS = 16  # input channels of a convolution below which its gradient stays on the eager kernels
 
@@ -42,6 +42,42 @@ def _phase(size, out, k, stride, dil, pad_lo, p):
     return taps, d, count, start, lo, count - out - lo + span
 
 
+class Phase:
+    """One output phase of a convolution's input gradient: dx rows `rows[3] + stride * i` (i < rows[2]) and columns
+    likewise are a stride-1 convolution over dy with `weight` (None: the phase has no taps or no pixels: zero),
+    dilation `dilation`, nonnegative `pads` (top, bottom, left, right); the first `crop` (rows, columns) of its
+    output are dropped (where dy would have needed cropping, extra rows are computed instead). `index`: (row
+    phase, column phase)."""
+
+    __slots__ = ("index", "rows", "cols", "weight", "dilation", "pads", "crop")
+
+    def __init__(self, index, rows, cols, weight):
+        self.index, self.rows, self.cols = index, rows, cols
+        self.weight = weight if rows[0] and cols[0] and rows[2] and cols[2] else None
+        self.dilation = (rows[1], cols[1])
+        self.pads = (max(rows[4], 0), max(rows[5], 0), max(cols[4], 0), max(cols[5], 0))
+        self.crop = (max(-rows[4], 0), max(-cols[4], 0))
+
+
+def phases(weight, in_hw, out_hw, stride, padding, dilation, groups):
+    """(row axes, column axes, [Phase]) of the input gradient of a convolution with `weight` (K, C / groups, R, S)
+    from in_hw to out_hw, the phases in the order `conv2d_input_grad_weights` packs their weights."""
+    (h, w), (oh, ow) = in_hw, out_hw
+    k, cg, r, s = weight.shape
+    rows = [_phase(h, oh, r, stride[0], dilation[0], padding[0], p) for p in range(stride[0])]
+    cols = [_phase(w, ow, s, stride[1], dilation[1], padding[2], p) for p in range(stride[1])]
+    packed = np.empty_like(weight)
+    _core.conv2d_input_grad_weights(weight, packed, tuple(stride), tuple(dilation), groups)
+    out, offset, c = [], 0, cg * groups
+    for i, ph in enumerate(rows):
+        for j, pw in enumerate(cols):
+            size = c * (k // groups) * ph[0] * pw[0]
+            weights = packed.reshape(-1)[offset:offset + size].reshape(c, k // groups, ph[0], pw[0])
+            out.append(Phase((i, j), ph, pw, weights))
+            offset += size
+    return rows, cols, out
+
+
 class TransposedConv:
     """dx = the input gradient of one convolution, as one compiled Plan holding every output phase.
 
@@ -55,36 +91,26 @@ class TransposedConv:
     def __init__(self, weight, x_shape, y_shape, stride, padding, dilation, groups, winograd=False):
         self.x_shape = tuple(x_shape)
         self.stride = tuple(stride)
-        n, c, h, w = x_shape
-        k, _, r, s = weight.shape
+        n, _, h, w = x_shape
         oh, ow = y_shape[2:]
-        rows = [_phase(h, oh, r, stride[0], dilation[0], padding[0], p) for p in range(stride[0])]
-        cols = [_phase(w, ow, s, stride[1], dilation[1], padding[2], p) for p in range(stride[1])]
-        packed = np.empty_like(weight)
-        _core.conv2d_input_grad_weights(weight, packed, tuple(stride), tuple(dilation), groups)
+        _, _, all_phases = phases(weight, (h, w), (oh, ow), stride, padding, dilation, groups)
         graph = Graph(name="transposed_conv")
-        graph.add_input("dy", (n, k, oh, ow))
-        self.phases, offset = [], 0
-        for ph in rows:
-            for pw in cols:
-                size = c * (k // groups) * ph[0] * pw[0]
-                phase_w = packed.reshape(-1)[offset:offset + size].reshape(c, k // groups, ph[0], pw[0])
-                offset += size
-                if ph[0] == 0 or pw[0] == 0 or ph[2] == 0 or pw[2] == 0:
-                    continue
-                # Nonnegative padding: a phase whose dy would need cropping computes extra rows, then is sliced.
-                pads = (max(ph[4], 0), max(ph[5], 0), max(pw[4], 0), max(pw[5], 0))
-                name = f"phase{len(self.phases)}"
-                graph.add_param(f"{name}.weight", np.ascontiguousarray(phase_w))
-                graph.add_node("conv2d", name, ["dy", f"{name}.weight"], name,
-                               {"stride": 1, "padding": pads, "dilation": (ph[1], pw[1]), "groups": groups})
-                self.phases.append((name, ph, pw, max(-ph[4], 0), max(-pw[4], 0)))
+        graph.add_input("dy", (n, weight.shape[0], oh, ow))
+        self.phases = []
+        for phase in all_phases:
+            if phase.weight is None:
+                continue
+            name = f"phase{len(self.phases)}"
+            graph.add_param(f"{name}.weight", np.ascontiguousarray(phase.weight))
+            graph.add_node("conv2d", name, ["dy", f"{name}.weight"], name,
+                           {"stride": 1, "padding": phase.pads, "dilation": phase.dilation, "groups": groups})
+            self.phases.append((name, phase.rows, phase.cols, *phase.crop))
         graph.outputs = [p[0] for p in self.phases]
         self.graph = graph
         self.direct = (len(self.phases) == 1 and stride == (1, 1) and
                        graph.shapes[self.phases[0][0]][2:] == (h, w))  # the one phase is dx itself
         self.plan = compile_plan(graph, winograd=winograd) if self.phases else None
-        self.zero = len(self.phases) < len(rows) * len(cols)
+        self.zero = len(self.phases) < len(all_phases)
 
     def __call__(self, dy):
         shape = (dy.shape[0], *self.x_shape[1:])

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _core
 from ..plan.lower import ALGO_AUTO, ALGO_WINOGRAD, BINARY, NO_ACT, Lowering
-from .compiled import _phase
+from .compiled import phases
 
 __all__ = ["GradientPlan", "BACKWARD_OPS"]
 
@@ -167,56 +166,42 @@ class GradientPlan:
     def _transposed_conv(self, name, x, dy, weight, stride, padding, dilation, groups):
         """dx of a convolution (x -> y) from dy: per output phase a stride-1 convolution over dy (see compiled.py),
         then interleaved; what x's gradient already holds comes in as the residual."""
-        g = self.graph
-        _, c, h, w = g.shapes[x]
+        _, c, h, w = self.graph.shapes[x]
         k, _, r, s = weight.shape
-        dy_ref = self.plan.dims(dy)
-        oh, ow = dy_ref[0], dy_ref[1]
-        rows = [_phase(h, oh, r, stride[0], dilation[0], padding[0], p) for p in range(stride[0])]
-        cols = [_phase(w, ow, s, stride[1], dilation[1], padding[2], p) for p in range(stride[1])]
-        packed = np.empty_like(weight)
-        _core.conv2d_input_grad_weights(weight, packed, stride, dilation, groups)
+        oh, ow, _ = self.plan.dims(dy)
         residual = self.grads.get(x, -1)
         mask = self._mask(x)
         if groups == 1 and c < FEW_CHANNELS:  # one GEMM into the taps' columns, then gathered
-            cols = weight.transpose(2, 3, 1, 0).reshape(r * s * c, k, 1, 1)  # row (r, s, c) = W[:, c, r, s]
-            t = self.plan.conv(name + ".cols", dy, np.ascontiguousarray(cols), None, (1, 1), (1, 1), (0, 0, 0, 0), 1,
+            taps = weight.transpose(2, 3, 1, 0).reshape(r * s * c, k, 1, 1)  # row (r, s, c) = W[:, c, r, s]
+            t = self.plan.conv(name + ".cols", dy, np.ascontiguousarray(taps), None, (1, 1), (1, 1), (0, 0, 0, 0), 1,
                                *NO_ACT, -1, ALGO_AUTO)
             self.grads[x] = self.plan.col2im(name + ".dx", t, h, w, c, (r, s), stride, dilation,
                                              (padding[0], padding[2]), residual, *mask)
             return
-        phases, offset, direct = [], 0, stride == (1, 1)
-        for ph in rows:
-            for pw in cols:
-                size = c * (k // groups) * ph[0] * pw[0]
-                phase_w = packed.reshape(-1)[offset:offset + size].reshape(c, k // groups, ph[0], pw[0])
-                offset += size
-                if ph[0] == 0 or pw[0] == 0 or ph[2] == 0 or pw[2] == 0:
-                    phases.append((-1, ph, pw, 0, 0))
-                    continue
-                pads = (max(ph[4], 0), max(ph[5], 0), max(pw[4], 0), max(pw[5], 0))
-                crop = (max(-ph[4], 0), max(-pw[4], 0))
-                out_h = oh + pads[0] + pads[1] - ph[1] * (ph[0] - 1)
-                out_w = ow + pads[2] + pads[3] - pw[1] * (pw[0] - 1)
-                one = direct and crop == (0, 0) and (out_h, out_w) == (h, w)
-                tid = self._conv(f"{name}.dx{len(phases)}", dy, np.ascontiguousarray(phase_w), (ph[1], pw[1]), pads,
-                                 groups, residual if one else -1, mask if one else (-1, 0.0, 0.0))
-                if one:
-                    self.grads[x] = tid
-                    return
-                phases.append((tid, ph, pw) + crop)
-        slots = lambda axis: [[-1, 0, 0, 0] for _ in range(len(axis))]  # noqa: E731
-        row_slots, col_slots = slots(rows), slots(cols)
-        for i, ph in enumerate(rows):
-            if ph[0] and ph[2]:
-                row_slots[ph[3]] = [i, ph[3], ph[2], 0]
-        for j, pw in enumerate(cols):
-            if pw[0] and pw[2]:
-                col_slots[pw[3]] = [j, pw[3], pw[2], 0]
-        for (tid, ph, pw, a, b) in phases:  # the crop of each phase (the same along an axis's phase)
+        rows, cols, all_phases = phases(weight, (h, w), (oh, ow), stride, padding, dilation, groups)
+        grid = []
+        for phase in all_phases:
+            if phase.weight is None:
+                grid.append(-1)
+                continue
+            pt, pb, pl, pr = phase.pads
+            out_hw = (oh + pt + pb - phase.dilation[0] * (phase.rows[0] - 1),
+                      ow + pl + pr - phase.dilation[1] * (phase.cols[0] - 1))
+            one = stride == (1, 1) and phase.crop == (0, 0) and out_hw == (h, w)  # the one phase is dx itself
+            tid = self._conv(f"{name}.dx{len(grid)}", dy, np.ascontiguousarray(phase.weight), phase.dilation,
+                             phase.pads, groups, residual if one else -1, mask if one else (-1, 0.0, 0.0))
+            if one:
+                self.grads[x] = tid
+                return
+            grid.append(tid)
+        # Per residue of dx rows (columns): which phase, its first row, its row count, its crop.
+        row_slots = [[-1, 0, 0, 0] for _ in rows]
+        col_slots = [[-1, 0, 0, 0] for _ in cols]
+        for phase, tid in zip(all_phases, grid):
             if tid >= 0:
-                row_slots[ph[3]][3], col_slots[pw[3]][3] = a, b
-        grid = [p[0] for p in phases]
+                (i, j), (ph, pw), (a, b) = phase.index, (phase.rows, phase.cols), phase.crop
+                row_slots[ph[3]] = [i, ph[3], ph[2], a]
+                col_slots[pw[3]] = [j, pw[3], pw[2], b]
         self.grads[x] = self.plan.interleave(name + ".dx", h, w, c, row_slots, col_slots, grid, residual, *mask)
 
     def _conv(self, name, dy, weight, dilation, pads, groups, residual, mask):
