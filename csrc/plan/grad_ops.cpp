@@ -232,11 +232,12 @@ struct Col2imOp : PlanOp {
   }
 };
 
-void check_mask(const Plan& p, const GradMask& m, index_t H, index_t W, index_t C, const char* op) {
-  if (m.mask < 0) return;
-  require(m.mask < p.num_tensors(), std::string(op) + ": unknown mask tensor");
-  const TensorDesc& d = p.tensor(m.mask);
-  require(d.H == H && d.W == W && d.C == C, std::string(op) + ": the mask must have dx's shape");
+// A residual or mask tensor must have dx's shape (-1: none).
+void check_like_dx(const Plan& p, int t, index_t H, index_t W, index_t C, const std::string& what) {
+  if (t < 0) return;
+  require(t < p.num_tensors(), what + ": unknown tensor");
+  const TensorDesc& d = p.tensor(t);
+  require(d.H == H && d.W == W && d.C == C, what + " must have dx's shape");
 }
 
 }  // namespace
@@ -258,7 +259,7 @@ int plan_act_grad(Plan& p, const std::string& name, int dy, int v, UnaryOp op, f
 int plan_interleave(Plan& p, const std::string& name, index_t H, index_t W, index_t C,
                     const std::vector<PhaseSlot>& rows, const std::vector<PhaseSlot>& cols,
                     const std::vector<int>& phases, int residual, const GradMask& mask) {
-  check_mask(p, mask, H, W, C, "plan.interleave");
+  check_like_dx(p, mask.mask, H, W, C, "plan.interleave: the mask");
   require(H >= 1 && W >= 1 && C >= 1 && !rows.empty() && !cols.empty() && phases.size() == rows.size() * cols.size(),
           "plan.interleave: expected rows x cols phases");
   auto check_axis = [&](const std::vector<PhaseSlot>& axis, index_t size, bool is_row) {
@@ -280,10 +281,7 @@ int plan_interleave(Plan& p, const std::string& name, index_t H, index_t W, inde
   for (int t : phases) require(t < p.num_tensors(), "plan.interleave: unknown phase tensor");
   check_axis(rows, H, true);
   check_axis(cols, W, false);
-  if (residual >= 0) {
-    const TensorDesc& r = p.tensor(residual);
-    require(r.H == H && r.W == W && r.C == C, "plan.interleave: the residual must have dx's shape");
-  }
+  check_like_dx(p, residual, H, W, C, "plan.interleave: the residual");
   const int y = p.add_tensor(H, W, C);
   auto o = std::make_unique<InterleaveOp>();
   o->H = H, o->W = W, o->C = C, o->rows = rows, o->cols = cols, o->phases = phases, o->y = y, o->res = residual;
@@ -302,7 +300,7 @@ int plan_interleave(Plan& p, const std::string& name, index_t H, index_t W, inde
 int plan_max_pool_grad(Plan& p, const std::string& name, int x, int dy, index_t kh, index_t kw, index_t sh,
                        index_t sw, index_t dh, index_t dw, index_t pt, index_t pl, const GradMask& mask) {
   const TensorDesc in = p.tensor(x), g = p.tensor(dy);
-  check_mask(p, mask, in.H, in.W, in.C, "plan.max_pool_grad");
+  check_like_dx(p, mask.mask, in.H, in.W, in.C, "plan.max_pool_grad: the mask");
   require(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && pt >= 0 && pl >= 0 && in.C == g.C,
           "plan.max_pool_grad: bad window geometry");
   const int dx = p.add_tensor(in.H, in.W, in.C);
@@ -324,11 +322,8 @@ int plan_col2im(Plan& p, const std::string& name, int cols, index_t H, index_t W
   require(H >= 1 && W >= 1 && C >= 1 && R >= 1 && S >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && pt >= 0 &&
               pl >= 0 && in.C == R * S * C,
           "plan.col2im: expected cols with R * S * C channels and a valid window");
-  check_mask(p, mask, H, W, C, "plan.col2im");
-  if (residual >= 0) {
-    const TensorDesc& r = p.tensor(residual);
-    require(r.H == H && r.W == W && r.C == C, "plan.col2im: the residual must have dx's shape");
-  }
+  check_like_dx(p, mask.mask, H, W, C, "plan.col2im: the mask");
+  check_like_dx(p, residual, H, W, C, "plan.col2im: the residual");
   const int y = p.add_tensor(H, W, C);
   auto o = std::make_unique<Col2imOp>();
   o->H = H, o->W = W, o->C = C, o->OH = in.H, o->OW = in.W, o->R = R, o->S = S, o->sh = sh, o->sw = sw;

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _core
 from ..graph import Graph, fold_batchnorm, trace
 from ..graph.ir import call_node
 from ..nn import Module
@@ -184,7 +185,6 @@ class GradientProgram:
 
     def _compile_step(self):
         """The whole step as one Plan (`gradients.plan.GradientPlan`), or None when the graph has an op it lacks."""
-        from .. import _core
         from .plan import GradientPlan
 
         try:
@@ -224,8 +224,6 @@ class GradientProgram:
             return None
         x = _check_input(x, self.input_shape)
         seeds = _seeds(self.objective, self.graph.shapes, self._targets, self.output, self.layers, x.shape[0])
-        from .. import _core
-
         return self._step.profile(x, [seeds[v] for v in self._targets], _core.get_num_threads(), repeats)
 
     # ---------------------------------------------------------------------------------------------- planning
@@ -353,8 +351,6 @@ class GradientProgram:
         return GradResult(float(values.sum()), values, out, activations)
 
     def _run_step(self, x, objective):
-        from .. import _core
-
         batch = x.shape[0]
         seeds = _seeds(objective, self.graph.shapes, self._targets, self.output, self.layers, batch)
         got = self._step.run(x, [seeds[v] for v in self._targets], _core.get_num_threads())
