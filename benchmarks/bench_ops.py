@@ -131,7 +131,7 @@ def main() -> None:
         return
     peak = args.peak or args.threads * 64 * 4.2
     cfg = convcore.show_config(print_out=False)
-    print(f"convcore {cfg['version']} isa={cfg['isa']} kernel={cfg['gemm_kernel']} threads={args.threads} "
+    print(f"convcore {cfg['version']} isa={cfg['isa']} kernel={cfg['conv_kernel']} threads={args.threads} "
           f"peak~{peak:.0f} GFLOP/s")
     results = {}
     for engine in ("convcore", "torch", "ort"):

@@ -39,7 +39,7 @@ def test_default_isa_is_the_best_available():
 
 @pytest.mark.parametrize("isa", convcore.available_isas())
 def test_convcore_isa_env_forces_a_path(isa):
-    result = _run("import convcore; print(convcore.get_isa(), convcore.show_config(False)['gemm_kernel'])",
+    result = _run("import convcore; print(convcore.get_isa(), convcore.show_config(False)['conv_kernel'])",
                   CONVCORE_ISA=isa)
     assert result.returncode == 0, result.stderr
     name, kernel = result.stdout.split(maxsplit=1)

@@ -11,7 +11,8 @@
 #include <vector>
 
 #include "bindings/arrays.h"
-#include "ops/activation/activation_backward.h"
+#include "bindings/plan_binder.h"
+#include "ops/activation/activation.h"
 #include "ops/conv2d/conv2d_backward.h"
 #include "ops/pool2d/pool2d_backward.h"
 #include "plan/grad_ops.h"
@@ -22,16 +23,6 @@ using namespace convcore;
 using namespace convcore::bindings;
 
 namespace {
-
-UnaryOp unary_op(const std::string& name) {
-  static const std::pair<const char*, UnaryOp> ops[] = {
-      {"relu", UnaryOp::relu},       {"relu6", UnaryOp::relu6}, {"leaky_relu", UnaryOp::leaky_relu},
-      {"sigmoid", UnaryOp::sigmoid}, {"tanh", UnaryOp::tanh},   {"silu", UnaryOp::silu},
-      {"hardswish", UnaryOp::hardswish}, {"hardsigmoid", UnaryOp::hardsigmoid}};
-  for (const auto& [n, op] : ops)
-    if (name == n) return op;
-  throw std::invalid_argument("op: unknown activation '" + name + "'");
-}
 
 // The forward problem whose input gradient is wanted: x's size comes from dx, the output's from dy.
 Conv2dShape conv_shape(const CArray& dy, const CArray& w, const CArray& dx, Pair stride, Pair dilation, Quad padding,
@@ -121,18 +112,34 @@ void adaptive_pool2d_input_grad_py(const OptArray& x, const CArray& dy, CArray& 
                              dy.data(), out);
 }
 
-void unary_input_grad_py(const CArray& v, const CArray& dy, CArray& dx, const std::string& op, float alpha,
+void unary_input_grad_py(const CArray& v, const CArray& dy, CArray& dx, Act act, float alpha, float beta,
                          bool reference) {
   require(v.size() == dy.size() && dx.size() == dy.size(), "v, dy, dx: expected equal sizes");
-  const UnaryOp u = unary_op(op);
+  require(act_grad_from(act) != GradFrom::none, std::string("act: ") + act_name(act) + " has no derivative");
   float* out = dx.mutable_data();
   py::gil_scoped_release release;
-  (reference ? unary_input_grad_ref : unary_input_grad)(u, alpha, v.data(), dy.data(), out, dy.size());
+  unary_input_grad(Epilogue{act, alpha, beta}, v.data(), dy.data(), out, dy.size(),
+                   reference ? Isa::scalar : active_isa());
 }
 
 }  // namespace
 
 void bind_grad(py::module_& m) {
+  py::class_<PhaseAxis>(m, "ConvGradPhase",
+                        "One axis of one stride phase of a convolution's input gradient (conv2d_backward.h).")
+      .def_readonly("taps", &PhaseAxis::taps)
+      .def_readonly("first_tap", &PhaseAxis::first_tap)
+      .def_readonly("tap_step", &PhaseAxis::tap_step)
+      .def_readonly("dilation", &PhaseAxis::dil)
+      .def_readonly("count", &PhaseAxis::count)
+      .def_readonly("start", &PhaseAxis::start)
+      .def_readonly("lo", &PhaseAxis::lo)
+      .def_readonly("hi", &PhaseAxis::hi);
+  m.def("conv_grad_phases", [](index_t in, index_t out, index_t k, index_t stride, index_t dilation, index_t pad_lo) {
+    require(in >= 1 && out >= 1 && k >= 1 && stride >= 1 && dilation >= 1, "conv_grad_phases: sizes must be >= 1");
+    return conv_grad_phases(in, out, k, stride, dilation, pad_lo);
+  }, py::arg("size"), py::arg("out"), py::arg("kernel"), py::arg("stride"), py::arg("dilation"), py::arg("pad_lo"),
+     "The stride phases of one axis of a convolution's input gradient, one ConvGradPhase per residue.");
   m.def("conv2d_input_grad_weights", &conv2d_input_grad_weights_py, py::arg("weight").noconvert(),
         py::arg("out").noconvert(), py::arg("stride"), py::arg("dilation"), py::arg("groups"));
   m.def("conv2d_input_grad", &conv2d_input_grad_py, py::arg("dy").noconvert(), py::arg("weight").noconvert(),
@@ -147,7 +154,8 @@ void bind_grad(py::module_& m) {
   m.def("adaptive_pool2d_input_grad", &adaptive_pool2d_input_grad_py, py::arg("x").noconvert(),
         py::arg("dy").noconvert(), py::arg("dx").noconvert(), py::arg("is_max"));
   m.def("unary_input_grad", &unary_input_grad_py, py::arg("v").noconvert(), py::arg("dy").noconvert(),
-        py::arg("dx").noconvert(), py::arg("op"), py::arg("alpha") = 0.0f, py::arg("reference") = false);
+        py::arg("dx").noconvert(), py::arg("act"), py::arg("alpha") = 0.0f, py::arg("beta") = 0.0f,
+        py::arg("reference") = false);
 
   // The Plan's backward ops (plan/grad_ops.h), on the class plan_bindings.cpp registered.
   using Slot = std::array<index_t, 4>;  // (phase, start, count, offset)
@@ -156,43 +164,32 @@ void bind_grad(py::module_& m) {
     for (const Slot& s : v) out.push_back({s[0], s[1], s[2], s[3]});
     return out;
   };
-  auto check = [](const Plan& p, int t, const char* name) {
-    require(t >= 0 && t < p.num_tensors(), std::string(name) + ": unknown tensor id");
-  };
   auto plan = py::reinterpret_borrow<py::class_<Plan>>(m.attr("Plan"));
-  plan.def("act_grad", [check](Plan& p, const std::string& name, int dy, int v, const std::string& op, float alpha) {
-        check(p, dy, "dy");
-        check(p, v, "v");
-        return plan_act_grad(p, name, dy, v, unary_op(op), alpha);
-      }, py::arg("name"), py::arg("dy"), py::arg("v"), py::arg("op"), py::arg("alpha") = 0.0f)
-      .def("interleave", [check, slots](Plan& p, const std::string& name, index_t H, index_t W, index_t C,
+  plan.def("act_grad", [](Plan& p, const std::string& name, int dy, int v, const py::handle& epilogue, bool guided) {
+        return plan_act_grad(p, name, dy, v, to_epilogue(epilogue), guided);
+      }, py::arg("name"), py::arg("dy"), py::arg("v"), py::arg("epilogue"), py::arg("guided") = false)
+      .def("interleave", [slots](Plan& p, const std::string& name, index_t H, index_t W, index_t C,
                                         const std::vector<Slot>& rows, const std::vector<Slot>& cols,
                                         const std::vector<int>& phases, int residual, int mask, float lo, float hi) {
-        if (residual >= 0) check(p, residual, "residual");
         return plan_interleave(p, name, H, W, C, slots(rows), slots(cols), phases, residual, GradMask{mask, lo, hi});
       }, py::arg("name"), py::arg("H"), py::arg("W"), py::arg("C"), py::arg("rows"), py::arg("cols"),
          py::arg("phases"), py::arg("residual") = -1, py::arg("mask") = -1, py::arg("mask_lo") = 0.0f,
          py::arg("mask_hi") = 0.0f)
-      .def("max_pool_grad", [check](Plan& p, const std::string& name, int x, int dy, Pair k, Pair s, Pair d,
+      .def("max_pool_grad", [](Plan& p, const std::string& name, int x, int dy, Pair k, Pair s, Pair d,
                                     Pair pads, int mask, float lo, float hi) {
-        check(p, x, "x");
-        check(p, dy, "dy");
         return plan_max_pool_grad(p, name, x, dy, k[0], k[1], s[0], s[1], d[0], d[1], pads[0], pads[1],
                                   GradMask{mask, lo, hi});
       }, py::arg("name"), py::arg("x"), py::arg("dy"), py::arg("kernel"), py::arg("stride"), py::arg("dilation"),
          py::arg("pads"), py::arg("mask") = -1, py::arg("mask_lo") = 0.0f, py::arg("mask_hi") = 0.0f)
-      .def("col2im", [check](Plan& p, const std::string& name, int cols, index_t H, index_t W, index_t C, Pair k,
+      .def("col2im", [](Plan& p, const std::string& name, int cols, index_t H, index_t W, index_t C, Pair k,
                              Pair s, Pair d, Pair pads, int residual, int mask, float lo, float hi) {
-        check(p, cols, "cols");
-        if (residual >= 0) check(p, residual, "residual");
         return plan_col2im(p, name, cols, H, W, C, k[0], k[1], s[0], s[1], d[0], d[1], pads[0], pads[1], residual,
                            GradMask{mask, lo, hi});
       }, py::arg("name"), py::arg("cols"), py::arg("H"), py::arg("W"), py::arg("C"), py::arg("kernel"),
          py::arg("stride"), py::arg("dilation"), py::arg("pads"), py::arg("residual") = -1, py::arg("mask") = -1,
          py::arg("mask_lo") = 0.0f, py::arg("mask_hi") = 0.0f)
-      .def("avg_pool_grad", [check](Plan& p, const std::string& name, int dy, index_t H, index_t W, Pair k, Pair s,
+      .def("avg_pool_grad", [](Plan& p, const std::string& name, int dy, index_t H, index_t W, Pair k, Pair s,
                                     Quad pads, bool count_include_pad) {
-        check(p, dy, "dy");
         return plan_avg_pool_grad(p, name, dy, H, W, k[0], k[1], s[0], s[1], pads[0], pads[1], pads[2], pads[3],
                                   count_include_pad);
       }, py::arg("name"), py::arg("dy"), py::arg("H"), py::arg("W"), py::arg("kernel"), py::arg("stride"),

@@ -14,14 +14,14 @@
 
 #include "bindings/arrays.h"
 #include "core/cpu.h"
-#include "core/machine.h"
 #include "core/threads.h"
+#include "kernels/kernels.h"
+#include "kernels/machine.h"
 #include "ops/activation/activation.h"
 #include "ops/batchnorm/batchnorm.h"
 #include "ops/conv2d/conv2d.h"
 #include "ops/conv_transpose/conv_transpose.h"
 #include "ops/eltwise/eltwise.h"
-#include "ops/gemm/gemm.h"
 #include "ops/instancenorm/instancenorm.h"
 #include "ops/linear/linear.h"
 #include "ops/lrn/lrn.h"
@@ -43,37 +43,6 @@ using DArray = py::array_t<double, py::array::c_style>;
 const float* data_or_null(const OptArray& a) { return a ? a->data() : nullptr; }
 
 float* out_ptr(CArray& out) { return out.mutable_data(); }  // throws if read-only
-
-UnaryOp unary_op(const std::string& name) {
-  if (name == "relu") return UnaryOp::relu;
-  if (name == "relu6") return UnaryOp::relu6;
-  if (name == "leaky_relu") return UnaryOp::leaky_relu;
-  if (name == "sigmoid") return UnaryOp::sigmoid;
-  if (name == "tanh") return UnaryOp::tanh;
-  if (name == "silu") return UnaryOp::silu;
-  if (name == "hardswish") return UnaryOp::hardswish;
-  if (name == "hardsigmoid") return UnaryOp::hardsigmoid;
-  static const std::pair<const char*, UnaryOp> portable[] = {
-      {"elu", UnaryOp::elu}, {"selu", UnaryOp::selu}, {"celu", UnaryOp::celu}, {"softplus", UnaryOp::softplus},
-      {"softsign", UnaryOp::softsign}, {"gelu", UnaryOp::gelu}, {"gelu_tanh", UnaryOp::gelu_tanh},
-      {"mish", UnaryOp::mish}, {"erf", UnaryOp::erf}, {"exp", UnaryOp::exp}, {"log", UnaryOp::log},
-      {"sqrt", UnaryOp::sqrt}, {"neg", UnaryOp::neg}, {"abs", UnaryOp::abs}, {"reciprocal", UnaryOp::reciprocal},
-      {"clip", UnaryOp::clip}};
-  for (const auto& [n, op] : portable)
-    if (name == n) return op;
-  throw std::invalid_argument("op: unknown activation '" + name + "'");
-}
-
-EltwiseOp binary_op(const std::string& name) {
-  static const std::pair<const char*, EltwiseOp> ops[] = {
-      {"add", EltwiseOp::add}, {"mul", EltwiseOp::mul}, {"sub", EltwiseOp::sub}, {"div", EltwiseOp::div},
-      {"max", EltwiseOp::max}, {"min", EltwiseOp::min}, {"pow", EltwiseOp::pow}, {"prelu", EltwiseOp::prelu},
-      {"less", EltwiseOp::less}, {"less_equal", EltwiseOp::less_equal}, {"greater", EltwiseOp::greater},
-      {"greater_equal", EltwiseOp::greater_equal}, {"equal", EltwiseOp::equal}};
-  for (const auto& [n, op] : ops)
-    if (name == n) return op;
-  throw std::invalid_argument("op: unknown binary op '" + name + "'");
-}
 
 ReduceOp reduce_op(const std::string& name) {
   static const std::pair<const char*, ReduceOp> ops[] = {
@@ -101,8 +70,7 @@ void conv2d_py(const CArray& x, const CArray& w, const OptArray& bias, CArray& o
   const float* b = data_or_null(bias);
   float* y = out_ptr(out);
   py::gil_scoped_release release;
-  conv2d(s, x.data(), w.data(), b, y, Clamp{-std::numeric_limits<float>::infinity(),
-                                           std::numeric_limits<float>::infinity()});
+  conv2d(s, x.data(), w.data(), b, y);
 }
 
 Pool2dShape pool_shape(const CArray& x, const CArray& out, Pair kernel, Pair stride, Pair dilation, Quad padding) {
@@ -151,12 +119,11 @@ void batch_norm_py(const CArray& x, const CArray& mean, const CArray& var, const
   batch_norm(N, C, inner, x.data(), mean.data(), var.data(), wp, bp, eps, y);
 }
 
-void unary_py(const CArray& x, CArray& out, const std::string& op, float alpha, float beta) {
+void unary_py(const CArray& x, CArray& out, Act act, float alpha, float beta) {
   require(out.size() == x.size(), "out: size mismatch");
-  const UnaryOp u = unary_op(op);
   float* y = out_ptr(out);
   py::gil_scoped_release release;
-  unary(u, alpha, beta, x.data(), y, x.size());
+  unary(Epilogue{act, alpha, beta}, x.data(), y, x.size(), active_isa());
 }
 
 void softmax_py(const CArray& x, CArray& out, int axis, bool log) {
@@ -195,7 +162,7 @@ void linear_py(const CArray& x, const CArray& w, const OptArray& bias, CArray& o
 }
 
 // a and b: float32 views already broadcast to out's shape (any strides, 0 for broadcast axes).
-void binary_py(const py::array_t<float>& a, const py::array_t<float>& b, CArray& out, const std::string& op) {
+void binary_py(const py::array_t<float>& a, const py::array_t<float>& b, CArray& out, BinaryOp op) {
   const int nd = static_cast<int>(out.ndim());
   require(a.ndim() == nd && b.ndim() == nd, "a, b: expected arrays broadcast to the output shape");
   std::vector<index_t> shape(nd), as(nd), bs(nd);
@@ -206,11 +173,10 @@ void binary_py(const py::array_t<float>& a, const py::array_t<float>& b, CArray&
     as[d] = a.strides(d) / static_cast<index_t>(sizeof(float));
     bs[d] = b.strides(d) / static_cast<index_t>(sizeof(float));
   }
-  const EltwiseOp bop = binary_op(op);
   float* y = out_ptr(out);
   if (out.size() == 0) return;
   py::gil_scoped_release release;
-  binary(bop, shape, a.data(), as, b.data(), bs, y);
+  binary(op, shape, a.data(), as, b.data(), bs, y);
 }
 
 // c, a, b: float32 views already broadcast to out's shape (numpy's broadcast_to: stride 0 on broadcast axes).
@@ -403,8 +369,10 @@ py::dict config() {
   d["compiled_isas"] = compiled;
   d["available_isas"] = available;
   d["isa"] = isa_name(active_isa());
-  const GemmConfig* g = gemm_config(active_isa());
-  d["gemm_kernel"] = g ? g->name : "reference (direct loops)";
+  const Kernels& k = kernels_for(active_isa());
+  d["conv_kernel"] = active_isa() == Isa::scalar
+                         ? std::string("reference (direct loops)")
+                         : std::string("f32 register tiles, ") + k.isa + " (" + std::to_string(k.lanes) + " lanes)";
   d["num_threads"] = num_threads();
   d["openmp"] = openmp_runtime();
   d["cpu"] = cpu;
@@ -414,12 +382,14 @@ py::dict config() {
 
 }  // namespace
 
-void bind_plan(py::module_& m);  // plan_bindings.cpp
-void bind_grad(py::module_& m);  // grad_bindings.cpp
+void bind_types(py::module_& m);  // types.cpp
+void bind_plan(py::module_& m);   // plan_bindings.cpp
+void bind_grad(py::module_& m);   // grad_bindings.cpp
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "convcore native kernels (use convcore.functional, which validates arguments first)";
   // std::invalid_argument already maps to ValueError in pybind11.
+  bind_types(m);
   m.def("conv2d", &conv2d_py, py::arg("x").noconvert(), py::arg("weight").noconvert(), py::arg("bias").noconvert(),
         py::arg("out").noconvert(), py::arg("stride"), py::arg("dilation"), py::arg("padding"), py::arg("groups"));
   m.def("max_pool2d", &max_pool2d_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("kernel"),
@@ -430,8 +400,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("batch_norm", &batch_norm_py, py::arg("x").noconvert(), py::arg("running_mean").noconvert(),
         py::arg("running_var").noconvert(), py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("eps"),
         py::arg("out").noconvert());
-  m.def("unary", &unary_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("op"), py::arg("alpha") = 0.0f,
-        py::arg("beta") = 0.0f);
+  m.def("unary", &unary_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("act"),
+        py::arg("alpha") = 0.0f, py::arg("beta") = 0.0f);
   m.def("softmax", &softmax_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"), py::arg("log"));
   m.def("lrn", &lrn_py, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("size"), py::arg("before"),
         py::arg("after"), py::arg("alpha"), py::arg("beta"), py::arg("k"));

@@ -1,4 +1,4 @@
-// Device helpers shared by the kernels: the epilogue activation (the formulas of csrc/plan/kernels_ref.cpp, in
+// Device helpers shared by the kernels: the epilogue activation (the formulas of csrc/kernels/elementwise.h, in
 // float) and grid-stride loop bounds.
 #pragma once
 #include <cmath>
@@ -11,18 +11,9 @@ __device__ __forceinline__ bool is_nan(float v) { return v != v; }
 __device__ __forceinline__ index_t imin(index_t a, index_t b) { return a < b ? a : b; }
 __device__ __forceinline__ index_t imax(index_t a, index_t b) { return a > b ? a : b; }
 
-__device__ __forceinline__ float activate(float v, const Epi& e) {
-  if (e.act == 0 || is_nan(v)) return v;
-  switch (e.act) {
-    case 1: return fminf(fmaxf(v, e.lo), e.hi);
-    case 2: return v < 0.0f ? v * e.alpha : v;
-    case 3: return 1.0f / (1.0f + expf(-v));
-    case 4: return v / (1.0f + expf(-v));
-    case 5: return tanhf(v);
-    case 6: return v * fminf(fmaxf(v + 3.0f, 0.0f), 6.0f) / 6.0f;
-    case 7: return fminf(fmaxf(v / 6.0f + 0.5f, 0.0f), 1.0f);
-    default: return v;
-  }
+// The epilogue's activation: the formula of csrc/kernels/elementwise.h, in float.
+__device__ __forceinline__ float activate(float v, const Epilogue& e) {
+  return convcore::activate<float>(e.act, v, e.alpha, e.beta);
 }
 
 // The first index of this thread and the step of a grid-stride loop over a 1-D grid.

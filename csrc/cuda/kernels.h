@@ -6,19 +6,13 @@
 // channel count is a tensor living in a channel slice of a concatenation buffer.
 #pragma once
 #include "cuda/runtime.h"
+#include "kernels/elementwise.h"
 
 namespace convcore::cuda {
 
 // Arithmetic of the dense and grouped convolutions: fp32 (CUDA cores, exact fp32 products), TF32 or bf16 (tensor
 // cores: inputs rounded to 10 / 7 mantissa bits, products accumulated in fp32).
 enum class Precision : int { fp32 = 0, tf32 = 1, bf16 = 2 };
-
-// The epilogue activation, with the codes of csrc/plan/kernels.h's Act (none, clamp, leaky_relu, sigmoid, silu,
-// tanh, hardswish, hardsigmoid).
-struct Epi {
-  int act = 0;
-  float lo = 0.0f, hi = 0.0f, alpha = 0.0f;
-};
 
 // y = act(conv(x, w) + bias [+ res]). w is packed [group][(r * S + s) * Cg + c][Kg] (packed_conv_weights).
 struct ConvArgs {
@@ -31,7 +25,7 @@ struct ConvArgs {
   const float* w;
   const float* bias;  // [K] or null
   index_t N, H, W, C, OH, OW, K, R, S, sh, sw, dh, dw, pt, pl, groups, Cg, Kg;
-  Epi e;
+  Epilogue e;
 };
 
 // How a convolution runs for one batch size: the kernel, and into how many slices its reduction is split (split-K:
@@ -59,7 +53,7 @@ struct DwArgs {
   const float* w;
   const float* bias;  // [C] or null
   index_t N, H, W, C, OH, OW, R, S, sh, sw, dh, dw, pt, pl;
-  Epi e;
+  Epilogue e;
 };
 void launch_dwconv(const DwArgs& a, cudaStream_t s);
 
@@ -81,7 +75,7 @@ void launch_adaptive_pool(const float* x, index_t xs, float* y, index_t ys, inde
 
 // y = act(x * scale[c] + shift[c]) over `pixels` pixels (scale / shift may be null: 1 / 0).
 void launch_affine(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C, const float* scale,
-                   const float* shift, const Epi& e, cudaStream_t s);
+                   const float* shift, const Epilogue& e, cudaStream_t s);
 
 // y = act(a op b) with numpy broadcasting: per-operand element strides for n, h, w, c (0 where broadcast).
 struct BinaryArgs {
@@ -91,8 +85,8 @@ struct BinaryArgs {
   index_t N, H, W, C;
   index_t as[4], bs[4];
   index_t ys;
-  int op;  // BinaryOp of csrc/core/common.h: add, mul, sub, div, max, min
-  Epi e;
+  BinaryOp op;
+  Epilogue e;
 };
 void launch_binary(const BinaryArgs& a, cudaStream_t s);
 

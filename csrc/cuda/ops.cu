@@ -121,7 +121,7 @@ __global__ void adaptive_pool_kernel(const float* x, index_t xs, float* y, index
 
 // ----------------------------------------------------------------------------------------------- elementwise
 __global__ void affine_kernel(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C,
-                              const float* scale, const float* shift, Epi e) {
+                              const float* scale, const float* shift, Epilogue e) {
   const index_t total = pixels * C;
   for (index_t i = grid_first(); i < total; i += grid_step()) {
     const index_t c = i % C, p = i / C;
@@ -136,25 +136,13 @@ __global__ void affine_kernel(const float* x, index_t xs, float* y, index_t ys, 
   }
 }
 
-__device__ __forceinline__ float binary_op(int op, float a, float b) {
-  switch (op) {
-    case 0: return a + b;
-    case 1: return a * b;
-    case 2: return a - b;
-    case 3: return a / b;
-    case 4: return is_nan(a) || is_nan(b) ? a + b : fmaxf(a, b);
-    case 5: return is_nan(a) || is_nan(b) ? a + b : fminf(a, b);
-    default: return a;
-  }
-}
-
 __global__ void binary_kernel(BinaryArgs g) {
   const index_t total = g.N * g.H * g.W * g.C;
   for (index_t i = grid_first(); i < total; i += grid_step()) {
     const index_t c = i % g.C, p = i / g.C, w = p % g.W, t = p / g.W, h = t % g.H, n = t / g.H;
     const float av = __ldg(g.a + n * g.as[0] + h * g.as[1] + w * g.as[2] + c * g.as[3]);
     const float bv = __ldg(g.b + n * g.bs[0] + h * g.bs[1] + w * g.bs[2] + c * g.bs[3]);
-    g.y[p * g.ys + c] = activate(binary_op(g.op, av, bv), g.e);
+    g.y[p * g.ys + c] = activate(binary_value<float>(g.op, av, bv), g.e);
   }
 }
 
@@ -281,7 +269,7 @@ void launch_adaptive_pool(const float* x, index_t xs, float* y, index_t ys, inde
 }
 
 void launch_affine(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C, const float* scale,
-                   const float* shift, const Epi& e, cudaStream_t s) {
+                   const float* shift, const Epilogue& e, cudaStream_t s) {
   if (pixels * C == 0) return;
   auto* k = &affine_kernel;
   CC_LAUNCH(k, dim3(grid_blocks(pixels * C, kThreads)), dim3(kThreads), s, x, xs, y, ys, pixels, C, scale, shift, e);

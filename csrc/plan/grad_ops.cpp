@@ -4,33 +4,37 @@
 #include <cstring>
 #include <limits>
 
-#include "ops/activation/activation_backward.h"
 #include "plan/op_util.h"
 
 namespace convcore {
 using namespace planop;
 namespace {
 
-struct ActGradOp : PlanOp {
+struct ActGradOp : CpuOp {
   index_t pixels, C;  // per image
-  UnaryOp op;
-  float alpha;
-  Isa isa;
+  Epilogue e;         // the activation and its parameters
+  bool guided;        // dy clamped at 0 first
+  const Kernels* k;
   int dy, v, dx;
+  void grad(const float* a, const float* g, float* out, index_t n) const {
+    if (guided) {
+      k->activation(Epilogue{Act::relu}, g, out, n);
+      g = out;
+    }
+    k->act_grad(e, a, g, out, n);
+  }
   int parallelism(index_t N, int threads) const override {
     return parts_for(12.0 * N * pixels * C, kByteGrain, threads);
   }
   void run(const Exec& ex, int part, int parts) const override {
-    const Resolved g = ex.at(dy), a = ex.at(v), out = ex.at(dx);
+    const TensorView g = ex.at(dy), a = ex.at(v), out = ex.at(dx);
     const auto [p0, p1] = share(ex.N * pixels, part, parts);
     if (g.stride == C && a.stride == C && out.stride == C) {  // one run over the share
-      if (p0 < p1) unary_input_grad_chunk(op, alpha, a.base + p0 * C, g.base + p0 * C, out.base + p0 * C,
-                                          (p1 - p0) * C, isa);
+      if (p0 < p1) grad(a.base + p0 * C, g.base + p0 * C, out.base + p0 * C, (p1 - p0) * C);
       return;
     }
     for (index_t p = p0; p < p1; ++p)  // a slice of a concatenation: pixel by pixel
-      unary_input_grad_chunk(op, alpha, a.base + p * a.stride, g.base + p * g.stride, out.base + p * out.stride, C,
-                             isa);
+      grad(a.base + p * a.stride, g.base + p * g.stride, out.base + p * out.stride, C);
   }
 };
 
@@ -39,7 +43,7 @@ inline void apply_mask(float* dst, const float* m, index_t C, float lo, float hi
   for (index_t c = 0; c < C; ++c) dst[c] = lo < m[c] && m[c] < hi ? dst[c] : 0.0f;
 }
 
-struct InterleaveOp : PlanOp {
+struct InterleaveOp : CpuOp {
   index_t H, W, C;
   std::vector<PhaseSlot> rows, cols;
   std::vector<int> phases;
@@ -49,11 +53,11 @@ struct InterleaveOp : PlanOp {
     return parts_for(12.0 * N * H * W * C, kByteGrain, threads);
   }
   void run(const Exec& ex, int part, int parts) const override {
-    const Resolved out = ex.at(y);
-    const Resolved r = res >= 0 ? ex.at(res) : Resolved{nullptr, 0, 0};
-    const Resolved mk = mask.mask >= 0 ? ex.at(mask.mask) : Resolved{nullptr, 0, 0};
-    thread_local std::vector<Resolved> src;
-    src.assign(phases.size(), Resolved{nullptr, 0, 0});
+    const TensorView out = ex.at(y);
+    const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
+    const TensorView mk = mask.mask >= 0 ? ex.at(mask.mask) : TensorView{nullptr, 0, 0};
+    thread_local std::vector<TensorView> src;
+    src.assign(phases.size(), TensorView{nullptr, 0, 0});
     for (size_t i = 0; i < phases.size(); ++i)
       if (phases[i] >= 0) src[i] = ex.at(phases[i]);
     const index_t sh = static_cast<index_t>(rows.size()), sw = static_cast<index_t>(cols.size());
@@ -90,7 +94,7 @@ struct InterleaveOp : PlanOp {
 
 // Parts split the channels (windows overlap across pixels, never across channels). Each scans every window for a
 // block of kBlock channels at a time, keeping per-channel running maxima in local arrays the compiler vectorizes.
-struct MaxPoolGradOp : PlanOp {
+struct MaxPoolGradOp : CpuOp {
   static constexpr index_t kBlock = 64;
   index_t H, W, C, OH, OW, kh, kw, sh, sw, dh, dw, pt, pl;
   int x, dy, dx;
@@ -99,8 +103,8 @@ struct MaxPoolGradOp : PlanOp {
     return parts_for(4.0 * N * OH * OW * C * kh * kw, kByteGrain, std::min<index_t>(threads, ceil_div(C, 16)));
   }
   void run(const Exec& ex, int part, int parts) const override {
-    const Resolved in = ex.at(x), g = ex.at(dy), out = ex.at(dx);
-    const Resolved mk = mask.mask >= 0 ? ex.at(mask.mask) : Resolved{nullptr, 0, 0};
+    const TensorView in = ex.at(x), g = ex.at(dy), out = ex.at(dx);
+    const TensorView mk = mask.mask >= 0 ? ex.at(mask.mask) : TensorView{nullptr, 0, 0};
     const auto [c0, c1] = share(C, part, parts, 16);
     for (index_t n = 0; n < ex.N; ++n) {
       float* di = out.base + n * out.image;
@@ -150,7 +154,7 @@ struct MaxPoolGradOp : PlanOp {
 };
 
 // Parts split the channels, as MaxPoolGradOp's; each output pixel adds dy / count to the rows of its window.
-struct AvgPoolGradOp : PlanOp {
+struct AvgPoolGradOp : CpuOp {
   index_t H, W, C, OH, OW, kh, kw, sh, sw, pt, pb, pl, pr;
   bool count_include_pad;
   int dy, dx;
@@ -158,7 +162,7 @@ struct AvgPoolGradOp : PlanOp {
     return parts_for(8.0 * N * OH * OW * C * kh * kw, kByteGrain, std::min<index_t>(threads, ceil_div(C, 16)));
   }
   void run(const Exec& ex, int part, int parts) const override {
-    const Resolved g = ex.at(dy), out = ex.at(dx);
+    const TensorView g = ex.at(dy), out = ex.at(dx);
     const auto [c0, c1] = share(C, part, parts, 16);
     const index_t nc = c1 - c0;
     if (nc <= 0) return;
@@ -186,7 +190,7 @@ struct AvgPoolGradOp : PlanOp {
   }
 };
 
-struct Col2imOp : PlanOp {
+struct Col2imOp : CpuOp {
   index_t H, W, C, OH, OW, R, S, sh, sw, dh, dw, pt, pl;
   int cols, y, res;
   GradMask mask;
@@ -194,9 +198,9 @@ struct Col2imOp : PlanOp {
     return parts_for(8.0 * N * OH * OW * R * S * C, kByteGrain, threads);
   }
   void run(const Exec& ex, int part, int parts) const override {
-    const Resolved in = ex.at(cols), out = ex.at(y);
-    const Resolved r = res >= 0 ? ex.at(res) : Resolved{nullptr, 0, 0};
-    const Resolved mk = mask.mask >= 0 ? ex.at(mask.mask) : Resolved{nullptr, 0, 0};
+    const TensorView in = ex.at(cols), out = ex.at(y);
+    const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
+    const TensorView mk = mask.mask >= 0 ? ex.at(mask.mask) : TensorView{nullptr, 0, 0};
     // The (output column, tap) pairs reaching each input column, found once per call.
     thread_local std::vector<index_t> col_first, col_src;
     col_first.assign(static_cast<size_t>(W + 1), 0);
@@ -232,34 +236,26 @@ struct Col2imOp : PlanOp {
   }
 };
 
-// A residual or mask tensor must have dx's shape (-1: none).
-void check_like_dx(const Plan& p, int t, index_t H, index_t W, index_t C, const std::string& what) {
-  if (t < 0) return;
-  require(t < p.num_tensors(), what + ": unknown tensor");
-  const TensorDesc& d = p.tensor(t);
-  require(d.H == H && d.W == W && d.C == C, what + " must have dx's shape");
-}
-
 }  // namespace
 
-int plan_act_grad(Plan& p, const std::string& name, int dy, int v, UnaryOp op, float alpha) {
-  const TensorDesc g = p.tensor(dy), a = p.tensor(v);
-  require(g.H == a.H && g.W == a.W && g.C == a.C, "plan.act_grad: dy and the saved value differ in shape");
-  require(static_cast<int>(op) <= static_cast<int>(UnaryOp::hardsigmoid), "plan.act_grad: no backward kernel");
+int plan_act_grad(Plan& p, const std::string& name, int dy, int v, const Epilogue& e, bool guided) {
+  const TensorDesc g = p.tensor(p.check(dy, "dy"));
+  p.check_like(p.check(v, "v"), g.H, g.W, g.C, "v");
+  require(act_grad_from(e.act) != GradFrom::none,
+          std::string("plan.act_grad: ") + act_name(e.act) + " has no derivative");
   const int dx = p.add_tensor(g.H, g.W, g.C);
   auto o = std::make_unique<ActGradOp>();
-  o->pixels = g.H * g.W, o->C = g.C, o->op = op, o->alpha = alpha, o->isa = p.isa();
+  o->pixels = g.H * g.W, o->C = g.C, o->e = e, o->guided = guided, o->k = &p.kernels();
   o->dy = dy, o->v = v, o->dx = dx;
-  o->name = name, o->kind = "act_grad", o->detail = dims(g);
-  o->reads = {dy, v}, o->writes = {dx};
-  add(p, std::move(o));
+  p.finish(std::move(o), name, p.kind(std::string("act_grad+") + act_name(e.act), true),
+           p.dims(dy) + (guided ? " guided" : ""), {dy, v}, {dx});
   return dx;
 }
 
 int plan_interleave(Plan& p, const std::string& name, index_t H, index_t W, index_t C,
                     const std::vector<PhaseSlot>& rows, const std::vector<PhaseSlot>& cols,
                     const std::vector<int>& phases, int residual, const GradMask& mask) {
-  check_like_dx(p, mask.mask, H, W, C, "plan.interleave: the mask");
+  p.check_like(mask.mask, H, W, C, "plan.interleave: the mask");
   require(H >= 1 && W >= 1 && C >= 1 && !rows.empty() && !cols.empty() && phases.size() == rows.size() * cols.size(),
           "plan.interleave: expected rows x cols phases");
   auto check_axis = [&](const std::vector<PhaseSlot>& axis, index_t size, bool is_row) {
@@ -278,29 +274,29 @@ int plan_interleave(Plan& p, const std::string& name, index_t H, index_t W, inde
       }
     }
   };
-  for (int t : phases) require(t < p.num_tensors(), "plan.interleave: unknown phase tensor");
+  for (int t : phases)
+    if (t >= 0) p.check(t, "plan.interleave: phase tensor");
   check_axis(rows, H, true);
   check_axis(cols, W, false);
-  check_like_dx(p, residual, H, W, C, "plan.interleave: the residual");
+  p.check_like(residual, H, W, C, "plan.interleave: the residual");
   const int y = p.add_tensor(H, W, C);
   auto o = std::make_unique<InterleaveOp>();
   o->H = H, o->W = W, o->C = C, o->rows = rows, o->cols = cols, o->phases = phases, o->y = y, o->res = residual;
   o->mask = mask;
-  o->name = name, o->kind = "interleave";
-  o->detail = dims(p.tensor(y)) + (residual >= 0 ? " +res" : "") + (mask.mask >= 0 ? " +mask" : "");
+  std::vector<int> reads;
   for (int t : phases)
-    if (t >= 0) o->reads.push_back(t);
-  if (residual >= 0) o->reads.push_back(residual);
-  if (mask.mask >= 0) o->reads.push_back(mask.mask);
-  o->writes = {y};
-  add(p, std::move(o));
+    if (t >= 0) reads.push_back(t);
+  for (int t : {residual, mask.mask})
+    if (t >= 0) reads.push_back(t);
+  p.finish(std::move(o), name, "interleave",
+           p.dims(y) + (residual >= 0 ? " +res" : "") + (mask.mask >= 0 ? " +mask" : ""), reads, {y});
   return y;
 }
 
 int plan_max_pool_grad(Plan& p, const std::string& name, int x, int dy, index_t kh, index_t kw, index_t sh,
                        index_t sw, index_t dh, index_t dw, index_t pt, index_t pl, const GradMask& mask) {
-  const TensorDesc in = p.tensor(x), g = p.tensor(dy);
-  check_like_dx(p, mask.mask, in.H, in.W, in.C, "plan.max_pool_grad: the mask");
+  const TensorDesc in = p.tensor(p.check(x, "x")), g = p.tensor(p.check(dy, "dy"));
+  p.check_like(mask.mask, in.H, in.W, in.C, "plan.max_pool_grad: the mask");
   require(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && pt >= 0 && pl >= 0 && in.C == g.C,
           "plan.max_pool_grad: bad window geometry");
   const int dx = p.add_tensor(in.H, in.W, in.C);
@@ -308,39 +304,38 @@ int plan_max_pool_grad(Plan& p, const std::string& name, int x, int dy, index_t 
   o->H = in.H, o->W = in.W, o->C = in.C, o->OH = g.H, o->OW = g.W;
   o->kh = kh, o->kw = kw, o->sh = sh, o->sw = sw, o->dh = dh, o->dw = dw, o->pt = pt, o->pl = pl;
   o->x = x, o->dy = dy, o->dx = dx, o->mask = mask;
-  o->name = name, o->kind = "max_pool_grad", o->detail = dims(g) + " -> " + dims(in) + (mask.mask >= 0 ? " +mask" : "");
-  o->reads = {x, dy}, o->writes = {dx};
-  if (mask.mask >= 0) o->reads.push_back(mask.mask);
-  add(p, std::move(o));
+  std::vector<int> reads{x, dy};
+  if (mask.mask >= 0) reads.push_back(mask.mask);
+  p.finish(std::move(o), name, "max_pool_grad", p.dims(dy) + " -> " + p.dims(x) + (mask.mask >= 0 ? " +mask" : ""),
+           reads, {dx});
   return dx;
 }
 
 int plan_col2im(Plan& p, const std::string& name, int cols, index_t H, index_t W, index_t C, index_t R, index_t S,
                 index_t sh, index_t sw, index_t dh, index_t dw, index_t pt, index_t pl, int residual,
                 const GradMask& mask) {
-  const TensorDesc in = p.tensor(cols);
+  const TensorDesc in = p.tensor(p.check(cols, "cols"));
   require(H >= 1 && W >= 1 && C >= 1 && R >= 1 && S >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && pt >= 0 &&
               pl >= 0 && in.C == R * S * C,
           "plan.col2im: expected cols with R * S * C channels and a valid window");
-  check_like_dx(p, mask.mask, H, W, C, "plan.col2im: the mask");
-  check_like_dx(p, residual, H, W, C, "plan.col2im: the residual");
+  p.check_like(mask.mask, H, W, C, "plan.col2im: the mask");
+  p.check_like(residual, H, W, C, "plan.col2im: the residual");
   const int y = p.add_tensor(H, W, C);
   auto o = std::make_unique<Col2imOp>();
   o->H = H, o->W = W, o->C = C, o->OH = in.H, o->OW = in.W, o->R = R, o->S = S, o->sh = sh, o->sw = sw;
   o->dh = dh, o->dw = dw, o->pt = pt, o->pl = pl, o->cols = cols, o->y = y, o->res = residual, o->mask = mask;
-  o->name = name, o->kind = "col2im";
-  o->detail = dims(in) + " -> " + dims(p.tensor(y)) + (residual >= 0 ? " +res" : "") + (mask.mask >= 0 ? " +mask" : "");
-  o->reads = {cols};
-  if (residual >= 0) o->reads.push_back(residual);
-  if (mask.mask >= 0) o->reads.push_back(mask.mask);
-  o->writes = {y};
-  add(p, std::move(o));
+  std::vector<int> reads{cols};
+  for (int t : {residual, mask.mask})
+    if (t >= 0) reads.push_back(t);
+  p.finish(std::move(o), name, "col2im",
+           p.dims(cols) + " -> " + p.dims(y) + (residual >= 0 ? " +res" : "") + (mask.mask >= 0 ? " +mask" : ""),
+           reads, {y});
   return y;
 }
 
 int plan_avg_pool_grad(Plan& p, const std::string& name, int dy, index_t H, index_t W, index_t kh, index_t kw,
                        index_t sh, index_t sw, index_t pt, index_t pb, index_t pl, index_t pr, bool count_include_pad) {
-  const TensorDesc g = p.tensor(dy);
+  const TensorDesc g = p.tensor(p.check(dy, "dy"));
   require(H >= 1 && W >= 1 && kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && pt >= 0 && pb >= 0 && pl >= 0 && pr >= 0,
           "plan.avg_pool_grad: bad window geometry");
   require((g.H - 1) * sh < H + pt + pb && (g.W - 1) * sw < W + pl + pr,
@@ -349,9 +344,7 @@ int plan_avg_pool_grad(Plan& p, const std::string& name, int dy, index_t H, inde
   auto o = std::make_unique<AvgPoolGradOp>();
   o->H = H, o->W = W, o->C = g.C, o->OH = g.H, o->OW = g.W, o->kh = kh, o->kw = kw, o->sh = sh, o->sw = sw;
   o->pt = pt, o->pb = pb, o->pl = pl, o->pr = pr, o->count_include_pad = count_include_pad, o->dy = dy, o->dx = dx;
-  o->name = name, o->kind = "avg_pool_grad", o->detail = dims(g) + " -> " + dims(p.tensor(dx));
-  o->reads = {dy}, o->writes = {dx};
-  add(p, std::move(o));
+  p.finish(std::move(o), name, "avg_pool_grad", p.dims(dy) + " -> " + p.dims(dx), {dy}, {dx});
   return dx;
 }
 

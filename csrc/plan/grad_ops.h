@@ -6,13 +6,13 @@
 #include <string>
 #include <vector>
 
-#include "ops/activation/activation.h"
 #include "plan/plan.h"
 
 namespace convcore {
 
-// dx = dy * op'(v): v is the activation's output or input, as unary_grad_uses_output(op) says (the eager rules).
-int plan_act_grad(Plan& p, const std::string& name, int dy, int v, UnaryOp op, float alpha);
+// dx = dy * act'(v) for the epilogue's activation and parameters: v is the activation's output or input, as
+// act_grad_from(e.act) says (kernels/elementwise.h). guided: dy clamped at 0 first (guided backpropagation).
+int plan_act_grad(Plan& p, const std::string& name, int dy, int v, const Epilogue& e, bool guided);
 
 // One axis of a strided convolution's input gradient: the output phase whose pixels have residue r (index r), as
 // rows (or columns) start + stride * i, i < count, read at offset + i in that phase's tensor. phase < 0: none.

@@ -1,9 +1,7 @@
-// Helpers the Plan's op builders share (ops.cpp, grad_ops.cpp): how many threads an op is worth, each part's share
-// of its work, shape strings for summaries, adding an op and keeping a reference to it.
+// Helpers the CPU Plan's ops share (ops.cpp, conv_ops.cpp, grad_ops.cpp): how many threads an op is worth and each
+// part's share of its work.
 #pragma once
 #include <algorithm>
-#include <memory>
-#include <string>
 #include <utility>
 
 #include "core/threads.h"
@@ -24,18 +22,17 @@ inline std::pair<index_t, index_t> share(index_t n, int part, int parts, index_t
   return {std::min(lo, n), std::min(hi, n)};
 }
 
+// Calls f(n, p0, p1) for each image's piece of pixels [lo, hi) of an N x HW batch.
+template <class F>
+void for_image_pixels(index_t HW, index_t lo, index_t hi, F&& f) {
+  for (index_t p = lo; p < hi;) {
+    const index_t n = p / HW, end = std::min(hi, (n + 1) * HW);
+    f(n, p - n * HW, end - n * HW);
+    p = end;
+  }
+}
+
 constexpr double kFlopGrain = 1 << 20;   // below ~1 MFLOP a second thread costs more than it saves
 constexpr double kByteGrain = 1 << 17;   // memory-bound ops: per thread at least this many bytes
-
-inline std::string dims(const TensorDesc& t) {
-  return std::to_string(t.H) + "x" + std::to_string(t.W) + "x" + std::to_string(t.C);
-}
-
-template <class T>
-T& add(Plan& p, std::unique_ptr<T> op) {
-  T& ref = *op;
-  p.add_op(std::move(op));
-  return ref;
-}
 
 }  // namespace convcore::planop

@@ -43,7 +43,7 @@ def __getattr__(name):
 def show_config(print_out: bool = True) -> dict:
     """Returns (and prints, unless ``print_out=False``) what was compiled, detected and chosen.
 
-    Keys: ``version``, ``compiled_isas``, ``available_isas``, ``isa`` (the active one), ``gemm_kernel``,
+    Keys: ``version``, ``compiled_isas``, ``available_isas``, ``isa`` (the active one), ``conv_kernel``,
     ``num_threads``, ``openmp``, ``cpu`` (brand and feature flags), ``compiler``, ``cuda`` (the GPU backend:
     ``built``, ``available`` or the ``reason`` why not, driver and runtime versions, compiled ``architectures``, and
     per GPU its name, compute capability and memory; see :func:`convcore.cuda.config`).
@@ -59,7 +59,7 @@ def show_config(print_out: bool = True) -> dict:
         print(f"  compiled ISAs:  {', '.join(cfg['compiled_isas'])}")
         print(f"  usable ISAs:    {', '.join(cfg['available_isas'])}")
         print(f"  active ISA:     {cfg['isa']}" + ("  (forced by CONVCORE_ISA)" if _os.environ.get("CONVCORE_ISA") else ""))
-        print(f"  GEMM kernel:    {cfg['gemm_kernel']}")
+        print(f"  conv kernel:    {cfg['conv_kernel']}")
         print(f"  threads:        {cfg['num_threads']}")
         print(f"  OpenMP:         {cfg['openmp']} (GOMP_SPINCOUNT={_os.environ.get('GOMP_SPINCOUNT', 'default')})")
         print(f"  compiler:       {cfg['compiler']}")

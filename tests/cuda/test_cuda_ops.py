@@ -272,7 +272,7 @@ def test_flatten_linear_softmax(gpu, h, w):
 
 def test_inverted_residual_block(gpu, monkeypatch):
     """An MBConv block the lowering fuses (at any size here): on the GPU, its three convolutions."""
-    monkeypatch.setattr(importlib.import_module("convcore.plan.lower"), "MBCONV_MIN_BYTES", 0)
+    monkeypatch.setattr(importlib.import_module("convcore.plan.fusion"), "MBCONV_MIN_BYTES", 0)
     rng = np.random.default_rng(10)
     we, wd, wp = rand(rng, 96, 16, 1, 1, scale=0.3), rand(rng, 96, 1, 3, 3, scale=0.3), rand(rng, 16, 96, 1, 1, scale=0.3)
 

@@ -48,9 +48,10 @@ def torch_input_grad(reference, x, fn):
 # windows (googlenet), average pooling (densenet), adaptive / global pooling, batch norm before and after convs,
 # ReLU / ReLU6 / SiLU / sigmoid, squeeze-excitation mul, concat, flatten, linear. Max pooling sends each window's
 # gradient to its largest input, a discontinuous choice: where two inputs of a window are within float rounding of
-# each other, torch and convcore may pick different ones. Random-weight googlenet makes such near ties (e.g. 4e-8
-# apart at 64 x 64, more at larger sizes: its maps are nearly constant), so it runs at 80 x 80, where it has none.
-MODELS = {"resnet18": 64, "mobilenet_v2": 64, "efficientnet_b0": 64, "googlenet": 80, "densenet121": 64,
+# each other, torch and convcore may pick different ones. Random-weight googlenet makes such near ties (its maps are
+# nearly constant: gradients ~1e-8); which sizes meet one depends on the kernels' summation order (with the current
+# kernels 64, 80, 96 and 112 do), so it runs at 88 x 88, where none does.
+MODELS = {"resnet18": 64, "mobilenet_v2": 64, "efficientnet_b0": 64, "googlenet": 88, "densenet121": 64,
           "alexnet": 64, "vgg11_bn": 32, "mnasnet0_5": 64, "resnext50_32x4d": 64}
 
 
@@ -67,7 +68,7 @@ def test_zoo_input_gradients_match_torch(name, size):
 
 @pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0", "densenet121"])
 def test_compiled_program_matches_torch(name):
-    """The program run many times (compiled forward pass and backward convolutions) is as accurate."""
+    """The program run many times (forward and backward as one compiled Plan) is as accurate."""
     reference, ours = pair(name)
     x = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
     _, expected = torch_input_grad(reference, x, lambda y: y[:, 3].sum())

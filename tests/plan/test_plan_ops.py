@@ -276,7 +276,7 @@ def test_any_batch_and_out(isa):
 def test_inverted_residual_block_fused(isa, threads, se, stride, monkeypatch):
     """[expand 1x1 -> depthwise -> (squeeze-excitation) -> project 1x1 (+ residual)]: one mbconv op without SE; with
     SE the expand and depthwise fuse, and the gate scales the projection's weights per image."""
-    monkeypatch.setattr(importlib.import_module("convcore.plan.lower"), "MBCONV_MIN_BYTES", 0)  # fuse at any size
+    monkeypatch.setattr(importlib.import_module("convcore.plan.fusion"), "MBCONV_MIN_BYTES", 0)  # fuse at any size
     rng = np.random.default_rng(10)
     we, be = rand(rng, 96, 16, 1, 1, scale=0.3), rand(rng, 96)
     wd, bd = rand(rng, 96, 1, 3, 3, scale=0.3), rand(rng, 96)

@@ -1,25 +1,18 @@
-// Elementwise activations on a flat float32 buffer (any tensor shape).
+// Eager elementwise activations and their input gradients on flat float32 buffers (any tensor shape): the kernels'
+// activation and act_grad loops (kernels/kernels.h), split across threads. The activations themselves are listed
+// once, in kernels/elementwise.h.
 #pragma once
 #include "core/common.h"
+#include "core/cpu.h"
+#include "kernels/elementwise.h"
 
 namespace convcore {
 
-// The activations up to hardsigmoid run the Plan's SIMD activation kernels (the CNN hot path); the ops after them
-// (ONNX's other elementwise functions) are memory-bound in practice and run the portable reference loop on every ISA.
-enum class UnaryOp {
-  relu, relu6, leaky_relu, sigmoid, tanh, silu, hardswish, hardsigmoid,
-  // portable only:
-  elu, selu, celu, softplus, softsign, gelu, gelu_tanh, mish, erf, exp, log, sqrt, neg, abs, reciprocal, clip
-};
-constexpr UnaryOp kLastSimdUnary = UnaryOp::hardsigmoid;
+// y = act(x) over n elements for the epilogue's activation and parameters. y may alias x. Isa::scalar runs the
+// reference formula in double.
+void unary(const Epilogue& e, const float* x, float* y, index_t n, Isa isa);
 
-// y = op(x) over n elements, split across threads. y may alias x. The parameters:
-//   leaky_relu: alpha = negative slope;  elu, celu: alpha;  selu: alpha, beta = gamma;  clip: [alpha, beta].
-// The AVX2 / AVX-512 paths are the Plan's activation kernels (plan/kernels_simd.inc: vectorized exp, rcp-based
-// sigmoid).
-void unary(UnaryOp op, float alpha, float beta, const float* x, float* y, index_t n);
-
-// Reference: computed in double with <cmath>, one element at a time; NaN in, NaN out.
-void unary_ref(UnaryOp op, float alpha, float beta, const float* x, float* y, index_t n);
+// dx = dy * act'(v) over n elements, v the activation's input or output as act_grad_from(e.act) says. dx may alias dy.
+void unary_input_grad(const Epilogue& e, const float* v, const float* dy, float* dx, index_t n, Isa isa);
 
 }  // namespace convcore

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -15,54 +14,40 @@
 namespace convcore {
 
 namespace {
-
 index_t floor_div(index_t a, index_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }  // b > 0
+}  // namespace
 
-// One axis of one phase p (0 <= p < stride): the dx rows ih with (ih + pad_lo) % stride == p, and the stride-1
-// convolution over dy that computes them. Row u of the phase is dx row `start + u * stride`.
-struct PhaseAxis {
-  index_t taps = 0;       // kernel taps r with (r * dil) % stride == p
-  index_t first_tap = 0;  // the smallest such r
-  index_t tap_step = 1;   // the distance between consecutive ones
-  index_t dil = 1;        // their dilation in dy rows
-  index_t count = 0;      // dx rows in the phase
-  index_t start = 0;      // the first of them
-  index_t lo = 0, hi = 0; // padding of dy for the phase's convolution (negative: dy rows it never reads)
+PhaseAxis::PhaseAxis(index_t in, index_t out, index_t k, index_t stride, index_t dil_in, index_t pad_lo, index_t p) {
+  const index_t g = std::gcd(dil_in, stride);
+  tap_step = stride / g;
+  dil = dil_in / g;
+  first_tap = 0;
+  while (first_tap < k && (first_tap * dil_in) % stride != p) ++first_tap;
+  taps = first_tap < k ? (k - 1 - first_tap) / tap_step + 1 : 0;
+  // dx row ih = p - pad_lo + stride * j for j in [j0, j1].
+  const index_t j0 = -floor_div(p - pad_lo, stride), j1 = floor_div(in - 1 - p + pad_lo, stride);
+  count = std::max<index_t>(j1 - j0 + 1, 0);
+  start = p - pad_lo + stride * j0;
+  if (taps == 0) return;
+  // Tap i (r = first_tap + i * tap_step) sends dy row j - t0 - i * dil to phase row j, t0 = (r0 * dil_in - p) / s.
+  // With the taps flipped this is a correlation with padding lo before dy and hi after it.
+  const index_t t0 = (first_tap * dil_in - p) / stride, span = (taps - 1) * dil;
+  lo = t0 + span - j0;
+  hi = count - out - lo + span;
+}
 
-  PhaseAxis(index_t in, index_t out, index_t k, index_t stride, index_t dil_in, index_t pad_lo, index_t p) {
-    const index_t g = std::gcd(dil_in, stride);
-    tap_step = stride / g;
-    dil = dil_in / g;
-    first_tap = 0;
-    while (first_tap < k && (first_tap * dil_in) % stride != p) ++first_tap;
-    taps = first_tap < k ? (k - 1 - first_tap) / tap_step + 1 : 0;
-    // dx row ih = p - pad_lo + stride * j for j in [j0, j1].
-    const index_t j0 = -floor_div(p - pad_lo, stride), j1 = floor_div(in - 1 - p + pad_lo, stride);
-    count = std::max<index_t>(j1 - j0 + 1, 0);
-    start = p - pad_lo + stride * j0;
-    if (taps == 0) return;
-    // Tap i (r = first_tap + i * tap_step) sends dy row j - t0 - i * dil to phase row j, t0 = (r0 * dil_in - p) / s.
-    // With the taps flipped this is a correlation with padding lo before dy and hi after it.
-    const index_t t0 = (first_tap * dil_in - p) / stride, span = (taps - 1) * dil;
-    lo = t0 + span - j0;
-    hi = count - out - lo + span;
-  }
-};
-
-std::vector<PhaseAxis> phases(index_t in, index_t out, index_t k, index_t stride, index_t dil, index_t pad_lo) {
+std::vector<PhaseAxis> conv_grad_phases(index_t in, index_t out, index_t k, index_t stride, index_t dil,
+                                        index_t pad_lo) {
   std::vector<PhaseAxis> v;
   for (index_t p = 0; p < stride; ++p) v.emplace_back(in, out, k, stride, dil, pad_lo, p);
   return v;
 }
 
-constexpr Clamp kNoClamp{-std::numeric_limits<float>::infinity(), std::numeric_limits<float>::infinity()};
-
-}  // namespace
 
 void conv2d_input_grad_weights(const Conv2dShape& s, const float* w, float* wt) {
   const index_t G = s.groups, Cg = s.C / G, Kg = s.K / G;
-  const std::vector<PhaseAxis> rows = phases(s.H, s.OH, s.R, s.stride_h, s.dil_h, s.pad_t);
-  const std::vector<PhaseAxis> cols = phases(s.W, s.OW, s.S, s.stride_w, s.dil_w, s.pad_l);
+  const std::vector<PhaseAxis> rows = conv_grad_phases(s.H, s.OH, s.R, s.stride_h, s.dil_h, s.pad_t);
+  const std::vector<PhaseAxis> cols = conv_grad_phases(s.W, s.OW, s.S, s.stride_w, s.dil_w, s.pad_l);
   for (const PhaseAxis& ph : rows)
     for (const PhaseAxis& pw : cols) {
       const index_t nh = ph.taps, nw = pw.taps;
@@ -90,8 +75,8 @@ void conv2d_input_grad(const Conv2dShape& s, const float* dy, const float* w, co
     conv2d_input_grad_weights(s, w, own.data());
     wt = own.data();
   }
-  const std::vector<PhaseAxis> rows = phases(s.H, s.OH, s.R, s.stride_h, s.dil_h, s.pad_t);
-  const std::vector<PhaseAxis> cols = phases(s.W, s.OW, s.S, s.stride_w, s.dil_w, s.pad_l);
+  const std::vector<PhaseAxis> rows = conv_grad_phases(s.H, s.OH, s.R, s.stride_h, s.dil_h, s.pad_t);
+  const std::vector<PhaseAxis> cols = conv_grad_phases(s.W, s.OW, s.S, s.stride_w, s.dil_w, s.pad_l);
   const index_t planes_in = s.N * s.K, planes_out = s.N * s.C;
   // dy rows / columns a phase never reads (negative padding) are cropped away; a phase left with none gets no
   // gradient at all.
@@ -134,11 +119,11 @@ void conv2d_input_grad(const Conv2dShape& s, const float* dy, const float* w, co
                           std::max<index_t>(pw.hi, 0), s.groups};
       const bool direct = s.stride_h == 1 && s.stride_w == 1;  // one phase: it is dx
       if (direct) {
-        conv2d(t, src, wp, nullptr, dx, kNoClamp);
+        conv2d(t, src, wp, nullptr, dx);
         continue;
       }
       result.resize(static_cast<size_t>(planes_out * ph.count * pw.count));
-      conv2d(t, src, wp, nullptr, result.data(), kNoClamp);
+      conv2d(t, src, wp, nullptr, result.data());
 #pragma omp parallel for num_threads(threads_for(static_cast<double>(planes_out) * ph.count * pw.count, 1 << 17))
       for (index_t pl = 0; pl < planes_out; ++pl)
         for (index_t u = 0; u < ph.count; ++u) {

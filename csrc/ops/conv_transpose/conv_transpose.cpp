@@ -7,7 +7,6 @@
 
 #include "core/cpu.h"
 #include "core/threads.h"
-#include "ops/gemm/gemm.h"
 #include "ops/linear/linear.h"
 
 namespace convcore {
@@ -23,7 +22,7 @@ void conv_transpose2d_check(const ConvTranspose2dShape& s) {
 
 void conv_transpose2d(const ConvTranspose2dShape& s, const float* x, const float* w, const float* bias, float* y) {
   conv_transpose2d_check(s);
-  if (gemm_config(active_isa()) == nullptr) return conv_transpose2d_ref(s, x, w, bias, y);
+  if (active_isa() == Isa::scalar) return conv_transpose2d_ref(s, x, w, bias, y);
   const index_t G = s.groups, Cg = s.C / G, Kg = s.K / G, taps = s.kh * s.kw, HW = s.H * s.W, OHW = s.OH * s.OW;
   const index_t rows = Kg * taps;  // one row of columns per (output channel, tap)
   std::vector<float> wt(static_cast<size_t>(rows * Cg)), xt(static_cast<size_t>(HW * Cg));

@@ -11,26 +11,13 @@
 namespace convcore {
 
 namespace {
-template <EltwiseOp op>
+template <BinaryOp op>
 inline float apply(float a, float b) {
-  if constexpr (op == EltwiseOp::add) return a + b;
-  if constexpr (op == EltwiseOp::mul) return a * b;
-  if constexpr (op == EltwiseOp::sub) return a - b;
-  if constexpr (op == EltwiseOp::div) return a / b;
-  if constexpr (op == EltwiseOp::max) return a != a || b != b ? a + b : (a > b ? a : b);  // NaN propagates
-  if constexpr (op == EltwiseOp::min) return a != a || b != b ? a + b : (a < b ? a : b);
-  if constexpr (op == EltwiseOp::pow) return static_cast<float>(std::pow(static_cast<double>(a), static_cast<double>(b)));
-  if constexpr (op == EltwiseOp::prelu) return a < 0.0f ? a * b : a;
-  if constexpr (op == EltwiseOp::less) return a < b ? 1.0f : 0.0f;
-  if constexpr (op == EltwiseOp::less_equal) return a <= b ? 1.0f : 0.0f;
-  if constexpr (op == EltwiseOp::greater) return a > b ? 1.0f : 0.0f;
-  if constexpr (op == EltwiseOp::greater_equal) return a >= b ? 1.0f : 0.0f;
-  if constexpr (op == EltwiseOp::equal) return a == b ? 1.0f : 0.0f;
-  return 0.0f;
+  return binary_value<float>(op, a, b);
 }
 
 // The innermost row: contiguous, broadcast-scalar, or strided operands.
-template <EltwiseOp op>
+template <BinaryOp op>
 void row(index_t n, const float* a, index_t sa, const float* b, index_t sb, float* out) {
   if (sa == 1 && sb == 1) {
     for (index_t i = 0; i < n; ++i) out[i] = apply<op>(a[i], b[i]);
@@ -45,7 +32,7 @@ void row(index_t n, const float* a, index_t sa, const float* b, index_t sb, floa
   }
 }
 
-template <EltwiseOp op>
+template <BinaryOp op>
 void binary_impl(const std::vector<index_t>& shape, const float* a, const std::vector<index_t>& as, const float* b,
                  const std::vector<index_t>& bs, float* out) {
   const int nd = static_cast<int>(shape.size());
@@ -70,24 +57,15 @@ void binary_impl(const std::vector<index_t>& shape, const float* a, const std::v
 }
 }  // namespace
 
-void binary(EltwiseOp op, const std::vector<index_t>& shape, const float* a, const std::vector<index_t>& a_strides,
+void binary(BinaryOp op, const std::vector<index_t>& shape, const float* a, const std::vector<index_t>& a_strides,
             const float* b, const std::vector<index_t>& b_strides, float* out) {
   require(a_strides.size() == shape.size() && b_strides.size() == shape.size(), "binary: strides must match the shape");
   switch (op) {
-    case EltwiseOp::add: return binary_impl<EltwiseOp::add>(shape, a, a_strides, b, b_strides, out);
-    case EltwiseOp::mul: return binary_impl<EltwiseOp::mul>(shape, a, a_strides, b, b_strides, out);
-    case EltwiseOp::sub: return binary_impl<EltwiseOp::sub>(shape, a, a_strides, b, b_strides, out);
-    case EltwiseOp::div: return binary_impl<EltwiseOp::div>(shape, a, a_strides, b, b_strides, out);
-    case EltwiseOp::max: return binary_impl<EltwiseOp::max>(shape, a, a_strides, b, b_strides, out);
-    case EltwiseOp::min: return binary_impl<EltwiseOp::min>(shape, a, a_strides, b, b_strides, out);
-    case EltwiseOp::pow: return binary_impl<EltwiseOp::pow>(shape, a, a_strides, b, b_strides, out);
-    case EltwiseOp::prelu: return binary_impl<EltwiseOp::prelu>(shape, a, a_strides, b, b_strides, out);
-    case EltwiseOp::less: return binary_impl<EltwiseOp::less>(shape, a, a_strides, b, b_strides, out);
-    case EltwiseOp::less_equal: return binary_impl<EltwiseOp::less_equal>(shape, a, a_strides, b, b_strides, out);
-    case EltwiseOp::greater: return binary_impl<EltwiseOp::greater>(shape, a, a_strides, b, b_strides, out);
-    case EltwiseOp::greater_equal:
-      return binary_impl<EltwiseOp::greater_equal>(shape, a, a_strides, b, b_strides, out);
-    case EltwiseOp::equal: return binary_impl<EltwiseOp::equal>(shape, a, a_strides, b, b_strides, out);
+#define CONVCORE_BINARY_CASE(name) \
+  case BinaryOp::name:             \
+    return binary_impl<BinaryOp::name>(shape, a, a_strides, b, b_strides, out);
+    CONVCORE_BINARY_OPS(CONVCORE_BINARY_CASE)
+#undef CONVCORE_BINARY_CASE
   }
   throw std::invalid_argument("binary: unknown op");
 }

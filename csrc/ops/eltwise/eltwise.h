@@ -1,18 +1,15 @@
-// Broadcasting binary ops (add, mul, sub, div, max, min, pow, prelu, comparisons), where, and concatenation.
+// Broadcasting binary ops (kernels/elementwise.h's BinaryOp list), where, and concatenation, on NCHW arrays.
 #pragma once
 #include <vector>
 
 #include "core/common.h"
+#include "kernels/elementwise.h"
 
 namespace convcore {
 
-// The broadcasting binary ops of this kernel family (numpy semantics; max / min propagate NaN). prelu: a < 0 ? a * b
-// : a. The comparisons give float masks, 1.0 where true and 0.0 where false (NaN compares false).
-enum class EltwiseOp { add, mul, sub, div, max, min, pow, prelu, less, less_equal, greater, greater_equal, equal };
-
 // out[i] = a[i] op b[i] over `shape` (row-major, contiguous out); a and b are read through element strides, where a
 // stride of 0 broadcasts that dimension (numpy's broadcast_to gives exactly these).
-void binary(EltwiseOp op, const std::vector<index_t>& shape, const float* a, const std::vector<index_t>& a_strides,
+void binary(BinaryOp op, const std::vector<index_t>& shape, const float* a, const std::vector<index_t>& a_strides,
             const float* b, const std::vector<index_t>& b_strides, float* out);
 
 // out[i] = c[i] != 0 ? a[i] : b[i] (ONNX Where on a float mask), the three read through element strides as `binary`.

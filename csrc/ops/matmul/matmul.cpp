@@ -4,7 +4,6 @@
 #include <vector>
 
 #include "core/cpu.h"
-#include "ops/gemm/gemm.h"
 #include "ops/linear/linear.h"
 
 namespace convcore {
@@ -16,7 +15,7 @@ void matmul(index_t batch, index_t M, index_t N, index_t K, const float* a, cons
     std::fill(c, c + batch * M * N, 0.0f);
     return;
   }
-  if (gemm_config(active_isa()) == nullptr) return matmul_ref(batch, M, N, K, a, a_offsets, b, b_offsets, c);
+  if (active_isa() == Isa::scalar) return matmul_ref(batch, M, N, K, a, a_offsets, b, b_offsets, c);
   std::vector<float> bt(static_cast<size_t>(N * K));
   index_t packed = -1;  // the B offset bt holds (broadcast B: transposed once)
   for (index_t i = 0; i < batch; ++i) {

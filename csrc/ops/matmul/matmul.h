@@ -5,7 +5,7 @@
 
 namespace convcore {
 
-// The packed GEMM of the active ISA (each distinct B transposed once into the W layout `linear` reads), or
+// `linear` on each product (each distinct B transposed once into the W layout it reads), or
 // matmul_ref at Isa::scalar. M, N >= 1; K >= 0 (K == 0 gives zeros).
 void matmul(index_t batch, index_t M, index_t N, index_t K, const float* a, const index_t* a_offsets, const float* b,
             const index_t* b_offsets, float* c);

@@ -9,7 +9,8 @@
 #include "core/aligned.h"
 #include "core/cpu.h"
 #include "core/threads.h"
-#include "plan/kernels.h"
+#include "core/pool.h"
+#include "kernels/layout.h"
 
 namespace convcore {
 
@@ -76,35 +77,17 @@ void avg_pool2d_ref(const Pool2dShape& s, bool count_include_pad, const float* x
 
 namespace {
 
-// The SIMD path: NCHW -> NHWC, the Plan's channels-last pooling kernel (vectorised over channels), NHWC -> NCHW. Two
-// extra passes over memory, each far cheaper than a scalar window loop per element.
+// The SIMD path: NCHW -> NHWC, the kernels' channels-last pooling (vectorised over channels), NHWC -> NCHW; the
+// layout passes are the kernels' blocked transposes, far cheaper than a scalar window loop per element.
 void pool2d_nhwc(const Pool2dShape& s, bool is_max, bool count_include_pad, const float* x, float* y) {
-  const PlanKernels& k = plan_kernels(active_isa());
+  const Kernels& k = kernels_for(active_isa());
   AlignedVector in(static_cast<size_t>(s.N * s.H * s.W * s.C)), out(static_cast<size_t>(s.N * s.OH * s.OW * s.C));
   const PoolGeom g{s.N, s.H, s.W, s.C, s.OH, s.OW, s.kh, s.kw, s.stride_h, s.stride_w, s.dil_h, s.dil_w,
                    s.pad_t, s.pad_b, s.pad_l, s.pad_r, is_max, count_include_pad};
   const int threads = threads_for(static_cast<double>(s.N) * s.C * (s.H * s.W + s.OH * s.OW * s.kh * s.kw), 1 << 17);
-#pragma omp parallel num_threads(threads)
-  {
-#pragma omp for schedule(static)
-    for (index_t row = 0; row < s.N * s.H; ++row) {
-      const index_t n = row / s.H, h = row % s.H;
-      float* dst = in.data() + row * s.W * s.C;
-      for (index_t c = 0; c < s.C; ++c) {
-        const float* src = x + ((n * s.C + c) * s.H + h) * s.W;
-        for (index_t w = 0; w < s.W; ++w) dst[w * s.C + c] = src[w];
-      }
-    }
-#pragma omp for schedule(static)
-    for (index_t row = 0; row < s.N * s.OH; ++row) k.pool(g, in.data(), s.C, out.data(), s.C, row, row + 1);
-#pragma omp for schedule(static)
-    for (index_t plane = 0; plane < s.N * s.C; ++plane) {
-      const index_t n = plane / s.C, c = plane % s.C;
-      const float* src = out.data() + n * s.OH * s.OW * s.C + c;
-      float* dst = y + plane * s.OH * s.OW;
-      for (index_t p = 0; p < s.OH * s.OW; ++p) dst[p] = src[p * s.C];
-    }
-  }
+  nchw_to_nhwc_all(k, x, s.N, s.C, s.H * s.W, in.data());
+  run_chunks(s.N * s.OH, threads, [&](index_t row) { k.pool(g, in.data(), s.C, out.data(), s.C, row, row + 1); });
+  nhwc_to_nchw_all(k, out.data(), s.N, s.C, s.OH * s.OW, y);
 }
 
 // Few channels leave most vector lanes empty: the plain loops are as fast there.

@@ -1,41 +1,83 @@
 """A gradient step as one compiled Plan: the forward pass and then the backward pass to the input, in one C++ call.
 
-`GradientProgram` (program.py) runs the backward rules of `convcore.ops` one node at a time, each a numpy call on
-NCHW arrays. For a program run many times that costs layout conversions and a pass over memory per rule. Here the
-same rules are lowered to Plan ops over the Plan's channels-last arena, after the forward ops (`plan.lower`):
+`GradientProgram` (program.py) lowers its forward nodes as `convcore.compile` does (`plan.lower.Lowering`, keeping
+every value a backward op reads) and then each backward node through its op's declared Plan backward
+(``plan_backward`` in `convcore.ops`), which calls the methods of `GradientPlan` below:
 
 - a convolution's input gradient is a transposed convolution: one stride-1 convolution per output phase over dy
-  (the weights rearranged by `conv2d_input_grad_weights`, as the eager rule does), run by the Plan's conv kernels,
-  then put together by `interleave` (a stride-1 convolution is one phase, written directly);
+  (`Phase`, computed by the C++ that rearranges the weights), run by the Plan's conv kernels, then put together by
+  `interleave` (a stride-1 convolution is one phase, written directly); a stem with few input channels is one GEMM
+  and a gather (`col2im`);
 - a gradient reaching a value from several readers is summed: a convolution's gradient takes what is already there
   as its residual (a ResNet block's skip path), otherwise an add op;
-- activations, max pooling: the `act_grad` and `max_pool_grad` ops, reading the forward values the Plan keeps (only
-  those: the others are planned away as in a forward Plan); average pooling to 1x1: a broadcast multiply; linear:
-  a 1x1 convolution with the transposed weights; batch norm left unfolded: a per-channel scale.
+- activations: `act_grad` (the kernels' derivative), or, for a ReLU / ReLU6, the mask the op making the last
+  contribution to its output's gradient applies in its epilogue; max pooling: `max_pool_grad`; average pooling:
+  `avg_pool_grad`, or a broadcast multiply to 1x1; linear: a 1x1 convolution with the transposed weights; batch norm
+  left unfolded: a per-channel scale.
+
+Guided backpropagation (`guided_rules()`) runs here too: dy is clamped at 0 before a rectifying activation's backward
+(in the epilogue of the op applying its mask, else in `act_grad`).
 
 The Plan's inputs are x and one seed per value the objective reads (d objective / d value, which does not depend on
 x); its outputs are those values (for the objective's value), the kept activations and the gradients asked for.
-Graphs with an op outside `BACKWARD_OPS`, or programs with their own rules, run the node-by-node path instead.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..plan.lower import ALGO_AUTO, ALGO_WINOGRAD, BINARY, NO_ACT, Lowering
-from .compiled import phases
+from .. import _core
+from ..ops import OPS
+from ..plan.lower import NO_ACT, Lowering, epilogue_of, use_winograd
 
-__all__ = ["GradientPlan", "BACKWARD_OPS"]
+__all__ = ["GradientPlan", "Phase", "phases", "backward_ops"]
 
-ACTIVATIONS = {"relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid"}
-FROM_OUTPUT = {"relu", "relu6", "sigmoid", "tanh"}  # as the eager rules (ops/activation.py): their output is kept
 FEW_CHANNELS = 16  # a convolution with fewer input channels gets its input gradient by col2im (see plan_col2im)
 CLAMPS = {"relu": (0.0, float("inf")), "relu6": (0.0, 6.0)}  # dx = dy where lo < y < hi: a mask any op can apply
-BACKWARD_OPS = ACTIVATIONS | {"conv2d", "depthwise_conv2d", "add", "mul", "concat", "max_pool2d", "avg_pool2d",
-                              "adaptive_avg_pool2d", "global_avg_pool2d", "flatten", "linear", "batch_norm"}
 # Forward fusions that keep every value a backward op reads (an inverted-residual block or a gated convolution
 # would hide theirs).
 FUSIONS = frozenset({"batchnorm", "activation", "residual", "concat"})
+
+
+def backward_ops():
+    """The ops a gradient Plan lowers: those declared with a ``plan_backward``."""
+    return frozenset(name for name, op in OPS.items() if op.plan_backward is not None)
+
+
+class Phase:
+    """One output phase of a convolution's input gradient: dx rows `rows.start + stride * i` (i < rows.count) and
+    columns likewise are a stride-1 convolution over dy with `weight` (None: the phase has no taps or no pixels:
+    zero), dilation `dilation`, nonnegative `pads` (top, bottom, left, right); the first `crop` (rows, columns) of
+    its output are dropped (where dy would have needed cropping, extra rows are computed instead). `index`: (row
+    phase, column phase); `rows` / `cols`: the `_core.ConvGradPhase` of each axis."""
+
+    __slots__ = ("index", "rows", "cols", "weight", "dilation", "pads", "crop")
+
+    def __init__(self, index, rows, cols, weight):
+        self.index, self.rows, self.cols = index, rows, cols
+        self.weight = weight if rows.taps and cols.taps and rows.count and cols.count else None
+        self.dilation = (rows.dilation, cols.dilation)
+        self.pads = (max(rows.lo, 0), max(rows.hi, 0), max(cols.lo, 0), max(cols.hi, 0))
+        self.crop = (max(-rows.lo, 0), max(-cols.lo, 0))
+
+
+def phases(weight, in_hw, out_hw, stride, padding, dilation, groups):
+    """(row axes, column axes, [Phase]) of the input gradient of a convolution with `weight` (K, C / groups, R, S)
+    from in_hw to out_hw, the phases in the order `conv2d_input_grad_weights` packs their weights."""
+    (h, w), (oh, ow) = in_hw, out_hw
+    k, cg, r, s = weight.shape
+    rows = _core.conv_grad_phases(h, oh, r, stride[0], dilation[0], padding[0])
+    cols = _core.conv_grad_phases(w, ow, s, stride[1], dilation[1], padding[2])
+    packed = np.empty_like(weight)
+    _core.conv2d_input_grad_weights(weight, packed, tuple(stride), tuple(dilation), groups)
+    out, offset, c = [], 0, cg * groups
+    for i, ph in enumerate(rows):
+        for j, pw in enumerate(cols):
+            size = c * (k // groups) * ph.taps * pw.taps
+            weights = packed.reshape(-1)[offset:offset + size].reshape(c, k // groups, ph.taps, pw.taps)
+            out.append(Phase((i, j), ph, pw, weights))
+            offset += size
+    return rows, cols, out
 
 
 class GradientPlan:
@@ -43,7 +85,7 @@ class GradientPlan:
     graph it cannot lower).
 
     Args:
-        program: the GradientProgram (its graph, forward and backward nodes, objective values, wrt and keep).
+        program: the GradientProgram (its graph, forward and backward nodes, targets, wrt, keep, saved values).
         isa: the kernels to pack for.
         winograd: Winograd in the forward convolutions (the program's choice: off by default, see its docstring).
         backward_winograd: Winograd in the backward convolutions where the forward Plan would use it ("auto"): their
@@ -52,104 +94,93 @@ class GradientPlan:
 
     def __init__(self, program, isa, winograd=False, backward_winograd="auto"):
         g = program.graph
-        unsupported = sorted({n.op for n in program._backward if n.op not in BACKWARD_OPS})
+        lowerable = backward_ops()
+        unsupported = sorted({n.op for n in program.backward_nodes if n.op not in lowerable})
         if unsupported:
             raise NotImplementedError(f"gradient plan: no backward op for {', '.join(unsupported)}")
-        self.graph = g
-        self.targets = list(program._targets)
-        self.keep = dict(program.keep)
-        self.wrt = list(program.wrt)
+        self.graph, self.guided = g, frozenset(program.guided)  # the activations guided backprop clamps dy at
+        self.targets, self.keep, self.wrt = list(program.targets), dict(program.keep), list(program.wrt)
         self.input = g.inputs[0]
-        needs = {id(node): program._needs[id(node)] for node in program._backward}
-        saved = self._saved(program._backward, needs)
+        saved = [v for node in program.backward_nodes for v in program.saved_values(node)]
         pinned = sorted(set(saved) | set(self.targets) | set(self.keep.values()) | set(self.wrt))
-        low = Lowering(g, program._forward, [self.input], pinned, isa, winograd, FUSIONS)
-        self.low, self.plan = low, low.plan
+        low = Lowering(g, program.forward_nodes, [self.input], pinned, isa, winograd, FUSIONS)
+        self.low, self.builder = low, low.builder
         shape = g.shapes[self.input]
-        low.define(self.input, self.plan.add_input(*shape[1:]), shape)
+        low.define(self.input, self.builder.add_input(*shape[1:]), shape)
         seeds = [self._add_input(v) for v in self.targets]
-        for node in program._forward:
-            if id(node) not in low.skip:
-                getattr(low, "op_" + node.op)(node)
+        for node in program.forward_nodes:
+            low.lower_node(node)
         for value in pinned:
             if value not in low.env:
                 raise NotImplementedError(f"gradient plan: value '{value}' was fused away")
-        self.forward_ops = len(self.plan.ops())  # the Plan's ops before this index are the forward pass
+        self.forward_ops = len(self.builder.ops())  # the Plan's ops before this index are the forward pass
         self.backward_winograd = backward_winograd
         self.grads = dict(zip(self.targets, seeds))
         self.ready_4d = set()  # flatten outputs whose gradient linear already laid out as the 4-D input
         # Gradient contributions each value has still to receive, and the clamps whose mask an op already applied.
+        self.needs = {id(node): program.gradient_needs(node) for node in program.backward_nodes}
         self.pending = {}
-        for node in program._backward:
-            for name, need in zip(node.inputs, needs[id(node)]):
+        for node in program.backward_nodes:
+            for name, need in zip(node.inputs, self.needs[id(node)]):
                 if need:
                     self.pending[name] = self.pending.get(name, 0) + 1
-        self.producer = {node.outputs[0]: node for node in program._backward}
-        self.needs = needs
+        self.producer = {node.outputs[0]: node for node in program.backward_nodes}
         self.masked = set()
-        for node in reversed(program._backward):
-            for name, need in zip(node.inputs, needs[id(node)]):
+        for node in reversed(program.backward_nodes):
+            needs = self.needs[id(node)]
+            for name, need in zip(node.inputs, needs):
                 if need:
                     self.pending[name] -= 1
             dy = self.grads.get(node.outputs[0])
             if dy is not None:
-                getattr(self, "_bw_" + node.op)(node, dy, needs[id(node)])
+                OPS[node.op].plan_backward(self, node, dy, needs)
         # Outputs: the objective's values, the kept activations, the gradients.
         self.outputs = [("value", v) for v in self.targets] + [("keep", v) for v in self.keep.values()] + \
                        [("grad", v) for v in self.wrt if v in self.grads]
-        for kind, value in self.outputs:
-            ref = low.materialize(low.env[value], value) if kind != "grad" else None
-            tid = ref.tid if ref is not None else self.grads[value]
-            self.plan.add_output(tid, len(g.shapes[value]) == 4)
+        tids = [self.grads[value] if kind == "grad" else low.materialize(low.env[value], value).tid
+                for kind, value in self.outputs]  # ops first, then outputs
+        for tid, (_, value) in zip(tids, self.outputs):
+            self.builder.add_output(tid, len(g.shapes[value]) == 4)
 
     # ------------------------------------------------------------------------------------------------ running
     def run(self, x, seeds, threads):
         """{(kind, value): array} for x and the seeds (one per target, NCHW, batch of x)."""
         n = x.shape[0]
         outs = [np.empty((n, *self.graph.shapes[v][1:]), np.float32) for _, v in self.outputs]
-        self.plan.run([x, *seeds], outs, threads)
+        self.builder.run([x, *seeds], outs, threads)
         return dict(zip(self.outputs, outs))
 
     def profile(self, x, seeds, threads, repeats):
         """The Plan's per-op rows (name, kind, detail, flops, seconds)."""
         outs = [np.empty((x.shape[0], *self.graph.shapes[v][1:]), np.float32) for _, v in self.outputs]
-        return self.plan.profile([x, *seeds], outs, threads, repeats)
+        return self.builder.profile([x, *seeds], outs, threads, repeats)
 
     # ----------------------------------------------------------------------------------------------- building
-    def _saved(self, nodes, needs):
-        """The forward values the backward ops read."""
-        saved = []
-        for node in nodes:
-            if node.op in ACTIVATIONS:
-                saved.append(node.outputs[0] if node.op in FROM_OUTPUT else node.inputs[0])
-            elif node.op == "max_pool2d" and needs[id(node)][0]:
-                saved.append(node.inputs[0])
-            elif node.op == "mul":  # each operand's gradient reads the other
-                saved.extend(v for v, need in zip(node.inputs[1::-1], needs[id(node)]) if need and
-                             v not in self.graph.params)
-        return saved
-
     def _add_input(self, value):
         shape = self.graph.shapes[value]
-        return self.plan.add_input(*shape[1:]) if len(shape) == 4 else self.plan.add_input(shape[1], 1, 1)
+        return self.builder.add_input(*shape[1:]) if len(shape) == 4 else self.builder.add_input(shape[1], 1, 1)
 
-    def _mask(self, value):
-        """(mask tensor, lo, hi) when the contribution being made is the last one `value` receives and `value` is a
-        ReLU / ReLU6 output: the op making it applies that clamp's gradient (the clamp's own step then passes the
-        gradient on); (-1, 0, 0) otherwise."""
+    def _mask(self, value, epilogue=True):
+        """The epilogue (mask tensor, bounds) of the op making the last contribution to `value`'s gradient when
+        `value` is a ReLU / ReLU6 output: that op applies the clamp's gradient (and its own step then passes the
+        gradient on); (NO_ACT, -1) otherwise. Guided backpropagation clamps dy at 0 first, which only an op with an
+        epilogue (`epilogue`) can do."""
         node = self.producer.get(value)
+        guided = node is not None and node.op in self.guided
         if node is None or node.op not in CLAMPS or self.pending.get(value) != 0 or value in self.wrt or \
-                not self.needs[id(node)][0]:
-            return -1, 0.0, 0.0
+                not self.needs[id(node)][0] or (guided and not epilogue):
+            return NO_ACT, -1
         self.masked.add(id(node))
-        return (self.low.env[value].tid, *CLAMPS[node.op])
+        lo, hi = CLAMPS[node.op]
+        act = _core.Act.relu if guided else _core.Act.none
+        return _core.Epilogue(act=act, mask_lo=lo, mask_hi=hi), self.low.env[value].tid
 
     def _accumulate(self, value, tid, name):
         have = self.grads.get(value)
         self.grads[value] = tid if have is None else \
-            self.plan.binary(name + ".grad_sum", have, tid, BINARY["add"], *NO_ACT)
+            self.builder.binary(name + ".grad_sum", have, tid, _core.BinaryOp.add)
 
-    def _bw_conv2d(self, node, dy, needs):
+    def conv_backward(self, node, dy, needs):
         if any(needs[1:]):
             raise NotImplementedError("gradient plan: weight gradients")
         if not needs[0]:
@@ -161,72 +192,64 @@ class GradientPlan:
         self._transposed_conv(node.name, x, dy, weight, tuple(a["stride"]), tuple(a["padding"]),
                               tuple(a["dilation"]), groups)
 
-    _bw_depthwise_conv2d = _bw_conv2d
-
     def _transposed_conv(self, name, x, dy, weight, stride, padding, dilation, groups):
-        """dx of a convolution (x -> y) from dy: per output phase a stride-1 convolution over dy (see compiled.py),
-        then interleaved; what x's gradient already holds comes in as the residual."""
+        """dx of a convolution (x -> y) from dy: per output phase a stride-1 convolution over dy, then interleaved;
+        what x's gradient already holds comes in as the residual."""
         _, c, h, w = self.graph.shapes[x]
         k, _, r, s = weight.shape
-        oh, ow, _ = self.plan.dims(dy)
+        oh, ow, _ = self.builder.dims(dy)
         residual = self.grads.get(x, -1)
-        mask = self._mask(x)
         if groups == 1 and c < FEW_CHANNELS:  # one GEMM into the taps' columns, then gathered
+            epilogue, mask = self._mask(x, epilogue=False)
             taps = weight.transpose(2, 3, 1, 0).reshape(r * s * c, k, 1, 1)  # row (r, s, c) = W[:, c, r, s]
-            t = self.plan.conv(name + ".cols", dy, np.ascontiguousarray(taps), None, (1, 1), (1, 1), (0, 0, 0, 0), 1,
-                               *NO_ACT, -1, ALGO_AUTO)
-            self.grads[x] = self.plan.col2im(name + ".dx", t, h, w, c, (r, s), stride, dilation,
-                                             (padding[0], padding[2]), residual, *mask)
+            t = self.builder.conv(name + ".cols", dy, np.ascontiguousarray(taps), None, spec=_core.ConvSpec())
+            self.grads[x] = self.builder.col2im(name + ".dx", t, h, w, c, (r, s), stride, dilation,
+                                                (padding[0], padding[2]), residual, mask, epilogue.mask_lo,
+                                                epilogue.mask_hi)
             return
         rows, cols, all_phases = phases(weight, (h, w), (oh, ow), stride, padding, dilation, groups)
-        grid = []
-        for phase in all_phases:
-            if phase.weight is None:
-                grid.append(-1)
-                continue
-            pt, pb, pl, pr = phase.pads
-            out_hw = (oh + pt + pb - phase.dilation[0] * (phase.rows[0] - 1),
-                      ow + pl + pr - phase.dilation[1] * (phase.cols[0] - 1))
-            one = stride == (1, 1) and phase.crop == (0, 0) and out_hw == (h, w)  # the one phase is dx itself
-            tid = self._conv(f"{name}.dx{len(grid)}", dy, np.ascontiguousarray(phase.weight), phase.dilation,
-                             phase.pads, groups, residual if one else -1, mask if one else (-1, 0.0, 0.0))
-            if one:
-                self.grads[x] = tid
-                return
-            grid.append(tid)
+        # A stride-1 convolution's one phase is dx itself: written directly, with the residual and mask.
+        first = all_phases[0]
+        single = stride == (1, 1) and first.weight is not None and first.crop == (0, 0) and \
+            (oh + first.pads[0] + first.pads[1] - first.dilation[0] * (first.rows.taps - 1),
+             ow + first.pads[2] + first.pads[3] - first.dilation[1] * (first.cols.taps - 1)) == (h, w)
+        epilogue, mask = self._mask(x, epilogue=single)
+        if single:
+            self.grads[x] = self._conv(f"{name}.dx0", dy, np.ascontiguousarray(first.weight), first.dilation,
+                                       first.pads, groups, residual, epilogue, mask)
+            return
+        grid = [-1 if phase.weight is None else
+                self._conv(f"{name}.dx{i}", dy, np.ascontiguousarray(phase.weight), phase.dilation, phase.pads,
+                           groups, -1, NO_ACT, -1) for i, phase in enumerate(all_phases)]
         # Per residue of dx rows (columns): which phase, its first row, its row count, its crop.
         row_slots = [[-1, 0, 0, 0] for _ in rows]
         col_slots = [[-1, 0, 0, 0] for _ in cols]
         for phase, tid in zip(all_phases, grid):
             if tid >= 0:
                 (i, j), (ph, pw), (a, b) = phase.index, (phase.rows, phase.cols), phase.crop
-                row_slots[ph[3]] = [i, ph[3], ph[2], a]
-                col_slots[pw[3]] = [j, pw[3], pw[2], b]
-        self.grads[x] = self.plan.interleave(name + ".dx", h, w, c, row_slots, col_slots, grid, residual, *mask)
+                row_slots[ph.start] = [i, ph.start, ph.count, a]
+                col_slots[pw.start] = [j, pw.start, pw.count, b]
+        self.grads[x] = self.builder.interleave(name + ".dx", h, w, c, row_slots, col_slots, grid, residual, mask,
+                                                epilogue.mask_lo, epilogue.mask_hi)
 
-    def _conv(self, name, dy, weight, dilation, pads, groups, residual, mask):
-        ok = self.backward_winograd is not False and weight.shape[2:] == (3, 3) and dilation == (1, 1) and groups == 1
-        if ok and self.backward_winograd == "auto":
-            h, w, _ = self.plan.dims(dy)
-            ok = weight.shape[0] >= 32 and weight.shape[1] >= 32 and -(-h // 4) * -(-w // 4) >= 32
-        algo = ALGO_WINOGRAD if ok else ALGO_AUTO
-        return self.plan.conv(name, dy, weight, None, (1, 1), dilation, pads, groups, *NO_ACT, residual, algo, -1,
-                              *mask)
+    def _conv(self, name, dy, weight, dilation, pads, groups, residual, epilogue, mask):
+        h, w, c = self.builder.dims(dy)
+        winograd = use_winograd(self.backward_winograd, weight.shape, (1, c, h, w), (1, 1), dilation, groups)
+        spec = _core.ConvSpec(dilation=dilation, padding=pads, groups=groups)
+        return self.builder.conv(name, dy, weight, None, spec=spec, epilogue=epilogue, residual=residual,
+                                 algo=_core.ConvAlgo.winograd if winograd else _core.ConvAlgo.automatic, mask=mask)
 
-    def _activation(self, node, dy, needs):
+    def activation_backward(self, node, dy, needs):
         if not needs[0]:
             return
         if id(node) in self.masked:  # the op making dy applied this clamp's mask
             return self._accumulate(node.inputs[0], dy, node.name)
-        v = node.outputs[0] if node.op in FROM_OUTPUT else node.inputs[0]
-        alpha = node.attrs.get("negative_slope", 0.0)
-        tid = self.plan.act_grad(node.name + ".dx", dy, self.low.env[v].tid, node.op, alpha)
+        epilogue = epilogue_of(node)
+        v = node.outputs[0] if _core.act_grad_from(epilogue.act) == "output" else node.inputs[0]
+        tid = self.builder.act_grad(node.name + ".dx", dy, self.low.env[v].tid, epilogue, node.op in self.guided)
         self._accumulate(node.inputs[0], tid, node.name)
 
-    _bw_relu = _bw_relu6 = _bw_leaky_relu = _bw_sigmoid = _bw_tanh = _bw_silu = _bw_hardswish = _bw_hardsigmoid = \
-        _activation
-
-    def _bw_add(self, node, dy, needs):
+    def add_backward(self, node, dy, needs):
         for name, need in zip(node.inputs[:2], needs):
             if need:
                 self._accumulate(name, self._unbroadcast(name, node, dy), node.name)
@@ -239,12 +262,12 @@ class GradientPlan:
         if shape == out:
             return grad
         if len(out) == 4 and shape == (out[0], out[1], 1, 1):
-            mean = self.plan.global_pool(f"{node.name}.d{value}.sum", grad, False)
-            return self.plan.affine(f"{node.name}.d{value}.scale", mean,
-                                    np.full(out[1], out[2] * out[3], np.float32), None, *NO_ACT)
+            mean = self.builder.global_pool(f"{node.name}.d{value}.sum", grad, False)
+            return self.builder.affine(f"{node.name}.d{value}.scale", mean,
+                                       np.full(out[1], out[2] * out[3], np.float32), None)
         raise NotImplementedError(f"gradient plan: {node.op} of shapes {shape} and {out}")
 
-    def _bw_mul(self, node, dy, needs):
+    def mul_backward(self, node, dy, needs):
         """d a = dy * b (summed over the pixels for a per-channel gate (N, C, 1, 1), as squeeze-excitation's)."""
         g, low = self.graph, self.low
         out = g.shapes[node.outputs[0]]
@@ -254,43 +277,41 @@ class GradientPlan:
                 continue
             ref = low.ref(other, len(out))
             ref = low.materialize(ref, node.name) if other not in g.params else ref
-            prod = self.plan.binary(f"{node.name}.d{this}", dy, ref.tid, BINARY["mul"], *NO_ACT)
+            prod = self.builder.binary(f"{node.name}.d{this}", dy, ref.tid, _core.BinaryOp.mul)
             self._accumulate(this, self._unbroadcast(this, node, prod), node.name)
 
-    def _bw_concat(self, node, dy, needs):
+    def concat_backward(self, node, dy, needs):
         """Each input's gradient is its channel slice of dy (a view: nothing is copied)."""
-        if node.attrs["axis"] != 1:
-            raise NotImplementedError("gradient plan: concat along an axis other than channels")
         offset = 0
-        h, w, _ = self.plan.dims(dy)
+        h, w, _ = self.builder.dims(dy)
         for name, need in zip(node.inputs, needs):
             channels = self.graph.shapes[name][1]
             if need:
-                view = self.plan.tensor(h, w, channels)
-                self.plan.alias(view, dy, offset)
+                view = self.builder.tensor(h, w, channels)
+                self.builder.alias(view, dy, offset)
                 self._accumulate(name, view, node.name)
             offset += channels
 
-    def _bw_avg_pool2d(self, node, dy, needs):
+    def avg_pool_backward(self, node, dy, needs):
         if not needs[0]:
             return
         a, x = node.attrs, node.inputs[0]
         _, _, h, w = self.graph.shapes[x]
-        tid = self.plan.avg_pool_grad(node.name + ".dx", dy, h, w, a["kernel_size"], a["stride"], a["padding"],
-                                      a["count_include_pad"])
+        tid = self.builder.avg_pool_grad(node.name + ".dx", dy, h, w, a["kernel_size"], a["stride"], a["padding"],
+                                         a["count_include_pad"])
         self._accumulate(x, tid, node.name)
 
-    def _bw_max_pool2d(self, node, dy, needs):
+    def max_pool_backward(self, node, dy, needs):
         if not needs[0]:
             return
         a, x = node.attrs, node.inputs[0]
         pads = a["padding"]
-        mask = self._mask(x) if x not in self.grads else (-1, 0.0, 0.0)
-        tid = self.plan.max_pool_grad(node.name + ".dx", self.low.env[x].tid, dy, a["kernel_size"], a["stride"],
-                                      a["dilation"], (pads[0], pads[2]), *mask)
+        epilogue, mask = self._mask(x, epilogue=False) if x not in self.grads else (NO_ACT, -1)
+        tid = self.builder.max_pool_grad(node.name + ".dx", self.low.env[x].tid, dy, a["kernel_size"], a["stride"],
+                                         a["dilation"], (pads[0], pads[2]), mask, epilogue.mask_lo, epilogue.mask_hi)
         self._accumulate(x, tid, node.name)
 
-    def _bw_adaptive_avg_pool2d(self, node, dy, needs):
+    def adaptive_avg_pool_backward(self, node, dy, needs):
         if not needs[0]:
             return
         x = node.inputs[0]
@@ -300,12 +321,10 @@ class GradientPlan:
             return self._accumulate(x, dy, node.name)
         if out_hw != (1, 1):
             raise NotImplementedError("gradient plan: adaptive average pooling to more than 1x1")
-        spread = self.plan.constant(np.full((h, w, 1), 1.0 / (h * w), np.float32))
-        self._accumulate(x, self.plan.binary(node.name + ".dx", dy, spread, BINARY["mul"], *NO_ACT), node.name)
+        spread = self.builder.constant(np.full((h, w, 1), 1.0 / (h * w), np.float32))
+        self._accumulate(x, self.builder.binary(node.name + ".dx", dy, spread, _core.BinaryOp.mul), node.name)
 
-    _bw_global_avg_pool2d = _bw_adaptive_avg_pool2d
-
-    def _bw_flatten(self, node, dy, needs):
+    def flatten_backward(self, node, dy, needs):
         if not needs[0]:
             return
         x = node.inputs[0]
@@ -314,7 +333,7 @@ class GradientPlan:
             return self._accumulate(x, dy, node.name)  # (N, C, 1, 1) and (N, C) are both stored as 1 x 1 x C
         raise NotImplementedError("gradient plan: flatten of a map read other than by linear")
 
-    def _bw_linear(self, node, dy, needs):
+    def linear_backward(self, node, dy, needs):
         if any(needs[1:]):
             raise NotImplementedError("gradient plan: weight gradients")
         if not needs[0]:
@@ -330,16 +349,16 @@ class GradientPlan:
                 flat = (c, h, w)
                 wt = np.ascontiguousarray(wt.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(wt.shape))
         f, k = wt.shape
-        mask = self._mask(x) if flat is None else (-1, 0.0, 0.0)
-        tid = self.plan.conv(node.name + ".dx", dy, wt.reshape(f, k, 1, 1), None, (1, 1), (1, 1), (0, 0, 0, 0), 1,
-                             *NO_ACT, self.grads.get(x, -1), ALGO_AUTO, -1, *mask)
+        epilogue, mask = self._mask(x) if flat is None else (NO_ACT, -1)
+        tid = self.builder.conv(node.name + ".dx", dy, wt.reshape(f, k, 1, 1), None, spec=_core.ConvSpec(),
+                                epilogue=epilogue, residual=self.grads.get(x, -1), mask=mask)
         if flat is not None:
             c, h, w = flat
-            tid = self.plan.reshape(tid, h, w, c)
+            tid = self.builder.reshape(tid, h, w, c)
             self.ready_4d.add(x)
         self.grads[x] = tid
 
-    def _bw_batch_norm(self, node, dy, needs):
+    def batch_norm_backward(self, node, dy, needs):
         if any(needs[1:]):
             raise NotImplementedError("gradient plan: batch-norm parameter gradients")
         if not needs[0]:
@@ -350,5 +369,6 @@ class GradientPlan:
         scale = (np.asarray(g.params[weight], np.float64) if weight else 1.0) / np.sqrt(var64 + a["eps"])
         if len(g.shapes[x]) not in (2, 4):
             raise NotImplementedError("gradient plan: batch norm of a 3-D value")
-        tid = self.plan.affine(node.name + ".dx", dy, np.ascontiguousarray(scale, np.float32), None, *NO_ACT)
+        tid = self.builder.affine(node.name + ".dx", dy, np.ascontiguousarray(scale, np.float32), None)
         self._accumulate(x, tid, node.name)
+

@@ -15,7 +15,6 @@ from ..graph import Graph, fold_batchnorm, trace
 from ..graph.ir import call_node
 from ..nn import Module
 from ..ops import OPS, Backward, BackwardCall
-from ..plan import compile as compile_plan
 from .objective import Objective, as_objective
 
 __all__ = ["GradientProgram", "GradResult", "model_graph", "layer_names", "guided_rules"]
@@ -88,11 +87,19 @@ def _default_shape(model):
     return (1, *size) if size is not None else None
 
 
+GUIDED = ("relu", "relu6", "leaky_relu", "silu", "hardswish")  # the rectifying activations
+
+
+class GuidedRules(dict):
+    """The rules of `guided_rules()`: a gradient Plan knows them (it clamps dy in its own ops), so a program given
+    them still runs as one Plan."""
+
+
 def guided_rules():
     """Backward rules for guided backpropagation (Springenberg et al. 2015): at every rectifying activation (ReLU,
     ReLU6, leaky ReLU, SiLU, hard-swish) only positive gradients pass, through the op's own rule."""
-    rules = {}
-    for name in ("relu", "relu6", "leaky_relu", "silu", "hardswish"):
+    rules = GuidedRules()
+    for name in GUIDED:
         own = OPS[name].backward
 
         def rule(dy, call, own=own):
@@ -133,11 +140,12 @@ class GradientProgram:
         objective: what to differentiate (`convcore.gradients.as_objective`: an int logit, "layer:channel", ...).
         wrt: the layer name(s) the gradient is taken with respect to; None: the model input.
         keep: layer names whose forward values each run also returns (`GradResult.activations`).
-        rules: op name -> `Backward` replacing the declared rule (e.g. `guided_rules()`).
+        rules: op name -> `Backward` replacing the declared rule (e.g. `guided_rules()`, which a gradient Plan runs
+            too; other rules run node by node).
         fold: fold batch norms into convolutions first (faster; the same function up to float rounding).
-        forward: "plan": the forward pass runs as a compiled `Plan` (`convcore.compile`) whose outputs are the values
-            the backward rules read, and the backward convolutions as Plans too (compiling costs a few steps' time
-            once: for programs run many times); "eager": op by op; "auto" (default): "plan" unless compiling fails.
+        forward: "plan": forward and backward run as one compiled Plan (`convcore.gradients.plan`; compiling costs a
+            few steps' time once: for programs run many times), ValueError when the graph has an op without a Plan
+            backward; "eager": op by op through the declared rules; "auto" (default): "plan" where it can.
         winograd: let those Plans use Winograd convolutions (False by default: their ~1e-5 relative error moves
             values across ReLU and max-pool decision boundaries, which a gradient does not forgive: DenseNet-121's
             input gradient then differs from torch's by 1e-2 of its maximum, against 1e-6 without).
@@ -164,11 +172,9 @@ class GradientProgram:
         self._targets = self._objective_values(self.objective, graph)
         self.winograd = winograd
         self.rules = {name: op.backward for name, op in OPS.items()}
-        if forward != "eager":  # a program run many times: its backward convolutions compiled too
-            from .compiled import compiled_conv_rules
-
-            self.rules.update(compiled_conv_rules(winograd))
         self.rules.update(rules or {})
+        # The activations whose dy a gradient Plan clamps at 0 (guided backpropagation).
+        self.guided = frozenset(rules) if isinstance(rules, GuidedRules) else frozenset()
         protected = set(self._targets) | set(self.wrt) | set(self.keep.values())
         if fold:
             marked = Graph(graph.nodes, graph.inputs, list(graph.outputs) + sorted(protected), graph.params,
@@ -177,40 +183,51 @@ class GradientProgram:
         self.graph = graph
         self._plan(protected)
         # A program run many times: forward and backward as one compiled Plan where every op has a Plan backward and
-        # the rules are the declared ones; otherwise a compiled forward pass and the rules node by node.
-        self._step = self._compile_step() if forward != "eager" and not rules and self._backward else None
-        self._compiled = self._compile() if forward != "eager" and self._forward and self._step is None else None
-        if forward == "plan" and self._compiled is None and self._step is None:
-            raise ValueError("forward: the forward pass could not be compiled into a Plan")
+        # the rules are the declared (or the guided) ones; otherwise the rules node by node.
+        plannable = forward != "eager" and self.backward_nodes and (not rules or self.guided)
+        self._step = self._compile_step(forward == "plan") if plannable else None
+        if forward == "plan" and self._step is None:
+            raise ValueError("forward: this program cannot run as one Plan (custom rules, or no backward pass)")
 
-    def _compile_step(self):
+    def _compile_step(self, required):
         """The whole step as one Plan (`gradients.plan.GradientPlan`), or None when the graph has an op it lacks."""
         from .plan import GradientPlan
 
         try:
             return GradientPlan(self, _core.get_isa(), self.winograd)
-        except (ValueError, TypeError, NotImplementedError):
+        except (ValueError, TypeError, NotImplementedError) as e:
+            if required:
+                raise ValueError(f"forward: this program cannot run as one Plan: {e}") from e
             return None
 
-    def _compile(self):
-        """A Plan computing the forward values this program keeps (None when the graph does not compile)."""
-        g = self.graph
-        outputs = [v for v in dict.fromkeys(sorted(self._retained)) if v not in g.inputs]
-        if not outputs:
-            return None
-        used = {name for node in self._forward for name in node.inputs if name}
-        sub = Graph(self._forward, g.inputs, outputs, {n: a for n, a in g.params.items() if n in used},
-                    name=g.name, values={n: t for n, t in g.values.items() if n not in g.params or n in used})
-        try:
-            plan = compile_plan(sub, winograd=self.winograd)
-        except (ValueError, TypeError, NotImplementedError):
-            return None
-        return plan, outputs
+    # What the gradient Plan reads (gradients/plan.py).
+    @property
+    def targets(self):
+        """The values the objective reads, in order."""
+        return list(self._targets)
+
+    @property
+    def forward_nodes(self):
+        """The nodes the objective and the kept values depend on, in graph order."""
+        return list(self._forward)
+
+    @property
+    def backward_nodes(self):
+        """The forward nodes that depend on a `wrt` value (their backward rules run, in reverse order)."""
+        return list(self._backward)
+
+    def gradient_needs(self, node):
+        """Per tensor input of a backward node: whether its gradient is wanted."""
+        return list(self._needs[id(node)])
+
+    def saved_values(self, node):
+        """The forward values the backward node's rule reads (its declared `Backward.saves`)."""
+        return list(self._reads[id(node)])
 
     @property
     def compiled(self):
-        """Whether the forward pass runs as a compiled Plan."""
-        return self._compiled is not None or self._step is not None
+        """Whether the step runs as one compiled Plan."""
+        return self._step is not None
 
     @property
     def one_plan(self):
@@ -308,17 +325,12 @@ class GradientProgram:
             return self._run_step(x, objective)
         env = {g.inputs[0]: x}
         params = g.params
-        if self._compiled is not None:
-            plan, outputs = self._compiled
-            results = plan(x)
-            env.update(zip(outputs, results if isinstance(results, tuple) else (results,)))
-        else:
-            for i, node in enumerate(self._forward):
-                args = [(env[name] if name in env else params[name]) if name else None for name in node.inputs]
-                env[node.outputs[0]] = call_node(node, args)
-                for name in node.inputs:
-                    if name and self._last_forward_use.get(name) == i and name not in self._retained and name in env:
-                        del env[name]
+        for i, node in enumerate(self._forward):
+            args = [(env[name] if name in env else params[name]) if name else None for name in node.inputs]
+            env[node.outputs[0]] = call_node(node, args)
+            for name in node.inputs:
+                if name and self._last_forward_use.get(name) == i and name not in self._retained and name in env:
+                    del env[name]
         values, grads = _seed(objective, env, self.output, self.layers, x.shape[0])
         activations = {name: env[value] for name, value in self.keep.items()}
         grads = {v: (a, True) for v, a in grads.items()}

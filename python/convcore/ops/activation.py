@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .. import _core
 from .. import _validate as V
-from .registry import Backward, OnnxOp, declare
+from .registry import Backward, OnnxOp, PlanRule, declare, plan_binary
 
 __all__ = ["relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "elu", "selu",
            "celu", "softplus", "softsign", "gelu", "mish", "prelu", "softmax", "log_softmax"]
@@ -16,60 +18,62 @@ def _same_shape(shapes, attrs):
     return {}, shapes[0]
 
 
-def _unary_kernel(name, *params):
-    """The elementwise kernel `name` of `_core.unary` (csrc/ops/activation); `params` name the attributes the
-    kernel takes as its parameters (alpha, beta), in that order."""
-
-    def kernel(x, *, out, **attrs):
-        if x.size:
-            _core.unary(x, out, name, *(attrs[p] for p in params))
-        return out
-
-    return kernel
+def _plan_activation(low, node):
+    low.activation(node)
 
 
-def unary(onnx, rule=_same_shape, *params, kernel_name=None, backward=None):
-    """Declaration of an elementwise op computed by `_core.unary`: its name is the kernel's op name (or
-    `kernel_name`), `params` name the attributes the kernel takes as its parameters."""
+def _plan_activation_backward(gp, node, dy, needs):
+    gp.activation_backward(node, dy, needs)
+
+
+def activation(onnx, rule=_same_shape, params=(), act=None):
+    """Declaration of an elementwise function computed by the kernels' activation of the same name
+    (`_core.Act`, the list in csrc/kernels/elementwise.h), or by ``act(attrs)`` (a name) for an op with variants;
+    `params` name the attributes that are its alpha and beta.
+
+    Everything else follows from the kernels' declaration: the eager kernel, the backward rule (from the input or
+    the output, as ``_core.act_grad_from`` says; none when it says 'none'), the Plan form (an epilogue a producer may
+    fuse, else one op) and the gradient Plan's backward op."""
 
     def register(spec):
-        kernel = _unary_kernel(kernel_name or spec.__name__, *params)
-        return declare(("x",), rule, kernel, onnx=onnx, allow_empty=True, backward=backward)(spec)
+        name_of = act or (lambda attrs, name=spec.__name__: name)
+
+        def epilogue(attrs):
+            return (name_of(attrs), *(float(attrs[p]) for p in params), *(0.0,) * (2 - len(params)))
+
+        def kernel(x, *, out, **attrs):
+            if x.size:
+                a, alpha, beta = epilogue(attrs)
+                _core.unary(x, out, _core.Act.__members__[a], alpha, beta)
+            return out
+
+        defaults = {n: p.default for n, p in inspect.signature(spec).parameters.items() if p.default is not p.empty}
+        has_grad = _core.act_grad_from(_core.Act.__members__[name_of(defaults)]) != "none"
+        backward = _activation_backward(epilogue) if has_grad else None
+        return declare(("x",), rule, kernel, onnx=onnx, allow_empty=True, backward=backward,
+                       plan=PlanRule(_plan_activation, epilogue=epilogue),
+                       plan_backward=_plan_activation_backward if backward else None)(spec)
 
     return register
 
 
-# The activations with a backward kernel (csrc/ops/activation/activation_backward.h). Those whose gradient is
-# computed from their output keep the output rather than their input: after a fused conv + activation only the output
-# exists.
-_GRAD_KERNELS = frozenset({"relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid"})
-_GRAD_FROM_OUTPUT = frozenset({"relu", "relu6", "sigmoid", "tanh"})
+def _activation_backward(epilogue):
+    """dx = dy * act'(v), v the input or the output as the kernels declare (after a fused convolution + activation
+    only the output exists, so activations that can read it do)."""
 
-
-def _unary_backward(name, alpha):
-    """dx = dy * op'(x), from the output or the input (`_GRAD_FROM_OUTPUT`)."""
-    saved = "out" if name in _GRAD_FROM_OUTPUT else "x"
+    def saved(attrs, needs):
+        return ("out",) if _core.act_grad_from(_core.Act.__members__[epilogue(attrs)[0]]) == "output" else ("x",)
 
     def rule(dy, call):
         dx = np.empty_like(dy)
         if dy.size:
-            v = call.out if saved == "out" else call.inputs[0]
-            _core.unary_input_grad(v, dy, dx, name, call.attrs[alpha] if alpha else 0.0)
+            a, alpha, beta = epilogue(call.attrs)
+            act = _core.Act.__members__[a]
+            v = call.out if _core.act_grad_from(act) == "output" else call.inputs[0]
+            _core.unary_input_grad(v, dy, dx, act, alpha, beta)
         return [dx]
 
-    return Backward(rule, (saved,))
-
-
-def _unary(onnx, rule=_same_shape, alpha=None):
-    """Declaration of an activation with one parameter at most (`alpha`), and its backward rule when it has a
-    backward kernel."""
-
-    def register(spec):
-        name = spec.__name__
-        backward = _unary_backward(name, alpha) if name in _GRAD_KERNELS else None
-        return unary(onnx, rule, *([alpha] if alpha else []), backward=backward)(spec)
-
-    return register
+    return Backward(rule, saved)
 
 
 def _leaky_relu_rule(shapes, attrs):
@@ -95,43 +99,43 @@ def _hardswish_to_onnx(em, node):
     return em.node("Mul", [x, gate], out, node.name)
 
 
-@_unary(OnnxOp("Relu"))
+@activation(OnnxOp("Relu"))
 def relu(x):
     """``max(x, 0)``, elementwise (any shape)."""
 
 
-@_unary(_relu6_to_onnx)
+@activation(_relu6_to_onnx)
 def relu6(x):
     """``min(max(x, 0), 6)``, elementwise."""
 
 
-@_unary(OnnxOp("LeakyRelu", {"alpha": "negative_slope"}, defaults={"alpha": 0.01}), _leaky_relu_rule,
-        alpha="negative_slope")
+@activation(OnnxOp("LeakyRelu", {"alpha": "negative_slope"}, defaults={"alpha": 0.01}), _leaky_relu_rule,
+            ("negative_slope",))
 def leaky_relu(x, negative_slope=0.01):
     """``x if x >= 0 else negative_slope * x``, elementwise."""
 
 
-@_unary(OnnxOp("Sigmoid"))
+@activation(OnnxOp("Sigmoid"))
 def sigmoid(x):
     """``1 / (1 + exp(-x))``, elementwise."""
 
 
-@_unary(OnnxOp("Tanh"))
+@activation(OnnxOp("Tanh"))
 def tanh(x):
     """Hyperbolic tangent, elementwise."""
 
 
-@_unary(_silu_to_onnx)
+@activation(_silu_to_onnx)
 def silu(x):
     """``x * sigmoid(x)`` (swish), elementwise."""
 
 
-@_unary(_hardswish_to_onnx)
+@activation(_hardswish_to_onnx)
 def hardswish(x):
     """``x * relu6(x + 3) / 6``, elementwise."""
 
 
-@_unary(OnnxOp("HardSigmoid", fixed={"alpha": 1 / 6, "beta": 0.5}))
+@activation(OnnxOp("HardSigmoid", fixed={"alpha": 1 / 6, "beta": 0.5}))
 def hardsigmoid(x):
     """``relu6(x + 3) / 6``, elementwise."""
 
@@ -197,48 +201,42 @@ def _gelu_rule(shapes, attrs):
     return {"approximate": approximate}, shapes[0]
 
 
-def _gelu_kernel(x, *, out, approximate):
-    if x.size:
-        _core.unary(x, out, "gelu_tanh" if approximate == "tanh" else "gelu")
-    return out
-
-
 SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875  # ONNX's defaults (float32 values)
 
 
-@_unary(OnnxOp("Elu", {"alpha": "alpha"}, defaults={"alpha": 1.0}), _float_attrs("alpha"), alpha="alpha")
+@activation(OnnxOp("Elu", {"alpha": "alpha"}, defaults={"alpha": 1.0}), _float_attrs("alpha"), ("alpha",))
 def elu(x, alpha=1.0):
     """``x if x >= 0 else alpha * (exp(x) - 1)``, elementwise."""
 
 
-@unary(OnnxOp("Selu", {"alpha": "alpha", "gamma": "gamma"}, defaults={"alpha": SELU_ALPHA, "gamma": SELU_GAMMA}),
-       _float_attrs("alpha", "gamma"), "alpha", "gamma")
+@activation(OnnxOp("Selu", {"alpha": "alpha", "gamma": "gamma"}, defaults={"alpha": SELU_ALPHA, "gamma": SELU_GAMMA}),
+            _float_attrs("alpha", "gamma"), ("alpha", "gamma"))
 def selu(x, alpha=SELU_ALPHA, gamma=SELU_GAMMA):
     """``gamma * (x if x > 0 else alpha * (exp(x) - 1))``, elementwise (ONNX's default constants)."""
 
 
-@_unary(OnnxOp("Celu", {"alpha": "alpha"}, defaults={"alpha": 1.0}), _celu_rule, alpha="alpha")
+@activation(OnnxOp("Celu", {"alpha": "alpha"}, defaults={"alpha": 1.0}), _celu_rule, ("alpha",))
 def celu(x, alpha=1.0):
     """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``, elementwise."""
 
 
-@_unary(OnnxOp("Softplus"))
+@activation(OnnxOp("Softplus"))
 def softplus(x):
     """``log(1 + exp(x))``, elementwise (no overflow for large x)."""
 
 
-@_unary(OnnxOp("Softsign"))
+@activation(OnnxOp("Softsign"))
 def softsign(x):
     """``x / (1 + |x|)``, elementwise."""
 
 
-@declare(("x",), _gelu_rule, _gelu_kernel, onnx=_gelu_to_onnx, allow_empty=True)
+@activation(_gelu_to_onnx, _gelu_rule, act=lambda attrs: "gelu_tanh" if attrs["approximate"] == "tanh" else "gelu")
 def gelu(x, approximate="none"):
     """``0.5 * x * (1 + erf(x / sqrt(2)))``, or with ``approximate='tanh'`` the tanh form
     ``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))``, elementwise."""
 
 
-@_unary(_decomposed("Mish", 18, _mish_lower))
+@activation(_decomposed("Mish", 18, _mish_lower))
 def mish(x):
     """``x * tanh(softplus(x))``, elementwise."""
 
@@ -255,11 +253,12 @@ def _prelu_rule(shapes, attrs):
 
 
 def _prelu_kernel(x, slope, *, out):
-    _core.binary(x, np.broadcast_to(slope, out.shape), out, "prelu")
+    _core.binary(x, np.broadcast_to(slope, out.shape), out, _core.BinaryOp.prelu)
     return out
 
 
-@declare(("x", "slope"), _prelu_rule, _prelu_kernel, onnx=OnnxOp("PRelu"), allow_empty=True)
+@declare(("x", "slope"), _prelu_rule, _prelu_kernel, onnx=OnnxOp("PRelu"), allow_empty=True,
+         plan=plan_binary("prelu"))
 def prelu(x, slope):
     """``x if x >= 0 else slope * x`` with `slope` broadcast to x (e.g. one slope per channel: ``(C, 1, 1)``)."""
 
@@ -300,13 +299,19 @@ def _log_softmax_backward(dy, call):
 
 
 # Importing ONNX Softmax / LogSoftmax needs its own converter (onnx/importer): before opset 13 they flatten to 2-D.
+def _channels_axis(node, graph):
+    return node.attrs["axis"] == 1
+
+
 @declare(("x",), _softmax_rule, _softmax_kernel(False), onnx=OnnxOp("Softmax", {"axis": "axis"}),
-         backward=Backward(_softmax_backward, ("out",)))
+         backward=Backward(_softmax_backward, ("out",)),
+         plan=PlanRule(lambda low, node: low.softmax(node, False), _channels_axis))
 def softmax(x, axis=1):
     """Softmax along ``axis`` (max-subtracted, so large logits do not overflow)."""
 
 
 @declare(("x",), _softmax_rule, _softmax_kernel(True), onnx=OnnxOp("LogSoftmax", {"axis": "axis"}),
-         backward=Backward(_log_softmax_backward, ("out",)))
+         backward=Backward(_log_softmax_backward, ("out",)),
+         plan=PlanRule(lambda low, node: low.softmax(node, True), _channels_axis))
 def log_softmax(x, axis=1):
     """``log(softmax(x))`` along ``axis``, computed without forming the softmax."""

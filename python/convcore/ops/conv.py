@@ -8,7 +8,7 @@ import numpy as np
 from .. import _core
 from .. import _validate as V
 from . import window
-from .registry import Backward, declare
+from .registry import Backward, PlanRule, declare
 
 __all__ = ["conv2d", "depthwise_conv2d", "separable_conv2d", "conv_transpose2d"]
 
@@ -233,10 +233,27 @@ def _separable_backward(dy, call):
     return [dx, None, None, None, _bias_grad(dy) if call.needs[4] else None]
 
 
+# --- in a compiled Plan ------------------------------------------------------------------------------------------
+
+def _constant_weights(node, graph):
+    """A 4-D input and constant weights: the Plan packs them once."""
+    x = node.inputs[0]
+    return len(graph.shapes[x]) == 4 and all(v in graph.params for v in node.inputs[1:] if v)
+
+
+def _plan_conv(low, node):
+    low.convolution(node)
+
+
+def _plan_conv_backward(gp, node, dy, needs):
+    gp.conv_backward(node, dy, needs)
+
+
 # --- declarations -----------------------------------------------------------------------------------------------
 
 @declare(("x", "weight", "bias"), _conv2d_rule, _conv2d_kernel, onnx=_conv2d_to_onnx, macs=_conv2d_macs,
-         channel_params=("weight", "bias"), backward=Backward(_conv2d_backward, ("weight",)))
+         channel_params=("weight", "bias"), backward=Backward(_conv2d_backward, ("weight",)),
+         plan=PlanRule(_plan_conv, _constant_weights), plan_backward=_plan_conv_backward)
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=None):
     """2-D convolution (cross-correlation, as torch).
 
@@ -260,7 +277,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=
 
 
 @declare(("x", "weight", "bias"), _depthwise_rule, _depthwise_kernel, onnx=_depthwise_to_onnx,
-         macs=_depthwise_macs, channel_params=("weight", "bias"), backward=Backward(_depthwise_backward, ("weight",)))
+         macs=_depthwise_macs, channel_params=("weight", "bias"), backward=Backward(_depthwise_backward, ("weight",)),
+         plan=PlanRule(_plan_conv, _constant_weights), plan_backward=_plan_conv_backward)
 def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
     """Depthwise convolution: each input channel convolved with its own ``m`` filters.
 
@@ -277,7 +295,8 @@ def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
 @declare(("x", "depthwise_weight", "pointwise_weight", "depthwise_bias", "pointwise_bias"), _separable_rule,
          _separable_kernel, onnx=_separable_to_onnx, macs=_separable_macs,
          channel_params=("pointwise_weight", "pointwise_bias"),
-         backward=Backward(_separable_backward, ("depthwise_weight", "pointwise_weight")))
+         backward=Backward(_separable_backward, ("depthwise_weight", "pointwise_weight")),
+         plan=PlanRule(lambda low, node: low.separable(node), _constant_weights))
 def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None, pointwise_bias=None, stride=1,
                      padding=0, dilation=1):
     """Depthwise-separable convolution: a depthwise convolution, then a 1x1 (pointwise) convolution.

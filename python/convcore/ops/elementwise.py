@@ -9,8 +9,8 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as V
-from .activation import unary
-from .registry import OnnxOp, declare
+from .activation import activation
+from .registry import OnnxOp, declare, plan_binary
 from .tensor import _binary_kernel, _broadcast_rule
 
 __all__ = ["sub", "div", "pow", "maximum", "minimum", "exp", "log", "sqrt", "neg", "abs", "reciprocal", "erf",
@@ -19,7 +19,8 @@ __all__ = ["sub", "div", "pow", "maximum", "minimum", "exp", "log", "sqrt", "neg
 
 def _binary(onnx, kernel_name):
     def register(spec):
-        return declare(("a", "b"), _broadcast_rule, _binary_kernel(kernel_name), onnx=onnx, allow_empty=True)(spec)
+        return declare(("a", "b"), _broadcast_rule, _binary_kernel(kernel_name), onnx=onnx, allow_empty=True,
+                       plan=plan_binary(kernel_name))(spec)
 
     return register
 
@@ -49,37 +50,37 @@ def minimum(a, b):
     """Elementwise minimum with numpy broadcasting; NaN propagates."""
 
 
-@unary(OnnxOp("Exp"))
+@activation(OnnxOp("Exp"))
 def exp(x):
     """``e ** x``, elementwise."""
 
 
-@unary(OnnxOp("Log"))
+@activation(OnnxOp("Log"))
 def log(x):
     """Natural logarithm, elementwise (-inf at 0, NaN below)."""
 
 
-@unary(OnnxOp("Sqrt"))
+@activation(OnnxOp("Sqrt"))
 def sqrt(x):
     """Square root, elementwise (NaN below 0)."""
 
 
-@unary(OnnxOp("Neg"))
+@activation(OnnxOp("Neg"))
 def neg(x):
     """``-x``, elementwise."""
 
 
-@unary(OnnxOp("Abs"))
+@activation(OnnxOp("Abs"))
 def abs(x):  # noqa: A001
     """``|x|``, elementwise."""
 
 
-@unary(OnnxOp("Reciprocal"))
+@activation(OnnxOp("Reciprocal"))
 def reciprocal(x):
     """``1 / x``, elementwise."""
 
 
-@unary(OnnxOp("Erf"))
+@activation(OnnxOp("Erf"))
 def erf(x):
     """The error function, elementwise."""
 
@@ -104,7 +105,7 @@ def _clip_to_onnx(em, node):
     return em.node("Clip", inputs, node.outputs[0], node.name)
 
 
-@unary(_clip_to_onnx, _clip_rule, "min", "max")
+@activation(_clip_to_onnx, _clip_rule, ("min", "max"))
 def clip(x, min=None, max=None):  # noqa: A002
     """``min(max(x, min), max)`` elementwise (ONNX Clip: when min > max every value becomes max); None: unbounded.
 

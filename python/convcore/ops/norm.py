@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as V
-from .registry import Backward, declare
+from .registry import Backward, PlanRule, declare
 
 __all__ = ["batch_norm", "instance_norm", "local_response_norm"]
 
@@ -135,8 +135,14 @@ def _lrn_backward(dy, call):
     return [dx.astype(np.float32)]
 
 
+def _constant_statistics(node, graph):
+    return all(v in graph.params for v in node.inputs[1:] if v)
+
+
 @declare(("x", "running_mean", "running_var", "weight", "bias"), _batch_norm_rule, _batch_norm_kernel,
-         onnx=_batch_norm_to_onnx, backward=Backward(_batch_norm_backward, ("running_mean", "running_var", "weight")))
+         onnx=_batch_norm_to_onnx, backward=Backward(_batch_norm_backward, ("running_mean", "running_var", "weight")),
+         plan=PlanRule(lambda low, node: low.batch_norm(node), _constant_statistics),
+         plan_backward=lambda gp, node, dy, needs: gp.batch_norm_backward(node, dy, needs))
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     """Inference batch normalization: ``(x - mean) / sqrt(var + eps) * weight + bias`` per channel.
 
@@ -160,7 +166,8 @@ def instance_norm(x, weight=None, bias=None, eps=1e-5):
     """
 
 
-@declare(("x",), _lrn_rule, _lrn_kernel, onnx=_lrn_to_onnx, backward=Backward(_lrn_backward, ("x",)))
+@declare(("x",), _lrn_rule, _lrn_kernel, onnx=_lrn_to_onnx, backward=Backward(_lrn_backward, ("x",)),
+         plan=PlanRule(lambda low, node: low.lrn(node), lambda node, graph: len(graph.shapes[node.inputs[0]]) == 4))
 def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
     """Local response normalization across channels (torch semantics):
     ``y = x / (k + alpha / size * sum_{c' in window(c)} x[c']^2) ** beta``, window ``[c - size//2, c + (size-1)//2]``.

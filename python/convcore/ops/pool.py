@@ -7,7 +7,7 @@ import numpy as np
 from .. import _core
 from .. import _validate as V
 from . import window
-from .registry import Backward, OnnxOp, declare
+from .registry import Backward, OnnxOp, PlanRule, declare
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "global_avg_pool2d", "global_max_pool2d"]
@@ -209,10 +209,29 @@ def _adaptive_backward(is_max):
     return Backward(rule, ("x",) if is_max else ())
 
 
+# --- in a compiled Plan ------------------------------------------------------------------------------------------
+
+def _feature_map(node, graph):
+    return len(graph.shapes[node.inputs[0]]) == 4
+
+
+def _plan_pool(is_max):
+    return PlanRule(lambda low, node: low.pool(node, is_max), _feature_map)
+
+
+def _plan_adaptive(is_max):
+    return PlanRule(lambda low, node: low.adaptive_pool(node, is_max), _feature_map)
+
+
+def _plan_adaptive_avg_backward(gp, node, dy, needs):
+    gp.adaptive_avg_pool_backward(node, dy, needs)
+
+
 # --- declarations -----------------------------------------------------------------------------------------------
 
 @declare(("x",), lambda shapes, attrs: _window_rule(shapes, attrs, True), _max_kernel, onnx=_window_to_onnx(True),
-         backward=Backward(_max_backward, ("x",)))
+         backward=Backward(_max_backward, ("x",)), plan=_plan_pool(True),
+         plan_backward=lambda gp, node, dy, needs: gp.max_pool_backward(node, dy, needs))
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """2-D max pooling; padding cells never win. ``stride`` defaults to ``kernel_size``.
 
@@ -225,7 +244,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 
 
 @declare(("x",), lambda shapes, attrs: _window_rule(shapes, attrs, False), _avg_kernel, onnx=_window_to_onnx(False),
-         backward=Backward(_avg_backward))
+         backward=Backward(_avg_backward), plan=_plan_pool(False),
+         plan_backward=lambda gp, node, dy, needs: gp.avg_pool_backward(node, dy, needs))
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """2-D average pooling (torch semantics for ``count_include_pad`` and ``ceil_mode``)."""
 
@@ -241,24 +261,24 @@ def lp_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fals
 
 
 @declare(("x",), _adaptive_rule, _adaptive_kernel(False), onnx=_adaptive_to_onnx(False),
-         backward=_adaptive_backward(False))
+         backward=_adaptive_backward(False), plan=_plan_adaptive(False), plan_backward=_plan_adaptive_avg_backward)
 def adaptive_avg_pool2d(x, output_size):
     """Average pooling to a fixed ``output_size`` (int or pair; ``None`` keeps that input size)."""
 
 
 @declare(("x",), _adaptive_rule, _adaptive_kernel(True), onnx=_adaptive_to_onnx(True),
-         backward=_adaptive_backward(True))
+         backward=_adaptive_backward(True), plan=_plan_adaptive(True))
 def adaptive_max_pool2d(x, output_size):
     """Max pooling to a fixed ``output_size`` (int or pair; ``None`` keeps that input size)."""
 
 
 @declare(("x",), _global_rule, _adaptive_kernel(False), onnx=OnnxOp("GlobalAveragePool"),
-         backward=_adaptive_backward(False))
+         backward=_adaptive_backward(False), plan=_plan_adaptive(False), plan_backward=_plan_adaptive_avg_backward)
 def global_avg_pool2d(x):
     """Mean over H and W: ``(N, C, H, W) -> (N, C, 1, 1)``."""
 
 
 @declare(("x",), _global_rule, _adaptive_kernel(True), onnx=OnnxOp("GlobalMaxPool"),
-         backward=_adaptive_backward(True))
+         backward=_adaptive_backward(True), plan=_plan_adaptive(True))
 def global_max_pool2d(x):
     """Max over H and W: ``(N, C, H, W) -> (N, C, 1, 1)``."""

@@ -14,7 +14,11 @@ its body is never run), plus the parts every consumer reads:
 - optional facts for graph passes and tools: ``macs`` (multiply-accumulates) and ``channel_params`` (the weight and
   bias whose axis 0 runs over the output channels, so a following batch norm folds into them);
 - ``backward``: a `Backward`, the op's backward rule (the gradients of its inputs from its output's), which
-  `convcore.gradients` runs in reverse graph order.
+  `convcore.gradients` runs in reverse graph order;
+- ``plan``: a `PlanRule`, how the op runs inside a compiled Plan (`convcore.compile`); without one the op splits a
+  Plan into segments and runs eagerly between them;
+- ``plan_backward``: ``(gp, node, dy, needs)``, the op's backward rule inside a gradient Plan
+  (`convcore.gradients.plan.GradientPlan`), written against that Plan's public methods.
 
 The public function routes every call through the tracer of this thread or task when one is active (see
 `tracing`), else validates the arrays and runs rule and kernel. See docs/adding-an-op.md and docs/architecture.md.
@@ -27,7 +31,7 @@ import contextvars
 import functools
 import inspect
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 from .. import _validate as V
 
@@ -114,6 +118,53 @@ class BackwardCall:
         return hit[1]
 
 
+def _plan_inputs_ok(node, graph):
+    """A Plan keeps 4-D feature maps (channels-last) and 2-D (N, F) values: every computed input must be one."""
+    computed = [v for v in node.inputs if v and v not in graph.params]
+    return bool(computed) and all(len(graph.shapes[v]) in (2, 4) for v in computed)
+
+
+@dataclass(frozen=True)
+class PlanRule:
+    """How an op runs inside a compiled Plan.
+
+    Attributes:
+        lower: ``lower(low, node)`` adds the node's Plan ops through ``low``, the lowering of one Plan segment
+            (`convcore.plan.lower.Lowering`: ``ref``, ``define``, ``param``, ``builder``, ``conv``, ...); like an
+            ONNX lowering, it only talks to the object it is given.
+        supports: ``supports(node, graph) -> bool``, checked after the common rule (every computed input 2-D or
+            4-D): whether this node can run in a Plan (constant weights, the axis, ...). Default: always.
+        epilogue: for an elementwise activation, ``epilogue(attrs) -> (act, alpha, beta)`` (``act`` a `_core.Act`
+            name): the form a producer's epilogue applies instead of a separate op.
+    """
+
+    lower: Callable
+    supports: Optional[Callable] = None
+    epilogue: Optional[Callable] = None
+
+    def accepts(self, node, graph):
+        """Whether `node` runs inside a Plan."""
+        return _plan_inputs_ok(node, graph) and (self.supports is None or bool(self.supports(node, graph)))
+
+
+def plan_binary(name):
+    """The Plan form of binary op `name` (a `_core.BinaryOp`): NHWC operands of the output's rank (2-D or 4-D), a
+    constant operand broadcast along the batch."""
+
+    def supports(node, graph):
+        out_rank = len(graph.shapes[node.outputs[0]])
+        for v in node.inputs[:2]:
+            if v in graph.params:
+                shape = graph.params[v].shape
+                if len(shape) > out_rank or (len(shape) == out_rank and shape[0] != 1):
+                    return False
+            elif len(graph.shapes[v]) != out_rank or graph.shapes[v][0] != graph.shapes[node.outputs[0]][0]:
+                return False
+        return out_rank in (2, 4)
+
+    return PlanRule(lambda low, node: low.binary(node, name), supports)
+
+
 @dataclass(frozen=True)
 class Backward:
     """An op's backward rule.
@@ -145,8 +196,8 @@ class Op:
         inputs: tensor argument names in `Node.inputs` order; for a variadic op (concat) the one list argument.
         optional: the inputs that may be None (their default is None).
         attrs: every other argument (except ``out``) -> its default, in signature order.
-        rule, kernel, onnx, macs, channel_params, backward: the declared parts (module docstring); backward is None
-            for an op without a backward rule.
+        rule, kernel, onnx, macs, channel_params, backward, plan, plan_backward: the declared parts (module
+            docstring); backward, plan and plan_backward are None for an op without them.
         variadic: the one tensor argument is a list of tensors (concat).
         allow_empty: arrays with a zero dimension are accepted (elementwise ops).
         view: the kernel returns a view of its input and gets ``out=None`` (flatten).
@@ -154,7 +205,7 @@ class Op:
     """
 
     def __init__(self, spec, inputs, rule, kernel, *, onnx=None, variadic=False, allow_empty=False, view=False,
-                 macs=None, channel_params=None, backward=None):
+                 macs=None, channel_params=None, backward=None, plan=None, plan_backward=None):
         self.name = spec.__name__
         self.signature = inspect.signature(spec)
         params = self.signature.parameters
@@ -172,6 +223,11 @@ class Op:
         if backward is not None and not isinstance(backward, Backward):
             raise TypeError(f"{self.name}: expected backward as a Backward (got {type(backward).__name__})")
         self.backward = backward
+        if plan is not None and not isinstance(plan, PlanRule):
+            raise TypeError(f"{self.name}: expected plan as a PlanRule (got {type(plan).__name__})")
+        if plan_backward is not None and (plan is None or backward is None):
+            raise TypeError(f"{self.name}: a plan_backward needs the op's plan and backward rule")
+        self.plan, self.plan_backward = plan, plan_backward
         self.function = self._public(spec)
 
     def _public(self, spec):

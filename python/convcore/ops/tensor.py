@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as V
-from .registry import Backward, OnnxOp, declare
+from .registry import Backward, OnnxOp, PlanRule, declare, plan_binary
 
 __all__ = ["linear", "matmul", "add", "mul", "concat", "flatten"]
 
@@ -70,8 +70,14 @@ def _linear_saves(attrs, needs):
     return ("weight", "x") if needs["weight"] else ("weight",)
 
 
+def _plan_linear_ok(node, graph):
+    return len(graph.shapes[node.inputs[0]]) == 2 and all(v in graph.params for v in node.inputs[1:] if v)
+
+
 @declare(("x", "weight", "bias"), _linear_rule, _linear_kernel, onnx=_linear_to_onnx, macs=_linear_macs,
-         backward=Backward(_linear_backward, _linear_saves))
+         backward=Backward(_linear_backward, _linear_saves), plan=PlanRule(lambda low, node: low.linear(node),
+                                                                           _plan_linear_ok),
+         plan_backward=lambda gp, node, dy, needs: gp.linear_backward(node, dy, needs))
 def linear(x, weight, bias=None):
     """Fully connected layer ``y = x @ weight.T + bias``.
 
@@ -146,7 +152,7 @@ def _broadcast_rule(shapes, attrs):
 
 def _binary_kernel(name):
     def kernel(a, b, *, out):
-        _core.binary(np.broadcast_to(a, out.shape), np.broadcast_to(b, out.shape), out, name)
+        _core.binary(np.broadcast_to(a, out.shape), np.broadcast_to(b, out.shape), out, _core.BinaryOp.__members__[name])
         return out
 
     return kernel
@@ -178,13 +184,15 @@ def _mul_saves(attrs, needs):
 
 
 @declare(("a", "b"), _broadcast_rule, _binary_kernel("add"), onnx=OnnxOp("Add"), allow_empty=True,
-         backward=Backward(_add_backward))
+         backward=Backward(_add_backward), plan=plan_binary("add"),
+         plan_backward=lambda gp, node, dy, needs: gp.add_backward(node, dy, needs))
 def add(a, b):
     """Elementwise ``a + b`` with numpy broadcasting (e.g. residual connections)."""
 
 
 @declare(("a", "b"), _broadcast_rule, _binary_kernel("mul"), onnx=OnnxOp("Mul"), allow_empty=True,
-         backward=Backward(_mul_backward, _mul_saves))
+         backward=Backward(_mul_backward, _mul_saves), plan=plan_binary("mul"),
+         plan_backward=lambda gp, node, dy, needs: gp.mul_backward(node, dy, needs))
 def mul(a, b):
     """Elementwise ``a * b`` with numpy broadcasting (e.g. squeeze-and-excitation: ``(N, C, H, W) * (N, C, 1, 1)``)."""
 
@@ -220,7 +228,10 @@ def _concat_backward(dy, call):
 
 
 @declare(("xs",), _concat_rule, _concat_kernel, onnx=OnnxOp("Concat", {"axis": "axis"}), variadic=True,
-         backward=Backward(_concat_backward))
+         backward=Backward(_concat_backward),
+         plan=PlanRule(lambda low, node: low.concat(node),
+                       lambda node, graph: node.attrs["axis"] == 1 and all(v not in graph.params for v in node.inputs)),
+         plan_backward=lambda gp, node, dy, needs: gp.concat_backward(node, dy, needs))
 def concat(xs, axis=1):
     """Concatenates arrays of equal shape except along ``axis``."""
 
@@ -258,7 +269,13 @@ def _flatten_backward(dy, call):
     return [dy.reshape(call.shapes[0])]
 
 
+def _plan_flatten_ok(node, graph):
+    x, out = graph.shapes[node.inputs[0]], graph.shapes[node.outputs[0]]
+    return (len(x) == 4 and len(out) == 2) or tuple(x) == tuple(out)
+
+
 @declare(("x",), _flatten_rule, _flatten_kernel, onnx=_flatten_to_onnx, allow_empty=True, view=True,
-         backward=Backward(_flatten_backward))
+         backward=Backward(_flatten_backward), plan=PlanRule(lambda low, node: low.flatten(node), _plan_flatten_ok),
+         plan_backward=lambda gp, node, dy, needs: gp.flatten_backward(node, dy, needs))
 def flatten(x, start_dim=1, end_dim=-1):
     """Merges dimensions ``start_dim..end_dim`` into one (a view when the input is contiguous)."""

@@ -5,7 +5,8 @@
 //  - status(), device_info(i): what the driver and the GPUs are;
 //  - DeviceArray: float32 device memory owned by convcore, exported through __cuda_array_interface__ and DLPack
 //    (CuPy, PyTorch, JAX, numba take it without a copy);
-//  - Plan: the GPU builder with _core.Plan's methods and signatures (python/convcore/plan/lower.py drives either),
+//  - Plan: the GPU builder with _core.Plan's methods and signatures (one binder: plan_binder.h), so
+//    python/convcore/plan/lower.py drives either,
 //    run() on host (numpy) arrays and run_device() on device arrays (DeviceArray, __cuda_array_interface__ or
 //    DLPack producers), without a host round trip.
 #include <pybind11/numpy.h>
@@ -19,11 +20,13 @@
 #include <string>
 #include <vector>
 
+#include "bindings/plan_binder.h"
 #include "core/common.h"
 #include "cuda/plan.h"
 
 namespace py = pybind11;
 using namespace convcore::cuda;
+using namespace convcore::bindings;
 using convcore::require;
 
 #ifndef CONVCORE_CUDA_ARCHITECTURES
@@ -32,10 +35,6 @@ using convcore::require;
 
 namespace {
 
-using CArray = py::array_t<float, py::array::c_style>;
-using OptArray = std::optional<CArray>;
-using Pair = std::array<index_t, 2>;
-using Quad = std::array<index_t, 4>;
 
 // ------------------------------------------------------------------------------------------------ status
 std::string version_text(int v) { return v > 0 ? std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10) : ""; }
@@ -240,7 +239,7 @@ py::array_t<float> to_numpy(const DeviceArray& a) {
   return out;
 }
 
-DeviceArray from_numpy(const CArray& host, int device) {
+DeviceArray from_numpy(const PlanArray& host, int device) {
   require_gpu(device);
   std::vector<index_t> shape(host.shape(), host.shape() + host.ndim());
   DeviceArray a(shape, device);
@@ -377,60 +376,13 @@ DeviceView device_view(const py::handle& obj, int device, cudaStream_t consumer,
 }
 
 // ------------------------------------------------------------------------------------------------- plans
-Epi epilogue(int act, float lo, float hi, float alpha) {
-  require(act >= 0 && act <= 7, "act: unknown activation code");
-  Epi e;
-  e.act = act, e.lo = lo, e.hi = hi, e.alpha = alpha;
-  return e;
-}
-
-void check_tensor(const GpuPlan& p, int t, const char* name) {
-  require(t >= 0 && t < p.num_tensors(), std::string(name) + ": unknown tensor id");
-}
-
-void check_len(const OptArray& a, index_t n, const char* name) {
-  require(!a || (a->ndim() == 1 && a->shape(0) == n), std::string(name) + ": expected shape (" + std::to_string(n) +
-                                                          ",)");
-}
-
-std::vector<index_t> input_shape(const GpuPlan& p, size_t i, index_t N) {
-  const TensorDesc& d = p.tensor(p.inputs()[i]);
-  return {N, d.C, d.H, d.W};
-}
-
-index_t count(const std::vector<index_t>& s) {
-  index_t n = 1;
-  for (index_t v : s) n *= v;
-  return n;
-}
-
-// numpy inputs and outputs: (input pointers, output pointers), checked as _core.Plan.run checks them.
-void check_host_io(const GpuPlan& p, const std::vector<CArray>& xs, std::vector<CArray>& outs,
-                   std::vector<const float*>& ins, std::vector<float*>& ptrs) {
-  require(xs.size() == p.inputs().size(), "xs: expected one array per plan input");
-  require(!xs.empty() && xs[0].ndim() >= 1 && xs[0].shape(0) >= 1, "xs: expected a batch of at least one");
-  const index_t N = xs[0].shape(0);
-  for (size_t i = 0; i < xs.size(); ++i) {
-    const auto shape = input_shape(p, i, N);
-    require(xs[i].size() == count(shape) && xs[i].shape(0) == N,
-            "xs[" + std::to_string(i) + "]: expected shape " + shape_text(shape));
-    ins.push_back(xs[i].data());
-  }
-  const auto shapes = p.output_shapes(N);
-  require(outs.size() == shapes.size(), "outs: expected one array per plan output");
-  for (size_t i = 0; i < outs.size(); ++i) {
-    require(outs[i].size() == count(shapes[i]), "outs: wrong output size");
-    ptrs.push_back(outs[i].mutable_data());
-  }
-}
-
 bool overlap(const DeviceView& a, const DeviceView& b) {
   const auto* a0 = reinterpret_cast<const char*>(a.data);
   const auto* b0 = reinterpret_cast<const char*>(b.data);
   return a.size > 0 && b.size > 0 && a0 < b0 + b.size * 4 && b0 < a0 + a.size * 4;
 }
 
-void run_device(GpuPlan& p, const py::sequence& xs, const py::sequence& outs) {
+void run_device(Plan& p, const py::sequence& xs, const py::sequence& outs) {
   require(py::len(xs) == p.inputs().size(), "xs: expected one array per plan input");
   require(py::len(outs) == p.outputs().size(), "outs: expected one array per plan output");
   std::vector<DeviceView> in, out;
@@ -439,7 +391,7 @@ void run_device(GpuPlan& p, const py::sequence& xs, const py::sequence& outs) {
   require(!in.empty() && !in[0].shape.empty() && in[0].shape[0] >= 1, "x: expected a batch of at least one");
   const index_t N = in[0].shape[0];
   for (size_t i = 0; i < in.size(); ++i) {
-    const auto shape = input_shape(p, i, N);
+    const auto shape = p.input_shape(i, N);
     require(in[i].shape == shape, "x: expected shape " + shape_text(shape) + " (got " + shape_text(in[i].shape) + ")");
   }
   const auto shapes = p.output_shapes(N);
@@ -449,6 +401,8 @@ void run_device(GpuPlan& p, const py::sequence& xs, const py::sequence& outs) {
                                            " (got " + shape_text(out[i].shape) + ")");
     for (const DeviceView& x : in)
       require(!overlap(out[i], x), "out[" + std::to_string(i) + "]: must not overlap the input");
+    for (size_t j = 0; j < i; ++j)
+      require(!overlap(out[i], out[j]), "out[" + std::to_string(i) + "]: must not overlap out[" + std::to_string(j) + "]");
   }
   std::vector<const float*> ins;
   std::vector<float*> ptrs;
@@ -551,162 +505,40 @@ PYBIND11_MODULE(_cuda, m) {
                ")";
       });
 
-  py::class_<GpuPlan>(m, "Plan", py::module_local(),
-                      "A network compiled for a GPU (built by convcore.compile(..., device='cuda')).")
-      .def(py::init([](int device, const std::string& precision) {
+  py::class_<Plan> plan(m, "Plan", py::module_local(),
+                        "A network compiled for a GPU (built by convcore.compile(..., device='cuda')).");
+  plan.def(py::init([](int device, const std::string& precision) {
              const Precision p = precision_from(precision);
              require_gpu(device);
-             return new GpuPlan(device, p);
+             return new Plan(device, p);
            }),
            py::arg("device") = 0, py::arg("precision") = "fp32")
-      .def_property_readonly("isa", [](const GpuPlan&) { return std::string("cuda"); })
-      .def_property_readonly("device", &GpuPlan::device)
-      .def_property_readonly("precision", [](const GpuPlan& p) { return std::string(precision_text(p.precision())); })
-      .def("add_input", &GpuPlan::add_input, py::arg("C"), py::arg("H"), py::arg("W"))
-      .def("add_output", [](GpuPlan& p, int t, bool nchw) { check_tensor(p, t, "t"); p.add_output(t, nchw); },
-           py::arg("t"), py::arg("nchw"))
-      .def("dims", [](const GpuPlan& p, int t) {
-        check_tensor(p, t, "t");
-        const TensorDesc& d = p.tensor(t);
-        return py::make_tuple(d.H, d.W, d.C);
-      })
-      .def("constant", [](GpuPlan& p, const CArray& a) {
-        require(a.ndim() == 3, "constant: expected an (H, W, C) array");
-        return p.add_constant(a.shape(0), a.shape(1), a.shape(2), a.data());
-      }, py::arg("nhwc").noconvert())
-      .def("alias", [](GpuPlan& p, int child, int parent, index_t c0) {
-        check_tensor(p, child, "child");
-        check_tensor(p, parent, "parent");
-        p.alias(child, parent, c0);
-      })
-      .def("aliasable", [](const GpuPlan& p, int t) { check_tensor(p, t, "t"); return p.aliasable(t); })
-      .def("reshape", [](GpuPlan& p, int t, index_t H, index_t W, index_t C) {
-        check_tensor(p, t, "t");
-        return p.reshape(t, H, W, C);
-      })
-      .def("conv", [](GpuPlan& p, const std::string& name, int x, const CArray& w, const OptArray& bias, Pair stride,
-                      Pair dilation, Quad pads, index_t groups, int act, float lo, float hi, float alpha, int residual,
-                      int algo) {
-        check_tensor(p, x, "x");
-        if (residual >= 0) check_tensor(p, residual, "residual");
-        require(w.ndim() == 4, "weight: expected (K, C / groups, R, S)");
-        require(algo >= 0 && algo <= static_cast<int>(ConvAlgo::winograd), "algo: unknown");
-        ConvSpec s{w.shape(0), w.shape(1), w.shape(2), w.shape(3), stride[0], stride[1], dilation[0], dilation[1],
-                   pads[0], pads[1], pads[2], pads[3], groups};
-        check_len(bias, s.K, "bias");
-        return plan_conv(p, name, x, s, w.data(), bias ? bias->data() : nullptr, epilogue(act, lo, hi, alpha), residual,
-                         static_cast<ConvAlgo>(algo));
-      }, py::arg("name"), py::arg("x"), py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("stride"),
-         py::arg("dilation"), py::arg("pads"), py::arg("groups"), py::arg("act"), py::arg("lo"), py::arg("hi"),
-         py::arg("alpha"), py::arg("residual"), py::arg("algo"))
-      .def("mbconv", [](GpuPlan& p, const std::string& name, int x, const OptArray& we, const OptArray& be,
-                        std::array<float, 4> ee, const CArray& wd, const OptArray& bd, Pair stride, Pair dilation,
-                        Quad pads, std::array<float, 4> ed, const CArray& wp, const OptArray& bp,
-                        std::array<float, 4> ep, int residual) {
-        check_tensor(p, x, "x");
-        if (residual >= 0) check_tensor(p, residual, "residual");
-        const index_t C = p.tensor(x).C;
-        index_t E = C;
-        if (we) {
-          require(we->ndim() == 4 && we->shape(1) == C && we->shape(2) == 1 && we->shape(3) == 1,
-                  "expand weight: expected (E, C, 1, 1)");
-          E = we->shape(0);
-          check_len(be, E, "expand bias");
-        }
-        require(wd.ndim() == 4 && wd.shape(0) == E && wd.shape(1) == 1, "depthwise weight: expected (E, 1, R, S)");
-        check_len(bd, E, "depthwise bias");
-        require(wp.ndim() == 4 && wp.shape(1) == E && wp.shape(2) == 1 && wp.shape(3) == 1,
-                "project weight: expected (K, E, 1, 1)");
-        const index_t K = wp.shape(0);
-        check_len(bp, K, "project bias");
-        ConvSpec dw{E, 1, wd.shape(2), wd.shape(3), stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[1],
-                    pads[2], pads[3], E};
-        auto epi = [](const std::array<float, 4>& a) { return epilogue(static_cast<int>(a[0]), a[1], a[2], a[3]); };
-        return plan_mbconv(p, name, x, we ? we->data() : nullptr, be ? be->data() : nullptr, E, epi(ee), dw, wd.data(),
-                           bd ? bd->data() : nullptr, epi(ed), wp.data(), bp ? bp->data() : nullptr, K, epi(ep),
-                           residual);
-      }, py::arg("name"), py::arg("x"), py::arg("we").noconvert(), py::arg("be").noconvert(), py::arg("ee"),
-         py::arg("wd").noconvert(), py::arg("bd").noconvert(), py::arg("stride"), py::arg("dilation"),
-         py::arg("pads"), py::arg("ed"), py::arg("wp").noconvert(), py::arg("bp").noconvert(), py::arg("ep"),
-         py::arg("residual"))
-      .def("pool", [](GpuPlan& p, const std::string& name, int x, bool is_max, Pair k, Pair s, Pair d, Quad pads,
-                      Pair out, bool count_include_pad) {
-        check_tensor(p, x, "x");
-        return plan_pool(p, name, x, is_max, k[0], k[1], s[0], s[1], d[0], d[1], pads[0], pads[1], pads[2], pads[3],
-                         out[0], out[1], count_include_pad);
-      })
-      .def("global_pool", [](GpuPlan& p, const std::string& name, int x, bool is_max) {
-        check_tensor(p, x, "x");
-        return plan_global_pool(p, name, x, is_max);
-      })
-      .def("adaptive_pool", [](GpuPlan& p, const std::string& name, int x, bool is_max, index_t oh, index_t ow) {
-        check_tensor(p, x, "x");
-        return plan_adaptive_pool(p, name, x, is_max, oh, ow);
-      })
-      .def("affine", [](GpuPlan& p, const std::string& name, int x, const OptArray& scale, const OptArray& shift,
-                        int act, float lo, float hi, float alpha) {
-        check_tensor(p, x, "x");
-        check_len(scale, p.tensor(x).C, "scale");
-        check_len(shift, p.tensor(x).C, "shift");
-        return plan_affine(p, name, x, scale ? scale->data() : nullptr, shift ? shift->data() : nullptr,
-                           epilogue(act, lo, hi, alpha));
-      }, py::arg("name"), py::arg("x"), py::arg("scale").noconvert(), py::arg("shift").noconvert(), py::arg("act"),
-         py::arg("lo"), py::arg("hi"), py::arg("alpha"))
-      .def("binary", [](GpuPlan& p, const std::string& name, int a, int b, int op, int act, float lo, float hi,
-                        float alpha) {
-        check_tensor(p, a, "a");
-        check_tensor(p, b, "b");
-        require(op >= 0 && op <= 5, "op: unknown binary op");
-        return plan_binary(p, name, a, b, op, epilogue(act, lo, hi, alpha));
-      })
-      .def("copy_into", [](GpuPlan& p, const std::string& name, int x, int y, index_t c0) {
-        check_tensor(p, x, "x");
-        check_tensor(p, y, "y");
-        plan_copy_into(p, name, x, y, c0);
-      })
-      .def("tensor", [](GpuPlan& p, index_t H, index_t W, index_t C) { return p.add_tensor(H, W, C); })
-      .def("softmax", [](GpuPlan& p, const std::string& name, int x, bool log) {
-        check_tensor(p, x, "x");
-        return plan_softmax(p, name, x, log);
-      })
-      .def("lrn", [](GpuPlan& p, const std::string& name, int x, index_t size, float alpha, float beta, float k) {
-        check_tensor(p, x, "x");
-        return plan_lrn(p, name, x, size, alpha, beta, k);
-      })
-      .def("flatten_nchw", [](GpuPlan& p, const std::string& name, int x) {
-        check_tensor(p, x, "x");
-        return plan_flatten_nchw(p, name, x);
-      })
-      .def("output_shapes", &GpuPlan::output_shapes, py::arg("N"))
-      .def("run", [](GpuPlan& p, std::vector<CArray> xs, std::vector<CArray> outs, int /*threads*/) {
+      .def_property_readonly("isa", [](const Plan&) { return std::string("cuda"); })
+      .def_property_readonly("device", &Plan::device)
+      .def_property_readonly("precision", [](const Plan& p) { return std::string(precision_text(p.precision())); });
+  bind_builder(plan);
+  plan.def("run", [](Plan& p, std::vector<PlanArray> xs, std::vector<PlanArray> outs, int /*threads*/) {
         std::vector<const float*> ins;
         std::vector<float*> ptrs;
-        check_host_io(p, xs, outs, ins, ptrs);
-        const index_t N = xs[0].shape(0);
+        const index_t N = check_run_arrays(p, xs, outs, ins, ptrs);
         py::gil_scoped_release release;
         p.run_host(ins.data(), N, ptrs.data());
       }, py::arg("xs"), py::arg("outs"), py::arg("threads"), "Runs on numpy arrays (copied to and from the GPU).")
       .def("run_device", &run_device, py::arg("xs"), py::arg("outs"),
            "Runs on GPU arrays (DeviceArray, __cuda_array_interface__ or DLPack), writing into `outs`.")
-      .def("profile", [](GpuPlan& p, std::vector<CArray> xs, std::vector<CArray> outs, int /*threads*/, int repeats) {
+      .def("profile", [](Plan& p, std::vector<PlanArray> xs, std::vector<PlanArray> outs, int /*threads*/,
+                         int repeats) {
         std::vector<const float*> ins;
         std::vector<float*> ptrs;
-        check_host_io(p, xs, outs, ins, ptrs);
-        const index_t N = xs[0].shape(0);
-        std::vector<ProfileEntry> prof;
+        const index_t N = check_run_arrays(p, xs, outs, ins, ptrs);
+        std::vector<convcore::ProfileEntry> prof;
         {
           py::gil_scoped_release release;
           prof = p.profile(ins.data(), N, ptrs.data(), repeats);
         }
         py::list out;
-        for (const ProfileEntry& e : prof) out.append(py::make_tuple(e.name, e.kind, e.detail, e.flops, e.seconds));
+        for (const convcore::ProfileEntry& e : prof)
+          out.append(py::make_tuple(e.name, e.kind, e.detail, e.flops, e.seconds));
         return out;
-      }, py::arg("x").noconvert(), py::arg("outs"), py::arg("threads"), py::arg("repeats"))
-      .def("ops", [](const GpuPlan& p) {
-        py::list out;
-        for (const auto& op : p.ops()) out.append(py::make_tuple(op->name, op->kind, op->detail, op->flops_per_image));
-        return out;
-      })
-      .def("arena_bytes", &GpuPlan::arena_bytes, py::arg("N"))
-      .def_property_readonly("weight_bytes", &GpuPlan::weight_bytes);
+      }, py::arg("xs"), py::arg("outs"), py::arg("threads"), py::arg("repeats"));
 }

@@ -1,32 +1,34 @@
-// Reference Plan kernels: plain loops with double accumulators over the same packed layouts as the SIMD kernels.
+// Reference kernels: plain loops with double accumulators over the same packed layouts as the SIMD kernels.
 // They run under CONVCORE_ISA=scalar and are the oracle the AVX2 / AVX-512 kernels are tested against.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
-#include "plan/kernels.h"
+#include "kernels/kernels.h"
 
 namespace convcore {
 namespace ref {
 namespace {
 
-double activate(double v, const Epilogue& e) {
-  if (std::isnan(v)) return v;
-  switch (e.act) {
-    case Act::none: return v;
-    case Act::clamp: return std::min<double>(std::max<double>(v, e.lo), e.hi);
-    case Act::leaky_relu: return v < 0 ? v * e.alpha : v;
-    case Act::sigmoid: return 1.0 / (1.0 + std::exp(-v));
-    case Act::silu: return v / (1.0 + std::exp(-v));
-    case Act::tanh: return std::tanh(v);
-    case Act::hardswish: return v * std::min(std::max(v + 3.0, 0.0), 6.0) / 6.0;
-    case Act::hardsigmoid: return std::min(std::max(v / 6.0 + 0.5, 0.0), 1.0);
-  }
-  return v;
-}
+double act(double v, const Epilogue& e) { return activate<double>(e.act, v, e.alpha, e.beta); }
 
 void activation(const Epilogue& e, const float* x, float* y, index_t n) {
-  for (index_t i = 0; i < n; ++i) y[i] = static_cast<float>(activate(x[i], e));
+  for (index_t i = 0; i < n; ++i) y[i] = static_cast<float>(act(x[i], e));
+}
+
+void act_grad(const Epilogue& e, const float* v, const float* dy, float* dx, index_t n) {
+  for (index_t i = 0; i < n; ++i)
+    dx[i] = static_cast<float>(act_input_grad<double>(e.act, v[i], dy[i], e.alpha, e.beta));
+}
+
+void nchw_to_nhwc(const float* src, index_t C, index_t HW, float* dst, index_t ds, index_t p0, index_t p1) {
+  for (index_t p = p0; p < p1; ++p)
+    for (index_t c = 0; c < C; ++c) dst[p * ds + c] = src[c * HW + p];
+}
+
+void nhwc_to_nchw(const float* src, index_t ss, index_t C, index_t HW, float* dst, index_t p0, index_t p1) {
+  for (index_t p = p0; p < p1; ++p)
+    for (index_t c = 0; c < C; ++c) dst[c * HW + p] = src[p * ss + c];
 }
 
 // The epilogue's mask: v where mask_lo < *mask < mask_hi, else 0 (no mask: v).
@@ -59,10 +61,20 @@ void conv(const ConvGeom& g, const ConvWeights& p, const ConvIO& io, const Epilo
           }
         if (io.res) acc += io.res[px * io.rs + oc0 + j];
         io.y[px * io.ys + oc0 + j] =
-            masked(static_cast<float>(activate(acc, e)), io.mask ? io.mask + px * io.ms + oc0 + j : nullptr, e);
+            masked(static_cast<float>(act(acc, e)), io.mask ? io.mask + px * io.ms + oc0 + j : nullptr, e);
       }
     }
   }
+}
+
+void gemm_rows(index_t kd, const float* a, index_t lda, const float* bias, const float* b, const index_t* boff,
+               float* c, index_t ldc, index_t m, index_t n, bool accumulate) {
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < n; ++j) {
+      double acc = (bias ? bias[i] : 0.0) + (accumulate ? c[i * ldc + j] : 0.0);
+      for (index_t k = 0; k < kd; ++k) acc += static_cast<double>(a[i * lda + k]) * b[boff[k] + j];
+      c[i * ldc + j] = static_cast<float>(acc);
+    }
 }
 
 void dwconv(const ConvGeom& g, const float* w, const float* bias, const ConvIO& io, const Epilogue& e, index_t r0,
@@ -79,7 +91,7 @@ void dwconv(const ConvGeom& g, const float* w, const float* bias, const ConvIO& 
             acc += static_cast<double>(conv_tap_ptr(g, io, n, oh, ow, r, s, c)[0]) * w[(r * g.S + s) * Cp + c];
         if (io.res) acc += io.res[px * io.rs + c];
         io.y[px * io.ys + c] =
-            masked(static_cast<float>(activate(acc, e)), io.mask ? io.mask + px * io.ms + c : nullptr, e);
+            masked(static_cast<float>(act(acc, e)), io.mask ? io.mask + px * io.ms + c : nullptr, e);
       }
     }
   }
@@ -137,20 +149,8 @@ void affine(index_t C, const float* x, index_t xs, float* y, index_t ys, const f
       double v = x[p * xs + c];
       if (scale) v *= scale[c];
       if (shift) v += shift[c];
-      y[p * ys + c] = static_cast<float>(activate(static_cast<float>(v), e));
+      y[p * ys + c] = static_cast<float>(act(static_cast<float>(v), e));
     }
-}
-
-double binary_op(BinaryOp op, double a, double b) {
-  switch (op) {
-    case BinaryOp::add: return a + b;
-    case BinaryOp::mul: return a * b;
-    case BinaryOp::sub: return a - b;
-    case BinaryOp::div: return a / b;
-    case BinaryOp::max: return std::isnan(a) || std::isnan(b) ? a + b : std::max(a, b);
-    case BinaryOp::min: return std::isnan(a) || std::isnan(b) ? a + b : std::min(a, b);
-  }
-  return a;
 }
 
 void binary(const BinaryGeom& g, BinaryOp op, const float* a, const float* b, float* y, const Epilogue& e, index_t r0,
@@ -162,8 +162,8 @@ void binary(const BinaryGeom& g, BinaryOp op, const float* a, const float* b, fl
         const float av = a[n * g.a_s[0] + h * g.a_s[1] + w * g.a_s[2] + c * g.a_s[3]];
         const float bv = b[n * g.b_s[0] + h * g.b_s[1] + w * g.b_s[2] + c * g.b_s[3]];
         // The float result first, as the SIMD kernels round it, then the activation.
-        const float v = static_cast<float>(binary_op(op, av, bv));
-        y[(row * g.W + w) * g.ys + c] = static_cast<float>(activate(v, e));
+        const float v = static_cast<float>(binary_value<double>(op, av, bv));
+        y[(row * g.W + w) * g.ys + c] = static_cast<float>(act(v, e));
       }
   }
 }
@@ -219,7 +219,7 @@ void wino_output(const WinoGeom& g, const float* M, const float* bias, float* y,
           for (int q = 0; q < 6; ++q) v += u[i][q] * kAT[j][q];
           const index_t p = (n * g.OH + oh) * g.OW + ow;
           if (res) v += res[p * rs + k];
-          y[p * ys + k] = masked(static_cast<float>(activate(v, e)), mk ? mk + p * ms + k : nullptr, e);
+          y[p * ys + k] = masked(static_cast<float>(act(v, e)), mk ? mk + p * ms + k : nullptr, e);
         }
     }
   }
@@ -227,18 +227,20 @@ void wino_output(const WinoGeom& g, const float* M, const float* bias, float* y,
 
 }  // namespace
 
-extern const PlanKernels kPlanKernels = {"scalar", 1, conv_tile_choice, conv, dwconv, pool, global_pool, affine,
-                                         binary, wino_input, wino_output, activation};
+extern const Kernels kKernels = {"scalar",   1,           conv_tile_choice, conv,         gemm_rows,
+                                 dwconv,     pool,        global_pool,      affine,       binary,
+                                 wino_input, wino_output, activation,       act_grad,     nchw_to_nhwc,
+                                 nhwc_to_nchw};
 
 }  // namespace ref
 
-const PlanKernels& plan_kernels(Isa isa) {
+const Kernels& kernels_for(Isa isa) {
   switch (isa) {
-    case Isa::avx512: return avx512::kPlanKernels;
-    case Isa::avx2: return avx2::kPlanKernels;
+    case Isa::avx512: return avx512::kKernels;
+    case Isa::avx2: return avx2::kKernels;
     case Isa::scalar: break;
   }
-  return ref::kPlanKernels;
+  return ref::kKernels;
 }
 
 }  // namespace convcore

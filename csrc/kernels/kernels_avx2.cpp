@@ -1,12 +1,12 @@
-// AVX2 + FMA instantiation of the Plan kernels: 8 lanes, 16 ymm registers, so tiles keep at most 12 accumulators
+// AVX2 + FMA instantiation of the kernels: 8 lanes, 16 ymm registers, so tiles keep at most 12 accumulators
 // (8 pixels x 1 vector, 6 x 2, 4 x 3) and leave room for the weight vectors and the broadcast.
 #include <array>
 #include <utility>
 #include <vector>
 #include <algorithm>
 
-#include "plan/kernels.h"
-#include "plan/simd.h"
+#include "kernels/kernels.h"
+#include "kernels/simd.h"
 
 namespace convcore {
 namespace avx2 {
@@ -16,6 +16,6 @@ constexpr int kMaxNV = 3;
 constexpr int kTileRows[4] = {8, 6, 4, 4};
 constexpr int kDwBlock = 4;  // depthwise output columns per interior block (stride 1)
 constexpr const char* kIsaName = "avx2";
-#include "plan/kernels_simd.inc"
+#include "kernels/kernels_simd.inc"
 }  // namespace avx2
 }  // namespace convcore

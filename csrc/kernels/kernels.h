@@ -1,9 +1,10 @@
-// The Plan's kernels: channels-last (NHWC) activations, weights packed once at compile time, a fused epilogue.
+// The CPU kernels every path shares: the compiled Plan's ops (csrc/plan) and the eager NCHW entry points (csrc/ops)
+// call them. Channels-last (NHWC) activations, weights packed once (pack.h), a fused epilogue.
 //
 // Every kernel exists three times with one signature: the AVX-512 and AVX2 instantiations of kernels_simd.inc and the
 // plain reference loops of kernels_ref.cpp (CONVCORE_ISA=scalar, and the oracle the fast ones are tested against).
-// A kernel computes one task (a range of output pixels, rows or channel blocks); the Plan's ops split their work into
-// tasks and hand them to threads.
+// A kernel computes one task (a range of output pixels, rows or channel blocks); callers split their work into tasks
+// and hand them to threads.
 //
 // Tensors are NHWC with a pixel stride: element (pixel p, channel c) lies at base[p * stride + c], pixels counted
 // over the whole batch (p = (n * H + h) * W + w). A stride wider than the channel count is how a tensor lives inside
@@ -14,20 +15,9 @@
 #include "core/aligned.h"
 #include "core/common.h"
 #include "core/cpu.h"
+#include "kernels/elementwise.h"
 
 namespace convcore {
-
-// The activation applied last in an epilogue. clamp covers ReLU (0, inf), ReLU6 (0, 6) and ONNX Clip.
-enum class Act : int { none = 0, clamp, leaky_relu, sigmoid, silu, tanh, hardswish, hardsigmoid };
-
-struct Epilogue {
-  Act act = Act::none;
-  float lo = 0.0f, hi = 0.0f;  // clamp bounds
-  float alpha = 0.0f;          // leaky_relu slope
-  // With a mask tensor (a backward pass: dy through a clamp whose output is the mask), the result is kept where
-  // mask_lo < mask < mask_hi and is 0 elsewhere (NaN too), after the activation.
-  float mask_lo = 0.0f, mask_hi = 0.0f;
-};
 
 // Convolution geometry (the input C counts all channels; a group reads Cg of them and writes Kg outputs).
 struct ConvGeom {
@@ -93,7 +83,7 @@ struct WinoGeom {
   index_t tiles() const { return N * tiles_h * tiles_w; }
 };
 
-struct PlanKernels {
+struct Kernels {
   const char* isa;
   int lanes;
   // Tile shape for a convolution with Kg output channels per group: fills mr / nv / nr.
@@ -101,6 +91,11 @@ struct PlanKernels {
   // Output pixels [p0, p1) x packed blocks [b0, b1) (block b = group b / blocks_per_group).
   void (*conv)(const ConvGeom& g, const ConvWeights& p, const ConvIO& io, const Epilogue& e, index_t p0, index_t p1,
                index_t b0, index_t b1);
+  // The NCHW orientation of the same micro-kernel, for the eager NCHW convolutions: C[m x n] (+)= A[m x kd] B[kd x n]
+  // + bias[row], A rows at a + i * lda (weights as stored), B row k read in place at b + boff[k] (a tap's run of
+  // pixels), C rows at c + i * ldc; accumulate adds to C (a product split along kd).
+  void (*gemm_rows)(index_t kd, const float* a, index_t lda, const float* bias, const float* b, const index_t* boff,
+                    float* c, index_t ldc, index_t m, index_t n, bool accumulate);
   // Depthwise (groups == C == K): weights [tap][Cpad], bias [Cpad]; output rows [r0, r1) of N * OH.
   void (*dwconv)(const ConvGeom& g, const float* w, const float* bias, const ConvIO& io, const Epilogue& e,
                  index_t r0, index_t r1);
@@ -120,20 +115,27 @@ struct PlanKernels {
   // y <- act(A^T M A + bias [+ residual]) [masked] for tiles [t0, t1).
   void (*wino_output)(const WinoGeom& g, const float* M, const float* bias, float* y, index_t ys, const float* res,
                       index_t rs, const float* mask, index_t ms, const Epilogue& e, index_t t0, index_t t1);
-  // Contiguous y[i] = act(x[i]) (the eager activations use this too).
+  // Contiguous y[i] = act(x[i]).
   void (*activation)(const Epilogue& e, const float* x, float* y, index_t n);
+  // Contiguous dx[i] = dy[i] * act'(v[i]), v the activation's input or output as act_grad_from(e.act) says (the
+  // epilogue's alpha / beta are its parameters). dx may alias dy.
+  void (*act_grad)(const Epilogue& e, const float* v, const float* dy, float* dx, index_t n);
+  // Layout at the edges of channels-last code: pixels [p0, p1) of one image, C channel planes of HW pixels (NCHW)
+  // <-> pixel rows with stride ds / ss (NHWC).
+  void (*nchw_to_nhwc)(const float* src, index_t C, index_t HW, float* dst, index_t ds, index_t p0, index_t p1);
+  void (*nhwc_to_nchw)(const float* src, index_t ss, index_t C, index_t HW, float* dst, index_t p0, index_t p1);
 };
 
-const PlanKernels& plan_kernels(Isa isa);
+const Kernels& kernels_for(Isa isa);
 
 namespace avx512 {
-extern const PlanKernels kPlanKernels;
+extern const Kernels kKernels;
 }
 namespace avx2 {
-extern const PlanKernels kPlanKernels;
+extern const Kernels kKernels;
 }
 namespace ref {
-extern const PlanKernels kPlanKernels;
+extern const Kernels kKernels;
 }
 
 // Pointer to the input of tap (r, s) for output pixel p, or `zero` in the padding; the IGEMM kernels fill an

@@ -1,4 +1,4 @@
-#include "core/machine.h"
+#include "kernels/machine.h"
 
 #include <omp.h>
 

@@ -1,9 +1,9 @@
-#include "core/machine.h"
-#include "plan/simd.h"
+#include "kernels/machine.h"
+#include "kernels/simd.h"
 
 namespace convcore {
 namespace avx512 {
 using V = Vec512;
-#include "core/machine_simd.inc"
+#include "kernels/machine_simd.inc"
 }  // namespace avx512
 }  // namespace convcore

@@ -1,12 +1,12 @@
-// AVX-512 instantiation of the Plan kernels: 16 lanes, 32 zmm registers. Tiles keep up to 24 accumulators:
+// AVX-512 instantiation of the kernels: 16 lanes, 32 zmm registers. Tiles keep up to 24 accumulators:
 // 8 pixels x 1-3 vectors or 6 pixels x 4 vectors (64 output channels), so every FMA chain has 4+ cycles of slack.
 #include <array>
 #include <utility>
 #include <vector>
 #include <algorithm>
 
-#include "plan/kernels.h"
-#include "plan/simd.h"
+#include "kernels/kernels.h"
+#include "kernels/simd.h"
 
 namespace convcore {
 namespace avx512 {
@@ -16,6 +16,6 @@ constexpr int kMaxNV = 4;
 constexpr int kTileRows[kMaxNV] = {8, 8, 8, 6};  // pixels per tile for 1..4 vectors
 constexpr int kDwBlock = 8;  // depthwise output columns per interior block (stride 1)
 constexpr const char* kIsaName = "avx512";
-#include "plan/kernels_simd.inc"
+#include "kernels/kernels_simd.inc"
 }  // namespace avx512
 }  // namespace convcore

@@ -1,6 +1,6 @@
-// A thin vector type per ISA, so that each Plan kernel is written once (kernels_simd.inc) and compiled twice: in
-// kernels_avx512.cpp (16 lanes) and kernels_avx2.cpp (8 lanes). Only those two files include this header; each is
-// compiled with its own -m flags (CMakeLists.txt), so no wide instruction reaches the baseline code.
+// A thin vector type per ISA, so that each kernel is written once (kernels_simd.inc) and compiled twice: in
+// kernels_avx512.cpp (16 lanes) and kernels_avx2.cpp (8 lanes). Only *_avx2.cpp / *_avx512.cpp files include this
+// header; each is compiled with its own -m flags (CMakeLists.txt), so no wide instruction reaches the baseline code.
 #pragma once
 #include <immintrin.h>
 
@@ -52,6 +52,34 @@ struct Vec512 {
   static reg abs(reg a) { return _mm512_abs_ps(a); }
   static float hsum(reg a) { return _mm512_reduce_add_ps(a); }
   static float hmax(reg a) { return _mm512_reduce_max_ps(a); }
+  // r[i][j] <- r[j][i] for a 16 x 16 block: pairs, quads, then 128-bit lanes (the 4 x 4 of lanes in two steps).
+  static void transpose(reg* r) {
+    reg t[16];
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+      const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+      const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+      r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+      r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+      r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+      r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int i = 0; i < 4; ++i) {
+      t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+      t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
+      t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+      t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+      r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+      r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+      r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xdd);
+    }
+  }
 };
 #endif
 
@@ -105,6 +133,24 @@ struct Vec256 {
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+  }
+  // r[i][j] <- r[j][i] for an 8 x 8 block.
+  static void transpose(reg* r) {
+    reg t[8], s[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      s[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+      r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+    }
   }
 };
 #endif

@@ -1,0 +1,253 @@
+// The Plan builder, written once for every backend: each method checks its arguments (std::invalid_argument), works
+// out the output's shape, adds the tensor and asks the backend for the op that computes it (packed and ready: no
+// checks or allocations are left for run time), naming it for summary(). python/convcore/plan's lowering calls these
+// through the bindings in the order of the graph; the same calls build a CPU Plan (plan/plan.h) or a GPU Plan
+// (cuda/plan.h).
+//
+// A backend B derives from PlanBuilder<B> and provides:
+//   std::string kind(const std::string& base, bool simd) const    the kernel name summary() shows
+//   std::unique_ptr<PlanOp> input_op(int y, int index) / output_op(int x, int index, bool nchw)
+//   int add_constant(index_t H, index_t W, index_t C, const float* nhwc)
+//   void add_conv(const ConvCall&)                                 one or more ops computing call.y
+//   std::unique_ptr<PlanOp> pool_op(const PoolGeom&, int x, int y), global_pool_op, adaptive_pool_op, affine_op,
+//   binary_op, copy_op, softmax_op, lrn_op, flatten_op             (arguments below)
+//   static constexpr bool kFusedMBConv                              whether add_mbconv exists (else three convs)
+//   std::vector<std::string> capabilities() const                  what the lowering may ask beyond the common set
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "plan/core.h"
+
+namespace convcore {
+
+// Everything a backend needs to add a convolution (checked by the builder).
+struct ConvCall {
+  std::string name, detail;
+  int x = -1, y = -1;
+  int residual = -1;  // a tensor of y's shape added before the activation, or -1
+  int scale = -1;     // a per image, per input channel gate (N x 1 x 1 x C) for 1x1 convolutions (CPU), or -1
+  int mask = -1;      // a tensor of y's shape the epilogue masks y with (Epilogue::mask_lo / mask_hi) (CPU), or -1
+  ConvSpec spec;
+  ConvGeom geom;  // N = 0: set per run
+  const float* w = nullptr;
+  const float* bias = nullptr;
+  Epilogue e;
+  ConvAlgo algo = ConvAlgo::automatic;
+  bool depthwise = false;  // groups == C == K > 1
+  double flops = 0;        // per image
+};
+
+// An inverted-residual block: [1x1 expand ->] depthwise -> [1x1 project] [+ residual], each step with its epilogue.
+struct MBConvCall {
+  std::string name;
+  int x = -1, y = -1, residual = -1;
+  const float* we = nullptr;  // (E, C, 1, 1), or null: no expansion
+  const float* be = nullptr;
+  Epilogue ee;
+  ConvSpec dw;  // K = C = groups = E
+  const float* wd = nullptr;
+  const float* bd = nullptr;
+  Epilogue ed;
+  const float* wp = nullptr;  // (K, E, 1, 1), or null: the block stops after the depthwise step
+  const float* bp = nullptr;
+  Epilogue ep;
+  index_t C = 0, E = 0, K = 0, OH = 0, OW = 0;
+};
+
+template <class B>
+class PlanBuilder : public PlanCore {
+ public:
+  // An NCHW input (N, C, H, W), or (N, C) with H = W = 1; returns its NHWC tensor. Inputs come before other ops.
+  int add_input(index_t C, index_t H, index_t W) {
+    const int y = register_input(C, H, W);
+    const int index = static_cast<int>(inputs().size()) - 1;
+    finish(self().input_op(y, index), "input" + std::to_string(index), self().kind("nchw_to_nhwc", false), dims(y),
+           {}, {y});
+    return y;
+  }
+
+  // nchw: a 4-D (N, C, H, W) output; else (N, H * W * C) as stored.
+  void add_output(int t, bool nchw) {
+    check(t, "t");
+    require(!is_constant(t), "plan: an output must be computed");
+    const int index = static_cast<int>(outputs().size());
+    std::unique_ptr<PlanOp> op = self().output_op(t, index, nchw);
+    op->name = "output" + std::to_string(index);
+    op->kind = self().kind(nchw ? "nhwc_to_nchw" : "copy_out", false);
+    op->detail = dims(t);
+    op->reads = {t};
+    register_output(t, nchw, std::move(op));
+  }
+
+  // y = act(conv(x [* scale], w) + bias [+ residual]) [masked]. Returns y, a new tensor.
+  int conv(const std::string& name, int x, const ConvSpec& s, const float* w, const float* bias, const Epilogue& e,
+           int residual = -1, ConvAlgo algo = ConvAlgo::automatic, int scale = -1, int mask = -1) {
+    const TensorDesc in = tensor(check(x, "x"));
+    const auto [OH, OW] = conv_output(in, s, "plan.conv");
+    ConvCall c;
+    c.name = name, c.x = x, c.spec = s, c.w = w, c.bias = bias, c.e = e, c.algo = algo;
+    c.y = add_tensor(OH, OW, s.K);
+    check_like(residual, OH, OW, s.K, "residual");
+    check_like(mask, OH, OW, s.K, "mask");
+    c.residual = residual, c.mask = mask, c.scale = scale;
+    c.geom = ConvGeom{0, in.H, in.W, in.C, OH, OW, s.K, s.R, s.S, s.sh, s.sw, s.dh, s.dw, s.pt, s.pl,
+                      s.groups, in.C / s.groups, s.K / s.groups};
+    c.depthwise = s.groups == in.C && s.groups == s.K && s.groups > 1;
+    c.flops = 2.0 * OH * OW * s.K * c.geom.Cg * s.R * s.S;
+    if (scale >= 0) {
+      const TensorDesc& sd = tensor(check(scale, "scale"));
+      require(s.R == 1 && s.S == 1 && s.groups == 1 && sd.H == 1 && sd.W == 1 && sd.C == in.C && !is_constant(scale),
+              "plan.conv: an input gate needs a 1x1 ungrouped convolution and a computed (N, C, 1, 1) gate");
+      require(mask < 0, "plan.conv: a mask and an input gate together are not supported");
+      require(algo == ConvAlgo::automatic || algo == ConvAlgo::igemm, "plan.conv: an input gate needs the igemm kernel");
+    }
+    require(algo != ConvAlgo::depthwise || c.depthwise, "plan.conv: the depthwise kernel needs groups == C == K");
+    require(algo != ConvAlgo::winograd || winograd_eligible(s),
+            "plan.conv: winograd needs a 3x3, stride 1, undilated, ungrouped convolution");
+    c.detail = dims(x) + " -> " + dims(c.y) + " k" + std::to_string(s.R) + "x" + std::to_string(s.S) + " s" +
+               std::to_string(s.sh) + (s.groups > 1 ? " g" + std::to_string(s.groups) : "") +
+               (residual >= 0 ? " +res" : "") + epilogue_suffix(e) + (mask >= 0 ? " +mask" : "");
+    self().add_conv(c);
+    return c.y;
+  }
+
+  // An inverted-residual block (MBConvCall). Backends without the fused op run it as its convolutions.
+  int mbconv(const std::string& name, int x, const float* we, const float* be, index_t E, const Epilogue& ee,
+             const ConvSpec& dw, const float* wd, const float* bd, const Epilogue& ed, const float* wp,
+             const float* bp, index_t K, const Epilogue& ep, int residual) {
+    const TensorDesc in = tensor(check(x, "x"));
+    if (we == nullptr) E = in.C;
+    if (wp == nullptr) K = E;
+    require(we != nullptr || wp != nullptr, "plan.mbconv: expected an expand or a project step");
+    require(E >= 1 && K >= 1 && dw.K == E && dw.C == 1 && dw.groups == E, "plan.mbconv: inconsistent channel counts");
+    if constexpr (!B::kFusedMBConv) {
+      require(wp != nullptr, "plan.mbconv: this backend needs the project step");
+      int t = x;
+      if (we != nullptr) t = conv(name + ".expand", t, ConvSpec{E, in.C, 1, 1}, we, be, ee);
+      t = conv(name + ".depthwise", t, dw, wd, bd, ed);
+      return conv(name + ".project", t, ConvSpec{K, E, 1, 1}, wp, bp, ep, residual);
+    } else {
+      TensorDesc expanded = in;
+      expanded.C = E;
+      const auto [OH, OW] = conv_output(expanded, dw, "plan.mbconv");
+      MBConvCall c;
+      c.name = name, c.x = x, c.residual = residual, c.we = we, c.be = be, c.ee = ee, c.dw = dw, c.wd = wd, c.bd = bd;
+      c.ed = ed, c.wp = wp, c.bp = bp, c.ep = ep, c.C = in.C, c.E = E, c.K = K, c.OH = OH, c.OW = OW;
+      c.y = add_tensor(OH, OW, K);
+      check_like(residual, OH, OW, K, "residual");
+      self().add_mbconv(c);
+      return c.y;
+    }
+  }
+
+  int pool(const std::string& name, int x, const PoolSpec& s) {
+    const TensorDesc in = tensor(check(x, "x"));
+    require(s.kh >= 1 && s.kw >= 1 && s.sh >= 1 && s.sw >= 1 && s.dh >= 1 && s.dw >= 1 && s.OH >= 1 && s.OW >= 1,
+            "plan.pool: bad window geometry");
+    require(s.pt >= 0 && s.pb >= 0 && s.pl >= 0 && s.pr >= 0, "plan.pool: negative padding");
+    require((s.OH - 1) * s.sh < in.H + s.pt && (s.OW - 1) * s.sw < in.W + s.pl,
+            "plan.pool: output larger than the input allows");
+    const int y = add_tensor(s.OH, s.OW, in.C);
+    const PoolGeom g{0,    in.H, in.W, in.C, s.OH, s.OW, s.kh, s.kw, s.sh,     s.sw,
+                     s.dh, s.dw, s.pt, s.pb, s.pl, s.pr, s.is_max, s.count_include_pad};
+    finish(self().pool_op(g, x, y), name, self().kind(s.is_max ? "maxpool" : "avgpool", true),
+           dims(x) + " -> " + dims(y) + " k" + std::to_string(s.kh) + "x" + std::to_string(s.kw) + " s" +
+               std::to_string(s.sh),
+           {x}, {y});
+    return y;
+  }
+
+  int global_pool(const std::string& name, int x, bool is_max) {
+    const TensorDesc in = tensor(check(x, "x"));
+    const int y = add_tensor(1, 1, in.C);
+    finish(self().global_pool_op(in.H * in.W, in.C, is_max, x, y), name,
+           self().kind(is_max ? "global_maxpool" : "global_avgpool", true), dims(x) + " -> " + dims(y), {x}, {y});
+    return y;
+  }
+
+  int adaptive_pool(const std::string& name, int x, bool is_max, index_t OH, index_t OW) {
+    const TensorDesc in = tensor(check(x, "x"));
+    require(OH >= 1 && OW >= 1, "plan.adaptive_pool: output size must be positive");
+    const int y = add_tensor(OH, OW, in.C);
+    finish(self().adaptive_pool_op(in.H, in.W, in.C, OH, OW, is_max, x, y), name,
+           self().kind(is_max ? "adaptive_maxpool" : "adaptive_avgpool", false), dims(x) + " -> " + dims(y), {x},
+           {y});
+    return y;
+  }
+
+  // y = act(x * scale + shift) per channel (scale / shift may be null: 1 / 0).
+  int affine(const std::string& name, int x, const float* scale, const float* shift, const Epilogue& e) {
+    const TensorDesc in = tensor(check(x, "x"));
+    const int y = add_tensor(in.H, in.W, in.C);
+    finish(self().affine_op(in.H * in.W, in.C, scale, shift, e, x, y), name,
+           self().kind(std::string(scale || shift ? "scale_shift" : "activation") + epilogue_suffix(e), true), dims(x),
+           {x}, {y});
+    return y;
+  }
+
+  int binary(const std::string& name, int a, int b, BinaryOp op, const Epilogue& e) {
+    const TensorDesc ta = tensor(check(a, "a")), tb = tensor(check(b, "b"));
+    auto bdim = [](index_t u, index_t v) {
+      require(u == v || u == 1 || v == 1, "plan.binary: shapes do not broadcast");
+      return std::max(u, v);
+    };
+    const index_t H = bdim(ta.H, tb.H), W = bdim(ta.W, tb.W), C = bdim(ta.C, tb.C);
+    require(!is_constant(a) || !is_constant(b), "plan.binary: at least one operand must be computed");
+    const int y = add_tensor(H, W, C);
+    finish(self().binary_op(H, W, C, op, e, a, b, y), name,
+           self().kind(std::string(binary_name(op)) + epilogue_suffix(e), true), dims(a) + " , " + dims(b), {a, b},
+           {y});
+    return y;
+  }
+
+  // Copies x into channels [c0, c0 + x.C) of y (a concatenation that could not be written in place).
+  void copy_into(const std::string& name, int x, int y, index_t c0) {
+    const TensorDesc in = tensor(check(x, "x")), out = tensor(check(y, "y"));
+    require(in.H == out.H && in.W == out.W && c0 >= 0 && c0 + in.C <= out.C, "plan.copy_into: the slice does not fit");
+    require(!is_constant(y), "plan.copy_into: cannot write into a constant");
+    finish(self().copy_op(in.H * in.W, in.C, c0, x, y), name, self().kind("copy_channels", false),
+           dims(x) + " -> " + dims(y), {x}, {y});
+  }
+
+  int softmax(const std::string& name, int x, bool log) {
+    const TensorDesc in = tensor(check(x, "x"));
+    const int y = add_tensor(in.H, in.W, in.C);
+    finish(self().softmax_op(in.H * in.W, in.C, log, x, y), name, self().kind(log ? "log_softmax" : "softmax", false),
+           dims(x), {x}, {y});
+    return y;
+  }
+
+  int lrn(const std::string& name, int x, index_t size, float alpha, float beta, float k) {
+    const TensorDesc in = tensor(check(x, "x"));
+    require(size >= 1, "plan.lrn: size must be >= 1");
+    const int y = add_tensor(in.H, in.W, in.C);
+    finish(self().lrn_op(in.H * in.W, in.C, size, alpha, beta, k, x, y), name, self().kind("lrn", false), dims(x),
+           {x}, {y});
+    return y;
+  }
+
+  // (N, H, W, C) -> (N, 1, 1, C * H * W) in NCHW flatten order.
+  int flatten_nchw(const std::string& name, int x) {
+    const TensorDesc in = tensor(check(x, "x"));
+    const int y = add_tensor(1, 1, in.H * in.W * in.C);
+    finish(self().flatten_op(in.H, in.W, in.C, x, y), name, self().kind("flatten_nchw", false), dims(x), {x}, {y});
+    return y;
+  }
+
+ // Names op, records what it reads and writes, and adds it (the backends' own builders use it too).
+  void finish(std::unique_ptr<PlanOp> op, const std::string& name, const std::string& kind, const std::string& detail,
+              std::vector<int> reads, std::vector<int> writes) {
+    op->name = name, op->kind = kind, op->detail = detail;
+    op->reads = std::move(reads), op->writes = std::move(writes);
+    add_op(std::move(op));
+  }
+
+ private:
+  B& self() { return static_cast<B&>(*this); }
+};
+
+}  // namespace convcore

@@ -1,0 +1,300 @@
+// The CPU Plan's convolutions: implicit GEMM (dense and grouped), depthwise, Winograd F(4x4, 3x3) and the fused
+// inverted-residual block, all on the shared kernels (kernels/kernels.h) with weights packed once (kernels/pack.h).
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/pack.h"
+#include "plan/op_util.h"
+
+namespace convcore {
+using namespace planop;
+namespace {
+
+struct ConvOp : CpuOp {
+  ConvGeom g;  // N set per run
+  ConvPacked packed;
+  Epilogue e;
+  int x, y, res;
+  int scale = -1;  // per image input-channel scale (N x 1 x 1 x C, a squeeze-excitation gate), or -1
+  int mask = -1;   // the epilogue's mask tensor (y's shape), or -1
+  const Kernels* k;
+  bool split_blocks;  // threads share the output channel blocks (each reads all the input) rather than the pixels
+
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(flops_per_image * N, kFlopGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    ConvGeom geo = g;
+    geo.N = ex.N;
+    const TensorView in = ex.at(x), out = ex.at(y);
+    const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
+    const TensorView mk = mask >= 0 ? ex.at(mask) : TensorView{nullptr, 0, 0};
+    const ConvIO io{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros(), mk.base, mk.stride};
+    const index_t blocks = g.groups * packed.t.blocks_per_group, P = geo.pixels();
+    if (scale >= 0) return run_scaled(ex, io, part, parts);
+    if (split_blocks && parts > 1) {
+      const auto [b0, b1] = share(blocks, part, parts);
+      if (b0 < b1) k->conv(geo, packed.view(), io, e, 0, P, b0, b1);
+    } else {
+      const auto [p0, p1] = share(P, part, parts, packed.t.mr);
+      if (p0 < p1) k->conv(geo, packed.view(), io, e, p0, p1, 0, blocks);
+    }
+  }
+
+  // conv(x * s[n, c]) = conv_{w * s[n, c]}(x): the gate multiplies the packed weights of each image (K x C values)
+  // instead of every pixel of x (a pass over the whole tensor). The lowering uses it when K < H * W.
+  void run_scaled(const Exec& ex, const ConvIO& io, int part, int parts) const {
+    thread_local AlignedVector scaled;
+    const ConvTile& t = packed.t;
+    const index_t blocks = g.groups * t.blocks_per_group, per_image = g.OH * g.OW;
+    if (static_cast<index_t>(scaled.size()) < blocks * t.panel) scaled.assign(static_cast<size_t>(blocks * t.panel), 0);
+    const TensorView s = ex.at(scale);
+    ConvGeom geo = g;
+    geo.N = ex.N;
+    const auto [p0, p1] = share(ex.N * per_image, part, parts, t.mr);
+    for (index_t n = p0 / per_image; n * per_image < p1; ++n) {
+      const float* gate = s.base + n * s.image;
+      for (index_t b = 0; b < blocks; ++b) {  // panel rows are input channels (one tap: 1x1, one group)
+        const float* src = packed.w.data() + b * t.panel;
+        float* dst = scaled.data() + b * t.panel;
+        for (index_t c = 0; c < g.Cg; ++c)
+          for (int j = 0; j < t.nr; ++j) dst[c * t.nr + j] = src[c * t.nr + j] * gate[c];
+      }
+      const ConvWeights w{t, scaled.data(), packed.bias.data()};
+      k->conv(geo, w, io, e, std::max(p0, n * per_image), std::min(p1, (n + 1) * per_image), 0, blocks);
+    }
+  }
+};
+
+struct DwConvOp : CpuOp {
+  ConvGeom g;
+  AlignedVector w, bias;  // [tap][Cpad], [Cpad]
+  Epilogue e;
+  int x, y, res, mask = -1;
+  const Kernels* k;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(flops_per_image * N, kFlopGrain / 4, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    ConvGeom geo = g;
+    geo.N = ex.N;
+    const TensorView in = ex.at(x), out = ex.at(y);
+    const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
+    const TensorView mk = mask >= 0 ? ex.at(mask) : TensorView{nullptr, 0, 0};
+    const ConvIO io{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros(), mk.base, mk.stride};
+    const auto [r0, r1] = share(ex.N * g.OH, part, parts);
+    if (r0 < r1) k->dwconv(geo, w.data(), bias.data(), io, e, r0, r1);
+  }
+};
+
+// An inverted-residual block in one op: [1x1 expand] -> depthwise -> 1x1 project [+ residual], over stripes of
+// output rows. The expanded and depthwise tensors (6x the block's channels in MobileNet-style nets) live only in a
+// per-thread scratch of a few stripe rows that stays in L2, instead of making a round trip through memory between
+// three ops. Within a thread's rows, expanded rows shared by consecutive stripes are kept (moved to the front of the
+// scratch), so only the rows at a thread's boundary are computed twice.
+struct MBConvOp : CpuOp {
+  bool has_expand, has_project;  // without a project step the depthwise output is the op's output
+  ConvGeom ge, gd, gp;  // expand H x W x C -> E; depthwise H x W x E -> OH x OW x E; project OH x OW x E -> K
+  ConvPacked pe, pp;
+  AlignedVector dw_w, dw_b;
+  Epilogue ee, ed, ep;
+  int x, y, res;
+  index_t stripe;  // output rows per stripe
+  const Kernels* k;
+
+  static float* shifted(float* base, index_t back) {  // base - back, as the kernels index it (never dereferenced)
+    return reinterpret_cast<float*>(reinterpret_cast<std::uintptr_t>(base) - static_cast<std::uintptr_t>(back) * 4);
+  }
+  index_t expand_rows(index_t rows) const { return (rows - 1) * gd.sh + (gd.R - 1) * gd.dh + 1; }
+  index_t scratch_floats() const {
+    return (has_expand ? std::min(gd.H, expand_rows(stripe)) * gd.W * gd.C : 0) +
+           (has_project ? stripe * gd.OW * gd.C : 0);
+  }
+  int parallelism(index_t N, int threads) const override {
+    return std::min<index_t>(parts_for(flops_per_image * N, kFlopGrain, threads), N * gd.OH);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    thread_local AlignedVector scratch;
+    if (static_cast<index_t>(scratch.size()) < scratch_floats()) scratch.assign(static_cast<size_t>(scratch_floats()), 0.0f);
+    const index_t E = gd.C, H = gd.H, W = gd.W, OH = gd.OH, OW = gd.OW;
+    float* se = scratch.data();                                               // expanded rows
+    float* sd = se + (has_expand ? std::min(H, expand_rows(stripe)) * W * E : 0);  // depthwise output rows
+    const TensorView in = ex.at(x), out = ex.at(y);
+    const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
+    ConvGeom geo_e = ge, geo_d = gd, geo_p = gp;
+    geo_e.N = geo_d.N = geo_p.N = ex.N;
+    const auto [r0, r1] = share(ex.N * OH, part, parts);
+    index_t have_n = -1, have_lo = 0, have_hi = 0;  // expanded rows [have_lo, have_hi) of image have_n in se
+    for (index_t row = r0; row < r1;) {
+      const index_t n = row / OH, oh0 = row % OH, oh1 = std::min(OH, oh0 + std::min(stripe, r1 - row));
+      const index_t lo = std::max<index_t>(0, oh0 * gd.sh - gd.pt);
+      const index_t hi = std::min(H, (oh1 - 1) * gd.sh - gd.pt + (gd.R - 1) * gd.dh + 1);
+      ConvIO dio{nullptr, E, shifted(sd, (n * OH + oh0) * OW * E), E, nullptr, 0, ex.plan->zeros()};
+      if (!has_project) dio.y = out.base, dio.ys = out.stride;
+      if (has_expand) {
+        index_t from = lo;
+        if (have_n == n && have_lo <= lo && lo < have_hi) {  // keep the rows this stripe shares with the last
+          std::memmove(se, se + (lo - have_lo) * W * E, sizeof(float) * (have_hi - lo) * W * E);
+          from = have_hi;
+        }
+        if (from < hi) {
+          const ConvIO eio{in.base, in.stride, shifted(se, (n * H + lo) * W * E), E, nullptr, 0, ex.plan->zeros()};
+          k->conv(geo_e, pe.view(), eio, ee, (n * H + from) * W, (n * H + hi) * W, 0, pe.t.blocks_per_group);
+        }
+        have_n = n, have_lo = lo, have_hi = hi;
+        dio.x = shifted(se, (n * H + lo) * W * E);
+      } else {
+        dio.x = in.base;
+        dio.xs = in.stride;
+      }
+      k->dwconv(geo_d, dw_w.data(), dw_b.data(), dio, ed, n * OH + oh0, n * OH + oh1);
+      if (!has_project) {
+        row += oh1 - oh0;
+        continue;
+      }
+      const ConvIO pio{shifted(sd, (n * OH + oh0) * OW * E), E, out.base, out.stride, r.base, r.stride,
+                       ex.plan->zeros()};
+      k->conv(geo_p, pp.view(), pio, ep, (n * OH + oh0) * OW, (n * OH + oh1) * OW, 0, pp.t.blocks_per_group);
+      row += oh1 - oh0;
+    }
+  }
+};
+
+struct WinoInputOp : CpuOp {
+  WinoGeom g;
+  int x, v;
+  const Kernels* k;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(36.0 * 4 * N * g.tiles_h * g.tiles_w * g.C, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    WinoGeom geo = g;
+    geo.N = ex.N;
+    const TensorView in = ex.at(x), out = ex.at(v);
+    const auto [t0, t1] = share(geo.tiles(), part, parts);
+    if (t0 < t1) k->wino_input(geo, in.base, in.stride, out.base, t0, t1);
+  }
+};
+
+struct WinoOutputOp : CpuOp {
+  WinoGeom g;
+  AlignedVector bias;  // padded to the lanes
+  Epilogue e;
+  int m, y, res, mask = -1;
+  const Kernels* k;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(36.0 * 4 * N * g.tiles_h * g.tiles_w * g.K, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    WinoGeom geo = g;
+    geo.N = ex.N;
+    const TensorView in = ex.at(m), out = ex.at(y);
+    const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
+    const TensorView mk = mask >= 0 ? ex.at(mask) : TensorView{nullptr, 0, 0};
+    const auto [t0, t1] = share(geo.tiles(), part, parts);
+    if (t0 < t1)
+      k->wino_output(geo, in.base, bias.data(), out.base, out.stride, r.base, r.stride, mk.base, mk.stride, e, t0, t1);
+  }
+};
+
+std::vector<int> conv_reads(int x, int residual, int scale, int mask) {
+  std::vector<int> reads{x};
+  for (int t : {residual, scale, mask})
+    if (t >= 0) reads.push_back(t);
+  return reads;
+}
+
+// The implicit-GEMM op computing y = conv(x) with packed weights.
+void add_igemm(Plan& p, const ConvCall& c, const ConvGeom& g, const float* w, const float* bias, const Epilogue& e,
+               int x, int y, int residual, double flops) {
+  const Kernels& k = p.kernels();
+  auto op = std::make_unique<ConvOp>();
+  op->packed = pack_conv(k, g, w, bias);
+  const ConvPacked& pk = op->packed;
+  const index_t blocks = g.groups * pk.t.blocks_per_group;
+  p.add_weight_bytes(static_cast<index_t>(pk.w.size() + pk.bias.size()) * 4);
+  // Split output channels between threads when the weights outweigh the input (late layers, FC); else pixels.
+  const double weight_bytes = 4.0 * g.K * g.Cg * g.taps(), input_bytes = 4.0 * g.H * g.W * g.C;
+  op->split_blocks = blocks >= 8 && weight_bytes > input_bytes;
+  op->g = g, op->e = e, op->x = x, op->y = y, op->res = residual, op->scale = c.scale, op->mask = c.mask, op->k = &k;
+  op->flops_per_image = flops;
+  p.finish(std::move(op), c.name, p.kind("conv_" + std::to_string(pk.t.mr) + "x" + std::to_string(pk.t.nr), true),
+           c.detail + (c.scale >= 0 ? " *gate" : ""), conv_reads(x, residual, c.scale, c.mask), {y});
+}
+
+// Winograd F(4x4, 3x3): input transform -> 36 GEMMs as one grouped 1x1 convolution -> output transform with the
+// epilogue. The filters are transformed once, in double precision: U = G g G^T.
+void add_winograd(Plan& p, const ConvCall& c) {
+  const Kernels& k = p.kernels();
+  const ConvGeom& g = c.geom;
+  const index_t C = g.C, K = g.K;
+  const WinoGeom wg{0, g.H, g.W, C, K, g.OH, g.OW, g.pt, g.pl, ceil_div(g.OH, 4), ceil_div(g.OW, 4)};
+  const index_t tiles = wg.tiles_h * wg.tiles_w;
+  const int v = p.add_tensor(1, tiles, 36 * C), m = p.add_tensor(1, tiles, 36 * K);
+  auto in = std::make_unique<WinoInputOp>();
+  in->g = wg, in->x = c.x, in->v = v, in->k = &k;
+  p.finish(std::move(in), c.name, p.kind("winograd_input", true), c.detail, {c.x}, {v});
+  const std::vector<float> u = winograd_filters(c.w, K, C);  // (36 * K, C, 1, 1): group xi = position xi
+  const ConvGeom gemm{0, 1, tiles, 36 * C, 1, tiles, 36 * K, 1, 1, 1, 1, 1, 1, 0, 0, 36, C, K};
+  ConvCall plain = c;
+  plain.scale = plain.mask = -1;
+  add_igemm(p, plain, gemm, u.data(), nullptr, Epilogue{}, v, m, -1, 2.0 * 36 * tiles * C * K);
+  p.back_op().kind += " (winograd 36 x GEMM)";
+  auto out = std::make_unique<WinoOutputOp>();
+  out->g = wg, out->m = m, out->y = c.y, out->res = c.residual, out->mask = c.mask, out->e = c.e, out->k = &k;
+  out->bias.assign(static_cast<size_t>(ceil_div(K, k.lanes) * k.lanes), 0.0f);
+  if (c.bias) std::copy(c.bias, c.bias + K, out->bias.begin());
+  p.finish(std::move(out), c.name, p.kind("winograd_output", true), c.detail, conv_reads(m, c.residual, -1, c.mask),
+           {c.y});
+}
+
+}  // namespace
+
+void Plan::add_conv(const ConvCall& c) {
+  reserve_zeros(c.geom.C + 64);
+  ConvAlgo algo = c.algo;
+  if (algo == ConvAlgo::automatic) algo = c.depthwise && c.scale < 0 ? ConvAlgo::depthwise : ConvAlgo::igemm;
+  if (algo == ConvAlgo::winograd) return add_winograd(*this, c);
+  if (algo == ConvAlgo::igemm) return add_igemm(*this, c, c.geom, c.w, c.bias, c.e, c.x, c.y, c.residual, c.flops);
+  auto op = std::make_unique<DwConvOp>();
+  const index_t taps = c.spec.R * c.spec.S;
+  pack_depthwise(*kernels_, c.geom.C, taps, c.w, c.bias, op->w, op->bias);
+  add_weight_bytes(static_cast<index_t>(op->w.size() + op->bias.size()) * 4);
+  op->g = c.geom, op->e = c.e, op->x = c.x, op->y = c.y, op->res = c.residual, op->mask = c.mask, op->k = kernels_;
+  op->flops_per_image = c.flops;
+  finish(std::move(op), c.name, kind("dwconv", true), c.detail, conv_reads(c.x, c.residual, -1, c.mask), {c.y});
+}
+
+void Plan::add_mbconv(const MBConvCall& c) {
+  const bool has_expand = c.we != nullptr, has_project = c.wp != nullptr;
+  const index_t H = tensor(c.x).H, W = tensor(c.x).W, E = c.E, K = c.K;
+  const ConvSpec& dw = c.dw;
+  reserve_zeros(E + 64);
+  auto op = std::make_unique<MBConvOp>();
+  op->has_expand = has_expand, op->has_project = has_project;
+  op->ge = ConvGeom{0, H, W, c.C, H, W, E, 1, 1, 1, 1, 1, 1, 0, 0, 1, c.C, E};
+  op->gd = ConvGeom{0, H, W, E, c.OH, c.OW, E, dw.R, dw.S, dw.sh, dw.sw, dw.dh, dw.dw, dw.pt, dw.pl, E, 1, 1};
+  op->gp = ConvGeom{0, c.OH, c.OW, E, c.OH, c.OW, K, 1, 1, 1, 1, 1, 1, 0, 0, 1, E, K};
+  if (has_expand) op->pe = pack_conv(*kernels_, op->ge, c.we, c.be);
+  if (has_project) op->pp = pack_conv(*kernels_, op->gp, c.wp, c.bp);
+  pack_depthwise(*kernels_, E, dw.R * dw.S, c.wd, c.bd, op->dw_w, op->dw_b);
+  add_weight_bytes(static_cast<index_t>(op->pe.w.size() + op->pp.w.size() + op->dw_w.size()) * 4);
+  op->ee = c.ee, op->ed = c.ed, op->ep = c.ep, op->x = c.x, op->y = c.y, op->res = c.residual, op->k = kernels_;
+  // The largest stripe whose scratch stays within ~384 KB (in L2 on every current x86 core).
+  op->stripe = 1;
+  while (op->stripe < c.OH) {
+    ++op->stripe;
+    if (op->scratch_floats() * 4 > (384 << 10)) {
+      --op->stripe;
+      break;
+    }
+  }
+  op->flops_per_image = 2.0 * (has_expand ? H * W * c.C * E : 0) + 2.0 * c.OH * c.OW * E * dw.R * dw.S +
+                        (has_project ? 2.0 * c.OH * c.OW * E * K : 0.0);
+  const std::string detail = dims(c.x) + " -> " + std::to_string(E) + " k" + std::to_string(dw.R) + "x" +
+                             std::to_string(dw.S) + " s" + std::to_string(dw.sh) + " -> " + dims(c.y) + " (" +
+                             std::to_string(op->stripe) + "-row stripes)" + (c.residual >= 0 ? " +res" : "");
+  finish(std::move(op), c.name, kind("mbconv", true), detail, conv_reads(c.x, c.residual, -1, -1), {c.y});
+}
+
+}  // namespace convcore
