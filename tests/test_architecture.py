@@ -106,3 +106,53 @@ def test_the_core_layers_import_no_onnx_or_torch():
             "print(sorted(m for m in ('onnx', 'torch', 'onnxruntime') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- C++: the same rule for #include -------------------------------------------------------------------------------
+
+CSRC = PACKAGE.parents[1] / "csrc"
+# Lowest first (docs/architecture.md, "C++ layers"): the kernels below the Plan (CPU and GPU share its core), the eager
+# ops above the Plan's kernels, the CUDA backend above the Plan core, the bindings on top.
+CXX_LAYERS = ["core", "kernels", "plan", "ops", "cuda", "bindings"]
+CXX_LEVEL = {part: level for level, part in enumerate(CXX_LAYERS)}
+CXX_SOURCES = sorted(p for p in CSRC.rglob("*") if p.suffix in (".h", ".cpp", ".inc", ".cu", ".cuh"))
+
+
+def _cxx_includes(source):
+    """(line, folder) for every project #include of a C++ source: `#include "folder/file.h"`."""
+    for number, line in enumerate(source.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("#include \"") and "/" in stripped:
+            yield number, stripped.split("\"")[1].split("/")[0]
+
+
+def test_every_cxx_folder_has_a_layer():
+    folders = {p.relative_to(CSRC).parts[0] for p in CXX_SOURCES}
+    assert folders <= set(CXX_LEVEL), f"add {sorted(folders - set(CXX_LEVEL))} to CXX_LAYERS and docs/architecture.md"
+
+
+@pytest.mark.parametrize("path", CXX_SOURCES, ids=[str(p.relative_to(CSRC)) for p in CXX_SOURCES])
+def test_cxx_includes_point_down(path):
+    part = path.relative_to(CSRC).parts[0]
+    upward = [f"line {line}: includes {folder}/" for line, folder in _cxx_includes(path.read_text())
+              if folder in CXX_LEVEL and CXX_LEVEL[folder] > CXX_LEVEL[part]]
+    assert not upward, f"csrc/{path.relative_to(CSRC)} ({part}) must only include its own and lower layers: {upward}"
+
+
+def test_the_include_checker_reads_include_lines():
+    assert list(_cxx_includes('#include <vector>\n#include "plan/core.h"\n  #include "kernels/simd.h"')) == \
+        [(2, "plan"), (3, "kernels")]
+
+
+def test_the_cuda_headers_the_kernels_share_are_cuda_free():
+    # kernels/elementwise.h is compiled by nvcc and by plain C++: no intrinsics, no CPU-only headers.
+    source = (CSRC / "kernels" / "elementwise.h").read_text()
+    assert "immintrin" not in source and "#include \"" not in source
+
+
+# --- file sizes --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", SOURCES + CXX_SOURCES, ids=[str(p) for p in SOURCES + CXX_SOURCES])
+def test_no_source_file_is_over_700_lines(path):
+    lines = path.read_text().count("\n")
+    assert lines <= 700, f"{path.name} has {lines} lines: split it along a seam that reads well"
