@@ -15,12 +15,32 @@ import numpy as np
 from ..ops import OPS, get
 
 
+class NameSet(set):
+    """A set of taken names that remembers, per base, the last suffix `unique_name` gave: naming n values from one
+    base costs O(n) in all instead of O(n^2) (4000 ONNX nodes all named "h")."""
+
+    def __init__(self, names=()):
+        super().__init__(names)
+        self.suffixes = {}
+
+
 def unique_name(base, taken):
-    """`base`, or `base_1`, `base_2`, ... : the first not in `taken` (a set, which the name is added to)."""
-    name, k = base, 0
-    while name in taken:
+    """`base`, or `base_1`, `base_2`, ... : the first not in `taken` (a set, which the name is added to).
+
+    With a `NameSet`, the search for a base starts after the suffix it last gave (names are never removed, so every
+    smaller suffix is still taken): linear in the number of names made."""
+    if base not in taken:
+        taken.add(base)
+        return base
+    suffixes = getattr(taken, "suffixes", None)
+    k = suffixes.get(base, 0) if suffixes is not None else 0
+    while True:
         k += 1
         name = f"{base}_{k}"
+        if name not in taken:
+            break
+    if suffixes is not None:
+        suffixes[base] = k
     taken.add(name)
     return name
 

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .. import _core
 from ..graph import Graph, Node, trace
-from ..graph.ir import unique_name
+from ..graph.ir import NameSet, unique_name
 from ..graph.passes import fold_batchnorm as _fold_batchnorm
 from ..ops import OPS
 from .importer.module import ONNXModule
@@ -34,7 +34,7 @@ class _Emitter:
         self.graph, self.opset = graph, opset
         self.nodes, self.initializers = [], []
         self.emitted = set()  # graph params already written as initializers
-        self.taken = set(graph.params) | set(graph.inputs) | {o for n in graph.nodes for o in n.outputs}
+        self.taken = NameSet(set(graph.params) | set(graph.inputs) | {o for n in graph.nodes for o in n.outputs})
 
     def fresh(self, base):
         """A new value name from `base`."""

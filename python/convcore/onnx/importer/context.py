@@ -3,7 +3,7 @@
 import numpy as np
 
 from ...graph import Graph
-from ...graph.ir import unique_name
+from ...graph.ir import NameSet, unique_name
 
 
 class ImportContext:
@@ -30,7 +30,7 @@ class ImportContext:
         self.pending_pads = {}
         self.param_of = {}  # id(const array) -> (param name, array): a constant used twice is one param
         self.producer = {}
-        self.taken = set()
+        self.taken = NameSet()
         self.uses = {}
         self.folded_elements = 0  # elements of the constants folding has computed (bounded: see folding)
         self.masks = set()  # graph values holding an ONNX bool tensor as a float mask (1.0 / 0.0)
