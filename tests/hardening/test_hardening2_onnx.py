@@ -40,6 +40,35 @@ def _ints(name, values):
     return numpy_helper.from_array(np.asarray(values, np.int64), name)
 
 
+# ---- item 5: exported node names are unique --------------------------------------------------------------------
+
+def test_item05_exported_node_names_are_unique():
+    """A ReduceMean over H and W without keepdims imports as two graph nodes of the ONNX node's name (a global pool
+    and a flatten); the export named both ONNX nodes 'n_ReduceMean_148' and onnxruntime refused the file."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("ReduceMean", ["r", "axes"], ["y"], name="n_ReduceMean_148", keepdims=0),
+             helper.make_node("Sigmoid", ["y"], ["z"], name="n_ReduceMean_148_1")]
+    model = _model(nodes, [("x", ["N", 3, 4, 4])], [("z", None)], [_ints("axes", [2, 3])], opset=18)
+    net = convcore.onnx.load(model.SerializeToString())
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    for opset in (13, 18, 21):
+        exported = convcore.onnx.export(net, opset=opset)
+        names = [n.name for n in exported.graph.node]
+        assert len(names) == len(set(names)), names
+        np.testing.assert_allclose(_ort(exported, x)[0], net(x), rtol=1e-6, atol=1e-6)
+
+
+def test_item05_backend_densenet_exports_and_loads_in_onnxruntime():
+    import onnx.backend.test
+
+    path = os.path.join(os.path.dirname(onnx.backend.test.__file__), "data", "light", "light_densenet121.onnx")
+    net = convcore.onnx.load(path)
+    exported = convcore.onnx.export(net, opset=18)
+    names = [n.name for n in exported.graph.node]
+    assert len(names) == len(set(names))
+    ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
 # ---- item 14: import time is linear in nodes sharing one name --------------------------------------------------
 
 def _same_name_chain(n):

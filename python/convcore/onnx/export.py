@@ -35,6 +35,7 @@ class _Emitter:
         self.nodes, self.initializers = [], []
         self.emitted = set()  # graph params already written as initializers
         self.taken = NameSet(set(graph.params) | set(graph.inputs) | {o for n in graph.nodes for o in n.outputs})
+        self.node_names = NameSet()  # ONNX node names must be unique (onnxruntime refuses a model otherwise)
 
     def fresh(self, base):
         """A new value name from `base`."""
@@ -64,8 +65,11 @@ class _Emitter:
 
     def node(self, op_type, inputs, output, name, **attrs):
         """Append ONNX node `op_type` computing `output` from `inputs` (graph params among them become initializers);
-        returns `output`."""
+        returns `output`. The node is named `name`, or `name_1`, ... when another node has that name already
+        (graph nodes may share a name, e.g. an imported node that became two ops, and a lowering's extra nodes are
+        named after their graph node)."""
         inputs = [self.value(i) if i else i for i in inputs]
+        name = unique_name(name or op_type, self.node_names)
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
         return output
 
