@@ -2,6 +2,7 @@
 blow-ups in a child process that reports its own peak memory."""
 
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -96,3 +97,104 @@ def test_item14_load_is_linear_in_duplicate_node_names():
     net = convcore.onnx.load(small)
     names = [v for node in net.graph.nodes for v in node.outputs]
     assert len(names) == len(set(names))
+
+
+# ---- item 7: folded constants are bounded before they are allocated ---------------------------------------------
+
+def _load_in_child(model, extra_mb=1024, run=None):
+    """Load `model` in a child whose address space is capped `extra_mb` above its start; reports the outcome and the
+    peak memory growth. `run`: optional input shape to run the loaded model (eager and compiled) on."""
+    with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
+        f.write(model.SerializeToString())
+        f.flush()
+        return _load_file_in_child(f.name, extra_mb, run)
+
+
+def _load_file_in_child(path, extra_mb, run):
+    code, out, err = run_child(f"""
+        import convcore, convcore.onnx
+        with open({path!r}, "rb") as f:
+            data = f.read()
+        limit_address_space({extra_mb})
+        mark()
+        try:
+            net = convcore.onnx.load(data)
+            outcome = "loaded"
+            if {run!r} is not None:
+                x = np.zeros({run!r}, np.float32)
+                net(x)
+                convcore.compile(net, {run!r})(x)
+                outcome = "ran"
+            report(outcome=outcome)
+        except ValueError as exc:
+            report(outcome="ValueError", message=str(exc))
+        report(peak_mb=peak_mb())
+    """)
+    assert code == 0, err[-3000:]
+    return out
+
+
+def test_item07_tile_with_more_repeats_than_axes_is_refused_before_allocating():
+    """Tile of a 1-element constant with repeats [2^14, 2^15]: the bound read zip(shape, repeats) = [2^14] and numpy
+    then built a 2^29-element (2 GiB) array."""
+    nodes = [helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.ones(1, np.float32), "c")),
+             helper.make_node("Tile", ["c", "r"], ["t"], name="tile"),
+             helper.make_node("Add", ["x", "t"], ["y"])]
+    model = _model(nodes, [("x", [1, 1])], [("y", None)], [_ints("r", [2**14, 2**15])])
+    assert len(model.SerializeToString()) < 250
+    out = _load_in_child(model)
+    assert out["outcome"] == "ValueError" and "node 'tile' (Tile)" in out["message"], out
+    assert "one repeat per axis" in out["message"] and out["peak_mb"] < 100, out
+
+
+@pytest.mark.parametrize("op", ["Div", "Mod", "Add", "Where", "Tile", "Expand", "Gather"])
+def test_item07_every_folded_op_is_bounded_before_allocating(op):
+    """Each folder on broadcast-shaped constants (ConstantOfShape: no memory until used) whose result has 2^32
+    elements: Div and Mod had no bound at all."""
+    def const_of_shape(name, shape, value=1.0):
+        return helper.make_node("ConstantOfShape", [f"{name}.shape"], [name],
+                                value=numpy_helper.from_array(np.array([value], np.float32), "v")), \
+            _ints(f"{name}.shape", shape)
+
+    (na, sa), (nb, sb) = const_of_shape("a", [2**16, 1]), const_of_shape("b", [1, 2**16])
+    extra = [_ints("r", [1, 2**16]), _ints("s", [2**16, 2**16]), _ints("i", np.zeros((2**10, 2**7)))]
+    body = {"Div": ["a", "b"], "Mod": ["a", "b"], "Add": ["a", "b"], "Where": ["a", "a", "b"], "Tile": ["a", "r"],
+            "Expand": ["a", "s"], "Gather": ["b", "i"]}[op]
+    attrs = {"fmod": 1} if op == "Mod" else {}
+    nodes = [na, nb, helper.make_node(op, body, ["c"], name="big", **attrs), helper.make_node("Add", ["x", "c"], ["y"])]
+    out = _load_in_child(_model(nodes, [("x", [1, 1])], [("y", None)], [sa, sb, *extra]))
+    assert out["outcome"] == "ValueError" and f"node 'big' ({op})" in out["message"], out
+    assert "at most 134217728 elements" in out["message"] and out["peak_mb"] < 100, out
+
+
+def test_item07_integer_lists_from_constants_are_bounded():
+    """A shape-like input (here Tile's repeats) given as a 2^26-element ConstantOfShape became a Python list of
+    2^26 ints (gigabytes) before any check."""
+    value = numpy_helper.from_array(np.array([1], np.int64), "v")
+    nodes = [helper.make_node("ConstantOfShape", ["n"], ["r"], value=value),
+             helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.ones(1, np.float32), "c")),
+             helper.make_node("Tile", ["c", "r"], ["t"], name="tile"), helper.make_node("Add", ["x", "t"], ["y"])]
+    out = _load_in_child(_model(nodes, [("x", [1, 1])], [("y", None)], [_ints("n", [2**26])]))
+    assert out["outcome"] == "ValueError" and "node 'tile' (Tile)" in out["message"], out
+    assert "at most 65536 repeats" in out["message"] and out["peak_mb"] < 100, out
+
+
+def test_item07_gather_folds_by_its_result_size():
+    """Gather's bound was indices.size * data.size: 4 rows of a 2^25 x 4 constant (16 elements) were refused."""
+    value = numpy_helper.from_array(np.array([2.5], np.float32), "v")
+    nodes = [helper.make_node("ConstantOfShape", ["s"], ["table"], value=value),
+             helper.make_node("Gather", ["table", "i"], ["rows"]), helper.make_node("Add", ["x", "rows"], ["y"])]
+    model = _model(nodes, [("x", [1, 4])], [("y", None)], [_ints("s", [2**25, 4]), _ints("i", [0, 5, 7, 2**25 - 1])])
+    net = convcore.onnx.load(model.SerializeToString())
+    np.testing.assert_array_equal(net(np.zeros((1, 4), np.float32)), np.full((4, 4), 2.5, np.float32))
+
+
+@pytest.mark.parametrize("op, words", [("Gather", "at most 1048576 constant indices"), ("Reshape", "at most 65536 shape")])
+def test_item07_converters_bound_integer_constants(op, words):
+    """The same for a computed value's Gather indices and Reshape shape (a node attribute of Python ints)."""
+    value = numpy_helper.from_array(np.array([0], np.int64), "v")
+    nodes = [helper.make_node("ConstantOfShape", ["n"], ["k"], value=value),
+             helper.make_node(op, ["x", "k"], ["y"], name="big")]
+    out = _load_in_child(_model(nodes, [("x", [1, 1])], [("y", None)], [_ints("n", [2**26])]))
+    assert out["outcome"] == "ValueError" and f"node 'big' ({op})" in out["message"], out
+    assert words in out["message"] and out["peak_mb"] < 200, out
