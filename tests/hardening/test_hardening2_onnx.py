@@ -198,3 +198,27 @@ def test_item07_converters_bound_integer_constants(op, words):
     out = _load_in_child(_model(nodes, [("x", [1, 1])], [("y", None)], [_ints("n", [2**26])]))
     assert out["outcome"] == "ValueError" and f"node 'big' ({op})" in out["message"], out
     assert words in out["message"] and out["peak_mb"] < 200, out
+
+
+# ---- item 8: an average pool with huge pads is refused before its divisor table is allocated --------------------
+
+@pytest.mark.parametrize("op, pads", [("AveragePool", 2**20), ("AveragePool", 15000), ("MaxPool", 2**20)])
+def test_item08_pool_with_huge_pads_is_refused_before_allocating(op, pads):
+    """count_include_pad=1 with pads beyond half the kernel: the window-count table (out_h x out_w float64) was
+    allocated before any size check (pads 2^20: MemoryError; pads 15000: 7.2 + 7.2 + 3.6 GB)."""
+    attrs = {"count_include_pad": 1} if op == "AveragePool" else {}
+    node = helper.make_node(op, ["x"], ["y"], name="pool", kernel_shape=[3, 3], pads=[pads] * 4, **attrs)
+    model = _model([node], [("x", [1, 1, 1, 1])], [("y", None)])
+    assert len(model.SerializeToString()) < 160
+    out = _load_in_child(model)
+    assert out["outcome"] == "ValueError" and f"node 'pool' ({op}): expected pads giving at most" in out["message"]
+    assert out["peak_mb"] < 100, out
+
+
+def test_item08_pool_with_pads_beyond_half_the_kernel_still_matches_onnxruntime():
+    x = np.random.default_rng(1).standard_normal((2, 3, 5, 6)).astype(np.float32)
+    for op, attrs in [("AveragePool", {"count_include_pad": 1}), ("AveragePool", {"ceil_mode": 1}), ("MaxPool", {})]:
+        node = helper.make_node(op, ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 1], pads=[2, 2, 1, 2], **attrs)
+        model = _model([node], [("x", ["N", 3, 5, 6])], [("y", None)])
+        np.testing.assert_allclose(convcore.onnx.load(model.SerializeToString())(x), _ort(model, x)[0], rtol=1e-5,
+                                   atol=1e-6)

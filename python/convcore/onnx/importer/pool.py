@@ -11,9 +11,11 @@ import math
 
 import numpy as np
 
+from ..._validate import MAX_ELEMENTS
 from ...ops import window
 from .attributes import axes_of, fail, int_attr, int_const, ints_attr
 from .conv import drop_1d, lift_1d
+from .folding import MAX_FOLDED_ELEMENTS
 from .padding import auto_pad_of, explicit_pads, take_pad
 
 MAX_EXPLICIT_WINDOW = 1 << 24  # cells of the ones-weight an average pool convcore's pool cannot express becomes
@@ -116,6 +118,16 @@ def _pool(ctx, node, kind, x, kernel, stride, dilation, pads, ceil_mode, include
     # end padding that also covers a ceil_mode window running past the padded input
     ends = [max(pads[2 * i + 1], (counts[i] - 1) * stride[i] + spans[i] - in_hw[i] - pads[2 * i]) for i in range(2)]
     full = (pads[0], ends[0], pads[2], ends[1])
+    # Checked before anything is allocated: the -inf padded input, the window sums and the divisor table (a constant
+    # of one count per output position, computed here: bounded as folded constants are).
+    batch, channels = ctx.shape(x)[:2]
+    padded = (in_hw[0] + full[0] + full[1], in_hw[1] + full[2] + full[3])
+    largest = batch * channels * max(math.prod(padded) if kind == "max" else 0, math.prod(counts))
+    if largest > MAX_ELEMENTS or (kind == "avg" and math.prod(counts) > MAX_FOLDED_ELEMENTS):
+        limit = f"{MAX_ELEMENTS} elements" + ("" if kind == "max" else f" and {MAX_FOLDED_ELEMENTS} windows per channel")
+        raise fail(node, f"expected pads giving at most {limit} (got {counts[0]}x{counts[1]} windows per channel from "
+                         f"pads {list(pads)} on an input of {list(ctx.shape(x))}: pads beyond half the kernel are "
+                         f"computed explicitly)")
     if kind == "max":  # pad with -inf explicitly, then pool without padding
         padded = ctx.emit("pad", f"{node_name}.pad", [x], {"pads": (0, 0, 0, 0, *full), "value": -math.inf})
         attrs = {"kernel_size": kernel, "stride": stride, "padding": 0, "dilation": dilation, "ceil_mode": False}
