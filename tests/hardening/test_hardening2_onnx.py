@@ -222,3 +222,46 @@ def test_item08_pool_with_pads_beyond_half_the_kernel_still_matches_onnxruntime(
         model = _model([node], [("x", ["N", 3, 5, 6])], [("y", None)])
         np.testing.assert_allclose(convcore.onnx.load(model.SerializeToString())(x), _ort(model, x)[0], rtol=1e-5,
                                    atol=1e-6)
+
+
+# ---- item 9: the tensor bound holds for every value at import --------------------------------------------------
+
+def _huge_conv_model():
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[2**15] * 4)
+    return _model([node], [("x", [1, 1, 1, 1])], [("y", None)],
+                  [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")])
+
+
+def test_item09_conv_output_beyond_the_tensor_bound_is_refused_at_import():
+    """A 1x1 Conv with pads 2^15 on a 1x1 input: a 1x1x65537x65537 output (4295098369 elements) loaded, and
+    compile / `convcore run` then allocated a 16 GiB output and a 16 GiB arena."""
+    model = _huge_conv_model()
+    assert len(model.SerializeToString()) < 130
+    out = _load_in_child(model, run=(1, 1, 1, 1))
+    assert out["outcome"] == "ValueError" and "node 'conv'" in out["message"], out
+    assert "(1, 1, 65537, 65537) has 4295098369 elements; at most 2147483647" in out["message"], out
+    assert out["peak_mb"] < 100, out
+
+
+def test_item09_declared_input_beyond_the_tensor_bound_is_refused():
+    model = _model([helper.make_node("Relu", ["x"], ["y"])], [("x", [1, 3, 40000, 40000])], [("y", None)])
+    with pytest.raises(ValueError, match=r"input 'x': a tensor of shape \(1, 3, 40000, 40000\) has 4800000000"):
+        convcore.onnx.load(model.SerializeToString())
+    small = _model([helper.make_node("Relu", ["x"], ["y"])], [("x", ["N", 3, "H", "W"])], [("y", None)])
+    with pytest.raises(ValueError, match=r"input 'x': a tensor of shape \(1, 3, 40000, 40000\)"):
+        convcore.onnx.load(small.SerializeToString(), input_shape=(1, 3, 40000, 40000))
+
+
+def test_item09_convcore_run_refuses_the_model_without_allocating(tmp_path):
+    path = tmp_path / "huge.onnx"
+    path.write_bytes(_huge_conv_model().SerializeToString())
+    np.save(tmp_path / "x.npy", np.ones((1, 1, 1, 1), np.float32))
+    code, out, err = run_child(f"""
+        from convcore.cli import main
+        limit_address_space(1024)
+        mark()
+        report(status=main(["run", {str(path)!r}, "--input", {str(tmp_path / "x.npy")!r}]), peak_mb=peak_mb())
+    """)
+    assert code == 0, err[-3000:]
+    assert out["status"] == 1 and out["peak_mb"] < 100, out
+    assert "convcore: error: ValueError: node 'conv'" in err and "at most 2147483647" in err, err[-2000:]

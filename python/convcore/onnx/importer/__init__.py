@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..._validate import check_size
 from .._reader import FLOAT_TYPES, read_model, tensor_to_array
 from . import activation, arithmetic, conv, normalization, padding, pool, resize, shape
 from .attributes import node_attrs
@@ -83,7 +84,9 @@ def onnx_to_graph(proto, folder=None, input_shape=None, constants=None):
     real_inputs = [v for v in g.input if v.name not in ctx.consts]
     shapes = _input_shapes(real_inputs, input_shape)
     for value in real_inputs:
-        ctx.graph.add_input(value.name, input_shape_of(value, shapes.get(value.name)))
+        shape = input_shape_of(value, shapes.get(value.name))
+        check_size(shape, f"input '{value.name}'")  # the tensor bound, as on every value
+        ctx.graph.add_input(value.name, shape)
         ctx.values[value.name] = value.name
     order = sorted_nodes(g, set(ctx.consts) | {v.name for v in real_inputs})
     check_ops(order, ctx.consts, CONVERTERS)
