@@ -265,3 +265,38 @@ def test_item09_convcore_run_refuses_the_model_without_allocating(tmp_path):
     assert code == 0, err[-3000:]
     assert out["status"] == 1 and out["peak_mb"] < 100, out
     assert "convcore: error: ValueError: node 'conv'" in err and "at most 2147483647" in err, err[-2000:]
+
+
+# ---- item 2: a -inf Pad folds into a ceil_mode MaxPool only when the windows stay the same ------------------------
+
+def _pad_maxpool(pads, kernel, stride, ceil_mode):
+    nodes = [helper.make_node("Pad", ["x", "p", "v"], ["xp"], name="pad"),
+             helper.make_node("MaxPool", ["xp"], ["y"], name="pool", kernel_shape=[kernel] * 2, strides=[stride] * 2,
+                              ceil_mode=ceil_mode)]
+    return _model(nodes, [("x", ["N", 2, 4, 5])], [("y", None)],
+                  [_ints("p", pads), numpy_helper.from_array(np.array(-np.inf, np.float32), "v")])
+
+
+@pytest.mark.parametrize("ceil_mode", [1, 0])
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 2), (2, 3), (3, 1)])
+def test_item02_inf_pad_before_ceil_mode_maxpool_matches_onnxruntime(ceil_mode, kernel, stride):
+    """Pad(-inf) then MaxPool(ceil_mode=1): folded into pool padding, the ceil rule dropped windows that start in
+    the (formerly data) padded cells: onnxruntime gave (1, 2, 3, 3), convcore (1, 2, 2, 2)."""
+    x = np.random.default_rng(2).standard_normal((2, 2, 4, 5)).astype(np.float32)
+    lowest = np.finfo(np.float32).min  # onnxruntime's max over a window of only -inf and overrun cells
+    for top, bottom, left, right in [(0, 1, 0, 1), (1, 0, 1, 0), (0, 2, 2, 0), (1, 1, 1, 1), (2, 1, 0, 2)]:
+        model = _pad_maxpool([0, 0, top, left, 0, 0, bottom, right], kernel, stride, ceil_mode)
+        expected = _ort(model, x)[0]
+        net = convcore.onnx.load(model.SerializeToString())
+        got = net(x)
+        assert got.shape == expected.shape, (top, bottom, left, right, got.shape, expected.shape)
+        np.testing.assert_array_equal(np.maximum(got, lowest), np.maximum(expected, lowest))
+        np.testing.assert_array_equal(convcore.compile(net)(x), got)
+
+
+def test_item02_exact_folds_are_kept():
+    """Where the window counts agree the Pad still becomes pool padding (one max_pool2d node)."""
+    net = convcore.onnx.load(_pad_maxpool([0, 0, 1, 1, 0, 0, 1, 1], 3, 2, 1).SerializeToString())
+    assert [n.op for n in net.graph.nodes] == ["max_pool2d"]
+    net = convcore.onnx.load(_pad_maxpool([0, 0, 0, 0, 0, 0, 1, 1], 2, 2, 1).SerializeToString())
+    assert [n.op for n in net.graph.nodes] == ["pad", "max_pool2d"]

@@ -43,7 +43,7 @@ def convert_pool(ctx, node, a):
         return _pool3d(ctx, node, a, kind, kernel, strides, dilations, ceil_mode, include, p)
     folded = None
     if rank == 2:  # a Pad before the pool folds when padding cells cannot change the result
-        if kind == "max":
+        if kind == "max" and (not ceil_mode or _fold_keeps_windows(ctx, node, a, kernel, strides, dilations)):
             folded = take_pad(ctx, node.input[0], -np.inf)
         elif include and not ceil_mode:
             folded = take_pad(ctx, node.input[0], 0.0)
@@ -65,6 +65,26 @@ def convert_pool(ctx, node, a):
     if rank == 1:
         return drop_1d(ctx, node, y)
     ctx.alias(node, y)
+
+
+def _fold_keeps_windows(ctx, node, a, kernel, strides, dilations):
+    """Whether a pending -inf Pad before a ceil_mode max pool can become pool padding: padded cells are data to the
+    pool, but as padding its ceil rule (torch's, ONNX's) drops a last window starting in the end padding, so the fold
+    is exact only when every axis keeps its window count."""
+    pending = ctx.pending_pads.get(node.input[0])
+    if pending is None:
+        return True
+    source, (top, bottom, left, right), _ = pending
+    h, w = ctx.shape(source)[2:]
+    padded = (h + top + bottom, w + left + right)
+    pads = explicit_pads(node, a, padded, kernel, strides, dilations)
+    for size, (begin, end), (fb, fe), k, s, d in zip(padded, pads, ((top, bottom), (left, right)), kernel, strides,
+                                                     dilations):
+        span = window.extent(k, d)
+        if window.window_count(size, begin, end, span, s, True) != \
+                window.window_count(size - fb - fe, begin + fb, end + fe, span, s, True):
+            return False
+    return True
 
 
 def _pool3d(ctx, node, a, kind, kernel, strides, dilations, ceil_mode, include, p):
