@@ -300,3 +300,101 @@ def test_item02_exact_folds_are_kept():
     assert [n.op for n in net.graph.nodes] == ["max_pool2d"]
     net = convcore.onnx.load(_pad_maxpool([0, 0, 0, 0, 0, 0, 1, 1], 2, 2, 1).SerializeToString())
     assert [n.op for n in net.graph.nodes] == ["pad", "max_pool2d"]
+
+
+# ---- item 3: a graph whose batch was folded at import never gives a silent wrong result at another batch --------
+
+def _batch_model(nodes, initializers=()):
+    return _model(nodes, [("x", ["N", 2, 3, 4])], [("y", None)], initializers)
+
+
+def _batch_models():
+    zero = numpy_helper.from_array(np.array(0, np.int64), "zero")
+    return {
+        # x * Cast(Shape(x)[0])
+        "mul": (_batch_model([helper.make_node("Shape", ["x"], ["s"], name="shape"),
+                              helper.make_node("Gather", ["s", "zero"], ["n"], name="batch"),
+                              helper.make_node("Cast", ["n"], ["nf"], name="cast", to=TensorProto.FLOAT),
+                              helper.make_node("Mul", ["x", "nf"], ["y"], name="mul")], [zero]), "'mul' (Mul)"),
+        # Reshape(x, [1, -1, H, W])
+        "reshape": (_batch_model([helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape")],
+                                 [_ints("shape", [1, -1, 3, 4])]), "'reshape' (Reshape)"),
+        # Concat(x, zeros_like(x), axis=0)
+        "concat": (_batch_model([helper.make_node("Shape", ["x"], ["s"], name="shape"),
+                                 helper.make_node("ConstantOfShape", ["s"], ["z"], name="zeros"),
+                                 helper.make_node("Concat", ["x", "z"], ["y"], name="concat", axis=0)]),
+                   "'concat' (Concat)"),
+    }
+
+
+@pytest.mark.parametrize("case", ["mul", "reshape", "concat"])
+def test_item03_batch_arithmetic_matches_onnxruntime_at_the_imported_batch(case):
+    """Imported at batch 3 (input_shape), each reproducer gives onnxruntime's answer at batch 3, eager and compiled;
+    imported at the default batch 1, batch 1 is right too."""
+    model, _ = _batch_models()[case]
+    for batch in (3, 1):
+        x = np.random.default_rng(batch).standard_normal((batch, 2, 3, 4)).astype(np.float32)
+        expected = _ort(model, x)[0]
+        net = convcore.onnx.load(model.SerializeToString(), input_shape=(batch, 2, 3, 4) if batch != 1 else None)
+        got = net(x)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+        np.testing.assert_allclose(convcore.compile(net)(x), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["mul", "reshape", "concat"])
+def test_item03_another_batch_is_refused_naming_the_node_that_froze_it(case):
+    """Imported at batch 1 and run at batch 3: x * 1, (3, C, H, W) and a batch of 4 came back silently
+    (onnxruntime: x * 3, (1, 3C, H, W), a batch of 6). Now eager, compiled and pickled plans refuse batch 3."""
+    import pickle
+
+    model, node = _batch_models()[case]
+    net = convcore.onnx.load(model.SerializeToString())
+    plan = convcore.compile(net)
+    x = np.ones((3, 2, 3, 4), np.float32)
+    for run in (net, net.graph.run, plan, pickle.loads(pickle.dumps(plan))):
+        with pytest.raises(ValueError, match=r"input 'x': expected batch 1 \(got shape \(3, 2, 3, 4\)\): this model was "
+                                             r"imported for batch 1") as info:
+            run(x)
+        message = str(info.value)
+        assert f"node {node}" in message and "input_shape=(3, 2, 3, 4)" in message, message
+        if case != "reshape":
+            assert "by node 'shape' (Shape)" in message, message
+    exported = convcore.onnx.export(net)  # the export keeps the batch it can compute
+    assert [d.dim_value for d in exported.graph.input[0].type.tensor_type.shape.dim] == [1, 2, 3, 4]
+
+
+def test_item03_models_that_follow_the_batch_stay_open():
+    """x.view(x.size(0), -1) as exporters write it (Shape, Gather, Unsqueeze, Concat, Reshape), a Resize to sizes
+    computed from Shape, and a plain CNN run at every batch: no guard."""
+    zero = numpy_helper.from_array(np.array(0, np.int64), "zero")
+    flatten = _batch_model([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "zero"], ["n"]),
+                            helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+                            helper.make_node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+                            helper.make_node("Reshape", ["x", "shape"], ["y"])],
+                           [zero, _ints("axes", [0]), _ints("minus1", [-1])])
+    resize = _batch_model([helper.make_node("Shape", ["x"], ["s"]),
+                           helper.make_node("Slice", ["s", "start", "end"], ["nc"]),
+                           helper.make_node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+                           helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest")],
+                          [_ints("start", [0]), _ints("end", [2]), _ints("hw", [6, 8])])
+    for model in (flatten, resize):
+        net = convcore.onnx.load(model.SerializeToString())
+        assert not any(node.guard for node in net.graph.nodes)
+        plan = convcore.compile(net)
+        for batch in (1, 3, 5):
+            x = np.random.default_rng(batch).standard_normal((batch, 2, 3, 4)).astype(np.float32)
+            expected = _ort(model, x)[0]
+            np.testing.assert_allclose(net(x), expected, rtol=1e-6)
+            np.testing.assert_allclose(plan(x), expected, rtol=1e-6)
+
+
+def test_item03_a_model_that_cannot_import_at_another_batch_is_guarded():
+    """Squeeze(x, [0]) needs batch 1: imported at 1 it runs there; batch 2 is refused, not squeezed wrongly."""
+    model = _model([helper.make_node("Squeeze", ["x", "axes"], ["y"], name="squeeze")], [("x", ["N", 2, 3])],
+                   [("y", None)], [_ints("axes", [0])])
+    net = convcore.onnx.load(model.SerializeToString())
+    x = np.ones((1, 2, 3), np.float32)
+    np.testing.assert_array_equal(net(x), _ort(model, x)[0])
+    with pytest.raises(ValueError, match=r"importing it at batch 2 fails \(node 'squeeze' \(Squeeze\)"):
+        net(np.ones((2, 2, 3), np.float32))

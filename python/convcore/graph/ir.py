@@ -91,6 +91,33 @@ class _Shapes(Mapping):
         return repr(dict(self))
 
 
+@dataclass(frozen=True)
+class BatchGuard:
+    """What a guard node (a reshape of a graph input to its own shape) checks: the graph was specialised to the
+    input's batch size (an ONNX model whose shape arithmetic folded at that batch), so another batch is refused
+    with `reason` instead of computing a wrong result. `call_node` checks it, in `Graph.run` and in compiled plans
+    (which run a reshape eagerly).
+
+    Attributes:
+        input: the graph input's name.
+        shape: its imported shape (the batch first).
+        reason: which node froze the batch, e.g. "node 'mul' (Mul) reads a value computed at import from the batch
+            size (by node 'shape' (Shape))".
+    """
+
+    input: str
+    shape: tuple
+    reason: str
+
+    def check(self, x):
+        shape = tuple(getattr(x, "shape", ()))
+        if shape[:1] != self.shape[:1]:
+            wanted = (shape[0], *self.shape[1:]) if shape else self.shape
+            raise ValueError(f"input '{self.input}': expected batch {self.shape[0]} (got shape {shape}): this model "
+                             f"was imported for batch {self.shape[0]} and cannot follow another batch size: "
+                             f"{self.reason}; load it again with input_shape={wanted} to run that batch")
+
+
 @dataclass
 class Node:
     """One call of a declared op (`convcore.ops.OPS`, also a `convcore.functional` function).
@@ -103,6 +130,7 @@ class Node:
         outputs: value names the node defines (one; the tracer names it like the node).
         attrs: the op's other arguments, normalised by its rule, defaults included, e.g.
             {"stride": (2, 2), "padding": (3, 3, 3, 3), "dilation": (1, 1), "groups": 1}.
+        guard: a `BatchGuard` on a node guarding a graph input (None on every other node).
     """
 
     op: str
@@ -110,6 +138,7 @@ class Node:
     inputs: list
     outputs: list
     attrs: dict = field(default_factory=dict)
+    guard: Optional[BatchGuard] = None
 
 
 class Graph:
@@ -273,6 +302,8 @@ class Graph:
 
 def call_node(node, args):
     """Run one node eagerly on its input arrays (None for an absent optional one)."""
+    if node.guard is not None:
+        node.guard.check(args[0])
     op = OPS[node.op]
     if op.variadic:
         return op.function(args, **node.attrs)
