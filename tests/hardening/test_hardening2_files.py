@@ -1,0 +1,83 @@
+"""Issue 22 ("Hardening, round 2"), items 11, 12, 16 and 17: checkpoints, the commands and Plan.run's out arrays.
+Cases that used to blow up run in a child process that reports its own peak memory."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+import convcore
+from convcore.io import load_checkpoint
+
+from .helpers import run_child
+
+
+def _load_in_child(path):
+    code, out, err = run_child(f"""
+        from convcore.io import load_checkpoint
+        limit_address_space(1024)
+        mark()
+        try:
+            state = load_checkpoint({str(path)!r})
+            report(outcome="loaded", count=len(state))
+        except ValueError as exc:
+            report(outcome="ValueError", message=str(exc))
+        report(peak_mb=peak_mb())
+    """)
+    assert code == 0, err[-2000:]
+    return out
+
+
+# ---- item 11: checkpoint entries sharing bytes cannot amplify ---------------------------------------------------
+
+def _safetensors(path, entries, data):
+    header = json.dumps(entries).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+    return path
+
+
+def test_item11_overlapping_safetensors_entries_are_refused(tmp_path):
+    """300 entries of one 8 MiB file all pointing at the same bytes: load_checkpoint allocated 2.4 GB."""
+    size = 8 * 2**20
+    entries = {f"t{i}": {"dtype": "F32", "shape": [size // 4], "data_offsets": [0, size]} for i in range(300)}
+    out = _load_in_child(_safetensors(tmp_path / "overlap.safetensors", entries, bytes(size)))
+    assert out["outcome"] == "ValueError" and "overlap those of tensor" in out["message"], out
+    assert out["peak_mb"] < 100, out
+
+
+def test_item11_partly_overlapping_and_tiled_safetensors(tmp_path):
+    data = np.arange(8, dtype=np.float32).tobytes()
+    partly = {"a": {"dtype": "F32", "shape": [8], "data_offsets": [0, 32]},
+              "b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]},
+              "c": {"dtype": "F32", "shape": [1], "data_offsets": [28, 32]}}
+    with pytest.raises(ValueError, match=r"tensor '(b|c)': data_offsets .* overlap those of tensor 'a'"):
+        load_checkpoint(_safetensors(tmp_path / "partly.safetensors", partly, data))
+    tiled = {"__metadata__": {"format": "pt"}, "b": {"dtype": "F32", "shape": [2, 3], "data_offsets": [8, 32]},
+             "empty": {"dtype": "F32", "shape": [0], "data_offsets": [8, 8]},
+             "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+    state = load_checkpoint(_safetensors(tmp_path / "tiled.safetensors", tiled, data))
+    assert list(state) == ["b", "empty", "a"]
+    np.testing.assert_array_equal(state["b"], np.arange(2, 8, dtype=np.float32).reshape(2, 3))
+    np.testing.assert_array_equal(state["a"], [0, 1])
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_item11_pth_entries_sharing_one_storage_are_bounded(tmp_path, legacy):
+    """A .pth whose 400 entries share one 8 MiB storage: each was copied, 3.2 GB."""
+    torch = pytest.importorskip("torch")
+    base = torch.zeros(2 * 2**20)
+    path = tmp_path / "shared.pth"
+    torch.save({f"t{i}": base for i in range(400)}, path, _use_new_zipfile_serialization=not legacy)
+    out = _load_in_child(path)
+    assert out["outcome"] == "ValueError" and "more than 4x the 8388608 bytes of storage" in out["message"], out
+    assert out["peak_mb"] < 150, out
+    # tied weights (two names, one storage) and a bfloat16 storage viewed twice still load
+    tied = {"embed.weight": torch.randn(64, 32), "head.bias": torch.randn(64)}
+    tied["head.weight"] = tied["embed.weight"]
+    tied["half"] = torch.randn(2**16).bfloat16()
+    tied["half_view"] = tied["half"][1:]
+    torch.save(tied, path, _use_new_zipfile_serialization=not legacy)
+    state = load_checkpoint(path)
+    np.testing.assert_array_equal(state["head.weight"], tied["embed.weight"].numpy())
+    np.testing.assert_array_equal(state["half_view"], tied["half"][1:].float().numpy())
