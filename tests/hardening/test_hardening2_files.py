@@ -81,3 +81,31 @@ def test_item11_pth_entries_sharing_one_storage_are_bounded(tmp_path, legacy):
     state = load_checkpoint(path)
     np.testing.assert_array_equal(state["head.weight"], tied["embed.weight"].numpy())
     np.testing.assert_array_equal(state["half_view"], tied["half"][1:].float().numpy())
+
+
+# ---- item 16: Plan.run refuses out arrays that overlap each other -----------------------------------------------
+
+def test_item16_overlapping_out_arrays_are_refused():
+    """Two views of one buffer were accepted as out=, and one output silently overwrote part of the other."""
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    import convcore.onnx
+
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["x"], ["b"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3, 4])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "ab"])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    plan = convcore.compile(convcore.onnx.load(model.SerializeToString()))
+    x = np.random.default_rng(0).standard_normal((2, 2, 3, 4)).astype(np.float32)
+    buf = np.zeros(2 * 24 + 12, np.float32)
+    overlapping = [buf[:48].reshape(2, 2, 3, 4), buf[12:].reshape(2, 2, 3, 4)]
+    same = np.zeros((2, 2, 3, 4), np.float32)
+    for out in (overlapping, [same, same]):
+        with pytest.raises(ValueError, match=r"out\[1\]: must not overlap out\[0\]"):
+            plan.run(x, out=out)
+    apart = [buf[:48].reshape(2, 2, 3, 4), np.zeros((2, 2, 3, 4), np.float32)]
+    a, b = plan.run(x, out=apart)
+    np.testing.assert_array_equal(a, np.maximum(x, 0))
+    np.testing.assert_allclose(b, 1 / (1 + np.exp(-x)), rtol=1e-6)
