@@ -109,3 +109,54 @@ def test_item16_overlapping_out_arrays_are_refused():
     a, b = plan.run(x, out=apart)
     np.testing.assert_array_equal(a, np.maximum(x, 0))
     np.testing.assert_allclose(b, 1 / (1 + np.exp(-x)), rtol=1e-6)
+
+
+# ---- item 12: visualize --size is bounded ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def resnet18_weights(tmp_path_factory):
+    from convcore import models
+
+    path = tmp_path_factory.mktemp("weights") / "resnet18-random.npz"
+    np.savez(path, **models.get_model("resnet18").state_dict())
+    return path
+
+
+def test_item12_visualize_size_out_of_range_is_a_usage_error(resnet18_weights, tmp_path):
+    """--size 1 failed in the jitter sampler (IndexError), feature --size 100000 asked for 37 GiB, class --size 50000
+    for 14 GiB: now a one-line usage error (exit 2) from the CLI and a ValueError from the API, before any work."""
+    code, out, err = run_child(f"""
+        import contextlib, io
+        from convcore import models, visualize
+        from convcore.cli import main
+        common = ["--model", "resnet18", "--weights", {str(resnet18_weights)!r}, "--steps", "1", "--no-progress",
+                  "--out", {str(tmp_path)!r}]
+        limit_address_space(2048)
+        mark()
+        for name, argv in [("feature_huge", ["feature", "layer3:1", "--size", "100000"]),
+                           ("class_huge", ["class", "5", "--size", "50000"]), ("class_one", ["class", "5", "--size", "1"]),
+                           ("feature_one", ["feature", "layer3:1", "--size", "1"])]:
+            stderr = io.StringIO()
+            with contextlib.redirect_stderr(stderr):
+                status = main(["visualize", *argv, *common])
+            report(**{{name: [status, stderr.getvalue()]}})
+        net = visualize.resolve(models.get_model("resnet18"))
+        for name, call in [("api_feature", lambda: visualize.feature(net, ["layer3:1"], steps=1, size=100000)),
+                           ("api_class", lambda: visualize.class_model(net, [5], steps=1, size=50000)),
+                           ("api_one", lambda: visualize.feature(net, ["layer3:1"], steps=1, size=1))]:
+            try:
+                call()
+                report(**{{name: "ran"}})
+            except ValueError as exc:
+                report(**{{name: str(exc)}})
+        report(smallest=list(visualize.feature(net, ["layer3:1"], steps=1, size=2, progress=False).values())[0].shape)
+        report(peak_mb=peak_mb())
+    """, timeout=300)
+    assert code == 0, err[-3000:]
+    for name, size in [("feature_huge", 100000), ("class_huge", 50000), ("class_one", 1), ("feature_one", 1)]:
+        status, message = out[name]
+        assert status == 2 and message.strip() == f"convcore: error: --size: expected an image side in [2, 1024] " \
+                                                  f"pixels (got {size})", (name, out[name])
+    for name, size in [("api_feature", 100000), ("api_class", 50000), ("api_one", 1)]:
+        assert out[name] == f"size: expected an image side in [2, 1024] pixels (got {size})", out[name]
+    assert out["smallest"] == [2, 2, 3] and out["peak_mb"] < 500, out
