@@ -160,3 +160,26 @@ def test_item12_visualize_size_out_of_range_is_a_usage_error(resnet18_weights, t
     for name, size in [("api_feature", 100000), ("api_class", 50000), ("api_one", 1)]:
         assert out[name] == f"size: expected an image side in [2, 1024] pixels (got {size})", out[name]
     assert out["smallest"] == [2, 2, 3] and out["peak_mb"] < 500, out
+
+
+# ---- item 17: the smaller ones ---------------------------------------------------------------------------------
+
+def test_item17_visualize_saliency_of_a_layer_without_maps_names_the_valid_layers(resnet18_weights, tmp_path, capsys):
+    from convcore.cli import main
+
+    common = ["--model", "resnet18", "--weights", str(resnet18_weights), "--no-progress", "--out", str(tmp_path)]
+    assert main(["visualize", "saliency", "--layer", "fc", *common]) == 2
+    err = capsys.readouterr().err
+    assert "axis 1 is out of bounds" not in err and err.count("\n") == 1, err
+    assert "layer: expected a layer with spatial maps (N, C, H, W) for Grad-CAM (got 'fc', whose output has shape " \
+           "(3, 1000)); layers with maps: conv1, " in err and "layer4, avgpool" in err, err
+
+
+@pytest.mark.parametrize("objective", ["", ":3", " "])
+def test_item17_visualize_feature_without_a_layer_is_a_usage_error(resnet18_weights, tmp_path, capsys, objective):
+    from convcore.cli import main
+
+    common = ["--model", "resnet18", "--weights", str(resnet18_weights), "--no-progress", "--out", str(tmp_path)]
+    assert main(["visualize", "feature", objective, "--steps", "1", *common]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convcore: error: ") and "TypeError" not in err and err.count("\n") == 1, err

@@ -274,6 +274,10 @@ def feature(model=None, objectives=("_blocks.10:5",), steps=256, size=128, lr=0.
     net = resolve(model)
     size = net.side(size)
     objectives = list(objectives) if isinstance(objectives, (list, tuple)) else [objectives]
+    for o in objectives:
+        if isinstance(o, str) and not _layer_of(o).strip():
+            raise ValueError(f"objective: expected 'layer', 'layer:channel' or 'layer:channel@y,x' naming a layer "
+                             f"(got {o!r})")
     specs = [as_objective(o) for o in objectives]
     pictures = {}
     bar = Progress(steps * len(specs), "features", progress)
@@ -286,6 +290,12 @@ def feature(model=None, objectives=("_blocks.10:5",), steps=256, size=128, lr=0.
     bar.close()
     save_all(pictures, out)
     return pictures
+
+
+def _layer_of(text):
+    """The layer a "layer", "layer:channel" or "layer:channel@y,x" objective names (as `gradients` parses it)."""
+    name, sep, rest = text.rpartition(":")
+    return name if sep and rest.split("@")[0].strip().lstrip("-").isdigit() else text
 
 
 def _feature_name(spec, objective):
