@@ -183,3 +183,63 @@ def test_item17_visualize_feature_without_a_layer_is_a_usage_error(resnet18_weig
     assert main(["visualize", "feature", objective, "--steps", "1", *common]) == 2
     err = capsys.readouterr().err
     assert err.startswith("convcore: error: ") and "TypeError" not in err and err.count("\n") == 1, err
+
+
+def _tiny_onnx(tmp_path):
+    import convcore.nn as nn
+    import convcore.onnx
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    path = tmp_path / "tiny.onnx"
+    convcore.onnx.export(net, str(path), input_shape=(1, 3, 224, 224))
+    return path
+
+
+@pytest.mark.parametrize("shape", [(2**40,), (1, 3, 2**20, 2**20), (4, 3, 224, 224)])
+def test_item17_run_refuses_a_npy_header_larger_than_its_file(tmp_path, shape):
+    """A .npy header declaring 4 TiB made `convcore run` print a MemoryError; now a ValueError naming the file
+    (exit 1, as the command's other bad input files), before anything of that size is allocated."""
+    pytest.importorskip("onnx")
+    model = _tiny_onnx(tmp_path)
+    path = tmp_path / "x.npy"
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        f.write(bytes(64))
+    code, out, err = run_child(f"""
+        from convcore.cli import main
+        limit_address_space(1024)
+        mark()
+        report(status=main(["run", {str(model)!r}, "--input", {str(path)!r}]), peak_mb=peak_mb())
+    """)
+    assert code == 0, err[-3000:]
+    assert out["status"] == 1 and out["peak_mb"] < 100, (out, err[-2000:])
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"convcore: error: ValueError: input {path}: its header declares shape {shape}"), line
+    assert "MemoryError" not in err
+
+
+def test_item17_classify_names_a_model_file_that_is_not_onnx(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    from convcore import data
+    from convcore.cli import main
+
+    photo = data.sample_images()[0]
+    for content in (b"\xff" * 300, b"not an onnx model at all\n"):
+        path = tmp_path / "garbage.onnx"
+        path.write_bytes(content)
+        assert main(["classify", photo, "--model", str(path), "--no-progress"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"convcore: error: {path}: not a valid ONNX model"), err
+
+
+def test_item17_limits_doc_states_the_folded_constant_bound_of_the_code():
+    from convcore.onnx.importer import folding
+
+    from .helpers import ROOT
+
+    limits = (ROOT / "docs" / "limits.md").read_text()
+    onnx_doc = (ROOT / "docs" / "onnx.md").read_text()
+    assert folding.MAX_FOLDED_ELEMENTS == 2**27 and folding.MAX_FOLDED_TOTAL == 2**28
+    assert "2^24 elements (`MAX_FOLDED_ELEMENTS`)" not in limits
+    assert "2^27 elements each, 2^28 in all (`MAX_FOLDED_ELEMENTS`, `MAX_FOLDED_TOTAL`" in limits
+    assert "2^27 elements each, 2^28 in all" in onnx_doc
