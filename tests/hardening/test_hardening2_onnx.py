@@ -398,3 +398,11 @@ def test_item03_a_model_that_cannot_import_at_another_batch_is_guarded():
     np.testing.assert_array_equal(net(x), _ort(model, x)[0])
     with pytest.raises(ValueError, match=r"importing it at batch 2 fails \(node 'squeeze' \(Squeeze\)"):
         net(np.ones((2, 2, 3), np.float32))
+
+
+def test_item03_duplicate_graph_inputs_are_refused():
+    """Found by the dynamic-batch fuzz check: two graph inputs named 'x' (one with a dynamic batch) imported as one
+    input of the last declaration's shape, so the batch check read the wrong declaration."""
+    model = _model([helper.make_node("Relu", ["x"], ["y"])], [("x", ["N", 2, 2, 2]), ("x", [1, 3, 4])], [("y", None)])
+    with pytest.raises(ValueError, match=r"graph input\(s\) 'x': declared more than once"):
+        convcore.onnx.load(model.SerializeToString())

@@ -88,6 +88,10 @@ def onnx_to_graph(proto, folder=None, input_shape=None, constants=None):
         array = np.asarray(array)
         consts[name] = array.astype(np.float32) if array.dtype.kind == "f" else array
     real_inputs = [v for v in g.input if v.name not in consts]
+    names = [v.name for v in real_inputs]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"graph input(s) {', '.join(map(repr, twice))}: declared more than once")
     shapes = _input_shapes(real_inputs, input_shape)
     declared = {}
     for value in real_inputs:
