@@ -109,8 +109,8 @@ def _check_other_batch(data, constants, net, x):
                         (expected,)):
             if not _same(a, b):
                 raise AssertionError(f"{run}: at batch {len(bigger)} the model imported at batch {len(x)} gives "
-                                     f"{np.shape(a)}, the model imported at {len(bigger)} gives {np.shape(b)} (or other "
-                                     f"values): a silent wrong result")
+                                     f"{np.shape(a)}, the model imported at {len(bigger)} gives {np.shape(b)} (or "
+                                     f"other values): a silent wrong result")
 
 
 def test_one_input(data):

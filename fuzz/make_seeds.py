@@ -105,7 +105,8 @@ def onnx_seeds():
                                        node("Concat", ["x", "z"], ["y"], axis=0)])
     graph_model("batch_view", [node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node("Shape", ["c"], ["s"]),
                                node("Gather", ["s", "zero"], ["n"]), node("Unsqueeze", ["n", "axes"], ["n1"]),
-                               node("Concat", ["n1", "minus1"], ["shape"], axis=0), node("Reshape", ["c", "shape"], ["r"]),
+                               node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+                               node("Reshape", ["c", "shape"], ["r"]),
                                node("Gemm", ["r", "fc"], ["y"], transB=1)],
                 [("zero", i64(0)), ("axes", i64([0])), ("minus1", i64([-1])),
                  ("w", rng.standard_normal((3, 2, 3, 3)).astype(np.float32)),

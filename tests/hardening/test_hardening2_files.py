@@ -7,7 +7,6 @@ import struct
 import numpy as np
 import pytest
 
-import convcore
 from convcore.io import load_checkpoint
 
 from .helpers import run_child
@@ -134,7 +133,8 @@ def test_item12_visualize_size_out_of_range_is_a_usage_error(resnet18_weights, t
         limit_address_space(2048)
         mark()
         for name, argv in [("feature_huge", ["feature", "layer3:1", "--size", "100000"]),
-                           ("class_huge", ["class", "5", "--size", "50000"]), ("class_one", ["class", "5", "--size", "1"]),
+                           ("class_huge", ["class", "5", "--size", "50000"]),
+                           ("class_one", ["class", "5", "--size", "1"]),
                            ("feature_one", ["feature", "layer3:1", "--size", "1"])]:
             stderr = io.StringIO()
             with contextlib.redirect_stderr(stderr):
@@ -189,7 +189,8 @@ def _tiny_onnx(tmp_path):
     import convcore.nn as nn
     import convcore.onnx
 
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 10))
     path = tmp_path / "tiny.onnx"
     convcore.onnx.export(net, str(path), input_shape=(1, 3, 224, 224))
     return path

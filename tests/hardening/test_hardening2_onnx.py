@@ -189,7 +189,8 @@ def test_item07_gather_folds_by_its_result_size():
     np.testing.assert_array_equal(net(np.zeros((1, 4), np.float32)), np.full((4, 4), 2.5, np.float32))
 
 
-@pytest.mark.parametrize("op, words", [("Gather", "at most 1048576 constant indices"), ("Reshape", "at most 65536 shape")])
+@pytest.mark.parametrize("op, words", [("Gather", "at most 1048576 constant indices"),
+                                       ("Reshape", "at most 65536 shape")])
 def test_item07_converters_bound_integer_constants(op, words):
     """The same for a computed value's Gather indices and Reshape shape (a node attribute of Python ints)."""
     value = numpy_helper.from_array(np.array([0], np.int64), "v")
@@ -353,8 +354,8 @@ def test_item03_another_batch_is_refused_naming_the_node_that_froze_it(case):
     plan = convcore.compile(net)
     x = np.ones((3, 2, 3, 4), np.float32)
     for run in (net, net.graph.run, plan, pickle.loads(pickle.dumps(plan))):
-        with pytest.raises(ValueError, match=r"input 'x': expected batch 1 \(got shape \(3, 2, 3, 4\)\): this model was "
-                                             r"imported for batch 1") as info:
+        with pytest.raises(ValueError, match=r"input 'x': expected batch 1 \(got shape \(3, 2, 3, 4\)\): this model "
+                                             r"was imported for batch 1") as info:
             run(x)
         message = str(info.value)
         assert f"node {node}" in message and "input_shape=(3, 2, 3, 4)" in message, message

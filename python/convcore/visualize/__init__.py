@@ -29,5 +29,5 @@ from ._maps import activations, filters, layers_at, receptive_field, saliency, t
 from ._optimize import AffineSampler, FourierImage, class_model, feature, gaussian_blur
 
 __all__ = ["filters", "activations", "saliency", "top_patches", "class_model", "feature", "montage", "grid",
-           "save_png", "receptive_field", "layers_at", "file_name", "resolve", "DEFAULT_MODEL", "MAX_SIZE", "FourierImage", "AffineSampler",
-           "gaussian_blur"]
+           "save_png", "receptive_field", "layers_at", "file_name", "resolve", "DEFAULT_MODEL", "MAX_SIZE",
+           "FourierImage", "AffineSampler", "gaussian_blur"]

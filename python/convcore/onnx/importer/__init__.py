@@ -125,8 +125,8 @@ def _convert(g, folder, opset, consts, input_shapes, order):
     ctx.taken.update(v.name for v in g.input)
     ctx.taken.update(o for n in g.node for o in n.output)
     ctx.consts.update(consts)
-    for name, shape in input_shapes.items():
-        ctx.graph.add_input(name, shape)
+    for name, dims in input_shapes.items():
+        ctx.graph.add_input(name, dims)
         ctx.values[name] = name
     known = lambda name: ctx.static_shape(name) is not None  # noqa: E731
     records, mark = [], [0, 0]

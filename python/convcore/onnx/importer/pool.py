@@ -144,7 +144,9 @@ def _pool(ctx, node, kind, x, kernel, stride, dilation, pads, ceil_mode, include
     padded = (in_hw[0] + full[0] + full[1], in_hw[1] + full[2] + full[3])
     largest = batch * channels * max(math.prod(padded) if kind == "max" else 0, math.prod(counts))
     if largest > MAX_ELEMENTS or (kind == "avg" and math.prod(counts) > MAX_FOLDED_ELEMENTS):
-        limit = f"{MAX_ELEMENTS} elements" + ("" if kind == "max" else f" and {MAX_FOLDED_ELEMENTS} windows per channel")
+        limit = f"{MAX_ELEMENTS} elements"
+        if kind == "avg":
+            limit += f" and {MAX_FOLDED_ELEMENTS} windows per channel"
         raise fail(node, f"expected pads giving at most {limit} (got {counts[0]}x{counts[1]} windows per channel from "
                          f"pads {list(pads)} on an input of {list(ctx.shape(x))}: pads beyond half the kernel are "
                          f"computed explicitly)")
