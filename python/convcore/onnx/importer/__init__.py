@@ -13,6 +13,7 @@ need none. `folding` computes constant subgraphs, `structure` checks and orders 
 state of one import.
 """
 
+import itertools
 from types import SimpleNamespace
 
 import numpy as np
@@ -131,8 +132,9 @@ def _convert(g, folder, opset, consts, input_shapes, order):
     known = lambda name: ctx.static_shape(name) is not None  # noqa: E731
     records, mark = [], [0, 0]
 
-    def record(outputs, where=None):
-        nodes, params = ctx.graph.nodes[mark[0]:], list(ctx.graph.params)[mark[1]:]
+    def record(outputs, where=None):  # linear in all: only the nodes and params added since the last record
+        nodes = ctx.graph.nodes[mark[0]:]
+        params = list(itertools.islice(reversed(ctx.graph.params), len(ctx.graph.params) - mark[1]))[::-1]
         mark[:] = len(ctx.graph.nodes), len(ctx.graph.params)
         if where is None:  # where each output went: a graph value, a pending pad, a folded constant
             where = tuple(("value", ctx.values[o]) if o in ctx.values else
