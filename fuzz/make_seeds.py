@@ -81,6 +81,45 @@ def onnx_seeds():
              [("p", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))])
     one_node("global_pool", helper.make_node("GlobalAveragePool", ["x"], ["y"]), [("x", [1, 3, 4, 5])], [1, 3, 1, 1])
 
+    # A dynamic batch ("N") reaching shape arithmetic, and integer inputs fed at run time (the fuzz target binds them
+    # to the values in the metadata key "convcore.fuzz.<input>"): issue 22 item 3.
+    def graph_model(name, nodes, initializers=(), int_inputs=(), x_shape=("N", 2, 3, 4)):
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))]
+        inputs += [helper.make_tensor_value_info(n, TensorProto.INT64, [len(v)]) for n, v in int_inputs]
+        graph = helper.make_graph(nodes, name, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  [numpy_helper.from_array(np.asarray(a), n) for n, a in initializers])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        for n, v in int_inputs:
+            model.metadata_props.add(key=f"convcore.fuzz.{n}", value=",".join(map(str, v)))
+        onnx.checker.check_model(onnx.shape_inference.infer_shapes(model))  # (the output's shape left open)
+        _write("onnx", f"{name}.onnx", model.SerializeToString())
+
+    node = helper.make_node
+    i64 = lambda values: np.asarray(values, np.int64)  # noqa: E731
+    shape_n = [node("Shape", ["x"], ["s"]), node("Gather", ["s", "zero"], ["n"])]
+    graph_model("batch_mul", shape_n + [node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
+                                        node("Mul", ["x", "nf"], ["y"])], [("zero", i64(0))])
+    graph_model("batch_reshape", [node("Reshape", ["x", "shape"], ["y"])], [("shape", i64([1, -1, 3, 4]))])
+    graph_model("batch_zeros_concat", [node("Shape", ["x"], ["s"]), node("ConstantOfShape", ["s"], ["z"]),
+                                       node("Concat", ["x", "z"], ["y"], axis=0)])
+    graph_model("batch_view", [node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node("Shape", ["c"], ["s"]),
+                               node("Gather", ["s", "zero"], ["n"]), node("Unsqueeze", ["n", "axes"], ["n1"]),
+                               node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+                               node("Reshape", ["c", "shape"], ["r"]),
+                               node("Gemm", ["r", "fc"], ["y"], transB=1)],
+                [("zero", i64(0)), ("axes", i64([0])), ("minus1", i64([-1])),
+                 ("w", rng.standard_normal((3, 2, 3, 3)).astype(np.float32)),
+                 ("fc", rng.standard_normal((5, 36)).astype(np.float32))])
+    graph_model("batch_resize", [node("Shape", ["x"], ["s"]), node("Slice", ["s", "start", "end"], ["nc"]),
+                                 node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+                                 node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear")],
+                [("start", i64([0])), ("end", i64([2])), ("hw", i64([5, 7]))])
+    graph_model("shape_input_reshape", [node("Reshape", ["x", "shape"], ["r"]), node("Relu", ["r"], ["y"])],
+                int_inputs=[("shape", [-1, 6, 2, 2])])
+    graph_model("shape_input_expand", [node("Expand", ["x", "shape"], ["y"])], int_inputs=[("shape", [1, 2, 1, 1])],
+                x_shape=("N", 1, 3, 4))
+
 
 def checkpoint_seeds():
     import torch

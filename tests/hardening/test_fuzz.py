@@ -34,6 +34,22 @@ def test_replay_finding(target, name):
     assert code == 0 and out == {"ok": True}, err[-3000:]
 
 
+@pytest.mark.parametrize("name", sorted(os.listdir(FUZZ / "seeds" / "onnx")))
+def test_onnx_seed_meets_the_contract(name):
+    """Every ONNX seed as it is (without atheris): the dynamic-batch seeds are run at a second batch against the
+    model imported at that batch, the integer-input ones with their inputs bound (fuzz/fuzz_onnx.py)."""
+    code, out, err = run_child(f"""
+        import sys, warnings
+        sys.path.insert(0, {str(FUZZ)!r})
+        warnings.simplefilter("ignore")
+        import fuzz_onnx
+        with open({str(FUZZ / "seeds" / "onnx" / name)!r}, "rb") as f:
+            fuzz_onnx.test_one_input(f.read())
+        report(ok=True)
+    """)
+    assert code == 0 and out == {"ok": True}, err[-3000:]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed")
 @pytest.mark.parametrize("target", TARGETS)
 def test_short_seeded_campaign(target, tmp_path):

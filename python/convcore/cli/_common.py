@@ -57,7 +57,11 @@ def onnx_input_shape(path):
         import onnx
     except ImportError:
         raise CLIError("reading ONNX models needs the onnx package: pip install onnx") from None
-    proto = onnx.load(path, load_external_data=False)
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError (garbage, a truncated file) and the like
+        raise CLIError(f"{path}: not a valid ONNX model (the protobuf does not parse: {type(exc).__name__}: "
+                       f"{exc})") from None
     initializers = {t.name for t in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in initializers]
     if not inputs:

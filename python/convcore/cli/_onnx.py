@@ -4,6 +4,7 @@
     $ convcore run resnet18.onnx image.npy --output logits.npy        # a compiled plan; --eager for model(x)
 """
 
+import math
 import os
 
 import numpy as np
@@ -82,7 +83,9 @@ def run_command(onnx_path, input_npy, output_npy=None, eager=False):
 
 
 def _load_input(path):
-    """The array in the .npy file `path`, or a ValueError naming the file (empty, truncated, not a .npy, an .npz)."""
+    """The array in the .npy file `path`, or a ValueError naming the file (empty, truncated, not a .npy, an .npz, a
+    header declaring more data than the file holds)."""
+    _check_npy_header(path)
     try:
         x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -95,6 +98,32 @@ def _load_input(path):
         x.close()
         raise ValueError(f"input {path}: expected a .npy file holding one array (got an .npz archive)")
     return x
+
+
+def _check_npy_header(path):
+    """A .npy header's shape and dtype against the bytes present and the tensor bound, before numpy allocates the
+    array it declares (a 128-byte file can declare 4 TiB: a MemoryError, or swapping, otherwise)."""
+    from .._validate import MAX_ELEMENTS
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                return  # not a .npy (empty, an .npz, garbage): np.load says which
+            f.seek(0)
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            start, size = f.tell(), f.seek(0, 2)
+    except (OSError, ValueError):
+        return  # a missing file or a malformed header: np.load reports it
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise ValueError(f"input {path}: its header declares shape {shape} ({count} elements); at most {MAX_ELEMENTS} "
+                         f"are supported")
+    if dtype.itemsize and count * dtype.itemsize > size - start:
+        raise ValueError(f"input {path}: its header declares shape {shape} of {dtype} ({count * dtype.itemsize} bytes "
+                         f"of data), but the file holds {size - start}")
 
 
 def _run_from_args(a):

@@ -77,6 +77,8 @@ def run(args):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')}: expected a positive integer (got {value})")
+    if getattr(args, "size", None) is not None and not 2 <= args.size <= visualize.MAX_SIZE:
+        raise UsageError(f"--size: expected an image side in [2, {visualize.MAX_SIZE}] pixels (got {args.size})")
     images = getattr(args, "images", None) or None
     for path in images or ():
         if not os.path.exists(path):

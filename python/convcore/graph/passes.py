@@ -7,7 +7,7 @@ model's own arrays).
 import numpy as np
 
 from ..ops import OPS
-from .ir import Graph, Node, unique_name
+from .ir import Graph, NameSet, Node, unique_name
 
 
 def fold_batchnorm(graph):
@@ -42,7 +42,7 @@ def fold_batchnorm(graph):
     producer = {out: node for node in graph.nodes for out in node.outputs}
     params = dict(graph.params)
     replaced, dropped = {}, set()
-    taken = set(params) | set(graph.inputs) | set(producer)
+    taken = NameSet(set(params) | set(graph.inputs) | set(producer))
 
     def new_name(base):
         return unique_name(base, taken)

@@ -9,7 +9,7 @@ import numpy as np
 from .. import functional as F
 from ..nn import Module
 from ..ops import active_tracer, tracing
-from .ir import Graph, unique_name
+from .ir import Graph, NameSet, unique_name
 
 
 class Value:
@@ -62,7 +62,7 @@ class _Tracer:
         owned = list(model.named_parameters()) + list(model.named_buffers())
         self.owned = {id(array): (name, array) for name, array in owned}
         self.constants = {}
-        self.used = {name for name, _ in owned}  # reserved so no node or constant takes a parameter's name
+        self.used = NameSet(name for name, _ in owned)  # reserved so no node or constant takes a parameter's name
         self.stack = []
 
     def call_module(self, module, args, kwargs):

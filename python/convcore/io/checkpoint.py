@@ -288,8 +288,30 @@ def _tensor_reach(tensor):
     return storage.key, _storage_dtype(storage.stype.code).itemsize, max(end, numel)
 
 
-def _build_tensor(tensor, read_blob, byteorder):
-    """Copy a tensor out of its storage blob, checking that every element it addresses is inside the blob."""
+class _CopyBudget:
+    """Every tensor is an independent copy, so tensors viewing one storage each copy its bytes again: their total is
+    bounded by `FACTOR` times the storage bytes read, plus 1 MiB (400 entries viewing one 8 MiB storage asked for
+    3.2 GB; tied weights, or bfloat16 upcast to float32, take 2x)."""
+
+    FACTOR = 4
+
+    def __init__(self):
+        self.stored, self.copied, self.seen = 0, 0, set()
+
+    def spend(self, key, blob, nbytes):
+        if key not in self.seen:
+            self.seen.add(key)
+            self.stored += len(blob)
+        self.copied += nbytes
+        if self.copied > self.FACTOR * self.stored + 2**20:
+            raise ValueError(f"its tensors would take {self.copied} bytes as independent arrays, more than "
+                             f"{self.FACTOR}x the {self.stored} bytes of storage they view (entries overlapping "
+                             f"one storage many times)")
+
+
+def _build_tensor(tensor, read_blob, byteorder, budget):
+    """Copy a tensor out of its storage blob, checking that every element it addresses is inside the blob and that
+    the copies stay within `budget` (a `_CopyBudget`)."""
     storage = tensor.storage
     if not isinstance(storage, _Storage):
         raise ValueError(f"expected a storage to rebuild a tensor from (got {type(storage).__name__})")
@@ -315,6 +337,7 @@ def _build_tensor(tensor, read_blob, byteorder):
         if numel > flat.size:
             raise ValueError(f"tensor of size {size} has more elements than its storage ({flat.size}): "
                              "overlapping (broadcast) tensors are not supported")
+        budget.spend(storage.key, blob, numel * (4 if storage.stype.code == _BF16 else dtype.itemsize))
         view = as_strided(flat[offset:], shape=size, strides=[s * dtype.itemsize for s in stride])
         array = np.array(view, dtype=dtype.newbyteorder("="), order="C")
     else:
@@ -394,7 +417,8 @@ def _load_torch_zip(file, names):
                     blobs[key] = f.read(reach[key])
             return blobs[key]
 
-        return {name: _build_tensor(t, read_blob, byteorder) for name, t in tensors.items()}
+        budget = _CopyBudget()
+        return {name: _build_tensor(t, read_blob, byteorder, budget) for name, t in tensors.items()}
 
 
 def _load_torch_legacy(file, file_size):
@@ -426,7 +450,8 @@ def _load_torch_legacy(file, file_size):
             raise ValueError(f"storage {key!r} has no data in the checkpoint")
         return blobs[key]
 
-    return _flatten(obj, lambda t: _build_tensor(t, read_blob, "<"))
+    budget = _CopyBudget()
+    return _flatten(obj, lambda t: _build_tensor(t, read_blob, "<", budget))
 
 
 def _load_safetensors(file, file_size):
@@ -440,7 +465,7 @@ def _load_safetensors(file, file_size):
     if not isinstance(header, dict):
         raise ValueError("expected the safetensors header to be a JSON object")
     data_start, data_len = 8 + header_len, file_size - 8 - header_len
-    out = {}
+    entries = []
     for name, info in header.items():
         if name == "__metadata__":
             continue
@@ -454,8 +479,21 @@ def _load_safetensors(file, file_size):
         if not begin <= end <= data_len or end - begin != numel * dtype.itemsize:
             raise ValueError(f"tensor {name!r}: data_offsets [{begin}, {end}] do not match shape {list(shape)} "
                              f"of {info['dtype']} within {data_len} data bytes")
+        entries.append((name, code, shape, begin, end))
+    # The format (and its library) has the entries tile the data: overlapping ones would each copy the same bytes
+    # (300 entries over one 8 MiB range: 2.4 GB from an 8 MiB file).
+    reached, reached_by = 0, None
+    for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
+        if begin < reached and begin < end:
+            raise ValueError(f"tensor {name!r}: data_offsets [{begin}, {end}] overlap those of tensor {reached_by!r} "
+                             f"(safetensors entries must not share bytes)")
+        if end > reached:
+            reached, reached_by = end, name
+    out = {}
+    for name, code, shape, begin, end in entries:
+        dtype = _storage_dtype(code)
         file.seek(data_start + begin)
-        array = np.fromfile(file, dtype=dtype, count=numel).reshape(shape)
+        array = np.fromfile(file, dtype=dtype, count=math.prod(shape)).reshape(shape)
         out[name] = _upcast_bf16(array) if code == _BF16 else array.astype(dtype.newbyteorder("="), copy=False)
     return out
 
@@ -498,7 +536,9 @@ def load_checkpoint(path):
     ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` entry (the first one that is a dict) is taken.
     Nested dicts are flattened to dotted names; entries that are not tensors (epochs, config) are dropped.
     Every array is a C-contiguous copy (views and shared storages become independent arrays), in the
-    stored dtype except bfloat16, which is upcast to float32.
+    stored dtype except bfloat16, which is upcast to float32. Their total is bounded: at most 4x the storage
+    bytes they view, plus 1 MiB (entries viewing one storage many times are refused); safetensors entries must
+    not overlap.
 
     Args:
         path: path of the checkpoint file (str or os.PathLike).

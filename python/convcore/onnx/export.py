@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .. import _core
 from ..graph import Graph, Node, trace
-from ..graph.ir import unique_name
+from ..graph.ir import NameSet, unique_name
 from ..graph.passes import fold_batchnorm as _fold_batchnorm
 from ..ops import OPS
 from .importer.module import ONNXModule
@@ -34,7 +34,8 @@ class _Emitter:
         self.graph, self.opset = graph, opset
         self.nodes, self.initializers = [], []
         self.emitted = set()  # graph params already written as initializers
-        self.taken = set(graph.params) | set(graph.inputs) | {o for n in graph.nodes for o in n.outputs}
+        self.taken = NameSet(set(graph.params) | set(graph.inputs) | {o for n in graph.nodes for o in n.outputs})
+        self.node_names = NameSet()  # ONNX node names must be unique (onnxruntime refuses a model otherwise)
 
     def fresh(self, base):
         """A new value name from `base`."""
@@ -64,8 +65,11 @@ class _Emitter:
 
     def node(self, op_type, inputs, output, name, **attrs):
         """Append ONNX node `op_type` computing `output` from `inputs` (graph params among them become initializers);
-        returns `output`."""
+        returns `output`. The node is named `name`, or `name_1`, ... when another node has that name already
+        (graph nodes may share a name, e.g. an imported node that became two ops, and a lowering's extra nodes are
+        named after their graph node)."""
         inputs = [self.value(i) if i else i for i in inputs]
+        name = unique_name(name or op_type, self.node_names)
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
         return output
 

@@ -127,6 +127,9 @@ class Plan:
                                  f"{getattr(o, 'shape', type(o).__name__)})")
             if np.may_share_memory(o, x):
                 raise ValueError(f"out[{i}]: must not overlap the input")
+            for j in range(i):
+                if np.may_share_memory(o, outs[j]):  # one output would overwrite part of another
+                    raise ValueError(f"out[{i}]: must not overlap out[{j}]")
         return outs
 
     def _run_steps(self, x, timer=None):

@@ -24,10 +24,10 @@ Example:
     ['class_cup.png', 'class_dalmatian.png', 'class_dumbbell.png']
 """
 
-from ._common import DEFAULT_MODEL, file_name, grid, montage, resolve, save_png
+from ._common import DEFAULT_MODEL, MAX_SIZE, file_name, grid, montage, resolve, save_png
 from ._maps import activations, filters, layers_at, receptive_field, saliency, top_patches
 from ._optimize import AffineSampler, FourierImage, class_model, feature, gaussian_blur
 
 __all__ = ["filters", "activations", "saliency", "top_patches", "class_model", "feature", "montage", "grid",
-           "save_png", "receptive_field", "layers_at", "file_name", "resolve", "DEFAULT_MODEL", "FourierImage", "AffineSampler",
-           "gaussian_blur"]
+           "save_png", "receptive_field", "layers_at", "file_name", "resolve", "DEFAULT_MODEL", "MAX_SIZE",
+           "FourierImage", "AffineSampler", "gaussian_blur"]

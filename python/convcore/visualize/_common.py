@@ -16,6 +16,18 @@ from ..graph import Graph
 from ..nn import Module
 
 DEFAULT_MODEL = "efficientnet_lite0"
+# The largest image side class models and feature visualizations optimize: their memory grows with its square (about
+# 0.7 GB per image at 1024, times the batch of pictures optimized together); the jitter sampler needs 2 pixels.
+MAX_SIZE = 1024
+
+
+def check_side(size):
+    """A requested image side as an int in [2, MAX_SIZE]; ValueError (TypeError for a non-int) otherwise."""
+    if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"size: expected an int image side (got {type(size).__name__} {size!r})")
+    if not 2 <= size <= MAX_SIZE:
+        raise ValueError(f"size: expected an image side in [2, {MAX_SIZE}] pixels (got {size})")
+    return int(size)
 
 
 @dataclass
@@ -37,8 +49,12 @@ class Net:
         return isinstance(self.model, Graph) or isinstance(getattr(self.model, "graph", None), Graph)
 
     def side(self, size):
-        """The image side to use for a requested `size` (None: the model's; a fixed-size model: always its own)."""
-        return self.size if size is None or self.fixed_size else int(size)
+        """The image side to use for a requested `size` (None: the model's; a fixed-size model: always its own), which
+        must be in [2, MAX_SIZE]."""
+        if size is None:
+            return self.size
+        size = check_side(size)
+        return self.size if self.fixed_size else size
 
     def normalize(self, pixels):
         """(N, 3, H, W) pixels in [0, 1] -> the network's input."""

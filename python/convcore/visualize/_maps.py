@@ -166,6 +166,7 @@ def saliency(model=None, images=None, target=None, layer=None, out=None):
     x = np.stack([net.load(im) for im in images])
     graph, layers = _graph(net, x.shape)
     layer = layer or _last_map_layer(graph, layers)
+    _need_maps(graph, layers, layer)
     logits = forward_values(net, x, [graph.outputs[0]])[graph.outputs[0]].reshape(len(x), -1)
     classes = [int(np.argmax(z)) for z in logits] if target is None else [net.class_index(target)] * len(x)
     objective = sum(logit(c, sample=i) for i, c in enumerate(classes))
@@ -188,6 +189,19 @@ def saliency(model=None, images=None, target=None, layer=None, out=None):
         pictures[file_name("gradcam", label, name)] = to_uint8(heat)
     save_all(pictures, out)
     return pictures
+
+
+def _need_maps(graph, layers, layer):
+    """ValueError unless `layer` gives spatial maps (N, C, H, W), which Grad-CAM weights and sums; the message lists
+    the layers that do."""
+    shape = graph.shapes[layers.resolve(layer)]
+    if len(shape) == 4:
+        return
+    valid = [name for name in layers.names() if name.count(".") <= 1 and not name.startswith("input")
+             and len(graph.shapes[layers.map[name]]) == 4]
+    listing = ", ".join(valid[:40]) + (f", ... ({len(valid)} in all)" if len(valid) > 40 else "")
+    raise ValueError(f"layer: expected a layer with spatial maps (N, C, H, W) for Grad-CAM (got {layer!r}, whose "
+                     f"output has shape {tuple(shape)}); layers with maps: {listing}")
 
 
 def _last_map_layer(graph, layers):

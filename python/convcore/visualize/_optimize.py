@@ -96,7 +96,7 @@ def class_model(model=None, targets=("dumbbell",), steps=120, size=None, lr=0.03
         model: zoo name, `LoadedModel`, module, ONNX model (default: efficientnet_lite0 with its installed weights).
         targets: class names ("dumbbell", "bell pepper") or indices; one image each, optimized together in batches
             of `batch_size`.
-        steps: ascent steps in all; size: image side (default: the model's input size).
+        steps: ascent steps in all; size: image side (default: the model's input size; at most `MAX_SIZE`).
         lr: step length in pixel units (each step is the gradient divided by its mean absolute value).
         l2: decay of the pixels towards grey per step (the L2 penalty's gradient step).
         blur_every, blur_sigma: blur every n steps with a sigma falling from blur_sigma[0] to blur_sigma[1] (in
@@ -263,7 +263,7 @@ def feature(model=None, objectives=("_blocks.10:5",), steps=256, size=128, lr=0.
         objectives: one image per objective: "layer:channel" (a channel's mean), "layer" (the whole layer,
             DeepDream-like), "layer:channel@y,x" or "layer:channel@" (a neuron, the centre one), or any
             `convcore.gradients` objective.
-        steps, size, lr: Adam steps, image side, learning rate.
+        steps, size, lr: Adam steps, image side (2 to `MAX_SIZE` pixels), learning rate.
         transforms: jitter (8 px), scale (0.9-1.1) and rotation (+-10 degrees) redrawn every step.
         fft, decorrelate: the two halves of the parameterization (False: plain pixels / plain RGB).
         seed, out, progress, batch_size: as `class_model` (files `feature_<layer>_<channel>.png`).
@@ -274,6 +274,10 @@ def feature(model=None, objectives=("_blocks.10:5",), steps=256, size=128, lr=0.
     net = resolve(model)
     size = net.side(size)
     objectives = list(objectives) if isinstance(objectives, (list, tuple)) else [objectives]
+    for o in objectives:
+        if isinstance(o, str) and not _layer_of(o).strip():
+            raise ValueError(f"objective: expected 'layer', 'layer:channel' or 'layer:channel@y,x' naming a layer "
+                             f"(got {o!r})")
     specs = [as_objective(o) for o in objectives]
     pictures = {}
     bar = Progress(steps * len(specs), "features", progress)
@@ -286,6 +290,12 @@ def feature(model=None, objectives=("_blocks.10:5",), steps=256, size=128, lr=0.
     bar.close()
     save_all(pictures, out)
     return pictures
+
+
+def _layer_of(text):
+    """The layer a "layer", "layer:channel" or "layer:channel@y,x" objective names (as `gradients` parses it)."""
+    name, sep, rest = text.rpartition(":")
+    return name if sep and rest.split("@")[0].strip().lstrip("-").isdigit() else text
 
 
 def _feature_name(spec, objective):

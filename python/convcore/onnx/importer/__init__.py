@@ -4,7 +4,8 @@ Reads ai.onnx opsets 6 to the newest the installed onnx package defines, each op
 (see docs/onnx.md for the op table). Constants (initializers, Constant nodes, folded shape arithmetic) become params;
 float16 / float64 weights are converted to float32 (the precision convcore computes in), integer tensors are
 accepted only where ONNX expects integers (shapes, axes, pads, indices). Every shape is static once the input shapes
-are known (a dynamic batch is imported as 1 and followed at run time where the graph allows).
+are known (a dynamic batch is imported as 1 and followed at run time where the graph allows; a graph that cannot
+follow it refuses another batch: see `onnx_to_graph`).
 
 One converter per ONNX op type, found by op family: `conv`, `pool` (with Reduce*), `padding`, `normalization`,
 `activation`, `arithmetic`, `shape`, `resize`; ops declared with a one-to-one ONNX form (`convcore.ops.OnnxOp`)
@@ -12,15 +13,18 @@ need none. `folding` computes constant subgraphs, `structure` checks and orders 
 state of one import.
 """
 
+import itertools
 from types import SimpleNamespace
 
 import numpy as np
 
+from ..._validate import check_size
 from .._reader import FLOAT_TYPES, read_model, tensor_to_array
 from . import activation, arithmetic, conv, normalization, padding, pool, resize, shape
 from .attributes import node_attrs
 from .context import ImportContext
 from .folding import FOLDERS, fold, is_constant
+from ...graph.ir import BatchGuard, NameSet, unique_name
 from .module import ONNXModule
 from .structure import MAX_OPSET, MIN_OPSET, check_ops, check_text, input_shape_of, opset_of, sorted_nodes
 
@@ -55,6 +59,13 @@ def _input_shapes(real_inputs, input_shape):
 def onnx_to_graph(proto, folder=None, input_shape=None, constants=None):
     """Convert a parsed ModelProto into a Graph (see `load`); returns (graph, opset).
 
+    A model with a dynamic batch is imported at batch 1 (or `input_shape`'s); every Shape folds to constants of that
+    batch. So that no other batch gives a silent wrong result, the model is converted a second time at the next
+    batch size: where anything but the values' shapes differs (a folded value that depends on the batch reaches a
+    node, an attribute or a param; a converter decided otherwise), or the second conversion fails, the graph is
+    specialised to its batch: a guard node on each dynamic-batch input refuses another batch at run time (eager,
+    compiled), naming the node that froze it (`_specialise`).
+
     Args:
         constants: optional graph input name -> numpy array: inputs bound to these values (imported as constants,
             e.g. the shapes, axes or indices an ONNX backend test feeds at run time).
@@ -64,30 +75,74 @@ def onnx_to_graph(proto, folder=None, input_shape=None, constants=None):
     check_text(g)
     if len(g.sparse_initializer):
         raise ValueError("expected dense initializers (got sparse ones)")
-    ctx = ImportContext(g, folder, opset)
-    ctx.taken.update(i.name for i in g.initializer)
-    ctx.taken.update(v.name for v in g.input)
-    ctx.taken.update(o for n in g.node for o in n.output)
+    consts = {}
     for init in g.initializer:
-        if init.name in ctx.consts:
+        if init.name in consts:
             raise ValueError(f"initializer '{init.name}' is defined more than once")
         array = tensor_to_array(init, folder, f"initializer '{init.name}'")
         if init.data_type in FLOAT_TYPES:
             array = array.astype(np.float32)  # float16 / float64 weights: computed in float32 by convcore
-        ctx.consts[init.name] = array
+        consts[init.name] = array
     for name, array in (constants or {}).items():
         if name not in {v.name for v in g.input}:
             raise ValueError(f"constants: '{name}' is not an input of the model")
         array = np.asarray(array)
-        ctx.consts[name] = array.astype(np.float32) if array.dtype.kind == "f" else array
-    real_inputs = [v for v in g.input if v.name not in ctx.consts]
+        consts[name] = array.astype(np.float32) if array.dtype.kind == "f" else array
+    real_inputs = [v for v in g.input if v.name not in consts]
+    names = [v.name for v in real_inputs]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"graph input(s) {', '.join(map(repr, twice))}: declared more than once")
     shapes = _input_shapes(real_inputs, input_shape)
+    declared = {}
     for value in real_inputs:
-        ctx.graph.add_input(value.name, input_shape_of(value, shapes.get(value.name)))
-        ctx.values[value.name] = value.name
-    order = sorted_nodes(g, set(ctx.consts) | {v.name for v in real_inputs})
-    check_ops(order, ctx.consts, CONVERTERS)
+        declared[value.name] = input_shape_of(value, shapes.get(value.name))
+        check_size(declared[value.name], f"input '{value.name}'")  # the tensor bound, as on every value
+    order = sorted_nodes(g, set(consts) | {v.name for v in real_inputs})
+    check_ops(order, consts, CONVERTERS)
+    ctx, records = _convert(g, folder, opset, consts, declared, order)
+    dynamic = [v.name for v in real_inputs if declared[v.name] and _dynamic_batch(v)]
+    if dynamic:
+        other = {name: (shape[0] + 1, *shape[1:]) if name in dynamic else shape for name, shape in declared.items()}
+        try:
+            other_ctx, other_records = _convert(g, folder, opset, consts, other, order)
+        except ValueError as exc:
+            _specialise(ctx.graph, dynamic, f"importing it at batch {other[dynamic[0]][0]} fails ({exc})")
+        else:
+            reason = _batch_dependence(order, records, other_records, ctx, other_ctx, g)
+            if reason is not None:
+                _specialise(ctx.graph, dynamic, reason)
+    graph = ctx.graph
+    graph.validate()
+    return graph, opset
+
+
+def _convert(g, folder, opset, consts, input_shapes, order):
+    """One conversion of the ONNX graph at `input_shapes` (name -> shape of every real input). Returns the context
+    (its `graph`) and one record per node of `order` (then one for the graph outputs): what the node added to the
+    graph, to compare conversions at two batch sizes (`_batch_dependence`)."""
+    ctx = ImportContext(g, folder, opset)
+    ctx.taken.update(i.name for i in g.initializer)
+    ctx.taken.update(v.name for v in g.input)
+    ctx.taken.update(o for n in g.node for o in n.output)
+    ctx.consts.update(consts)
+    for name, dims in input_shapes.items():
+        ctx.graph.add_input(name, dims)
+        ctx.values[name] = name
     known = lambda name: ctx.static_shape(name) is not None  # noqa: E731
+    records, mark = [], [0, 0]
+
+    def record(outputs, where=None):  # linear in all: only the nodes and params added since the last record
+        nodes = ctx.graph.nodes[mark[0]:]
+        params = list(itertools.islice(reversed(ctx.graph.params), len(ctx.graph.params) - mark[1]))[::-1]
+        mark[:] = len(ctx.graph.nodes), len(ctx.graph.params)
+        if where is None:  # where each output went: a graph value, a pending pad, a folded constant
+            where = tuple(("value", ctx.values[o]) if o in ctx.values else
+                          ("pad", repr(ctx.pending_pads[o][1:])) if o in ctx.pending_pads else
+                          ("const",) if o in ctx.consts else None for o in outputs)
+        records.append((tuple((n.op, n.name, tuple(n.inputs), tuple(n.outputs), repr(n.attrs)) for n in nodes),
+                        where, tuple((name, ctx.graph.params[name]) for name in params)))
+
     for node in order:
         if not node.name:
             node.name = node.output[0] if node.output else node.op_type
@@ -103,6 +158,7 @@ def onnx_to_graph(proto, folder=None, input_shape=None, constants=None):
         except (KeyError, IndexError, TypeError, AttributeError, OverflowError, ZeroDivisionError) as exc:
             # a required attribute or input missing, or one of the wrong kind: a malformed node
             raise ValueError(f"node '{node.name}' ({node.op_type}): malformed ({type(exc).__name__}: {exc})") from None
+        record(node.output)
     for out in g.output:
         if out.name in ctx.consts and ctx.consts[out.name].dtype.kind != "f":
             raise ValueError(f"graph output '{out.name}': expected a float tensor (got a constant of "
@@ -115,12 +171,86 @@ def onnx_to_graph(proto, folder=None, input_shape=None, constants=None):
             # an output that no node computes (or one already listed): an identity names it
             value = ctx.emit("identity", f"{out.name}.identity", [value], {}, ctx.fresh(out.name))
         ctx.graph.outputs.append(value)
+    record([], tuple(ctx.graph.outputs))
     graph = ctx.graph
     used = {i for n in graph.nodes for i in n.inputs if i} | set(graph.outputs)
     for name in [k for k in graph.params if k not in used]:  # e.g. a weight replaced by a derived one
         del graph.params[name], graph.values[name]
-    graph.validate()
-    return graph, opset
+    return ctx, records
+
+
+def _dynamic_batch(value):
+    """Whether graph input `value` declares no fixed batch size (a symbolic or unknown first dim, or no shape)."""
+    t = value.type.tensor_type
+    if not t.HasField("shape"):
+        return True
+    return len(t.shape.dim) > 0 and not (t.shape.dim[0].HasField("dim_value") and t.shape.dim[0].dim_value > 0)
+
+
+def _same_record(a, b):
+    if len(a) != len(b) or a[:2] != b[:2] or len(a[2]) != len(b[2]):
+        return False
+    for (name_a, x), (name_b, y) in zip(a[2], b[2]):
+        if name_a != name_b or not (x is y or (x.shape == y.shape and x.dtype == y.dtype and
+                                               np.array_equal(x, y, equal_nan=x.dtype.kind == "f"))):
+            return False
+    return True
+
+
+def _batch_dependence(order, records, other_records, ctx, other_ctx, g):
+    """None when the two conversions (at two batch sizes) agree on everything but shapes; else which node made them
+    differ, and the Shape / Size whose folded value it reads, when there is one."""
+    for i, (a, b) in enumerate(zip(records, other_records)):
+        if _same_record(a, b):
+            continue
+        if i >= len(order):
+            return "the graph outputs were converted for that batch size"
+        node = order[i]
+        where = f"node '{node.name}' ({node.op_type})"
+        source = _batch_source(node, ctx, other_ctx, g)
+        if source is None:
+            return f"{where} was converted for that batch size"
+        return f"{where} reads a value computed at import from the batch size (by node '{source.name}' " \
+               f"({source.op_type}))"
+    return None
+
+
+def _batch_source(node, ctx, other_ctx, g):
+    """The first node (Shape, Size) whose folded output differs between the two conversions that `node` reads,
+    following folded values back; None when `node` reads none."""
+    producer = {o: n for n in g.node for o in n.output if o}
+    stack, seen, found = [node], set(), []
+    while stack:
+        current = stack.pop()
+        for name in current.input:
+            if not name or name in seen or name not in ctx.consts or name not in other_ctx.consts:
+                continue
+            seen.add(name)
+            x, y = ctx.consts[name], other_ctx.consts[name]
+            if x.shape == y.shape and np.array_equal(x, y):
+                continue
+            if name in producer:
+                found.append(producer[name])
+                stack.append(producer[name])
+    roots = [n for n in found if n.op_type in ("Shape", "Size")]
+    return (roots or found or [None])[0]
+
+
+def _specialise(graph, inputs, reason):
+    """Guard each input in `inputs` with a reshape to its own shape (a view) that refuses any other batch: the graph
+    computes the model at its imported batch only (see `convcore.graph.ir.BatchGuard`). Its other readers read the
+    guard's output."""
+    taken = NameSet(set(graph.values))
+    for name in inputs:
+        shape = tuple(graph.shapes[name])
+        guarded = unique_name(f"{name}.batch{shape[0]}", taken)
+        node = graph.add_node("reshape", f"{name}.batch_guard", [name], guarded, {"shape": shape})
+        graph.nodes.pop()
+        for other in graph.nodes:
+            other.inputs = [guarded if i == name else i for i in other.inputs]
+        graph.outputs = [guarded if o == name else o for o in graph.outputs]
+        node.guard = BatchGuard(name, shape, reason)
+        graph.nodes.insert(0, node)
 
 
 def load(source, input_shape=None, constants=None):

@@ -7,6 +7,7 @@ import numpy as np
 from onnx import helper
 
 from .._reader import tensor_to_array
+from .folding import MAX_INT_LIST
 
 
 def fail(node, message):
@@ -63,6 +64,8 @@ def int_const(ctx, node, index, what):
         return None
     if value.dtype.kind not in "iu":
         raise fail(node, f"expected integer {what} (got {value.dtype})")
+    if value.size > MAX_INT_LIST:
+        raise fail(node, f"expected at most {MAX_INT_LIST} {what} (got {value.size})")
     return [int(v) for v in value.reshape(-1)]
 
 

@@ -2,8 +2,9 @@
 
 import numpy as np
 
+from ..._validate import check_size
 from ...graph import Graph
-from ...graph.ir import unique_name
+from ...graph.ir import NameSet, unique_name
 
 
 class ImportContext:
@@ -30,7 +31,7 @@ class ImportContext:
         self.pending_pads = {}
         self.param_of = {}  # id(const array) -> (param name, array): a constant used twice is one param
         self.producer = {}
-        self.taken = set()
+        self.taken = NameSet()
         self.uses = {}
         self.folded_elements = 0  # elements of the constants folding has computed (bounded: see folding)
         self.masks = set()  # graph values holding an ONNX bool tensor as a float mask (1.0 / 0.0)
@@ -103,6 +104,9 @@ class ImportContext:
         out = output if output is not None else self.fresh(f"{name}.{op}")
         try:
             self.producer[out] = self.graph.add_node(op, name, inputs, out, attrs)
+            # The tensor bound on every value (nothing is allocated yet): a Conv with huge pads would otherwise load
+            # and have compile / run allocate its output (and a plan arena) of any size.
+            check_size(self.graph.values[out].shape, f"{op} output '{out}'")
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"node '{name}': {exc}") from None
         return out

@@ -22,11 +22,18 @@ class FoldError(ValueError):
     pass
 
 
+# Integer lists read from constants (shapes, axes, repeats, pads, slice bounds, split sizes: one entry per axis or
+# output) are made Python lists; a larger constant (a 2^27-element ConstantOfShape) would take gigabytes as one.
+MAX_INT_LIST = 1 << 16
+
+
 def _ints(array, what):
     if array is None:
         return None
     if array.dtype.kind not in "iu":
         raise FoldError(f"expected integer {what} (got {array.dtype})")
+    if array.size > MAX_INT_LIST:
+        raise FoldError(f"expected at most {MAX_INT_LIST} {what} (got {array.size})")
     return [int(v) for v in np.asarray(array).reshape(-1)]
 
 
@@ -82,8 +89,14 @@ def _fold_squeeze(node, a, inputs, opset):
     return np.expand_dims(inputs[0], tuple(axes))
 
 
+def _broadcast(inputs):
+    """The broadcast shape of the inputs, bounded before anything of that size is computed."""
+    return _bounded(np.broadcast_shapes(*(np.shape(i) for i in inputs)), "result")
+
+
 def _fold_div(node, a, inputs, opset):
     x, y = inputs
+    _broadcast(inputs)
     if x.dtype.kind in "iu" and y.dtype.kind in "iu":
         if (y == 0).any():
             raise FoldError("integer division by zero")
@@ -94,6 +107,7 @@ def _fold_div(node, a, inputs, opset):
 
 def _fold_mod(node, a, inputs, opset):
     x, y = inputs
+    _broadcast(inputs)
     if x.dtype.kind in "iu" and (y == 0).any():
         raise FoldError("integer modulo by zero")
     with np.errstate(all="ignore"):
@@ -141,6 +155,10 @@ def _fold_expand(node, a, inputs, opset):
 
 def _fold_tile(node, a, inputs, opset):
     repeats = _ints(inputs[1], "repeats")
+    if len(repeats) != inputs[0].ndim:  # numpy would prepend axes for the extra repeats: an unbounded result
+        raise FoldError(f"expected one repeat per axis of the {inputs[0].ndim}D input (got {len(repeats)} repeats)")
+    if any(r < 0 for r in repeats):
+        raise FoldError(f"expected non-negative repeats (got {repeats})")
     _bounded([d * r for d, r in zip(inputs[0].shape, repeats)], "result")
     return np.tile(inputs[0], repeats)
 
@@ -172,9 +190,14 @@ def _fold_split(node, a, inputs, opset):
 
 def _fold_gather(node, a, inputs, opset):
     data, indices = inputs
-    _ints(indices, "indices")
-    _bounded([indices.size, data.size], "result")
-    return np.take(data, indices.astype(np.int64), axis=a.get("axis", 0))
+    if indices.dtype.kind not in "iu":
+        raise FoldError(f"expected integer indices (got {indices.dtype})")
+    axis = a.get("axis", 0)
+    if not -data.ndim <= axis < data.ndim:
+        raise FoldError(f"expected an axis in [{-data.ndim}, {data.ndim - 1}] (got {axis})")
+    axis %= data.ndim
+    _bounded([*data.shape[:axis], *indices.shape, *data.shape[axis + 1:]], "result")
+    return np.take(data, indices.astype(np.int64), axis=axis)
 
 
 def _reduce(fn):
@@ -190,7 +213,7 @@ def _reduce(fn):
 
 def _elementwise(fn):
     def fold(node, a, inputs, opset):
-        _bounded(np.broadcast_shapes(*(np.shape(i) for i in inputs)), "result")
+        _broadcast(inputs)
         with np.errstate(all="ignore"):
             return fn(*inputs)
 
@@ -199,7 +222,7 @@ def _elementwise(fn):
 
 def _variadic(fn):
     def fold(node, a, inputs, opset):
-        _bounded(np.broadcast_shapes(*(np.shape(i) for i in inputs)), "result")
+        _broadcast(inputs)
         out = inputs[0]
         for x in inputs[1:]:
             out = fn(out, x)

@@ -11,9 +11,11 @@ import math
 
 import numpy as np
 
+from ..._validate import MAX_ELEMENTS
 from ...ops import window
 from .attributes import axes_of, fail, int_attr, int_const, ints_attr
 from .conv import drop_1d, lift_1d
+from .folding import MAX_FOLDED_ELEMENTS
 from .padding import auto_pad_of, explicit_pads, take_pad
 
 MAX_EXPLICIT_WINDOW = 1 << 24  # cells of the ones-weight an average pool convcore's pool cannot express becomes
@@ -41,7 +43,7 @@ def convert_pool(ctx, node, a):
         return _pool3d(ctx, node, a, kind, kernel, strides, dilations, ceil_mode, include, p)
     folded = None
     if rank == 2:  # a Pad before the pool folds when padding cells cannot change the result
-        if kind == "max":
+        if kind == "max" and (not ceil_mode or _fold_keeps_windows(ctx, node, a, kernel, strides, dilations)):
             folded = take_pad(ctx, node.input[0], -np.inf)
         elif include and not ceil_mode:
             folded = take_pad(ctx, node.input[0], 0.0)
@@ -63,6 +65,26 @@ def convert_pool(ctx, node, a):
     if rank == 1:
         return drop_1d(ctx, node, y)
     ctx.alias(node, y)
+
+
+def _fold_keeps_windows(ctx, node, a, kernel, strides, dilations):
+    """Whether a pending -inf Pad before a ceil_mode max pool can become pool padding: padded cells are data to the
+    pool, but as padding its ceil rule (torch's, ONNX's) drops a last window starting in the end padding, so the fold
+    is exact only when every axis keeps its window count."""
+    pending = ctx.pending_pads.get(node.input[0])
+    if pending is None:
+        return True
+    source, (top, bottom, left, right), _ = pending
+    h, w = ctx.shape(source)[2:]
+    padded = (h + top + bottom, w + left + right)
+    pads = explicit_pads(node, a, padded, kernel, strides, dilations)
+    for size, (begin, end), (fb, fe), k, s, d in zip(padded, pads, ((top, bottom), (left, right)), kernel, strides,
+                                                     dilations):
+        span = window.extent(k, d)
+        if window.window_count(size, begin, end, span, s, True) != \
+                window.window_count(size - fb - fe, begin + fb, end + fe, span, s, True):
+            return False
+    return True
 
 
 def _pool3d(ctx, node, a, kind, kernel, strides, dilations, ceil_mode, include, p):
@@ -116,6 +138,18 @@ def _pool(ctx, node, kind, x, kernel, stride, dilation, pads, ceil_mode, include
     # end padding that also covers a ceil_mode window running past the padded input
     ends = [max(pads[2 * i + 1], (counts[i] - 1) * stride[i] + spans[i] - in_hw[i] - pads[2 * i]) for i in range(2)]
     full = (pads[0], ends[0], pads[2], ends[1])
+    # Checked before anything is allocated: the -inf padded input, the window sums and the divisor table (a constant
+    # of one count per output position, computed here: bounded as folded constants are).
+    batch, channels = ctx.shape(x)[:2]
+    padded = (in_hw[0] + full[0] + full[1], in_hw[1] + full[2] + full[3])
+    largest = batch * channels * max(math.prod(padded) if kind == "max" else 0, math.prod(counts))
+    if largest > MAX_ELEMENTS or (kind == "avg" and math.prod(counts) > MAX_FOLDED_ELEMENTS):
+        limit = f"{MAX_ELEMENTS} elements"
+        if kind == "avg":
+            limit += f" and {MAX_FOLDED_ELEMENTS} windows per channel"
+        raise fail(node, f"expected pads giving at most {limit} (got {counts[0]}x{counts[1]} windows per channel from "
+                         f"pads {list(pads)} on an input of {list(ctx.shape(x))}: pads beyond half the kernel are "
+                         f"computed explicitly)")
     if kind == "max":  # pad with -inf explicitly, then pool without padding
         padded = ctx.emit("pad", f"{node_name}.pad", [x], {"pads": (0, 0, 0, 0, *full), "value": -math.inf})
         attrs = {"kernel_size": kernel, "stride": stride, "padding": 0, "dilation": dilation, "ceil_mode": False}

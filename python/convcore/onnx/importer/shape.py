@@ -10,6 +10,8 @@ from onnx import TensorProto
 
 from .attributes import axes_of, axis_of, const_input, fail, input_name, int_attr, int_const, ints_attr
 
+MAX_GATHER_INDICES = 1 << 20  # constant indices of a Gather of a computed value (a node attribute: Python ints)
+
 
 def reshaped(ctx, node, x, target):
     """`x` reshaped to `target` (resolved dims) as ONNX `node`'s output: nothing when the shape stays, a flatten
@@ -167,6 +169,8 @@ def convert_gather(ctx, node, a):
         raise fail(node, "expected indices")
     if indices.dtype.kind not in "iu":
         raise fail(node, f"expected integer indices (got {indices.dtype})")
+    if indices.size > MAX_GATHER_INDICES:  # the node keeps them as a tuple of Python ints
+        raise fail(node, f"expected at most {MAX_GATHER_INDICES} constant indices (got {indices.size})")
     shape = ctx.shape(x)
     if not shape:
         raise fail(node, "expected at least a 1D input")

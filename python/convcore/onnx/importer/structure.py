@@ -1,6 +1,8 @@
 """Checks of a model's structure before conversion: text fields, opset, op coverage, node order (with cycles,
 dangling and duplicate values refused) and input shapes."""
 
+import collections
+
 import onnx
 from onnx import TensorProto
 
@@ -86,10 +88,10 @@ def sorted_nodes(g, defined):
         for i in set(n.input):
             if i in producer:
                 readers.setdefault(i, []).append(n)
-    ready = [n for n in nodes if waiting[id(n)] == 0]
+    ready = collections.deque(n for n in nodes if waiting[id(n)] == 0)
     order = []
     while ready:
-        node = ready.pop(0)
+        node = ready.popleft()
         order.append(node)
         for out in node.output:
             for reader in readers.get(out, ()):
