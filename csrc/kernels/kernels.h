@@ -96,6 +96,10 @@ struct Kernels {
   // pixels), C rows at c + i * ldc; accumulate adds to C (a product split along kd).
   void (*gemm_rows)(index_t kd, const float* a, index_t lda, const float* bias, const float* b, const index_t* boff,
                     float* c, index_t ldc, index_t m, index_t n, bool accumulate);
+  // The eager depthwise convolution over one NCHW plane: c (rows x cols, contiguous) = bias + sum_k w[k] * the plane
+  // at b + row * row_step + boff[k] + col (a zero-padded copy: tap k's run of pixels for output row `row`).
+  void (*dw_plane)(index_t taps, const float* w, float bias, const float* b, index_t row_step, const index_t* boff,
+                   float* c, index_t rows, index_t cols);
   // Depthwise (groups == C == K): weights [tap][Cpad], bias [Cpad]; output rows [r0, r1) of N * OH.
   void (*dwconv)(const ConvGeom& g, const float* w, const float* bias, const ConvIO& io, const Epilogue& e,
                  index_t r0, index_t r1);

@@ -77,6 +77,16 @@ void gemm_rows(index_t kd, const float* a, index_t lda, const float* bias, const
     }
 }
 
+void dw_plane(index_t taps, const float* w, float bias, const float* b, index_t row_step, const index_t* boff,
+              float* c, index_t rows, index_t cols) {
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t j = 0; j < cols; ++j) {
+      double acc = bias;
+      for (index_t k = 0; k < taps; ++k) acc += static_cast<double>(w[k]) * b[i * row_step + boff[k] + j];
+      c[i * cols + j] = static_cast<float>(acc);
+    }
+}
+
 void dwconv(const ConvGeom& g, const float* w, const float* bias, const ConvIO& io, const Epilogue& e, index_t r0,
             index_t r1) {
   const index_t Cp = g.C;  // lanes = 1: no padding
@@ -227,10 +237,10 @@ void wino_output(const WinoGeom& g, const float* M, const float* bias, float* y,
 
 }  // namespace
 
-extern const Kernels kKernels = {"scalar",   1,           conv_tile_choice, conv,         gemm_rows,
-                                 dwconv,     pool,        global_pool,      affine,       binary,
-                                 wino_input, wino_output, activation,       act_grad,     nchw_to_nhwc,
-                                 nhwc_to_nchw};
+extern const Kernels kKernels = {"scalar",     1,           conv_tile_choice, conv,         gemm_rows,
+                                 dw_plane,     dwconv,      pool,             global_pool,  affine,
+                                 binary,       wino_input,  wino_output,      activation,   act_grad,
+                                 nchw_to_nhwc, nhwc_to_nchw};
 
 }  // namespace ref
 

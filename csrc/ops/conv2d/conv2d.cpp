@@ -105,24 +105,28 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
   const Kernels& k = kernels_for(isa);
   const index_t G = s.groups, Cg = s.C / G, Kg = s.K / G, KD = Cg * s.R * s.S, P = s.OH * s.OW;
   const TapLayout taps(s);
-  const int threads = threads_for(2.0 * s.N * s.K * P * KD, 1 << 21);
+  // A depthwise convolution is bound by loads and memory, not FMAs: a second thread pays off at less work.
+  const int threads = threads_for(2.0 * s.N * s.K * P * KD, Cg == 1 ? 1 << 18 : 1 << 21);
   const index_t rows = taps.in_place ? 1 : s.OH, cols = taps.in_place ? P : s.OW;  // in place: one long row
   const index_t problems = s.N * G;
   const bool private_copy = !taps.in_place && problems >= 2 * threads;
-  const index_t row_blocks = private_copy ? 1 : std::min(rows, std::max<index_t>(1, ceil_div(2 * threads, problems)));
-  const index_t rows_per_block = ceil_div(rows, row_blocks);
+  // A 1x1 convolution read in place is one long row: its blocks are column ranges (whole vectors) instead.
+  const index_t spans = taps.in_place ? ceil_div(cols, 64) : rows;
+  const index_t row_blocks = private_copy ? 1 : std::min(spans, std::max<index_t>(1, ceil_div(2 * threads, problems)));
+  const index_t rows_per_block = ceil_div(spans, row_blocks);
   const index_t msplit = private_copy || problems * row_blocks >= threads ? 1 : std::min(ceil_div(Kg, 8),
                                                                                          ceil_div(threads, problems * row_blocks));
   std::vector<float> shared(taps.in_place || private_copy ? 0 : static_cast<size_t>(s.N * s.C * taps.chan_stride));
   if (!shared.empty())
-    run_chunks(s.N * G, threads, [&](index_t ng) {
-      taps.fill(s, x, ng / G, ng % G * Cg, Cg, shared.data() + (ng / G * s.C + ng % G * Cg) * taps.chan_stride);
+    run_chunks(s.N * s.C, threads, [&](index_t nc) {
+      taps.fill(s, x, nc / s.C, nc % s.C, 1, shared.data() + nc * taps.chan_stride);
     });
   const index_t scratch = private_copy ? Cg * taps.chan_stride : 0;
-  run_chunks(problems * row_blocks * msplit, threads, [&](index_t t) {
+  const index_t tasks = problems * row_blocks * msplit;
+  auto task = [&](index_t t) {
     const index_t ms = t % msplit, rb = (t / msplit) % row_blocks, ng = t / msplit / row_blocks;
     const index_t n = ng / G, g = ng % G;
-    const index_t oh0 = rb * rows_per_block, oh1 = std::min(rows, oh0 + rows_per_block);
+    const index_t oh0 = rb * rows_per_block, oh1 = std::min(spans, oh0 + rows_per_block);
     const index_t m0 = Kg * ms / msplit, m1 = Kg * (ms + 1) / msplit;
     const float* src;
     if (taps.in_place) {
@@ -137,12 +141,28 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
     }
     float* yg = y + (n * s.K + g * Kg) * P;
     const float* wg = w + g * Kg * KD;
+    // Output rows [r0, r1) x columns [j0, j1): rows of the map, or column blocks of a one-row 1x1 convolution.
+    const index_t r0 = taps.in_place ? 0 : oh0, r1 = taps.in_place ? 1 : oh1;
+    const index_t j0 = taps.in_place ? 64 * oh0 : 0, j1 = taps.in_place ? std::min(cols, 64 * oh1) : cols;
+    if (Cg == 1) {  // depthwise (times a multiplier): one filter per output plane
+      for (index_t m = m0; m < m1; ++m)
+        k.dw_plane(KD, wg + m * KD, bias ? bias[g * Kg + m] : 0.0f, src + r0 * taps.row_step + j0, taps.row_step,
+                   taps.tap.data(), yg + m * P + r0 * cols + j0, r1 - r0, j1 - j0);
+      return;
+    }
     for (index_t k0 = 0; k0 < KD; k0 += kBlockK) {
       const index_t kc = std::min(kBlockK, KD - k0);
-      for (index_t oh = oh0; oh < oh1; ++oh)
-        k.gemm_rows(kc, wg + m0 * KD + k0, KD, k0 == 0 && bias ? bias + g * Kg + m0 : nullptr, src + oh * taps.row_step,
-                    taps.tap.data() + k0, yg + m0 * P + oh * cols, P, m1 - m0, cols, k0 > 0);
+      const float* b0 = k0 == 0 && bias ? bias + g * Kg + m0 : nullptr;
+      for (index_t oh = r0; oh < r1; ++oh)
+        k.gemm_rows(kc, wg + m0 * KD + k0, KD, b0, src + oh * taps.row_step + j0, taps.tap.data() + k0,
+                    yg + m0 * P + oh * cols + j0, P, m1 - m0, j1 - j0, k0 > 0);
     }
+  };
+  // Private copies: a few (image, group) problems per chunk, so that small ones (7x7 depthwise planes) are not
+  // dominated by claiming chunks.
+  const index_t per_chunk = private_copy ? std::max<index_t>(1, tasks / (8 * threads)) : 1;
+  run_chunks(ceil_div(tasks, per_chunk), threads, [&](index_t chunk) {
+    for (index_t t = chunk * per_chunk; t < std::min(tasks, (chunk + 1) * per_chunk); ++t) task(t);
   });
 }
 

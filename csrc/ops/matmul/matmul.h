@@ -5,7 +5,7 @@
 
 namespace convcore {
 
-// `linear` on each product (each distinct B transposed once into the W layout it reads), or
+// The kernels' GEMM on each product as the operands lie (no transposed copy), or
 // matmul_ref at Isa::scalar. M, N >= 1; K >= 0 (K == 0 gives zeros).
 void matmul(index_t batch, index_t M, index_t N, index_t K, const float* a, const index_t* a_offsets, const float* b,
             const index_t* b_offsets, float* c);
