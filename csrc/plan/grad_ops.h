@@ -1,5 +1,5 @@
 // The Plan's backward ops: with them a Plan runs a network forward and then its input gradient in one C++ call
-// (python/convcore/gradients/plan.py builds such a Plan; the rules are those of convcore.ops, docs/gradients.md).
+// (python/convcore/gradients/plan.py builds such a Plan from the ops' declared Plan backward rules).
 // A convolution's input gradient needs no op of its own: it is convolutions over dy (one per output phase, see
 // conv2d_backward.h) that `plan_interleave` puts together.
 #pragma once

@@ -16,7 +16,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import convcore
-from convcore import _core, models
+from convcore import _core
 from convcore.gradients import GradientProgram, channel, guided_rules, layer, logit, neuron
 from convcore.graph import Graph
 

@@ -9,10 +9,9 @@ import time
 
 import numpy as np
 
+from ._classify_common import DEFAULT_MODEL, IMAGE_EXTENSIONS, emit, image_paths, report_summary
 from ._common import CLIError, UsageError, add_device_argument, check_device, load_model, log, runner, set_threads, timed
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-DEFAULT_MODEL = "efficientnet_lite0"
 
 
 def add_arguments(parser):
@@ -43,19 +42,6 @@ def add_arguments(parser):
     ray.add_argument("--actors", type=int, metavar="N",
                      help="model actors (default: as many as the cluster's CPUs allow); --threads: CPUs per actor "
                           "(default 1)")
-
-
-def _image_paths(inputs):
-    """Yield the files to classify: explicit files as given, folders walked recursively in sorted order."""
-    for item in inputs:
-        if os.path.isdir(item):
-            for root, dirs, files in os.walk(item):
-                dirs.sort()
-                for name in sorted(files):
-                    if name.lower().endswith(IMAGE_EXTENSIONS):
-                        yield os.path.join(root, name)
-        else:
-            yield item
 
 
 def _progress(total, enabled):
@@ -151,7 +137,7 @@ def run(args):
 
 def _classify(args, inputs, out_file):
     threads = set_threads(args.threads)
-    paths = list(_image_paths(inputs))
+    paths = list(image_paths(inputs))
     if not paths:
         raise CLIError(f"no images found in {', '.join(inputs)} (extensions: {' '.join(IMAGE_EXTENSIONS)})")
     loaded = load_model(args.model, args.weights, args.preset)
@@ -193,7 +179,7 @@ def _classify(args, inputs, out_file):
                 record = {"path": path, "latency_ms": round(seconds * 1000 / count, 3),
                           "top": [{"index": int(k), "label": categories[k] if k < len(categories) else f"class {k}",
                                    "prob": round(float(probs[i, k]), 6)} for k in top[i]]}
-                _emit(record, args.json, bar)
+                emit(record, args.json, bar)
                 if out_file is not None:
                     out_file.write(json.dumps(record) + "\n")
             done += count
@@ -210,31 +196,3 @@ def _classify(args, inputs, out_file):
                "images_per_second": round(done / elapsed, 2) if done and elapsed > 0 else None}
     return report_summary(summary, elapsed, args.json,
                           f"{loaded.name}, {engine}, batch {args.batch_size}, {threads} threads")
-
-
-def report_summary(summary, elapsed, as_json, setting):
-    """The command's last line (the JSON summary, or one sentence ending with `setting`, how it ran); an error when
-    no image could be read."""
-    done = summary["images"]
-    if as_json:
-        print(json.dumps({"summary": summary}), flush=True)
-    else:
-        per_image = f", model {summary['model_ms_per_image']} ms/image" if done else ""
-        print(f"{done} image(s) classified, {summary['skipped']} skipped, in {elapsed:.2f} s{per_image} ({setting})",
-              flush=True)
-    if done == 0:
-        raise CLIError("no image could be read")
-    return 0
-
-
-def _emit(record, as_json, bar):
-    if as_json:
-        text = json.dumps(record)
-    else:
-        lines = [f"{record['path']}  ({record['latency_ms']:.1f} ms)"]
-        lines += [f"  {entry['prob'] * 100:6.2f}%  {entry['label']}" for entry in record["top"]]
-        text = "\n".join(lines)
-    if bar is not None:
-        bar.write(text, file=sys.stdout)
-    else:
-        print(text, flush=True)

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from ._classify import DEFAULT_MODEL, _emit, _image_paths, report_summary
+from ._classify_common import DEFAULT_MODEL, emit, image_paths, report_summary
 from ._common import CLIError, UsageError, load_model, log
 
 
@@ -42,7 +42,7 @@ def _list_images(inputs):
     missing = [p for p in local if not os.path.exists(p)]
     if missing:
         return None, ("usage", f"no such file or folder: {missing[0]}")
-    paths = list(_image_paths(local)) + uris  # folders walked in sorted order, as the single-process command does
+    paths = list(image_paths(local)) + uris  # folders walked in sorted order, as the single-process command does
     if not paths:
         return None, ("error", f"no images found in {', '.join(inputs)} (extensions: "
                                f"{' '.join(convcore_ray.IMAGE_EXTENSIONS)})")
@@ -186,7 +186,7 @@ def run_ray(args):
                     skipped += 1
                     log(f"convcore: skipped {record}: {error}")
                     continue
-                _emit(record, args.json, None)
+                emit(record, args.json, None)
                 if out_file is not None:
                     out_file.write(json.dumps(record) + "\n")
                 done += 1

@@ -22,10 +22,10 @@ receives which of its inputs' gradients are wanted (`BackwardCall.needs`) and re
 from __future__ import annotations
 
 from .objective import Objective, Term, as_objective, channel, layer, logit, neuron
-from .program import GradientProgram, GradResult, guided_rules, layer_names, model_graph
+from .program import GradientProgram, GradResult, Layers, guided_rules, layer_names, model_graph
 
-__all__ = ["grad", "GradientProgram", "GradResult", "Objective", "Term", "as_objective", "channel", "layer", "logit",
-           "neuron", "guided_rules", "layer_names", "model_graph"]
+__all__ = ["grad", "GradientProgram", "GradResult", "Layers", "Objective", "Term", "as_objective", "channel", "layer",
+           "logit", "neuron", "guided_rules", "layer_names", "model_graph"]
 
 
 def grad(model, x, objective, wrt=None):

@@ -15,9 +15,9 @@ from ..graph import Graph, fold_batchnorm, trace
 from ..graph.ir import call_node
 from ..nn import Module
 from ..ops import OPS, Backward, BackwardCall
-from .objective import Objective, as_objective
+from .objective import as_objective
 
-__all__ = ["GradientProgram", "GradResult", "model_graph", "layer_names", "guided_rules"]
+__all__ = ["GradientProgram", "GradResult", "Layers", "model_graph", "layer_names", "guided_rules"]
 
 
 def model_graph(model, input_shape=None):
@@ -41,7 +41,7 @@ def model_graph(model, input_shape=None):
     return graph, names
 
 
-class _Layers:
+class Layers:
     """Layer name -> graph value: node names (a leaf module's path, e.g. "layer3.1.conv2"), module paths of
     containers ("layer3", "features.4"), and value names."""
 
@@ -79,7 +79,7 @@ class _Layers:
 def layer_names(model, input_shape=None):
     """Every name an objective may use for `model` (module paths, node and value names), in graph order."""
     graph, names = model_graph(model, input_shape or _default_shape(model))
-    return _Layers(graph, names).names()
+    return Layers(graph, names).names()
 
 
 def _default_shape(model):
@@ -163,7 +163,7 @@ class GradientProgram:
         graph, names = model_graph(model, input_shape)
         if len(graph.inputs) != 1:
             raise ValueError(f"model: expected one input (got {len(graph.inputs)})")
-        self.layers = _Layers(graph, names)
+        self.layers = Layers(graph, names)
         self.input_shape = tuple(graph.shapes[graph.inputs[0]])
         self.objective = as_objective(objective)
         self.wrt = [graph.inputs[0]] if wrt is None else [self.layers.resolve(n) for n in _as_list(wrt, "wrt")]

@@ -14,8 +14,6 @@ Example:
 
 from .ir import Graph, Node, TensorType
 from .passes import fold_batchnorm
-from .shapes import TENSOR_ARGS, conv_pads, infer_shape
 from .tracer import Value, trace
 
-__all__ = ["Graph", "Node", "TENSOR_ARGS", "TensorType", "Value", "conv_pads", "fold_batchnorm", "infer_shape",
-           "trace"]
+__all__ = ["Graph", "Node", "TensorType", "Value", "fold_batchnorm", "trace"]

@@ -297,7 +297,7 @@ def compile(model, input_shape=None, *, num_threads=None, winograd="auto", fuse=
     if winograd not in ("auto", True, False):
         raise ValueError(f"winograd: expected 'auto', True or False (got {winograd!r})")
     _fusions(fuse)
-    # The GPU backend (issue 14): the same lowering into a _cuda.Plan.
+    # The GPU backend: the same lowering into a _cuda.Plan.
     from .. import cuda
 
     gpu = cuda.parse_device(device)

@@ -6,15 +6,14 @@ import os
 
 import numpy as np
 
-from ..gradients import GradientProgram, guided_rules, logit, model_graph, neuron
-from ..gradients.program import _Layers
-from ._common import (Progress, chw_to_image, colormap, file_name, grid, normalize01, resize_image, resolve,
+from ..gradients import GradientProgram, Layers, guided_rules, logit, model_graph, neuron
+from ._common import (chw_to_image, colormap, file_name, grid, normalize01, resize_image, resolve,
                       save_all, to_uint8)
 
 
 def _graph(net, shape):
     graph, names = model_graph(net.model, shape)
-    return graph, _Layers(graph, names)
+    return graph, Layers(graph, names)
 
 
 def _layer_label(name):

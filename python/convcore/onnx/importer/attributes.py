@@ -129,18 +129,3 @@ def axes_of(node, axes, rank, what="axes"):
     if len(set(resolved)) != len(resolved):
         raise fail(node, f"expected distinct {what} (got {list(axes)})")
     return resolved
-
-
-def pair_attr(node, a, key, default):
-    """A 2-D window attribute (kernel_shape, strides, dilations) as a pair of positive ints."""
-    value = ints_attr(node, a, key, list(default))
-    if len(value) != 2 or any(v < 1 for v in value):
-        raise fail(node, f"expected 2 positive {key} (got {value})")
-    return tuple(value)
-
-
-def need_4d(ctx, node, value, kind):
-    """Raise unless graph value `value` is 4-D (convcore's 2-D windows run on NCHW input)."""
-    rank = len(ctx.shape(value))
-    if rank != 4:
-        raise fail(node, f"expected 2-D {kind} on a 4D NCHW input (got a {rank}D input)")

@@ -36,16 +36,6 @@ def take_pad(ctx, name, fill):
     return None
 
 
-def window_pads(ctx, node, a, x, folded, kernel, stride, dilation):
-    """(top, bottom, left, right) of a 2-D conv / pool window over x, plus those of a Pad folded into it."""
-    in_hw = ctx.shape(x)[2:]
-    if folded:
-        in_hw = (in_hw[0] + folded[1][0] + folded[1][1], in_hw[1] + folded[1][2] + folded[1][3])
-    (t, b), (l, r) = explicit_pads(node, a, in_hw, kernel, stride, dilation)
-    pads = (t, b, l, r)
-    return tuple(p + q for p, q in zip(pads, folded[1])) if folded else pads
-
-
 def convert_pad(ctx, node, a):
     if ctx.opset < 11:
         pads = ints_attr(node, a, "pads", [])

@@ -1,5 +1,5 @@
-"""Shape rules of the Graph IR: against torch's output shapes, the functional API's padding formulas, and
-convcore's eager ops."""
+"""The ops' shape rules (their declarations' `rule`, which graphs, the tracer and the importer read): against torch's
+output shapes, the functional API's padding formulas, and convcore's eager ops."""
 
 import inspect
 import math
@@ -10,7 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import convcore.functional as F
-from convcore.graph import TENSOR_ARGS, conv_pads, infer_shape  # noqa: E402
+from convcore.ops import OPS, window
+
+
+def infer_shape(op, shapes, attrs):
+    return OPS[op].infer(shapes, attrs)[1]
+
+
+def conv_pads(padding, in_hw, kernel_hw, stride=1, dilation=1):
+    pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+    return window.conv_padding(padding, in_hw, kernel_hw, pair(stride), pair(dilation))
 
 try:
     import torch
@@ -23,9 +32,9 @@ needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 
 def test_tensor_args_match_functional_signatures():
     # The IR maps node inputs back to these argument names, so they must be the functional API's.
-    for op, names in TENSOR_ARGS.items():
+    for op, declared in OPS.items():
         params = list(inspect.signature(getattr(F, op)).parameters)
-        assert params[:len(names)] == list(names), (op, params)
+        assert params[:len(declared.inputs)] == list(declared.inputs), (op, params)
 
 
 @needs_torch
@@ -124,8 +133,10 @@ def test_rule_errors(op, shapes, attrs, match):
 
 
 def test_unknown_op():
-    with pytest.raises(NotImplementedError, match="no shape rule"):
-        infer_shape("no_such_op", [(1,)], {})
+    from convcore.ops import get
+
+    with pytest.raises(ValueError, match="expected a declared op .got 'no_such_op'.; declared: conv2d"):
+        get("no_such_op")
 
 
 EAGER_CASES = [
@@ -158,5 +169,5 @@ def test_rules_match_eager_ops(op, shapes, attrs):
     if op == "concat":
         out = F.concat(arrays, **attrs)
     else:
-        out = getattr(F, op)(**dict(zip(TENSOR_ARGS[op], arrays)), **attrs)
+        out = getattr(F, op)(**dict(zip(OPS[op].inputs, arrays)), **attrs)
     assert infer_shape(op, shapes, attrs) == out.shape
