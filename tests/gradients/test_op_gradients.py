@@ -8,7 +8,6 @@ import pytest
 
 import reference.activation as RA
 import reference.conv as RC
-import reference.general as RG
 import reference.misc as RM
 import reference.norm as RN
 import reference.pool as RP
@@ -305,52 +304,19 @@ def test_local_response_norm_input_gradient(size, shape):
           lambda a: TF.local_response_norm(a, **attrs))
 
 
-def _positive(x):
-    return np.abs(x) + np.float32(0.25)
-
-
-# case -> (op, float64 reference, torch, attributes, input domain): every op whose gradient comes from the kernels'
-# declared derivative (csrc/kernels/elementwise.h).
-ACTIVATIONS = {
-    "relu": ("relu", RA.relu, TF.relu, {}), "relu6": ("relu6", RA.relu6, TF.relu6, {}),
-    "leaky_relu": ("leaky_relu", lambda a: RA.leaky_relu(a, 0.2), lambda a: TF.leaky_relu(a, 0.2),
-                   {"negative_slope": 0.2}),
-    "sigmoid": ("sigmoid", RA.sigmoid, torch.sigmoid, {}), "tanh": ("tanh", RA.tanh, torch.tanh, {}),
-    "silu": ("silu", RA.silu, TF.silu, {}), "hardswish": ("hardswish", RA.hardswish, TF.hardswish, {}),
-    "hardsigmoid": ("hardsigmoid", RA.hardsigmoid, TF.hardsigmoid, {}),
-    "elu": ("elu", lambda a: RG.elu(a, 0.7), lambda a: TF.elu(a, 0.7), {"alpha": 0.7}),
-    "selu": ("selu", RG.selu, TF.selu, {}),
-    "celu": ("celu", lambda a: RG.celu(a, 1.3), lambda a: TF.celu(a, 1.3), {"alpha": 1.3}),
-    "softplus": ("softplus", RG.softplus, TF.softplus, {}), "softsign": ("softsign", RG.softsign, TF.softsign, {}),
-    "gelu": ("gelu", RG.gelu, TF.gelu, {}),
-    "gelu_tanh": ("gelu", lambda a: RG.gelu(a, "tanh"), lambda a: TF.gelu(a, approximate="tanh"),
-                  {"approximate": "tanh"}),
-    "mish": ("mish", RG.mish, TF.mish, {}), "erf": ("erf", RG.erf, torch.erf, {}),
-    "exp": ("exp", np.exp, torch.exp, {}), "log": ("log", np.log, torch.log, {}, _positive),
-    "sqrt": ("sqrt", np.sqrt, torch.sqrt, {}, _positive), "neg": ("neg", np.negative, torch.neg, {}),
-    "abs": ("abs", np.abs, torch.abs, {}), "reciprocal": ("reciprocal", np.reciprocal, torch.reciprocal, {}, _positive),
-    "clip": ("clip", lambda a: RG.clip(a, -1.0, 2.0), lambda a: torch.clamp(a, -1.0, 2.0), {"min": -1.0, "max": 2.0}),
-}
-
-
-def _activation_case(case, rng, *shape):
-    name, ref, tfn, attrs, *domain = ACTIVATIONS[case]
-    x = rand(rng, *shape, scale=4.0)  # every piece of the piecewise ones
-    return name, ref, tfn, attrs, domain[0](x) if domain else x
-
-
-@pytest.mark.parametrize("case", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("case", sorted(RA.CASES))
 def test_activation_input_gradients(case, isa):
-    name, ref, tfn, attrs, x = _activation_case(case, np.random.default_rng(5), 2, 3, 5, 7)
-    check(name, [x], attrs, ref, tfn)
+    c = RA.CASES[case]
+    x = c.inputs(np.random.default_rng(5), 2, 3, 5, 7)
+    check(c.op, [x], c.attrs, c.oracle, lambda a: c.torch(torch, a))
 
 
-@pytest.mark.parametrize("case", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("case", sorted(RA.CASES))
 def test_activation_gradient_kernels_match_their_reference(case, isa, threads):
-    name, _, _, attrs, v = _activation_case(case, np.random.default_rng(6), 300_001)
-    dy = rand(np.random.default_rng(7), 300_001)
-    op = OPS[name]
-    act, alpha, beta = op.plan.epilogue(op.infer([v.shape], attrs)[0])
+    c = RA.CASES[case]
+    v, dy = c.inputs(np.random.default_rng(6), 300_001), rand(np.random.default_rng(7), 300_001)
+    op = OPS[c.op]
+    act, alpha, beta = op.plan.epilogue(op.infer([v.shape], c.attrs)[0])
     got, ref = np.empty_like(dy), np.empty_like(dy)
     _core.unary_input_grad(v, dy, got, _core.Act.__members__[act], alpha, beta)
     _core.unary_input_grad(v, dy, ref, _core.Act.__members__[act], alpha, beta, reference=True)
@@ -415,7 +381,7 @@ def test_flatten_gradient(dims):
 TESTED = {"conv2d", "depthwise_conv2d", "separable_conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
           "adaptive_max_pool2d", "global_avg_pool2d", "global_max_pool2d", "batch_norm", "local_response_norm",
           "softmax", "log_softmax", "linear", "add", "mul", "concat", "flatten",
-          *(case[0] for case in ACTIVATIONS.values())}
+          *(case.op for case in RA.CASES.values())}
 
 
 def test_every_backward_rule_is_tested_here():

@@ -1,5 +1,6 @@
-"""The ONNX elementwise ops (activations, math, clip, prelu, broadcasting binary ops) against float64 references
-(and torch where it has the op) on every ISA x threads."""
+"""The ONNX elementwise ops (extreme values of the activations, clip, prelu, broadcasting binary ops, where) against
+float64 references (and torch where it has the op) on every ISA x threads; every activation's table-driven tests are
+in test_activation.py."""
 
 import numpy as np
 import pytest
@@ -11,34 +12,6 @@ from reference import general as ref
 from .helpers import TF, F, check, check_torch, rand, torch
 
 SHAPES = st.sampled_from([(7,), (2, 3), (2, 3, 4, 5), (1, 17, 9, 9), (0, 3), (), (3, 70000)])
-
-
-@pytest.mark.parametrize("name", sorted(ref.UNARY))
-@given(shape=SHAPES, seed=st.integers(0, 2**32 - 1))
-def test_unary(isa, threads, name, shape, seed):
-    rng = np.random.default_rng(seed)
-    x = rand(rng, *shape, scale=3)
-    if name in ("log", "sqrt"):
-        x = np.abs(x) + np.float32(0.01)
-    if name == "reciprocal":
-        x = np.where(np.abs(x) < 0.1, np.float32(0.5), x)
-    got = getattr(F, name)(x)
-    assert got.shape == x.shape
-    check(got, ref.UNARY[name](x))
-
-
-@pytest.mark.parametrize("name, kwargs, torch_name", [
-    ("elu", dict(alpha=0.7), "elu"), ("selu", {}, "selu"), ("celu", dict(alpha=1.3), "celu"),
-    ("softplus", {}, "softplus"), ("softsign", {}, "softsign"), ("gelu", dict(approximate="tanh"), "gelu"),
-    ("gelu", {}, "gelu"), ("mish", {}, "mish")])
-def test_activations_match_torch(isa, name, kwargs, torch_name):
-    rng = np.random.default_rng(3)
-    x = rand(rng, 2, 5, 6, 7, scale=4)
-    got = getattr(F, name)(x, **kwargs)
-    check(got, ref.UNARY[name](x, **kwargs))
-    if name == "selu":
-        kwargs = {}
-    check_torch(got, torch_name, x, **kwargs)
 
 
 def test_extreme_values_and_nan():

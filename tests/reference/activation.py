@@ -1,6 +1,12 @@
-"""Reference elementwise activations and softmax in float64 (torch definitions)."""
+"""Reference elementwise activations and softmax in float64 (torch definitions), and `CASES`: every activation as
+the tests drive it."""
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
+
+from . import general as G
 
 
 def _f64(x):
@@ -53,3 +59,65 @@ def log_softmax(x, axis=1):
 
 def softmax(x, axis=1):
     return np.exp(log_softmax(x, axis))
+
+
+# --- every activation, as each test drives it ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    """An elementwise activation as the tests drive it everywhere it runs - eagerly on every ISA (tests/ops), its
+    backward rule (tests/gradients), inside compiled CPU Plans and gradient Plans (tests/plan, tests/gradients) and GPU
+    Plans (tests/cuda), its attribute forms (tests/test_registry.py): op `op` called with `attrs`; its float64
+    `oracle`; ``torch(t, x)`` the same with torch (None: torch has no such function); `forms`, the normalised form of
+    each attribute ("float" or "str"); `positive`: defined on positive inputs only; `limit`: inputs kept within
+    [-limit, limit] (where float32 overflows beyond). Adding an activation adds one row here."""
+
+    op: str
+    oracle: Callable
+    torch: Optional[Callable] = None
+    attrs: dict = field(default_factory=dict)
+    forms: dict = field(default_factory=dict)
+    positive: bool = False
+    limit: float = float("inf")
+
+    def domain(self, x):
+        """x moved into the function's domain."""
+        x = np.clip(x, -self.limit, self.limit).astype(np.float32)
+        return np.abs(x) + np.float32(0.25) if self.positive else x
+
+    def inputs(self, rng, *shape, scale=4.0):
+        """Random inputs over the function's domain (scaled so every piece of the piecewise ones is hit)."""
+        return self.domain(rng.standard_normal(shape) * scale)
+
+
+CASES = {
+    "relu": Case("relu", relu, lambda t, x: t.relu(x)),
+    "relu6": Case("relu6", relu6, lambda t, x: t.nn.functional.relu6(x)),
+    "leaky_relu": Case("leaky_relu", lambda x: leaky_relu(x, 0.2), lambda t, x: t.nn.functional.leaky_relu(x, 0.2),
+                       {"negative_slope": 0.2}, {"negative_slope": "float"}),
+    "sigmoid": Case("sigmoid", sigmoid, lambda t, x: t.sigmoid(x)),
+    "tanh": Case("tanh", tanh, lambda t, x: t.tanh(x)),
+    "silu": Case("silu", silu, lambda t, x: t.nn.functional.silu(x)),
+    "hardswish": Case("hardswish", hardswish, lambda t, x: t.nn.functional.hardswish(x)),
+    "hardsigmoid": Case("hardsigmoid", hardsigmoid, lambda t, x: t.nn.functional.hardsigmoid(x)),
+    "elu": Case("elu", lambda x: G.elu(x, 0.7), lambda t, x: t.nn.functional.elu(x, 0.7), {"alpha": 0.7},
+                {"alpha": "float"}),
+    "selu": Case("selu", G.selu, lambda t, x: t.selu(x), {}, {"alpha": "float", "gamma": "float"}),
+    "celu": Case("celu", lambda x: G.celu(x, 1.3), lambda t, x: t.nn.functional.celu(x, 1.3), {"alpha": 1.3},
+                 {"alpha": "float"}),
+    "softplus": Case("softplus", G.softplus, lambda t, x: t.nn.functional.softplus(x)),
+    "softsign": Case("softsign", G.softsign, lambda t, x: t.nn.functional.softsign(x)),
+    "gelu": Case("gelu", G.gelu, lambda t, x: t.nn.functional.gelu(x), {}, {"approximate": "str"}),
+    "gelu_tanh": Case("gelu", lambda x: G.gelu(x, "tanh"), lambda t, x: t.nn.functional.gelu(x, approximate="tanh"),
+                      {"approximate": "tanh"}, {"approximate": "str"}),
+    "mish": Case("mish", G.mish, lambda t, x: t.nn.functional.mish(x)),
+    "erf": Case("erf", G.erf, lambda t, x: t.erf(x)),
+    "exp": Case("exp", lambda x: np.exp(_f64(x)), lambda t, x: t.exp(x), limit=80.0),
+    "log": Case("log", lambda x: np.log(_f64(x)), lambda t, x: t.log(x), positive=True),
+    "sqrt": Case("sqrt", lambda x: np.sqrt(_f64(x)), lambda t, x: t.sqrt(x), positive=True),
+    "neg": Case("neg", lambda x: -_f64(x), lambda t, x: t.neg(x)),
+    "abs": Case("abs", lambda x: np.abs(_f64(x)), lambda t, x: t.abs(x)),
+    "reciprocal": Case("reciprocal", lambda x: 1.0 / _f64(x), lambda t, x: t.reciprocal(x), positive=True),
+    "clip": Case("clip", lambda x: G.clip(x, -1.0, 2.0), lambda t, x: t.clamp(x, -1.0, 2.0),
+                 {"min": -1.0, "max": 2.0}, {"min": "float", "max": "float"}),
+}

@@ -38,8 +38,10 @@ def softsign(x):
 def gelu(x, approximate="none"):
     x = _f64(x)
     if approximate == "tanh":
-        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
-    return 0.5 * x * (1 + np.vectorize(math.erf, otypes=[np.float64])(x / math.sqrt(2)))
+        u = math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)  # 0.5 (1 + tanh(u)) = sigmoid(2u), no cancellation
+        return x * np.exp(-np.logaddexp(0.0, -2 * u))
+    # 1 + erf(z) as erfc(-z): exact in the negative tail, where 1 + erf(z) cancels to 0 in float64.
+    return 0.5 * x * np.vectorize(math.erfc, otypes=[np.float64])(-x / math.sqrt(2))
 
 
 def mish(x):
