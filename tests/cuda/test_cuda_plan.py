@@ -15,7 +15,7 @@ import convcore
 import convcore.cuda
 import convcore.functional as F
 from convcore import models
-
+from reference import activation
 
 
 def _randomize(model, gain=1.0, seed=0):
@@ -293,3 +293,16 @@ def test_torch_and_cupy_arrays(gpu):
         return
     y, _ = plan(cupy.asarray(x.cpu().numpy()))
     np.testing.assert_allclose(cupy.asnumpy(cupy.asarray(y)), want[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", sorted(activation.CASES))
+def test_every_activation_runs_inside_the_gpu_plan(gpu, case):
+    """Each activation of reference.activation.CASES in the epilogue of a convolution, a depthwise convolution, a
+    residual add and a multiply: all on the GPU (no CPU segment), equal to the CPU Plan; the GPU kernels compute it
+    with the one definition in csrc/kernels/elementwise.h."""
+    c = activation.CASES[case]
+    fn, x = c.in_epilogues(F)
+    want = convcore.compile(fn, x.shape)(x)
+    plan = convcore.compile(fn, x.shape, device="cuda")
+    assert plan.eager_nodes == [] and len(plan._segments()) == 1
+    np.testing.assert_allclose(plan(x), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

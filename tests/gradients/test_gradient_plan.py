@@ -23,6 +23,8 @@ from convcore.graph import Graph
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models"))
 
+import reference.activation as RA  # noqa: E402
+
 
 class Builder:
     """A small random graph, built node by node."""
@@ -145,6 +147,32 @@ def test_one_plan_matches_the_node_by_node_rules(name, seed, isa, threads):
     assert_grad_close(got.grads["x"], want.grads["x"])
     again = one(x[:1])  # another batch size: the Plan plans its arena again
     assert_grad_close(again.grads["x"], ref(x[:1]).grads["x"])
+
+
+@pytest.mark.parametrize("case", sorted(RA.CASES))
+def test_every_activation_in_the_one_plan_gradient(case, isa, threads):
+    """Each activation of reference.activation.CASES after a dense, a depthwise and a 1x1 convolution, an add and a
+    multiply by a constant: one gradient Plan, equal to the node-by-node rules (each tested against torch)."""
+    c = RA.CASES[case]
+    b = Builder((2, 4, 7, 6), 7)
+    if c.positive:  # positive inputs, weights and biases keep log / sqrt / reciprocal in their domain
+        b.param = lambda *shape, scale=0.5: _abs_param(b, shape, scale)
+    acts = [b.op(c.op, [y], **c.attrs) for y in (b.conv("x", 8), b.conv("x", 4, groups=4),
+                                                  b.op("add", [b.conv("x", 8, r=1, padding=0), b.conv("x", 8)]),
+                                                  b.op("mul", [b.conv("x", 8), b.param(1, 8, 1, 1)]))]
+    graph, out = b.finish(b.op("concat", acts, axis=1))
+    one, ref = _programs(graph, out)
+    assert one.one_plan
+    x = c.domain(np.random.default_rng(2).standard_normal(graph.shapes["x"]).astype(np.float32))
+    got, want = one(x), ref(x)
+    assert abs(got.value - want.value) <= 1e-5 * max(1.0, abs(want.value))
+    assert_grad_close(got.grads["x"], want.grads["x"])
+
+
+def _abs_param(b, shape, scale):
+    name = f"p{len(b.g.params)}"
+    b.g.add_param(name, (np.abs(b.rng.standard_normal(shape)) * scale + 0.01).astype(np.float32))
+    return name
 
 
 @st.composite

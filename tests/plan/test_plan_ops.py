@@ -306,21 +306,7 @@ def test_every_activation_runs_inside_the_plan(case, isa, threads):
     convolution, a convolution with a residual add, and a multiply: one Plan (no node runs outside it) equal to the
     eager ops. Nothing but the op's declaration and its kernel says how."""
     c = activation.CASES[case]
-    rng = np.random.default_rng(3)
-    sign = np.abs if c.positive else (lambda a: a)  # positive weights keep log / sqrt / reciprocal in their domain
-    w = [sign(rand(rng, 16, 8, 3, 3, scale=0.1)) for _ in range(5)]
-    wd = sign(rand(rng, 8, 1, 3, 3, scale=0.3))
-    act = getattr(F, c.op)
-
-    def fn(x):
-        a = act(F.conv2d(x, w[0], None, 1, 1), **c.attrs)
-        b = act(F.conv2d(x, wd, None, 1, 1, 1, 8), **c.attrs)
-        d = act(F.add(F.conv2d(x, w[1], None, 1, 1), F.conv2d(x, w[2], None, 1, 1)), **c.attrs)
-        e = act(F.mul(F.concat([F.conv2d(x, w[3], None, 1, 1), F.conv2d(x, w[4], None, 1, 1)]), np.float32(0.5)),
-                **c.attrs)
-        return F.concat([a, b, d, e])
-
-    x = c.domain(rng.standard_normal((2, 8, 12, 12)).astype(np.float32))
+    fn, x = c.in_epilogues(F)
     want = fn(x)
     for winograd in (False, True):
         plan = convcore.compile(fn, x.shape, winograd=winograd)

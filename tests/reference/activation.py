@@ -89,6 +89,25 @@ class Case:
         """Random inputs over the function's domain (scaled so every piece of the piecewise ones is hit)."""
         return self.domain(rng.standard_normal(shape) * scale)
 
+    def in_epilogues(self, F, seed=3):
+        """``(fn, x)``: the activation after a convolution, a depthwise convolution, a residual add and a multiply
+        (`F`: convcore.functional), as compiled Plans run it (fused into the epilogue of the op before it)."""
+        rng = np.random.default_rng(seed)
+        sign = np.abs if self.positive else (lambda a: a)  # positive weights keep log / sqrt / 1/x in their domain
+        w = [sign(rng.standard_normal((16, 8, 3, 3)) * 0.1).astype(np.float32) for _ in range(5)]
+        wd = sign(rng.standard_normal((8, 1, 3, 3)) * 0.3).astype(np.float32)
+        act = getattr(F, self.op)
+
+        def fn(x):
+            a = act(F.conv2d(x, w[0], None, 1, 1), **self.attrs)
+            b = act(F.conv2d(x, wd, None, 1, 1, 1, 8), **self.attrs)
+            d = act(F.add(F.conv2d(x, w[1], None, 1, 1), F.conv2d(x, w[2], None, 1, 1)), **self.attrs)
+            e = act(F.mul(F.concat([F.conv2d(x, w[3], None, 1, 1), F.conv2d(x, w[4], None, 1, 1)]),
+                          np.float32(0.5)), **self.attrs)
+            return F.concat([a, b, d, e])
+
+        return fn, self.domain(rng.standard_normal((2, 8, 12, 12)))
+
 
 CASES = {
     "relu": Case("relu", relu, lambda t, x: t.relu(x)),
