@@ -47,7 +47,8 @@ namespace convcore {
   X(sqrt, output)                                                                                              \
   X(neg, input)                                                                                                \
   X(abs, input)                                                                                                \
-  X(reciprocal, output)
+  X(reciprocal, output)                                                                                        \
+  X(shrink, input)       /* x < -alpha ? x + beta : (x > alpha ? x - beta : 0) (ONNX Shrink: lambd, bias) */
 
 enum class Act : int {
 #define CONVCORE_ACT_ENUM(name, grad) name,
@@ -138,6 +139,7 @@ CC_HOST_DEVICE inline T activate(Act a, T v, T alpha, T beta) {
     case Act::neg: return -v;
     case Act::abs: return std::fabs(v);
     case Act::reciprocal: return T(1) / v;
+    case Act::shrink: return v < -alpha ? v + beta : (v > alpha ? v - beta : T(0));
   }
   return v;
 }
@@ -185,6 +187,7 @@ CC_HOST_DEVICE inline T act_derivative(Act a, T v, T alpha, T beta) {
     case Act::neg: return T(-1);
     case Act::abs: return v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
     case Act::reciprocal: return -v * v;
+    case Act::shrink: return v < -alpha || v > alpha ? T(1) : T(0);
   }
   return T(0);
 }

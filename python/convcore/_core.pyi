@@ -41,6 +41,7 @@ class Act:
     neg: ClassVar[Act]
     abs: ClassVar[Act]
     reciprocal: ClassVar[Act]
+    shrink: ClassVar[Act]
     __members__: ClassVar[dict[str, Act]]
     def __init__(self, value: int) -> None: ...
     def __eq__(self, other: object) -> bool: ...

@@ -14,7 +14,7 @@ OPS = [
     "constant_pad", "edge_pad", "reflect_pad", "wrap_pad", "gemm", "matmul",
     # activations
     "clip", "relu", "leakyrelu", "prelu", "elu", "selu", "celu", "softplus", "softsign", "gelu", "mish", "sigmoid",
-    "hardsigmoid", "hardswish", "tanh", "erf",
+    "hardsigmoid", "hardswish", "tanh", "erf", "shrink",
     # arithmetic
     "add", "sub", "mul", "div", "pow", "sqrt", "exp", "log", "neg", "abs", "reciprocal", "min", "max", "sum", "mean",
     # shape and data movement

@@ -139,4 +139,7 @@ CASES = {
     "reciprocal": Case("reciprocal", lambda x: 1.0 / _f64(x), lambda t, x: t.reciprocal(x), positive=True),
     "clip": Case("clip", lambda x: G.clip(x, -1.0, 2.0), lambda t, x: t.clamp(x, -1.0, 2.0),
                  {"min": -1.0, "max": 2.0}, {"min": "float", "max": "float"}),
+    "shrink": Case("shrink", lambda x: np.where(x < -0.5, _f64(x) + 0.5, np.where(x > 0.5, _f64(x) - 0.5, 0.0)),
+                   lambda t, x: t.nn.functional.softshrink(x, 0.5), {"lambd": 0.5, "bias": 0.5},
+                   {"lambd": "float", "bias": "float"}),
 }

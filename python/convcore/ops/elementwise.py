@@ -1,5 +1,5 @@
 """Elementwise math: sub, div, pow, maximum, minimum with numpy broadcasting; exp, log, sqrt, neg, abs, reciprocal,
-erf and clip; comparisons (float masks) and where (kernels: csrc/ops/eltwise, csrc/ops/activation)."""
+erf, clip and shrink; comparisons (float masks) and where (kernels: csrc/ops/eltwise, csrc/ops/activation)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .registry import OnnxOp, declare, plan_binary
 from .tensor import _binary_kernel, _broadcast_rule
 
 __all__ = ["sub", "div", "pow", "maximum", "minimum", "exp", "log", "sqrt", "neg", "abs", "reciprocal", "erf",
-           "clip", "less", "less_equal", "greater", "greater_equal", "equal", "where"]
+           "clip", "shrink", "less", "less_equal", "greater", "greater_equal", "equal", "where"]
 
 
 def _binary(onnx, kernel_name):
@@ -83,6 +83,17 @@ def reciprocal(x):
 @activation(OnnxOp("Erf"))
 def erf(x):
     """The error function, elementwise."""
+
+
+def _shrink_rule(shapes, attrs):
+    return {n: V.number(attrs[n], n) for n in ("lambd", "bias")}, shapes[0]
+
+
+@activation(OnnxOp("Shrink", {"lambd": "lambd", "bias": "bias"}, defaults={"lambd": 0.5, "bias": 0.0}), _shrink_rule,
+            ("lambd", "bias"))
+def shrink(x, lambd=0.5, bias=0.0):
+    """``x + bias if x < -lambd else (x - bias if x > lambd else 0)``, elementwise (ONNX Shrink; torch's hardshrink
+    with bias 0, its softshrink with bias = lambd)."""
 
 
 def _clip_rule(shapes, attrs):
