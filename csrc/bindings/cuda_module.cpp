@@ -270,8 +270,12 @@ struct DeviceView {
 
 std::string shape_text(const std::vector<index_t>& s) {
   std::string t = "(";
-  for (size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
-  return t + (s.size() == 1 ? ",)" : ")");
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) t += ", ";
+    t += std::to_string(s[i]);
+  }
+  t += s.size() == 1 ? ",)" : ")";
+  return t;
 }
 
 void check_device_pointer(const void* p, int device, const std::string& name) {
