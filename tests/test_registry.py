@@ -3,6 +3,8 @@ forms (what graph nodes store and later back ends rely on), and the consumers re
 
 import inspect
 import pickle
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,6 +123,28 @@ def test_every_op_is_declared_once_and_public():
         params = list(inspect.signature(op.function).parameters)
         assert params[:len(op.inputs)] == list(op.inputs)
         assert op.onnx is not None, f"{name} has no ONNX form"
+
+
+def test_every_kernel_activation_has_one_declaration_and_one_test_row():
+    """An activation is its entry in csrc/kernels/elementwise.h, the op declaring it, its stub and its row of
+    reference.activation.CASES - the rows drive its eager, backward, Plan, gradient-Plan and GPU tests. Nothing else
+    lists the activations: no other C++ file switches over them (activations_simd.inc's vector formulas are optional
+    speed-ups), and Python reads them from _core.Act, never by number."""
+    from convcore import _core
+
+    kernel_acts = set(_core.Act.__members__) - {"none"}
+    declared = {}
+    for name, case in ACTIVATIONS.items():
+        op = ops.get(case.op)
+        act = op.plan.epilogue(op.infer([(1, 1)], case.attrs)[0])[0]
+        assert act not in declared, f"rows {declared.get(act)} and {name} test the same activation"
+        declared[act] = name
+    assert set(declared) == kernel_acts, "each kernel activation needs a declaration and a row in CASES"
+    root = Path(__file__).resolve().parents[1]
+    switches = {p.relative_to(root).as_posix() for p in (root / "csrc").rglob("*.*") if "case Act::" in p.read_text()}
+    assert switches <= {"csrc/kernels/elementwise.h", "csrc/kernels/activations_simd.inc"}, switches
+    by_number = [p for p in (root / "python" / "convcore").rglob("*.py") if re.search(r"\bAct\(\d", p.read_text())]
+    assert not by_number
 
 
 @pytest.mark.parametrize("op, shapes, attrs", CASES, ids=[c[0] for c in CASES])
