@@ -13,12 +13,6 @@ inline void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);
 }
 
-// Output clamp of the eager GEMM engine's epilogue (TEMPORARY: goes with ops/gemm).
-struct Clamp {
-  float lo;
-  float hi;
-};
-
 inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
 
 // Output length of a convolution or window along one axis: floor((in + pads - dilation * (k - 1) - 1) / stride) + 1

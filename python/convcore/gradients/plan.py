@@ -113,7 +113,6 @@ class GradientPlan:
         for value in pinned:
             if value not in low.env:
                 raise NotImplementedError(f"gradient plan: value '{value}' was fused away")
-        self.forward_ops = len(self.builder.ops())  # the Plan's ops before this index are the forward pass
         self.backward_winograd = backward_winograd
         self.grads = dict(zip(self.targets, seeds))
         self.ready_4d = set()  # flatten outputs whose gradient linear already laid out as the 4-D input

@@ -225,11 +225,6 @@ class GradientProgram:
         return list(self._reads[id(node)])
 
     @property
-    def compiled(self):
-        """Whether the step runs as one compiled Plan."""
-        return self._step is not None
-
-    @property
     def one_plan(self):
         """Whether forward and backward run as one compiled Plan (see `convcore.gradients.plan`)."""
         return self._step is not None

@@ -2,14 +2,12 @@
 exporter and the ONNX importer share.
 
 Padding is always resolved to ``(top, bottom, left, right)``; ONNX writes the same four numbers as
-``[top, left, bottom, right]`` (`to_onnx_pads` / `from_onnx_pads`).
+``[top, left, bottom, right]`` (`to_onnx_pads`).
 """
 
 from __future__ import annotations
 
 from .. import _validate as V
-
-PADDING_MODES = ("valid", "same", "full")
 
 
 def extent(kernel: int, dilation: int) -> int:
@@ -113,8 +111,3 @@ def to_onnx_pads(padding) -> list[int]:
     top, bottom, left, right = padding
     return [top, left, bottom, right]
 
-
-def from_onnx_pads(pads) -> tuple[int, int, int, int]:
-    """ONNX's [top, left, bottom, right] -> (top, bottom, left, right)."""
-    top, left, bottom, right = pads
-    return (top, bottom, left, right)
