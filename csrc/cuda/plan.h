@@ -84,22 +84,8 @@ class Plan : public PlanBuilder<Plan> {
   // Backend hooks of PlanBuilder (plan/builder.h).
   std::string kind(const std::string& base, bool) const { return "cuda_" + base; }
   int add_constant(index_t H, index_t W, index_t C, const float* nhwc);
-  std::unique_ptr<PlanOp> input_op(int y, int index);
-  std::unique_ptr<PlanOp> output_op(int x, int index, bool nchw);
   void add_conv(const ConvCall& c);
-  std::unique_ptr<PlanOp> pool_op(const PoolGeom& g, int x, int y);
-  std::unique_ptr<PlanOp> global_pool_op(index_t HW, index_t C, bool is_max, int x, int y);
-  std::unique_ptr<PlanOp> adaptive_pool_op(index_t H, index_t W, index_t C, index_t OH, index_t OW, bool is_max,
-                                           int x, int y);
-  std::unique_ptr<PlanOp> affine_op(index_t pixels, index_t C, const float* scale, const float* shift,
-                                    const Epilogue& e, int x, int y);
-  std::unique_ptr<PlanOp> binary_op(index_t H, index_t W, index_t C, BinaryOp op, const Epilogue& e, int a, int b,
-                                    int y);
-  std::unique_ptr<PlanOp> copy_op(index_t pixels, index_t C, index_t c0, int x, int y);
-  std::unique_ptr<PlanOp> softmax_op(index_t pixels, index_t C, bool log, int x, int y);
-  std::unique_ptr<PlanOp> lrn_op(index_t pixels, index_t C, index_t size, float alpha, float beta, float k, int x,
-                                 int y);
-  std::unique_ptr<PlanOp> flatten_op(index_t H, index_t W, index_t C, int x, int y);
+  std::unique_ptr<PlanOp> make_op(const step::Any& s);  // cuda/plan_ops.cpp
 
   // A device copy of n floats that lives as long as the plan (packed weights, biases); null for an empty vector.
   const float* upload(const std::vector<float>& host);

@@ -1,28 +1,38 @@
 // The GPU Plan's ops: each fills its kernel's argument struct (cuda/kernels.h) from the run's tensors and launches it
 // on the plan's stream. The builder hooks below create them; the checks and shapes are the shared builder's.
+#include <type_traits>
+
 #include "cuda/plan.h"
 
 namespace convcore::cuda {
 namespace {
 
+// Each op keeps its step (plan/builder.h); make(plan, step) after each builds it (Plan::make_op picks by type).
+template <class Op, class Step>
+std::unique_ptr<PlanOp> make(Plan& p, const Step& s) {
+  if constexpr (std::is_constructible_v<Op, Plan&, const Step&>) return std::make_unique<Op>(p, s);
+  else return std::make_unique<Op>(s);
+}
+
 struct InputOp : GpuOp {
-  int y, index;
-  index_t C, H, W;
+  step::Input s;
+  explicit InputOp(const step::Input& s) : s(s) {}
   void run(const Exec& ex) const override {
-    const TensorView out = ex.at(y);
-    launch_nchw_to_nhwc(ex.inputs[index], out.base, out.stride, ex.N, C, H, W, ex.stream);
+    const TensorView out = ex.at(s.y);
+    launch_nchw_to_nhwc(ex.inputs[s.index], out.base, out.stride, ex.N, s.C, s.H, s.W, ex.stream);
   }
 };
+std::unique_ptr<PlanOp> make(Plan& p, const step::Input& s) { return make<InputOp>(p, s); }
 
 struct OutputOp : GpuOp {
-  int x, index;
-  bool nchw;
-  index_t C, H, W;
+  step::Output s;
+  explicit OutputOp(const step::Output& s) : s(s) {}
   void run(const Exec& ex) const override {
-    const TensorView in = ex.at(x);
-    launch_nhwc_to_output(in.base, in.stride, ex.outputs[index], ex.N, C, H, W, nchw, ex.stream);
+    const TensorView in = ex.at(s.x);
+    launch_nhwc_to_output(in.base, in.stride, ex.outputs[s.index], ex.N, s.C, s.H, s.W, s.nchw, ex.stream);
   }
 };
+std::unique_ptr<PlanOp> make(Plan& p, const step::Output& s) { return make<OutputOp>(p, s); }
 
 const char* precision_name(Precision p) {
   return p == Precision::fp32 ? "f32" : p == Precision::tf32 ? "tf32" : "bf16";
@@ -81,8 +91,14 @@ struct DwConvOp : GpuOp {
 };
 
 struct PoolOp : GpuOp {
-  PoolArgs args;
+  PoolArgs args;  // pointers filled per run
   int x, y;
+  explicit PoolOp(const step::Pool& s) : x(s.x), y(s.y) {
+    const PoolGeom& g = s.g;
+    args = PoolArgs{nullptr, 0,    nullptr, 0,    0,    g.H,  g.W,  g.C,  g.OH,     g.OW,
+                    g.kh,    g.kw, g.sh,    g.sw, g.dh, g.dw, g.pt, g.pb, g.pl,     g.pr,
+                    g.is_max, g.count_include_pad};
+  }
   void run(const Exec& ex) const override {
     PoolArgs a = args;
     a.N = ex.N;
@@ -91,96 +107,107 @@ struct PoolOp : GpuOp {
     launch_pool(a, ex.stream);
   }
 };
+std::unique_ptr<PlanOp> make(Plan& p, const step::Pool& s) { return make<PoolOp>(p, s); }
 
 struct GlobalPoolOp : GpuOp {
-  index_t HW, C;
-  bool is_max;
-  int x, y;
+  step::GlobalPool s;
+  explicit GlobalPoolOp(const step::GlobalPool& s) : s(s) {}
   void run(const Exec& ex) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
-    launch_global_pool(in.base, in.stride, out.base, out.stride, ex.N, HW, C, is_max, ex.stream);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    launch_global_pool(in.base, in.stride, out.base, out.stride, ex.N, s.HW, s.C, s.is_max, ex.stream);
   }
 };
+std::unique_ptr<PlanOp> make(Plan& p, const step::GlobalPool& s) { return make<GlobalPoolOp>(p, s); }
 
 struct AdaptivePoolOp : GpuOp {
-  index_t H, W, C, OH, OW;
-  bool is_max;
-  int x, y;
+  step::AdaptivePool s;
+  explicit AdaptivePoolOp(const step::AdaptivePool& s) : s(s) {}
   void run(const Exec& ex) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
-    launch_adaptive_pool(in.base, in.stride, out.base, out.stride, ex.N, H, W, C, OH, OW, is_max, ex.stream);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    launch_adaptive_pool(in.base, in.stride, out.base, out.stride, ex.N, s.H, s.W, s.C, s.OH, s.OW, s.is_max,
+                         ex.stream);
   }
 };
+std::unique_ptr<PlanOp> make(Plan& p, const step::AdaptivePool& s) { return make<AdaptivePoolOp>(p, s); }
+
+std::vector<float> copy_of(const float* p, index_t n) {
+  return p ? std::vector<float>(p, p + n) : std::vector<float>();
+}
 
 struct AffineOp : GpuOp {
-  index_t pixels, C;
-  const float* scale = nullptr;
-  const float* shift = nullptr;
-  Epilogue e;
-  int x, y;
+  step::Affine s;  // scale / shift: device copies
+  AffineOp(Plan& p, const step::Affine& st) : s(st) {
+    s.scale = p.upload(copy_of(st.scale, st.C));
+    s.shift = p.upload(copy_of(st.shift, st.C));
+  }
   void run(const Exec& ex) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
-    launch_affine(in.base, in.stride, out.base, out.stride, ex.N * pixels, C, scale, shift, e, ex.stream);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    launch_affine(in.base, in.stride, out.base, out.stride, ex.N * s.pixels, s.C, s.scale, s.shift, s.e, ex.stream);
   }
 };
+std::unique_ptr<PlanOp> make(Plan& p, const step::Affine& s) { return make<AffineOp>(p, s); }
 
 struct BinaryOpNode : GpuOp {
-  BinaryArgs args;
-  int a, b, y;
-  static void strides(const TensorDesc& d, const TensorView& v, index_t* s) {
-    s[0] = v.image;
-    s[1] = d.H > 1 ? d.W * v.stride : 0;
-    s[2] = d.W > 1 ? v.stride : 0;
-    s[3] = d.C > 1 ? 1 : 0;
+  step::Binary s;
+  explicit BinaryOpNode(const step::Binary& s) : s(s) {}
+  static void strides(const TensorDesc& d, const TensorView& v, index_t* st) {
+    st[0] = v.image;
+    st[1] = d.H > 1 ? d.W * v.stride : 0;
+    st[2] = d.W > 1 ? v.stride : 0;
+    st[3] = d.C > 1 ? 1 : 0;
   }
   void run(const Exec& ex) const override {
-    BinaryArgs g = args;
-    g.N = ex.N;
-    const TensorView va = ex.at(a), vb = ex.at(b), out = ex.at(y);
-    strides(ex.plan->tensor(a), va, g.as);
-    strides(ex.plan->tensor(b), vb, g.bs);
+    BinaryArgs g{};
+    g.N = ex.N, g.H = s.H, g.W = s.W, g.C = s.C, g.op = s.op, g.e = s.e;
+    const TensorView va = ex.at(s.a), vb = ex.at(s.b), out = ex.at(s.y);
+    strides(ex.plan->tensor(s.a), va, g.as);
+    strides(ex.plan->tensor(s.b), vb, g.bs);
     g.a = va.base, g.b = vb.base, g.y = out.base, g.ys = out.stride;
     launch_binary(g, ex.stream);
   }
 };
+std::unique_ptr<PlanOp> make(Plan& p, const step::Binary& s) { return make<BinaryOpNode>(p, s); }
 
 struct CopyOp : GpuOp {
-  index_t pixels, C, c0;
-  int x, y;
+  step::Copy s;
+  explicit CopyOp(const step::Copy& s) : s(s) {}
   void run(const Exec& ex) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
-    launch_copy_channels(in.base, in.stride, out.base + c0, out.stride, ex.N * pixels, C, ex.stream);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    launch_copy_channels(in.base, in.stride, out.base + s.c0, out.stride, ex.N * s.pixels, s.C, ex.stream);
   }
 };
+std::unique_ptr<PlanOp> make(Plan& p, const step::Copy& s) { return make<CopyOp>(p, s); }
 
 struct SoftmaxOp : GpuOp {
-  index_t pixels, C;
-  bool log;
-  int x, y;
+  step::Softmax s;
+  explicit SoftmaxOp(const step::Softmax& s) : s(s) {}
   void run(const Exec& ex) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
-    launch_softmax(in.base, in.stride, out.base, out.stride, ex.N * pixels, C, log, ex.stream);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    launch_softmax(in.base, in.stride, out.base, out.stride, ex.N * s.pixels, s.C, s.log, ex.stream);
   }
 };
+std::unique_ptr<PlanOp> make(Plan& p, const step::Softmax& s) { return make<SoftmaxOp>(p, s); }
 
 struct LrnOp : GpuOp {
-  index_t pixels, C, size;
-  float alpha, beta, k;
-  int x, y;
+  step::Lrn s;
+  explicit LrnOp(const step::Lrn& s) : s(s) {}
   void run(const Exec& ex) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
-    launch_lrn(in.base, in.stride, out.base, out.stride, ex.N * pixels, C, size, alpha, beta, k, ex.stream);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    launch_lrn(in.base, in.stride, out.base, out.stride, ex.N * s.pixels, s.C, s.size, s.alpha, s.beta, s.k,
+               ex.stream);
   }
 };
+std::unique_ptr<PlanOp> make(Plan& p, const step::Lrn& s) { return make<LrnOp>(p, s); }
 
 struct FlattenOp : GpuOp {
-  index_t H, W, C;
-  int x, y;
+  step::Flatten s;
+  explicit FlattenOp(const step::Flatten& s) : s(s) {}
   void run(const Exec& ex) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
-    launch_flatten_nchw(in.base, in.stride, out.base, ex.N, H, W, C, ex.stream);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    launch_flatten_nchw(in.base, in.stride, out.base, ex.N, s.H, s.W, s.C, ex.stream);
   }
 };
+std::unique_ptr<PlanOp> make(Plan& p, const step::Flatten& s) { return make<FlattenOp>(p, s); }
 
 // OIHW (K, Cg, R, S) -> [group][(r * S + s) * Cg + c][Kg]: the B matrix of each group's implicit GEMM.
 std::vector<float> pack_conv(const float* w, index_t K, index_t Cg, index_t R, index_t S, index_t groups) {
@@ -196,29 +223,10 @@ std::vector<float> pack_conv(const float* w, index_t K, index_t Cg, index_t R, i
   return out;
 }
 
-std::vector<float> copy_of(const float* p, index_t n) {
-  return p ? std::vector<float>(p, p + n) : std::vector<float>();
-}
-
-template <class T>
-std::unique_ptr<T> make() {
-  return std::make_unique<T>();
-}
-
 }  // namespace
 
-std::unique_ptr<PlanOp> Plan::input_op(int y, int index) {
-  const TensorDesc& d = tensor(y);
-  auto op = make<InputOp>();
-  op->y = y, op->index = index, op->C = d.C, op->H = d.H, op->W = d.W;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::output_op(int x, int index, bool nchw) {
-  const TensorDesc& d = tensor(x);
-  auto op = make<OutputOp>();
-  op->x = x, op->index = index, op->nchw = nchw, op->C = d.C, op->H = d.H, op->W = d.W;
-  return op;
+std::unique_ptr<PlanOp> Plan::make_op(const step::Any& any) {
+  return std::visit([this](const auto& s) { return make(*this, s); }, any);
 }
 
 // Winograd (a CPU algorithm) runs as the direct convolution here: the same result within fp32 rounding.
@@ -228,7 +236,7 @@ void Plan::add_conv(const ConvCall& c) {
   std::vector<int> reads{c.x};
   if (c.residual >= 0) reads.push_back(c.residual);
   if (c.depthwise && (c.algo == ConvAlgo::automatic || c.algo == ConvAlgo::depthwise)) {
-    auto op = make<DwConvOp>();
+    auto op = std::make_unique<DwConvOp>();
     const index_t taps = g.R * g.S;
     std::vector<float> wd(static_cast<size_t>(taps * g.C));
     for (index_t ch = 0; ch < g.C; ++ch)
@@ -242,7 +250,7 @@ void Plan::add_conv(const ConvCall& c) {
     op->x = c.x, op->y = c.y, op->res = c.residual, op->flops_per_image = c.flops;
     return finish(std::move(op), c.name, kind("dwconv_f32", false), c.detail, reads, {c.y});
   }
-  auto op = make<ConvOp>();
+  auto op = std::make_unique<ConvOp>();
   ConvArgs& a = op->args;
   a = {};
   a.w = upload(pack_conv(c.w, g.K, g.Cg, g.R, g.S, g.groups));
@@ -254,71 +262,6 @@ void Plan::add_conv(const ConvCall& c) {
   op->flops_per_image = c.flops;
   finish(std::move(op), c.name, kind(std::string("conv_") + precision_name(precision()), false), c.detail, reads,
          {c.y});
-}
-
-std::unique_ptr<PlanOp> Plan::pool_op(const PoolGeom& g, int x, int y) {
-  auto op = make<PoolOp>();
-  op->args = PoolArgs{nullptr, 0,    nullptr, 0,    0,    g.H,  g.W,  g.C,  g.OH,     g.OW,
-                      g.kh,    g.kw, g.sh,    g.sw, g.dh, g.dw, g.pt, g.pb, g.pl,     g.pr,
-                      g.is_max, g.count_include_pad};
-  op->x = x, op->y = y;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::global_pool_op(index_t HW, index_t C, bool is_max, int x, int y) {
-  auto op = make<GlobalPoolOp>();
-  op->HW = HW, op->C = C, op->is_max = is_max, op->x = x, op->y = y;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::adaptive_pool_op(index_t H, index_t W, index_t C, index_t OH, index_t OW, bool is_max,
-                                               int x, int y) {
-  auto op = make<AdaptivePoolOp>();
-  op->H = H, op->W = W, op->C = C, op->OH = OH, op->OW = OW, op->is_max = is_max, op->x = x, op->y = y;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::affine_op(index_t pixels, index_t C, const float* scale, const float* shift,
-                                        const Epilogue& e, int x, int y) {
-  auto op = make<AffineOp>();
-  op->pixels = pixels, op->C = C, op->e = e, op->x = x, op->y = y;
-  op->scale = upload(copy_of(scale, C));
-  op->shift = upload(copy_of(shift, C));
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::binary_op(index_t H, index_t W, index_t C, BinaryOp bop, const Epilogue& e, int a,
-                                        int b, int y) {
-  auto op = make<BinaryOpNode>();
-  op->args = {};
-  op->args.H = H, op->args.W = W, op->args.C = C, op->args.op = bop, op->args.e = e;
-  op->a = a, op->b = b, op->y = y;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::copy_op(index_t pixels, index_t C, index_t c0, int x, int y) {
-  auto op = make<CopyOp>();
-  op->pixels = pixels, op->C = C, op->c0 = c0, op->x = x, op->y = y;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::softmax_op(index_t pixels, index_t C, bool log, int x, int y) {
-  auto op = make<SoftmaxOp>();
-  op->pixels = pixels, op->C = C, op->log = log, op->x = x, op->y = y;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::lrn_op(index_t pixels, index_t C, index_t size, float alpha, float beta, float k,
-                                     int x, int y) {
-  auto op = make<LrnOp>();
-  op->pixels = pixels, op->C = C, op->size = size, op->alpha = alpha, op->beta = beta, op->k = k, op->x = x, op->y = y;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::flatten_op(index_t H, index_t W, index_t C, int x, int y) {
-  auto op = make<FlattenOp>();
-  op->H = H, op->W = W, op->C = C, op->x = x, op->y = y;
-  return op;
 }
 
 }  // namespace convcore::cuda

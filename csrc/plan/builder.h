@@ -6,23 +6,82 @@
 //
 // A backend B derives from PlanBuilder<B> and provides:
 //   std::string kind(const std::string& base, bool simd) const    the kernel name summary() shows
-//   std::unique_ptr<PlanOp> input_op(int y, int index) / output_op(int x, int index, bool nchw)
+//   std::unique_ptr<PlanOp> make_op(const step::Any&)             the op computing one step (below)
 //   int add_constant(index_t H, index_t W, index_t C, const float* nhwc)
 //   void add_conv(const ConvCall&)                                 one or more ops computing call.y
-//   std::unique_ptr<PlanOp> pool_op(const PoolGeom&, int x, int y), global_pool_op, adaptive_pool_op, affine_op,
-//   binary_op, copy_op, softmax_op, lrn_op, flatten_op             (arguments below)
 //   static constexpr bool kFusedMBConv                              whether add_mbconv exists (else three convs)
 //   std::vector<std::string> capabilities() const                  what the lowering may ask beyond the common set
 #pragma once
 #include <memory>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "kernels/kernels.h"
 #include "plan/core.h"
 
 namespace convcore {
+
+// The ops a backend makes from one description each, checked by the builder: tensors by id (x, y, ...), sizes per
+// image, NHWC. Each backend has one op type per step; the step is the op's whole configuration.
+namespace step {
+struct Input {  // input `index` (NCHW) -> y
+  int y, index;
+  index_t H, W, C;
+};
+struct Output {  // x -> output `index`: NCHW, or (N, H * W * C) as stored
+  int x, index;
+  bool nchw;
+  index_t H, W, C;
+};
+struct Pool {
+  PoolGeom g;  // N = 0: set per run
+  int x, y;
+};
+struct GlobalPool {
+  index_t HW, C;
+  bool is_max;
+  int x, y;
+};
+struct AdaptivePool {  // torch's windows [floor(o * H / OH), ceil((o + 1) * H / OH))
+  index_t H, W, C, OH, OW;
+  bool is_max;
+  int x, y;
+};
+struct Affine {  // y = act(x * scale + shift) per channel; scale / shift (C floats, or null) are read by make_op only
+  index_t pixels, C;
+  const float* scale;
+  const float* shift;
+  Epilogue e;
+  int x, y;
+};
+struct Binary {  // y = act(a op b), a and b broadcast to (H, W, C)
+  index_t H, W, C;
+  BinaryOp op;
+  Epilogue e;
+  int a, b, y;
+};
+struct Copy {  // x into channels [c0, c0 + C) of y
+  index_t pixels, C, c0;
+  int x, y;
+};
+struct Softmax {  // along the channels
+  index_t pixels, C;
+  bool log;
+  int x, y;
+};
+struct Lrn {  // torch's window [c - size / 2, c + (size - 1) / 2] across channels
+  index_t pixels, C, size;
+  float alpha, beta, k;
+  int x, y;
+};
+struct Flatten {  // (H, W, C) -> one row of C * H * W in NCHW order
+  index_t H, W, C;
+  int x, y;
+};
+using Any = std::variant<Input, Output, Pool, GlobalPool, AdaptivePool, Affine, Binary, Copy, Softmax, Lrn, Flatten>;
+}  // namespace step
 
 // Everything a backend needs to add a convolution (checked by the builder).
 struct ConvCall {
@@ -65,8 +124,9 @@ class PlanBuilder : public PlanCore {
   int add_input(index_t C, index_t H, index_t W) {
     const int y = register_input(C, H, W);
     const int index = static_cast<int>(inputs().size()) - 1;
-    finish(self().input_op(y, index), "input" + std::to_string(index), self().kind("nchw_to_nhwc", false), dims(y),
-           {}, {y});
+    const TensorDesc& d = tensor(y);
+    finish(self().make_op(step::Input{y, index, d.H, d.W, d.C}), "input" + std::to_string(index),
+           self().kind("nchw_to_nhwc", false), dims(y), {}, {y});
     return y;
   }
 
@@ -75,7 +135,8 @@ class PlanBuilder : public PlanCore {
     check(t, "t");
     require(!is_constant(t), "plan: an output must be computed");
     const int index = static_cast<int>(outputs().size());
-    std::unique_ptr<PlanOp> op = self().output_op(t, index, nchw);
+    const TensorDesc& d = tensor(t);
+    std::unique_ptr<PlanOp> op = self().make_op(step::Output{t, index, nchw, d.H, d.W, d.C});
     op->name = "output" + std::to_string(index);
     op->kind = self().kind(nchw ? "nhwc_to_nchw" : "copy_out", false);
     op->detail = dims(t);
@@ -154,7 +215,7 @@ class PlanBuilder : public PlanCore {
     const int y = add_tensor(s.OH, s.OW, in.C);
     const PoolGeom g{0,    in.H, in.W, in.C, s.OH, s.OW, s.kh, s.kw, s.sh,     s.sw,
                      s.dh, s.dw, s.pt, s.pb, s.pl, s.pr, s.is_max, s.count_include_pad};
-    finish(self().pool_op(g, x, y), name, self().kind(s.is_max ? "maxpool" : "avgpool", true),
+    finish(self().make_op(step::Pool{g, x, y}), name, self().kind(s.is_max ? "maxpool" : "avgpool", true),
            dims(x) + " -> " + dims(y) + " k" + std::to_string(s.kh) + "x" + std::to_string(s.kw) + " s" +
                std::to_string(s.sh),
            {x}, {y});
@@ -164,7 +225,7 @@ class PlanBuilder : public PlanCore {
   int global_pool(const std::string& name, int x, bool is_max) {
     const TensorDesc in = tensor(check(x, "x"));
     const int y = add_tensor(1, 1, in.C);
-    finish(self().global_pool_op(in.H * in.W, in.C, is_max, x, y), name,
+    finish(self().make_op(step::GlobalPool{in.H * in.W, in.C, is_max, x, y}), name,
            self().kind(is_max ? "global_maxpool" : "global_avgpool", true), dims(x) + " -> " + dims(y), {x}, {y});
     return y;
   }
@@ -173,7 +234,7 @@ class PlanBuilder : public PlanCore {
     const TensorDesc in = tensor(check(x, "x"));
     require(OH >= 1 && OW >= 1, "plan.adaptive_pool: output size must be positive");
     const int y = add_tensor(OH, OW, in.C);
-    finish(self().adaptive_pool_op(in.H, in.W, in.C, OH, OW, is_max, x, y), name,
+    finish(self().make_op(step::AdaptivePool{in.H, in.W, in.C, OH, OW, is_max, x, y}), name,
            self().kind(is_max ? "adaptive_maxpool" : "adaptive_avgpool", false), dims(x) + " -> " + dims(y), {x},
            {y});
     return y;
@@ -183,7 +244,7 @@ class PlanBuilder : public PlanCore {
   int affine(const std::string& name, int x, const float* scale, const float* shift, const Epilogue& e) {
     const TensorDesc in = tensor(check(x, "x"));
     const int y = add_tensor(in.H, in.W, in.C);
-    finish(self().affine_op(in.H * in.W, in.C, scale, shift, e, x, y), name,
+    finish(self().make_op(step::Affine{in.H * in.W, in.C, scale, shift, e, x, y}), name,
            self().kind(std::string(scale || shift ? "scale_shift" : "activation") + epilogue_suffix(e), true), dims(x),
            {x}, {y});
     return y;
@@ -198,7 +259,7 @@ class PlanBuilder : public PlanCore {
     const index_t H = bdim(ta.H, tb.H), W = bdim(ta.W, tb.W), C = bdim(ta.C, tb.C);
     require(!is_constant(a) || !is_constant(b), "plan.binary: at least one operand must be computed");
     const int y = add_tensor(H, W, C);
-    finish(self().binary_op(H, W, C, op, e, a, b, y), name,
+    finish(self().make_op(step::Binary{H, W, C, op, e, a, b, y}), name,
            self().kind(std::string(binary_name(op)) + epilogue_suffix(e), true), dims(a) + " , " + dims(b), {a, b},
            {y});
     return y;
@@ -209,14 +270,14 @@ class PlanBuilder : public PlanCore {
     const TensorDesc in = tensor(check(x, "x")), out = tensor(check(y, "y"));
     require(in.H == out.H && in.W == out.W && c0 >= 0 && c0 + in.C <= out.C, "plan.copy_into: the slice does not fit");
     require(!is_constant(y), "plan.copy_into: cannot write into a constant");
-    finish(self().copy_op(in.H * in.W, in.C, c0, x, y), name, self().kind("copy_channels", false),
+    finish(self().make_op(step::Copy{in.H * in.W, in.C, c0, x, y}), name, self().kind("copy_channels", false),
            dims(x) + " -> " + dims(y), {x}, {y});
   }
 
   int softmax(const std::string& name, int x, bool log) {
     const TensorDesc in = tensor(check(x, "x"));
     const int y = add_tensor(in.H, in.W, in.C);
-    finish(self().softmax_op(in.H * in.W, in.C, log, x, y), name, self().kind(log ? "log_softmax" : "softmax", false),
+    finish(self().make_op(step::Softmax{in.H * in.W, in.C, log, x, y}), name, self().kind(log ? "log_softmax" : "softmax", false),
            dims(x), {x}, {y});
     return y;
   }
@@ -225,7 +286,7 @@ class PlanBuilder : public PlanCore {
     const TensorDesc in = tensor(check(x, "x"));
     require(size >= 1, "plan.lrn: size must be >= 1");
     const int y = add_tensor(in.H, in.W, in.C);
-    finish(self().lrn_op(in.H * in.W, in.C, size, alpha, beta, k, x, y), name, self().kind("lrn", false), dims(x),
+    finish(self().make_op(step::Lrn{in.H * in.W, in.C, size, alpha, beta, k, x, y}), name, self().kind("lrn", false), dims(x),
            {x}, {y});
     return y;
   }
@@ -234,7 +295,7 @@ class PlanBuilder : public PlanCore {
   int flatten_nchw(const std::string& name, int x) {
     const TensorDesc in = tensor(check(x, "x"));
     const int y = add_tensor(1, 1, in.H * in.W * in.C);
-    finish(self().flatten_op(in.H, in.W, in.C, x, y), name, self().kind("flatten_nchw", false), dims(x), {x}, {y});
+    finish(self().make_op(step::Flatten{in.H, in.W, in.C, x, y}), name, self().kind("flatten_nchw", false), dims(x), {x}, {y});
     return y;
   }
 

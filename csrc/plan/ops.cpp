@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "plan/op_util.h"
 
@@ -10,34 +11,47 @@ namespace convcore {
 using namespace planop;
 namespace {
 
+// Each op keeps its step (plan/builder.h); make(step, kernels) after each builds it (Plan::make_op picks by type).
+template <class Op, class Step>
+std::unique_ptr<PlanOp> make(const Step& s, const Kernels* k) {
+  if constexpr (std::is_constructible_v<Op, const Step&, const Kernels*>) return std::make_unique<Op>(s, k);
+  else return std::make_unique<Op>(s);
+}
+
 // ------------------------------------------------------------------------------------------------ input / output
 struct InputOp : CpuOp {
-  int y, index;
-  index_t C, HW;
+  step::Input s;
   const Kernels* k;
-  int parallelism(index_t N, int threads) const override { return parts_for(8.0 * N * C * HW, kByteGrain, threads); }
+  InputOp(const step::Input& s, const Kernels* k) : s(s), k(k) {}
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(8.0 * N * s.C * s.H * s.W, kByteGrain, threads);
+  }
   void run(const Exec& ex, int part, int parts) const override {
-    const TensorView out = ex.at(y);
+    const TensorView out = ex.at(s.y);
+    const index_t HW = s.H * s.W;
     const auto [lo, hi] = share(ex.N * HW, part, parts, 16);
     for_image_pixels(HW, lo, hi, [&](index_t n, index_t p0, index_t p1) {
-      k->nchw_to_nhwc(ex.inputs[index] + n * C * HW, C, HW, out.base + n * out.image, out.stride, p0, p1);
+      k->nchw_to_nhwc(ex.inputs[s.index] + n * s.C * HW, s.C, HW, out.base + n * out.image, out.stride, p0, p1);
     });
   }
 };
+std::unique_ptr<PlanOp> make(const step::Input& s, const Kernels* k) { return make<InputOp>(s, k); }
 
 struct OutputOp : CpuOp {
-  int x, index;
-  bool nchw;
-  index_t C, HW;
+  step::Output s;
   const Kernels* k;
-  int parallelism(index_t N, int threads) const override { return parts_for(8.0 * N * C * HW, kByteGrain, threads); }
+  OutputOp(const step::Output& s, const Kernels* k) : s(s), k(k) {}
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(8.0 * N * s.C * s.H * s.W, kByteGrain, threads);
+  }
   void run(const Exec& ex, int part, int parts) const override {
-    const TensorView in = ex.at(x);
-    float* dst = ex.outputs[index];
+    const TensorView in = ex.at(s.x);
+    float* dst = ex.outputs[s.index];
+    const index_t HW = s.H * s.W, C = s.C;
     const auto [lo, hi] = share(ex.N * HW, part, parts, 16);
     for_image_pixels(HW, lo, hi, [&](index_t n, index_t p0, index_t p1) {
       const float* src = in.base + n * in.image;
-      if (nchw) {
+      if (s.nchw) {
         k->nhwc_to_nchw(src, in.stride, C, HW, dst + n * C * HW, p0, p1);
       } else {
         for (index_t p = p0; p < p1; ++p) std::memcpy(dst + (n * HW + p) * C, src + p * in.stride, sizeof(float) * C);
@@ -45,46 +59,49 @@ struct OutputOp : CpuOp {
     });
   }
 };
+std::unique_ptr<PlanOp> make(const step::Output& s, const Kernels* k) { return make<OutputOp>(s, k); }
 
 // --------------------------------------------------------------------------------------------------- pooling
 struct PoolOp : CpuOp {
-  PoolGeom g;
-  int x, y;
+  step::Pool s;
   const Kernels* k;
+  PoolOp(const step::Pool& s, const Kernels* k) : s(s), k(k) {}
   int parallelism(index_t N, int threads) const override {
+    const PoolGeom& g = s.g;
     return parts_for(4.0 * N * g.OH * g.OW * g.C * g.kh * g.kw, kByteGrain, threads);
   }
   void run(const Exec& ex, int part, int parts) const override {
-    PoolGeom geo = g;
+    PoolGeom geo = s.g;
     geo.N = ex.N;
-    const TensorView in = ex.at(x), out = ex.at(y);
-    const auto [r0, r1] = share(ex.N * g.OH, part, parts);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    const auto [r0, r1] = share(ex.N * geo.OH, part, parts);
     if (r0 < r1) k->pool(geo, in.base, in.stride, out.base, out.stride, r0, r1);
   }
 };
+std::unique_ptr<PlanOp> make(const step::Pool& s, const Kernels* k) { return make<PoolOp>(s, k); }
 
 struct GlobalPoolOp : CpuOp {
-  index_t HW, C;
-  bool is_max;
-  int x, y;
+  step::GlobalPool s;
   const Kernels* k;
+  GlobalPoolOp(const step::GlobalPool& s, const Kernels* k) : s(s), k(k) {}
   int parallelism(index_t N, int threads) const override {
-    return parts_for(4.0 * N * HW * C, kByteGrain, std::min<index_t>(threads, N));
+    return parts_for(4.0 * N * s.HW * s.C, kByteGrain, std::min<index_t>(threads, N));
   }
   void run(const Exec& ex, int part, int parts) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
     const auto [n0, n1] = share(ex.N, part, parts);
-    if (n0 < n1) k->global_pool(HW, C, is_max, in.base, in.stride, out.base, out.stride, n0, n1);
+    if (n0 < n1) k->global_pool(s.HW, s.C, s.is_max, in.base, in.stride, out.base, out.stride, n0, n1);
   }
 };
+std::unique_ptr<PlanOp> make(const step::GlobalPool& s, const Kernels* k) { return make<GlobalPoolOp>(s, k); }
 
 struct AdaptivePoolOp : CpuOp {  // the general case (unequal windows): plain loops, rare and small
-  index_t H, W, C, OH, OW;
-  bool is_max;
-  int x, y;
+  step::AdaptivePool s;
+  explicit AdaptivePoolOp(const step::AdaptivePool& s) : s(s) {}
   int parallelism(index_t, int) const override { return 1; }
   void run(const Exec& ex, int, int) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    const auto [H, W, C, OH, OW, is_max, x, y] = s;
     for (index_t n = 0; n < ex.N; ++n)
       for (index_t oh = 0; oh < OH; ++oh) {
         const index_t hs = oh * H / OH, he = ceil_div((oh + 1) * H, OH);
@@ -104,78 +121,80 @@ struct AdaptivePoolOp : CpuOp {  // the general case (unequal windows): plain lo
       }
   }
 };
+std::unique_ptr<PlanOp> make(const step::AdaptivePool& s, const Kernels* k) { return make<AdaptivePoolOp>(s, k); }
 
 // ----------------------------------------------------------------------------------------------- elementwise
 struct AffineOp : CpuOp {
-  index_t pixels, C;  // per image
+  step::Affine s;  // scale / shift point into the copies below
   AlignedVector scale, shift;
-  Epilogue e;
-  int x, y;
   const Kernels* k;
+  AffineOp(const step::Affine& st, const Kernels* k) : s(st), k(k) {
+    if (st.scale) scale.assign(st.scale, st.scale + st.C);
+    if (st.shift) shift.assign(st.shift, st.shift + st.C);
+    s.scale = st.scale ? scale.data() : nullptr;
+    s.shift = st.shift ? shift.data() : nullptr;
+  }
   int parallelism(index_t N, int threads) const override {
-    return parts_for(8.0 * N * pixels * C, kByteGrain, threads);
+    return parts_for(8.0 * N * s.pixels * s.C, kByteGrain, threads);
   }
   void run(const Exec& ex, int part, int parts) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
-    const auto [p0, p1] = share(ex.N * pixels, part, parts);
-    if (p0 < p1)
-      k->affine(C, in.base, in.stride, out.base, out.stride, scale.empty() ? nullptr : scale.data(),
-                shift.empty() ? nullptr : shift.data(), e, p0, p1);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    const auto [p0, p1] = share(ex.N * s.pixels, part, parts);
+    if (p0 < p1) k->affine(s.C, in.base, in.stride, out.base, out.stride, s.scale, s.shift, s.e, p0, p1);
   }
 };
+std::unique_ptr<PlanOp> make(const step::Affine& s, const Kernels* k) { return make<AffineOp>(s, k); }
 
 struct BinaryOpNode : CpuOp {
-  BinaryGeom g;  // strides of a and b filled per run
-  BinaryOp op;
-  Epilogue e;
-  int a, b, y;
+  step::Binary s;
   const Kernels* k;
+  BinaryOpNode(const step::Binary& s, const Kernels* k) : s(s), k(k) {}
   int parallelism(index_t N, int threads) const override {
-    return parts_for(12.0 * N * g.H * g.W * g.C, kByteGrain, threads);
+    return parts_for(12.0 * N * s.H * s.W * s.C, kByteGrain, threads);
   }
-  static void strides(const TensorDesc& d, const TensorView& r, index_t* s) {
-    s[0] = r.image;
-    s[1] = d.H > 1 ? d.W * r.stride : 0;
-    s[2] = d.W > 1 ? r.stride : 0;
-    s[3] = d.C > 1 ? 1 : 0;
+  static void strides(const TensorDesc& d, const TensorView& r, index_t* st) {
+    st[0] = r.image;
+    st[1] = d.H > 1 ? d.W * r.stride : 0;
+    st[2] = d.W > 1 ? r.stride : 0;
+    st[3] = d.C > 1 ? 1 : 0;
   }
   void run(const Exec& ex, int part, int parts) const override {
-    BinaryGeom geo = g;
-    geo.N = ex.N;
-    const TensorView ra = ex.at(a), rb = ex.at(b), out = ex.at(y);
-    strides(ex.plan->tensor(a), ra, geo.a_s);
-    strides(ex.plan->tensor(b), rb, geo.b_s);
+    BinaryGeom geo{ex.N, s.H, s.W, s.C, {0, 0, 0, 0}, {0, 0, 0, 0}, 0};
+    const TensorView ra = ex.at(s.a), rb = ex.at(s.b), out = ex.at(s.y);
+    strides(ex.plan->tensor(s.a), ra, geo.a_s);
+    strides(ex.plan->tensor(s.b), rb, geo.b_s);
     geo.ys = out.stride;
-    const auto [r0, r1] = share(ex.N * g.H, part, parts);
-    if (r0 < r1) k->binary(geo, op, ra.base, rb.base, out.base, e, r0, r1);
+    const auto [r0, r1] = share(ex.N * s.H, part, parts);
+    if (r0 < r1) k->binary(geo, s.op, ra.base, rb.base, out.base, s.e, r0, r1);
   }
 };
+std::unique_ptr<PlanOp> make(const step::Binary& s, const Kernels* k) { return make<BinaryOpNode>(s, k); }
 
 struct CopyOp : CpuOp {
-  index_t pixels, C;
-  int x, y;
-  index_t c0;
+  step::Copy s;
+  explicit CopyOp(const step::Copy& s) : s(s) {}
   int parallelism(index_t N, int threads) const override {
-    return parts_for(8.0 * N * pixels * C, kByteGrain, threads);
+    return parts_for(8.0 * N * s.pixels * s.C, kByteGrain, threads);
   }
   void run(const Exec& ex, int part, int parts) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
-    const auto [p0, p1] = share(ex.N * pixels, part, parts);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    const auto [p0, p1] = share(ex.N * s.pixels, part, parts);
     for (index_t p = p0; p < p1; ++p)
-      std::memcpy(out.base + p * out.stride + c0, in.base + p * in.stride, sizeof(float) * C);
+      std::memcpy(out.base + p * out.stride + s.c0, in.base + p * in.stride, sizeof(float) * s.C);
   }
 };
+std::unique_ptr<PlanOp> make(const step::Copy& s, const Kernels* k) { return make<CopyOp>(s, k); }
 
-struct SoftmaxOp : CpuOp {  // along channels, per pixel
-  index_t pixels, C;
-  bool log;
-  int x, y;
+struct SoftmaxOp : CpuOp {
+  step::Softmax s;
+  explicit SoftmaxOp(const step::Softmax& s) : s(s) {}
   int parallelism(index_t N, int threads) const override {
-    return parts_for(40.0 * N * pixels * C, kByteGrain, threads);
+    return parts_for(40.0 * N * s.pixels * s.C, kByteGrain, threads);
   }
   void run(const Exec& ex, int part, int parts) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
-    const auto [p0, p1] = share(ex.N * pixels, part, parts);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    const index_t C = s.C;
+    const auto [p0, p1] = share(ex.N * s.pixels, part, parts);
     for (index_t p = p0; p < p1; ++p) {
       const float* xp = in.base + p * in.stride;
       float* yp = out.base + p * out.stride;
@@ -186,23 +205,23 @@ struct SoftmaxOp : CpuOp {  // along channels, per pixel
       const double lse = std::log(sum);
       for (index_t c = 0; c < C; ++c) {
         const double z = static_cast<double>(xp[c]) - mx;
-        yp[c] = static_cast<float>(log ? z - lse : std::exp(z - lse));
+        yp[c] = static_cast<float>(s.log ? z - lse : std::exp(z - lse));
       }
     }
   }
 };
+std::unique_ptr<PlanOp> make(const step::Softmax& s, const Kernels* k) { return make<SoftmaxOp>(s, k); }
 
-struct LrnOp : CpuOp {  // torch's window [c - size/2, c + (size-1)/2] across channels
-  index_t pixels, C, size;
-  float alpha, beta, k;
-  int x, y;
+struct LrnOp : CpuOp {
+  step::Lrn s;
+  explicit LrnOp(const step::Lrn& s) : s(s) {}
   int parallelism(index_t N, int threads) const override {
-    return parts_for(4.0 * N * pixels * C * size, kByteGrain, threads);
+    return parts_for(4.0 * N * s.pixels * s.C * s.size, kByteGrain, threads);
   }
   void run(const Exec& ex, int part, int parts) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
-    const auto [p0, p1] = share(ex.N * pixels, part, parts);
-    const index_t lo = size / 2, hi = (size - 1) / 2;
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    const index_t C = s.C, lo = s.size / 2, hi = (s.size - 1) / 2;
+    const auto [p0, p1] = share(ex.N * s.pixels, part, parts);
     for (index_t p = p0; p < p1; ++p) {
       const float* xp = in.base + p * in.stride;
       float* yp = out.base + p * out.stride;
@@ -210,108 +229,38 @@ struct LrnOp : CpuOp {  // torch's window [c - size/2, c + (size-1)/2] across ch
         double sq = 0;
         for (index_t j = std::max<index_t>(0, c - lo); j <= std::min(C - 1, c + hi); ++j)
           sq += static_cast<double>(xp[j]) * xp[j];
-        yp[c] = static_cast<float>(xp[c] / std::pow(k + alpha / static_cast<double>(size) * sq, beta));
+        yp[c] = static_cast<float>(xp[c] / std::pow(s.k + s.alpha / static_cast<double>(s.size) * sq, s.beta));
       }
     }
   }
 };
+std::unique_ptr<PlanOp> make(const step::Lrn& s, const Kernels* k) { return make<LrnOp>(s, k); }
 
-struct FlattenOp : CpuOp {  // NHWC -> NCHW order, as one (N, C*H*W) row per image
-  index_t HW, C;
-  int x, y;
+struct FlattenOp : CpuOp {  // NHWC -> NCHW order
+  step::Flatten s;
   const Kernels* k;
-  int parallelism(index_t N, int threads) const override { return parts_for(8.0 * N * HW * C, kByteGrain, threads); }
+  FlattenOp(const step::Flatten& s, const Kernels* k) : s(s), k(k) {}
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(8.0 * N * s.H * s.W * s.C, kByteGrain, threads);
+  }
   void run(const Exec& ex, int part, int parts) const override {
-    const TensorView in = ex.at(x), out = ex.at(y);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    const index_t HW = s.H * s.W;
     const auto [lo, hi] = share(ex.N * HW, part, parts, 16);
     for_image_pixels(HW, lo, hi, [&](index_t n, index_t p0, index_t p1) {
-      k->nhwc_to_nchw(in.base + n * in.image, in.stride, C, HW, out.base + n * out.image, p0, p1);
+      k->nhwc_to_nchw(in.base + n * in.image, in.stride, s.C, HW, out.base + n * out.image, p0, p1);
     });
   }
 };
+std::unique_ptr<PlanOp> make(const step::Flatten& s, const Kernels* k) { return make<FlattenOp>(s, k); }
 
-template <class T>
-std::unique_ptr<T> make() {
-  return std::make_unique<T>();
-}
 
 }  // namespace
 
-std::unique_ptr<PlanOp> Plan::input_op(int y, int index) {
-  const TensorDesc& d = tensor(y);
-  auto op = make<InputOp>();
-  op->y = y, op->index = index, op->C = d.C, op->HW = d.H * d.W, op->k = kernels_;
-  op->writes = {y};
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::output_op(int x, int index, bool nchw) {
-  const TensorDesc& d = tensor(x);
-  auto op = make<OutputOp>();
-  op->x = x, op->index = index, op->nchw = nchw, op->C = d.C, op->HW = d.H * d.W, op->k = kernels_;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::pool_op(const PoolGeom& g, int x, int y) {
-  auto op = make<PoolOp>();
-  op->g = g, op->x = x, op->y = y, op->k = kernels_;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::global_pool_op(index_t HW, index_t C, bool is_max, int x, int y) {
-  auto op = make<GlobalPoolOp>();
-  op->HW = HW, op->C = C, op->is_max = is_max, op->x = x, op->y = y, op->k = kernels_;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::adaptive_pool_op(index_t H, index_t W, index_t C, index_t OH, index_t OW, bool is_max,
-                                               int x, int y) {
-  auto op = make<AdaptivePoolOp>();
-  op->H = H, op->W = W, op->C = C, op->OH = OH, op->OW = OW, op->is_max = is_max, op->x = x, op->y = y;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::affine_op(index_t pixels, index_t C, const float* scale, const float* shift,
-                                        const Epilogue& e, int x, int y) {
-  auto op = make<AffineOp>();
-  op->pixels = pixels, op->C = C, op->e = e, op->x = x, op->y = y, op->k = kernels_;
-  if (scale) op->scale.assign(scale, scale + C);
-  if (shift) op->shift.assign(shift, shift + C);
-  add_weight_bytes(static_cast<index_t>(op->scale.size() + op->shift.size()) * 4);
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::binary_op(index_t H, index_t W, index_t C, BinaryOp bop, const Epilogue& e, int a,
-                                        int b, int y) {
-  auto op = make<BinaryOpNode>();
-  op->g = BinaryGeom{0, H, W, C, {0, 0, 0, 0}, {0, 0, 0, 0}, 0};
-  op->op = bop, op->e = e, op->a = a, op->b = b, op->y = y, op->k = kernels_;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::copy_op(index_t pixels, index_t C, index_t c0, int x, int y) {
-  auto op = make<CopyOp>();
-  op->pixels = pixels, op->C = C, op->x = x, op->y = y, op->c0 = c0;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::softmax_op(index_t pixels, index_t C, bool log, int x, int y) {
-  auto op = make<SoftmaxOp>();
-  op->pixels = pixels, op->C = C, op->log = log, op->x = x, op->y = y;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::lrn_op(index_t pixels, index_t C, index_t size, float alpha, float beta, float k,
-                                     int x, int y) {
-  auto op = make<LrnOp>();
-  op->pixels = pixels, op->C = C, op->size = size, op->alpha = alpha, op->beta = beta, op->k = k, op->x = x, op->y = y;
-  return op;
-}
-
-std::unique_ptr<PlanOp> Plan::flatten_op(index_t H, index_t W, index_t C, int x, int y) {
-  auto op = make<FlattenOp>();
-  op->HW = H * W, op->C = C, op->x = x, op->y = y, op->k = kernels_;
-  return op;
+std::unique_ptr<PlanOp> Plan::make_op(const step::Any& any) {
+  if (const auto* a = std::get_if<step::Affine>(&any))  // its scale and shift are copied into the op
+    add_weight_bytes(((a->scale ? a->C : 0) + (a->shift ? a->C : 0)) * 4);
+  return std::visit([this](const auto& s) { return make(s, kernels_); }, any);
 }
 
 }  // namespace convcore

@@ -55,23 +55,9 @@ class Plan : public PlanBuilder<Plan> {
     return simd ? std::string(kernels_->isa) + "_" + base : base;
   }
   int add_constant(index_t H, index_t W, index_t C, const float* nhwc);
-  std::unique_ptr<PlanOp> input_op(int y, int index);
-  std::unique_ptr<PlanOp> output_op(int x, int index, bool nchw);
   void add_conv(const ConvCall& c);
   void add_mbconv(const MBConvCall& c);
-  std::unique_ptr<PlanOp> pool_op(const PoolGeom& g, int x, int y);
-  std::unique_ptr<PlanOp> global_pool_op(index_t HW, index_t C, bool is_max, int x, int y);
-  std::unique_ptr<PlanOp> adaptive_pool_op(index_t H, index_t W, index_t C, index_t OH, index_t OW, bool is_max,
-                                           int x, int y);
-  std::unique_ptr<PlanOp> affine_op(index_t pixels, index_t C, const float* scale, const float* shift,
-                                    const Epilogue& e, int x, int y);
-  std::unique_ptr<PlanOp> binary_op(index_t H, index_t W, index_t C, BinaryOp op, const Epilogue& e, int a, int b,
-                                    int y);
-  std::unique_ptr<PlanOp> copy_op(index_t pixels, index_t C, index_t c0, int x, int y);
-  std::unique_ptr<PlanOp> softmax_op(index_t pixels, index_t C, bool log, int x, int y);
-  std::unique_ptr<PlanOp> lrn_op(index_t pixels, index_t C, index_t size, float alpha, float beta, float k, int x,
-                                 int y);
-  std::unique_ptr<PlanOp> flatten_op(index_t H, index_t W, index_t C, int x, int y);
+  std::unique_ptr<PlanOp> make_op(const step::Any& s);  // plan/ops.cpp
 
   // Runs the network on N images: inputs[i] is N x C x H x W of input i, outputs[i] receives output i. Calls on one
   // Plan run one at a time.
