@@ -27,7 +27,9 @@ from .gradients import grad
 # One source: pyproject.toml's [project] version, compiled into _core by CMake (`convcore --version` prints this).
 __version__ = _core.config()["version"]
 
-__all__ = ["cuda", "functional", "nn", "trace", "Graph", "Plan", "compile", "grad", "gradients", "visualize", "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa", "set_isa"]
+__all__ = ["cuda", "functional", "nn", "trace", "Graph", "Plan", "compile", "grad", "gradients", "visualize",
+           "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa",
+           "set_isa"]
 
 
 def __getattr__(name):
@@ -58,7 +60,8 @@ def show_config(print_out: bool = True) -> dict:
         print(f"  cpu features:   {flags}")
         print(f"  compiled ISAs:  {', '.join(cfg['compiled_isas'])}")
         print(f"  usable ISAs:    {', '.join(cfg['available_isas'])}")
-        print(f"  active ISA:     {cfg['isa']}" + ("  (forced by CONVCORE_ISA)" if _os.environ.get("CONVCORE_ISA") else ""))
+        forced = "  (forced by CONVCORE_ISA)" if _os.environ.get("CONVCORE_ISA") else ""
+        print(f"  active ISA:     {cfg['isa']}{forced}")
         print(f"  conv kernel:    {cfg['conv_kernel']}")
         print(f"  threads:        {cfg['num_threads']}")
         print(f"  OpenMP:         {cfg['openmp']} (GOMP_SPINCOUNT={_os.environ.get('GOMP_SPINCOUNT', 'default')})")

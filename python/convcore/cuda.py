@@ -115,7 +115,8 @@ def to_device(array, device: int = 0):
     """A `DeviceArray` copy of a float32 numpy array on GPU `device`."""
     module = require(device)
     if not isinstance(array, np.ndarray) or array.dtype != np.float32:
-        raise TypeError(f"array: expected a float32 numpy.ndarray (got {getattr(array, 'dtype', type(array).__name__)})")
+        got = getattr(array, "dtype", type(array).__name__)
+        raise TypeError(f"array: expected a float32 numpy.ndarray (got {got})")
     return module.DeviceArray.from_numpy(np.ascontiguousarray(array), device)
 
 

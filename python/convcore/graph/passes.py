@@ -15,8 +15,8 @@ def fold_batchnorm(graph):
 
     `batch_norm(conv(x, w, b))` becomes `conv(x, w * s, (b - mean) * s + beta)` with `s = gamma / sqrt(var + eps)`
     per output channel, for every op whose declaration names its per-output-channel weight and bias
-    (`channel_params`: conv2d, depthwise_conv2d, and separable_conv2d's pointwise pair). A batch norm is folded only when
-    its input is produced by a convolution that nothing else reads (no other node, not a graph output) and all its
+    (`channel_params`: conv2d, depthwise_conv2d, and separable_conv2d's pointwise pair). A batch norm is folded only
+    when its input is produced by a convolution that nothing else reads (no other node, not a graph output) and all its
     statistics are graph params; a batch norm after anything else (an add, a pool, a graph input) is kept as it is.
     The folded convolution keeps its node name and takes over the batch norm's output value name, so consumers and
     graph outputs are unchanged.

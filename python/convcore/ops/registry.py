@@ -295,7 +295,8 @@ class Op:
         """Run the op eagerly on a bound call's arguments (name -> value, defaults applied)."""
         arrays = self.arrays(arguments)
         # The rule directly: a bound call has every attribute, and array shapes are tuples of ints already.
-        attrs, shape = self.rule([None if a is None else a.shape for a in arrays], {n: arguments[n] for n in self.attrs})
+        shapes = [None if a is None else a.shape for a in arrays]
+        attrs, shape = self.rule(shapes, {n: arguments[n] for n in self.attrs})
         out = None if self.view else V.output(arguments.get("out"), shape, "out", tuple(arrays))
         return self.kernel(*([arrays] if self.variadic else arrays), out=out, **attrs)
 

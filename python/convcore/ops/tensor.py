@@ -152,7 +152,8 @@ def _broadcast_rule(shapes, attrs):
 
 def _binary_kernel(name):
     def kernel(a, b, *, out):
-        _core.binary(np.broadcast_to(a, out.shape), np.broadcast_to(b, out.shape), out, _core.BinaryOp.__members__[name])
+        _core.binary(np.broadcast_to(a, out.shape), np.broadcast_to(b, out.shape), out,
+                     _core.BinaryOp.__members__[name])
         return out
 
     return kernel
