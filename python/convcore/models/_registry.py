@@ -32,7 +32,7 @@ class ModelInfo:
     convert: Optional[Callable[[dict], dict]] = None
 
 
-_MODELS = {}
+_MODELS: dict[str, ModelInfo] = {}
 
 
 def register_model(name, *, family, source, input_size=(3, 224, 224), min_size=32, convert=None):
