@@ -184,7 +184,8 @@ def _slice_to_onnx(em, node):
 
 
 @declare(("x",), _slice_rule, _slice_kernel, onnx=_slice_to_onnx, allow_empty=True)
-def slice(x: Array, starts: Ints, ends: Ints, axes: Ints | None = None, steps: Ints | None = None) -> Array:  # noqa: A001  (the ONNX / numpy name)
+def slice(x: Array, starts: Ints, ends: Ints, axes: Ints | None = None,  # noqa: A001  (the ONNX / numpy name)
+          steps: Ints | None = None) -> Array:
     """``x[start:end:step]`` along each listed axis (numpy / ONNX clamping; negative values count from the end).
 
     Normalised: ``starts``, ``ends``, ``axes``, ``steps`` tuples of one entry per sliced axis, sorted by axis (axes
