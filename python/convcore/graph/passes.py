@@ -4,13 +4,15 @@ Passes return a new Graph and never modify the input graph or its parameter arra
 model's own arrays).
 """
 
+from __future__ import annotations
+
 import numpy as np
 
 from ..ops import OPS
 from .ir import Graph, NameSet, Node, unique_name
 
 
-def fold_batchnorm(graph):
+def fold_batchnorm(graph: Graph) -> Graph:
     """Fold every inference batch norm that directly follows a convolution into that convolution.
 
     `batch_norm(conv(x, w, b))` becomes `conv(x, w * s, (b - mean) * s + beta)` with `s = gamma / sqrt(var + eps)`
@@ -32,7 +34,7 @@ def fold_batchnorm(graph):
         >>> any(node.op == "batch_norm" for node in g.nodes)
         False
     """
-    uses = {}
+    uses: dict[str, int] = {}
     for node in graph.nodes:
         for name in node.inputs:
             if name:
