@@ -38,7 +38,8 @@ LAYERS = [
 
 
 def timeit(fn, repeat: int) -> float:
-    """Median ms of `repeat` calls, after warming up for at least 0.2 s (first touch of buffers, thread start, clock)."""
+    """Median ms of `repeat` calls, after warming up for at least 0.2 s (first touch of buffers, thread start,
+    clock)."""
     t_end = time.perf_counter() + 0.2
     while time.perf_counter() < t_end:
         fn()
@@ -73,7 +74,6 @@ def torch_runner(x, w, b, s, p, d, g, threads):
 
 def ort_runner(x, w, b, s, p, d, g, threads):
     try:
-        import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:

@@ -26,7 +26,8 @@ def test_one_input(data):
         state = load_checkpoint(_PATH)
     except ValueError:
         return
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in state.items()):
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, np.ndarray)
+                                              for k, v in state.items()):
         raise AssertionError(f"expected a dict of str -> ndarray (got {type(state).__name__})")
 
 

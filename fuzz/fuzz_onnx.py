@@ -139,7 +139,8 @@ def test_one_input(data):
     except (ValueError, TypeError, NotImplementedError):
         return
     compiled = plan(inputs[0])
-    for a, b in zip(eager if isinstance(eager, tuple) else (eager,), compiled if isinstance(compiled, tuple) else (compiled,)):
+    for a, b in zip(eager if isinstance(eager, tuple) else (eager,),
+                    compiled if isinstance(compiled, tuple) else (compiled,)):
         if a.shape != b.shape:
             raise AssertionError(f"eager and compiled shapes differ: {a.shape} vs {b.shape}")
 

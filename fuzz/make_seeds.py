@@ -6,11 +6,8 @@ kind each target reads, for the fuzzer to mutate.
 
 import collections
 import io
-import json
 import os
 import shutil
-import struct
-import zipfile
 
 import numpy as np
 

@@ -111,7 +111,8 @@ CASES = [
     ("gather", [(5, 6)], dict(indices=np.array([[0, -1], [2, 3]]), axis=-1)),
     ("expand", [(3, 1)], dict(shape=[2, 1, 4])), ("tile", [(2, 3)], dict(repeats=[2, np.int64(1)])),
     ("resize", [(1, 3, 4, 5)], dict(scales=[1, 1, 2, 1.5], mode="linear")),
-    ("resize", [(1, 3, 4, 5)], dict(size=[1, 3, 3, 7], mode="cubic", coordinate_transformation_mode="tf_crop_and_resize",
+    ("resize", [(1, 3, 4, 5)], dict(size=[1, 3, 3, 7], mode="cubic",
+                                    coordinate_transformation_mode="tf_crop_and_resize",
                                     roi=[0, 0, 0.1, 0.2, 1, 1, 0.9, 0.8], extrapolation_value=1)),
 ]
 
@@ -123,6 +124,9 @@ def test_every_op_is_declared_once_and_public():
         params = list(inspect.signature(op.function).parameters)
         assert params[:len(op.inputs)] == list(op.inputs)
         assert op.onnx is not None, f"{name} has no ONNX form"
+        spec = inspect.signature(op.function)  # the public signature, typed (tests/test_typing.py checks the types)
+        untyped = [p for p in spec.parameters.values() if p.annotation is p.empty]
+        assert not untyped and spec.return_annotation is not spec.empty, f"{name}: annotate {untyped or 'the return'}"
 
 
 def test_every_kernel_activation_has_one_declaration_and_one_test_row():

@@ -7,6 +7,7 @@ C++ kernels (SIMD, OpenMP, chosen at run time for this CPU) under a numpy API. S
 from __future__ import annotations
 
 import os as _os
+import typing as _typing
 
 # OpenMP workers spin this many times before sleeping when they run out of work (GNU libgomp reads it when the
 # library loads, i.e. on the import below). libgomp's default (300000) lets idle workers keep a CPU busy between
@@ -24,23 +25,29 @@ from .plan import Plan, compile
 from . import gradients
 from .gradients import grad
 
+if _typing.TYPE_CHECKING:  # imported on first use (__getattr__ below); type checkers see it as a submodule
+    from . import visualize
+
 # One source: pyproject.toml's [project] version, compiled into _core by CMake (`convcore --version` prints this).
 __version__ = _core.config()["version"]
 
-__all__ = ["cuda", "functional", "nn", "trace", "Graph", "Plan", "compile", "grad", "gradients", "visualize", "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa", "set_isa"]
+__all__ = ["cuda", "functional", "nn", "trace", "Graph", "Plan", "compile", "grad", "gradients", "visualize",
+           "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa",
+           "set_isa"]
 
 
-def __getattr__(name):
-    # convcore.visualize on first use: it brings in the model zoo and the bundled data, which `import convcore` need
-    # not pay for.
-    if name == "visualize":
-        import importlib
+if not _typing.TYPE_CHECKING:  # hidden from type checkers, which would read every unknown attribute as its result
+    def __getattr__(name):
+        # convcore.visualize on first use: it brings in the model zoo and the bundled data, which `import convcore`
+        # need not pay for.
+        if name == "visualize":
+            import importlib
 
-        return importlib.import_module(".visualize", __name__)
-    raise AttributeError(f"module 'convcore' has no attribute {name!r}")
+            return importlib.import_module(".visualize", __name__)
+        raise AttributeError(f"module 'convcore' has no attribute {name!r}")
 
 
-def show_config(print_out: bool = True) -> dict:
+def show_config(print_out: bool = True) -> dict[str, _typing.Any]:
     """Returns (and prints, unless ``print_out=False``) what was compiled, detected and chosen.
 
     Keys: ``version``, ``compiled_isas``, ``available_isas``, ``isa`` (the active one), ``conv_kernel``,
@@ -58,7 +65,8 @@ def show_config(print_out: bool = True) -> dict:
         print(f"  cpu features:   {flags}")
         print(f"  compiled ISAs:  {', '.join(cfg['compiled_isas'])}")
         print(f"  usable ISAs:    {', '.join(cfg['available_isas'])}")
-        print(f"  active ISA:     {cfg['isa']}" + ("  (forced by CONVCORE_ISA)" if _os.environ.get("CONVCORE_ISA") else ""))
+        forced = "  (forced by CONVCORE_ISA)" if _os.environ.get("CONVCORE_ISA") else ""
+        print(f"  active ISA:     {cfg['isa']}{forced}")
         print(f"  conv kernel:    {cfg['conv_kernel']}")
         print(f"  threads:        {cfg['num_threads']}")
         print(f"  OpenMP:         {cfg['openmp']} (GOMP_SPINCOUNT={_os.environ.get('GOMP_SPINCOUNT', 'default')})")

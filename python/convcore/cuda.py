@@ -17,13 +17,19 @@ Example:
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Optional
+
 import numpy as np
 
+# convcore._cuda, or None in a build without the CUDA backend (the tests swap in the emulator's build: _set_module).
+_module: Optional[ModuleType] = None
+_IMPORT_ERROR: Optional[ImportError] = None
 try:
-    from . import _cuda as _module
-    _IMPORT_ERROR = None
+    from . import _cuda
+
+    _module = _cuda
 except ImportError as _exc:  # a build without the CUDA backend
-    _module = None
     _IMPORT_ERROR = _exc
 
 __all__ = ["is_available", "device_count", "unavailable_reason", "get_device_info", "to_device", "config",
@@ -34,19 +40,21 @@ NOT_BUILT = ("this convcore build has no CUDA backend (convcore._cuda was not bu
              "toolkit, e.g. CONVCORE_CUDA=on pip install --no-binary convcore convcore")
 
 
-class CudaError(RuntimeError):
-    """A CUDA call or kernel failed (convcore._cuda raises its own CudaError, also a RuntimeError)."""
-
-
-if _module is not None:
-    CudaError = _module.CudaError  # noqa: F811
-    DeviceArray = _module.DeviceArray
+if TYPE_CHECKING:  # type checkers see the backend's classes (convcore/_cuda.pyi)
+    from ._cuda import CudaError as CudaError, DeviceArray as DeviceArray
 else:
-    class DeviceArray:  # type: ignore[no-redef]
-        """Stands in for convcore._cuda.DeviceArray in a build without the CUDA backend."""
+    class CudaError(RuntimeError):
+        """A CUDA call or kernel failed (convcore._cuda raises its own CudaError, also a RuntimeError)."""
 
-        def __init__(self, *args, **kwargs):
-            raise RuntimeError(NOT_BUILT)
+    if _module is not None:
+        CudaError = _module.CudaError  # noqa: F811
+        DeviceArray = _module.DeviceArray
+    else:
+        class DeviceArray:
+            """Stands in for convcore._cuda.DeviceArray in a build without the CUDA backend."""
+
+            def __init__(self, *args, **kwargs):
+                raise RuntimeError(NOT_BUILT)
 
 
 def _set_module(module):
@@ -59,8 +67,9 @@ def _set_module(module):
     return previous
 
 
-def _status():
-    return _module.status() if _module is not None else None
+def _status() -> dict[str, Any]:
+    assert _module is not None
+    return _module.status()
 
 
 def unavailable_reason() -> str | None:
@@ -80,7 +89,7 @@ def device_count() -> int:
     return int(_status()["device_count"]) if _module is not None else 0
 
 
-def parse_device(device) -> int | None:
+def parse_device(device: int | str | None) -> int | None:
     """'cpu' -> None; 'cuda' / 'cuda:N' (or a GPU index N) -> N. Raises ValueError for anything else."""
     if device is None or device == "cpu":
         return None
@@ -93,7 +102,7 @@ def parse_device(device) -> int | None:
     raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N' (got {device!r})")
 
 
-def require(device: int = 0):
+def require(device: int = 0) -> ModuleType:
     """The CUDA backend module, once a GPU `device` is known to be usable; RuntimeError (saying what is missing)
     otherwise."""
     if _module is None:
@@ -106,20 +115,21 @@ def require(device: int = 0):
     return _module
 
 
-def get_device_info(device: int = 0) -> dict:
+def get_device_info(device: int = 0) -> dict[str, Any]:
     """Name, compute capability, memory and multiprocessors of GPU `device`."""
     return dict(require(device).device_info(device))
 
 
-def to_device(array, device: int = 0):
+def to_device(array: np.ndarray, device: int = 0) -> DeviceArray:
     """A `DeviceArray` copy of a float32 numpy array on GPU `device`."""
     module = require(device)
     if not isinstance(array, np.ndarray) or array.dtype != np.float32:
-        raise TypeError(f"array: expected a float32 numpy.ndarray (got {getattr(array, 'dtype', type(array).__name__)})")
+        got = getattr(array, "dtype", type(array).__name__)
+        raise TypeError(f"array: expected a float32 numpy.ndarray (got {got})")
     return module.DeviceArray.from_numpy(np.ascontiguousarray(array), device)
 
 
-def is_device_array(x) -> bool:
+def is_device_array(x: object) -> bool:
     """Whether x is GPU memory: a DeviceArray, or an object with ``__cuda_array_interface__`` or a DLPack CUDA
     device (CuPy, PyTorch CUDA tensors, ...)."""
     if isinstance(x, np.ndarray):
@@ -136,7 +146,7 @@ def is_device_array(x) -> bool:
     return kind in (2, 13)  # kDLCUDA, kDLCUDAManaged
 
 
-def config() -> dict:
+def config() -> dict[str, Any]:
     """What ``convcore.show_config()`` reports about the GPU backend: built, available (or why not), driver and
     runtime versions, the compiled architectures and each GPU's name, compute capability and memory."""
     if _module is None:

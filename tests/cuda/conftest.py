@@ -3,8 +3,8 @@
 `gpu` runs a test on a GPU when convcore was built with CUDA and one is usable. Elsewhere it runs the test on the CPU
 emulator of CUDA: the same kernel and plan sources compiled as C++ against csrc/cuda/emu.h (CONVCORE_CUDA=emulate),
 built once per Python environment into build/test-cuda-emulator (incrementally afterwards) and swapped in as
-convcore's CUDA backend for the test. It checks the kernels' arithmetic, indexing, bounds, barriers and launch configurations, not speed. Without
-CMake, pybind11 or a C++ compiler the tests are skipped, with the reason.
+convcore's CUDA backend for the test. It checks the kernels' arithmetic, indexing, bounds, barriers and launch
+configurations, not speed. Without CMake, pybind11 or a C++ compiler the tests are skipped, with the reason.
 
 Environment:
     CONVCORE_TEST_GPU=1         the GPU suite (scripts/gpu_check.sh): a real GPU or a failure, never the emulator;
@@ -43,7 +43,8 @@ def _cuda_module():
             pytest.skip(f"no GPU ({convcore.cuda.unavailable_reason()}) and CONVCORE_TEST_EMULATOR=0")
         reason = cuda_build.missing_tools()
         if reason:
-            pytest.skip(f"no GPU ({convcore.cuda.unavailable_reason()}) and the CUDA emulator cannot be built: {reason}")
+            pytest.skip(f"no GPU ({convcore.cuda.unavailable_reason()}) and the CUDA emulator cannot be built: "
+                        f"{reason}")
         # One build per Python environment (the CI's wheel environment and a development one share the checkout).
         key = hashlib.sha1(sys.prefix.encode()).hexdigest()[:8]
         folder = cuda_build.ROOT / "build" / "test-cuda-emulator" / f"{sysconfig.get_config_var('SOABI')}-{key}"

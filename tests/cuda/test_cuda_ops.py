@@ -274,7 +274,8 @@ def test_inverted_residual_block(gpu, monkeypatch):
     """An MBConv block the lowering fuses (at any size here): on the GPU, its three convolutions."""
     monkeypatch.setattr(importlib.import_module("convcore.plan.fusion"), "MBCONV_MIN_BYTES", 0)
     rng = np.random.default_rng(10)
-    we, wd, wp = rand(rng, 96, 16, 1, 1, scale=0.3), rand(rng, 96, 1, 3, 3, scale=0.3), rand(rng, 16, 96, 1, 1, scale=0.3)
+    we, wd = rand(rng, 96, 16, 1, 1, scale=0.3), rand(rng, 96, 1, 3, 3, scale=0.3)
+    wp = rand(rng, 16, 96, 1, 1, scale=0.3)
 
     def fn(x):
         h = F.relu6(F.conv2d(x, we))

@@ -66,8 +66,9 @@ def reference(image_folder, tmp_path_factory):
 @pytest.fixture(scope="module")
 def cluster():
     """A Ray cluster of two nodes on this machine (a head and a second node, each its own raylet and object store),
-    this process connected as the driver; stopped after the module, so the rest of the suite runs without it. Each node has 2 logical CPUs and one 'convcore_slot', so that two actors
-    asking for a slot each run on different nodes."""
+    this process connected as the driver; stopped after the module, so the rest of the suite runs without it. Each
+    node has 2 logical CPUs and one 'convcore_slot', so that two actors asking for a slot each run on different
+    nodes."""
     import ray
     from ray.cluster_utils import Cluster
 

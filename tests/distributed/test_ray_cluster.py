@@ -136,7 +136,8 @@ def test_weights_are_read_once_on_the_driver_not_by_the_workers(cluster, tmp_pat
 def test_a_read_images_dataset_is_classified_from_its_decoded_arrays(cluster):
     photos = data.sample_images()
     dataset = ray.data.read_images(photos, mode="RGB", include_paths=True)
-    rows = {os.path.basename(r["path"]): r for r in convcore.ray.classify(dataset, batch_size=2, concurrency=1).take_all()}
+    results = convcore.ray.classify(dataset, batch_size=2, concurrency=1).take_all()
+    rows = {os.path.basename(r["path"]): r for r in results}
     assert set(rows) == set(data.SAMPLE_CONTENTS) and rows["coffee.jpg"]["label"][0] == "espresso"
     assert "image" not in rows["coffee.jpg"]
 

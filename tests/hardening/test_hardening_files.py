@@ -197,7 +197,8 @@ def _tiny_onnx(tmp_path):
     import convcore.nn as nn
     import convcore.onnx
 
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 10))
     path = tmp_path / "tiny.onnx"
     convcore.onnx.export(net, str(path), input_shape=(1, 3, 224, 224))
     return path

@@ -193,7 +193,8 @@ def test_item11_zero_d_arrays_keep_their_shape():
     ta, tb = torch.tensor(2.0), torch.tensor(3.0)
     for got, want in [(F.add(a, b), ta + tb), (F.mul(a, b), ta * tb), (F.relu(-a), torch.relu(-ta)),
                       (F.sigmoid(a), torch.sigmoid(ta)), (F.softmax(a, axis=0), torch.softmax(ta, 0)),
-                      (F.softmax(a, axis=-1), torch.softmax(ta, -1)), (F.log_softmax(a, axis=0), torch.log_softmax(ta, 0))]:
+                      (F.softmax(a, axis=-1), torch.softmax(ta, -1)),
+                      (F.log_softmax(a, axis=0), torch.log_softmax(ta, 0))]:
         assert got.shape == () == tuple(want.shape)
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match=r"axis: expected 0 or -1 for a 0D input \(got 1\)"):

@@ -37,6 +37,9 @@ def test_every_model_is_exported_and_documented():
         assert getattr(models, name) is info.builder
         assert info.builder.__doc__ and info.source and info.family
         assert len(info.input_size) == 3 and 1 <= info.min_size <= info.input_size[1]
+    # __all__ is a literal list (type checkers and linters read it): every registered builder is in it.
+    assert set(models.list_models()) <= set(models.__all__)
+    assert all(hasattr(models, name) for name in models.__all__)
 
 
 def test_model_info_metadata():

@@ -43,7 +43,8 @@ EXCLUDE = {
     # element types: convcore computes float32 tensors (integer tensors only as constants: shapes, axes, indices)
     r"_(u?int(2|4|8|16|32|64)|float16|bfloat16|double|float64|bool)(_|$)": "a tensor type convcore does not compute",
     r"^test_cast(like)?_": "a tensor type convcore does not compute (casts between float32 and other types)",
-    r"^test_reduce_log_sum_exp_(default_axes|do_not|keepdims|negative)": "a tensor type convcore does not compute (float64)",
+    r"^test_reduce_log_sum_exp_(default_axes|do_not|keepdims|negative)":
+        "a tensor type convcore does not compute (float64)",
     r"^test_(edge|reflect|wrap)_pad_cpu$": "a tensor type convcore does not compute (int32)",
     r"^test_operator_(add_|addconstant|non_float_params)": "a tensor type convcore does not compute (float64, int64)",
     r"^test_Embedding": "a tensor type convcore does not compute (int64 data: an embedding lookup)",

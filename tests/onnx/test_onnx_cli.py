@@ -76,7 +76,8 @@ def test_subcommands_parse(tmp_path):
     assert args.func(args).shape == (3, 10)
     # The spelling: `run MODEL.onnx --input x.npy [--output y.npy]`; the input must be given exactly once.
     out = tmp_path / "y.npy"
-    args = parser.parse_args(["run", str(tmp_path / "l.onnx"), "--input", str(tmp_path / "x.npy"), "--output", str(out)])
+    args = parser.parse_args(["run", str(tmp_path / "l.onnx"), "--input", str(tmp_path / "x.npy"),
+                              "--output", str(out)])
     assert args.func(args).shape == (3, 10) and np.load(out).shape == (3, 10)
     for argv in (["run", str(tmp_path / "l.onnx")],
                  ["run", str(tmp_path / "l.onnx"), str(tmp_path / "x.npy"), "--input", str(tmp_path / "x.npy")]):

@@ -103,8 +103,8 @@ def test_non_utf8_op_type():
 
 
 def test_non_utf8_string_attribute():
-    model = make_model([helper.make_node("Pad", ["x", "p"], ["y"], name="padder", mode="reflect")], [("x", [1, 2, 3, 3])],
-                       [("y", None)], [_init("p", np.zeros(8, np.int64))], 13)
+    model = make_model([helper.make_node("Pad", ["x", "p"], ["y"], name="padder", mode="reflect")],
+                       [("x", [1, 2, 3, 3])], [("y", None)], [_init("p", np.zeros(8, np.int64))], 13)
     data = _bytes_of(model).replace(b"reflect", b"ref\xffect")
     with pytest.raises(ValueError, match="node 'padder'.*attribute 'mode' is not valid UTF-8"):
         convcore.onnx.load(data)

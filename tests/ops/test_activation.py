@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from reference import activation as ref
 
-from .helpers import TF, F, check, check_torch, torch
+from .helpers import F, check, check_torch, torch
 
 NAMES = ["relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid"]
 

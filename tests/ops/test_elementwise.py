@@ -89,7 +89,8 @@ def test_comparisons_give_float_masks(isa, threads, name, fn, shapes):
     a, b = rng.integers(-2, 3, shapes[0]).astype(np.float32), rng.integers(-2, 3, shapes[1]).astype(np.float32)
     got = getattr(F, name)(a, b)
     check(got, fn(a, b).astype(np.float64), bound=0)
-    assert F.less(np.float32([np.nan]), np.float32([1]))[0] == 0 and F.equal(np.float32([np.nan]), np.float32([np.nan]))[0] == 0
+    assert F.less(np.float32([np.nan]), np.float32([1]))[0] == 0
+    assert F.equal(np.float32([np.nan]), np.float32([np.nan]))[0] == 0
 
 
 @pytest.mark.parametrize("shapes", [((2, 3), (2, 3), (2, 3)), ((3, 1), (1, 4), ()), ((5,), (2, 5), (5,)),

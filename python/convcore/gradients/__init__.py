@@ -21,14 +21,27 @@ receives which of its inputs' gradients are wanted (`BackwardCall.needs`) and re
 
 from __future__ import annotations
 
-from .objective import Objective, Term, as_objective, channel, layer, logit, neuron
+from typing import Any, Optional, Union, overload
+
+from .._types import Array
+from .objective import Objective, ObjectiveLike, Term, as_objective, channel, layer, logit, neuron
 from .program import GradientProgram, GradResult, Layers, guided_rules, layer_names, model_graph
 
-__all__ = ["grad", "GradientProgram", "GradResult", "Layers", "Objective", "Term", "as_objective", "channel", "layer",
-           "logit", "neuron", "guided_rules", "layer_names", "model_graph"]
+__all__ = ["grad", "GradientProgram", "GradResult", "Layers", "Objective", "ObjectiveLike", "Term", "as_objective",
+           "channel", "layer", "logit", "neuron", "guided_rules", "layer_names", "model_graph"]
 
 
-def grad(model, x, objective, wrt=None):
+@overload
+def grad(model: Any, x: Array, objective: ObjectiveLike, wrt: Optional[str] = None) -> tuple[float, Array]: ...
+
+
+@overload
+def grad(model: Any, x: Array, objective: ObjectiveLike,
+         wrt: Union[list[str], tuple[str, ...]]) -> tuple[float, list[Array]]: ...
+
+
+def grad(model: Any, x: Array, objective: ObjectiveLike,
+         wrt: Union[str, list[str], tuple[str, ...], None] = None) -> tuple[float, Union[Array, list[Array]]]:
     """The value of `objective` on `x` and its gradient with respect to `x` (or to the layer(s) `wrt`).
 
     Args:

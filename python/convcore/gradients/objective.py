@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-__all__ = ["Term", "Objective", "logit", "channel", "layer", "neuron", "as_objective"]
+__all__ = ["Term", "Objective", "ObjectiveLike", "logit", "channel", "layer", "neuron", "as_objective"]
 
 _KINDS = ("logit", "channel", "layer", "neuron")
 
@@ -43,11 +43,11 @@ class Term:
     kind: str
     layer: Optional[str] = None
     channel: Optional[int] = None
-    position: Optional[tuple] = None
+    position: Optional[tuple[int, int]] = None
     weight: float = 1.0
     sample: Optional[int] = None
 
-    def __str__(self):
+    def __str__(self) -> str:
         where = "output" if self.layer is None else self.layer
         text = {"logit": f"logit {self.channel}", "channel": f"{where}:{self.channel}", "layer": where,
                 "neuron": f"{where}:{self.channel}@" + ("centre" if self.position is None else
@@ -64,47 +64,52 @@ class Objective:
         terms: the tuple of terms.
     """
 
-    def __init__(self, terms):
+    def __init__(self, terms: Iterable[Term]) -> None:
         self.terms = tuple(terms)
         if not self.terms:
             raise ValueError("objective: expected at least one term (got none)")
 
-    def __add__(self, other):
+    def __add__(self, other: ObjectiveLike) -> Objective:
         return Objective(self.terms + as_objective(other).terms)
 
-    def __radd__(self, other):
+    def __radd__(self, other: ObjectiveLike) -> Objective:
         if isinstance(other, numbers.Integral) and not isinstance(other, (bool, np.bool_)) and other == 0:
             return self  # sum(objectives) starts from 0
         return as_objective(other) + self
 
-    def __sub__(self, other):
+    def __sub__(self, other: ObjectiveLike) -> Objective:
         return self + (-1.0) * as_objective(other)
 
-    def __rsub__(self, other):
+    def __rsub__(self, other: ObjectiveLike) -> Objective:
         return as_objective(other) - self
 
-    def __neg__(self):
+    def __neg__(self) -> Objective:
         return (-1.0) * self
 
-    def __mul__(self, factor):
+    def __mul__(self, factor: float) -> Objective:
         if isinstance(factor, (bool, np.bool_)) or not isinstance(factor, numbers.Real):
             return NotImplemented
         return Objective(replace(t, weight=t.weight * float(factor)) for t in self.terms)
 
     __rmul__ = __mul__
 
-    def at_sample(self, sample):
+    def at_sample(self, sample: int) -> Objective:
         """The same terms read at batch index `sample` only."""
         return Objective(replace(t, sample=int(sample)) for t in self.terms)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Objective(" + " + ".join(map(str, self.terms)) + ")"
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Objective) and self.terms == other.terms
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self.terms)
+
+
+ObjectiveLike = Union[Objective, Term, int, str, Mapping[Any, float], Sequence[Any]]
+"""What `as_objective` accepts: an Objective or Term, an int (a logit), a str ("layer", "layer:channel",
+"layer:channel@y,x"), a dict {spec: weight}, or a list of specs or (weight, spec) pairs."""
 
 
 def _index(value, name):
@@ -113,22 +118,23 @@ def _index(value, name):
     return int(value)
 
 
-def logit(k, sample=None):
+def logit(k: int, sample: Optional[int] = None) -> Objective:
     """Output `k` of the model (a class score), summed over the batch (or at batch index `sample`)."""
     return Objective([Term("logit", None, _index(k, "target"), sample=sample)])
 
 
-def channel(name, c, sample=None):
+def channel(name: str, c: int, sample: Optional[int] = None) -> Objective:
     """The mean of channel `c` at layer `name` (a module path such as "layer3.1.conv2")."""
     return Objective([Term("channel", _name(name), _index(c, "channel"), sample=sample)])
 
 
-def layer(name, sample=None):
+def layer(name: str, sample: Optional[int] = None) -> Objective:
     """The mean of the whole value at layer `name`."""
     return Objective([Term("layer", _name(name), sample=sample)])
 
 
-def neuron(name, c, y=None, x=None, sample=None):
+def neuron(name: str, c: int, y: Optional[int] = None, x: Optional[int] = None,
+           sample: Optional[int] = None) -> Objective:
     """Channel `c` of layer `name` at one position (y, x); the centre (H // 2, W // 2) by default."""
     if (y is None) != (x is None):
         raise ValueError(f"neuron: expected both y and x, or neither for the centre (got y={y!r}, x={x!r})")
@@ -160,7 +166,7 @@ def _parse(text):
     return neuron(name, c, y, x)
 
 
-def as_objective(spec):
+def as_objective(spec: ObjectiveLike) -> Objective:
     """An `Objective` from any accepted form: an Objective or Term; an int (a logit); a str ("layer",
     "layer:channel", "layer:channel@y,x"); a dict {spec: weight}; a list of specs or (weight, spec) pairs (summed).
     """
@@ -169,7 +175,7 @@ def as_objective(spec):
     if isinstance(spec, Term):
         return Objective([spec])
     if isinstance(spec, numbers.Integral) and not isinstance(spec, (bool, np.bool_)):
-        return logit(spec)
+        return logit(int(spec))
     if isinstance(spec, str):
         return _parse(spec)
     if isinstance(spec, dict) and spec:

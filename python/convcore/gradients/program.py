@@ -7,24 +7,27 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .. import _core
-from ..graph import Graph, fold_batchnorm, trace
+from .._types import Array
+from ..graph import Graph, Node, fold_batchnorm, trace
 from ..graph.ir import call_node
 from ..nn import Module
 from ..ops import OPS, Backward, BackwardCall
-from .objective import as_objective
+from .objective import ObjectiveLike, as_objective
 
 __all__ = ["GradientProgram", "GradResult", "Layers", "model_graph", "layer_names", "guided_rules"]
 
 
-def model_graph(model, input_shape=None):
+def model_graph(model: Any, input_shape: Optional[Sequence[int]] = None) -> tuple[Graph, dict[str, str]]:
     """(graph, names) for a model: a `Graph`; anything with a `graph` (an ONNX model from `convcore.onnx.load`, a
     compiled `Plan`); a `LoadedModel` (its module); an `nn.Module`, traced at `input_shape`. `names` maps module
     paths (containers included) to the values they return."""
-    names = {}
+    names: dict[str, str] = {}
     if isinstance(model, Graph):
         return model, names
     if isinstance(getattr(model, "graph", None), Graph):
@@ -45,9 +48,9 @@ class Layers:
     """Layer name -> graph value: node names (a leaf module's path, e.g. "layer3.1.conv2"), module paths of
     containers ("layer3", "features.4"), and value names."""
 
-    def __init__(self, graph, names):
+    def __init__(self, graph: Graph, names: Mapping[str, str]) -> None:
         self.graph = graph
-        self.map = {}
+        self.map: dict[str, str] = {}
         for node in graph.nodes:
             self.map.setdefault(node.name, node.outputs[0])
         for path, value in names.items():
@@ -56,12 +59,12 @@ class Layers:
             if value not in graph.params:
                 self.map.setdefault(value, value)
 
-    def names(self):
+    def names(self) -> list[str]:
         """The names in graph order (a container after its last node)."""
         order = {v: i for i, v in enumerate(list(self.graph.inputs) + [n.outputs[0] for n in self.graph.nodes])}
         return sorted(self.map, key=lambda name: (order.get(self.map[name], -1), name.count(".") * -1, name))
 
-    def resolve(self, name):
+    def resolve(self, name: str) -> str:
         if name in self.map:
             return self.map[name]
         names = self.names()
@@ -76,7 +79,7 @@ class Layers:
         raise ValueError(f"layer: expected a layer of this model (got {name!r}){hint}; the layers: {listing}")
 
 
-def layer_names(model, input_shape=None):
+def layer_names(model: Any, input_shape: Optional[Sequence[int]] = None) -> list[str]:
     """Every name an objective may use for `model` (module paths, node and value names), in graph order."""
     graph, names = model_graph(model, input_shape or _default_shape(model))
     return Layers(graph, names).names()
@@ -90,12 +93,12 @@ def _default_shape(model):
 GUIDED = ("relu", "relu6", "leaky_relu", "silu", "hardswish")  # the rectifying activations
 
 
-class GuidedRules(dict):
+class GuidedRules(dict[str, Backward]):
     """The rules of `guided_rules()`: a gradient Plan knows them (it clamps dy in its own ops), so a program given
     them still runs as one Plan."""
 
 
-def guided_rules():
+def guided_rules() -> GuidedRules:
     """Backward rules for guided backpropagation (Springenberg et al. 2015): at every rectifying activation (ReLU,
     ReLU6, leaky ReLU, SiLU, hard-swish) only positive gradients pass, through the op's own rule."""
     rules = GuidedRules()
@@ -121,9 +124,9 @@ class GradResult:
     """
 
     value: float
-    values: np.ndarray
-    grads: dict
-    activations: dict = field(default_factory=dict)
+    values: NDArray[Any]
+    grads: dict[str, Array]
+    activations: dict[str, Array] = field(default_factory=dict)
 
 
 class GradientProgram:
@@ -156,8 +159,10 @@ class GradientProgram:
         >>> result.value, result.grads[program.wrt[0]].shape
     """
 
-    def __init__(self, model, input_shape=None, objective=0, wrt=None, keep=(), rules=None, fold=True,
-                 forward="auto", winograd=False):
+    def __init__(self, model: Any, input_shape: Optional[Sequence[int]] = None, objective: ObjectiveLike = 0,
+                 wrt: Union[str, Sequence[str], None] = None, keep: Union[str, Sequence[str]] = (),
+                 rules: Optional[Mapping[str, Backward]] = None, fold: bool = True, forward: str = "auto",
+                 winograd: bool = False) -> None:
         if forward not in ("auto", "plan", "eager"):
             raise ValueError(f"forward: expected 'auto', 'plan' or 'eager' (got {forward!r})")
         graph, names = model_graph(model, input_shape)
@@ -202,34 +207,34 @@ class GradientProgram:
 
     # What the gradient Plan reads (gradients/plan.py).
     @property
-    def targets(self):
+    def targets(self) -> list[str]:
         """The values the objective reads, in order."""
         return list(self._targets)
 
     @property
-    def forward_nodes(self):
+    def forward_nodes(self) -> list[Node]:
         """The nodes the objective and the kept values depend on, in graph order."""
         return list(self._forward)
 
     @property
-    def backward_nodes(self):
+    def backward_nodes(self) -> list[Node]:
         """The forward nodes that depend on a `wrt` value (their backward rules run, in reverse order)."""
         return list(self._backward)
 
-    def gradient_needs(self, node):
+    def gradient_needs(self, node: Node) -> list[bool]:
         """Per tensor input of a backward node: whether its gradient is wanted."""
         return list(self._needs[id(node)])
 
-    def saved_values(self, node):
+    def saved_values(self, node: Node) -> list[str]:
         """The forward values the backward node's rule reads (its declared `Backward.saves`)."""
         return list(self._reads[id(node)])
 
     @property
-    def one_plan(self):
+    def one_plan(self) -> bool:
         """Whether forward and backward run as one compiled Plan (see `convcore.gradients.plan`)."""
         return self._step is not None
 
-    def profile(self, x, repeats=5):
+    def profile(self, x: Array, repeats: int = 5) -> Optional[list[tuple[Any, ...]]]:
         """The one-Plan step's per-op rows (name, kind, detail, flops, seconds) for x (None for a program run node by
         node)."""
         if self._step is None:
@@ -306,7 +311,7 @@ class GradientProgram:
         self.protected = protected
 
     # --------------------------------------------------------------------------------------------------- running
-    def __call__(self, x, objective=None):
+    def __call__(self, x: Array, objective: Optional[ObjectiveLike] = None) -> GradResult:
         """Run forward and backward on `x` (N, C, H, W float32). `objective`: another objective over the same layers
         (e.g. other neurons, other samples' targets); default: the program's. Returns a `GradResult`."""
         g = self.graph
@@ -350,12 +355,12 @@ class GradientProgram:
             for name in reads:
                 if self._saved_until.get(name) == step and name not in self._targets and name not in self.keep.values():
                     env.pop(name, None)
-        out = {}
+        wanted: dict[str, Array] = {}
         for value in self.wrt:
             entry = grads.get(value)
             shape = (x.shape[0], *g.shapes[value][1:])
-            out[value] = np.zeros(shape, np.float32) if entry is None else np.array(entry[0], np.float32, order="C")
-        return GradResult(float(values.sum()), values, out, activations)
+            wanted[value] = np.zeros(shape, np.float32) if entry is None else np.array(entry[0], np.float32, order="C")
+        return GradResult(float(values.sum()), values, wanted, activations)
 
     def _run_step(self, x, objective):
         batch = x.shape[0]
@@ -371,7 +376,7 @@ class GradientProgram:
         activations = {name: env[value] for name, value in self.keep.items()}
         return GradResult(float(values.sum()), values, grads, activations)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"GradientProgram({self.graph.name}, input_shape={self.input_shape}, objective={self.objective}, "
                 f"forward={len(self._forward)} nodes, backward={len(self._backward)} nodes)")
 

@@ -6,12 +6,16 @@ normalised (the op's rule has resolved them: pairs, 4-sided padding, 'same' padd
 every value carries a `TensorType`, so a back end never parses an op's arguments again.
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
+from .._types import Array, Outputs
 from ..ops import OPS, get
 
 
@@ -56,38 +60,38 @@ class TensorType:
             of other ranks (plain row-major arrays).
     """
 
-    shape: tuple
+    shape: tuple[int, ...]
     dtype: str = "float32"
     layout: Optional[str] = None
 
     @classmethod
-    def activation(cls, shape):
+    def activation(cls, shape: Sequence[int]) -> TensorType:
         """The type of a computed value (a graph input or a node output) of `shape`."""
         shape = tuple(int(d) for d in shape)
         return cls(shape, "float32", "NCHW" if len(shape) == 4 else None)
 
     @classmethod
-    def param(cls, array):
+    def param(cls, array: ArrayLike) -> TensorType:
         """The type of a parameter array."""
         return cls(tuple(int(d) for d in np.shape(array)), str(np.asarray(array).dtype))
 
 
-class _Shapes(Mapping):
+class _Shapes(Mapping[str, tuple[int, ...]]):
     """Read-only view of `Graph.values`: value name -> shape."""
 
-    def __init__(self, values):
+    def __init__(self, values: Mapping[str, TensorType]) -> None:
         self._values = values
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> tuple[int, ...]:
         return self._values[name].shape
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._values)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._values)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return repr(dict(self))
 
 
@@ -109,7 +113,7 @@ class BatchGuard:
     shape: tuple
     reason: str
 
-    def check(self, x):
+    def check(self, x: Any) -> None:
         shape = tuple(getattr(x, "shape", ()))
         if shape[:1] != self.shape[:1]:
             wanted = (shape[0], *self.shape[1:]) if shape else self.shape
@@ -135,9 +139,9 @@ class Node:
 
     op: str
     name: str
-    inputs: list
-    outputs: list
-    attrs: dict = field(default_factory=dict)
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
     guard: Optional[BatchGuard] = None
 
 
@@ -161,7 +165,10 @@ class Graph:
         TensorType(shape=(1, 64, 112, 112), dtype='float32', layout='NCHW')
     """
 
-    def __init__(self, nodes=(), inputs=(), outputs=(), params=None, shapes=None, name="graph", values=None):
+    def __init__(self, nodes: Iterable[Node] = (), inputs: Iterable[str] = (), outputs: Iterable[str] = (),
+                 params: Optional[Mapping[str, NDArray[Any]]] = None,
+                 shapes: Optional[Mapping[str, Sequence[int]]] = None, name: str = "graph",
+                 values: Optional[Mapping[str, TensorType]] = None) -> None:
         self.nodes = list(nodes)
         self.inputs = list(inputs)
         self.outputs = list(outputs)
@@ -173,21 +180,21 @@ class Graph:
                                   else TensorType.activation(shape))
 
     @property
-    def shapes(self):
+    def shapes(self) -> Mapping[str, tuple[int, ...]]:
         return _Shapes(self.values)
 
     # ------------------------------------------------------------------------------------------------- building
-    def add_input(self, name, shape):
+    def add_input(self, name: str, shape: Sequence[int]) -> None:
         """Append a graph input `name` of `shape`."""
         self.inputs.append(name)
         self.values[name] = TensorType.activation(shape)
 
-    def add_param(self, name, array):
+    def add_param(self, name: str, array: NDArray[Any]) -> None:
         """Add (or replace) parameter `name`."""
         self.params[name] = array
         self.values[name] = TensorType.param(array)
 
-    def add_node(self, op, name, inputs, output, attrs):
+    def add_node(self, op: str, name: str, inputs: Sequence[str], output: str, attrs: Mapping[str, Any]) -> Node:
         """Append a node calling `op` on values `inputs` with attributes `attrs` (normalised here by the op's
         rule, which raises what the op would raise) and define its `output` value; returns the Node."""
         attrs, shape = get(op).infer([self.values[i].shape if i else None for i in inputs], attrs)
@@ -197,7 +204,7 @@ class Graph:
         return node
 
     # -------------------------------------------------------------------------------------------------- checks
-    def validate(self):
+    def validate(self) -> None:
         """Raise ValueError unless every value is defined once, before it is used, and every op is declared."""
         defined = set(self.inputs) | set(self.params)
         if len(defined) != len(self.inputs) + len(self.params):
@@ -216,10 +223,11 @@ class Graph:
             if name not in defined:
                 raise ValueError(f"graph output '{name}' is not defined")
 
-    def topological_sort(self):
+    def topological_sort(self) -> None:
         """Reorder `nodes` so each comes after the producers of its inputs (stable: keeps the order otherwise)."""
         producer = {out: node for node in self.nodes for out in node.outputs}
-        ordered, state = [], {}  # state: id -> 1 while visiting, 2 when placed
+        ordered: list[Node] = []
+        state: dict[int, int] = {}  # id -> 1 while visiting, 2 when placed
 
         def visit(node):
             if state.get(id(node)) == 2:
@@ -237,7 +245,7 @@ class Graph:
             visit(node)
         self.nodes = ordered
 
-    def infer_shapes(self):
+    def infer_shapes(self) -> None:
         """Recompute the types of params and node outputs from the input types with the ops' rules (normalising
         every node's attributes on the way)."""
         values = {name: self.values[name] for name in self.inputs}
@@ -248,7 +256,7 @@ class Graph:
         self.values = values
 
     # ------------------------------------------------------------------------------------------------- running
-    def run(self, *inputs, params=None):
+    def run(self, *inputs: Array, params: Optional[Mapping[str, NDArray[Any]]] = None) -> Outputs:
         """Evaluate the graph with the ops' eager kernels (`convcore.functional`), one op at a time.
 
         Args:
@@ -281,7 +289,7 @@ class Graph:
         return results[0] if len(results) == 1 else results
 
     # ------------------------------------------------------------------------------------------------ printing
-    def __str__(self):
+    def __str__(self) -> str:
         n_params = sum(int(np.asarray(a).size) for a in self.params.values())
         head = [f"Graph {self.name}: {len(self.nodes)} nodes, {n_params:,} parameter values",
                 "inputs: " + ", ".join(f"{n} {self.shapes.get(n)}" for n in self.inputs)]
@@ -295,12 +303,12 @@ class Graph:
         tail = ["outputs: " + ", ".join(f"{n} {self.shapes.get(n)}" for n in self.outputs)]
         return "\n".join(head + [line.rstrip() for line in table] + tail)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Graph(name={self.name!r}, inputs={self.inputs}, outputs={self.outputs}, nodes={len(self.nodes)}, "
                 f"params={len(self.params)})")
 
 
-def call_node(node, args):
+def call_node(node: Node, args: Sequence[Any]) -> Any:
     """Run one node eagerly on its input arrays (None for an absent optional one)."""
     if node.guard is not None:
         node.guard.check(args[0])

@@ -4,19 +4,21 @@ Passes return a new Graph and never modify the input graph or its parameter arra
 model's own arrays).
 """
 
+from __future__ import annotations
+
 import numpy as np
 
 from ..ops import OPS
 from .ir import Graph, NameSet, Node, unique_name
 
 
-def fold_batchnorm(graph):
+def fold_batchnorm(graph: Graph) -> Graph:
     """Fold every inference batch norm that directly follows a convolution into that convolution.
 
     `batch_norm(conv(x, w, b))` becomes `conv(x, w * s, (b - mean) * s + beta)` with `s = gamma / sqrt(var + eps)`
     per output channel, for every op whose declaration names its per-output-channel weight and bias
-    (`channel_params`: conv2d, depthwise_conv2d, and separable_conv2d's pointwise pair). A batch norm is folded only when
-    its input is produced by a convolution that nothing else reads (no other node, not a graph output) and all its
+    (`channel_params`: conv2d, depthwise_conv2d, and separable_conv2d's pointwise pair). A batch norm is folded only
+    when its input is produced by a convolution that nothing else reads (no other node, not a graph output) and all its
     statistics are graph params; a batch norm after anything else (an add, a pool, a graph input) is kept as it is.
     The folded convolution keeps its node name and takes over the batch norm's output value name, so consumers and
     graph outputs are unchanged.
@@ -32,7 +34,7 @@ def fold_batchnorm(graph):
         >>> any(node.op == "batch_norm" for node in g.nodes)
         False
     """
-    uses = {}
+    uses: dict[str, int] = {}
     for node in graph.nodes:
         for name in node.inputs:
             if name:

@@ -4,7 +4,12 @@ The tracer is installed for the calling thread only (`convcore.ops.tracing`, a c
 computing while one traces.
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence, Union
+
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .. import functional as F
 from ..nn import Module
@@ -22,13 +27,13 @@ class Value:
 
     __array_ufunc__ = None  # makes `ndarray + Value` defer to Value.__radd__ instead of building an object array
 
-    def __init__(self, name, shape, dtype=np.float32):
+    def __init__(self, name: str, shape: Sequence[int], dtype: DTypeLike = np.float32) -> None:
         self.name = name
         self.shape = tuple(int(d) for d in shape)
         self.dtype = np.dtype(dtype)
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return len(self.shape)
 
     def __add__(self, other):
@@ -46,7 +51,7 @@ class Value:
     def __array__(self, *args, **kwargs):
         raise TypeError(f"a traced Value ('{self.name}') has no data: use convcore.functional ops on it, not numpy")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Value({self.name!r}, shape={self.shape}, dtype={self.dtype})"
 
 
@@ -123,7 +128,8 @@ class _Tracer:
         return Value(name, self.graph.values[name].shape)
 
 
-def trace(model, input_shape, *, module_outputs=None):
+def trace(model: Union[Module, Callable[..., Any]], input_shape: Sequence[int], *,
+          module_outputs: Optional[dict[str, str]] = None) -> Graph:
     """Trace `model` on one float32 input of `input_shape` into a `Graph`.
 
     The model runs in eval mode (its previous modes are restored afterwards) on a symbolic `Value`; each
@@ -157,13 +163,13 @@ def trace(model, input_shape, *, module_outputs=None):
     if active_tracer() is not None:
         raise RuntimeError("convcore.trace cannot run inside another trace")
     graph = Graph(name=type(model).__name__)
-    is_module = isinstance(model, Module)
-    tracer = _Tracer(model if is_module else Module(), graph, module_outputs)
+    module = model if isinstance(model, Module) else None
+    tracer = _Tracer(module if module is not None else Module(), graph, module_outputs)
     x = Value(tracer._unique("input"), input_shape)
     graph.add_input(x.name, x.shape)
-    modes = [(m, m.training) for m in model.modules()] if is_module else []
-    if is_module:
-        model.eval()
+    modes = [(m, m.training) for m in module.modules()] if module is not None else []
+    if module is not None:
+        module.eval()
     try:
         with tracing(tracer):
             out = model(x)

@@ -19,16 +19,21 @@ uncompressed size is compared with what its pickle declares before it is inflate
 tensors reach.
 """
 
+from __future__ import annotations
+
 import collections
 import io
 import json
 import math
+import os
 import pickle
 import pickletools
 import struct
 import zipfile
+from typing import Any, Union
 
 import numpy as np
+from numpy.typing import NDArray
 from numpy.lib.stride_tricks import as_strided
 
 __all__ = ["MAX_PICKLE_BYTES", "MAX_SAFETENSORS_HEADER_BYTES", "UnsafeCheckpointError", "load_checkpoint"]
@@ -134,7 +139,8 @@ def _encode_latin1(text, encoding="latin1"):
     return text.encode("latin1")
 
 
-_SAFE_GLOBALS = {
+# (module, name) -> what the unpickler resolves it to: a callable stand-in, a storage type or a dtype's name.
+_SAFE_GLOBALS: dict[tuple[str, str], Union[_Global, _StorageType, str]] = {
     ("torch._utils", "_rebuild_tensor_v2"): _Global(_rebuild_tensor),
     ("torch._utils", "_rebuild_tensor"): _Global(_rebuild_tensor),
     ("torch._utils", "_rebuild_parameter"): _Global(_rebuild_parameter),
@@ -525,7 +531,7 @@ def _load_npz(file):
         return {name: npz[name] for name in npz.files}
 
 
-def load_checkpoint(path):
+def load_checkpoint(path: Union[str, os.PathLike[str]]) -> dict[str, NDArray[Any]]:
     """Read a checkpoint's tensors into numpy arrays, safely and without importing torch.
 
     Reads PyTorch ``.pth``/``.pt`` files (zip and legacy formats), ``.safetensors`` and ``.npz``; the format

@@ -44,4 +44,13 @@ from .vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, 
 __all__ = ["LoadedModel", "ModelInfo", "convert_state_dict", "count_macs", "count_parameters", "get_model",
            "get_model_info", "get_preset", "list_models", "load", "register_model", "summary", "AlexNet", "AmoebaNet",
            "DenseNet", "EfficientNet", "EfficientNetLite", "GoogLeNet", "LeNet5", "MNASNet", "MobileNetV2",
-           "PreActResNet", "ResNet", "VGG", "convert_densenet_state_dict"] + list_models()
+           "PreActResNet", "ResNet", "VGG", "convert_densenet_state_dict",
+           # the builders, one per registered name (list_models(); tests/models/test_models_registry.py checks it)
+           "alexnet", "amoebanet", "densenet121", "densenet161", "densenet169", "densenet201", "efficientnet_b0",
+           "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4", "efficientnet_b5",
+           "efficientnet_b6", "efficientnet_b7", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+           "efficientnet_lite3", "efficientnet_lite4", "googlenet", "lenet5", "mnasnet0_5", "mnasnet0_75",
+           "mnasnet1_0", "mnasnet1_3", "mobilenet_v2", "preact_resnet101", "preact_resnet152", "preact_resnet18",
+           "preact_resnet34", "preact_resnet50", "resnet101", "resnet152", "resnet18", "resnet34", "resnet50",
+           "resnext50_32x4d", "se_resnet101", "se_resnet152", "se_resnet50", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn",
+           "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "wide_resnet50_2"]

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional, Union
+
+from numpy.typing import ArrayLike
 
 from .. import data
+from ..nn import Module
 from ._registry import get_model, get_model_info
 
 
@@ -32,26 +35,27 @@ class LoadedModel:
         'tabby'
     """
 
-    module: object
+    module: Module
     preprocess: data.Preset
     name: str
     weights: Optional[str]
-    input_size: tuple
+    input_size: tuple[int, ...]
     fixed_batch: Optional[int] = None
 
     @property
-    def labels(self):
+    def labels(self) -> tuple[str, ...]:
         """The class names, indexed by the model's output."""
         return self.preprocess.categories
 
 
-def get_preset(name, weights=None):
+def get_preset(name: str, weights: Union[str, os.PathLike[str], None] = None) -> data.Preset:
     """The preprocessing for zoo model `name` with `weights` (a checkpoint path or None): `convcore.data.get_preset`
     with the model's registered input size for models without a bundled preset."""
     return data.get_preset(name, weights, input_size=get_model_info(name).input_size)
 
 
-def load(name, weights="installed", preset=None):
+def load(name: str, weights: Union[str, os.PathLike[str], Mapping[str, ArrayLike], None] = "installed",
+         preset: Optional[str] = None) -> LoadedModel:
     """Build zoo model `name` with its weights, preprocessing and labels.
 
     Args:

@@ -1,10 +1,14 @@
 """The model registry: names -> builders with metadata, `list_models`, `get_model_info` and `get_model`."""
 
+from __future__ import annotations
+
 import difflib
 import fnmatch
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, TypeVar, Union
+
+from numpy.typing import ArrayLike
 
 from ..nn import Module
 
@@ -26,19 +30,36 @@ class ModelInfo:
     name: str
     builder: Callable[..., Module]
     family: str
-    input_size: tuple
+    input_size: tuple[int, ...]
     min_size: int
     source: str
-    convert: Optional[Callable[[dict], dict]] = None
+    convert: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = None
 
 
-_MODELS = {}
+class Builder(Protocol):
+    """A zoo builder: every one takes these options (and returns its model, in training mode)."""
+
+    def __call__(self, num_classes: int = ..., in_channels: int = ...) -> Module: ...
 
 
-def register_model(name, *, family, source, input_size=(3, 224, 224), min_size=32, convert=None):
+class BuilderWithOptions(Protocol):
+    """A zoo builder that also takes options of its own (e.g. efficientnet's ``dropout``)."""
+
+    def __call__(self, num_classes: int = ..., in_channels: int = ..., **kwargs: Any) -> Module: ...
+
+
+_B = TypeVar("_B", bound=Callable[..., Module])
+
+
+_MODELS: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str, *, family: str, source: str, input_size: Sequence[int] = (3, 224, 224),
+                   min_size: int = 32,
+                   convert: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = None) -> Callable[[_B], _B]:
     """Decorator adding a builder to the registry under `name` (used by the model files)."""
 
-    def decorate(builder):
+    def decorate(builder: _B) -> _B:
         if name in _MODELS:
             raise ValueError(f"expected a new model name (got {name!r}, already registered)")
         _MODELS[name] = ModelInfo(name, builder, family, tuple(input_size), min_size, source, convert)
@@ -47,7 +68,7 @@ def register_model(name, *, family, source, input_size=(3, 224, 224), min_size=3
     return decorate
 
 
-def list_models(pattern=None):
+def list_models(pattern: Optional[str] = None) -> list[str]:
     """Return the sorted names of the registered models.
 
     Args:
@@ -65,7 +86,7 @@ def list_models(pattern=None):
     return names
 
 
-def get_model_info(name):
+def get_model_info(name: str) -> ModelInfo:
     """Return the `ModelInfo` of a registered model; ValueError (with close names) for an unknown one."""
     if not isinstance(name, str):
         raise TypeError(f"expected a model name as str (got {type(name).__name__})")
@@ -76,7 +97,7 @@ def get_model_info(name):
     return _MODELS[name]
 
 
-def convert_state_dict(name, state_dict):
+def convert_state_dict(name: str, state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """Map a foreign checkpoint's keys to the keys of model `name` (identity when the model needs no map).
 
     Used by `get_model(name, weights=...)`. Models with a map: the densenets (torchvision's legacy
@@ -94,7 +115,8 @@ def convert_state_dict(name, state_dict):
     return info.convert(state_dict) if info.convert is not None else state_dict
 
 
-def get_model(name, weights=None, **kwargs):
+def get_model(name: str, weights: Union[str, os.PathLike[str], Mapping[str, ArrayLike], None] = None,
+              **kwargs: Any) -> Module:
     """Build a registered model in eval mode, optionally loading weights.
 
     Args:
@@ -115,6 +137,7 @@ def get_model(name, weights=None, **kwargs):
     info = get_model_info(name)
     model = info.builder(**kwargs)
     if weights is not None:
+        state_dict: Mapping[str, ArrayLike]
         if isinstance(weights, (str, os.PathLike)):
             from ..io import load_checkpoint
 

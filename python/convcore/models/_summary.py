@@ -1,19 +1,23 @@
 """Counting a model: parameters, and multiply-accumulates from its traced graph (no kernel runs)."""
 
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
 import numpy as np
 
-from ..graph import trace
+from ..graph import Graph, trace
 from ..nn import Module
 from ..ops import OPS
 from ._registry import get_model_info
 
 
-def count_parameters(model):
+def count_parameters(model: Module) -> int:
     """Number of parameter elements of a module (buffers such as BN running statistics excluded)."""
     return int(sum(np.prod(p.shape, dtype=np.int64) for p in model.parameters()))
 
 
-def count_macs(graph):
+def count_macs(graph: Graph) -> int:
     """Multiply-accumulates of a graph: each node's by its op's declared rule (`Op.macs`: convolutions and linear
     layers; ops without one count 0)."""
     total = 0
@@ -24,7 +28,7 @@ def count_macs(graph):
     return total
 
 
-def summary(name_or_model, input_size=None):
+def summary(name_or_model: Union[str, Module], input_size: Optional[Sequence[int]] = None) -> dict[str, Any]:
     """Parameters and compute of a model at one input size.
 
     Counts the multiply-accumulates (MACs) of every convolution and linear layer in the model's traced graph at batch

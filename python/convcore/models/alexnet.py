@@ -1,5 +1,9 @@
 """AlexNet (Krizhevsky et al. 2012), torchvision's single-tower variant."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from .. import functional as F
 from .. import nn
 from ._common import check_common
@@ -54,6 +58,6 @@ class AlexNet(nn.Module):
 
 @register_model("alexnet", family="alexnet", min_size=63,
                 source="torchvision.models.alexnet (Krizhevsky et al. 2012; Krizhevsky 2014 'One weird trick')")
-def alexnet(num_classes=1000, in_channels=3, **kwargs):
+def alexnet(num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> AlexNet:
     """AlexNet. Example: `alexnet(num_classes=10)(x)` with x of shape (N, 3, 224, 224) -> (N, 10)."""
     return AlexNet(num_classes=num_classes, in_channels=in_channels, **kwargs)

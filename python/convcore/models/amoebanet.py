@@ -13,6 +13,10 @@ factorized reduction, here an odd count (F=190 gives 47 and 95 in the stem cells
 second path.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 from .. import functional as F
@@ -224,7 +228,8 @@ class AmoebaNet(nn.Module):
 @register_model("amoebanet", family="amoebanet", input_size=(3, 331, 331), min_size=35,
                 source="Real et al. 2019 'Regularized Evolution for Image Classifier Architecture Search' "
                        "(AmoebaNet-A genotype; NASNet ImageNet skeleton, Zoph et al. 2018)")
-def amoebanet(num_classes=1000, in_channels=3, num_normal_cells=6, filters=190, **kwargs):
+def amoebanet(num_classes: int = 1000, in_channels: int = 3, num_normal_cells: int = 6, filters: int = 190,
+              **kwargs: Any) -> AmoebaNet:
     """AmoebaNet-A; default N=6, F=190 (the paper's 86.7M-parameter ImageNet model at 331x331).
 
     The paper's other sizes: N=6, F=448 (469M parameters) and the mobile N=4, F=50 (5.1M, 224x224).

@@ -1,11 +1,13 @@
 """DenseNet-121/161/169/201 (Huang et al. 2017) with torchvision's structure and state_dict keys."""
 
+from __future__ import annotations
+
 import re
 
 from .. import functional as F
 from .. import nn
 from ._common import check_common
-from ._registry import register_model
+from ._registry import Builder, register_model
 
 
 class _DenseLayer(nn.Module):
@@ -112,11 +114,11 @@ _CONFIGS = {121: (32, (6, 12, 24, 16), 64), 161: (48, (6, 12, 36, 24), 96), 169:
             201: (32, (6, 12, 48, 32), 64)}
 
 
-def _register(depth):
+def _register(depth: int) -> Builder:
     name = f"densenet{depth}"
     growth, blocks, init = _CONFIGS[depth]
 
-    def builder(num_classes=1000, in_channels=3):
+    def builder(num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
         return DenseNet(growth, blocks, init, num_classes=num_classes, in_channels=in_channels)
 
     builder.__name__ = builder.__qualname__ = name

@@ -7,12 +7,15 @@ port of the TF weights), so that checkpoint loads unchanged. Like those ported T
 padding (extra pad bottom/right on stride-2 convs).
 """
 
+from __future__ import annotations
+
 import math
+from typing import Any
 
 from .. import functional as F
 from .. import nn
 from ._common import SqueezeExcitation, check_common, conv_norm_act, make_divisible
-from ._registry import register_model
+from ._registry import BuilderWithOptions, register_model
 
 
 class MBConv(nn.Module):
@@ -83,12 +86,12 @@ _B = {0: (1.0, 1.0, 224, 0.2), 1: (1.0, 1.1, 240, 0.2), 2: (1.1, 1.2, 288, 0.3),
       4: (1.4, 1.8, 380, 0.4), 5: (1.6, 2.2, 456, 0.4), 6: (1.8, 2.6, 528, 0.5), 7: (2.0, 3.1, 600, 0.5)}
 
 
-def _register_b(index):
+def _register_b(index: int) -> BuilderWithOptions:
     name = f"efficientnet_b{index}"
     width, depth, size, dropout = _B[index]
     eps = 1e-3 if index >= 5 else 1e-5
 
-    def builder(num_classes=1000, in_channels=3, **kwargs):
+    def builder(num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> nn.Module:
         kwargs.setdefault("dropout", dropout)
         return EfficientNet(width, depth, eps=eps, num_classes=num_classes, in_channels=in_channels, **kwargs)
 
@@ -181,11 +184,11 @@ _LITE = {0: (1.0, 1.0, 224, 0.2), 1: (1.0, 1.1, 240, 0.2), 2: (1.1, 1.2, 260, 0.
          4: (1.4, 1.8, 300, 0.3)}
 
 
-def _register_lite(index):
+def _register_lite(index: int) -> BuilderWithOptions:
     name = f"efficientnet_lite{index}"
     width, depth, size, dropout = _LITE[index]
 
-    def builder(num_classes=1000, in_channels=3, **kwargs):
+    def builder(num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> nn.Module:
         kwargs.setdefault("dropout", dropout)
         return EfficientNetLite(width, depth, num_classes=num_classes, in_channels=in_channels, **kwargs)
 

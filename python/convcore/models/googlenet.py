@@ -1,5 +1,9 @@
 """GoogLeNet / Inception v1 (Szegedy et al. 2015), torchvision's variant (BN after every conv)."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 from .. import functional as F
@@ -133,6 +137,6 @@ class GoogLeNet(nn.Module):
 
 @register_model("googlenet", family="googlenet", min_size=15,
                 source="torchvision.models.googlenet (Szegedy et al. 2015 'Going Deeper with Convolutions')")
-def googlenet(num_classes=1000, in_channels=3, **kwargs):
+def googlenet(num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> GoogLeNet:
     """GoogLeNet (aux_logits=False and transform_input=False by default)."""
     return GoogLeNet(num_classes=num_classes, in_channels=in_channels, **kwargs)

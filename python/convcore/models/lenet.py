@@ -1,5 +1,9 @@
 """LeNet-5 (LeCun et al. 1998, 'Gradient-Based Learning Applied to Document Recognition')."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from .. import functional as F
 from .. import nn
 from ._common import check_common
@@ -49,6 +53,6 @@ class LeNet5(nn.Module):
 
 @register_model("lenet5", family="lenet", input_size=(1, 32, 32), min_size=32,
                 source="LeCun et al. 1998 'Gradient-Based Learning Applied to Document Recognition' (LeNet-5)")
-def lenet5(num_classes=10, in_channels=1, **kwargs):
+def lenet5(num_classes: int = 10, in_channels: int = 1, **kwargs: Any) -> LeNet5:
     """LeNet-5 (ReLU and max pooling by default; activation='tanh', pooling='avg' for the paper's choices)."""
     return LeNet5(num_classes=num_classes, in_channels=in_channels, **kwargs)

@@ -1,9 +1,13 @@
 """MNASNet-B1 (Tan et al. 2019) 0.5/0.75/1.0/1.3 with torchvision's structure and state_dict keys."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from .. import functional as F
 from .. import nn
 from ._common import check_common, make_divisible
-from ._registry import register_model
+from ._registry import BuilderWithOptions, register_model
 
 
 class _InvertedResidual(nn.Module):
@@ -81,10 +85,10 @@ class MNASNet(nn.Module):
         return self.classifier(x)
 
 
-def _register(alpha):
+def _register(alpha: float) -> BuilderWithOptions:
     name = "mnasnet" + str(alpha).replace(".", "_")
 
-    def builder(num_classes=1000, in_channels=3, **kwargs):
+    def builder(num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> nn.Module:
         return MNASNet(alpha, num_classes=num_classes, in_channels=in_channels, **kwargs)
 
     builder.__name__ = builder.__qualname__ = name

@@ -1,5 +1,9 @@
 """MobileNetV2 (Sandler et al. 2018) with torchvision's structure and state_dict keys."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from .. import functional as F
 from .. import nn
 from ._common import check_common, conv_norm_act, make_divisible
@@ -68,6 +72,6 @@ class MobileNetV2(nn.Module):
 
 @register_model("mobilenet_v2", family="mobilenet_v2", min_size=1,
                 source="torchvision.models.mobilenet_v2 (Sandler et al. 2018)")
-def mobilenet_v2(num_classes=1000, in_channels=3, **kwargs):
+def mobilenet_v2(num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> MobileNetV2:
     """MobileNetV2 (width_mult=1.0 by default)."""
     return MobileNetV2(num_classes=num_classes, in_channels=in_channels, **kwargs)

@@ -6,10 +6,12 @@ the state_dict keys follow timm's resnetv2_18/34/50/101/152 (stem.conv, stages.N
 1x1 conv), so timm checkpoints load unchanged.
 """
 
+from __future__ import annotations
+
 from .. import functional as F
 from .. import nn
 from ._common import check_common
-from ._registry import register_model
+from ._registry import Builder, register_model
 
 
 class PreActBasic(nn.Module):
@@ -143,11 +145,11 @@ _DEPTHS = {18: (PreActBasic, [2, 2, 2, 2]), 34: (PreActBasic, [3, 4, 6, 3]), 50:
            101: (PreActBottleneck, [3, 4, 23, 3]), 152: (PreActBottleneck, [3, 8, 36, 3])}
 
 
-def _register(depth):
+def _register(depth: int) -> Builder:
     name = f"preact_resnet{depth}"
     block, layers = _DEPTHS[depth]
 
-    def builder(num_classes=1000, in_channels=3):
+    def builder(num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
         return PreActResNet(block, layers, num_classes=num_classes, in_channels=in_channels)
 
     builder.__name__ = builder.__qualname__ = name

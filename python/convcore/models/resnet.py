@@ -3,10 +3,12 @@
 torchvision's structure and state_dict keys (ResNet v1.5: the stride of a bottleneck sits on its 3x3 conv).
 """
 
+from __future__ import annotations
+
 from .. import functional as F
 from .. import nn
 from ._common import check_common
-from ._registry import register_model
+from ._registry import Builder, register_model
 
 
 def conv3x3(in_channels, out_channels, stride=1, groups=1):
@@ -122,10 +124,10 @@ _DEPTHS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (
            101: (Bottleneck, [3, 4, 23, 3]), 152: (Bottleneck, [3, 8, 36, 3])}
 
 
-def _register(name, depth, source, groups=1, width_per_group=64):
+def _register(name: str, depth: int, source: str, groups: int = 1, width_per_group: int = 64) -> Builder:
     block, layers = _DEPTHS[depth]
 
-    def builder(num_classes=1000, in_channels=3):
+    def builder(num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
         return ResNet(block, layers, num_classes=num_classes, in_channels=in_channels, groups=groups,
                       width_per_group=width_per_group)
 

@@ -5,9 +5,11 @@ the residual branch before the addition. Keys are torchvision's ResNet keys plus
 with bias), the layout of timm's seresnet50/101/152, so their checkpoints load unchanged.
 """
 
+from __future__ import annotations
+
 from .. import functional as F
 from ._common import SqueezeExcitation
-from ._registry import register_model
+from ._registry import Builder, register_model
 from .resnet import Bottleneck, ResNet
 
 
@@ -32,10 +34,10 @@ class SEBottleneck(Bottleneck):
 _LAYERS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
 
 
-def _register(depth):
+def _register(depth: int) -> Builder:
     name = f"se_resnet{depth}"
 
-    def builder(num_classes=1000, in_channels=3):
+    def builder(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
         return ResNet(SEBottleneck, _LAYERS[depth], num_classes=num_classes, in_channels=in_channels)
 
     builder.__name__ = builder.__qualname__ = name

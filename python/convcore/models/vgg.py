@@ -1,9 +1,13 @@
 """VGG 11/13/16/19 (Simonyan & Zisserman 2015), with and without batch norm, as torchvision builds them."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from .. import functional as F
 from .. import nn
 from ._common import check_common
-from ._registry import register_model
+from ._registry import BuilderWithOptions, register_model
 
 # Conv widths per configuration; "M" is a 2x2 max pool (torchvision's cfgs "A", "B", "D", "E").
 _CONFIGS = {
@@ -64,10 +68,10 @@ class VGG(nn.Module):
         return self.classifier(F.flatten(x, 1))
 
 
-def _register(depth, batch_norm):
+def _register(depth: int, batch_norm: bool) -> BuilderWithOptions:
     name = f"vgg{depth}" + ("_bn" if batch_norm else "")
 
-    def builder(num_classes=1000, in_channels=3, **kwargs):
+    def builder(num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> nn.Module:
         return VGG(depth, batch_norm, num_classes=num_classes, in_channels=in_channels, **kwargs)
 
     builder.__name__ = builder.__qualname__ = name

@@ -1,13 +1,16 @@
 """Conv2d."""
 
+from __future__ import annotations
+
 import math
 
 import numpy as np
 
 from .. import functional as F
+from .._types import Array, IntPair, Padding
 from . import init
 from ._utils import check_channels, check_input, pair
-from .module import Module, Parameter
+from .module import Module
 
 _PADDING_STRINGS = ("valid", "same", "full")
 
@@ -55,7 +58,8 @@ class Conv2d(Module):
         (1, 16, 16, 16)
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
+                 padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, bias: bool = True) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -70,11 +74,12 @@ class Conv2d(Module):
         self.padding = _padding(padding)
         self.dilation = pair(dilation, "dilation")
         self.groups = groups
-        self.weight = Parameter(np.empty((out_channels, in_channels // groups, *self.kernel_size), np.float32))
+        weight = np.empty((out_channels, in_channels // groups, *self.kernel_size), np.float32)
+        self.register_parameter("weight", weight)
         self.register_parameter("bias", np.empty(out_channels, np.float32) if bias else None)
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         """Re-draw weight and bias with torch's default init."""
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
@@ -82,13 +87,13 @@ class Conv2d(Module):
             bound = 1 / math.sqrt(fan_in)
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         check_input(self, x, 4)
         check_channels(self, x, self.in_channels)
         return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
                         dilation=self.dilation, groups=self.groups)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if isinstance(self.padding, str):
             s += f", padding={self.padding}"

@@ -12,14 +12,19 @@ Example:
     True
 """
 
+from __future__ import annotations
+
 import math
+from typing import Optional
 
 import numpy as np
+
+from .._types import Array
 
 _rng = np.random.default_rng()
 
 
-def manual_seed(seed):
+def manual_seed(seed: Optional[int]) -> None:
     """Reseed the generator used by every init function (and so by every layer's default init)."""
     global _rng
     _rng = np.random.default_rng(seed)
@@ -54,40 +59,40 @@ def _std(array, a, mode, nonlinearity):
     return _gain(nonlinearity, a) / math.sqrt(fan) if fan else 0.0
 
 
-def uniform_(array, a=0.0, b=1.0):
+def uniform_(array: Array, a: float = 0.0, b: float = 1.0) -> Array:
     """Fill `array` with draws from U(a, b); returns it."""
     array[...] = _rng.uniform(a, b, array.shape)
     return array
 
 
-def normal_(array, mean=0.0, std=1.0):
+def normal_(array: Array, mean: float = 0.0, std: float = 1.0) -> Array:
     """Fill `array` with draws from N(mean, std^2); returns it."""
     array[...] = _rng.normal(mean, std, array.shape)
     return array
 
 
-def constant_(array, value):
+def constant_(array: Array, value: float) -> Array:
     """Fill `array` with `value`; returns it."""
     array[...] = value
     return array
 
 
-def zeros_(array):
+def zeros_(array: Array) -> Array:
     """Fill `array` with 0; returns it."""
     return constant_(array, 0.0)
 
 
-def ones_(array):
+def ones_(array: Array) -> Array:
     """Fill `array` with 1; returns it."""
     return constant_(array, 1.0)
 
 
-def kaiming_uniform_(array, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+def kaiming_uniform_(array: Array, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Array:
     """He uniform init: U(-bound, bound), bound = gain * sqrt(3 / fan). With a=sqrt(5): torch's conv/linear default."""
     bound = math.sqrt(3.0) * _std(array, a, mode, nonlinearity)
     return uniform_(array, -bound, bound)
 
 
-def kaiming_normal_(array, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+def kaiming_normal_(array: Array, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Array:
     """He normal init: N(0, std^2), std = gain / sqrt(fan) (torchvision's ResNet conv init with fan_out, relu)."""
     return normal_(array, 0.0, _std(array, a, mode, nonlinearity))

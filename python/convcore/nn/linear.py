@@ -1,10 +1,14 @@
 """Linear, Flatten, Dropout, Identity."""
 
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import numpy as np
 
 from .. import functional as F
+from .._types import Array
 from . import init
 from .module import Module
 
@@ -27,7 +31,7 @@ class Linear(Module):
         (4, 10)
     """
 
-    def __init__(self, in_features, out_features, bias=True):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -38,21 +42,21 @@ class Linear(Module):
         self.register_parameter("bias", np.empty(out_features, np.float32) if bias else None)
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         """Re-draw weight and bias with torch's default init."""
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             bound = 1 / math.sqrt(self.in_features)
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         if getattr(x, "ndim", 0) < 1:
             raise ValueError(f"Linear: expected input with at least 1 dimension (got {x!r})")
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected input with last dimension {self.in_features} (got {x.shape[-1]})")
         return F.linear(x, self.weight, self.bias)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
@@ -68,15 +72,15 @@ class Flatten(Module):
         (2, 512)
     """
 
-    def __init__(self, start_dim=1, end_dim=-1):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
         self.start_dim = start_dim
         self.end_dim = end_dim
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         return F.flatten(x, self.start_dim, self.end_dim)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
@@ -88,25 +92,25 @@ class Dropout(Module):
         inplace: ignored.
     """
 
-    def __init__(self, p=0.5, inplace=False):
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
         if not 0 <= p <= 1:
             raise ValueError(f"expected a dropout probability between 0 and 1 (got {p})")
         self.p = p
         self.inplace = inplace
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         return x
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
 
 
 class Identity(Module):
     """Returns its input; accepts and ignores any constructor arguments (like torch)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         return x

@@ -1,12 +1,25 @@
 """`Module` and `Parameter`: the torch.nn-like base of every layer, with numpy arrays as parameters."""
 
-from collections import OrderedDict, namedtuple
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Iterator, Mapping, NamedTuple, Optional, TypeVar, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
+from .._types import Array
 from ..ops import active_tracer
 
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+class IncompatibleKeys(NamedTuple):
+    """What `Module.load_state_dict` returns: the keys it expected and did not get, and those it did not expect."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+_M = TypeVar("_M", bound="Module")
 
 
 class Parameter:
@@ -29,11 +42,11 @@ class Parameter:
 
     __slots__ = ("data",)
 
-    def __init__(self, data):
+    def __init__(self, data: ArrayLike) -> None:
         self.data = _as_parameter(data, "data")
 
 
-def _as_parameter(value, name):
+def _as_parameter(value: ArrayLike, name: str) -> Array:
     """Convert a parameter value to a C-contiguous float32 array."""
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
@@ -41,7 +54,7 @@ def _as_parameter(value, name):
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _as_buffer(value, name):
+def _as_buffer(value: ArrayLike, name: str) -> NDArray[Any]:
     """Convert a buffer value to a numpy array, keeping its dtype (num_batches_tracked is int64)."""
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
@@ -84,7 +97,7 @@ class Module:
         >>> y = net(np.zeros((1, 3, 16, 16), np.float32))   # (1, 8, 16, 16)
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         # object.__setattr__: our __setattr__ needs these dicts to exist already.
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -92,18 +105,18 @@ class Module:
         object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "_modules", OrderedDict())
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Compute the module's output. Every subclass defines it."""
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tracer = active_tracer()  # while this thread traces, the tracer learns which module makes each op call
         if tracer is None:
             return self.forward(*args, **kwargs)
         return tracer.call_module(self, args, kwargs)
 
     # ----------------------------------------------------------------------------------------------- registration
-    def register_parameter(self, name, param):
+    def register_parameter(self, name: str, param: Union[Parameter, ArrayLike, None]) -> None:
         """Add a parameter (array-like, stored as float32) or None (e.g. an absent bias) under `name`."""
         _check_name(self, name, "parameter")
         if hasattr(self, name) and name not in self._parameters:
@@ -112,7 +125,7 @@ class Module:
             param = param.data
         self._parameters[name] = None if param is None else _as_parameter(param, name)
 
-    def register_buffer(self, name, tensor, persistent=True):
+    def register_buffer(self, name: str, tensor: Optional[ArrayLike], persistent: bool = True) -> None:
         """Add a buffer (array-like, dtype kept; or None) under `name`.
 
         Buffers are state that is not a parameter, e.g. BatchNorm's running statistics. Persistent buffers appear in
@@ -127,7 +140,7 @@ class Module:
         else:
             self._non_persistent_buffers.add(name)
 
-    def add_module(self, name, module):
+    def add_module(self, name: str, module: Optional[Module]) -> None:
         """Add a child module (or None) under `name`; it is then reachable as an attribute."""
         _check_name(self, name, "module")
         if module is not None and not isinstance(module, Module):
@@ -138,7 +151,7 @@ class Module:
 
     register_module = add_module
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         params = self.__dict__.get("_parameters")
         if isinstance(value, (Parameter, Module)) and params is None:
             raise AttributeError(f"cannot assign '{name}' before Module.__init__() is called")
@@ -159,14 +172,14 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _discard(self, name):
+    def _discard(self, name: str) -> None:
         """Forget `name` everywhere before it is registered again as another kind."""
         self.__dict__.pop(name, None)
         for store in (self._parameters, self._buffers, self._modules):
             store.pop(name, None)
         self._non_persistent_buffers.discard(name)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails. __dict__.get: during unpickling the stores do not exist yet.
         for store in ("_parameters", "_buffers", "_modules"):
             values = self.__dict__.get(store)
@@ -174,7 +187,7 @@ class Module:
                 return values[name]
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         for store in (self._parameters, self._buffers, self._modules):
             if name in store:
                 del store[name]
@@ -183,7 +196,7 @@ class Module:
         object.__delattr__(self, name)
 
     # -------------------------------------------------------------------------------------------------- iteration
-    def named_children(self):
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         """Yield (name, module) for each direct child (each module once)."""
         seen = set()
         for name, module in self._modules.items():
@@ -191,12 +204,13 @@ class Module:
                 seen.add(id(module))
                 yield name, module
 
-    def children(self):
+    def children(self) -> Iterator[Module]:
         """Yield each direct child module."""
         for _, module in self.named_children():
             yield module
 
-    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+    def named_modules(self, memo: Optional[set[int]] = None, prefix: str = "",
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
         """Yield (dotted path, module) for this module and all descendants, depth first; the root's path is ''."""
         if memo is None:
             memo = set()
@@ -209,12 +223,12 @@ class Module:
             if module is not None:
                 yield from module.named_modules(memo, prefix + ("." if prefix else "") + name, remove_duplicate)
 
-    def modules(self):
+    def modules(self) -> Iterator[Module]:
         """Yield this module and all descendants."""
         for _, module in self.named_modules():
             yield module
 
-    def _named_members(self, store, prefix, recurse):
+    def _named_members(self, store: str, prefix: str, recurse: bool) -> Iterator[tuple[str, NDArray[Any]]]:
         seen = set()
         modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
         for module_prefix, module in modules:
@@ -224,26 +238,26 @@ class Module:
                 seen.add(id(value))
                 yield module_prefix + ("." if module_prefix else "") + name, value
 
-    def named_parameters(self, prefix="", recurse=True):
+    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Array]]:
         """Yield (dotted name, array) for each parameter (shared arrays once), e.g. ('layer1.0.conv1.weight', w)."""
         yield from self._named_members("_parameters", prefix, recurse)
 
-    def parameters(self, recurse=True):
+    def parameters(self, recurse: bool = True) -> Iterator[Array]:
         """Yield each parameter array."""
         for _, value in self.named_parameters(recurse=recurse):
             yield value
 
-    def named_buffers(self, prefix="", recurse=True):
+    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, NDArray[Any]]]:
         """Yield (dotted name, array) for each buffer (persistent or not)."""
         yield from self._named_members("_buffers", prefix, recurse)
 
-    def buffers(self, recurse=True):
+    def buffers(self, recurse: bool = True) -> Iterator[NDArray[Any]]:
         """Yield each buffer array."""
         for _, value in self.named_buffers(recurse=recurse):
             yield value
 
     # ------------------------------------------------------------------------------------------------------ state
-    def _state_entries(self, prefix=""):
+    def _state_entries(self, prefix: str = "") -> Iterator[tuple[str, Module, str, NDArray[Any]]]:
         """Yield (key, module, local name, array) for every state_dict entry, in torch's order.
 
         Torch's order: a module's parameters, then its persistent buffers, then each child recursively. Shared
@@ -259,11 +273,11 @@ class Module:
             if module is not None:
                 yield from module._state_entries(prefix + name + ".")
 
-    def _optional_state_keys(self):
+    def _optional_state_keys(self) -> tuple[str, ...]:
         """Local state names that may be absent from a loaded state_dict (kept as they are). None by default."""
         return ()
 
-    def state_dict(self, prefix=""):
+    def state_dict(self, prefix: str = "") -> OrderedDict[str, NDArray[Any]]:
         """Return an OrderedDict of every parameter and persistent buffer by dotted name, in torch's key order.
 
         The values are the module's own arrays (not copies), like torch's tensors share storage.
@@ -274,7 +288,7 @@ class Module:
         """
         return OrderedDict((key, value) for key, _, _, value in self._state_entries(prefix))
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Mapping[str, ArrayLike], strict: bool = True) -> IncompatibleKeys:
         """Copy arrays from `state_dict` into this module's parameters and buffers.
 
         Values may be numpy arrays or anything `np.asarray` accepts (e.g. CPU torch tensors); each is cast to the
@@ -326,7 +340,7 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------------------------------------------- mode
-    def train(self, mode=True):
+    def train(self: _M, mode: bool = True) -> _M:
         """Set training mode on this module and all descendants; returns self."""
         if not isinstance(mode, bool):
             raise TypeError(f"expected a bool for mode (got {type(mode).__name__})")
@@ -334,16 +348,16 @@ class Module:
             object.__setattr__(module, "training", mode)
         return self
 
-    def eval(self):
+    def eval(self: _M) -> _M:
         """Set inference mode (BatchNorm uses its running statistics); returns self."""
         return self.train(False)
 
     # ------------------------------------------------------------------------------------------------------- repr
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         """The layer's configuration shown inside its repr, e.g. '3, 16, kernel_size=(3, 3)'. Override it."""
         return ""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = self.extra_repr()
         extra_lines = extra.split("\n") if extra else []
         child_lines = [f"({name}): " + _add_indent(repr(module), 2) for name, module in self._modules.items()]

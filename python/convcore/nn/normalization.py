@@ -1,8 +1,13 @@
 """BatchNorm2d and LocalResponseNorm."""
 
+from __future__ import annotations
+
+from typing import Optional
+
 import numpy as np
 
 from .. import functional as F
+from .._types import Array
 from ._utils import check_channels, check_input
 from .module import Module
 
@@ -33,7 +38,8 @@ class BatchNorm2d(Module):
         ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked']
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1, affine: bool = True,
+                 track_running_stats: bool = True) -> None:
         super().__init__()
         if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features < 1:
             raise ValueError(f"expected a positive int for num_features (got {num_features!r})")
@@ -57,7 +63,7 @@ class BatchNorm2d(Module):
         # Like torch: checkpoints saved before num_batches_tracked existed (old torchvision weights) lack it.
         return ("num_batches_tracked",)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         check_input(self, x, 4)
         check_channels(self, x, self.num_features)
         if not self.training and self.running_mean is not None:
@@ -78,7 +84,7 @@ class BatchNorm2d(Module):
         self.running_mean[...] = (1 - factor) * self.running_mean + factor * mean
         self.running_var[...] = (1 - factor) * self.running_var + factor * unbiased
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}")
 
@@ -101,7 +107,7 @@ class LocalResponseNorm(Module):
         >>> lrn = LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
     """
 
-    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
         super().__init__()
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ValueError(f"expected a positive int for size (got {size!r})")
@@ -110,9 +116,9 @@ class LocalResponseNorm(Module):
         self.beta = beta
         self.k = k
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         check_input(self, x, 4)
         return F.local_response_norm(x, self.size, alpha=self.alpha, beta=self.beta, k=self.k)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"

@@ -1,6 +1,11 @@
 """Pooling layers. kernel_size / stride / padding are kept as given (int or tuple), as torch does."""
 
+from __future__ import annotations
+
+from typing import Optional
+
 from .. import functional as F
+from .._types import Array, IntPair, Pads, SizePair
 from ._utils import check_input
 from .module import Module
 
@@ -24,7 +29,8 @@ class MaxPool2d(Module):
         (1, 64, 56, 56)
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+    def __init__(self, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: Pads = 0,
+                 dilation: IntPair = 1, return_indices: bool = False, ceil_mode: bool = False) -> None:
         super().__init__()
         if return_indices:
             raise NotImplementedError("MaxPool2d: return_indices=True is not supported")
@@ -34,11 +40,11 @@ class MaxPool2d(Module):
         self.dilation = dilation
         self.ceil_mode = ceil_mode
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         check_input(self, x, 4)
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
@@ -62,8 +68,8 @@ class AvgPool2d(Module):
         (1, 8, 4, 4)
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-                 divisor_override=None):
+    def __init__(self, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: Pads = 0,
+                 ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: None = None) -> None:
         super().__init__()
         if divisor_override is not None:
             raise NotImplementedError("AvgPool2d: divisor_override is not supported")
@@ -73,11 +79,11 @@ class AvgPool2d(Module):
         self.ceil_mode = ceil_mode
         self.count_include_pad = count_include_pad
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         check_input(self, x, 4)
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
@@ -104,15 +110,15 @@ class AdaptiveAvgPool2d(Module):
         (2, 512, 1, 1)
     """
 
-    def __init__(self, output_size):
+    def __init__(self, output_size: SizePair) -> None:
         super().__init__()
         self.output_size = output_size
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         check_input(self, x, 4)
         return F.adaptive_avg_pool2d(x, _output_size(self.output_size, x))
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
 
 
@@ -124,11 +130,11 @@ class AdaptiveMaxPool2d(AdaptiveAvgPool2d):
         return_indices: must be False (not supported).
     """
 
-    def __init__(self, output_size, return_indices=False):
+    def __init__(self, output_size: SizePair, return_indices: bool = False) -> None:
         if return_indices:
             raise NotImplementedError("AdaptiveMaxPool2d: return_indices=True is not supported")
         super().__init__(output_size)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         check_input(self, x, 4)
         return F.adaptive_max_pool2d(x, _output_size(self.output_size, x))

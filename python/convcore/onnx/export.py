@@ -7,8 +7,11 @@ even-sized LRN is written out with its torch window. Value and node names are th
 values get a suffix ("fc.matmul").
 """
 
+from __future__ import annotations
+
 import os
 import tempfile
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import onnx
@@ -18,6 +21,7 @@ from .. import _core
 from ..graph import Graph, Node, trace
 from ..graph.ir import NameSet, unique_name
 from ..graph.passes import fold_batchnorm as _fold_batchnorm
+from ..nn import Module
 from ..ops import OPS
 from .importer.module import ONNXModule
 
@@ -150,8 +154,9 @@ def _check_and_save(proto, path, external_data):
     return proto
 
 
-def export(model, path=None, input_shape=None, opset=17, dynamic_batch=True, fold_batchnorm=False,
-           external_data=None):
+def export(model: Union[Module, Graph], path: Union[str, os.PathLike[str], None] = None,
+           input_shape: Optional[Sequence[int]] = None, opset: int = 17, dynamic_batch: bool = True,
+           fold_batchnorm: bool = False, external_data: Optional[bool] = None) -> onnx.ModelProto:
     """Export a model (or a traced Graph) to ONNX.
 
     Runs `onnx.checker.check_model(full_check=True)` and strict shape inference on the result before returning it.

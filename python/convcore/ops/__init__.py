@@ -13,7 +13,8 @@ docs/architecture.md (the layers) and docs/adding-an-op.md (the recipe).
 """
 
 from . import window
-from . import conv, pool, norm, activation, tensor, elementwise, reduce, shape, resize  # noqa: I001  (OPS order)
+# imported to declare their ops, in OPS order
+from . import conv, pool, norm, activation, tensor, elementwise, reduce, shape, resize  # noqa: F401, I001
 from .registry import OPS, Backward, BackwardCall, Op, OnnxOp, active_tracer, declare, get, tracing
 
 __all__ = ["OPS", "Backward", "BackwardCall", "Op", "OnnxOp", "active_tracer", "declare", "get", "tracing", "window"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from .. import _core
 from .. import _validate as V
-from .registry import Backward, OnnxOp, PlanRule, declare, plan_binary
+from .._types import Array
+from .registry import Backward, OnnxOp, PlanRule, _Spec, declare, plan_binary
 
 __all__ = ["relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "elu", "selu",
            "celu", "softplus", "softsign", "gelu", "mish", "prelu", "softmax", "log_softmax"]
@@ -26,7 +28,8 @@ def _plan_activation_backward(gp, node, dy, needs):
     gp.activation_backward(node, dy, needs)
 
 
-def activation(onnx, rule=_same_shape, params=(), act=None):
+def activation(onnx: Any, rule: Callable[..., Any] = _same_shape, params: tuple[str, ...] = (),
+               act: Optional[Callable[[dict[str, Any]], str]] = None) -> Callable[[_Spec], _Spec]:
     """Declaration of an elementwise function computed by the kernels' activation of the same name
     (`_core.Act`, the list in csrc/kernels/elementwise.h), or by ``act(attrs)`` (a name) for an op with variants;
     `params` name the attributes that are its alpha and beta.
@@ -35,8 +38,9 @@ def activation(onnx, rule=_same_shape, params=(), act=None):
     the output, as ``_core.act_grad_from`` says; none when it says 'none'), the Plan form (an epilogue a producer may
     fuse, else one op) and the gradient Plan's backward op."""
 
-    def register(spec):
-        name_of = act or (lambda attrs, name=spec.__name__: name)
+    def register(spec: _Spec) -> _Spec:
+        def name_of(attrs: dict[str, Any]) -> str:
+            return act(attrs) if act is not None else spec.__name__
 
         def epilogue(attrs):
             return (name_of(attrs), *(float(attrs[p]) for p in params), *(0.0,) * (2 - len(params)))
@@ -100,43 +104,43 @@ def _hardswish_to_onnx(em, node):
 
 
 @activation(OnnxOp("Relu"))
-def relu(x):
+def relu(x: Array) -> Array:
     """``max(x, 0)``, elementwise (any shape)."""
 
 
 @activation(_relu6_to_onnx)
-def relu6(x):
+def relu6(x: Array) -> Array:
     """``min(max(x, 0), 6)``, elementwise."""
 
 
 @activation(OnnxOp("LeakyRelu", {"alpha": "negative_slope"}, defaults={"alpha": 0.01}), _leaky_relu_rule,
             ("negative_slope",))
-def leaky_relu(x, negative_slope=0.01):
+def leaky_relu(x: Array, negative_slope: float = 0.01) -> Array:
     """``x if x >= 0 else negative_slope * x``, elementwise."""
 
 
 @activation(OnnxOp("Sigmoid"))
-def sigmoid(x):
+def sigmoid(x: Array) -> Array:
     """``1 / (1 + exp(-x))``, elementwise."""
 
 
 @activation(OnnxOp("Tanh"))
-def tanh(x):
+def tanh(x: Array) -> Array:
     """Hyperbolic tangent, elementwise."""
 
 
 @activation(_silu_to_onnx)
-def silu(x):
+def silu(x: Array) -> Array:
     """``x * sigmoid(x)`` (swish), elementwise."""
 
 
 @activation(_hardswish_to_onnx)
-def hardswish(x):
+def hardswish(x: Array) -> Array:
     """``x * relu6(x + 3) / 6``, elementwise."""
 
 
 @activation(OnnxOp("HardSigmoid", fixed={"alpha": 1 / 6, "beta": 0.5}))
-def hardsigmoid(x):
+def hardsigmoid(x: Array) -> Array:
     """``relu6(x + 3) / 6``, elementwise."""
 
 
@@ -205,39 +209,39 @@ SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875  #
 
 
 @activation(OnnxOp("Elu", {"alpha": "alpha"}, defaults={"alpha": 1.0}), _float_attrs("alpha"), ("alpha",))
-def elu(x, alpha=1.0):
+def elu(x: Array, alpha: float = 1.0) -> Array:
     """``x if x >= 0 else alpha * (exp(x) - 1)``, elementwise."""
 
 
 @activation(OnnxOp("Selu", {"alpha": "alpha", "gamma": "gamma"}, defaults={"alpha": SELU_ALPHA, "gamma": SELU_GAMMA}),
             _float_attrs("alpha", "gamma"), ("alpha", "gamma"))
-def selu(x, alpha=SELU_ALPHA, gamma=SELU_GAMMA):
+def selu(x: Array, alpha: float = SELU_ALPHA, gamma: float = SELU_GAMMA) -> Array:
     """``gamma * (x if x > 0 else alpha * (exp(x) - 1))``, elementwise (ONNX's default constants)."""
 
 
 @activation(OnnxOp("Celu", {"alpha": "alpha"}, defaults={"alpha": 1.0}), _celu_rule, ("alpha",))
-def celu(x, alpha=1.0):
+def celu(x: Array, alpha: float = 1.0) -> Array:
     """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``, elementwise."""
 
 
 @activation(OnnxOp("Softplus"))
-def softplus(x):
+def softplus(x: Array) -> Array:
     """``log(1 + exp(x))``, elementwise (no overflow for large x)."""
 
 
 @activation(OnnxOp("Softsign"))
-def softsign(x):
+def softsign(x: Array) -> Array:
     """``x / (1 + |x|)``, elementwise."""
 
 
 @activation(_gelu_to_onnx, _gelu_rule, act=lambda attrs: "gelu_tanh" if attrs["approximate"] == "tanh" else "gelu")
-def gelu(x, approximate="none"):
+def gelu(x: Array, approximate: str = "none") -> Array:
     """``0.5 * x * (1 + erf(x / sqrt(2)))``, or with ``approximate='tanh'`` the tanh form
     ``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))``, elementwise."""
 
 
 @activation(_decomposed("Mish", 18, _mish_lower))
-def mish(x):
+def mish(x: Array) -> Array:
     """``x * tanh(softplus(x))``, elementwise."""
 
 
@@ -259,7 +263,7 @@ def _prelu_kernel(x, slope, *, out):
 
 @declare(("x", "slope"), _prelu_rule, _prelu_kernel, onnx=OnnxOp("PRelu"), allow_empty=True,
          plan=plan_binary("prelu"))
-def prelu(x, slope):
+def prelu(x: Array, slope: Array) -> Array:
     """``x if x >= 0 else slope * x`` with `slope` broadcast to x (e.g. one slope per channel: ``(C, 1, 1)``)."""
 
 
@@ -306,12 +310,12 @@ def _channels_axis(node, graph):
 @declare(("x",), _softmax_rule, _softmax_kernel(False), onnx=OnnxOp("Softmax", {"axis": "axis"}),
          backward=Backward(_softmax_backward, ("out",)),
          plan=PlanRule(lambda low, node: low.softmax(node, False), _channels_axis))
-def softmax(x, axis=1):
+def softmax(x: Array, axis: int = 1) -> Array:
     """Softmax along ``axis`` (max-subtracted, so large logits do not overflow)."""
 
 
 @declare(("x",), _softmax_rule, _softmax_kernel(True), onnx=OnnxOp("LogSoftmax", {"axis": "axis"}),
          backward=Backward(_log_softmax_backward, ("out",)),
          plan=PlanRule(lambda low, node: low.softmax(node, True), _channels_axis))
-def log_softmax(x, axis=1):
+def log_softmax(x: Array, axis: int = 1) -> Array:
     """``log(softmax(x))`` along ``axis``, computed without forming the softmax."""

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as V
+from .._types import Array, IntPair, Padding, Pads
 from . import window
 from .registry import Backward, PlanRule, declare
 
@@ -254,7 +255,8 @@ def _plan_conv_backward(gp, node, dy, needs):
 @declare(("x", "weight", "bias"), _conv2d_rule, _conv2d_kernel, onnx=_conv2d_to_onnx, macs=_conv2d_macs,
          channel_params=("weight", "bias"), backward=Backward(_conv2d_backward, ("weight",)),
          plan=PlanRule(_plan_conv, _constant_weights), plan_backward=_plan_conv_backward)
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=None):
+def conv2d(x: Array, weight: Array, bias: Array | None = None, stride: IntPair = 1, padding: Padding = 0,
+           dilation: IntPair = 1, groups: int = 1, out: Array | None = None) -> Array:
     """2-D convolution (cross-correlation, as torch).
 
     Args:
@@ -279,7 +281,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=
 @declare(("x", "weight", "bias"), _depthwise_rule, _depthwise_kernel, onnx=_depthwise_to_onnx,
          macs=_depthwise_macs, channel_params=("weight", "bias"), backward=Backward(_depthwise_backward, ("weight",)),
          plan=PlanRule(_plan_conv, _constant_weights), plan_backward=_plan_conv_backward)
-def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
+def depthwise_conv2d(x: Array, weight: Array, bias: Array | None = None, stride: IntPair = 1, padding: Padding = 0,
+                     dilation: IntPair = 1) -> Array:
     """Depthwise convolution: each input channel convolved with its own ``m`` filters.
 
     Args:
@@ -297,8 +300,9 @@ def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
          channel_params=("pointwise_weight", "pointwise_bias"),
          backward=Backward(_separable_backward, ("depthwise_weight", "pointwise_weight")),
          plan=PlanRule(lambda low, node: low.separable(node), _constant_weights))
-def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None, pointwise_bias=None, stride=1,
-                     padding=0, dilation=1):
+def separable_conv2d(x: Array, depthwise_weight: Array, pointwise_weight: Array, depthwise_bias: Array | None = None,
+                     pointwise_bias: Array | None = None, stride: IntPair = 1, padding: Padding = 0,
+                     dilation: IntPair = 1) -> Array:
     """Depthwise-separable convolution: a depthwise convolution, then a 1x1 (pointwise) convolution.
 
     Args:
@@ -311,7 +315,8 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
 
 @declare(("x", "weight", "bias"), _conv_transpose_rule, _conv_transpose_kernel, onnx=_conv_transpose_to_onnx,
          macs=_conv_transpose_macs)
-def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+def conv_transpose2d(x: Array, weight: Array, bias: Array | None = None, stride: IntPair = 1, padding: Pads = 0,
+                     output_padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1) -> Array:
     """Transposed 2-D convolution (torch conv_transpose2d, ONNX ConvTranspose): each input pixel scatters its
     weighted kernel into the output.
 

@@ -4,21 +4,23 @@ erf, clip and shrink; comparisons (float masks) and where (kernels: csrc/ops/elt
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import numpy as np
 
 from .. import _core
 from .. import _validate as V
+from .._types import Array
 from .activation import activation
-from .registry import OnnxOp, declare, plan_binary
+from .registry import OnnxOp, _Spec, declare, plan_binary
 from .tensor import _binary_kernel, _broadcast_rule
 
 __all__ = ["sub", "div", "pow", "maximum", "minimum", "exp", "log", "sqrt", "neg", "abs", "reciprocal", "erf",
            "clip", "shrink", "less", "less_equal", "greater", "greater_equal", "equal", "where"]
 
 
-def _binary(onnx, kernel_name):
-    def register(spec):
+def _binary(onnx: Any, kernel_name: str) -> Callable[[_Spec], _Spec]:
+    def register(spec: _Spec) -> _Spec:
         return declare(("a", "b"), _broadcast_rule, _binary_kernel(kernel_name), onnx=onnx, allow_empty=True,
                        plan=plan_binary(kernel_name))(spec)
 
@@ -26,62 +28,62 @@ def _binary(onnx, kernel_name):
 
 
 @_binary(OnnxOp("Sub"), "sub")
-def sub(a, b):
+def sub(a: Array, b: Array) -> Array:
     """Elementwise ``a - b`` with numpy broadcasting."""
 
 
 @_binary(OnnxOp("Div"), "div")
-def div(a, b):
+def div(a: Array, b: Array) -> Array:
     """Elementwise ``a / b`` with numpy broadcasting (IEEE: x / 0 is +-inf, 0 / 0 NaN)."""
 
 
 @_binary(OnnxOp("Pow"), "pow")
-def pow(a, b):  # noqa: A001  (the ONNX / numpy name)
+def pow(a: Array, b: Array) -> Array:  # noqa: A001  (the ONNX / numpy name)
     """Elementwise ``a ** b`` with numpy broadcasting (computed in double, rounded once)."""
 
 
 @_binary(OnnxOp("Max"), "max")
-def maximum(a, b):
+def maximum(a: Array, b: Array) -> Array:
     """Elementwise maximum with numpy broadcasting; NaN propagates."""
 
 
 @_binary(OnnxOp("Min"), "min")
-def minimum(a, b):
+def minimum(a: Array, b: Array) -> Array:
     """Elementwise minimum with numpy broadcasting; NaN propagates."""
 
 
 @activation(OnnxOp("Exp"))
-def exp(x):
+def exp(x: Array) -> Array:
     """``e ** x``, elementwise."""
 
 
 @activation(OnnxOp("Log"))
-def log(x):
+def log(x: Array) -> Array:
     """Natural logarithm, elementwise (-inf at 0, NaN below)."""
 
 
 @activation(OnnxOp("Sqrt"))
-def sqrt(x):
+def sqrt(x: Array) -> Array:
     """Square root, elementwise (NaN below 0)."""
 
 
 @activation(OnnxOp("Neg"))
-def neg(x):
+def neg(x: Array) -> Array:
     """``-x``, elementwise."""
 
 
 @activation(OnnxOp("Abs"))
-def abs(x):  # noqa: A001
+def abs(x: Array) -> Array:  # noqa: A001
     """``|x|``, elementwise."""
 
 
 @activation(OnnxOp("Reciprocal"))
-def reciprocal(x):
+def reciprocal(x: Array) -> Array:
     """``1 / x``, elementwise."""
 
 
 @activation(OnnxOp("Erf"))
-def erf(x):
+def erf(x: Array) -> Array:
     """The error function, elementwise."""
 
 
@@ -91,7 +93,7 @@ def _shrink_rule(shapes, attrs):
 
 @activation(OnnxOp("Shrink", {"lambd": "lambd", "bias": "bias"}, defaults={"lambd": 0.5, "bias": 0.0}), _shrink_rule,
             ("lambd", "bias"))
-def shrink(x, lambd=0.5, bias=0.0):
+def shrink(x: Array, lambd: float = 0.5, bias: float = 0.0) -> Array:
     """``x + bias if x < -lambd else (x - bias if x > lambd else 0)``, elementwise (ONNX Shrink; torch's hardshrink
     with bias 0, its softshrink with bias = lambd)."""
 
@@ -117,7 +119,7 @@ def _clip_to_onnx(em, node):
 
 
 @activation(_clip_to_onnx, _clip_rule, ("min", "max"))
-def clip(x, min=None, max=None):  # noqa: A002
+def clip(x: Array, min: float | None = None, max: float | None = None) -> Array:  # noqa: A002
     """``min(max(x, min), max)`` elementwise (ONNX Clip: when min > max every value becomes max); None: unbounded.
 
     Normalised: ``min`` / ``max`` are floats, -inf / inf for no bound.
@@ -138,28 +140,28 @@ def _comparison_to_onnx(op_type):
 
 
 @_binary(_comparison_to_onnx("Less"), "less")
-def less(a, b):
+def less(a: Array, b: Array) -> Array:
     """``a < b`` elementwise with numpy broadcasting, as a float32 mask (1.0 where true, 0.0 elsewhere; NaN compares
     false)."""
 
 
 @_binary(_comparison_to_onnx("LessOrEqual"), "less_equal")
-def less_equal(a, b):
+def less_equal(a: Array, b: Array) -> Array:
     """``a <= b`` elementwise with numpy broadcasting, as a float32 mask."""
 
 
 @_binary(_comparison_to_onnx("Greater"), "greater")
-def greater(a, b):
+def greater(a: Array, b: Array) -> Array:
     """``a > b`` elementwise with numpy broadcasting, as a float32 mask."""
 
 
 @_binary(_comparison_to_onnx("GreaterOrEqual"), "greater_equal")
-def greater_equal(a, b):
+def greater_equal(a: Array, b: Array) -> Array:
     """``a >= b`` elementwise with numpy broadcasting, as a float32 mask."""
 
 
 @_binary(_comparison_to_onnx("Equal"), "equal")
-def equal(a, b):
+def equal(a: Array, b: Array) -> Array:
     """``a == b`` elementwise with numpy broadcasting, as a float32 mask."""
 
 
@@ -185,6 +187,6 @@ def _where_to_onnx(em, node):
 
 
 @declare(("condition", "a", "b"), _where_rule, _where_kernel, onnx=_where_to_onnx, allow_empty=True)
-def where(condition, a, b):
+def where(condition: Array, a: Array, b: Array) -> Array:
     """``a`` where ``condition`` is non-zero, else ``b`` (numpy broadcasting over the three; a comparison's mask is
     a condition)."""

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as V
+from .._types import Array
 from .registry import Backward, PlanRule, declare
 
 __all__ = ["batch_norm", "instance_norm", "local_response_norm"]
@@ -143,7 +144,8 @@ def _constant_statistics(node, graph):
          onnx=_batch_norm_to_onnx, backward=Backward(_batch_norm_backward, ("running_mean", "running_var", "weight")),
          plan=PlanRule(lambda low, node: low.batch_norm(node), _constant_statistics),
          plan_backward=lambda gp, node, dy, needs: gp.batch_norm_backward(node, dy, needs))
-def batch_norm(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+def batch_norm(x: Array, running_mean: Array, running_var: Array, weight: Array | None = None,
+               bias: Array | None = None, eps: float = 1e-5) -> Array:
     """Inference batch normalization: ``(x - mean) / sqrt(var + eps) * weight + bias`` per channel.
 
     Args:
@@ -155,7 +157,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
 
 @declare(("x", "weight", "bias"), _instance_norm_rule, _instance_norm_kernel, onnx=_instance_norm_to_onnx,
          allow_empty=True)
-def instance_norm(x, weight=None, bias=None, eps=1e-5):
+def instance_norm(x: Array, weight: Array | None = None, bias: Array | None = None, eps: float = 1e-5) -> Array:
     """Instance normalization: ``(x - mean) / sqrt(var + eps) * weight + bias``, mean and biased variance over each
     (n, c) plane (inference and training alike: no running statistics).
 
@@ -168,7 +170,7 @@ def instance_norm(x, weight=None, bias=None, eps=1e-5):
 
 @declare(("x",), _lrn_rule, _lrn_kernel, onnx=_lrn_to_onnx, backward=Backward(_lrn_backward, ("x",)),
          plan=PlanRule(lambda low, node: low.lrn(node), lambda node, graph: len(graph.shapes[node.inputs[0]]) == 4))
-def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+def local_response_norm(x: Array, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> Array:
     """Local response normalization across channels (torch semantics):
     ``y = x / (k + alpha / size * sum_{c' in window(c)} x[c']^2) ** beta``, window ``[c - size//2, c + (size-1)//2]``.
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as V
+from .._types import Array, IntPair, Pads, SizePair
 from . import window
 from .registry import Backward, OnnxOp, PlanRule, declare
 
@@ -232,7 +233,8 @@ def _plan_adaptive_avg_backward(gp, node, dy, needs):
 @declare(("x",), lambda shapes, attrs: _window_rule(shapes, attrs, True), _max_kernel, onnx=_window_to_onnx(True),
          backward=Backward(_max_backward, ("x",)), plan=_plan_pool(True),
          plan_backward=lambda gp, node, dy, needs: gp.max_pool_backward(node, dy, needs))
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+def max_pool2d(x: Array, kernel_size: IntPair, stride: IntPair | None = None, padding: Pads = 0, dilation: IntPair = 1,
+               ceil_mode: bool = False) -> Array:
     """2-D max pooling; padding cells never win. ``stride`` defaults to ``kernel_size``.
 
     Args:
@@ -246,12 +248,14 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 @declare(("x",), lambda shapes, attrs: _window_rule(shapes, attrs, False), _avg_kernel, onnx=_window_to_onnx(False),
          backward=Backward(_avg_backward), plan=_plan_pool(False),
          plan_backward=lambda gp, node, dy, needs: gp.avg_pool_backward(node, dy, needs))
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+def avg_pool2d(x: Array, kernel_size: IntPair, stride: IntPair | None = None, padding: Pads = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True) -> Array:
     """2-D average pooling (torch semantics for ``count_include_pad`` and ``ceil_mode``)."""
 
 
 @declare(("x",), _lp_rule, _lp_kernel, onnx=_lp_to_onnx)
-def lp_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, p=2.0):
+def lp_pool2d(x: Array, kernel_size: IntPair, stride: IntPair | None = None, padding: Pads = 0, dilation: IntPair = 1,
+              ceil_mode: bool = False, p: float = 2.0) -> Array:
     """2-D Lp pooling (ONNX LpPool): ``(sum over the window of |x|^p)^(1/p)``; padding cells add nothing.
     ``stride`` defaults to ``kernel_size``.
 
@@ -262,23 +266,23 @@ def lp_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fals
 
 @declare(("x",), _adaptive_rule, _adaptive_kernel(False), onnx=_adaptive_to_onnx(False),
          backward=_adaptive_backward(False), plan=_plan_adaptive(False), plan_backward=_plan_adaptive_avg_backward)
-def adaptive_avg_pool2d(x, output_size):
+def adaptive_avg_pool2d(x: Array, output_size: SizePair) -> Array:
     """Average pooling to a fixed ``output_size`` (int or pair; ``None`` keeps that input size)."""
 
 
 @declare(("x",), _adaptive_rule, _adaptive_kernel(True), onnx=_adaptive_to_onnx(True),
          backward=_adaptive_backward(True), plan=_plan_adaptive(True))
-def adaptive_max_pool2d(x, output_size):
+def adaptive_max_pool2d(x: Array, output_size: SizePair) -> Array:
     """Max pooling to a fixed ``output_size`` (int or pair; ``None`` keeps that input size)."""
 
 
 @declare(("x",), _global_rule, _adaptive_kernel(False), onnx=OnnxOp("GlobalAveragePool"),
          backward=_adaptive_backward(False), plan=_plan_adaptive(False), plan_backward=_plan_adaptive_avg_backward)
-def global_avg_pool2d(x):
+def global_avg_pool2d(x: Array) -> Array:
     """Mean over H and W: ``(N, C, H, W) -> (N, C, 1, 1)``."""
 
 
 @declare(("x",), _global_rule, _adaptive_kernel(True), onnx=OnnxOp("GlobalMaxPool"),
          backward=_adaptive_backward(True), plan=_plan_adaptive(True))
-def global_max_pool2d(x):
+def global_max_pool2d(x: Array) -> Array:
     """Max over H and W: ``(N, C, H, W) -> (N, C, 1, 1)``."""

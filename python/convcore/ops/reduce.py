@@ -3,10 +3,13 @@ reduce_sum_square, reduce_log_sum, reduce_log_sum_exp (kernel: csrc/ops/reduce).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from .. import _core
 from .. import _validate as V
+from .._types import Array, Axes
 from .registry import declare
 
 __all__ = ["reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_l1", "reduce_l2",
@@ -58,8 +61,14 @@ def _reduce_to_onnx(op_type):
     return lower
 
 
-def _reduction(name, kind, op_type, doc):
-    def spec(x, axes=None, keepdims=True):
+class Reduction(Protocol):
+    """The signature of every reduction (the type checkers' view of `reduce_sum`, ...)."""
+
+    def __call__(self, x: Array, axes: Axes = None, keepdims: bool = True) -> Array: ...
+
+
+def _reduction(name: str, kind: str, op_type: str, doc: str) -> Reduction:
+    def spec(x: Array, axes: Axes = None, keepdims: bool = True) -> Array:
         pass
 
     spec.__name__ = spec.__qualname__ = name

@@ -31,24 +31,24 @@ import contextvars
 import functools
 import inspect
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Tuple, TypeVar, Union, cast
 
 from .. import _validate as V
 
-OPS: dict = {}  # op name -> Op, in declaration order
+OPS: dict[str, Op] = {}  # op name -> Op, in declaration order
 
 # The tracer recording ops in this thread / context, or None. A context variable, so that tracing in one thread
 # never changes what another thread's calls do.
 _TRACER: contextvars.ContextVar = contextvars.ContextVar("convcore_tracer", default=None)
 
 
-def active_tracer():
+def active_tracer() -> Any:
     """The tracer recording calls in this thread (or asyncio task), or None."""
     return _TRACER.get()
 
 
 @contextlib.contextmanager
-def tracing(tracer):
+def tracing(tracer: Any) -> Iterator[Any]:
     """Route op calls (``tracer.record(op, arguments)``) and module calls (``tracer.call_module(module, args,
     kwargs)``) of this thread to `tracer` inside the block."""
     token = _TRACER.set(tracer)
@@ -256,7 +256,8 @@ class Op:
             self.signature.bind(*args, **kwargs)  # a required argument is missing: raises
         return arguments
 
-    def infer(self, shapes, attrs):
+    def infer(self, shapes: Sequence[Optional[Sequence[int]]],
+              attrs: Mapping[str, Any]) -> Tuple[dict[str, Any], Tuple[int, ...]]:
         """(normalised attributes, output shape) of the op for input shapes and attributes, without computing.
 
         Args:
@@ -270,14 +271,14 @@ class Op:
         if not self.attrs.keys() >= attrs.keys():
             raise TypeError(f"{self.name}: expected attributes among {list(self.attrs)} (got "
                             f"{sorted(attrs.keys() - self.attrs.keys())})")
-        shapes = [None if s is None else tuple(map(int, s)) for s in shapes]
+        normal: list[Optional[Tuple[int, ...]]] = [None if s is None else tuple(map(int, s)) for s in shapes]
         if not self.variadic:
-            shapes += [None] * (len(self.inputs) - len(shapes))
-            for name, shape in zip(self.inputs, shapes):
+            normal += [None] * (len(self.inputs) - len(normal))
+            for name, shape in zip(self.inputs, normal):
                 if shape is None and name not in self.optional:
                     raise ValueError(f"{name}: expected a tensor (got none)")
-        attrs, shape = self.rule(shapes, {**self.attrs, **attrs})
-        return attrs, tuple(map(int, shape))
+        normalised, out = self.rule(normal, {**self.attrs, **attrs})
+        return normalised, tuple(map(int, out))
 
     def arrays(self, arguments):
         """The op's tensor arguments from a bound call, validated (float32, C-contiguous, size limit); a list of
@@ -295,7 +296,8 @@ class Op:
         """Run the op eagerly on a bound call's arguments (name -> value, defaults applied)."""
         arrays = self.arrays(arguments)
         # The rule directly: a bound call has every attribute, and array shapes are tuples of ints already.
-        attrs, shape = self.rule([None if a is None else a.shape for a in arrays], {n: arguments[n] for n in self.attrs})
+        shapes = [None if a is None else a.shape for a in arrays]
+        attrs, shape = self.rule(shapes, {n: arguments[n] for n in self.attrs})
         out = None if self.view else V.output(arguments.get("out"), shape, "out", tuple(arrays))
         return self.kernel(*([arrays] if self.variadic else arrays), out=out, **attrs)
 
@@ -303,21 +305,26 @@ class Op:
         return f"Op({self.name!r}, inputs={self.inputs}, attrs={list(self.attrs)})"
 
 
-def declare(inputs, rule, kernel, **facts):
-    """Decorator declaring an op from its public signature function (see the module docstring); returns the public
-    function and adds the `Op` to `OPS`."""
+_Spec = TypeVar("_Spec", bound=Callable[..., Any])
 
-    def register(spec):
+
+def declare(inputs: Sequence[str], rule: Callable[..., Any], kernel: Callable[..., Any],
+            **facts: Any) -> Callable[[_Spec], _Spec]:
+    """Decorator declaring an op from its public signature function (see the module docstring); returns the public
+    function and adds the `Op` to `OPS`. The public function has the spec's signature and annotations (which type
+    checkers read as the op's)."""
+
+    def register(spec: _Spec) -> _Spec:
         op = Op(spec, inputs, rule, kernel, **facts)
         if op.name in OPS:
             raise ValueError(f"expected a new op name (got {op.name!r}, already declared)")
         OPS[op.name] = op
-        return op.function
+        return cast(_Spec, op.function)
 
     return register
 
 
-def get(name):
+def get(name: str) -> Op:
     """The `Op` declared as `name`; ValueError naming the declared ops otherwise."""
     if name not in OPS:
         raise ValueError(f"expected a declared op (got {name!r}); declared: {', '.join(OPS)}")

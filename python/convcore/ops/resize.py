@@ -4,11 +4,13 @@ csrc/ops/tensor, one separable pass per resized axis)."""
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 
 from .. import _core
 from .. import _validate as V
+from .._types import Array
 from .registry import declare
 
 __all__ = ["resize"]
@@ -256,9 +258,10 @@ def _aspect_sizes(scales, in_shape, out_shape):
 
 
 @declare(("x",), _resize_rule, _resize_kernel, onnx=_resize_to_onnx, allow_empty=True)
-def resize(x, size=None, scales=None, mode="nearest", coordinate_transformation_mode="half_pixel",
-           nearest_mode="round_prefer_floor", cubic_coeff_a=-0.75, exclude_outside=False, extrapolation_value=0.0,
-           antialias=False, roi=None):
+def resize(x: Array, size: Sequence[int | None] | None = None, scales: Sequence[float] | None = None,
+           mode: str = "nearest", coordinate_transformation_mode: str = "half_pixel",
+           nearest_mode: str = "round_prefer_floor", cubic_coeff_a: float = -0.75, exclude_outside: bool = False,
+           extrapolation_value: float = 0.0, antialias: bool = False, roi: Sequence[float] | None = None) -> Array:
     """Resizes any axes by interpolation, with ONNX Resize's semantics (opset 19).
 
     Args:

@@ -6,11 +6,14 @@ padding alike."""
 from __future__ import annotations
 
 import math
+from typing import Any, Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .. import _core
 from .. import _validate as V
+from .._types import Array, Ints
 from .registry import declare
 
 __all__ = ["reshape", "transpose", "slice", "pad", "gather", "expand", "tile", "identity"]
@@ -82,7 +85,7 @@ def _reshape_to_onnx(em, node):
 
 
 @declare(("x",), _reshape_rule, _reshape_kernel, onnx=_reshape_to_onnx, allow_empty=True, view=True)
-def reshape(x, shape):
+def reshape(x: Array, shape: Ints) -> Array:
     """The same elements in a new shape (a view); one dim may be -1 (inferred from the others).
 
     Normalised: ``shape`` a tuple of ints >= -1 with at most one -1 (kept, so a graph follows its batch size).
@@ -98,7 +101,7 @@ def _identity_to_onnx(em, node):
 
 
 @declare(("x",), _identity_rule, lambda x, *, out: x, onnx=_identity_to_onnx, allow_empty=True, view=True)
-def identity(x):
+def identity(x: Array) -> Array:
     """`x` itself (ONNX Identity; a graph output that is a graph input or a constant)."""
 
 
@@ -122,7 +125,7 @@ def _transpose_to_onnx(em, node):
 
 
 @declare(("x",), _transpose_rule, _transpose_kernel, onnx=_transpose_to_onnx, allow_empty=True)
-def transpose(x, perm=None):
+def transpose(x: Array, perm: Ints | None = None) -> Array:
     """Permutes the axes: output axis d is input axis ``perm[d]`` (None: reversed).
 
     Normalised: ``perm`` a tuple of ints.
@@ -181,7 +184,8 @@ def _slice_to_onnx(em, node):
 
 
 @declare(("x",), _slice_rule, _slice_kernel, onnx=_slice_to_onnx, allow_empty=True)
-def slice(x, starts, ends, axes=None, steps=None):  # noqa: A001  (the ONNX / numpy name)
+def slice(x: Array, starts: Ints, ends: Ints, axes: Ints | None = None,  # noqa: A001  (the ONNX / numpy name)
+          steps: Ints | None = None) -> Array:
     """``x[start:end:step]`` along each listed axis (numpy / ONNX clamping; negative values count from the end).
 
     Normalised: ``starts``, ``ends``, ``axes``, ``steps`` tuples of one entry per sliced axis, sorted by axis (axes
@@ -255,7 +259,7 @@ def _pad_to_onnx(em, node):
 
 
 @declare(("x",), _pad_rule, _pad_kernel, onnx=_pad_to_onnx, allow_empty=True)
-def pad(x, pads, mode="constant", value=0.0):
+def pad(x: Array, pads: Ints, mode: str = "constant", value: float = 0.0) -> Array:
     """Pads every axis: ``pads = (begin_0, end_0, begin_1, end_1, ...)``, negative values crop. Modes: 'constant'
     (`value`), 'reflect' (mirror without repeating the edge, numpy's), 'edge' (repeat the edge), 'wrap' (periodic).
 
@@ -315,7 +319,8 @@ def _gather_to_onnx(em, node):
 
 
 @declare(("x",), _gather_rule, _gather_kernel, onnx=_gather_to_onnx, allow_empty=True)
-def gather(x, indices, axis=0, indices_shape=None):
+def gather(x: Array, indices: int | Sequence[Any] | NDArray[np.integer[Any]], axis: int = 0,
+           indices_shape: Ints | None = None) -> Array:
     """``numpy.take(x, indices, axis)``: the output replaces `axis` by the indices' shape (negative indices count
     from the end). `indices`: an int, a nested sequence or an integer array (or a flat sequence with
     `indices_shape`).
@@ -358,7 +363,7 @@ def _expand_to_onnx(em, node):
 
 
 @declare(("x",), _expand_rule, _expand_kernel, onnx=_expand_to_onnx, allow_empty=True)
-def expand(x, shape):
+def expand(x: Array, shape: Ints) -> Array:
     """`x` broadcast with `shape` (numpy rules, both ways: the result has the larger of each pair of dims).
 
     Normalised: ``shape`` a tuple of non-negative ints.
@@ -386,7 +391,7 @@ def _tile_to_onnx(em, node):
 
 
 @declare(("x",), _tile_rule, _tile_kernel, onnx=_tile_to_onnx, allow_empty=True)
-def tile(x, repeats):
+def tile(x: Array, repeats: Ints) -> Array:
     """`x` repeated ``repeats[d]`` times along each axis d (``numpy.tile`` with one count per axis).
 
     Normalised: ``repeats`` a tuple of non-negative ints.

@@ -4,11 +4,13 @@ csrc/ops/eltwise)."""
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 
 from .. import _core
 from .. import _validate as V
+from .._types import Array
 from .registry import Backward, OnnxOp, PlanRule, declare, plan_binary
 
 __all__ = ["linear", "matmul", "add", "mul", "concat", "flatten"]
@@ -78,7 +80,7 @@ def _plan_linear_ok(node, graph):
          backward=Backward(_linear_backward, _linear_saves), plan=PlanRule(lambda low, node: low.linear(node),
                                                                            _plan_linear_ok),
          plan_backward=lambda gp, node, dy, needs: gp.linear_backward(node, dy, needs))
-def linear(x, weight, bias=None):
+def linear(x: Array, weight: Array, bias: Array | None = None) -> Array:
     """Fully connected layer ``y = x @ weight.T + bias``.
 
     Args:
@@ -136,7 +138,7 @@ def _matmul_macs(shapes, out):
 
 
 @declare(("a", "b"), _matmul_rule, _matmul_kernel, onnx=OnnxOp("MatMul"), macs=_matmul_macs, allow_empty=True)
-def matmul(a, b):
+def matmul(a: Array, b: Array) -> Array:
     """``numpy.matmul(a, b)``: matrix products over the last two dims, the leading dims broadcast; a 1-D operand is
     a row (a) or column (b) vector whose dim the result drops."""
 
@@ -152,7 +154,8 @@ def _broadcast_rule(shapes, attrs):
 
 def _binary_kernel(name):
     def kernel(a, b, *, out):
-        _core.binary(np.broadcast_to(a, out.shape), np.broadcast_to(b, out.shape), out, _core.BinaryOp.__members__[name])
+        _core.binary(np.broadcast_to(a, out.shape), np.broadcast_to(b, out.shape), out,
+                     _core.BinaryOp.__members__[name])
         return out
 
     return kernel
@@ -186,14 +189,14 @@ def _mul_saves(attrs, needs):
 @declare(("a", "b"), _broadcast_rule, _binary_kernel("add"), onnx=OnnxOp("Add"), allow_empty=True,
          backward=Backward(_add_backward), plan=plan_binary("add"),
          plan_backward=lambda gp, node, dy, needs: gp.add_backward(node, dy, needs))
-def add(a, b):
+def add(a: Array, b: Array) -> Array:
     """Elementwise ``a + b`` with numpy broadcasting (e.g. residual connections)."""
 
 
 @declare(("a", "b"), _broadcast_rule, _binary_kernel("mul"), onnx=OnnxOp("Mul"), allow_empty=True,
          backward=Backward(_mul_backward, _mul_saves), plan=plan_binary("mul"),
          plan_backward=lambda gp, node, dy, needs: gp.mul_backward(node, dy, needs))
-def mul(a, b):
+def mul(a: Array, b: Array) -> Array:
     """Elementwise ``a * b`` with numpy broadcasting (e.g. squeeze-and-excitation: ``(N, C, H, W) * (N, C, 1, 1)``)."""
 
 
@@ -232,7 +235,7 @@ def _concat_backward(dy, call):
          plan=PlanRule(lambda low, node: low.concat(node),
                        lambda node, graph: node.attrs["axis"] == 1 and all(v not in graph.params for v in node.inputs)),
          plan_backward=lambda gp, node, dy, needs: gp.concat_backward(node, dy, needs))
-def concat(xs, axis=1):
+def concat(xs: Sequence[Array], axis: int = 1) -> Array:
     """Concatenates arrays of equal shape except along ``axis``."""
 
 
@@ -277,5 +280,5 @@ def _plan_flatten_ok(node, graph):
 @declare(("x",), _flatten_rule, _flatten_kernel, onnx=_flatten_to_onnx, allow_empty=True, view=True,
          backward=Backward(_flatten_backward), plan=PlanRule(lambda low, node: low.flatten(node), _plan_flatten_ok),
          plan_backward=lambda gp, node, dy, needs: gp.flatten_backward(node, dy, needs))
-def flatten(x, start_dim=1, end_dim=-1):
+def flatten(x: Array, start_dim: int = 1, end_dim: int = -1) -> Array:
     """Merges dimensions ``start_dim..end_dim`` into one (a view when the input is contiguous)."""

@@ -80,7 +80,7 @@ def same_padding(in_hw, kernel_hw, stride, dilation, lower: bool = False) -> tup
         total = max((-(-size // s) - 1) * s + extent(k, d) - size, 0)
         small, large = total // 2, total - total // 2
         pads += [large, small] if lower else [small, large]
-    return tuple(pads)  # type: ignore[return-value]
+    return tuple(pads)
 
 
 def conv_padding(padding, in_hw, kernel_hw, stride, dilation) -> tuple[int, int, int, int]:

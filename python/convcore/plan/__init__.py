@@ -14,10 +14,12 @@ Example:
 from __future__ import annotations
 
 import time
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
 from .. import _core
+from .._types import Array, Outputs
 from ..graph import Graph, trace
 from ..nn import Module
 from ..graph.ir import call_node
@@ -66,7 +68,8 @@ class Plan:
         isa: the kernels it was packed for ('avx512', 'avx2' or 'scalar').
     """
 
-    def __init__(self, graph, input_shape, num_threads=None, winograd="auto", fuse=True):
+    def __init__(self, graph: Graph, input_shape: Sequence[int], num_threads: Optional[int] = None,
+                 winograd: Union[str, bool] = "auto", fuse: Union[bool, Iterable[str]] = True) -> None:
         self.graph = graph
         self.input_shape = tuple(int(d) for d in input_shape)
         self.num_threads = num_threads
@@ -112,7 +115,7 @@ class Plan:
             raise ValueError(f"x: expected shape (N, {c}, {h}, {w}) (got {x.shape})")
         return np.ascontiguousarray(x)
 
-    def output_shapes(self, batch):
+    def output_shapes(self, batch: int) -> list[tuple[int, ...]]:
         """The output arrays' shapes for a batch of `batch` images."""
         return [(int(batch),) + tuple(self._shapes[name][1:]) for name in self._outputs]
 
@@ -150,7 +153,7 @@ class Plan:
                 env[step.outputs[0]] = call_node(step, args) if timer is None else timer(step, args, None, None)
         return env
 
-    def run(self, x, out=None):
+    def run(self, x: Array, out: Union[Array, Sequence[Array], None] = None) -> Outputs:
         """Run on `x`; write into `out` (an array, or a list with one per output) when given. Returns the output(s).
         """
         x = self._check_input(x)
@@ -177,21 +180,21 @@ class Plan:
         return [s for s in self._steps if isinstance(s, Segment)]
 
     @property
-    def memory_bytes(self):
+    def memory_bytes(self) -> int:
         """Arena bytes (all segments) for the batch of the last call (the compiled batch before any call)."""
         return int(sum(s.plan.arena_bytes(self._last_batch) for s in self._segments()))
 
     @property
-    def weight_bytes(self):
+    def weight_bytes(self) -> int:
         """Bytes of packed weights and constants."""
         return int(sum(s.plan.weight_bytes for s in self._segments()))
 
     @property
-    def eager_nodes(self):
+    def eager_nodes(self) -> list[str]:
         """Names of the nodes compiled plans do not cover, which run op by op between the plan's segments."""
         return [s.name for s in self._steps if not isinstance(s, Segment)]
 
-    def ops(self):
+    def ops(self) -> list[tuple[str, str, str, float]]:
         """The op list: (name, kernel, shapes, FLOPs per image) tuples; nodes run eagerly show kernel 'eager <op>'."""
         rows = []
         for step in self._steps:
@@ -201,7 +204,7 @@ class Plan:
                 rows.append((step.name, f"eager {step.op}", str(self._shapes[step.outputs[0]]), 0.0))
         return rows
 
-    def profile(self, x=None, repeats=10):
+    def profile(self, x: Optional[Array] = None, repeats: int = 10) -> list[tuple[str, str, str, float, float]]:
         """Per-op times: a list of (name, kernel, shapes, FLOPs, seconds) averaged over `repeats` runs on `x`
         (random data of the compiled shape when None)."""
         if x is None:
@@ -223,7 +226,7 @@ class Plan:
         self._run_steps(x, timer)
         return rows
 
-    def summary(self, x=None, repeats=10, print_out=True):
+    def summary(self, x: Optional[Array] = None, repeats: int = 10, print_out: bool = True) -> str:
         """The fused op list with each op's kernel, shapes, GFLOP and share of the time (measured on `x`, or on
         random data of the compiled shape). Returns the text."""
         rows = self.profile(x, repeats)
@@ -243,17 +246,18 @@ class Plan:
             print(text)
         return text
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Plan({self.graph.name}, input_shape={self.input_shape}, ops={len(self.ops())}, "
                 f"isa={self.isa!r})")
 
     # ------------------------------------------------------------------------------------------------ pickling
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {"graph": self.graph, "input_shape": self.input_shape, "num_threads": self.num_threads,
                 "winograd": self.winograd, "fuse": self.fuse}
 
-    def __setstate__(self, state):
-        self.__init__(state["graph"], state["input_shape"], state["num_threads"], state["winograd"], state["fuse"])
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        Plan.__init__(self, state["graph"], state["input_shape"], state["num_threads"], state["winograd"],
+                      state["fuse"])
 
 
 def _fusions(fuse):
@@ -267,8 +271,9 @@ def _fusions(fuse):
     return names
 
 
-def compile(model, input_shape=None, *, num_threads=None, winograd="auto", fuse=True, device="cpu",  # noqa: A001
-            precision="fp32"):
+def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_threads: Optional[int] = None,  # noqa: A001
+            winograd: Union[str, bool] = "auto", fuse: Union[bool, Iterable[str]] = True,
+            device: Union[str, int, None] = "cpu", precision: str = "fp32") -> Plan:
     """Compile a model into a `Plan` that runs the whole network in one C++ call.
 
     Args:

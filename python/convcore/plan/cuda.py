@@ -14,9 +14,13 @@ between segments, which costs a host round trip.
 
 from __future__ import annotations
 
+from typing import Any, Iterable, Optional, Sequence, Union
+
 import numpy as np
 
 from .. import cuda
+from .._types import Outputs
+from ..graph import Graph
 from . import Plan
 
 __all__ = ["CudaPlan", "PRECISIONS"]
@@ -34,7 +38,8 @@ class CudaPlan(Plan):
             grouped convolutions and linear layers; accuracy in docs/cuda.md).
     """
 
-    def __init__(self, graph, input_shape, device=0, precision="fp32", fuse=True):
+    def __init__(self, graph: Graph, input_shape: Sequence[int], device: int = 0, precision: str = "fp32",
+                 fuse: Union[bool, Iterable[str]] = True) -> None:
         self.device = int(device)
         self.precision = precision
         self._module = cuda.require(self.device)
@@ -67,7 +72,7 @@ class CudaPlan(Plan):
             if shape != tuple(s):
                 raise ValueError(f"out[{i}]: expected shape {tuple(s)} (got {shape})")
 
-    def run(self, x, out=None, output=None):
+    def run(self, x: Any, out: Any = None, output: Optional[str] = None) -> Outputs:
         """Run on `x` (a numpy or GPU array); write into `out` (an array or a list, one per output: numpy or GPU
         arrays) when given. `output`: 'numpy' or 'device' (default: the kind of `out`, else of `x`). Returns the
         output(s)."""
@@ -130,14 +135,15 @@ class CudaPlan(Plan):
 
     __call__ = run
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"CudaPlan({self.graph.name}, input_shape={self.input_shape}, ops={len(self.ops())}, "
                 f"device={self.device}, precision={self.precision!r})")
 
     # ------------------------------------------------------------------------------------------------ pickling
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {"graph": self.graph, "input_shape": self.input_shape, "device": self.device,
                 "precision": self.precision, "fuse": self.fuse}
 
-    def __setstate__(self, state):
-        self.__init__(state["graph"], state["input_shape"], state["device"], state["precision"], state["fuse"])
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        CudaPlan.__init__(self, state["graph"], state["input_shape"], state["device"], state["precision"],
+                          state["fuse"])

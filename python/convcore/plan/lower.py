@@ -236,7 +236,8 @@ class Lowering:
         weight, bias = self.param(node.inputs[1]), self.param(self.arg(node, 2))
         if x.flat is not None:  # weight columns from NCHW-flatten order (c, h, w) to the stored (h, w, c) order
             c, h, w = x.flat
-            weight = np.ascontiguousarray(weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(weight.shape[0], -1))
+            weight = weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1)
+            weight = np.ascontiguousarray(weight.reshape(weight.shape[0], -1))
             x = Ref(self.builder.reshape(x.tid, 1, 1, c * h * w), x.shape)
         k, f = weight.shape
         self.conv(node, weight.reshape(k, f, 1, 1), bias, (1, 1), (1, 1), (0, 0, 0, 0), 1, x=x)

@@ -56,7 +56,8 @@ class _Encoded(io.BytesIO):
 
 
 def _as_rgb(img):
-    """A decoded HWC / HW array as 3-channel HWC, as Pillow's convert('RGB') makes it: gray replicated, alpha dropped."""
+    """A decoded HWC / HW array as 3-channel HWC, as Pillow's convert('RGB') makes it: gray replicated, alpha
+    dropped."""
     if img.ndim == 2:
         img = img[:, :, None]
     if img.ndim != 3:

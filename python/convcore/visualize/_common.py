@@ -6,9 +6,10 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .. import data, models
 from .. import transforms as T
@@ -102,7 +103,7 @@ class Net:
         return str(self.labels[index]) if self.labels and 0 <= index < len(self.labels) else f"class {index}"
 
 
-def resolve(model=None, weights="installed"):
+def resolve(model: ModelLike = None, weights: Union[str, os.PathLike[str], None] = "installed") -> Net:
     """A `Net` for a zoo name (with `weights`: "installed" by default), a `LoadedModel`, an `nn.Module` (ImageNet
     normalization), a `Graph` or imported ONNX model (its input size), or an .onnx path. None: efficientnet_lite0
     with its installed pretrained weights."""
@@ -131,6 +132,22 @@ def resolve(model=None, weights="installed"):
     labels = data.imagenet_categories()
     return Net(model, np.asarray(T.IMAGENET_MEAN, np.float32), np.asarray(T.IMAGENET_STD, np.float32), size, labels,
                type(model).__name__)
+
+
+Picture = NDArray[np.uint8]
+"""A uint8 RGB (H, W, 3) or grey (H, W) image."""
+
+Pictures = dict[str, Picture]
+"""What every visualization returns: file name -> picture."""
+
+ModelLike = Union[str, "os.PathLike[str]", Module, Graph, "models.LoadedModel", Net, None]
+"""What `resolve` takes: a zoo name or an .onnx path, a module, a Graph, a LoadedModel, a Net, or None (the
+default model)."""
+
+ImagesLike = Union[str, "os.PathLike[str]", NDArray[Any], Sequence[Union[str, "os.PathLike[str]", NDArray[Any]]], None]
+"""Image paths, folders or HWC arrays, one or a list; None: the bundled photos."""
+
+Folder = Union[str, "os.PathLike[str]", None]
 
 
 # --- images -----------------------------------------------------------------------------------------------------
@@ -185,7 +202,7 @@ def resize_image(img, size, interpolation="bilinear"):
     return T.resize(img, [h, w], interpolation=interpolation, antialias=True)
 
 
-def grid(images, columns=None, pad=2, fill=255):
+def grid(images: Sequence[NDArray[Any]], columns: Optional[int] = None, pad: int = 2, fill: int = 255) -> Picture:
     """Tile equally sized uint8 images (HWC or HW) into one, row-major, `pad` pixels of `fill` between them."""
     images = [np.asarray(im) for im in images]
     if not images:
@@ -232,7 +249,8 @@ def caption(img, text, size=14):
     return np.asarray(canvas)
 
 
-def montage(pictures, columns=None, title=None, pad=6):
+def montage(pictures: Mapping[str, NDArray[Any]], columns: Optional[int] = None, title: Optional[str] = None,
+            pad: int = 6) -> Picture:
     """One figure of captioned pictures: `pictures` maps captions to uint8 images (resized to the first's size)."""
     items = list(pictures.items())
     h, w = items[0][1].shape[:2]
@@ -247,14 +265,14 @@ def _rgb(img):
     return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
 
 
-def file_name(*parts):
+def file_name(*parts: object) -> str:
     """A file name from what a picture shows: 'class', 'bell pepper' -> 'class_bell_pepper.png'."""
     text = "_".join(str(p) for p in parts if p is not None and str(p) != "")
     text = re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_.")
     return (text or "picture") + ".png"
 
 
-def save_png(img, path):
+def save_png(img: NDArray[Any], path: Union[str, os.PathLike[str]]) -> str:
     """Write a uint8 HWC / HW image as PNG (Pillow); returns the path."""
     try:
         from PIL import Image

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from ..graph import Graph
 from ..gradients import GradientProgram, Layers, guided_rules, logit, model_graph, neuron
-from ._common import (chw_to_image, colormap, file_name, grid, normalize01, resize_image, resolve,
-                      save_all, to_uint8)
+from ._common import (Folder, ImagesLike, ModelLike, Pictures, chw_to_image, colormap, file_name, grid, normalize01,
+                      resize_image, resolve, save_all, to_uint8)
 
 
 def _graph(net, shape):
@@ -22,7 +24,8 @@ def _layer_label(name):
 
 # --- filters ---------------------------------------------------------------------------------------------------
 
-def filters(model=None, layer=None, scale=None, out=None):
+def filters(model: ModelLike = None, layer: Optional[str] = None, scale: Optional[int] = None,
+            out: Folder = None) -> Pictures:
     """The kernels of a convolution with 3 input channels as a grid of colour tiles (AlexNet's first-layer figure),
     each filter scaled to [0, 1] on its own.
 
@@ -63,7 +66,8 @@ def filters(model=None, layer=None, scale=None, out=None):
 
 # --- activations ---------------------------------------------------------------------------------------------
 
-def activations(model=None, images=None, layer=None, channels=64, size=None, out=None):
+def activations(model: ModelLike = None, images: ImagesLike = None, layer: Optional[str] = None,
+                channels: Union[int, Sequence[int]] = 64, size: Optional[int] = None, out: Folder = None) -> Pictures:
     """The feature maps of one layer for each image, as a grid (viridis colours, one scale for the whole layer).
 
     Args:
@@ -78,8 +82,8 @@ def activations(model=None, images=None, layer=None, channels=64, size=None, out
         dict file name -> uint8 grid image (one per image).
     """
     net = resolve(model)
-    images, labels = _images(images)
-    x = np.stack([net.load(im) for im in images])
+    items, labels = _images(images)
+    x = np.stack([net.load(im) for im in items])
     graph, layers = _graph(net, x.shape)
     layer = layer or _middle_layer(graph, layers)
     maps = forward_values(net, x, [layer])[layer]
@@ -145,7 +149,8 @@ def forward_values(net, x, names):
 
 # --- saliency and Grad-CAM -------------------------------------------------------------------------------------
 
-def saliency(model=None, images=None, target=None, layer=None, out=None):
+def saliency(model: ModelLike = None, images: ImagesLike = None, target: Union[str, int, None] = None,
+             layer: Optional[str] = None, out: Folder = None) -> Pictures:
     """Image-specific class saliency (Simonyan et al. 2013: the largest absolute gradient of the class score over
     the colour channels) and Grad-CAM (Selvaraju et al. 2017: the layer's maps weighted by the spatial mean of the
     score's gradient, rectified, upsampled), each beside the image.
@@ -161,8 +166,8 @@ def saliency(model=None, images=None, target=None, layer=None, out=None):
         dict file name -> uint8 image: per image, the saliency map (grey) and the Grad-CAM heat map over the image.
     """
     net = resolve(model)
-    images, labels = _images(images)
-    x = np.stack([net.load(im) for im in images])
+    items, labels = _images(images)
+    x = np.stack([net.load(im) for im in items])
     graph, layers = _graph(net, x.shape)
     layer = layer or _last_map_layer(graph, layers)
     _need_maps(graph, layers, layer)
@@ -220,7 +225,7 @@ def _last_map_layer(graph, layers):
 _WINDOW_OPS = ("conv2d", "depthwise_conv2d", "separable_conv2d", "max_pool2d", "avg_pool2d")
 
 
-def receptive_field(graph, value):
+def receptive_field(graph: Graph, value: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """((size_h, size_w), (jump_h, jump_w), (start_h, start_w)): position (i, j) of the 4-D `value` sees input rows
     [start_h + i * jump_h, start_h + i * jump_h + size_h) and likewise columns. Windows compose as usual (size grows
     by the dilated kernel's extent times the jump, the jump by the stride, the start moves back by the padding);
@@ -228,7 +233,8 @@ def receptive_field(graph, value):
     scale) is left out; global pooling and linear layers see the whole input."""
     n, c, h, w = graph.shapes[graph.inputs[0]]
     whole = ((h, w), (h, w), (0, 0))
-    fields = {graph.inputs[0]: ((1, 1), (1, 1), (0, 0))}
+    fields: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {
+        graph.inputs[0]: ((1, 1), (1, 1), (0, 0))}
     for node in graph.nodes:
         out = node.outputs[0]
         shape = graph.shapes[out]
@@ -257,7 +263,7 @@ def receptive_field(graph, value):
     return fields[value]
 
 
-def layers_at(model=None, fractions=(0.2, 0.4, 0.6, 0.8)):
+def layers_at(model: ModelLike = None, fractions: Sequence[float] = (0.2, 0.4, 0.6, 0.8)) -> list[str]:
     """Layer names at these fractions of the network's depth, preferring blocks (containers such as ResNet's
     "layer2" or EfficientNet's "_blocks.5") over single ops: a default for the Zeiler & Fergus figure."""
     net = resolve(model)
@@ -267,7 +273,7 @@ def layers_at(model=None, fractions=(0.2, 0.4, 0.6, 0.8)):
     leaves = {node.name for node in graph.nodes}
     candidates = []
     for depth in (0, 1):  # top-level blocks first (ResNet's layer1..4), then their children (EfficientNet's)
-        blocks = {}
+        blocks: dict[str, str] = {}
         for name, value in layers.map.items():
             if value in maps and name not in leaves and name != value and name.count(".") == depth:
                 blocks.setdefault(value, name)
@@ -281,7 +287,9 @@ def layers_at(model=None, fractions=(0.2, 0.4, 0.6, 0.8)):
     return list(dict.fromkeys(picked))
 
 
-def top_patches(model=None, images=None, layer=None, channel=None, k=9, out=None, progress=None):
+def top_patches(model: ModelLike = None, images: ImagesLike = None, layer: Optional[str] = None,
+                channel: Optional[int] = None, k: int = 9, out: Folder = None,
+                progress: Optional[bool] = None) -> Pictures:
     """The k image regions that excite one channel most, each beside its guided-backpropagation projection (Zeiler
     & Fergus 2014's figure, with Springenberg et al.'s guided backpropagation for the projection).
 
@@ -300,8 +308,8 @@ def top_patches(model=None, images=None, layer=None, channel=None, k=9, out=None
         dict file name -> uint8 image: the projections (left grid) beside the patches (right grid).
     """
     net = resolve(model)
-    images, labels = _images(images)
-    x = np.stack([net.load(im) for im in images])
+    items, labels = _images(images)
+    x = np.stack([net.load(im) for im in items])
     graph, layers = _graph(net, x.shape)
     layer = layer or _middle_layer(graph, layers)
     value = layers.resolve(layer)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .. import functional as F
-from ..gradients import GradientProgram, as_objective, logit
-from ._common import Progress, chw_to_image, file_name, resolve, save_all
+from .._types import Array
+from ..gradients import GradientProgram, ObjectiveLike, as_objective, logit
+from ._common import Folder, ModelLike, Pictures, Progress, chw_to_image, file_name, resolve, save_all
 
 
 # --- smoothing and transformation robustness ------------------------------------------------------------------
 
-def gaussian_blur(x, sigma):
+def gaussian_blur(x: Array, sigma: float) -> Array:
     """Blur (N, C, H, W) float32 with a Gaussian of `sigma` pixels (reflected borders): two 1-D depthwise passes on
     convcore's own convolution."""
     if sigma <= 0:
@@ -41,7 +44,8 @@ class AffineSampler:
         jitter: largest shift in pixels; scale: (low, high) factors; rotate: largest angle in degrees.
     """
 
-    def __init__(self, size, rng, jitter=8, scale=(0.9, 1.1), rotate=10.0):
+    def __init__(self, size: int, rng: np.random.Generator, jitter: int = 8,
+                 scale: Optional[tuple[float, float]] = (0.9, 1.1), rotate: float = 10.0) -> None:
         self.size = size
         angle = math.radians(rng.uniform(-rotate, rotate)) if rotate else 0.0
         factor = rng.uniform(*scale) if scale else 1.0
@@ -62,12 +66,13 @@ class AffineSampler:
         self.weight = [((1 - fi) * (1 - fj)).ravel(), ((1 - fi) * fj).ravel(), (fi * (1 - fj)).ravel(),
                        (fi * fj).ravel()]
 
-    def __call__(self, x):
+    def __call__(self, x: Array) -> Array:
         flat = x.reshape(x.shape[0], x.shape[1], -1)
-        out = sum(flat[:, :, idx] * w.astype(np.float32) for idx, w in zip(self.index, self.weight))
+        out = sum((flat[:, :, idx] * w.astype(np.float32) for idx, w in zip(self.index, self.weight)),
+                  np.zeros_like(flat))
         return np.ascontiguousarray(out.reshape(x.shape), dtype=np.float32)
 
-    def adjoint(self, g):
+    def adjoint(self, g: Array) -> Array:
         n, c = g.shape[:2]
         rows = n * c
         flat = g.reshape(rows, -1).astype(np.float64)
@@ -85,9 +90,12 @@ def _shift(x, dy, dx):
 
 # --- class model images ---------------------------------------------------------------------------------------
 
-def class_model(model=None, targets=("dumbbell",), steps=120, size=None, lr=0.03, l2=1e-3, blur_every=4,
-                blur_sigma=(1.0, 0.5), smooth=1.5, jitter=0.06, octaves=(0.5, 0.75, 1.0), seed=0, out=None,
-                progress=None, batch_size=8):
+def class_model(model: ModelLike = None,
+                targets: Union[str, int, list[Union[str, int]], tuple[Union[str, int], ...]] = ("dumbbell",),
+                steps: int = 120, size: Optional[int] = None, lr: float = 0.03, l2: float = 1e-3, blur_every: int = 4,
+                blur_sigma: tuple[float, float] = (1.0, 0.5), smooth: float = 1.5, jitter: float = 0.06,
+                octaves: Sequence[float] = (0.5, 0.75, 1.0), seed: int = 0, out: Folder = None,
+                progress: Optional[bool] = None, batch_size: int = 8) -> Pictures:
     """Class model images (Simonyan, Vedaldi & Zisserman 2013): images that maximize a class score, found by
     gradient ascent on the (unnormalized) score with L2 regularization, blurring every few steps (Yosinski et al.
     2015) and random jitter, which keep the picture free of pixel-level noise; coarse to fine over `octaves`.
@@ -135,6 +143,7 @@ def class_model(model=None, targets=("dumbbell",), steps=120, size=None, lr=0.03
             sigma = tuple(b * side / size for b in blur_sigma)
             pixels = _class_ascent(net, chunk, pixels, count, lr, l2, blur_every, sigma, smooth * side / size,
                                    max(0, int(round(jitter * side))), rng, bar)
+        assert pixels is not None  # octaves: at least one size
         for k, px in enumerate(pixels):
             pictures[file_name("class", names[start + k])] = chw_to_image(px)
     bar.close()
@@ -193,7 +202,8 @@ class FourierImage:
         params: (2, N, 3, H, W // 2 + 1) float64: real and imaginary parts of the spectrum.
     """
 
-    def __init__(self, n, size, rng, sd=0.01, decay=1.0, fft=True, decorrelate=True):
+    def __init__(self, n: int, size: int, rng: np.random.Generator, sd: float = 0.01, decay: float = 1.0,
+                 fft: bool = True, decorrelate: bool = True) -> None:
         self.size, self.fft, self.decorrelate = size, fft, decorrelate
         if fft:
             fy = np.fft.fftfreq(size)[:, None]
@@ -215,7 +225,7 @@ class FourierImage:
         spectrum = (self.params[0] + 1j * self.params[1]) * self.scale
         return np.fft.irfft2(spectrum, s=(self.size, self.size)) / 4.0
 
-    def pixels(self):
+    def pixels(self) -> Array:
         """The image, (N, 3, H, W) in (0, 1)."""
         t = self._raw()
         if self.decorrelate:
@@ -223,7 +233,7 @@ class FourierImage:
         self._out = 1.0 / (1.0 + np.exp(-t))
         return self._out.astype(np.float32)
 
-    def backward(self, g):
+    def backward(self, g: NDArray[Any]) -> NDArray[np.float64]:
         """The gradient of the parameters from the gradient of the last `pixels()`."""
         g = g * self._out * (1.0 - self._out)
         if self.decorrelate:
@@ -252,8 +262,10 @@ class Adam:
         params += self.lr * m / (np.sqrt(v) + self.eps)
 
 
-def feature(model=None, objectives=("_blocks.10:5",), steps=256, size=128, lr=0.05, transforms=True, fft=True,
-            decorrelate=True, seed=0, out=None, progress=None, batch_size=8):
+def feature(model: ModelLike = None, objectives: Union[ObjectiveLike, Sequence[ObjectiveLike]] = ("_blocks.10:5",),
+            steps: int = 256, size: int = 128, lr: float = 0.05, transforms: bool = True, fft: bool = True,
+            decorrelate: bool = True, seed: int = 0, out: Folder = None, progress: Optional[bool] = None,
+            batch_size: int = 8) -> Pictures:
     """Feature visualization (Olah, Mordvintsev & Schubert, Distill 2017): an image that excites a neuron, a channel
     or a layer, optimized with Adam in a decorrelated (Fourier, colour) parameterization under random jitter, scale
     and rotation (transformation robustness).

@@ -13,10 +13,15 @@ need none. `folding` computes constant subgraphs, `structure` checks and orders 
 state of one import.
 """
 
+from __future__ import annotations
+
 import itertools
+import os
 from types import SimpleNamespace
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..._validate import check_size
 from .._reader import FLOAT_TYPES, read_model, tensor_to_array
@@ -253,7 +258,9 @@ def _specialise(graph, inputs, reason):
         graph.nodes.insert(0, node)
 
 
-def load(source, input_shape=None, constants=None):
+def load(source: Union[str, os.PathLike[str], bytes],
+         input_shape: Union[Sequence[int], Mapping[str, Sequence[int]], None] = None,
+         constants: Optional[Mapping[str, ArrayLike]] = None) -> ONNXModule:
     """Load an ONNX model as a convcore module.
 
     Reads the file without trusting it (see `convcore.onnx._reader`): corrupt or truncated files, external data

@@ -129,7 +129,8 @@ def _fold_constant(node, a, inputs, opset):
 def _fold_cast(node, a, inputs, opset):
     to = a["to"]
     if to not in _CASTABLE:
-        raise FoldError(f"cannot cast to {TensorProto.DataType.Name(to) if to in TensorProto.DataType.values() else to}")
+        name = TensorProto.DataType.Name(to) if to in TensorProto.DataType.values() else to
+        raise FoldError(f"cannot cast to {name}")
     with np.errstate(all="ignore"):
         return inputs[0].astype(helper.tensor_dtype_to_np_dtype(to))
 

@@ -1,5 +1,9 @@
 """`ONNXModule`: an imported ONNX model as a `convcore.nn.Module` running its `Graph`."""
 
+from __future__ import annotations
+
+from ..._types import Array, Outputs
+from ...graph import Graph
 from ...nn import Module
 
 
@@ -16,7 +20,7 @@ class ONNXModule(Module):
         opset: the model's ai.onnx opset version.
     """
 
-    def __init__(self, graph, opset):
+    def __init__(self, graph: Graph, opset: int) -> None:
         super().__init__()
         self.graph = graph
         self.opset = opset
@@ -24,11 +28,11 @@ class ONNXModule(Module):
             # Dotted ONNX names are kept as flat keys: register_parameter refuses '.', the stores do not.
             self._parameters[name] = array
 
-    def forward(self, *inputs):
+    def forward(self, *inputs: Array) -> Outputs:
         """Run the graph on one array per graph input, shaped (N, ...) like the ONNX input; returns the
         output(s)."""
         return self.graph.run(*inputs, params=self._parameters)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"inputs={self.graph.inputs}, outputs={self.graph.outputs}, nodes={len(self.graph.nodes)}, "
                 f"opset={self.opset}")

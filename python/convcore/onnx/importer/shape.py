@@ -274,7 +274,8 @@ def convert_cast(ctx, node, a):
             raise fail(node, "expected a target_type input")
         constant = ctx.const(like)  # a computed `like` is float32, as every computed value
         to = TensorProto.FLOAT if constant is None or constant.dtype == np.float32 else \
-            {np.dtype(np.float64): TensorProto.DOUBLE, np.dtype(np.float16): TensorProto.FLOAT16}.get(constant.dtype, -1)
+            {np.dtype(np.float64): TensorProto.DOUBLE,
+             np.dtype(np.float16): TensorProto.FLOAT16}.get(constant.dtype, -1)
     x = ctx.tensor(node.input[0], node)
     if to == TensorProto.BOOL and x in ctx.masks:
         return ctx.alias(node, x)
