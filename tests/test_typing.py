@@ -1,5 +1,5 @@
-"""The static checks, each a subprocess: stubtest of `convcore._core` against `_core.pyi`, mypy on the convcore
-package (with pyproject.toml's [tool.mypy]) and on a user's script, and ruff on the source tree.
+"""The static checks, each a subprocess: stubtest of `convcore._core` and `convcore._cuda` against their stubs, mypy
+on the convcore package (with pyproject.toml's [tool.mypy]) and on a user's script, and ruff on the source tree.
 
 stubtest and mypy check the convcore this interpreter imports (the installed wheel under `.ci/run`); ruff checks the
 checkout's files and skips where the tests run without the source tree beside them. A check whose tool is not
@@ -38,9 +38,15 @@ def _mypy(tmp_path, *targets):
     return _run(["mypy", "--config-file", PYPROJECT, "--cache-dir", tmp_path / "mypy-cache", *targets], tmp_path)
 
 
-def test_the_stub_matches_the_compiled_module(tmp_path):
+def test_the_stubs_match_the_compiled_modules(tmp_path):
+    """_core.pyi, and _cuda.pyi where the CUDA module was built (a CUDA compiler at build time)."""
     _require("mypy")
-    status, out = _run(["mypy.stubtest", "convcore._core", "--allowlist", ALLOWLIST, "--mypy-config-file", PYPROJECT],
+    modules = ["convcore._core"]
+    if importlib.util.find_spec("convcore._cuda") is not None:
+        modules.append("convcore._cuda")
+    else:  # its allowlist entries are unused then
+        modules.append("--ignore-unused-allowlist")
+    status, out = _run(["mypy.stubtest", *modules, "--allowlist", ALLOWLIST, "--mypy-config-file", PYPROJECT],
                        tmp_path)
     assert status == 0, out
 
