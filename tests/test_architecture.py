@@ -111,9 +111,9 @@ def test_the_core_layers_import_no_onnx_or_torch():
 # --- C++: the same rule for #include -------------------------------------------------------------------------------
 
 CSRC = PACKAGE.parents[1] / "csrc"
-# Lowest first (docs/architecture.md, "C++ layers"): the kernels below the Plan (CPU and GPU share its core), the eager
-# ops above the Plan's kernels, the CUDA backend above the Plan core, the bindings on top.
-CXX_LAYERS = ["core", "kernels", "plan", "ops", "cuda", "bindings"]
+# Lowest first (docs/architecture.md, "C++ layers"): the kernels below the eager ops and the Plan (the two never include
+# each other), the CUDA backend above the Plan core it shares, the bindings on top.
+CXX_LAYERS = ["core", "kernels", "ops", "plan", "cuda", "bindings"]
 CXX_LEVEL = {part: level for level, part in enumerate(CXX_LAYERS)}
 CXX_SOURCES = sorted(p for p in CSRC.rglob("*") if p.suffix in (".h", ".cpp", ".inc", ".cu", ".cuh"))
 
