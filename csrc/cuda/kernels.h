@@ -1,7 +1,7 @@
 // The CUDA backend's kernels, as host functions that launch them on a stream (csrc/cuda/conv.cu, ops.cu). The GPU
-// Plan (plan.cpp) fills these argument structs from its tensors and calls them; nothing here allocates.
+// Plan (plan_ops.cpp) fills these argument structs from its tensors and calls them; nothing here allocates.
 //
-// Tensors are NHWC with a pixel stride, as in the CPU Plan (csrc/plan/kernels.h): element (pixel p, channel c) lies
+// Tensors are NHWC with a pixel stride, as in the CPU Plan (csrc/plan/core.h): element (pixel p, channel c) lies
 // at base[p * stride + c], pixels counted over the whole batch (p = (n * H + h) * W + w); a stride wider than the
 // channel count is a tensor living in a channel slice of a concatenation buffer.
 #pragma once

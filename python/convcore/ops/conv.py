@@ -1,5 +1,5 @@
-"""Convolutions: conv2d, depthwise_conv2d, separable_conv2d, conv_transpose2d (kernels: csrc/ops/conv2d,
-csrc/ops/dwconv2d, csrc/ops/conv_transpose)."""
+"""Convolutions: conv2d, depthwise_conv2d, separable_conv2d, conv_transpose2d (kernels: csrc/ops/conv2d, depthwise
+included, and csrc/ops/conv_transpose, over csrc/kernels)."""
 
 from __future__ import annotations
 
