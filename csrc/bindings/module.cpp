@@ -14,6 +14,7 @@
 
 #include "bindings/arrays.h"
 #include "core/cpu.h"
+#include "core/pool.h"
 #include "core/threads.h"
 #include "kernels/kernels.h"
 #include "kernels/machine.h"
@@ -374,7 +375,7 @@ py::dict config() {
                          ? std::string("reference (direct loops)")
                          : std::string("f32 register tiles, ") + k.isa + " (" + std::to_string(k.lanes) + " lanes)";
   d["num_threads"] = num_threads();
-  d["openmp"] = openmp_runtime();
+  d["thread_pool"] = "convcore (" + std::to_string(ThreadPool::instance().workers()) + " workers started)";
   d["cpu"] = cpu;
   d["compiler"] = __VERSION__;
   return d;

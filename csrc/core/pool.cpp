@@ -1,6 +1,7 @@
 #include "core/pool.h"
 
 #include <immintrin.h>
+#include <pthread.h>
 
 #include <chrono>
 #include <system_error>
@@ -13,10 +14,22 @@ namespace {
 constexpr int kSpins = 20000;
 }  // namespace
 
-ThreadPool& ThreadPool::instance() {
-  static ThreadPool* pool = new ThreadPool();  // never destroyed: workers may outlive static destruction order
-  return *pool;
+namespace {
+ThreadPool* the_pool = nullptr;
 }
+
+ThreadPool& ThreadPool::instance() {
+  // Never destroyed (workers may outlive static destruction order). The at-fork handler is registered once, with
+  // the first pool.
+  static const bool registered = (pthread_atfork(nullptr, nullptr, &ThreadPool::after_fork_in_child), true);
+  static ThreadPool* first = (the_pool = new ThreadPool());
+  (void)registered, (void)first;
+  return *the_pool;
+}
+
+// In a fork()ed child only the forking thread exists: the parent's workers, and any lock one of them held, are gone.
+// The child gets a fresh pool; the old one is abandoned as it is (its thread objects must not be destroyed).
+void ThreadPool::after_fork_in_child() { the_pool = new ThreadPool(); }
 
 ThreadPool::~ThreadPool() {
   stop_.store(true);
@@ -54,11 +67,22 @@ void ThreadPool::run(int threads, const std::function<void(int, int)>& fn) {
     generation_.fetch_add(1);
   }
   wake_.notify_all();
-  fn(0, job_threads_);
+  std::exception_ptr error;
+  try {
+    fn(0, job_threads_);
+  } catch (...) {
+    error = std::current_exception();
+  }
   // Close the job, then wait for the workers inside it (a worker checks open_ after announcing itself in inside_,
   // so one that has not announced itself yet will see the job closed and skip it).
   open_.store(false);
   while (inside_.load() != 0) _mm_pause();
+  {
+    std::lock_guard<std::mutex> lock(sleep_mutex_);
+    if (!error) error = error_;
+    error_ = nullptr;
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 void ThreadPool::worker_loop(int tid) {
@@ -73,7 +97,14 @@ void ThreadPool::worker_loop(int tid) {
     if (stop_.load()) return;
     seen = generation_.load();
     inside_.fetch_add(1);
-    if (open_.load() && tid < job_threads_) (*job_)(tid, job_threads_);
+    if (open_.load() && tid < job_threads_) {
+      try {
+        (*job_)(tid, job_threads_);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(sleep_mutex_);
+        if (!error_) error_ = std::current_exception();
+      }
+    }
     inside_.fetch_sub(1);
   }
 }

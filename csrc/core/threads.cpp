@@ -1,6 +1,5 @@
 #include "core/threads.h"
 
-#include <omp.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -16,16 +15,18 @@
 namespace convcore {
 
 int default_num_threads() {
-  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
-    const long n = std::strtol(env, nullptr, 10);  // (atoi is undefined for values past int)
-    if (n > 0) return static_cast<int>(std::min<long>(n, kMaxThreads));
+  for (const char* name : {"CONVCORE_NUM_THREADS", "OMP_NUM_THREADS"}) {
+    if (const char* env = std::getenv(name)) {
+      const long n = std::strtol(env, nullptr, 10);  // (atoi is undefined for values past int)
+      if (n > 0) return static_cast<int>(std::min<long>(n, kMaxThreads));
+    }
   }
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) {
     const int n = CPU_COUNT(&set);
-    if (n > 0) return n;
+    if (n > 0) return std::min(n, kMaxThreads);
   }
-  return omp_get_num_procs();
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, static_cast<unsigned>(kMaxThreads)));
 }
 
 namespace {
@@ -95,22 +96,10 @@ void set_num_threads(int n) {
     if (!failure.empty())
       throw std::runtime_error("num_threads: cannot run " + std::to_string(n) + " threads (" + failure +
                                "); the thread count stays " + std::to_string(num_threads()));
-    // Threads that just started can start again: make them now, so that this thread's OpenMP team exists before a
-    // kernel needs it (libgomp keeps a team's threads for later regions).
-#pragma omp parallel num_threads(n)
-    {
-    }
     tried = n;
   }
   slot().store(n);
 }
 
-const char* openmp_runtime() {
-#if defined(__clang__)
-  return "libomp (LLVM)";
-#else
-  return "libgomp (GNU)";
-#endif
-}
 
 }  // namespace convcore

@@ -1,6 +1,6 @@
 """convcore: fast CNN inference on the CPU.
 
-C++ kernels (SIMD, OpenMP, chosen at run time for this CPU) under a numpy API. Start with
+C++ kernels (SIMD chosen at run time for this CPU, threads on convcore's own pool) under a numpy API. Start with
 :mod:`convcore.functional`; :func:`show_config` tells what this build runs on.
 """
 
@@ -8,14 +8,6 @@ from __future__ import annotations
 
 import os as _os
 import typing as _typing
-
-# OpenMP workers spin this many times before sleeping when they run out of work (GNU libgomp reads it when the
-# library loads, i.e. on the import below). libgomp's default (300000) lets idle workers keep a CPU busy between
-# operators; on a machine that is also running other work (decoding threads, other processes) that spinning starves
-# the thread doing the real work and an operator can take a whole scheduler time slice. Set GOMP_SPINCOUNT or
-# OMP_WAIT_POLICY yourself to override.
-if "GOMP_SPINCOUNT" not in _os.environ and "OMP_WAIT_POLICY" not in _os.environ:
-    _os.environ["GOMP_SPINCOUNT"] = "10000"
 
 from . import _core
 from . import cuda, functional, nn
@@ -51,7 +43,7 @@ def show_config(print_out: bool = True) -> dict[str, _typing.Any]:
     """Returns (and prints, unless ``print_out=False``) what was compiled, detected and chosen.
 
     Keys: ``version``, ``compiled_isas``, ``available_isas``, ``isa`` (the active one), ``conv_kernel``,
-    ``num_threads``, ``openmp``, ``cpu`` (brand and feature flags), ``compiler``, ``cuda`` (the GPU backend:
+    ``num_threads``, ``thread_pool``, ``cpu`` (brand and feature flags), ``compiler``, ``cuda`` (the GPU backend:
     ``built``, ``available`` or the ``reason`` why not, driver and runtime versions, compiled ``architectures``, and
     per GPU its name, compute capability and memory; see :func:`convcore.cuda.config`).
     """
@@ -69,7 +61,7 @@ def show_config(print_out: bool = True) -> dict[str, _typing.Any]:
         print(f"  active ISA:     {cfg['isa']}{forced}")
         print(f"  conv kernel:    {cfg['conv_kernel']}")
         print(f"  threads:        {cfg['num_threads']}")
-        print(f"  OpenMP:         {cfg['openmp']} (GOMP_SPINCOUNT={_os.environ.get('GOMP_SPINCOUNT', 'default')})")
+        print(f"  thread pool:    {cfg['thread_pool']}")
         print(f"  compiler:       {cfg['compiler']}")
         gpu = cfg["cuda"]
         if not gpu["built"]:
@@ -93,7 +85,8 @@ MAX_THREADS = _core.MAX_THREADS  # the most threads set_num_threads accepts (doc
 
 
 def set_num_threads(n: int) -> None:
-    """Sets the number of threads every kernel uses (default: ``OMP_NUM_THREADS`` or the CPUs this process may use).
+    """Sets the number of threads every kernel uses (default: ``CONVCORE_NUM_THREADS``, else
+    ``OMP_NUM_THREADS``, else the CPUs this process may use).
 
     Args:
         n: an int in ``[1, MAX_THREADS]`` (1024). A count above any used before is tried first: its threads are

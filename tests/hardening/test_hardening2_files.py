@@ -244,3 +244,53 @@ def test_item17_limits_doc_states_the_folded_constant_bound_of_the_code():
     assert "2^24 elements (`MAX_FOLDED_ELEMENTS`)" not in limits
     assert "2^27 elements each, 2^28 in all (`MAX_FOLDED_ELEMENTS`, `MAX_FOLDED_TOTAL`" in limits
     assert "2^27 elements each, 2^28 in all" in onnx_doc
+
+
+# ---- item 15: a fork()ed child computes after the parent ran multi-threaded kernels -----------------------------
+
+def test_item15_forked_child_computes_what_its_parent_does():
+    """Multi-threaded eager ops (conv, depthwise, pooling, LRN, softmax, broadcasting), a gradient and a compiled
+    Plan run in the parent; a fork()ed child (multiprocessing's 'fork' start method, as gunicorn / celery prefork
+    workers) runs them all again, multi-threaded, and gets the parent's results (it hung in its first eager op when
+    the kernels ran on libgomp, whose pool a child inherits without its threads). The child is timed out, not left to
+    hang the run."""
+    code, out, err = run_child("""
+        import multiprocessing as mp
+        import convcore, convcore.functional as F
+        convcore.set_num_threads(2)
+        convcore._core.set_grain_scale(0.0)  # every kernel takes its parallel path, even on these shapes
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((2, 8, 20, 20)).astype(np.float32)
+        w, wd = rng.standard_normal((8, 8, 3, 3)).astype(np.float32), rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+
+        nn = convcore.nn
+        net = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                            nn.Linear(8, 4))
+
+        def work():
+            y = F.conv2d(x, w, padding=1)
+            y = F.add(F.conv2d(y, wd, padding=1, groups=8), x)
+            y = F.local_response_norm(F.max_pool2d(y, 2), 3)
+            _, g = convcore.grad(net, x[:1], 2)
+            plan = convcore.compile(lambda v: F.relu(F.conv2d(v, w, padding=1)), x.shape)
+            return [y, g, plan(x)]
+
+        def child(queue):
+            queue.put([a.tobytes() for a in work()])
+
+        parent = work()
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        p = ctx.Process(target=child, args=(queue,))
+        p.start()
+        try:
+            got = queue.get(timeout=60)
+        except Exception:
+            got = None
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+        report(finished=got is not None, same=got is not None and got == [a.tobytes() for a in parent])
+    """, timeout=180)
+    assert code == 0, err[-2000:]
+    assert out == {"finished": True, "same": True}

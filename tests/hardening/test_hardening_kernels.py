@@ -19,7 +19,7 @@ def _torch_conv(x, w, stride, padding, groups=1):
     return TF.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=padding, groups=groups).numpy()
 
 
-# ---- item 1: C++ exceptions escaping an OpenMP region or a binding abort the process ----------------------------
+# ---- item 1: C++ exceptions escaping a parallel region or a binding abort the process ----------------------------
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_item01_depthwise_huge_stride_does_not_abort(isa):
@@ -64,7 +64,7 @@ def test_item01_onnx_grouped_conv_with_huge_strides_runs():
 @pytest.mark.parametrize("case", ["depthwise", "lrn"])
 def test_item01_allocation_failure_inside_a_kernel_is_memory_error(case):
     """A kernel's per-thread scratch (the depthwise padded plane, LRN's accumulators) that cannot be allocated is a
-    MemoryError, never std::terminate from inside an OpenMP region. The address space is capped just above the
+    MemoryError, never std::terminate from a pool thread. The address space is capped just above the
     arrays, which are allocated first."""
     code, out, err = run_child(f"""
         import convcore, convcore.functional as F
@@ -84,7 +84,7 @@ def test_item01_allocation_failure_inside_a_kernel_is_memory_error(case):
             x = np.ones((1, 4, 3000, 3000), np.float32)
             out = None
             extra = 138 + 40  # MiB: the output fits, the two threads' 69 MiB accumulators do not
-        run(small)  # OpenMP's threads exist before the cap
+        run(small)  # the pool's threads exist before the cap
         limit_address_space(extra)
         try:
             run(x, out)

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/pool.h"
 #include "core/threads.h"
 
 namespace convcore {
@@ -19,13 +20,14 @@ void batch_norm(index_t N, index_t C, index_t inner, const float* x, const float
     shift[c] = static_cast<float>((bias ? bias[c] : 0.0) - mean[c] * sc);
   }
   const index_t planes = N * C;
-#pragma omp parallel for num_threads(threads_for(static_cast<double>(planes) * inner, 1 << 17))
-  for (index_t p = 0; p < planes; ++p) {
-    const float a = scale[p % C], b = shift[p % C];
-    const float* xp = x + p * inner;
-    float* yp = y + p * inner;
-    for (index_t i = 0; i < inner; ++i) yp[i] = xp[i] * a + b;
-  }
+  parallel_for(planes, threads_for(static_cast<double>(planes) * inner, 1 << 17), [&](index_t p0, index_t p1) {
+    for (index_t p = p0; p < p1; ++p) {
+      const float a = scale[p % C], b = shift[p % C];
+      const float* xp = x + p * inner;
+      float* yp = y + p * inner;
+      for (index_t i = 0; i < inner; ++i) yp[i] = xp[i] * a + b;
+    }
+  });
 }
 
 }  // namespace convcore

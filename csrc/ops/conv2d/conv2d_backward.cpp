@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/cpu.h"
+#include "core/pool.h"
 #include "core/threads.h"
 
 namespace convcore {
@@ -42,7 +43,6 @@ std::vector<PhaseAxis> conv_grad_phases(index_t in, index_t out, index_t k, inde
   for (index_t p = 0; p < stride; ++p) v.emplace_back(in, out, k, stride, dil, pad_lo, p);
   return v;
 }
-
 
 void conv2d_input_grad_weights(const Conv2dShape& s, const float* w, float* wt) {
   const index_t G = s.groups, Cg = s.C / G, Kg = s.K / G;
@@ -107,16 +107,20 @@ void conv2d_input_grad(const Conv2dShape& s, const float* dy, const float* w, co
       const float* src = dy;
       if (ct || cb || cl || cr) {
         cropped.resize(static_cast<size_t>(planes_in * IH * IW));
-#pragma omp parallel for num_threads(threads_for(static_cast<double>(planes_in) * IH * IW, 1 << 17))
-        for (index_t pl = 0; pl < planes_in; ++pl)
-          for (index_t h = 0; h < IH; ++h)
-            std::memcpy(cropped.data() + (pl * IH + h) * IW, dy + (pl * s.OH + h + ct) * s.OW + cl,
-                        sizeof(float) * IW);
+        parallel_for(planes_in, threads_for(static_cast<double>(planes_in) * IH * IW, 1 << 17),
+                     [&](index_t pl0, index_t pl1) {
+          for (index_t pl = pl0; pl < pl1; ++pl)
+            for (index_t h = 0; h < IH; ++h)
+              std::memcpy(cropped.data() + (pl * IH + h) * IW, dy + (pl * s.OH + h + ct) * s.OW + cl,
+                          sizeof(float) * IW);
+        });
         src = cropped.data();
       }
+      // clang-format off
       const Conv2dShape t{s.N, s.K, IH, IW, s.C, ph.taps, pw.taps, ph.count, pw.count, 1, 1, ph.dil, pw.dil,
                           std::max<index_t>(ph.lo, 0), std::max<index_t>(ph.hi, 0), std::max<index_t>(pw.lo, 0),
                           std::max<index_t>(pw.hi, 0), s.groups};
+      // clang-format on
       const bool direct = s.stride_h == 1 && s.stride_w == 1;  // one phase: it is dx
       if (direct) {
         conv2d(t, src, wp, nullptr, dx);
@@ -124,13 +128,15 @@ void conv2d_input_grad(const Conv2dShape& s, const float* dy, const float* w, co
       }
       result.resize(static_cast<size_t>(planes_out * ph.count * pw.count));
       conv2d(t, src, wp, nullptr, result.data());
-#pragma omp parallel for num_threads(threads_for(static_cast<double>(planes_out) * ph.count * pw.count, 1 << 17))
-      for (index_t pl = 0; pl < planes_out; ++pl)
-        for (index_t u = 0; u < ph.count; ++u) {
-          const float* from = result.data() + (pl * ph.count + u) * pw.count;
-          float* to = dx + (pl * s.H + ph.start + u * s.stride_h) * s.W + pw.start;
-          for (index_t v = 0; v < pw.count; ++v) to[v * s.stride_w] = from[v];
-        }
+      parallel_for(planes_out, threads_for(static_cast<double>(planes_out) * ph.count * pw.count, 1 << 17),
+                   [&](index_t pl0, index_t pl1) {
+        for (index_t pl = pl0; pl < pl1; ++pl)
+          for (index_t u = 0; u < ph.count; ++u) {
+            const float* from = result.data() + (pl * ph.count + u) * pw.count;
+            float* to = dx + (pl * s.H + ph.start + u * s.stride_h) * s.W + pw.start;
+            for (index_t v = 0; v < pw.count; ++v) to[v * s.stride_w] = from[v];
+          }
+      });
     }
 }
 

@@ -1,5 +1,6 @@
 #include <omp.h>
 
+#include "core/pool.h"
 #include "core/threads.h"
 #include "ops/conv2d/conv2d_backward.h"
 
@@ -8,9 +9,10 @@ namespace convcore {
 void conv2d_input_grad_ref(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
   conv2d_check(s);
   const index_t Cg = s.C / s.groups, Kg = s.K / s.groups;
-#pragma omp parallel for collapse(2) num_threads(threads_for(2.0 * s.N * s.K * s.OH * s.OW * Cg * s.R * s.S, 1 << 18))
-  for (index_t n = 0; n < s.N; ++n)
-    for (index_t c = 0; c < s.C; ++c) {
+  parallel_for(s.N * s.C, threads_for(2.0 * s.N * s.K * s.OH * s.OW * Cg * s.R * s.S, 1 << 18),
+               [&](index_t i0, index_t i1) {
+    for (index_t i = i0; i < i1; ++i) {
+      const index_t n = i / s.C, c = i % s.C;
       const index_t g = c / Cg, cg = c % Cg;
       for (index_t ih = 0; ih < s.H; ++ih)
         for (index_t iw = 0; iw < s.W; ++iw) {
@@ -34,6 +36,7 @@ void conv2d_input_grad_ref(const Conv2dShape& s, const float* dy, const float* w
           dx[((n * s.C + c) * s.H + ih) * s.W + iw] = static_cast<float>(acc);
         }
     }
+  });
 }
 
 }  // namespace convcore

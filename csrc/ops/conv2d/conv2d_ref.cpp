@@ -1,5 +1,6 @@
 #include <omp.h>
 
+#include "core/pool.h"
 #include "core/threads.h"
 #include "ops/conv2d/conv2d.h"
 
@@ -7,9 +8,10 @@ namespace convcore {
 
 void conv2d_ref(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y) {
   const index_t Cg = s.C / s.groups, Kg = s.K / s.groups;
-#pragma omp parallel for collapse(2) num_threads(threads_for(2.0 * s.N * s.K * s.OH * s.OW * (s.C / s.groups) * s.R * s.S, 1 << 18))
-  for (index_t n = 0; n < s.N; ++n)
-    for (index_t k = 0; k < s.K; ++k) {
+  parallel_for(s.N * s.K, threads_for(2.0 * s.N * s.K * s.OH * s.OW * (s.C / s.groups) * s.R * s.S, 1 << 18),
+               [&](index_t i0, index_t i1) {
+    for (index_t i = i0; i < i1; ++i) {
+      const index_t n = i / s.K, k = i % s.K;
       const index_t g = k / Kg;
       for (index_t oh = 0; oh < s.OH; ++oh)
         for (index_t ow = 0; ow < s.OW; ++ow) {
@@ -28,6 +30,7 @@ void conv2d_ref(const Conv2dShape& s, const float* x, const float* w, const floa
           y[((n * s.K + k) * s.OH + oh) * s.OW + ow] = static_cast<float>(acc);
         }
     }
+  });
 }
 
 }  // namespace convcore

@@ -1,5 +1,6 @@
 #include <omp.h>
 
+#include "core/pool.h"
 #include "core/threads.h"
 #include "ops/conv_transpose/conv_transpose.h"
 
@@ -8,9 +9,10 @@ namespace convcore {
 void conv_transpose2d_ref(const ConvTranspose2dShape& s, const float* x, const float* w, const float* bias, float* y) {
   conv_transpose2d_check(s);
   const index_t Cg = s.C / s.groups, Kg = s.K / s.groups;
-#pragma omp parallel for collapse(2) num_threads(threads_for(2.0 * s.N * s.K * s.OH * s.OW * Cg * s.kh * s.kw, 1 << 18))
-  for (index_t n = 0; n < s.N; ++n)
-    for (index_t o = 0; o < s.K; ++o) {
+  parallel_for(s.N * s.K, threads_for(2.0 * s.N * s.K * s.OH * s.OW * Cg * s.kh * s.kw, 1 << 18),
+               [&](index_t i0, index_t i1) {
+    for (index_t i = i0; i < i1; ++i) {
+      const index_t n = i / s.K, o = i % s.K;
       const index_t g = o / Kg, k = o % Kg;
       for (index_t oh = 0; oh < s.OH; ++oh)
         for (index_t ow = 0; ow < s.OW; ++ow) {
@@ -35,6 +37,7 @@ void conv_transpose2d_ref(const ConvTranspose2dShape& s, const float* x, const f
           y[((n * s.K + o) * s.OH + oh) * s.OW + ow] = static_cast<float>(acc);
         }
     }
+  });
 }
 
 }  // namespace convcore

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/pool.h"
 #include "core/threads.h"
 
 namespace convcore {
@@ -43,17 +44,18 @@ void binary_impl(const std::vector<index_t>& shape, const float* a, const std::v
   const index_t inner = shape[nd - 1];
   index_t rows = 1;
   for (int d = 0; d < nd - 1; ++d) rows *= shape[d];
-#pragma omp parallel for num_threads(threads_for(static_cast<double>(rows) * inner, 1 << 17))
-  for (index_t r = 0; r < rows; ++r) {
-    index_t rem = r, oa = 0, ob = 0;  // row index -> element offsets of a and b
-    for (int d = nd - 2; d >= 0; --d) {
-      const index_t i = rem % shape[d];
-      rem /= shape[d];
-      oa += i * as[d];
-      ob += i * bs[d];
+  parallel_for(rows, threads_for(static_cast<double>(rows) * inner, 1 << 17), [&](index_t r0, index_t r1) {
+    for (index_t r = r0; r < r1; ++r) {
+      index_t rem = r, oa = 0, ob = 0;  // row index -> element offsets of a and b
+      for (int d = nd - 2; d >= 0; --d) {
+        const index_t i = rem % shape[d];
+        rem /= shape[d];
+        oa += i * as[d];
+        ob += i * bs[d];
+      }
+      row<op>(inner, a + oa, as[nd - 1], b + ob, bs[nd - 1], out + r * inner);
     }
-    row<op>(inner, a + oa, as[nd - 1], b + ob, bs[nd - 1], out + r * inner);
-  }
+  });
 }
 }  // namespace
 
@@ -80,33 +82,35 @@ void where(const std::vector<index_t>& shape, const float* c, const std::vector<
   if (total == 0) return;
   const index_t inner = nd ? shape[nd - 1] : 1;
   const index_t rows = total / inner;
-#pragma omp parallel for num_threads(threads_for(static_cast<double>(total), 1 << 17))
-  for (index_t r = 0; r < rows; ++r) {
-    index_t rem = r, oc = 0, oa = 0, ob = 0;
-    for (int d = nd - 2; d >= 0; --d) {
-      const index_t i = rem % shape[d];
-      rem /= shape[d];
-      oc += i * cs[d];
-      oa += i * as[d];
-      ob += i * bs[d];
+  parallel_for(rows, threads_for(static_cast<double>(total), 1 << 17), [&](index_t r0, index_t r1) {
+    for (index_t r = r0; r < r1; ++r) {
+      index_t rem = r, oc = 0, oa = 0, ob = 0;
+      for (int d = nd - 2; d >= 0; --d) {
+        const index_t i = rem % shape[d];
+        rem /= shape[d];
+        oc += i * cs[d];
+        oa += i * as[d];
+        ob += i * bs[d];
+      }
+      const index_t sc = nd ? cs[nd - 1] : 0, sa = nd ? as[nd - 1] : 0, sb = nd ? bs[nd - 1] : 0;
+      float* dst = out + r * inner;
+      for (index_t j = 0; j < inner; ++j) dst[j] = c[oc + j * sc] != 0.0f ? a[oa + j * sa] : b[ob + j * sb];
     }
-    const index_t sc = nd ? cs[nd - 1] : 0, sa = nd ? as[nd - 1] : 0, sb = nd ? bs[nd - 1] : 0;
-    float* dst = out + r * inner;
-    for (index_t j = 0; j < inner; ++j) dst[j] = c[oc + j * sc] != 0.0f ? a[oa + j * sa] : b[ob + j * sb];
-  }
+  });
 }
 
 void concat(index_t outer, const std::vector<const float*>& xs, const std::vector<index_t>& chunk, float* out) {
   index_t row = 0;
   for (index_t c : chunk) row += c;
-#pragma omp parallel for num_threads(threads_for(static_cast<double>(outer) * row, 1 << 18))
-  for (index_t o = 0; o < outer; ++o) {
-    float* dst = out + o * row;
-    for (size_t i = 0; i < xs.size(); ++i) {
-      std::memcpy(dst, xs[i] + o * chunk[i], sizeof(float) * chunk[i]);
-      dst += chunk[i];
+  parallel_for(outer, threads_for(static_cast<double>(outer) * row, 1 << 18), [&](index_t o0, index_t o1) {
+    for (index_t o = o0; o < o1; ++o) {
+      float* dst = out + o * row;
+      for (size_t i = 0; i < xs.size(); ++i) {
+        std::memcpy(dst, xs[i] + o * chunk[i], sizeof(float) * chunk[i]);
+        dst += chunk[i];
+      }
     }
-  }
+  });
 }
 
 }  // namespace convcore

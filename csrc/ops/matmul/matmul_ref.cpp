@@ -1,5 +1,6 @@
 #include <omp.h>
 
+#include "core/pool.h"
 #include "core/threads.h"
 #include "ops/matmul/matmul.h"
 
@@ -7,9 +8,9 @@ namespace convcore {
 
 void matmul_ref(index_t batch, index_t M, index_t N, index_t K, const float* a, const index_t* a_offsets,
                 const float* b, const index_t* b_offsets, float* c) {
-#pragma omp parallel for collapse(2) num_threads(threads_for(2.0 * batch * M * N * K, 1 << 18))
-  for (index_t i = 0; i < batch; ++i)
-    for (index_t m = 0; m < M; ++m) {
+  parallel_for(batch * M, threads_for(2.0 * batch * M * N * K, 1 << 18), [&](index_t r0, index_t r1) {
+    for (index_t r = r0; r < r1; ++r) {
+      const index_t i = r / M, m = r % M;
       const float* ai = a + a_offsets[i] + m * K;
       const float* bi = b + b_offsets[i];
       for (index_t n = 0; n < N; ++n) {
@@ -18,6 +19,7 @@ void matmul_ref(index_t batch, index_t M, index_t N, index_t K, const float* a, 
         c[(i * M + m) * N + n] = static_cast<float>(acc);
       }
     }
+  });
 }
 
 }  // namespace convcore

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "core/pool.h"
 #include "core/threads.h"
 #include "ops/tensor/tensor.h"
 
@@ -22,26 +23,27 @@ void index_copy(const std::vector<index_t>& out_shape, const std::vector<const i
   const index_t* last = offsets[nd - 1];
   bool run = last[0] >= 0;  // the last dim reads consecutive elements: a row is one memcpy
   for (index_t j = 1; run && j < inner; ++j) run = last[j] == last[0] + j;
-#pragma omp parallel for num_threads(threads_for(static_cast<double>(rows) * inner, 1 << 17))
-  for (index_t r = 0; r < rows; ++r) {
-    index_t rem = r, base = 0;
-    bool filled = false;
-    for (int d = nd - 2; d >= 0; --d) {
-      const index_t i = rem % out_shape[d];
-      rem /= out_shape[d];
-      const index_t o = offsets[d][i];
-      if (o < 0) filled = true;
-      base += o;
+  parallel_for(rows, threads_for(static_cast<double>(rows) * inner, 1 << 17), [&](index_t r0, index_t r1) {
+    for (index_t r = r0; r < r1; ++r) {
+      index_t rem = r, base = 0;
+      bool filled = false;
+      for (int d = nd - 2; d >= 0; --d) {
+        const index_t i = rem % out_shape[d];
+        rem /= out_shape[d];
+        const index_t o = offsets[d][i];
+        if (o < 0) filled = true;
+        base += o;
+      }
+      float* dst = out + r * inner;
+      if (filled) {
+        for (index_t j = 0; j < inner; ++j) dst[j] = fill;
+      } else if (run) {
+        std::memcpy(dst, x + base + last[0], sizeof(float) * inner);
+      } else {
+        for (index_t j = 0; j < inner; ++j) dst[j] = last[j] < 0 ? fill : x[base + last[j]];
+      }
     }
-    float* dst = out + r * inner;
-    if (filled) {
-      for (index_t j = 0; j < inner; ++j) dst[j] = fill;
-    } else if (run) {
-      std::memcpy(dst, x + base + last[0], sizeof(float) * inner);
-    } else {
-      for (index_t j = 0; j < inner; ++j) dst[j] = last[j] < 0 ? fill : x[base + last[j]];
-    }
-  }
+  });
 }
 
 }  // namespace convcore
