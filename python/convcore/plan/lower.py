@@ -297,8 +297,8 @@ class Lowering:
         out_shape = self.shape(node.outputs[0])
         if x.flat is None and len(x.shape) == 4 and len(out_shape) == 2:
             _, c, h, w = x.shape
-            if h * w == 1:
-                self.define(node.outputs[0], self.builder.reshape(x.tid, 1, 1, c))
+            if h * w == 1:  # (N, C, 1, 1) and (N, C) are one pixel of C channels: the same tensor (a slice too)
+                self.define(node.outputs[0], x.tid)
             else:
                 self.define(node.outputs[0], x.tid, flat=(c, h, w))
         elif x.shape == out_shape:
