@@ -9,7 +9,7 @@ every value carries a `TensorType`, so a back end never parses an op's arguments
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -247,13 +247,54 @@ class Graph:
 
     def infer_shapes(self) -> None:
         """Recompute the types of params and node outputs from the input types with the ops' rules (normalising
-        every node's attributes on the way)."""
+        every node's attributes on the way). A rule's ValueError is raised naming its node."""
         values = {name: self.values[name] for name in self.inputs}
         values.update({name: TensorType.param(array) for name, array in self.params.items()})
         for node in self.nodes:
-            node.attrs, shape = get(node.op).infer([values[i].shape if i else None for i in node.inputs], node.attrs)
+            try:
+                node.attrs, shape = get(node.op).infer([values[i].shape if i else None for i in node.inputs],
+                                                       node.attrs)
+            except ValueError as exc:
+                raise ValueError(f"node '{node.name}' ({node.op}): {exc}") from None
             values[node.outputs[0]] = TensorType.activation(shape)
         self.values = values
+
+    def at_batch(self, batch: int) -> Graph:
+        """A copy whose inputs have batch size `batch` (their first axis), every shape re-inferred by the ops' rules
+        from there.
+
+        Raises:
+            ValueError: naming the first node whose rule refuses the new shapes (a reshape to a size frozen at the
+                traced batch, say).
+        """
+        values = {n: TensorType.activation((int(batch), *self.values[n].shape[1:])) for n in self.inputs}
+        copy = Graph([replace(n, inputs=list(n.inputs), outputs=list(n.outputs), attrs=dict(n.attrs))
+                      for n in self.nodes], self.inputs, self.outputs, self.params, name=self.name, values=values)
+        try:
+            copy.infer_shapes()
+        except ValueError as exc:
+            raise ValueError(f"at batch {batch}, {exc}") from None
+        return copy
+
+    def batch_fixed_at(self) -> Optional[str]:
+        """None when every value computed from the inputs keeps the batch as its first axis (so the graph runs at any
+        batch as it is), else why not: the first node whose output does not, or whose rule refuses another batch."""
+        batch = self.values[self.inputs[0]].shape[0]
+        try:
+            other = self.at_batch(batch + 1)
+        except ValueError as exc:
+            return str(exc)
+        variable = set(self.inputs)
+        for node in self.nodes:
+            if not any(i in variable for i in node.inputs):
+                continue  # computed from parameters only: the same at every batch
+            out = node.outputs[0]
+            variable.add(out)
+            here, there = tuple(self.values[out].shape), tuple(other.values[out].shape)
+            if not here or here[0] != batch or there != (batch + 1, *here[1:]):
+                return (f"node '{node.name}' ({node.op}) gives {here} at batch {batch} and {there} at batch "
+                        f"{batch + 1}: its first axis is not the batch")
+        return None
 
     # ------------------------------------------------------------------------------------------------- running
     def run(self, *inputs: Array, params: Optional[Mapping[str, NDArray[Any]]] = None) -> Outputs:

@@ -26,13 +26,16 @@ FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)
 
 
 def read_model(source):
-    """Parse an ONNX model from a path or bytes.
+    """Parse an ONNX model from a path, bytes or a `onnx.ModelProto` (serialized and parsed again, so every check
+    below applies to it too).
 
     Returns:
         (ModelProto, folder) where folder is the model file's real directory (None for bytes): external data is
         only read from inside it. External data is not loaded here (see `tensor_to_array`).
     """
-    if isinstance(source, (bytes, bytearray, memoryview)):
+    if isinstance(source, onnx.ModelProto):
+        data, folder = source.SerializeToString(), None
+    elif isinstance(source, (bytes, bytearray, memoryview)):
         data, folder = bytes(source), None
     elif isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
@@ -42,7 +45,7 @@ def read_model(source):
             data = f.read()
         folder = os.path.dirname(os.path.realpath(path))
     else:
-        raise TypeError(f"expected a path or bytes for the ONNX model (got {type(source).__name__})")
+        raise TypeError(f"expected a path, bytes or an onnx.ModelProto for the ONNX model (got {type(source).__name__})")
     if not data:
         raise ValueError("expected an ONNX model (got an empty file)")
     proto = onnx.ModelProto()

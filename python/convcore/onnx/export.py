@@ -96,11 +96,8 @@ def _symbolic_dims(graph, names, dynamic_batch):
     if not graph.inputs or any(not graph.shapes[n] for n in graph.inputs):
         return {name: list(graph.shapes[name]) for name in names}
     batch = graph.shapes[graph.inputs[0]][0]
-    nodes = [Node(n.op, n.name, n.inputs, n.outputs, n.attrs) for n in graph.nodes]  # infer_shapes sets attrs
-    other = Graph(nodes, graph.inputs, graph.outputs, graph.params,
-                  {n: (graph.shapes[n][0] + 1, *graph.shapes[n][1:]) for n in graph.inputs}, graph.name)
     try:
-        other.infer_shapes()
+        other = graph.at_batch(batch + 1)
     except (ValueError, TypeError):  # a graph that cannot follow another batch size (e.g. inputs that broadcast)
         return {name: list(graph.shapes[name]) for name in names}
     return {name: ["N" if (a, b) == (batch, batch + 1) else None if a != b else a

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -62,16 +63,27 @@ class Plan:
     run one at a time (each call uses all the plan's threads). Plans pickle as their graph and options and are
     recompiled (repacked for the receiving CPU) when loaded.
 
+    A graph whose values keep the batch as their first axis runs at any N as compiled. One that moves the batch
+    elsewhere (a transpose or reshape across it, a reduction over it) is compiled again at each new N it meets
+    (re-inferred from the graph, the last `MAX_BATCH_VARIANTS` kept); `batch_fixed` says why it needs that, and a
+    graph that cannot follow another N at all (a size frozen at the traced batch) raises a ValueError naming the
+    node.
+
     Attributes:
         input_shape: the traced (N, C, H, W); only N may differ at run time.
         num_threads: threads per call (None: `convcore.get_num_threads()` at each call).
         isa: the kernels it was packed for ('avx512', 'avx2' or 'scalar').
+        batch_fixed: None, or why the compiled plan serves its traced batch only (see above).
     """
+
+    MAX_BATCH_VARIANTS = 4
 
     def __init__(self, graph: Graph, input_shape: Sequence[int], num_threads: Optional[int] = None,
                  winograd: Union[str, bool] = "auto", fuse: Union[bool, Iterable[str]] = True) -> None:
-        self.graph = graph
         self.input_shape = tuple(int(d) for d in input_shape)
+        if graph.inputs and graph.shapes[graph.inputs[0]][:1] != self.input_shape[:1] and graph.batch_fixed_at():
+            graph = graph.at_batch(self.input_shape[0])  # its shapes are those of another batch: infer them here
+        self.graph = graph
         self.num_threads = num_threads
         self.winograd = winograd
         self.fuse = fuse
@@ -93,6 +105,8 @@ class Plan:
         self._single = only if only is not None and only.inputs == list(graph.inputs) and \
             only.outputs == list(graph.outputs) else None
         self._last_batch = self.input_shape[0]
+        self.batch_fixed = graph.batch_fixed_at()
+        self._variants: OrderedDict[int, Plan] = OrderedDict()  # batch -> this plan compiled at that batch
         # One call at the compiled batch now: plans and touches the arenas and starts the thread pool, so that the
         # caller's first call runs at full speed.
         self.run(np.zeros(self.input_shape, np.float32))
@@ -117,7 +131,32 @@ class Plan:
 
     def output_shapes(self, batch: int) -> list[tuple[int, ...]]:
         """The output arrays' shapes for a batch of `batch` images."""
-        return [(int(batch),) + tuple(self._shapes[name][1:]) for name in self._outputs]
+        if self._other_batch(batch):
+            return self._at_batch(batch).output_shapes(batch)
+        return [self._shape_at(name, batch) for name in self._outputs]
+
+    def _shape_at(self, value, batch):
+        """The shape of `value` at `batch` (its compiled shape where the plan is fixed to its batch)."""
+        shape = tuple(self._shapes[value])
+        return shape if self.batch_fixed is not None else (int(batch), *shape[1:])
+
+    def _other_batch(self, batch):
+        return self.batch_fixed is not None and int(batch) != self.input_shape[0]
+
+    def _at_batch(self, batch):
+        """This plan compiled again at `batch` (a plan whose graph moves the batch axis: see the class doc)."""
+        batch = int(batch)
+        plan = self._variants.pop(batch, None)
+        if plan is None:
+            state = self.__getstate__()
+            state["graph"] = self.graph.at_batch(batch)
+            state["input_shape"] = (batch, *self.input_shape[1:])
+            plan = type(self).__new__(type(self))
+            plan.__setstate__(state)
+        self._variants[batch] = plan  # the most recent last
+        while len(self._variants) > self.MAX_BATCH_VARIANTS:
+            self._variants.popitem(last=False)
+        return plan
 
     def _check_out(self, out, shapes, x):
         outs = list(out) if isinstance(out, (list, tuple)) else [out]
@@ -142,7 +181,7 @@ class Plan:
         for step in self._steps:
             if isinstance(step, Segment):
                 ins = [np.ascontiguousarray(env[v]) for v in step.inputs]
-                outs = [np.empty((x.shape[0],) + tuple(self._shapes[v][1:]), np.float32) for v in step.outputs]
+                outs = [np.empty(self._shape_at(v, x.shape[0]), np.float32) for v in step.outputs]
                 if timer is None:
                     step.plan.run(ins, outs, threads)
                 else:
@@ -157,6 +196,8 @@ class Plan:
         """Run on `x`; write into `out` (an array, or a list with one per output) when given. Returns the output(s).
         """
         x = self._check_input(x)
+        if self._other_batch(x.shape[0]):
+            return self._at_batch(x.shape[0]).run(x, out)
         shapes = self.output_shapes(x.shape[0])
         outs = self._check_out(out, shapes, x) if out is not None else None
         if self._single is not None:
@@ -182,6 +223,8 @@ class Plan:
     @property
     def memory_bytes(self) -> int:
         """Arena bytes (all segments) for the batch of the last call (the compiled batch before any call)."""
+        if self.batch_fixed is not None:  # each segment at its own compiled first axis
+            return int(sum(s.plan.arena_bytes(self._shapes[s.inputs[0]][0]) for s in self._segments()))
         return int(sum(s.plan.arena_bytes(self._last_batch) for s in self._segments()))
 
     @property
@@ -210,6 +253,8 @@ class Plan:
         if x is None:
             x = np.random.default_rng(0).standard_normal(self.input_shape).astype(np.float32)
         x = self._check_input(x)
+        if self._other_batch(x.shape[0]):
+            return self._at_batch(x.shape[0]).profile(x, repeats)
         rows = []
 
         def timer(step, ins, outs, threads):

@@ -96,6 +96,8 @@ class CudaPlan(Plan):
         else:
             x = self._check_input(x)
             batch = x.shape[0]
+        if self._other_batch(batch):
+            return self._at_batch(batch).run(x, out, output)
         shapes = self.output_shapes(batch)
         if outs is not None and out_device:
             self._check_device_out(outs, shapes)
