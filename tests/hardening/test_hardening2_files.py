@@ -261,7 +261,8 @@ def test_item15_forked_child_computes_what_its_parent_does():
         convcore._core.set_grain_scale(0.0)  # every kernel takes its parallel path, even on these shapes
         rng = np.random.default_rng(0)
         x = rng.standard_normal((2, 8, 20, 20)).astype(np.float32)
-        w, wd = rng.standard_normal((8, 8, 3, 3)).astype(np.float32), rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+        w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+        wd = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
 
         nn = convcore.nn
         net = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),

@@ -45,7 +45,8 @@ def read_model(source):
             data = f.read()
         folder = os.path.dirname(os.path.realpath(path))
     else:
-        raise TypeError(f"expected a path, bytes or an onnx.ModelProto for the ONNX model (got {type(source).__name__})")
+        raise TypeError(f"expected a path, bytes or an onnx.ModelProto for the ONNX model "
+                        f"(got {type(source).__name__})")
     if not data:
         raise ValueError("expected an ONNX model (got an empty file)")
     proto = onnx.ModelProto()
