@@ -119,6 +119,9 @@ struct Kernels {
   // y <- act(A^T M A + bias [+ residual]) [masked] for tiles [t0, t1).
   void (*wino_output)(const WinoGeom& g, const float* M, const float* bias, float* y, index_t ys, const float* res,
                       index_t rs, const float* mask, index_t ms, const Epilogue& e, index_t t0, index_t t1);
+  // For pixels [p0, p1): out[p] = max over channels of |x[p * xs + c]|, NaN where any of them is not finite (the
+  // Winograd guard: which tiles a non-finite or outsized value would spread through).
+  void (*channel_absmax)(const float* x, index_t xs, index_t C, float* out, index_t p0, index_t p1);
   // Contiguous y[i] = act(x[i]).
   void (*activation)(const Epilogue& e, const float* x, float* y, index_t n);
   // Contiguous dx[i] = dy[i] * act'(v[i]), v the activation's input or output as act_grad_from(e.act) says (the

@@ -1,6 +1,7 @@
 // AVX2 + FMA instantiation of the kernels: 8 lanes, 16 ymm registers, so tiles keep at most 12 accumulators
 // (8 pixels x 1 vector, 6 x 2, 4 x 3) and leave room for the weight vectors and the broadcast.
 #include <array>
+#include <limits>
 #include <utility>
 #include <vector>
 #include <algorithm>

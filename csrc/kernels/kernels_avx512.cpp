@@ -1,6 +1,7 @@
 // AVX-512 instantiation of the kernels: 16 lanes, 32 zmm registers. Tiles keep up to 24 accumulators:
 // 8 pixels x 1-3 vectors or 6 pixels x 4 vectors (64 output channels), so every FMA chain has 4+ cycles of slack.
 #include <array>
+#include <limits>
 #include <utility>
 #include <vector>
 #include <algorithm>

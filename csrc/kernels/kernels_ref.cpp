@@ -235,12 +235,25 @@ void wino_output(const WinoGeom& g, const float* M, const float* bias, float* y,
   }
 }
 
+void channel_absmax(const float* x, index_t xs, index_t C, float* out, index_t p0, index_t p1) {
+  for (index_t p = p0; p < p1; ++p) {
+    float m = 0.0f;
+    bool finite = true;
+    for (index_t c = 0; c < C; ++c) {
+      const float v = x[p * xs + c];
+      finite = finite && std::isfinite(v);
+      m = std::max(m, std::fabs(v));
+    }
+    out[p] = finite ? m : std::numeric_limits<float>::quiet_NaN();
+  }
+}
+
 }  // namespace
 
 extern const Kernels kKernels = {"scalar",     1,           conv_tile_choice, conv,         gemm_rows,
                                  dw_plane,     dwconv,      pool,             global_pool,  affine,
-                                 binary,       wino_input,  wino_output,      activation,   act_grad,
-                                 nchw_to_nhwc, nhwc_to_nchw};
+                                 binary,       wino_input,  wino_output,      channel_absmax, activation,
+                                 act_grad,     nchw_to_nhwc, nhwc_to_nchw};
 
 }  // namespace ref
 

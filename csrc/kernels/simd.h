@@ -51,6 +51,7 @@ struct Vec512 {
   }
   static reg abs(reg a) { return _mm512_abs_ps(a); }
   static float hsum(reg a) { return _mm512_reduce_add_ps(a); }
+  static float hmax(reg a) { return _mm512_reduce_max_ps(a); }
   // r[i][j] <- r[j][i] for a 16 x 16 block: pairs, quads, then 128-bit lanes (the 4 x 4 of lanes in two steps).
   static void transpose(reg* r) {
     reg t[16];
@@ -125,6 +126,12 @@ struct Vec256 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static float hmax(reg a) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
   // r[i][j] <- r[j][i] for an 8 x 8 block.

@@ -1,5 +1,6 @@
 // The CPU Plan's convolutions: implicit GEMM (dense and grouped), depthwise, Winograd F(4x4, 3x3) and the fused
 // inverted-residual block, all on the shared kernels (kernels/kernels.h) with weights packed once (kernels/pack.h).
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -115,7 +116,8 @@ struct MBConvOp : CpuOp {
   }
   void run(const Exec& ex, int part, int parts) const override {
     thread_local AlignedVector scratch;
-    if (static_cast<index_t>(scratch.size()) < scratch_floats()) scratch.assign(static_cast<size_t>(scratch_floats()), 0.0f);
+    if (static_cast<index_t>(scratch.size()) < scratch_floats())
+      scratch.assign(static_cast<size_t>(scratch_floats()), 0.0f);
     const index_t E = gd.C, H = gd.H, W = gd.W, OH = gd.OH, OW = gd.OW;
     float* se = scratch.data();                                               // expanded rows
     float* sd = se + (has_expand ? std::min(H, expand_rows(stripe)) * W * E : 0);  // depthwise output rows
@@ -160,9 +162,13 @@ struct MBConvOp : CpuOp {
   }
 };
 
+// The input transform, tile row by tile row; before each, the Winograd guard's scan (below) of the pixel rows that
+// tile row owns: amax[pixel] = the largest |x| over its channels, NaN where one is not finite. Tile row th owns
+// rows [4 th - pt, 4 th - pt + 4) (the last one the rest), so each pixel is scanned once, by the part holding the
+// row's first tile, just before the transform reads it again (from cache).
 struct WinoInputOp : CpuOp {
   WinoGeom g;
-  int x, v;
+  int x, v, amax;
   const Kernels* k;
   int parallelism(index_t N, int threads) const override {
     return parts_for(36.0 * 4 * N * g.tiles_h * g.tiles_w * g.C, kByteGrain, threads);
@@ -170,17 +176,41 @@ struct WinoInputOp : CpuOp {
   void run(const Exec& ex, int part, int parts) const override {
     WinoGeom geo = g;
     geo.N = ex.N;
-    const TensorView in = ex.at(x), out = ex.at(v);
+    const TensorView in = ex.at(x), out = ex.at(v), am = ex.at(amax);  // am: one channel, pixels contiguous
     const auto [t0, t1] = share(geo.tiles(), part, parts);
-    if (t0 < t1) k->wino_input(geo, in.base, in.stride, out.base, t0, t1);
+    const index_t per_image = g.tiles_h * g.tiles_w;
+    for (index_t t = t0; t < t1;) {
+      const index_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
+      const index_t end = std::min(t1, t - tw + g.tiles_w);  // the rest of this tile row in the range
+      if (tw == 0) {
+        const index_t r0 = std::max<index_t>(0, th * 4 - g.pt);
+        const index_t r1 = th == g.tiles_h - 1 ? g.H : std::min<index_t>(g.H, th * 4 - g.pt + 4);
+        if (r0 < r1)
+          k->channel_absmax(in.base + n * in.image, in.stride, g.C, am.base + n * am.image, r0 * g.W, r1 * g.W);
+      }
+      k->wino_input(geo, in.base, in.stride, out.base, t, end);
+      t = end;
+    }
   }
 };
+
+// Winograd mixes all 36 pixels of a tile into each of its 16 outputs, so a value an output's own 3x3 window never
+// sees still moves it: one infinity makes the whole tile NaN, and a pixel 1e5 times its neighbours moves their
+// outputs by ~0.1 (eager, torch and the direct kernels keep both to the 3x3 neighbourhood). The guard (issue 22
+// item 1): a tile holding a non-finite value, or whose largest |x| exceeds kTileRatio times the largest |x| of some
+// output's own window, is computed again by the direct kernel. Natural feature maps stay far below that ratio, so
+// the guard costs the scan in WinoInputOp; the tiles it redoes keep every output within the Winograd bound of what
+// it sees.
+constexpr float kTileRatio = 8.0f;
 
 struct WinoOutputOp : CpuOp {
   WinoGeom g;
   AlignedVector bias;  // padded to the lanes
   Epilogue e;
   int m, y, res, mask = -1;
+  int x, amax;          // the convolution's input and its per-pixel channel maxima (WinoScanOp)
+  ConvGeom direct_geom;  // the same convolution for the direct kernel, with its packed 3x3 weights
+  ConvPacked direct;
   const Kernels* k;
   int parallelism(index_t N, int threads) const override {
     return parts_for(36.0 * 4 * N * g.tiles_h * g.tiles_w * g.K, kByteGrain, threads);
@@ -192,8 +222,45 @@ struct WinoOutputOp : CpuOp {
     const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
     const TensorView mk = mask >= 0 ? ex.at(mask) : TensorView{nullptr, 0, 0};
     const auto [t0, t1] = share(geo.tiles(), part, parts);
-    if (t0 < t1)
-      k->wino_output(geo, in.base, bias.data(), out.base, out.stride, r.base, r.stride, mk.base, mk.stride, e, t0, t1);
+    if (t0 >= t1) return;
+    k->wino_output(geo, in.base, bias.data(), out.base, out.stride, r.base, r.stride, mk.base, mk.stride, e, t0, t1);
+    const TensorView am = ex.at(amax);  // a root tensor of one channel: pixel stride 1
+    const TensorView xin = ex.at(x);
+    ConvGeom dg = direct_geom;
+    dg.N = ex.N;
+    const ConvIO io{xin.base, xin.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros(), mk.base, mk.stride};
+    const index_t per_image = g.tiles_h * g.tiles_w, blocks = direct.t.blocks_per_group;
+    for (index_t t = t0; t < t1; ++t) {
+      const index_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
+      if (!irregular(am.base + n * am.image, th, tw)) continue;
+      const index_t rows = std::min<index_t>(4, g.OH - th * 4), cols = std::min<index_t>(4, g.OW - tw * 4);
+      for (index_t i = 0; i < rows; ++i) {
+        const index_t p = (n * g.OH + th * 4 + i) * g.OW + tw * 4;
+        k->conv(dg, direct.view(), io, e, p, p + cols, 0, blocks);
+      }
+    }
+  }
+  // Whether tile (th, tw) of one image needs the direct kernel, from its pixels' channel maxima `am` (H x W).
+  bool irregular(const float* am, index_t th, index_t tw) const {
+    float px[6][6];
+    float all = 0.0f;
+    for (int i = 0; i < 6; ++i)
+      for (int j = 0; j < 6; ++j) {
+        const index_t ih = th * 4 - g.pt + i, iw = tw * 4 - g.pl + j;
+        px[i][j] = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W ? am[ih * g.W + iw] : 0.0f;
+        if (px[i][j] != px[i][j]) return true;  // a non-finite value in the tile
+        all = std::max(all, px[i][j]);
+      }
+    const int rows = static_cast<int>(std::min<index_t>(4, g.OH - th * 4));
+    const int cols = static_cast<int>(std::min<index_t>(4, g.OW - tw * 4));
+    for (int oi = 0; oi < rows; ++oi)
+      for (int oj = 0; oj < cols; ++oj) {
+        float seen = 0.0f;
+        for (int i = 0; i < 3; ++i)
+          for (int j = 0; j < 3; ++j) seen = std::max(seen, px[oi + i][oj + j]);
+        if (all > kTileRatio * seen) return true;
+      }
+    return false;
   }
 };
 
@@ -231,9 +298,10 @@ void add_winograd(Plan& p, const ConvCall& c) {
   const WinoGeom wg{0, g.H, g.W, C, K, g.OH, g.OW, g.pt, g.pl, ceil_div(g.OH, 4), ceil_div(g.OW, 4)};
   const index_t tiles = wg.tiles_h * wg.tiles_w;
   const int v = p.add_tensor(1, tiles, 36 * C), m = p.add_tensor(1, tiles, 36 * K);
+  const int amax = p.add_tensor(g.H, g.W, 1);
   auto in = std::make_unique<WinoInputOp>();
-  in->g = wg, in->x = c.x, in->v = v, in->k = &k;
-  p.finish(std::move(in), c.name, p.kind("winograd_input", true), c.detail, {c.x}, {v});
+  in->g = wg, in->x = c.x, in->v = v, in->amax = amax, in->k = &k;
+  p.finish(std::move(in), c.name, p.kind("winograd_input", true), c.detail, {c.x}, {v, amax});
   const std::vector<float> u = winograd_filters(c.w, K, C);  // (36 * K, C, 1, 1): group xi = position xi
   const ConvGeom gemm{0, 1, tiles, 36 * C, 1, tiles, 36 * K, 1, 1, 1, 1, 1, 1, 0, 0, 36, C, K};
   ConvCall plain = c;
@@ -244,8 +312,13 @@ void add_winograd(Plan& p, const ConvCall& c) {
   out->g = wg, out->m = m, out->y = c.y, out->res = c.residual, out->mask = c.mask, out->e = c.e, out->k = &k;
   out->bias.assign(static_cast<size_t>(ceil_div(K, k.lanes) * k.lanes), 0.0f);
   if (c.bias) std::copy(c.bias, c.bias + K, out->bias.begin());
-  p.finish(std::move(out), c.name, p.kind("winograd_output", true), c.detail, conv_reads(m, c.residual, -1, c.mask),
-           {c.y});
+  out->x = c.x, out->amax = amax, out->direct_geom = g;
+  out->direct = pack_conv(k, g, c.w, c.bias);
+  p.add_weight_bytes(static_cast<index_t>(out->direct.w.size() + out->direct.bias.size()) * 4);
+  std::vector<int> reads = conv_reads(m, c.residual, -1, c.mask);
+  reads.push_back(c.x);  // the guard's direct kernel reads x: it lives until here
+  reads.push_back(amax);
+  p.finish(std::move(out), c.name, p.kind("winograd_output", true), c.detail, reads, {c.y});
 }
 
 }  // namespace

@@ -89,3 +89,51 @@ def test_item17_a_plan_that_follows_the_batch_is_not_fixed():
     plan = convcore.compile(lambda x: F.flatten(F.relu(F.conv2d(x, w))), (2, 3, 6, 6))
     assert plan.batch_fixed is None
     assert plan(np.ones((5, 3, 6, 6), np.float32)).shape == (5, 64)
+
+
+# ---- item 1: Winograd spreads a non-finite or outsized input ----------------------------------------------------
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan, 1e5, 1e8, 3e38])
+@pytest.mark.parametrize("where", [(10, 10), (0, 0), (23, 5), (8, 23)])
+def test_item01_winograd_keeps_an_outlier_to_its_neighbourhood(value, where, isa, threads):
+    """One pixel of one channel set to an infinity, a NaN or a huge finite value: a Winograd Plan's non-finite
+    outputs are exactly eager's, and every output's error stays within the Winograd bound of the values its own
+    3x3 window sees (before, one infinity made whole 4x4 tiles NaN and a pixel at 1e5 moved outputs that cannot see
+    it by ~0.1). Interior, corner and edge pixels, odd map sizes (partial tiles), with a residual and ReLU."""
+    rng = np.random.default_rng(5)
+    c = 32
+    w = (rng.standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+
+    def fn(x):
+        y = F.conv2d(x, w, b, padding=1)
+        return F.relu(F.add(y, x)), y
+
+    x = rng.standard_normal((2, c, 24, 23)).astype(np.float32)
+    x[1, 3, where[0], min(where[1], 22)] = value
+    plan = convcore.compile(fn, x.shape, winograd=True)
+    assert any("winograd" in op[1] for op in plan.ops())
+    with np.errstate(invalid="ignore"):
+        pairs = list(zip(plan(x), fn(x)))
+    for got, want in pairs:
+        assert np.array_equal(np.isnan(got), np.isnan(want)) and np.array_equal(np.isinf(got), np.isinf(want))
+        finite = np.isfinite(want)
+        assert np.array_equal(got[~finite], want[~finite], equal_nan=True)
+        # What each output sees: the max |x| over its 3x3 window and every channel.
+        seen = np.abs(np.where(np.isfinite(x), x, 0)).max(axis=1, keepdims=True)
+        seen = F.max_pool2d(seen, 3, 1, 1)
+        with np.errstate(invalid="ignore"):
+            err = np.abs(np.where(finite, got - want, 0)) / np.maximum(seen, 1.0)
+        assert float(err.max()) <= 1e-4, float(err.max())
+
+
+def test_item01_the_guard_redoes_only_irregular_tiles():
+    """On ordinary data no tile is redone (the outputs are Winograd's, not the direct kernel's: they differ in the
+    last bits), so the guard costs only its scan."""
+    rng = np.random.default_rng(6)
+    w = (rng.standard_normal((32, 32, 3, 3)) / 17).astype(np.float32)
+    x = rng.standard_normal((1, 32, 16, 16)).astype(np.float32)
+    win = convcore.compile(lambda v: F.conv2d(v, w, padding=1), x.shape, winograd=True)(x)
+    direct = convcore.compile(lambda v: F.conv2d(v, w, padding=1), x.shape, winograd=False)(x)
+    assert not np.array_equal(win, direct)
+    np.testing.assert_allclose(win, direct, rtol=1e-4, atol=1e-4 * np.abs(direct).max())
