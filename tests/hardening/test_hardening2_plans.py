@@ -137,3 +137,49 @@ def test_item01_the_guard_redoes_only_irregular_tiles():
     direct = convcore.compile(lambda v: F.conv2d(v, w, padding=1), x.shape, winograd=False)(x)
     assert not np.array_equal(win, direct)
     np.testing.assert_allclose(win, direct, rtol=1e-4, atol=1e-4 * np.abs(direct).max())
+
+
+# ---- item 13: compile time is linear in the number of plan segments ---------------------------------------------
+
+def _segmented_chain(n):
+    """n nodes alternating Relu (in the Plan) and Softmax over a spatial axis (outside it): n / 2 segments."""
+    from onnx import TensorProto, helper
+
+    nodes, prev = [], "x"
+    for i in range(n):
+        op = "Relu" if i % 2 == 0 else "Softmax"
+        nodes.append(helper.make_node(op, [prev], [f"v{i}"], **({"axis": 3} if op == "Softmax" else {})))
+        prev = f"v{i}"
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, 2, 4, 4])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_item13_compile_is_linear_in_segments():
+    """Each segment's lowering rescanned the whole graph: 4000 nodes took ~10 s and doubling them quadrupled it.
+    Timed in a fresh child, best of three, the collector off: doubling the nodes at most triples the time."""
+    from .helpers import run_child
+
+    code, out, err = run_child("""
+        import gc, time
+        import convcore, convcore.onnx
+        from tests.hardening.test_hardening2_plans import _segmented_chain
+        nets = [convcore.onnx.load(_segmented_chain(n)) for n in (1500, 3000)]
+
+        def seconds(net):
+            best = float("inf")
+            for _ in range(3):
+                gc.collect()
+                gc.disable()
+                start = time.perf_counter()
+                plan = convcore.compile(net)
+                best = min(best, time.perf_counter() - start)
+                gc.enable()
+            return best, len(plan.eager_nodes)
+
+        seconds(nets[0])  # warm up
+        (small, eager), (large, _) = seconds(nets[0]), seconds(nets[1])
+        report(small=small, large=large, eager=eager)
+    """)
+    assert code == 0, err[-3000:]
+    assert out["eager"] == 750 and out["large"] <= 3 * out["small"], out
