@@ -56,12 +56,14 @@ def randomize_batch_norm(model, seed=0):
 
 
 def make_model(nodes, inputs, outputs, initializers=(), opset=17, ir_version=None):
-    """A ModelProto from helper-made parts; `inputs` / `outputs` are (name, shape) pairs of float32 tensors."""
+    """A ModelProto from helper-made parts; `inputs` / `outputs` are (name, shape) pairs of float32 tensors, or
+    (name, shape, element type) triples."""
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph(nodes, "test", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
-                                              for n, s in inputs],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
+    def info(value):
+        return helper.make_tensor_value_info(value[0], value[2] if len(value) > 2 else TensorProto.FLOAT, value[1])
+
+    graph = helper.make_graph(nodes, "test", [info(v) for v in inputs], [info(v) for v in outputs],
                               list(initializers))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = ir_version or helper.find_min_ir_version_for([helper.make_opsetid("", opset)])

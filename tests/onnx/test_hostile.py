@@ -155,7 +155,7 @@ def test_garbage_is_a_value_error(tmp_path):
             convcore.onnx.load(data)
     with pytest.raises(ValueError, match="not a file"):
         convcore.onnx.load(tmp_path / "missing.onnx")
-    with pytest.raises(TypeError, match="path or bytes"):
+    with pytest.raises(TypeError, match="path, bytes or an onnx.ModelProto"):
         convcore.onnx.load(42)
 
 
@@ -223,11 +223,41 @@ def test_subgraphs_are_unsupported():
 
 
 # ------------------------------------------------------------------------------------------ types
-def test_non_float_input_refused():
+@pytest.mark.parametrize("kind", [TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.STRING])
+def test_non_float_input_refused(kind):
     model = make_model([helper.make_node("Relu", ["x"], ["y"])], [X], [("y", None)])
-    model.graph.input[0].type.tensor_type.elem_type = TensorProto.INT64
-    with pytest.raises(ValueError, match="expected a float32 tensor .got INT64"):
+    model.graph.input[0].type.tensor_type.elem_type = kind
+    with pytest.raises(ValueError, match=f"expected a float32 tensor, or an integer one bound as a constant "
+                                         f".got {TensorProto.DataType.Name(kind)}"):
         convcore.onnx.load(model.SerializeToString())
+
+
+def test_integer_input_is_bound_at_each_call():
+    """Pad's pads and ReduceMean's axes given as int64 graph inputs (not initializers): `load` returns a module
+    that binds them at each call (one import per distinct value, issue 22 item 6), matching onnxruntime; a bad
+    value is the importer's clear error; an integer input computed on as data is refused naming the output."""
+    ort = pytest.importorskip("onnxruntime")
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"]), helper.make_node("ReduceMean", ["p", "axes"], ["y"])]
+    model = make_model(nodes, [X, ("pads", [8], TensorProto.INT64), ("axes", [1], TensorProto.INT64)], [("y", None)],
+                       opset=18)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    net = convcore.onnx.load(model.SerializeToString())
+    assert isinstance(net, convcore.onnx.BoundONNXModule) and net.bound == ["pads", "axes"]
+    x = rng.standard_normal((3, 2, 5, 5)).astype(np.float32)
+    for pads, axes in [([0, 0, 1, 1, 0, 0, 1, 1], [2]), ([0, 0, 0, 2, 0, 0, 1, 0], [3]), ([0] * 8, [1])]:
+        pads, axes = np.array(pads, np.int64), np.array(axes, np.int64)
+        want = session.run(None, {"x": x, "pads": pads, "axes": axes})[0]
+        np.testing.assert_allclose(net(x, pads, axes), want, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(net(x=x, pads=pads, axes=axes), want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="node 'p'.*pads"):
+        net(x, np.array([0, 0, -9, 0, 0, 0, 0, 0], np.int64), np.array([2], np.int64))
+    with pytest.raises(ValueError, match="bound at each call.*specialize"):
+        convcore.compile(net, (1, 2, 5, 5))
+    plan = convcore.compile(net.specialize({"pads": [0, 0, 1, 1, 0, 0, 1, 1], "axes": [2]}), (3, 2, 5, 5))
+    np.testing.assert_allclose(plan(x), net(x, np.array([0, 0, 1, 1, 0, 0, 1, 1]), np.array([2])), rtol=1e-6)
+    relu = make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", [2, 2], TensorProto.INT64)], [("y", None)])
+    with pytest.raises(ValueError, match="graph output 'y': expected a float tensor"):
+        convcore.onnx.load(relu.SerializeToString())(np.ones((2, 2), np.int64))
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.bool_])

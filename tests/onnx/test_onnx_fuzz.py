@@ -132,8 +132,8 @@ def _try(data_or_model, rng):
         names = [v.name for v in data_or_model.graph.input
                  if v.name not in {i.name for i in data_or_model.graph.initializer}]
         arrays = dict(zip(names, feeds))
-        constants = {n: arrays[n] for n in rep.bound}
-        module = rep._module(constants, {n: a.shape for n, a in arrays.items() if n not in constants})
+        constants = {n: arrays[n] for n in rep.module.bound}
+        module = rep.module.specialize(constants, {n: a.shape for n, a in arrays.items() if n not in constants})
         if max((int(np.prod(t.shape)) for t in module.graph.values.values()), default=0) <= MAX_VALUE:
             rep.run(feeds)
         return "ok"

@@ -10,6 +10,6 @@ Both directions go through the one Graph IR (`convcore.graph`). `convcore.onnx.b
 """
 
 from .export import EXPORTED_OPS, export
-from .importer import IMPORTED_OPS, ONNXModule, load
+from .importer import IMPORTED_OPS, BoundONNXModule, ONNXModule, load
 
-__all__ = ["EXPORTED_OPS", "IMPORTED_OPS", "ONNXModule", "export", "load"]
+__all__ = ["EXPORTED_OPS", "IMPORTED_OPS", "BoundONNXModule", "ONNXModule", "export", "load"]

@@ -33,6 +33,10 @@ def _as_graph(model, input_shape):
     """A Graph from a Graph, an ONNX-imported module, an ONNX file / bytes, or a Module traced at input_shape."""
     if isinstance(model, Graph):
         return model, tuple(model.shapes[model.inputs[0]])
+    if hasattr(model, "specialize") and hasattr(model, "bound"):  # an ONNX model binding inputs at each call
+        raise ValueError(f"model: its inputs {model.bound} are bound at each call (convcore.onnx.BoundONNXModule); "
+                         f"compile the model for one set of their values: convcore.compile(model.specialize("
+                         f"{{{', '.join(repr(n) + ': ...' for n in model.bound)}}}), input_shape)")
     graph = getattr(model, "graph", None)
     if isinstance(graph, Graph):  # an imported ONNX model carries its graph and declared input shape
         shape = tuple(input_shape) if input_shape is not None else tuple(graph.shapes[graph.inputs[0]])

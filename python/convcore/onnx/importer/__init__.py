@@ -30,6 +30,7 @@ from .attributes import node_attrs
 from .context import ImportContext
 from .folding import FOLDERS, fold, is_constant
 from ...graph.ir import BatchGuard, NameSet, unique_name
+from .binding import BoundONNXModule
 from .module import ONNXModule
 from .structure import MAX_OPSET, MIN_OPSET, check_ops, check_text, input_shape_of, opset_of, sorted_nodes
 
@@ -41,7 +42,8 @@ CONVERTERS = {**activation.declared_forms(), **conv.CONVERTERS, **pool.CONVERTER
 IMPORTED_OPS = tuple(sorted(CONVERTERS))
 CONSTANT_ONLY_OPS = tuple(sorted(set(FOLDERS) - set(CONVERTERS)))
 
-__all__ = ["CONSTANT_ONLY_OPS", "IMPORTED_OPS", "MAX_OPSET", "MIN_OPSET", "ONNXModule", "load", "onnx_to_graph"]
+__all__ = ["CONSTANT_ONLY_OPS", "IMPORTED_OPS", "MAX_OPSET", "MIN_OPSET", "BoundONNXModule", "ONNXModule", "load",
+           "onnx_to_graph"]
 
 
 def _input_shapes(real_inputs, input_shape):
@@ -260,7 +262,7 @@ def _specialise(graph, inputs, reason):
 
 def load(source: Union[str, os.PathLike[str], bytes],
          input_shape: Union[Sequence[int], Mapping[str, Sequence[int]], None] = None,
-         constants: Optional[Mapping[str, ArrayLike]] = None) -> ONNXModule:
+         constants: Optional[Mapping[str, ArrayLike]] = None) -> Union[ONNXModule, BoundONNXModule]:
     """Load an ONNX model as a convcore module.
 
     Reads the file without trusting it (see `convcore.onnx._reader`): corrupt or truncated files, external data
@@ -279,7 +281,9 @@ def load(source: Union[str, os.PathLike[str], bytes],
         constants: optional dict binding graph inputs to arrays (integer inputs such as shapes or indices).
 
     Returns:
-        An `ONNXModule` (a `convcore.nn.Module`) in eval mode.
+        An `ONNXModule` (a `convcore.nn.Module`) in eval mode; for a model with inputs convcore needs as constants
+        (integer shapes, axes, pads, ...) and `constants` does not give, a `BoundONNXModule`, which takes them with
+        the other inputs at each call (`convcore.onnx.importer.binding`).
 
     Example:
         >>> net = convcore.onnx.load("resnet18.onnx")
@@ -287,5 +291,8 @@ def load(source: Union[str, os.PathLike[str], bytes],
         (2, 1000)
     """
     proto, folder = read_model(source)
+    bound = BoundONNXModule(proto, folder, input_shape, constants)
+    if bound.bound:
+        return bound.eval()
     graph, opset = onnx_to_graph(proto, folder, input_shape, constants)
     return ONNXModule(graph, opset).eval()
