@@ -74,12 +74,11 @@ def main():
     if "properties" in args.targets:
         start = time.monotonic()
         env = {**os.environ, "CONVCORE_FUZZ_EXAMPLES": str(args.examples), "CONVCORE_FUZZ_SEED": str(args.seed)}
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                               "tests/hardening/test_functional_properties.py"], cwd=ROOT, env=env,
-                              capture_output=True, text=True)
+        files = ["tests/hardening/test_functional_properties.py", "tests/hardening/test_plan_properties.py"]
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files], cwd=ROOT,
+                              env=env, capture_output=True, text=True)
         summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-500:]
-        tests = len(re.findall(r"^def test_", open(os.path.join(ROOT, "tests", "hardening",
-                                                                 "test_functional_properties.py")).read(), re.M))
+        tests = sum(len(re.findall(r"^def test_", open(os.path.join(ROOT, f)).read(), re.M)) for f in files)
         print(f"properties: up to {args.examples} examples x {tests} tests in {time.monotonic() - start:.0f} s: "
               f"{summary}", flush=True)
         if proc.returncode:
