@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from ._common import (UsageError, add_device_argument, check_device, format_table, is_onnx_path, load_model, log,
-                      parse_int_list, runner, set_threads)
+from ._common import (UsageError, add_device_argument, add_threads_argument, check_device, error_message, format_table,
+                      is_onnx_path, load_model, log, parse_int_list, runner, set_threads)
 
 DEFAULT_MODELS = ("mobilenet_v2", "efficientnet_lite0", "resnet50")
 
@@ -21,8 +21,7 @@ def add_arguments(parser):
     parser.add_argument("models", nargs="*", metavar="MODEL",
                         help=f"zoo names or .onnx files (default: {' '.join(DEFAULT_MODELS)})")
     parser.add_argument("--batch", default="1,8", metavar="N[,N...]", help="batch sizes (default 1,8)")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="threads for every engine (default: convcore's default, all usable CPUs)")
+    add_threads_argument(parser)
     parser.add_argument("--peers", action="store_true",
                         help="also time onnxruntime (via convcore.onnx.export) and PyTorch (torchvision models), "
                              "when installed")
@@ -123,7 +122,9 @@ def _peer_times(engine, spec, loaded, shapes, threads, args, folder):
 
     if engine == "onnxruntime":
         if importlib.util.find_spec("onnxruntime") is None:
-            raise LookupError("onnxruntime is not installed")
+            from convcore._optional import missing
+
+            raise missing("onnxruntime", "timing onnxruntime")
         path = spec
         if not is_onnx_path(spec):
             from convcore.onnx import export
@@ -135,20 +136,22 @@ def _peer_times(engine, spec, loaded, shapes, threads, args, folder):
     if is_onnx_path(spec):
         raise LookupError("no PyTorch model for an ONNX file")
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None:
-        raise LookupError("torch / torchvision are not installed")
+        raise LookupError("timing PyTorch needs torch and torchvision: pip install torch torchvision")
     log(f"bench: {loaded.name} pytorch ...")
     return _isolated(_time_torch, spec, shapes, threads, args.warmup, args.min_time, args.gpu, args.precision)
 
 
-def _peers(spec, loaded, shapes, threads, args, folder):
+def _peers(spec, loaded, shapes, threads, args, folder, skipped):
     """[(engine, [seconds per shape])] for onnxruntime and PyTorch; an unavailable or failing peer is skipped with a
-    note on stderr, the benchmark goes on."""
+    note on stderr and in `skipped` (engine -> reason, for the table's footer), the benchmark goes on."""
     results = []
     for engine in ("onnxruntime", "pytorch"):
         try:
             results.append((engine, _peer_times(engine, spec, loaded, shapes, threads, args, folder)))
         except Exception as exc:
-            log(f"bench: {engine} skipped for {loaded.name}: {exc}")
+            reason = error_message(exc)
+            log(f"bench: {engine} skipped for {loaded.name}: {reason}")
+            skipped.setdefault(engine, reason)
     return results
 
 
@@ -163,6 +166,7 @@ def run(args):
 
     loaded_models = [load_model(spec, need_weights=False) for spec in specs]
     results = []
+    skipped = {}
 
     def report(model, batch, engine, seconds, gflops):
         record = {"model": model, "batch": batch, "engine": engine, "device": args.device, "threads": threads,
@@ -198,7 +202,7 @@ def run(args):
                 if args.profile and hasattr(run_model, "summary"):
                     run_model.summary(x)
             if args.peers:
-                for engine, times in _peers(spec, loaded, shapes, threads, args, folder):
+                for engine, times in _peers(spec, loaded, shapes, threads, args, folder, skipped):
                     for shape, seconds in zip(shapes, times):
                         report(loaded.name, shape[0], engine, seconds, gflops)
     if not args.json:
@@ -210,4 +214,6 @@ def run(args):
         where = f"GPU {args.gpu}, {args.precision}" if args.gpu is not None else f"{threads} threads"
         print(f"({where}; zoo models with installed pretrained weights, else random ones; median of >= 3 "
               f"runs and >= {args.min_time:g} s per row)")
+        for engine, reason in skipped.items():
+            print(f"(peer {engine} skipped: {reason})")
     return 0

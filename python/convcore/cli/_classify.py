@@ -10,8 +10,8 @@ import time
 import numpy as np
 
 from ._classify_common import DEFAULT_MODEL, IMAGE_EXTENSIONS, emit, image_paths, report_summary
-from ._common import (CLIError, UsageError, add_device_argument, check_device, load_model, log, runner, set_threads,
-                      timed)
+from ._common import (CLIError, UsageError, add_device_argument, add_threads_argument, check_device, error_message,
+                      load_model, log, runner, set_threads, timed)
 
 
 
@@ -26,7 +26,7 @@ def add_arguments(parser):
                         help="use this zoo model's preprocessing (for ONNX files exported from it)")
     parser.add_argument("--topk", type=int, default=5, metavar="K", help="classes to show per image (default 5)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (default 8)")
-    parser.add_argument("--threads", type=int, metavar="N", help="compute threads (default: all usable CPUs)")
+    add_threads_argument(parser)
     parser.add_argument("--out", metavar="FILE", help="also write one JSON line per image to FILE")
     parser.add_argument("--eager", action="store_true",
                         help="run the model op by op (the reference) instead of its compiled plan")
@@ -141,7 +141,10 @@ def _classify(args, inputs, out_file):
     paths = list(image_paths(inputs))
     if not paths:
         raise CLIError(f"no images found in {', '.join(inputs)} (extensions: {' '.join(IMAGE_EXTENSIONS)})")
+    from convcore._optional import require
+
     loaded = load_model(args.model, args.weights, args.preset)
+    require("PIL", "decoding images")  # before the model compiles: a missing package is not a per-file failure
     preset = loaded.preprocess
     if loaded.fixed_batch and loaded.fixed_batch != args.batch_size:
         log(f"convcore: {loaded.name} takes batches of {loaded.fixed_batch} only; using --batch-size "
@@ -158,7 +161,7 @@ def _classify(args, inputs, out_file):
 
     def on_skip(path, exc):
         skipped.append(path)
-        message = f"convcore: skipped {path}: {type(exc).__name__}: {exc}"
+        message = f"convcore: skipped {path}: {error_message(exc)}"
         if bar is not None:
             bar.write(message, file=sys.stderr)
             bar.update(1)

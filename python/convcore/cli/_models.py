@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 
-from ._common import UsageError, log
+from ._common import UsageError, add_threads_argument, log, set_threads
 
 _HEADERS = ("name", "family", "params (M)", "GFLOPs", "input", "weights")
 _ALIGN = "llrrll"
@@ -17,11 +17,13 @@ def add_arguments(parser):
     parser.add_argument("--brief", action="store_true",
                         help="skip the parameter and GFLOP counts (they build and trace each model once)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per model")
+    add_threads_argument(parser)
 
 
 def run(args):
     from convcore import data, models
 
+    set_threads(args.threads)
     names = models.list_models()
     if args.patterns:
         names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in args.patterns)]

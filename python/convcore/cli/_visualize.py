@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ._common import CLIError, UsageError, load_model, log, set_threads
+from ._common import CLIError, UsageError, add_threads_argument, load_model, log, set_threads
 
 KINDS = ("filters", "activations", "saliency", "patches", "class", "feature")
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -63,7 +63,7 @@ def add_arguments(parser):
         p.add_argument("--preset", metavar="NAME", help="use this zoo model's preprocessing (for ONNX files)")
         p.add_argument("--out", default=".", metavar="DIR", help="folder for the PNG files (default: here)")
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same pictures")
-        p.add_argument("--threads", type=int, metavar="N", help="compute threads (default: all usable CPUs)")
+        add_threads_argument(p)
         p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 

@@ -90,6 +90,9 @@ def get_model_info(name: str) -> ModelInfo:
     """Return the `ModelInfo` of a registered model; ValueError (with close names) for an unknown one."""
     if not isinstance(name, str):
         raise TypeError(f"expected a model name as str (got {type(name).__name__})")
+    if name not in _MODELS and name.lower().endswith(".onnx"):
+        raise ValueError(f"name: expected a registered model name (got {name!r}, an ONNX file): load ONNX files with "
+                         f"convcore.onnx.load, or pass them to convcore.compile")
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "; see convcore.models.list_models()"

@@ -8,6 +8,7 @@ import stat
 
 import numpy as np
 
+from .._optional import require
 from ._checks import check_pixels
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
@@ -57,7 +58,7 @@ def load_image(path, mode="RGB"):
         uint8 array, (H, W, 3) for 'RGB', (H, W) for 'L'.
 
     Raises:
-        ImportError: Pillow is not installed.
+        ModuleNotFoundError: Pillow is not installed (one line naming the ``demo`` extra).
         OSError: the file cannot be opened, or Pillow cannot identify or read it (missing, not an image, truncated).
         ValueError: not a regular file (a FIFO, a device, a folder: never read, so never waited on), more than
             `MAX_IMAGE_PIXELS` pixels (checked from the header, before decoding), or malformed in a way Pillow
@@ -68,11 +69,8 @@ def load_image(path, mode="RGB"):
         >>> img.shape, img.dtype
         ((300, 451, 3), dtype('uint8'))
     """
-    try:
-        from PIL import Image, ImageOps
-    except ImportError:
-        message = "decoding images needs Pillow: pip install 'convcore[demo]' (or: pip install Pillow)"
-        raise ImportError(message) from None
+    require("PIL", "decoding images")
+    from PIL import Image, ImageOps
     if mode not in ("RGB", "L"):
         raise ValueError(f"expected mode 'RGB' or 'L' (got {mode!r})")
     if isinstance(path, os.PathLike):

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import data, models
+from .._optional import require
 from .. import transforms as T
 from ..graph import Graph
 from ..nn import Module
@@ -231,6 +232,7 @@ def _font(size):
 
 def caption(img, text, size=14):
     """The image with `text` written in a white band above it."""
+    require("PIL", "drawing captions")
     from PIL import Image, ImageDraw
 
     img = np.asarray(img)
@@ -274,10 +276,8 @@ def file_name(*parts: object) -> str:
 
 def save_png(img: NDArray[Any], path: Union[str, os.PathLike[str]]) -> str:
     """Write a uint8 HWC / HW image as PNG (Pillow); returns the path."""
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow comes with the demo and test extras
-        raise ImportError("writing PNG files needs Pillow: pip install 'convcore[demo]'") from None
+    require("PIL", "writing PNG files")
+    from PIL import Image
     folder = os.path.dirname(os.fspath(path))
     if folder:
         os.makedirs(folder, exist_ok=True)
