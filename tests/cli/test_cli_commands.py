@@ -317,7 +317,7 @@ def test_info_json(capsys):
 def test_no_command_prints_the_usage(capsys):
     status, out, _ = run(capsys)
     assert status == 0 and out.startswith("usage: convcore")
-    for command in ("info", "classify", "models", "bench", "visualize", "export", "run"):
+    for command in ("info", "classify", "models", "layers", "bench", "visualize", "export", "run"):
         assert f"\n    {command}" in out, command
 
 

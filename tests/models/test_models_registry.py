@@ -106,9 +106,11 @@ def test_summary_of_a_module_and_input_size_forms():
     assert by_name["macs"] == expected
     assert models.summary(model, (1, 32, 32))["macs"] == expected
     assert models.summary(model, (32, 32))["macs"] == expected
+    assert models.summary(model, (4, 1, 32, 32))["macs"] == expected  # (N, C, H, W) as compile takes it: per image
+    assert models.summary(model)["macs"] == expected  # a zoo model carries its registered input size
     assert by_name["params"] == models.count_parameters(model)
-    with pytest.raises(ValueError, match="input_size"):
-        models.summary(model)
+    with pytest.raises(ValueError, match="input_size: required for a Module that is not from the zoo"):
+        models.summary(nn.Sequential(nn.Conv2d(3, 4, 3)))
     with pytest.raises(TypeError, match="name_or_model"):
         models.summary(3)
 

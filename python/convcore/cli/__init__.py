@@ -71,7 +71,7 @@ def build_parser():
     """The argument parser of the `convcore` command (each subcommand stores its handler in `func`)."""
     import convcore
 
-    from . import _bench, _classify, _models, _visualize
+    from . import _bench, _classify, _layers, _models, _visualize
     from ._onnx import add_subcommands as add_onnx_commands
 
     parser = _Parser(prog="convcore", description="convcore: fast CNN inference on the CPU")
@@ -86,6 +86,8 @@ def build_parser():
 
     for module, name, text in ((_classify, "classify", "classify images with a zoo model or an ONNX file"),
                                (_models, "models", "list the model zoo: parameters, GFLOPs, input size, weights"),
+                               (_layers, "layers", "list a model's layers: output shapes, parameters, MACs (the names "
+                                                   "visualize objectives take)"),
                                (_bench, "bench", "time whole models (ms per image, GFLOP/s), optionally beside peers"),
                                (_visualize, "visualize", "see what a convnet learns: filters, activations, saliency, "
                                                          "top patches, class models, feature visualization")):

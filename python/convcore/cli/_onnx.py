@@ -61,7 +61,10 @@ def run_command(onnx_path, input_npy, output_npy=None, eager=False):
     from ..onnx import load
     from ..plan import compile as compile_plan
 
-    net = load(onnx_path)
+    try:
+        net = load(onnx_path)
+    except ValueError as exc:  # name the file: the importer's messages speak of its contents
+        raise ValueError(f"{os.fspath(onnx_path)}: {exc}") if os.fspath(onnx_path) not in str(exc) else exc from None
     x = _load_input(input_npy)
     if x.dtype.kind != "f":
         raise ValueError(f"expected a float input array in {input_npy} (got dtype {x.dtype})")

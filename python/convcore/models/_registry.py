@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import fnmatch
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, TypeVar, Union
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, TypeVar, Union, cast
 
+import numpy as np
 from numpy.typing import ArrayLike
 
-from ..nn import Module
+from ..nn import Module, StateDictError, init
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,23 @@ _MODELS: dict[str, ModelInfo] = {}
 def register_model(name: str, *, family: str, source: str, input_size: Sequence[int] = (3, 224, 224),
                    min_size: int = 32,
                    convert: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = None) -> Callable[[_B], _B]:
-    """Decorator adding a builder to the registry under `name` (used by the model files)."""
+    """Decorator adding a builder to the registry under `name` (used by the model files). The models it builds carry
+    their registered input size as `model.input_size` (C, H, W), so `convcore.trace`, `convcore.compile`,
+    `gradients.layer_names` and `summary` need no shape for them."""
 
     def decorate(builder: _B) -> _B:
         if name in _MODELS:
             raise ValueError(f"expected a new model name (got {name!r}, already registered)")
-        _MODELS[name] = ModelInfo(name, builder, family, tuple(input_size), min_size, source, convert)
-        return builder
+
+        @functools.wraps(builder)
+        def build(*args: Any, **kwargs: Any) -> Module:
+            model = builder(*args, **kwargs)
+            # The registered (C, H, W), the channels as built: trace / compile / layer_names / summary default to it.
+            model.input_size = (int(kwargs.get("in_channels", input_size[0])), *map(int, input_size[1:]))
+            return model
+
+        _MODELS[name] = ModelInfo(name, build, family, tuple(input_size), min_size, source, convert)
+        return cast(_B, build)
 
     return decorate
 
@@ -149,5 +161,53 @@ def get_model(name: str, weights: Union[str, os.PathLike[str], Mapping[str, Arra
             state_dict = weights
         else:
             raise TypeError(f"expected weights as None, a path or a mapping (got {type(weights).__name__})")
-        model.load_state_dict(convert_state_dict(name, state_dict))
+        try:
+            model.load_state_dict(convert_state_dict(name, state_dict))
+        except StateDictError as exc:
+            source = os.path.basename(os.fspath(weights)) if isinstance(weights, (str, os.PathLike)) else None
+            raise exc.with_context(source, _fit_hint(name, state_dict, kwargs)) from None
     return model.eval()
+
+
+def _shapes(name: str, **kwargs: Any) -> dict[str, tuple[int, ...]]:
+    """Zoo model `name`'s state-dict keys and shapes, built without initializing its weights."""
+    with init.skip_init():
+        return {k: tuple(v.shape) for k, v in _MODELS[name].builder(**kwargs).state_dict().items()}
+
+
+def closest_models(state_dict: Mapping[str, Any], n: int = 1) -> list[tuple[str, float]]:
+    """The zoo models whose state dicts look most like `state_dict`: [(name, share of keys matching in name and
+    shape)], best first, at most `n`, only those with a share over one half. Builds every zoo model once without
+    initializing its weights (a fraction of a second)."""
+    given = {str(k): tuple(np.shape(v)) for k, v in state_dict.items()}
+    scores = []
+    for name, info in _MODELS.items():
+        try:
+            own = _shapes(name)
+            keys = info.convert(dict(given)) if info.convert is not None else given
+        except Exception:  # a builder that cannot build with its defaults is no candidate
+            continue
+        same = sum(1 for k, shape in keys.items() if own.get(k) == shape)
+        scores.append((same / max(len(own), len(keys), 1), name))
+    scores.sort(key=lambda s: (-s[0], s[1]))
+    return [(name, round(score, 4)) for score, name in scores[:n] if score > 0.5]
+
+
+def _fit_hint(name: str, state_dict: Mapping[str, Any], kwargs: Mapping[str, Any]) -> str:
+    """One line saying what the checkpoint would fit: `name` with another num_classes, or another zoo model."""
+    given = {str(k): tuple(np.shape(v)) for k, v in state_dict.items()}
+    info = _MODELS[name]
+    keys = info.convert(dict(given)) if info.convert is not None else given
+    own = _shapes(name, **kwargs)
+    if set(keys) == set(own):  # the same architecture: only the classifier's width differs?
+        differ = [k for k in own if own[k] != keys[k]]
+        widths = {keys[k][0] for k in differ}
+        if differ and len(widths) == 1 and all(own[k][1:] == keys[k][1:] for k in differ):
+            width = widths.pop()
+            return f"the checkpoint is {name} with {width} classes: get_model({name!r}, num_classes={width}) loads it"
+    best = closest_models(state_dict)
+    if best and best[0][0] != name:
+        other, share = best[0]
+        return (f"the checkpoint looks like zoo model {other!r} ({share:.0%} of its keys match in name and shape): "
+                f"load it with that model (--model {other})")
+    return ""

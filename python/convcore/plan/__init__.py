@@ -21,6 +21,7 @@ import numpy as np
 from .. import _core
 from .._types import Array, Outputs
 from ..graph import Graph, trace
+from ..graph.tracer import batch_shape
 from ..nn import Module
 from ..graph.ir import call_node
 from .lower import FUSIONS, Segment, lower, rewrite
@@ -48,9 +49,8 @@ def _as_graph(model, input_shape):
         return module.graph, tuple(module.graph.shapes[module.graph.inputs[0]])
     if not isinstance(model, Module) and not callable(model):
         raise TypeError(f"model: expected a convcore.nn.Module, a Graph or an ONNX model (got {type(model).__name__})")
-    if input_shape is None:
-        raise TypeError("input_shape: required to trace a module, e.g. (1, 3, 224, 224)")
-    return trace(model, tuple(input_shape)), tuple(input_shape)
+    shape = tuple(batch_shape(model, input_shape))  # a zoo model's registered size by default
+    return trace(model, shape), shape
 
 
 class Plan:
@@ -279,8 +279,8 @@ def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_thre
     Args:
         model: a `convcore.nn.Module` (traced at `input_shape`), a `Graph`, a model imported with
             `convcore.onnx.load`, or an ONNX file path / bytes / ModelProto.
-        input_shape: (N, C, H, W) to trace at; optional for graphs and ONNX models that declare it. The batch N
-            may differ at run time.
+        input_shape: (N, C, H, W) to trace at; optional for graphs and ONNX models that declare it, and for zoo
+            models (batch 1 at their registered input size). The batch N may differ at run time.
         num_threads: threads per call; None follows `convcore.set_num_threads`.
         winograd: "auto" (Winograd F(4x4, 3x3) on the 3x3 stride-1 layers where it is measured faster and within
             the documented error bound), True (every eligible layer) or False (never).
