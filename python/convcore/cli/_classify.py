@@ -151,7 +151,9 @@ def _classify(args, inputs, out_file):
             f"{loaded.fixed_batch}")
         args.batch_size = loaded.fixed_batch
     # Compiled (and warmed up) for the batch it will mostly see: fewer images than --batch-size make one batch.
+    compile_start = time.perf_counter()
     run_model, engine = runner(loaded, min(args.batch_size, len(paths)), args.eager, args.device, args.precision)
+    compile_seconds = time.perf_counter() - compile_start
     categories = loaded.labels
     log(f"convcore: {loaded.name} ({engine}, {threads} threads), {len(paths)} image(s), batch {args.batch_size}, "
         f"preprocess: resize {preset.resize} {preset.interpolation}, crop {preset.crop}")
@@ -180,7 +182,8 @@ def _classify(args, inputs, out_file):
             probs = _probabilities(logits[:count])
             top = np.argsort(-probs, axis=1, kind="stable")[:, :args.topk]
             for i, path in enumerate(names):
-                record = {"path": path, "latency_ms": round(seconds * 1000 / count, 3),
+                record = {"path": path, "batch_ms": round(seconds * 1000, 3), "batch_images": count,
+                          "ms_per_image_in_batch": round(seconds * 1000 / count, 3),
                           "top": [{"index": int(k), "label": categories[k] if k < len(categories) else f"class {k}",
                                    "prob": round(float(probs[i, k]), 6)} for k in top[i]]}
                 emit(record, args.json, bar)
@@ -196,6 +199,7 @@ def _classify(args, inputs, out_file):
     elapsed = time.perf_counter() - start
     summary = {"images": done, "skipped": len(skipped), "model": loaded.name, "engine": engine, "threads": threads,
                "batch_size": args.batch_size, "seconds": round(elapsed, 3),
+               "compile_s": None if engine == "eager" else round(compile_seconds, 3),
                "model_ms_per_image": round(model_seconds * 1000 / done, 3) if done else None,
                "images_per_second": round(done / elapsed, 2) if done and elapsed > 0 else None}
     return report_summary(summary, elapsed, args.json,
