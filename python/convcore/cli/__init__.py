@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 from ._common import UsageError, add_threads_argument, error_message, exit_status, set_threads
 
@@ -120,7 +121,27 @@ def main(argv=None):
             convcore.set_num_threads(threads)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings meant for the user (an image far below the input size) as `convcore: warning: ...` lines; others
+    as Python prints them."""
+    from convcore.data import SmallImageWarning
+
+    if issubclass(category, SmallImageWarning):
+        print(f"convcore: warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def _run(argv):
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run_command(argv)
+
+
+def _run_command(argv):
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

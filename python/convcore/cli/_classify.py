@@ -65,16 +65,18 @@ def _probabilities(logits):
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _batches(paths, preprocess, batch_size, workers, on_skip):
+def _batches(paths, preprocess, batch_size, workers, on_skip, on_warn):
     """Decode and preprocess `batch_size` files at a time on `workers` threads (Pillow's decoders and numpy release
-    the GIL), yielding (paths, NCHW batch) of the readable ones: memory holds at most two batches of images."""
+    the GIL), yielding (paths, NCHW batch) of the readable ones: memory holds at most two batches of images.
+    `on_skip(path, error)` hears of unreadable files, `on_warn(path, why)` of images far below the input size."""
     from concurrent.futures import ThreadPoolExecutor
 
     from convcore.transforms import load_image
 
     def prepare(path):
         try:
-            return preprocess(load_image(path))
+            img = load_image(path)
+            return preprocess(img, warn=False), preprocess.too_small(img)
         except ImportError:  # no Pillow: fatal, not a bad file
             raise
         except Exception as exc:  # unreadable, truncated or not an image: reported and skipped
@@ -87,9 +89,11 @@ def _batches(paths, preprocess, batch_size, workers, on_skip):
             for path, result in zip(chunk, pool.map(prepare, chunk)):
                 if isinstance(result, Exception):
                     on_skip(path, result)
-                else:
-                    names.append(path)
-                    arrays.append(result)
+                    continue
+                if result[1] is not None:  # far below the input size: classified, with a warning
+                    on_warn(path, result[1])
+                names.append(path)
+                arrays.append(result[0])
             if len(names) >= batch_size:
                 yield names[:batch_size], np.stack(arrays[:batch_size])
                 names, arrays = names[batch_size:], arrays[batch_size:]
@@ -170,9 +174,16 @@ def _classify(args, inputs, out_file):
         else:
             log(message)
 
+    def on_warn(path, why):
+        message = f"convcore: warning: {path}: {why}"
+        if bar is not None:
+            bar.write(message, file=sys.stderr)
+        else:
+            log(message)
+
     done, model_seconds, start = 0, 0.0, time.perf_counter()
     try:
-        for names, batch in _batches(paths, preset, args.batch_size, threads, on_skip):
+        for names, batch in _batches(paths, preset, args.batch_size, threads, on_skip, on_warn):
             count = len(names)
             if loaded.fixed_batch is not None and count < args.batch_size:
                 # an ONNX file exported for one batch size: pad the last batch with zeros

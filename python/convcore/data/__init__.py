@@ -18,16 +18,18 @@ import functools
 import importlib.util
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
+import numpy as np
 from numpy.typing import NDArray
 
 from .. import transforms as T
 from .._types import Array
 
-__all__ = ["Preset", "get_preset", "imagenet_preset", "find_weights", "weights_source", "weights_url",
-           "imagenet_categories", "sample_images", "SAMPLE_CONTENTS"]
+__all__ = ["Preset", "SmallImageWarning", "get_preset", "imagenet_preset", "find_weights", "weights_source",
+           "weights_url", "imagenet_categories", "sample_images", "SAMPLE_CONTENTS"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -97,9 +99,30 @@ class Preset:
     def _pipeline(self):
         return self.transform()  # built once per preset, not per image
 
-    def __call__(self, img: NDArray[Any]) -> Array:
-        """Preprocess one HWC image (uint8, or float in [0, 1]) into a CHW float32 array."""
+    def too_small(self, img: NDArray[Any]) -> Optional[str]:
+        """Why `img` (HWC or HW) is too small for these weights to say much about it, or None: its shorter side is
+        below a quarter of the crop (under 56 pixels for a 224 input), so preprocessing magnifies it over 4x."""
+        h, w = np.shape(img)[:2]
+        if min(h, w) * SMALL_IMAGE_FACTOR >= self.crop:
+            return None
+        return (f"a {w}x{h} image is far below the model's {self.crop}x{self.crop} input (magnified "
+                f"{self.crop / max(min(h, w), 1):.0f}x): expect little from its prediction")
+
+    def __call__(self, img: NDArray[Any], warn: bool = True) -> Array:
+        """Preprocess one HWC image (uint8, or float in [0, 1]) into a CHW float32 array. An image far below the
+        input size (`too_small`) gives a `SmallImageWarning` unless `warn` is False."""
+        if warn:
+            reason = self.too_small(img)
+            if reason is not None:
+                warnings.warn(reason, SmallImageWarning, stacklevel=2)
         return self._pipeline(img)
+
+
+SMALL_IMAGE_FACTOR = 4  # an image whose shorter side is below crop / 4 is "far below" the input size
+
+
+class SmallImageWarning(UserWarning):
+    """An image far below the model's input size was preprocessed (see `Preset.too_small`)."""
 
 
 @functools.lru_cache(maxsize=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -72,7 +73,11 @@ class Net:
         img = T.load_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
         preset = self.preprocess or data.Preset(resize=int(round(self.size / 0.875)), crop=self.size,
                                                 mean=tuple(map(float, self.mean)), std=tuple(map(float, self.std)))
-        return preset(img)
+        small = preset.too_small(img)
+        if small is not None:  # a SmallImageWarning naming the file
+            named = f"{os.fspath(image)}: {small}" if isinstance(image, (str, os.PathLike)) else small
+            warnings.warn(named, data.SmallImageWarning, stacklevel=1)  # once per image and process
+        return preset(img, warn=False)
 
     def class_index(self, target):
         """A class index from an int or a class name ('dumbbell'); ValueError naming close names otherwise."""
