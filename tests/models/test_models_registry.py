@@ -140,7 +140,9 @@ def test_load_bundles_model_weights_preprocessing_and_labels():
 def test_load_installed_weights_or_a_clear_error():
     from convcore import data
 
-    with pytest.raises(ValueError, match="pretrained weights for resnet18 installed.*resnet18-"):
+    with pytest.raises(FileNotFoundError, match=r"pretrained weights for resnet18 on this machine \(got none\); "
+                                                r"weights='DEFAULT' downloads IMAGENET1K_V1 from https://download"
+                                                r"\.pytorch\.org/models/resnet18-f37072fd\.pth, or pass a checkpoint"):
         models.load("resnet18")
     if data.find_weights("efficientnet_lite0") is not None:
         m = models.load("efficientnet_lite0")

@@ -10,8 +10,8 @@ import time
 import numpy as np
 
 from ._classify_common import DEFAULT_MODEL, IMAGE_EXTENSIONS, emit, image_paths, report_summary
-from ._common import (CLIError, UsageError, add_device_argument, add_threads_argument, check_device, error_message,
-                      load_model, log, runner, set_threads, timed)
+from ._common import (WEIGHTS_HELP, CLIError, UsageError, add_device_argument, add_threads_argument, check_device,
+                      error_message, load_model, log, runner, set_threads, timed)
 
 
 
@@ -20,8 +20,8 @@ def add_arguments(parser):
                         help="image files and folders (searched recursively); default: the bundled sample photos")
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|FILE.onnx",
                         help=f"zoo model name or ONNX file (default: {DEFAULT_MODEL})")
-    parser.add_argument("--weights", metavar="PATH",
-                        help="checkpoint for a zoo model (.pth, .safetensors, .npz); default: installed weights")
+    parser.add_argument("--weights", metavar="WEIGHTS",
+                        help=f"for a zoo model: {WEIGHTS_HELP} (default: weights already on this machine)")
     parser.add_argument("--preset", metavar="NAME",
                         help="use this zoo model's preprocessing (for ONNX files exported from it)")
     parser.add_argument("--topk", type=int, default=5, metavar="K", help="classes to show per image (default 5)")

