@@ -116,9 +116,9 @@ def test_the_command_with_ray_prints_the_single_process_records_row_for_row(clus
 
 
 def _walk_order(root):
-    from convcore.cli._classify import _image_paths
+    from convcore.cli._classify_common import image_paths
 
-    order = {path: i for i, path in enumerate(_image_paths([str(root)]))}
+    order = {path: i for i, path in enumerate(image_paths([str(root)]))}
     return order.__getitem__
 
 

@@ -9,9 +9,11 @@ import time
 
 import numpy as np
 
+from convcore.transforms._decode import error_text
+
 from ._classify_common import DEFAULT_MODEL, IMAGE_EXTENSIONS, emit, image_paths, report_summary
 from ._common import (WEIGHTS_HELP, CLIError, UsageError, add_device_argument, add_threads_argument, check_device,
-                      error_message, load_model, log, runner, set_threads, timed)
+                      load_model, log, runner, set_threads, timed)
 
 
 
@@ -167,7 +169,7 @@ def _classify(args, inputs, out_file):
 
     def on_skip(path, exc):
         skipped.append(path)
-        message = f"convcore: skipped {path}: {error_message(exc)}"
+        message = f"convcore: skipped {path}: {error_text(exc)}"
         if bar is not None:
             bar.write(message, file=sys.stderr)
             bar.update(1)

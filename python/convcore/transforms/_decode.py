@@ -106,3 +106,11 @@ def load_image(path, mode="RGB"):
     finally:
         if file is not path:
             file.close()
+
+
+def error_text(exc: BaseException) -> str:
+    """The one line that says why an image could not be decoded, without the exception's class name: what the
+    commands print for a skipped file and what `convcore.ray` stores in a row's ``error`` (the same text)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{os.fsdecode(exc.filename)}: {exc.strerror}"
+    return " ".join(str(exc).split()) or type(exc).__name__
