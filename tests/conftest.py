@@ -1,7 +1,10 @@
 """Shared test fixtures: ISA and thread-count parametrization, hypothesis profiles, assert_close."""
 
+import atexit
 import os
+import shutil
 import sysconfig
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,13 @@ if os.environ.get("CONVCORE_TEST_INSTALLED"):
                            f"the installed wheel in {sysconfig.get_paths()['platlib']}")
 
 ISAS = convcore.available_isas()
+
+# The weights cache: an empty one of the test run's own (nothing of the user's cache is read, nothing is written to
+# it), and no mirror: a test that downloads serves the file itself, from 127.0.0.1.
+_HOME = Path(tempfile.mkdtemp(prefix="convcore-test-home-"))
+atexit.register(shutil.rmtree, _HOME, True)
+os.environ["CONVCORE_HOME"] = str(_HOME)
+os.environ.pop("CONVCORE_WEIGHTS_MIRROR", None)
 
 # The fixtures below are function-scoped; one value serves all of a test's hypothesis examples, which is intended.
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -11,7 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "python" / "convcore"
 # Lowest first; a part may import itself and the parts of lower layers (docs/architecture.md, "Layers"). "" is the
 # package root (convcore/__init__.py: the public API), "__main__" the `python -m convcore` entry point.
 LAYERS = [
-    {"_core", "_cuda", "_validate", "_types"},
+    {"_core", "_cuda", "_validate", "_types", "_optional"},
     {"ops", "cuda"},
     {"functional"},
     {"nn"},

@@ -97,9 +97,9 @@ def test_bad_images_become_rows_with_an_error(classifier):
              "path": np.array(["good.jpg", "bad.png", "truncated.jpg", "empty.jpg"])}
     rows = classifier(batch).to_pylist()
     assert rows[0]["error"] is None and rows[0]["label"][0] == "espresso"
-    assert rows[1]["error"] == "UnidentifiedImageError: cannot identify image file 'bad.png'"  # named as by path
-    assert rows[2]["error"].startswith("OSError: image file is truncated")
-    assert rows[3]["error"].startswith("UnidentifiedImageError")
+    assert rows[1]["error"] == "cannot identify image file 'bad.png'"  # named as by path, no exception class name
+    assert rows[2]["error"].startswith("image file is truncated")
+    assert rows[3]["error"].startswith("cannot identify image file")
     for row in rows[1:]:
         assert row["label"] is None and row["index"] is None and row["probability"] is None
         assert row["latency_ms"] is None

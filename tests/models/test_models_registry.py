@@ -106,9 +106,11 @@ def test_summary_of_a_module_and_input_size_forms():
     assert by_name["macs"] == expected
     assert models.summary(model, (1, 32, 32))["macs"] == expected
     assert models.summary(model, (32, 32))["macs"] == expected
+    assert models.summary(model, (4, 1, 32, 32))["macs"] == expected  # (N, C, H, W) as compile takes it: per image
+    assert models.summary(model)["macs"] == expected  # a zoo model carries its registered input size
     assert by_name["params"] == models.count_parameters(model)
-    with pytest.raises(ValueError, match="input_size"):
-        models.summary(model)
+    with pytest.raises(ValueError, match="input_size: required for a Module that is not from the zoo"):
+        models.summary(nn.Sequential(nn.Conv2d(3, 4, 3)))
     with pytest.raises(TypeError, match="name_or_model"):
         models.summary(3)
 
@@ -138,7 +140,9 @@ def test_load_bundles_model_weights_preprocessing_and_labels():
 def test_load_installed_weights_or_a_clear_error():
     from convcore import data
 
-    with pytest.raises(ValueError, match="pretrained weights for resnet18 installed.*resnet18-"):
+    with pytest.raises(FileNotFoundError, match=r"pretrained weights for resnet18 on this machine \(got none\); "
+                                                r"weights='DEFAULT' downloads IMAGENET1K_V1 from https://download"
+                                                r"\.pytorch\.org/models/resnet18-f37072fd\.pth, or pass a checkpoint"):
         models.load("resnet18")
     if data.find_weights("efficientnet_lite0") is not None:
         m = models.load("efficientnet_lite0")

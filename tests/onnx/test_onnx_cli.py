@@ -13,6 +13,7 @@ from onnx_helpers import assert_parity, ort_run  # noqa: E402
 
 from convcore import models  # noqa: E402
 from convcore.cli import _onnx as cli  # noqa: E402
+from convcore.cli._common import UsageError  # noqa: E402
 
 
 def _dims(value):
@@ -81,6 +82,6 @@ def test_subcommands_parse(tmp_path):
     assert args.func(args).shape == (3, 10) and np.load(out).shape == (3, 10)
     for argv in (["run", str(tmp_path / "l.onnx")],
                  ["run", str(tmp_path / "l.onnx"), str(tmp_path / "x.npy"), "--input", str(tmp_path / "x.npy")]):
-        with pytest.raises(ValueError, match="input .npy once"):
+        with pytest.raises(UsageError, match="input .npy once"):  # exit status 2
             args = parser.parse_args(argv)
             args.func(args)

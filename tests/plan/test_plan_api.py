@@ -55,9 +55,15 @@ def test_bad_compile_arguments(kwargs, error, words):
         convcore.compile(models.get_model("lenet5"), (1, 1, 32, 32), **kwargs)
 
 
-def test_compile_needs_a_shape_to_trace():
-    with pytest.raises(TypeError, match="input_shape"):
-        convcore.compile(models.get_model("lenet5"))
+def test_compile_needs_a_shape_to_trace_unless_the_model_is_from_the_zoo():
+    with pytest.raises(TypeError, match="input_shape: required for a model without a registered input size"):
+        convcore.compile(convcore.nn.Sequential(convcore.nn.Conv2d(3, 4, 3)))
+    lenet = models.get_model("lenet5")
+    assert convcore.compile(lenet).input_shape == (1, 1, 32, 32)  # batch 1 at its registered input size
+    assert convcore.trace(lenet).shapes["input"] == (1, 1, 32, 32)
+    with pytest.raises(ValueError, match=r"input_shape: expected \(N, C, H, W\) \(got \(1, 32, 32\), without the "
+                                         r"batch\): e.g. \(1, 1, 32, 32\)"):
+        convcore.compile(lenet, (1, 32, 32))
     with pytest.raises(TypeError, match="model"):
         convcore.compile(42, (1, 3, 8, 8))
 

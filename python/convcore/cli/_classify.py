@@ -9,9 +9,11 @@ import time
 
 import numpy as np
 
+from convcore.transforms._decode import error_text
+
 from ._classify_common import DEFAULT_MODEL, IMAGE_EXTENSIONS, emit, image_paths, report_summary
-from ._common import (CLIError, UsageError, add_device_argument, check_device, load_model, log, runner, set_threads,
-                      timed)
+from ._common import (WEIGHTS_HELP, CLIError, UsageError, add_device_argument, add_threads_argument, check_device,
+                      load_model, log, runner, set_threads, timed)
 
 
 
@@ -20,13 +22,13 @@ def add_arguments(parser):
                         help="image files and folders (searched recursively); default: the bundled sample photos")
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|FILE.onnx",
                         help=f"zoo model name or ONNX file (default: {DEFAULT_MODEL})")
-    parser.add_argument("--weights", metavar="PATH",
-                        help="checkpoint for a zoo model (.pth, .safetensors, .npz); default: installed weights")
+    parser.add_argument("--weights", metavar="WEIGHTS",
+                        help=f"for a zoo model: {WEIGHTS_HELP} (default: weights already on this machine)")
     parser.add_argument("--preset", metavar="NAME",
                         help="use this zoo model's preprocessing (for ONNX files exported from it)")
     parser.add_argument("--topk", type=int, default=5, metavar="K", help="classes to show per image (default 5)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (default 8)")
-    parser.add_argument("--threads", type=int, metavar="N", help="compute threads (default: all usable CPUs)")
+    add_threads_argument(parser)
     parser.add_argument("--out", metavar="FILE", help="also write one JSON line per image to FILE")
     parser.add_argument("--eager", action="store_true",
                         help="run the model op by op (the reference) instead of its compiled plan")
@@ -65,16 +67,18 @@ def _probabilities(logits):
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _batches(paths, preprocess, batch_size, workers, on_skip):
+def _batches(paths, preprocess, batch_size, workers, on_skip, on_warn):
     """Decode and preprocess `batch_size` files at a time on `workers` threads (Pillow's decoders and numpy release
-    the GIL), yielding (paths, NCHW batch) of the readable ones: memory holds at most two batches of images."""
+    the GIL), yielding (paths, NCHW batch) of the readable ones: memory holds at most two batches of images.
+    `on_skip(path, error)` hears of unreadable files, `on_warn(path, why)` of images far below the input size."""
     from concurrent.futures import ThreadPoolExecutor
 
     from convcore.transforms import load_image
 
     def prepare(path):
         try:
-            return preprocess(load_image(path))
+            img = load_image(path)
+            return preprocess(img, warn=False), preprocess.too_small(img)
         except ImportError:  # no Pillow: fatal, not a bad file
             raise
         except Exception as exc:  # unreadable, truncated or not an image: reported and skipped
@@ -87,9 +91,11 @@ def _batches(paths, preprocess, batch_size, workers, on_skip):
             for path, result in zip(chunk, pool.map(prepare, chunk)):
                 if isinstance(result, Exception):
                     on_skip(path, result)
-                else:
-                    names.append(path)
-                    arrays.append(result)
+                    continue
+                if result[1] is not None:  # far below the input size: classified, with a warning
+                    on_warn(path, result[1])
+                names.append(path)
+                arrays.append(result[0])
             if len(names) >= batch_size:
                 yield names[:batch_size], np.stack(arrays[:batch_size])
                 names, arrays = names[batch_size:], arrays[batch_size:]
@@ -141,14 +147,19 @@ def _classify(args, inputs, out_file):
     paths = list(image_paths(inputs))
     if not paths:
         raise CLIError(f"no images found in {', '.join(inputs)} (extensions: {' '.join(IMAGE_EXTENSIONS)})")
+    from convcore._optional import require
+
     loaded = load_model(args.model, args.weights, args.preset)
+    require("PIL", "decoding images")  # before the model compiles: a missing package is not a per-file failure
     preset = loaded.preprocess
     if loaded.fixed_batch and loaded.fixed_batch != args.batch_size:
         log(f"convcore: {loaded.name} takes batches of {loaded.fixed_batch} only; using --batch-size "
             f"{loaded.fixed_batch}")
         args.batch_size = loaded.fixed_batch
     # Compiled (and warmed up) for the batch it will mostly see: fewer images than --batch-size make one batch.
+    compile_start = time.perf_counter()
     run_model, engine = runner(loaded, min(args.batch_size, len(paths)), args.eager, args.device, args.precision)
+    compile_seconds = time.perf_counter() - compile_start
     categories = loaded.labels
     log(f"convcore: {loaded.name} ({engine}, {threads} threads), {len(paths)} image(s), batch {args.batch_size}, "
         f"preprocess: resize {preset.resize} {preset.interpolation}, crop {preset.crop}")
@@ -158,16 +169,23 @@ def _classify(args, inputs, out_file):
 
     def on_skip(path, exc):
         skipped.append(path)
-        message = f"convcore: skipped {path}: {type(exc).__name__}: {exc}"
+        message = f"convcore: skipped {path}: {error_text(exc)}"
         if bar is not None:
             bar.write(message, file=sys.stderr)
             bar.update(1)
         else:
             log(message)
 
+    def on_warn(path, why):
+        message = f"convcore: warning: {path}: {why}"
+        if bar is not None:
+            bar.write(message, file=sys.stderr)
+        else:
+            log(message)
+
     done, model_seconds, start = 0, 0.0, time.perf_counter()
     try:
-        for names, batch in _batches(paths, preset, args.batch_size, threads, on_skip):
+        for names, batch in _batches(paths, preset, args.batch_size, threads, on_skip, on_warn):
             count = len(names)
             if loaded.fixed_batch is not None and count < args.batch_size:
                 # an ONNX file exported for one batch size: pad the last batch with zeros
@@ -177,7 +195,8 @@ def _classify(args, inputs, out_file):
             probs = _probabilities(logits[:count])
             top = np.argsort(-probs, axis=1, kind="stable")[:, :args.topk]
             for i, path in enumerate(names):
-                record = {"path": path, "latency_ms": round(seconds * 1000 / count, 3),
+                record = {"path": path, "batch_ms": round(seconds * 1000, 3), "batch_images": count,
+                          "ms_per_image_in_batch": round(seconds * 1000 / count, 3),
                           "top": [{"index": int(k), "label": categories[k] if k < len(categories) else f"class {k}",
                                    "prob": round(float(probs[i, k]), 6)} for k in top[i]]}
                 emit(record, args.json, bar)
@@ -193,6 +212,7 @@ def _classify(args, inputs, out_file):
     elapsed = time.perf_counter() - start
     summary = {"images": done, "skipped": len(skipped), "model": loaded.name, "engine": engine, "threads": threads,
                "batch_size": args.batch_size, "seconds": round(elapsed, 3),
+               "compile_s": None if engine == "eager" else round(compile_seconds, 3),
                "model_ms_per_image": round(model_seconds * 1000 / done, 3) if done else None,
                "images_per_second": round(done / elapsed, 2) if done and elapsed > 0 else None}
     return report_summary(summary, elapsed, args.json,

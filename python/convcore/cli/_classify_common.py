@@ -45,7 +45,8 @@ def emit(record, as_json, bar):
     if as_json:
         text = json.dumps(record)
     else:
-        lines = [f"{record['path']}  ({record['latency_ms']:.1f} ms)"]
+        batch = f", batch of {record['batch_images']} in {record['batch_ms']:.1f} ms" if "batch_ms" in record else ""
+        lines = [f"{record['path']}  ({record['ms_per_image_in_batch']:.1f} ms/image{batch})"]
         lines += [f"  {entry['prob'] * 100:6.2f}%  {entry['label']}" for entry in record["top"]]
         text = "\n".join(lines)
     if bar is not None:

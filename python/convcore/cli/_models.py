@@ -1,11 +1,13 @@
-"""`convcore models`: the zoo as a table (name, family, parameters, GFLOPs, input size, weights)."""
+"""`convcore models`: the zoo as a table (name, family, parameters, GFLOPs, input size, and its published weights:
+the DEFAULT's name and top-1 accuracy, and whether they are on this machine; --json lists every published set with its
+URL, preprocessing and accuracy)."""
 
 from __future__ import annotations
 
 import fnmatch
 import json
 
-from ._common import UsageError, log
+from ._common import UsageError, add_threads_argument, log, set_threads
 
 _HEADERS = ("name", "family", "params (M)", "GFLOPs", "input", "weights")
 _ALIGN = "llrrll"
@@ -17,11 +19,13 @@ def add_arguments(parser):
     parser.add_argument("--brief", action="store_true",
                         help="skip the parameter and GFLOP counts (they build and trace each model once)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per model")
+    add_threads_argument(parser)
 
 
 def run(args):
     from convcore import data, models
 
+    set_threads(args.threads)
     names = models.list_models()
     if args.patterns:
         names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in args.patterns)]
@@ -35,8 +39,10 @@ def run(args):
         print(_row(["-" * max(w, len(h)) for w, h in zip(widths, _HEADERS)], widths), flush=True)
     for i, name in enumerate(names):
         info = models.get_model_info(name)
+        published = data.weights_summary(name)
         record = {"name": name, "family": info.family, "input_size": list(info.input_size),
-                  "weights": data.weights_source(name)}
+                  "weights": data.weights_source(name), "weights_file": published["local"],
+                  "published_weights": published["available"]}
         if not args.brief:
             if len(names) > 1:
                 log(f"models: counting {name} ({i + 1}/{len(names)})")

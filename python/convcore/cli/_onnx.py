@@ -61,7 +61,10 @@ def run_command(onnx_path, input_npy, output_npy=None, eager=False):
     from ..onnx import load
     from ..plan import compile as compile_plan
 
-    net = load(onnx_path)
+    try:
+        net = load(onnx_path)
+    except ValueError as exc:  # name the file: the importer's messages speak of its contents
+        raise ValueError(f"{os.fspath(onnx_path)}: {exc}") if os.fspath(onnx_path) not in str(exc) else exc from None
     x = _load_input(input_npy)
     if x.dtype.kind != "f":
         raise ValueError(f"expected a float input array in {input_npy} (got dtype {x.dtype})")
@@ -126,27 +129,61 @@ def _check_npy_header(path):
                          f"of data), but the file holds {size - start}")
 
 
+def _export_from_args(a):
+    from ._common import UsageError, check_weights, set_threads
+
+    set_threads(a.threads)
+    from .. import models
+
+    try:
+        models.get_model_info(a.model)
+    except ValueError as exc:
+        raise UsageError(f"model: {exc}") from None
+    if a.weights is not None:
+        check_weights(a.model, a.weights)
+    if a.batch != "dynamic" and not (a.batch.isdigit() and int(a.batch) >= 1):
+        raise UsageError(f"--batch: expected 'dynamic' or a positive integer (got {a.batch!r})")
+    return export_command(a.model, a.out, a.weights, a.opset, a.batch, a.input_size)
+
+
 def _run_from_args(a):
+    from ._common import UsageError, set_threads
+
+    set_threads(a.threads)
     if (a.input is None) == (a.input_flag is None):
-        raise ValueError("run: expected the input .npy once, as INPUT or --input (got "
+        raise UsageError("run: expected the input .npy once, as INPUT or --input (got "
                          f"{'neither' if a.input is None else 'both'})")
-    return run_command(a.model, a.input or a.input_flag, a.output, a.eager)
+    path = a.input or a.input_flag
+    for name, value in (("model", a.model), ("input", path)):
+        if not os.path.isfile(value):
+            raise UsageError(f"{name}: no such file: {value}")
+    return run_command(a.model, path, a.output, a.eager)
 
 
 def add_subcommands(subparsers):
     """Add `export` and `run` parsers to an argparse subparsers object; each sets `func(args)` to call."""
-    export = subparsers.add_parser("export", help="export a zoo model to ONNX")
-    export.add_argument("model")
-    export.add_argument("out")
-    export.add_argument("--weights")
-    export.add_argument("--opset", type=int, default=17)
-    export.add_argument("--batch", default="dynamic", help="'dynamic' or a fixed batch size")
-    export.add_argument("--input-size", type=int, nargs="+", help="H W or C H W")
-    export.set_defaults(func=lambda a: export_command(a.model, a.out, a.weights, a.opset, a.batch, a.input_size))
-    run = subparsers.add_parser("run", help="run an ONNX model on a .npy input")
-    run.add_argument("model")
-    run.add_argument("input", nargs="?", help="input .npy (or use --input)")
-    run.add_argument("--input", dest="input_flag", metavar="X.npy", help="input .npy")
-    run.add_argument("--output", metavar="Y.npy", help="write the output here")
+    from ._common import add_threads_argument
+
+    text = "export a zoo model to an ONNX file (needs the onnx package: pip install 'convcore[onnx]')"
+    export = subparsers.add_parser("export", help=text, description=text)
+    export.add_argument("model", metavar="MODEL", help="zoo model name (see 'convcore models')")
+    export.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write")
+    export.add_argument("--weights", metavar="WEIGHTS",
+                        help="weights to export with: DEFAULT, a published name, a checkpoint file or a URL "
+                             "(default: random weights)")
+    export.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset, 13 to 21 (default 17)")
+    export.add_argument("--batch", default="dynamic", metavar="dynamic|N",
+                        help="'dynamic' (a named batch dimension) or a fixed batch size (default: dynamic)")
+    export.add_argument("--input-size", type=int, nargs="+", metavar="PIXELS",
+                        help="H W or C H W (default: the model's registered input size)")
+    add_threads_argument(export)
+    export.set_defaults(func=_export_from_args)
+    text = "run an ONNX model on a .npy input and print (or save) its outputs (needs the onnx package)"
+    run = subparsers.add_parser("run", help=text, description=text)
+    run.add_argument("model", metavar="MODEL.onnx", help="the ONNX file")
+    run.add_argument("input", nargs="?", metavar="INPUT.npy", help="the input batch, NCHW (or use --input)")
+    run.add_argument("--input", dest="input_flag", metavar="X.npy", help="the input batch, as an option")
+    run.add_argument("--output", metavar="Y.npy", help="write the output here (.npz for several; default: only print)")
     run.add_argument("--eager", action="store_true", help="run op by op (the reference) instead of a compiled plan")
+    add_threads_argument(run)
     run.set_defaults(func=_run_from_args)

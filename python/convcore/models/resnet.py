@@ -133,7 +133,7 @@ def _register(name: str, depth: int, source: str, groups: int = 1, width_per_gro
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"{name} (torchvision.models.{name}); input (N, 3, H, W), H, W >= 32."
-    register_model(name, family="resnet", source=f"torchvision.models.{name} ({source})")(builder)
+    builder = register_model(name, family="resnet", source=f"torchvision.models.{name} ({source})")(builder)
     return builder
 
 

@@ -42,9 +42,9 @@ def _register(depth: int) -> Builder:
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"SE-ResNet-{depth} (Hu et al. 2018), reduction 16; timm's seresnet{depth} layout."
-    register_model(name, family="se_resnet",
-                   source=f"Hu et al. 2018 'Squeeze-and-Excitation Networks'; keys of timm seresnet{depth}")(builder)
-    return builder
+    return register_model(name, family="se_resnet",
+                          source=f"Hu et al. 2018 'Squeeze-and-Excitation Networks'; keys of timm seresnet{depth}"
+                          )(builder)
 
 
 se_resnet50, se_resnet101, se_resnet152 = (_register(d) for d in (50, 101, 152))

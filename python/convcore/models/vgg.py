@@ -76,8 +76,8 @@ def _register(depth: int, batch_norm: bool) -> BuilderWithOptions:
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"VGG-{depth}{' with batch norm' if batch_norm else ''} (torchvision.models.{name})."
-    register_model(name, family="vgg", source=f"torchvision.models.{name} (Simonyan & Zisserman 2015)")(builder)
-    return builder
+    return register_model(name, family="vgg",
+                          source=f"torchvision.models.{name} (Simonyan & Zisserman 2015)")(builder)
 
 
 vgg11, vgg13, vgg16, vgg19 = (_register(d, False) for d in (11, 13, 16, 19))

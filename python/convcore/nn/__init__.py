@@ -17,7 +17,7 @@ from .activation import (Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, ReLU, Re
 from .container import ModuleDict, ModuleList, Sequential
 from .conv import Conv2d
 from .linear import Dropout, Flatten, Identity, Linear
-from .module import IncompatibleKeys, Module, Parameter
+from .module import IncompatibleKeys, Module, Parameter, StateDictError
 from .normalization import BatchNorm2d, LocalResponseNorm
 from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
 
@@ -27,5 +27,5 @@ __all__ = [
     "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten",
     "Hardsigmoid", "Hardswish", "Identity", "IncompatibleKeys", "LeakyReLU", "Linear", "LocalResponseNorm",
     "LogSoftmax", "MaxPool2d", "Module", "ModuleDict", "ModuleList", "Parameter", "ReLU", "ReLU6", "Sequential",
-    "SiLU", "Sigmoid", "Softmax", "Tanh", "init", "manual_seed",
+    "SiLU", "Sigmoid", "Softmax", "StateDictError", "Tanh", "init", "manual_seed",
 ]

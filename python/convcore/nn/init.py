@@ -14,14 +14,34 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
 from .._types import Array
 
 _rng = np.random.default_rng()
+_skip: contextvars.ContextVar[bool] = contextvars.ContextVar("convcore_skip_init", default=False)
+
+
+@contextlib.contextmanager
+def skip_init() -> Iterator[None]:
+    """Within this block (in this thread), the random init functions leave their arrays as they are: layers built
+    here have uninitialized weights, at almost no cost. For models whose weights are loaded right after, or whose
+    state dict is only looked at (its keys and shapes).
+
+    Example:
+        >>> with skip_init():
+        ...     shapes = {k: v.shape for k, v in convcore.models.vgg16().state_dict().items()}
+    """
+    token = _skip.set(True)
+    try:
+        yield
+    finally:
+        _skip.reset(token)
 
 
 def manual_seed(seed: Optional[int]) -> None:
@@ -61,13 +81,15 @@ def _std(array, a, mode, nonlinearity):
 
 def uniform_(array: Array, a: float = 0.0, b: float = 1.0) -> Array:
     """Fill `array` with draws from U(a, b); returns it."""
-    array[...] = _rng.uniform(a, b, array.shape)
+    if not _skip.get():
+        array[...] = _rng.uniform(a, b, array.shape)
     return array
 
 
 def normal_(array: Array, mean: float = 0.0, std: float = 1.0) -> Array:
     """Fill `array` with draws from N(mean, std^2); returns it."""
-    array[...] = _rng.normal(mean, std, array.shape)
+    if not _skip.get():
+        array[...] = _rng.normal(mean, std, array.shape)
     return array
 
 

@@ -19,6 +19,54 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list[str]
 
 
+class StateDictError(ValueError):
+    """A state dict that does not fit a module (`Module.load_state_dict`). The message says it in a few lines (how
+    many keys are missing, unexpected or mis-shaped, with the first few of each); the attributes hold them all.
+
+    Attributes:
+        module: the module's class name.
+        missing_keys: keys the module has and the state dict lacks.
+        unexpected_keys: keys of the state dict the module does not have (empty unless loading strictly).
+        mismatched: key -> (the module's shape, the state dict's shape), and for a non-numeric value
+            key -> (None, its dtype as text).
+    """
+
+    SHOWN = 3  # keys named per kind in the message
+
+    def __init__(self, module: str, missing_keys: list[str], unexpected_keys: list[str],
+                 mismatched: dict[str, tuple[Any, Any]], source: Optional[str] = None, hint: str = "") -> None:
+        self.module, self.missing_keys, self.unexpected_keys = module, missing_keys, unexpected_keys
+        self.mismatched, self.source, self.hint = mismatched, source, hint
+        super().__init__(self._text())
+
+    def with_context(self, source: Optional[str] = None, hint: str = "") -> StateDictError:
+        """The same error, saying where the state dict came from (`source`, e.g. a file) and what would fit
+        (`hint`, one line)."""
+        return StateDictError(self.module, self.missing_keys, self.unexpected_keys, self.mismatched,
+                              source or self.source, hint or self.hint)
+
+    def _text(self) -> str:
+        def some(keys: list[str]) -> str:
+            shown = ", ".join(f"'{k}'" for k in keys[:self.SHOWN])
+            return shown + (f", ... and {len(keys) - self.SHOWN} more" if len(keys) > self.SHOWN else "")
+
+        lines = []
+        if self.missing_keys:
+            lines.append(f"{len(self.missing_keys)} missing keys: {some(self.missing_keys)}")
+        if self.unexpected_keys:
+            lines.append(f"{len(self.unexpected_keys)} unexpected keys: {some(self.unexpected_keys)}")
+        for i, (key, (want, got)) in enumerate(self.mismatched.items()):
+            if i == self.SHOWN:
+                lines.append(f"... and {len(self.mismatched) - self.SHOWN} more size mismatches")
+                break
+            lines.append(f"expected a numeric array for '{key}' (got dtype {got})" if want is None else
+                         f"size mismatch for '{key}': expected shape {want} (got {got})")
+        if self.hint:
+            lines.append(self.hint)
+        where = f" from {self.source}" if self.source else ""
+        return f"error(s) loading state_dict for {self.module}{where}:\n  " + "\n  ".join(lines)
+
+
 _M = TypeVar("_M", bound="Module")
 
 
@@ -303,8 +351,9 @@ class Module:
             IncompatibleKeys(missing_keys, unexpected_keys), both lists.
 
         Raises:
-            ValueError: naming every missing key, every unexpected key (strict only) and every shape mismatch with
-                the expected and the given shape, all in one message.
+            StateDictError: a ValueError saying in a few lines how many keys are missing, unexpected (strict only)
+                or mis-shaped (with the expected and the given shape), naming the first few; its attributes list
+                them all.
         """
         if not hasattr(state_dict, "items"):
             raise TypeError(f"expected a mapping for state_dict (got {type(state_dict).__name__})")
@@ -316,25 +365,21 @@ class Module:
                 optional.add(key)
         missing = [key for key in expected if key not in state_dict and key not in optional]
         unexpected = [key for key in state_dict if key not in expected]
-        problems = []
+        mismatched: dict[str, tuple[Any, Any]] = {}
         updates = []
         for key, target in expected.items():
             if key not in state_dict:
                 continue
             value = np.asarray(state_dict[key])
             if value.dtype.kind not in "biuf":
-                problems.append(f"expected a numeric array for '{key}' (got dtype {value.dtype})")
+                mismatched[key] = (None, str(value.dtype))
             elif value.shape != target.shape:
-                problems.append(f"size mismatch for '{key}': expected shape {target.shape} (got {value.shape})")
+                mismatched[key] = (target.shape, value.shape)
             else:
                 updates.append((target, value))
-        if strict:
-            if missing:
-                problems.insert(0, "missing keys: " + ", ".join(f"'{k}'" for k in missing))
-            if unexpected:
-                problems.insert(1 if missing else 0, "unexpected keys: " + ", ".join(f"'{k}'" for k in unexpected))
-        if problems:
-            raise ValueError(f"error(s) loading state_dict for {type(self).__name__}:\n  " + "\n  ".join(problems))
+        if mismatched or strict and (missing or unexpected):
+            raise StateDictError(type(self).__name__, missing if strict else [], unexpected if strict else [],
+                                 mismatched)
         for target, value in updates:
             np.copyto(target, value, casting="unsafe")
         return IncompatibleKeys(missing, unexpected)

@@ -6,10 +6,15 @@
     >>> y = net(x)
 
 Both directions go through the one Graph IR (`convcore.graph`). `convcore.onnx.backend` is the ONNX Backend API
-(`onnx.backend.base`). Needs the `onnx` package; docs/onnx.md lists the ops and opsets.
+(`onnx.backend.base`). Needs the `onnx` package (``pip install 'convcore[onnx]'``; without it, importing this
+package raises one `ModuleNotFoundError` line saying so); docs/onnx.md lists the ops and opsets.
 """
 
-from .export import EXPORTED_OPS, export
-from .importer import IMPORTED_OPS, BoundONNXModule, ONNXModule, load
+from .._optional import require
+
+require("onnx", "convcore.onnx (ONNX export and import)")
+
+from .export import EXPORTED_OPS, export  # noqa: E402
+from .importer import IMPORTED_OPS, BoundONNXModule, ONNXModule, load  # noqa: E402
 
 __all__ = ["EXPORTED_OPS", "IMPORTED_OPS", "BoundONNXModule", "ONNXModule", "export", "load"]

@@ -22,6 +22,7 @@ import numpy as np
 from .. import _core
 from .._types import Array, Outputs
 from ..graph import Graph, trace
+from ..graph.tracer import batch_shape
 from ..nn import Module
 from ..graph.ir import call_node
 from .lower import FUSIONS, Segment, lower, rewrite
@@ -53,9 +54,8 @@ def _as_graph(model, input_shape):
         return module.graph, tuple(module.graph.shapes[module.graph.inputs[0]])
     if not isinstance(model, Module) and not callable(model):
         raise TypeError(f"model: expected a convcore.nn.Module, a Graph or an ONNX model (got {type(model).__name__})")
-    if input_shape is None:
-        raise TypeError("input_shape: required to trace a module, e.g. (1, 3, 224, 224)")
-    return trace(model, tuple(input_shape)), tuple(input_shape)
+    shape = tuple(batch_shape(model, input_shape))  # a zoo model's registered size by default
+    return trace(model, shape), shape
 
 
 class Plan:
@@ -251,39 +251,57 @@ class Plan:
                 rows.append((step.name, f"eager {step.op}", str(self._shapes[step.outputs[0]]), 0.0))
         return rows
 
-    def profile(self, x: Optional[Array] = None, repeats: int = 10) -> list[tuple[str, str, str, float, float]]:
-        """Per-op times: a list of (name, kernel, shapes, FLOPs, seconds) averaged over `repeats` runs on `x`
-        (random data of the compiled shape when None)."""
+    def profile(self, x: Optional[Array] = None, repeats: int = 10,
+                statistic: str = "min") -> list[tuple[str, str, str, float, float]]:
+        """Per-op times: a list of (name, kernel, shapes, FLOPs, seconds), each op timed in `repeats` runs of the
+        whole plan on `x` (random data of the compiled shape when None).
+
+        Args:
+            statistic: "min" (default: each op's fastest run, the figure that is stable on a shared machine, where
+                another process's burst inflates single runs) or "mean" (each op's average).
+        """
+        if statistic not in ("min", "mean"):
+            raise ValueError(f"statistic: expected 'min' or 'mean' (got {statistic!r})")
+        repeats = int(repeats)
+        if repeats < 1:
+            raise ValueError(f"repeats: expected a positive int (got {repeats})")
         if x is None:
             x = np.random.default_rng(0).standard_normal(self.input_shape).astype(np.float32)
         x = self._check_input(x)
         if self._other_batch(x.shape[0]):
             return self._at_batch(x.shape[0]).profile(x, repeats)
         rows = []
+        combine = min if statistic == "min" else (lambda times: sum(times) / len(times))
 
         def timer(step, ins, outs, threads):
-            if isinstance(step, Segment):
-                rows.extend(tuple(e) for e in step.plan.profile(ins, outs, threads, int(repeats)))
+            if isinstance(step, Segment):  # one timed run of the segment per repeat: the C++ side times each op
+                runs = [step.plan.profile(ins, outs, threads, 1) for _ in range(repeats)]
+                for entries in zip(*runs):
+                    rows.append((*tuple(entries[0])[:4], combine([e[4] for e in entries])))
                 return None
-            start = time.perf_counter()
-            for _ in range(int(repeats)):
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
                 result = call_node(step, ins)
-            rows.append((step.name, f"eager {step.op}", str(self._shapes[step.outputs[0]]), 0.0,
-                         (time.perf_counter() - start) / int(repeats)))
+                times.append(time.perf_counter() - start)
+            rows.append((step.name, f"eager {step.op}", str(self._shapes[step.outputs[0]]), 0.0, combine(times)))
             return result
 
         self._run_steps(x, timer)
         return rows
 
-    def summary(self, x: Optional[Array] = None, repeats: int = 10, print_out: bool = True) -> str:
+    def summary(self, x: Optional[Array] = None, repeats: int = 10, print_out: bool = True,
+                statistic: str = "min") -> str:
         """The fused op list with each op's kernel, shapes, GFLOP and share of the time (measured on `x`, or on
-        random data of the compiled shape). Returns the text."""
-        rows = self.profile(x, repeats)
+        random data of the compiled shape; each op's fastest of `repeats` runs, or their mean with
+        `statistic="mean"`). Returns the text."""
+        rows = self.profile(x, repeats, statistic)
         total = sum(r[4] for r in rows) or 1.0
         flops = sum(r[3] for r in rows)
         lines = [f"Plan {self.graph.name}: {len(rows)} ops, isa {self.isa}, {self._threads()} threads, "
                  f"{flops / 1e9:.2f} GFLOP, {total * 1e3:.2f} ms ({flops / total / 1e9:.1f} GFLOP/s), arena "
-                 f"{self.memory_bytes / 2**20:.1f} MiB, weights {self.weight_bytes / 2**20:.1f} MiB"]
+                 f"{self.memory_bytes / 2**20:.1f} MiB, weights {self.weight_bytes / 2**20:.1f} MiB; each op's "
+                 f"{statistic} of {repeats} runs"]
         header = ("op", "kernel", "shapes", "GFLOP", "ms", "share")
         body = [(n, k, d, f"{f / 1e9:.3f}", f"{t * 1e3:.3f}", f"{100 * t / total:.1f}%") for n, k, d, f, t in rows]
         widths = [max(len(str(r[i])) for r in [header] + body) for i in range(6)]
@@ -328,8 +346,8 @@ def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_thre
     Args:
         model: a `convcore.nn.Module` (traced at `input_shape`), a `Graph`, a model imported with
             `convcore.onnx.load`, or an ONNX file path / bytes / ModelProto.
-        input_shape: (N, C, H, W) to trace at; optional for graphs and ONNX models that declare it. The batch N
-            may differ at run time.
+        input_shape: (N, C, H, W) to trace at; optional for graphs and ONNX models that declare it, and for zoo
+            models (batch 1 at their registered input size). The batch N may differ at run time.
         num_threads: threads per call; None follows `convcore.set_num_threads`.
         winograd: "auto" (Winograd F(4x4, 3x3) on the 3x3 stride-1 layers where it is measured faster and within
             the documented error bound), True (every eligible layer) or False (never).

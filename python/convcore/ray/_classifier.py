@@ -10,6 +10,7 @@ import numpy as np
 from .. import get_num_threads, set_num_threads
 from ..plan import Plan
 from ..transforms import load_image
+from ..transforms._decode import error_text
 from ._model import DEFAULT_MODEL, ModelBundle, bundle_model
 
 #: The columns `Classifier` adds to each batch (an input column with one of these names is refused).
@@ -164,7 +165,7 @@ class Classifier:
             except ImportError:  # no Pillow on this worker: a broken install, not a bad image
                 raise
             except Exception as exc:
-                return None, f"{type(exc).__name__}: {exc}"
+                return None, error_text(exc)  # the single-process command's text for it
 
         jobs = list(zip(images, names))
         if self.num_threads > 1 and len(jobs) > 1:  # Pillow's decoders and numpy release the GIL

@@ -25,9 +25,9 @@ Example:
 """
 
 from ._common import DEFAULT_MODEL, MAX_SIZE, file_name, grid, montage, resolve, save_png
-from ._maps import activations, filters, layers_at, receptive_field, saliency, top_patches
+from ._maps import SALIENCY_METHODS, activations, filters, layers_at, receptive_field, saliency, top_patches
 from ._optimize import AffineSampler, FourierImage, class_model, feature, gaussian_blur
 
-__all__ = ["filters", "activations", "saliency", "top_patches", "class_model", "feature", "montage", "grid",
-           "save_png", "receptive_field", "layers_at", "file_name", "resolve", "DEFAULT_MODEL", "MAX_SIZE",
-           "FourierImage", "AffineSampler", "gaussian_blur"]
+__all__ = ["SALIENCY_METHODS", "filters", "activations", "saliency", "top_patches", "class_model", "feature",
+           "montage", "grid", "save_png", "receptive_field", "layers_at", "file_name", "resolve", "DEFAULT_MODEL",
+           "MAX_SIZE", "FourierImage", "AffineSampler", "gaussian_blur"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -12,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import data, models
+from .._optional import require
 from .. import transforms as T
 from ..graph import Graph
 from ..nn import Module
@@ -71,7 +73,11 @@ class Net:
         img = T.load_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
         preset = self.preprocess or data.Preset(resize=int(round(self.size / 0.875)), crop=self.size,
                                                 mean=tuple(map(float, self.mean)), std=tuple(map(float, self.std)))
-        return preset(img)
+        small = preset.too_small(img)
+        if small is not None:  # a SmallImageWarning naming the file
+            named = f"{os.fspath(image)}: {small}" if isinstance(image, (str, os.PathLike)) else small
+            warnings.warn(named, data.SmallImageWarning, stacklevel=1)  # once per image and process
+        return preset(img, warn=False)
 
     def class_index(self, target):
         """A class index from an int or a class name ('dumbbell'); ValueError naming close names otherwise."""
@@ -231,6 +237,7 @@ def _font(size):
 
 def caption(img, text, size=14):
     """The image with `text` written in a white band above it."""
+    require("PIL", "drawing captions")
     from PIL import Image, ImageDraw
 
     img = np.asarray(img)
@@ -274,10 +281,8 @@ def file_name(*parts: object) -> str:
 
 def save_png(img: NDArray[Any], path: Union[str, os.PathLike[str]]) -> str:
     """Write a uint8 HWC / HW image as PNG (Pillow); returns the path."""
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow comes with the demo and test extras
-        raise ImportError("writing PNG files needs Pillow: pip install 'convcore[demo]'") from None
+    require("PIL", "writing PNG files")
+    from PIL import Image
     folder = os.path.dirname(os.fspath(path))
     if folder:
         os.makedirs(folder, exist_ok=True)

@@ -149,22 +149,43 @@ def forward_values(net, x, names):
 
 # --- saliency and Grad-CAM -------------------------------------------------------------------------------------
 
+SALIENCY_METHODS = ("gradient", "smoothgrad", "integrated")
+
+
 def saliency(model: ModelLike = None, images: ImagesLike = None, target: Union[str, int, None] = None,
-             layer: Optional[str] = None, out: Folder = None) -> Pictures:
-    """Image-specific class saliency (Simonyan et al. 2013: the largest absolute gradient of the class score over
-    the colour channels) and Grad-CAM (Selvaraju et al. 2017: the layer's maps weighted by the spatial mean of the
-    score's gradient, rectified, upsampled), each beside the image.
+             layer: Optional[str] = None, method: str = "smoothgrad", samples: Optional[int] = None,
+             noise: float = 0.15, overlay: bool = True, seed: int = 0, out: Folder = None) -> Pictures:
+    """Image-specific class saliency and Grad-CAM (Selvaraju et al. 2017: the layer's maps weighted by the spatial
+    mean of the score's gradient, rectified, upsampled) for each image, over the photo.
+
+    Saliency `method`: "gradient" (Simonyan et al. 2013: the largest absolute gradient of the class score over the
+    colour channels: one gradient, noisy), "smoothgrad" (Smilkov et al. 2017: the gradient averaged over `samples`
+    copies of the image with Gaussian noise of `noise` times the pixel range added, which cancels the gradient's
+    high-frequency fluctuations), or "integrated" (Sundararajan et al. 2017, Integrated Gradients: (x - x0) times
+    the gradient averaged along the straight path from a black image x0 to x in `samples` steps; the attributions
+    sum to the score's change).
 
     Args:
         model: as `filters`.
-        images: paths or HWC images (default: the bundled photos).
+        images: paths, folders or HWC images (default: the bundled photos).
         target: a class name or index (default: each image's top class).
         layer: Grad-CAM's layer (default: the last layer with maps larger than 1 x 1).
+        method: "gradient", "smoothgrad" (default) or "integrated".
+        samples: noisy copies (smoothgrad, default 25) or path steps (integrated, default 32).
+        noise: SmoothGrad's noise, as a fraction of the pixel range (0.1-0.2 in the paper).
+        overlay: the saliency map in colour over a dimmed grey photo (False: the grey map alone).
+        seed: SmoothGrad's noise.
         out: a folder to write `saliency_<image>_<class>.png` and `gradcam_<image>_<class>.png` into.
 
     Returns:
-        dict file name -> uint8 image: per image, the saliency map (grey) and the Grad-CAM heat map over the image.
+        dict file name -> uint8 image: per image, the saliency map and the Grad-CAM heat map over the image.
     """
+    if method not in SALIENCY_METHODS:
+        raise ValueError(f"method: expected one of {', '.join(SALIENCY_METHODS)} (got {method!r})")
+    if samples is not None and (not isinstance(samples, (int, np.integer)) or samples < 1):
+        raise ValueError(f"samples: expected a positive int (got {samples!r})")
+    if not 0 <= noise <= 1:
+        raise ValueError(f"noise: expected a fraction of the pixel range in [0, 1] (got {noise})")
     net = resolve(model)
     items, labels = _images(images)
     x = np.stack([net.load(im) for im in items])
@@ -179,20 +200,53 @@ def saliency(model: ModelLike = None, images: ImagesLike = None, target: Union[s
     result = program(x)
     dx, da = (result.grads[v] for v in program.wrt)
     maps = result.activations[layer]
+    sal = _saliency_maps(net, x, objective, dx, method, samples, noise, seed)
+    if method != "gradient":  # shown lightly blurred (sigma: 1/150 of the side), as the attributions are per pixel
+        from ._optimize import gaussian_blur
+
+        sal = gaussian_blur(sal[:, None].astype(np.float32), max(1.0, x.shape[-1] / 150))[:, 0]
     pictures = {}
     for i, (label, c) in enumerate(zip(labels, classes)):
         name = net.class_name(c)
-        sal = np.abs(dx[i]).max(axis=0)
-        sal = normalize01(sal, 0.0, np.percentile(sal, 99.5) or None)
-        pictures[file_name("saliency", label, name)] = to_uint8(sal)
+        photo = np.transpose(net.pixels(x[i]), (1, 2, 0))
+        m = normalize01(sal[i], 0.0, np.percentile(sal[i], 99.5 if method == "gradient" else 99.0) or None)
+        pictures[file_name("saliency", label, name)] = to_uint8(_over(photo, m) if overlay else m)
         weights = da[i].mean(axis=(1, 2))
         cam = np.maximum((weights[:, None, None] * maps[i]).sum(axis=0), 0.0)
         cam = resize_image(normalize01(cam).astype(np.float32), x.shape[-1], "bilinear")
-        photo = np.transpose(net.pixels(x[i]), (1, 2, 0))
         heat = 0.55 * photo + 0.45 * colormap(cam, "jet")
         pictures[file_name("gradcam", label, name)] = to_uint8(heat)
     save_all(pictures, out)
     return pictures
+
+
+def _saliency_maps(net, x, objective, dx, method, samples, noise, seed):
+    """(N, H, W) saliency of each image: from the plain gradient `dx`, or SmoothGrad / Integrated Gradients."""
+    if method == "gradient":
+        return np.abs(dx).max(axis=1)
+    program = GradientProgram(net.model, x.shape, objective)  # the input's gradient, one compiled step
+    total = np.zeros(x.shape, np.float64)
+    if method == "smoothgrad":
+        rng = np.random.default_rng(seed)
+        count = samples or 25
+        sigma = (noise / net.std).astype(np.float32)[None, :, None, None]  # `noise` of the [0, 1] pixel range
+        for _ in range(count):
+            noisy = (x + sigma * rng.standard_normal(x.shape, dtype=np.float32)).astype(np.float32)
+            total += program(noisy).grads[program.wrt[0]]
+        return np.abs(total / count).sum(axis=1)
+    count = samples or 32
+    base = net.normalize(np.zeros((1, 3) + x.shape[2:], np.float32))  # a black image
+    for k in range(count):  # the midpoint rule along the path
+        alpha = (k + 0.5) / count
+        total += program((base + alpha * (x - base)).astype(np.float32)).grads[program.wrt[0]]
+    return np.abs((x - base) * total / count).sum(axis=1)
+
+
+def _over(photo, m):
+    """Saliency `m` (H, W) in [0, 1] in colour over the photo, dimmed and grey where the map is low."""
+    grey = photo.mean(axis=2, keepdims=True) * np.ones((1, 1, 3))
+    a = (0.85 * np.sqrt(m))[..., None]
+    return (1 - a) * (0.25 + 0.45 * grey) + a * colormap(m, "inferno")
 
 
 def _need_maps(graph, layers, layer):
@@ -294,7 +348,8 @@ def top_patches(model: ModelLike = None, images: ImagesLike = None, layer: Optio
     & Fergus 2014's figure, with Springenberg et al.'s guided backpropagation for the projection).
 
     Candidates are the local maxima of the channel's map in every image (several per image, apart by half a receptive
-    field); the strongest k are kept. Each patch is the neuron's receptive field, cropped from the image.
+    field, or closer where that leaves fewer than k: deep layers); the strongest k are kept. Each patch is the
+    neuron's receptive field, cropped from the image.
 
     Args:
         model: as `filters`.
@@ -353,7 +408,17 @@ def top_patches(model: ModelLike = None, images: ImagesLike = None, layer: Optio
 
 
 def _strongest(maps, k, gap_h, gap_w):
-    """(image, y, x, value) of the k largest activations over all images, local maxima at least gap apart."""
+    """(image, y, x, value) of the k largest activations over all images, local maxima at least gap apart. Where
+    that leaves fewer than k (deep layers: a receptive field as large as the image leaves one maximum per image),
+    the gap is halved until there are k, down to distinct positions."""
+    while True:
+        picks = _maxima(maps, k, gap_h, gap_w)
+        if len(picks) >= k or (gap_h == 0 and gap_w == 0):
+            return picks
+        gap_h, gap_w = gap_h // 2, gap_w // 2
+
+
+def _maxima(maps, k, gap_h, gap_w):
     candidates = []
     for i, m in enumerate(maps):
         m = m.copy()

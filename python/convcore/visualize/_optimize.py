@@ -84,37 +84,28 @@ class AffineSampler:
         return total.reshape(g.shape).astype(np.float32)
 
 
-def _shift(x, dy, dx):
-    return np.roll(x, (dy, dx), axis=(2, 3))
-
-
 # --- class model images ---------------------------------------------------------------------------------------
 
 def class_model(model: ModelLike = None,
                 targets: Union[str, int, list[Union[str, int]], tuple[Union[str, int], ...]] = ("dumbbell",),
-                steps: int = 120, size: Optional[int] = None, lr: float = 0.03, l2: float = 1e-3, blur_every: int = 4,
-                blur_sigma: tuple[float, float] = (1.0, 0.5), smooth: float = 1.5, jitter: float = 0.06,
-                octaves: Sequence[float] = (0.5, 0.75, 1.0), seed: int = 0, out: Folder = None,
+                steps: int = 256, size: Optional[int] = None, lr: float = 0.05, transforms: bool = True,
+                fft: bool = True, decorrelate: bool = True, seed: int = 0, out: Folder = None,
                 progress: Optional[bool] = None, batch_size: int = 8) -> Pictures:
-    """Class model images (Simonyan, Vedaldi & Zisserman 2013): images that maximize a class score, found by
-    gradient ascent on the (unnormalized) score with L2 regularization, blurring every few steps (Yosinski et al.
-    2015) and random jitter, which keep the picture free of pixel-level noise; coarse to fine over `octaves`.
+    """Class model images (Simonyan, Vedaldi & Zisserman 2013): images that maximize a class score (the logit, not
+    the softmax), made as feature visualization makes its pictures (Olah et al. 2017, Lucid): the image is a
+    spectrum scaled by 1 / frequency, decorrelated in colour, through a sigmoid, optimized with Adam under random
+    jitter, scale and rotation at every step, so the class shows as objects in natural colours rather than as
+    high-frequency texture.
 
     Args:
         model: zoo name, `LoadedModel`, module, ONNX model (default: efficientnet_lite0 with its installed weights).
         targets: class names ("dumbbell", "bell pepper") or indices; one image each, optimized together in batches
             of `batch_size`.
-        steps: ascent steps in all; size: image side (default: the model's input size; at most `MAX_SIZE`).
-        lr: step length in pixel units (each step is the gradient divided by its mean absolute value).
-        l2: decay of the pixels towards grey per step (the L2 penalty's gradient step).
-        blur_every, blur_sigma: blur every n steps with a sigma falling from blur_sigma[0] to blur_sigma[1] (in
-            pixels of the full size).
-        smooth: sigma of a blur applied to each step's gradient (pixels of the full size; 0: none), which keeps the
-            steps from adding pixel-level noise.
-        jitter: largest random shift before each step, as a fraction of the side.
-        octaves: the image is optimized at these fractions of `size` in turn (an equal share of the steps each),
-            upsampled from one to the next: coarse structure first, detail last.
-        seed: the random start and jitter (same seed, same images).
+        steps: Adam steps; size: image side (default: the model's input size; at most `MAX_SIZE`); lr: Adam's rate.
+        transforms, fft, decorrelate: as `feature` (False: without transformation robustness, plain pixels, plain
+            RGB; each alone makes noisier, greyer pictures).
+        seed: the random start and transformations (same seed, same images on the same machine; the kernels of
+            another ISA round differently, and many steps of ascent can carry that into visibly different pictures).
         out: a folder to write `class_<name>.png` into (None: write nothing).
         progress: a progress bar on stderr (None: when stderr is a terminal).
 
@@ -123,8 +114,6 @@ def class_model(model: ModelLike = None,
     """
     net = resolve(model)
     size = net.side(size)
-    if net.fixed_size:
-        octaves = (1.0,)
     targets = list(targets) if isinstance(targets, (list, tuple)) else [targets]
     indices = [net.class_index(t) for t in targets]
     names = [net.class_name(i) if isinstance(t, (int, np.integer)) or str(t).strip().isdigit() else str(t)
@@ -132,18 +121,10 @@ def class_model(model: ModelLike = None,
     pictures = {}
     bar = Progress(steps * len(indices), "class models", progress)
     for start in range(0, len(indices), batch_size):
-        chunk = indices[start:start + batch_size]
+        chunk = [logit(i) for i in indices[start:start + batch_size]]
         rng = np.random.default_rng([seed, start])
-        pixels = None
-        sizes = [max(16, int(round(size * f))) for f in octaves] or [size]
-        sizes[-1] = size
-        for k, side in enumerate(sizes):
-            count = steps * (k + 1) // len(sizes) - steps * k // len(sizes)
-            pixels = _start(len(chunk), side, rng) if pixels is None else _upsample(pixels, side)
-            sigma = tuple(b * side / size for b in blur_sigma)
-            pixels = _class_ascent(net, chunk, pixels, count, lr, l2, blur_every, sigma, smooth * side / size,
-                                   max(0, int(round(jitter * side))), rng, bar)
-        assert pixels is not None  # octaves: at least one size
+        pixels = _feature_ascent(net, chunk, steps, size, lr, transforms, fft, decorrelate, rng, bar,
+                                 label="score")
         for k, px in enumerate(pixels):
             pictures[file_name("class", names[start + k])] = chw_to_image(px)
     bar.close()
@@ -151,47 +132,11 @@ def class_model(model: ModelLike = None,
     return pictures
 
 
-def _start(n, side, rng):
-    return (0.5 + 0.02 * rng.standard_normal((n, 3, side, side))).astype(np.float32)
-
-
-def _upsample(pixels, side):
-    from ._common import resize_image
-
-    return np.stack([np.transpose(resize_image(np.transpose(p, (1, 2, 0)), side, "bicubic"), (2, 0, 1))
-                     for p in pixels]).astype(np.float32)
-
-
-def _class_ascent(net, targets, pixels, steps, lr, l2, blur_every, blur_sigma, smooth, jitter, rng, bar):
-    n, side = len(targets), pixels.shape[-1]
-    objective = sum(logit(t, sample=i) for i, t in enumerate(targets))
-    program = GradientProgram(net.model, (n, 3, side, side), objective)
-    inv_std = (1.0 / net.std).astype(np.float32)[None, :, None, None]
-    for step in range(steps):
-        dy, dx = (int(v) for v in rng.integers(-jitter, jitter + 1, 2)) if jitter else (0, 0)
-        result = program(net.normalize(_shift(pixels, dy, dx)))
-        g = gaussian_blur(_shift(result.grads[program.wrt[0]], -dy, -dx) * inv_std, smooth)
-        g = np.einsum("ij,njhw->nihw", _COLOR_PRECONDITION, g)  # steps along natural colours
-        g /= np.abs(g).mean(axis=(1, 2, 3), keepdims=True) + 1e-12
-        pixels += lr * g - l2 * (pixels - 0.5)
-        if blur_every and step % blur_every == 0 and step < steps - 1:
-            t = step / max(steps - 1, 1)
-            pixels = gaussian_blur(pixels, blur_sigma[0] + (blur_sigma[1] - blur_sigma[0]) * t)
-        np.clip(pixels, 0.0, 1.0, out=pixels)
-        bar.update(n, f"score {result.value / n:.1f}")
-    return pixels
-
-
 # --- feature visualization ---------------------------------------------------------------------------------------
 
 # Lucid's square root of ImageNet's colour correlation (lucid/optvis/param/color.py), normalized to unit columns.
 _COLOR_SQRT = np.asarray([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float64)
 _COLOR = (_COLOR_SQRT / np.max(np.linalg.norm(_COLOR_SQRT, axis=0))).astype(np.float32)
-
-
-# Gradient steps of class models in the colour space of natural images: C C^T with C the square root of ImageNet's
-# colour correlation (what a step in Lucid's decorrelated colour parameterization does to the pixels).
-_COLOR_PRECONDITION = (_COLOR @ _COLOR.T).astype(np.float32)
 
 
 class FourierImage:
@@ -316,7 +261,7 @@ def _feature_name(spec, objective):
     return file_name("feature", str(objective).replace(":", "_").replace(" ", ""))
 
 
-def _feature_ascent(net, objectives, steps, size, lr, transforms, fft, decorrelate, rng, bar):
+def _feature_ascent(net, objectives, steps, size, lr, transforms, fft, decorrelate, rng, bar, label="objective"):
     n = len(objectives)
     objective = sum(o.at_sample(i) for i, o in enumerate(objectives))
     program = GradientProgram(net.model, (n, 3, size, size), objective)
@@ -332,5 +277,5 @@ def _feature_ascent(net, objectives, steps, size, lr, transforms, fft, decorrela
         if sampler:
             g = sampler.adjoint(g)
         adam.step(image.params, image.backward(g.astype(np.float64)))
-        bar.update(n, f"objective {result.value / n:.2f}")
+        bar.update(n, f"{label} {result.value / n:.2f}")
     return image.pixels()
