@@ -265,7 +265,7 @@ def _report_file(path, args, threads, results):
     import convcore
 
     config = convcore.show_config(print_out=False)
-    machine = {k: config[k] for k in ("version", "isa", "available_isas", "num_threads", "openmp", "compiler")}
+    machine = {k: config[k] for k in ("version", "isa", "available_isas", "num_threads", "thread_pool", "compiler")}
     machine["cpu"] = config["cpu"].get("brand")
     machine["cpus_usable"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if args.gpu is not None:
