@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -268,6 +269,9 @@ class Graph:
                 traced batch, say).
         """
         values = {n: TensorType.activation((int(batch), *self.values[n].shape[1:])) for n in self.inputs}
+        for node in self.nodes:  # a graph guarded to its batch says why, in the guard's words
+            if node.guard is not None:
+                node.guard.check(SimpleNamespace(shape=(int(batch), *self.values[node.guard.input].shape[1:])))
         copy = Graph([replace(n, inputs=list(n.inputs), outputs=list(n.outputs), attrs=dict(n.attrs))
                       for n in self.nodes], self.inputs, self.outputs, self.params, name=self.name, values=values)
         try:
