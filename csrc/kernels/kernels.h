@@ -96,6 +96,10 @@ struct Kernels {
   // pixels), C rows at c + i * ldc; accumulate adds to C (a product split along kd).
   void (*gemm_rows)(index_t kd, const float* a, index_t lda, const float* bias, const float* b, const index_t* boff,
                     float* c, index_t ldc, index_t m, index_t n, bool accumulate);
+  // y[i * ldy + j] = bias[j] + <x row i, w row j> for i < m (at most 4) and rows j in [n0, n1) of w (K floats
+  // each, as stored): the few-row fully connected layer, a memory-bound pass over the weights.
+  void (*dot_rows)(index_t K, const float* x, index_t m, const float* w, index_t n0, index_t n1, const float* bias,
+                   float* y, index_t ldy);
   // The eager depthwise convolution over one NCHW plane: c (rows x cols, contiguous) = bias + sum_k w[k] * the plane
   // at b + row * row_step + boff[k] + col (a zero-padded copy: tap k's run of pixels for output row `row`).
   void (*dw_plane)(index_t taps, const float* w, float bias, const float* b, index_t row_step, const index_t* boff,

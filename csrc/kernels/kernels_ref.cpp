@@ -77,6 +77,16 @@ void gemm_rows(index_t kd, const float* a, index_t lda, const float* bias, const
     }
 }
 
+void dot_rows(index_t K, const float* x, index_t m, const float* w, index_t n0, index_t n1, const float* bias,
+              float* y, index_t ldy) {
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = n0; j < n1; ++j) {
+      double acc = bias ? bias[j] : 0.0;
+      for (index_t k = 0; k < K; ++k) acc += static_cast<double>(x[i * K + k]) * w[j * K + k];
+      y[i * ldy + j] = static_cast<float>(acc);
+    }
+}
+
 void dw_plane(index_t taps, const float* w, float bias, const float* b, index_t row_step, const index_t* boff,
               float* c, index_t rows, index_t cols) {
   for (index_t i = 0; i < rows; ++i)
@@ -251,7 +261,7 @@ void channel_absmax(const float* x, index_t xs, index_t C, float* out, index_t p
 }  // namespace
 
 extern const Kernels kKernels = {"scalar",     1,           conv_tile_choice, conv,         gemm_rows,
-                                 dw_plane,     dwconv,      pool,             global_pool,  affine,
+                                 dot_rows,     dw_plane,     dwconv,      pool,             global_pool,  affine,
                                  binary,       wino_input,  wino_output,      channel_absmax, activation,
                                  act_grad,     nchw_to_nhwc, nhwc_to_nchw};
 

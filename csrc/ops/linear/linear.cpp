@@ -38,23 +38,14 @@ void linear(index_t M, index_t N, index_t K, const float* x, const float* w, con
   const Isa isa = active_isa();
   if (isa == Isa::scalar) return linear_ref(M, N, K, x, w, bias, y);
   const int threads = threads_for(2.0 * M * N * K, 1 << 20);
+  const Kernels& k = kernels_for(isa);
   if (M <= 4) {
     constexpr index_t kRows = 64;  // weight rows per chunk
     run_chunks(ceil_div(N, kRows), threads_for(static_cast<double>(N) * K, 1 << 18), [&](index_t chunk) {
-      for (index_t n = chunk * kRows; n < std::min(N, (chunk + 1) * kRows); ++n) {
-        const float* wn = w + n * K;
-        for (index_t m = 0; m < M; ++m) {
-          const float* xm = x + m * K;
-          float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-          for (index_t k = 0; k < K; ++k) acc += xm[k] * wn[k];
-          y[m * N + n] = acc + (bias ? bias[n] : 0.0f);
-        }
-      }
+      k.dot_rows(K, x, M, w, chunk * kRows, std::min(N, (chunk + 1) * kRows), bias, y, N);
     });
     return;
   }
-  const Kernels& k = kernels_for(isa);
   if (M * (K + N) <= N * K) {
     AlignedVector xt(static_cast<size_t>(K * M)), yt(static_cast<size_t>(N * M));
     k.nhwc_to_nchw(x, K, K, M, xt.data(), 0, M);  // (M, K) -> (K, M)
