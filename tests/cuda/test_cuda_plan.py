@@ -306,3 +306,18 @@ def test_every_activation_runs_inside_the_gpu_plan(gpu, case):
     plan = convcore.compile(fn, x.shape, device="cuda")
     assert plan.eager_nodes == [] and len(plan._segments()) == 1
     np.testing.assert_allclose(plan(x), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_ops_needing_a_capability_the_gpu_lacks_run_outside_its_plan(gpu):
+    """conv_transpose2d needs the CPU builder's transposed-convolution ops (capability 'backward'): a GPU Plan runs
+    it between two GPU segments, a CPU Plan inside its one segment; the results agree."""
+    rng = np.random.default_rng(5)
+    w1, wt = rng.standard_normal((8, 3, 3, 3)).astype(np.float32), rng.standard_normal((8, 4, 2, 2)).astype(np.float32)
+
+    def fn(x):
+        return F.relu(F.conv_transpose2d(F.relu(F.conv2d(x, w1, padding=1)), wt, stride=2))
+
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    cpu, plan = convcore.compile(fn, x.shape), convcore.compile(fn, x.shape, device="cuda")
+    assert cpu.eager_nodes == [] and len(plan.eager_nodes) == 1
+    np.testing.assert_allclose(plan(x), cpu(x), rtol=1e-5, atol=1e-5)

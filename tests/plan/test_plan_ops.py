@@ -320,3 +320,46 @@ def _kernel_act(op, attrs):
     """The kernels' activation computing `op` with `attrs` (its declaration's epilogue)."""
     declared = convcore.ops.OPS[op]
     return declared.plan.epilogue(declared.infer([(1, 1)], attrs)[0])[0]
+
+
+# --- transposed convolutions ---------------------------------------------------------------------------------------
+
+@st.composite
+def conv_transpose_cases(draw):
+    """Any kernel, stride (also above the kernel), dilation, padding, output padding below the stride, groups, 1 to
+    40 channels each side (col2im below 16 output channels, phases above), odd sizes, batch 1-3."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cin, cout = groups * draw(st.integers(1, 13)), groups * draw(st.integers(1, 13))
+    r, s = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    out_pad = tuple(draw(st.integers(0, st_ - 1)) for st_ in stride)
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    oh = (h - 1) * stride[0] - pads[0] - pads[1] + dilation[0] * (r - 1) + out_pad[0] + 1
+    ow = (w - 1) * stride[1] - pads[2] - pads[3] + dilation[1] * (s - 1) + out_pad[1] + 1
+    if oh < 1 or ow < 1:
+        pads = (0, 0, 0, 0)
+    return dict(n=draw(st.integers(1, 3)), cin=cin, cout=cout, r=r, s=s, stride=stride, dilation=dilation,
+                padding=pads, output_padding=out_pad, groups=groups, h=h, w=w, act=draw(st.sampled_from(
+                    [None, "relu", "silu"])), bias=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
+
+
+@given(conv_transpose_cases())
+def test_conv_transpose_runs_inside_the_plan(c):
+    """conv_transpose2d as the input gradient of the convolution it transposes (phases + interleave, or col2im with
+    few output channels), its bias and activation one per-channel op: no node outside the Plan, equal to the eager
+    op (tested against torch in tests/ops), at the compiled batch and another."""
+    rng = np.random.default_rng(c["seed"])
+    w = rand(rng, c["cin"], c["cout"] // c["groups"], c["r"], c["s"], scale=1 / np.sqrt(c["cin"] * c["r"] * c["s"]))
+    b = rand(rng, c["cout"]) if c["bias"] else None
+
+    def fn(x):
+        y = F.conv_transpose2d(x, w, b, c["stride"], c["padding"], c["output_padding"], c["dilation"], c["groups"])
+        return getattr(F, c["act"])(y) if c["act"] else y
+
+    x, y, plan = _run(fn, (c["n"], c["cin"], c["h"], c["w"]), seed=c["seed"])
+    assert plan.eager_nodes == []
+    assert_close(y, fn(x), 1e-5)
+    other = np.random.default_rng(1).standard_normal((c["n"] % 3 + 1, c["cin"], c["h"], c["w"])).astype(np.float32)
+    assert_close(plan(other), fn(other), 1e-5)

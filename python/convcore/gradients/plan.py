@@ -28,11 +28,11 @@ import numpy as np
 
 from .. import _core
 from ..ops import OPS
-from ..plan.lower import NO_ACT, Lowering, epilogue_of, use_winograd
+from ..plan.lower import NO_ACT, Lowering, epilogue_of
+from ..plan.transposed import Phase, phases, transposed_conv
 
 __all__ = ["GradientPlan", "Phase", "phases", "backward_ops"]
 
-FEW_CHANNELS = 16  # a convolution with fewer input channels gets its input gradient by col2im (see plan_col2im)
 CLAMPS = {"relu": (0.0, float("inf")), "relu6": (0.0, 6.0)}  # dx = dy where lo < y < hi: a mask any op can apply
 # Forward fusions that keep every value a backward op reads (an inverted-residual block or a gated convolution
 # would hide theirs).
@@ -42,42 +42,6 @@ FUSIONS = frozenset({"batchnorm", "activation", "residual", "concat"})
 def backward_ops():
     """The ops a gradient Plan lowers: those declared with a ``plan_backward``."""
     return frozenset(name for name, op in OPS.items() if op.plan_backward is not None)
-
-
-class Phase:
-    """One output phase of a convolution's input gradient: dx rows `rows.start + stride * i` (i < rows.count) and
-    columns likewise are a stride-1 convolution over dy with `weight` (None: the phase has no taps or no pixels:
-    zero), dilation `dilation`, nonnegative `pads` (top, bottom, left, right); the first `crop` (rows, columns) of
-    its output are dropped (where dy would have needed cropping, extra rows are computed instead). `index`: (row
-    phase, column phase); `rows` / `cols`: the `_core.ConvGradPhase` of each axis."""
-
-    __slots__ = ("index", "rows", "cols", "weight", "dilation", "pads", "crop")
-
-    def __init__(self, index, rows, cols, weight):
-        self.index, self.rows, self.cols = index, rows, cols
-        self.weight = weight if rows.taps and cols.taps and rows.count and cols.count else None
-        self.dilation = (rows.dilation, cols.dilation)
-        self.pads = (max(rows.lo, 0), max(rows.hi, 0), max(cols.lo, 0), max(cols.hi, 0))
-        self.crop = (max(-rows.lo, 0), max(-cols.lo, 0))
-
-
-def phases(weight, in_hw, out_hw, stride, padding, dilation, groups):
-    """(row axes, column axes, [Phase]) of the input gradient of a convolution with `weight` (K, C / groups, R, S)
-    from in_hw to out_hw, the phases in the order `conv2d_input_grad_weights` packs their weights."""
-    (h, w), (oh, ow) = in_hw, out_hw
-    k, cg, r, s = weight.shape
-    rows = _core.conv_grad_phases(h, oh, r, stride[0], dilation[0], padding[0])
-    cols = _core.conv_grad_phases(w, ow, s, stride[1], dilation[1], padding[2])
-    packed = np.empty_like(weight)
-    _core.conv2d_input_grad_weights(weight, packed, tuple(stride), tuple(dilation), groups)
-    out, offset, c = [], 0, cg * groups
-    for i, ph in enumerate(rows):
-        for j, pw in enumerate(cols):
-            size = c * (k // groups) * ph.taps * pw.taps
-            weights = packed.reshape(-1)[offset:offset + size].reshape(c, k // groups, ph.taps, pw.taps)
-            out.append(Phase((i, j), ph, pw, weights))
-            offset += size
-    return rows, cols, out
 
 
 class GradientPlan:
@@ -192,51 +156,12 @@ class GradientPlan:
                               tuple(a["dilation"]), groups)
 
     def _transposed_conv(self, name, x, dy, weight, stride, padding, dilation, groups):
-        """dx of a convolution (x -> y) from dy: per output phase a stride-1 convolution over dy, then interleaved;
-        what x's gradient already holds comes in as the residual."""
+        """dx of a convolution (x -> y) from dy (plan/transposed.py); what x's gradient already holds comes in as
+        the residual, and a ReLU's mask at x is applied by the op writing dx."""
         _, c, h, w = self.graph.shapes[x]
-        k, _, r, s = weight.shape
-        oh, ow, _ = self.builder.dims(dy)
-        residual = self.grads.get(x, -1)
-        if groups == 1 and c < FEW_CHANNELS:  # one GEMM into the taps' columns, then gathered
-            epilogue, mask = self._mask(x, epilogue=False)
-            taps = weight.transpose(2, 3, 1, 0).reshape(r * s * c, k, 1, 1)  # row (r, s, c) = W[:, c, r, s]
-            t = self.builder.conv(name + ".cols", dy, np.ascontiguousarray(taps), None, spec=_core.ConvSpec())
-            self.grads[x] = self.builder.col2im(name + ".dx", t, h, w, c, (r, s), stride, dilation,
-                                                (padding[0], padding[2]), residual, mask, epilogue.mask_lo,
-                                                epilogue.mask_hi)
-            return
-        rows, cols, all_phases = phases(weight, (h, w), (oh, ow), stride, padding, dilation, groups)
-        # A stride-1 convolution's one phase is dx itself: written directly, with the residual and mask.
-        first = all_phases[0]
-        single = stride == (1, 1) and first.weight is not None and first.crop == (0, 0) and \
-            (oh + first.pads[0] + first.pads[1] - first.dilation[0] * (first.rows.taps - 1),
-             ow + first.pads[2] + first.pads[3] - first.dilation[1] * (first.cols.taps - 1)) == (h, w)
-        epilogue, mask = self._mask(x, epilogue=single)
-        if single:
-            self.grads[x] = self._conv(f"{name}.dx0", dy, np.ascontiguousarray(first.weight), first.dilation,
-                                       first.pads, groups, residual, epilogue, mask)
-            return
-        grid = [-1 if phase.weight is None else
-                self._conv(f"{name}.dx{i}", dy, np.ascontiguousarray(phase.weight), phase.dilation, phase.pads,
-                           groups, -1, NO_ACT, -1) for i, phase in enumerate(all_phases)]
-        # Per residue of dx rows (columns): which phase, its first row, its row count, its crop.
-        row_slots = [[-1, 0, 0, 0] for _ in rows]
-        col_slots = [[-1, 0, 0, 0] for _ in cols]
-        for phase, tid in zip(all_phases, grid):
-            if tid >= 0:
-                (i, j), (ph, pw), (a, b) = phase.index, (phase.rows, phase.cols), phase.crop
-                row_slots[ph.start] = [i, ph.start, ph.count, a]
-                col_slots[pw.start] = [j, pw.start, pw.count, b]
-        self.grads[x] = self.builder.interleave(name + ".dx", h, w, c, row_slots, col_slots, grid, residual, mask,
-                                                epilogue.mask_lo, epilogue.mask_hi)
-
-    def _conv(self, name, dy, weight, dilation, pads, groups, residual, epilogue, mask):
-        h, w, c = self.builder.dims(dy)
-        winograd = use_winograd(self.backward_winograd, weight.shape, (1, c, h, w), (1, 1), dilation, groups)
-        spec = _core.ConvSpec(dilation=dilation, padding=pads, groups=groups)
-        return self.builder.conv(name, dy, weight, None, spec=spec, epilogue=epilogue, residual=residual,
-                                 algo=_core.ConvAlgo.winograd if winograd else _core.ConvAlgo.automatic, mask=mask)
+        self.grads[x] = transposed_conv(self.builder, name + ".dx", dy, weight, (c, h, w), stride, padding, dilation,
+                                        groups, self.grads.get(x, -1),
+                                        lambda single: self._mask(x, epilogue=single), self.backward_winograd)
 
     def activation_backward(self, node, dy, needs):
         if not needs[0]:

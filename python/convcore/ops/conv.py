@@ -246,6 +246,14 @@ def _plan_conv(low, node):
     low.convolution(node)
 
 
+def _conv_transpose_plan_ok(node, graph):
+    """Constant weights and the padding a convolution's input gradient has: non-negative, output padding inside
+    one stride."""
+    a = node.attrs
+    return _constant_weights(node, graph) and min(a["padding"]) >= 0 and \
+        all(p < s for p, s in zip(a["output_padding"], a["stride"]))
+
+
 def _plan_conv_backward(gp, node, dy, needs):
     gp.conv_backward(node, dy, needs)
 
@@ -314,7 +322,9 @@ def separable_conv2d(x: Array, depthwise_weight: Array, pointwise_weight: Array,
 
 
 @declare(("x", "weight", "bias"), _conv_transpose_rule, _conv_transpose_kernel, onnx=_conv_transpose_to_onnx,
-         macs=_conv_transpose_macs)
+         macs=_conv_transpose_macs,
+         plan=PlanRule(lambda low, node: low.conv_transpose(node), _conv_transpose_plan_ok,
+                       needs=frozenset({"backward"})))
 def conv_transpose2d(x: Array, weight: Array, bias: Array | None = None, stride: IntPair = 1, padding: Pads = 0,
                      output_padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1) -> Array:
     """Transposed 2-D convolution (torch conv_transpose2d, ONNX ConvTranspose): each input pixel scatters its

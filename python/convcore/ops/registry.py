@@ -136,14 +136,19 @@ class PlanRule:
             4-D): whether this node can run in a Plan (constant weights, the axis, ...). Default: always.
         epilogue: for an elementwise activation, ``epilogue(attrs) -> (act, alpha, beta)`` (``act`` a `_core.Act`
             name): the form a producer's epilogue applies instead of a separate op.
+        needs: the builder capabilities (``Plan.capabilities``) the lowering uses beyond the common builder; on a
+            backend without them the node runs outside the Plan.
     """
 
     lower: Callable
     supports: Optional[Callable] = None
     epilogue: Optional[Callable] = None
+    needs: frozenset = frozenset()
 
-    def accepts(self, node, graph):
-        """Whether `node` runs inside a Plan."""
+    def accepts(self, node, graph, capabilities=None):
+        """Whether `node` runs inside a Plan whose builder has `capabilities` (None: any)."""
+        if capabilities is not None and not self.needs <= capabilities:
+            return False
         return _plan_inputs_ok(node, graph) and (self.supports is None or bool(self.supports(node, graph)))
 
 

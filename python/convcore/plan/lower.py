@@ -264,6 +264,23 @@ class Lowering:
         else:
             self.define(node.outputs[0], self.builder.adaptive_pool(node.name, x.tid, is_max, out_hw))
 
+    def conv_transpose(self, node):
+        """conv_transpose2d: the input gradient of the convolution it transposes (plan/transposed.py), then its bias
+        and a fused activation as one per-channel op."""
+        from .transposed import transposed_conv
+
+        a = node.attrs
+        x, out_value = self.ref(node.inputs[0]), node.outputs[0]
+        c, h, w = self.shape(out_value)[1:]
+        tid = transposed_conv(self.builder, node.name, x.tid, self.param(node.inputs[1]), (c, h, w),
+                              tuple(a["stride"]), tuple(a["padding"]), tuple(a["dilation"]), a["groups"],
+                              winograd=self.winograd)
+        bias = self.param(self.arg(node, 2))
+        epilogue, out_value = self.epilogue_after(out_value)
+        if bias is not None or epilogue.act != _core.Act.none:
+            tid = self.builder.affine(node.name + ".bias", tid, None, bias, epilogue)
+        self.define(out_value, tid)
+
     def batch_norm(self, node):
         x, mean, var, weight, bias = (list(node.inputs) + [""] * 5)[:5]
         mean64, var64 = (np.asarray(self.g.params[n], np.float64) for n in (mean, var))
@@ -340,11 +357,11 @@ def fuse_gates(graph):
     return Graph(nodes, graph.inputs, graph.outputs, graph.params, graph.shapes, graph.name)
 
 
-def supported(node, graph):
-    """Whether compiled plans run `node` (its op's `PlanRule` accepts it); the others run eagerly between plan
-    segments."""
+def supported(node, graph, capabilities=None):
+    """Whether compiled plans run `node` (its op's `PlanRule` accepts it, on a builder with `capabilities`); the
+    others run eagerly between plan segments."""
     op = OPS.get(node.op)
-    return op is not None and op.plan is not None and op.plan.accepts(node, graph)
+    return op is not None and op.plan is not None and op.plan.accepts(node, graph, capabilities)
 
 
 class Segment:
@@ -372,9 +389,11 @@ def lower(graph, backend, winograd="auto", fusions=FUSIONS):
     for name in graph.outputs:
         if name in graph.params or name in graph.inputs:
             raise ValueError(f"compile: graph output '{name}' is not computed by any node")
+    probe = backend() if callable(backend) else _core.Plan(backend)
+    capabilities = frozenset(probe.capabilities)
     runs, current = [], []
     for node in graph.nodes:
-        if supported(node, graph):
+        if supported(node, graph, capabilities):
             current.append(node)
         else:
             if current:
