@@ -150,6 +150,13 @@ def test_the_cuda_headers_the_kernels_share_are_cuda_free():
     assert "immintrin" not in source and "#include \"" not in source
 
 
+def test_no_cxx_source_uses_openmp():
+    # the eager kernels and the Plans share one thread pool (core/pool.h); an OpenMP pragma or omp.h would bring a
+    # second runtime, and a second set of threads, back into the wheel
+    users = [str(p.relative_to(CSRC)) for p in CXX_SOURCES if "omp.h" in p.read_text() or "pragma omp" in p.read_text()]
+    assert not users, f"these sources use OpenMP: {users}"
+
+
 # --- file sizes --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", SOURCES + CXX_SOURCES, ids=[str(p) for p in SOURCES + CXX_SOURCES])

@@ -1,7 +1,5 @@
 #include "ops/batchnorm/batchnorm.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>

@@ -1,7 +1,5 @@
 #include "ops/conv2d/conv2d_backward.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <array>
 #include <cstring>

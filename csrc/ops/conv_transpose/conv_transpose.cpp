@@ -1,7 +1,5 @@
 #include "ops/conv_transpose/conv_transpose.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <vector>
 

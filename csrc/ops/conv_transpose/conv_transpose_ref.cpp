@@ -1,5 +1,3 @@
-#include <omp.h>
-
 #include "core/pool.h"
 #include "core/threads.h"
 #include "ops/conv_transpose/conv_transpose.h"

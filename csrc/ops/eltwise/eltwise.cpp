@@ -1,7 +1,5 @@
 #include "ops/eltwise/eltwise.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>

@@ -1,7 +1,5 @@
 #include "ops/instancenorm/instancenorm.h"
 
-#include <omp.h>
-
 #include <cmath>
 
 #include "core/pool.h"

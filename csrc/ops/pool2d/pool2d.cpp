@@ -1,7 +1,5 @@
 #include "ops/pool2d/pool2d.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>

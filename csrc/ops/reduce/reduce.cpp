@@ -1,7 +1,5 @@
 #include "ops/reduce/reduce.h"
 
-#include <omp.h>
-
 #include <cmath>
 #include <limits>
 

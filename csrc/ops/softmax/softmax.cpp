@@ -1,7 +1,5 @@
 #include "ops/softmax/softmax.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>

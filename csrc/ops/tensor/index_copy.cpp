@@ -1,5 +1,3 @@
-#include <omp.h>
-
 #include <cstring>
 
 #include "core/pool.h"

@@ -1,5 +1,3 @@
-#include <omp.h>
-
 #include "core/pool.h"
 #include "core/threads.h"
 #include "ops/tensor/tensor.h"
