@@ -18,6 +18,7 @@ namespace convcore::bindings {
 
 namespace py = pybind11;
 using PlanArray = py::array_t<float, py::array::c_style>;
+using PlanIndexArray = py::array_t<index_t, py::array::c_style>;
 using OptPlanArray = std::optional<PlanArray>;
 using PlanPair = std::array<index_t, 2>;
 using PlanQuad = std::array<index_t, 4>;
@@ -133,7 +134,24 @@ void bind_builder(py::class_<P, Extra...>& c) {
       .def("softmax", &P::softmax, py::arg("name"), py::arg("x"), py::arg("log"))
       .def("lrn", &P::lrn, py::arg("name"), py::arg("x"), py::arg("size"), py::arg("alpha"), py::arg("beta"),
            py::arg("k"))
+      .def("resample",
+           [](P& p, const std::string& name, int x, const PlanIndexArray& index_h, const PlanArray& weight_h,
+              const PlanIndexArray& index_w, const PlanArray& weight_w, float fill) {
+    auto table = [](const PlanIndexArray& index, const PlanArray& weight, const char* what) {
+      require(index.ndim() == 2 && weight.ndim() == 2 && index.shape(0) == weight.shape(0) &&
+                  index.shape(1) == weight.shape(1),
+              std::string(what) + ": expected index and weight tables of one shape (outputs, taps)");
+    };
+    table(index_h, weight_h, "index_h, weight_h");
+    table(index_w, weight_w, "index_w, weight_w");
+    return p.resample(name, x, index_h.shape(0), index_w.shape(0), index_h.shape(1), index_h.data(), weight_h.data(),
+                      index_w.shape(1), index_w.data(), weight_w.data(), fill);
+  },
+           py::arg("name"), py::arg("x"), py::kw_only(), py::arg("index_h").noconvert(),
+           py::arg("weight_h").noconvert(), py::arg("index_w").noconvert(), py::arg("weight_w").noconvert(),
+           py::arg("fill") = 0.0f)
       .def("flatten_nchw", &P::flatten_nchw, py::arg("name"), py::arg("x"))
+      .def("channel_slice", &P::channel_slice, py::arg("name"), py::arg("x"), py::arg("c0"), py::arg("C"))
       .def("output_shapes", &P::output_shapes, py::arg("N"))
       .def("ops", [](const P& p) {
         py::list out;

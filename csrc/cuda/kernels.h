@@ -96,6 +96,20 @@ void launch_softmax(const float* x, index_t xs, float* y, index_t ys, index_t pi
                     cudaStream_t s);
 void launch_lrn(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C, index_t size, float alpha,
                 float beta, float k, cudaStream_t s);
+// A separable resize (plan/builder.h step::Resample): the tables on the device, x / y with pixel and image strides.
+struct ResampleArgs {
+  const float* x;
+  index_t xs, ximage;
+  float* y;
+  index_t ys, yimage;
+  index_t N, H, W, C, OH, OW, taps_h, taps_w;
+  const index_t* index_h;
+  const float* weight_h;
+  const index_t* index_w;
+  const float* weight_w;
+  float fill;
+};
+void launch_resample(const ResampleArgs& a, cudaStream_t s);
 // NHWC (pixel stride xs) -> one row of C * H * W per image in NCHW order.
 void launch_flatten_nchw(const float* x, index_t xs, float* y, index_t N, index_t H, index_t W, index_t C,
                          cudaStream_t s);

@@ -204,6 +204,27 @@ __global__ void lrn_kernel(const float* x, index_t xs, float* y, index_t ys, ind
   }
 }
 
+__global__ void resample_kernel(ResampleArgs a) {
+  const index_t total = a.N * a.OH * a.OW * a.C;
+  for (index_t i = grid_first(); i < total; i += grid_step()) {
+    const index_t c = i % a.C, p = i / a.C, ow = p % a.OW, t = p / a.OW, oh = t % a.OH, n = t / a.OH;
+    const index_t* ih = a.index_h + oh * a.taps_h;
+    const index_t* iw = a.index_w + ow * a.taps_w;
+    float v = a.fill;
+    if (ih[0] >= 0 && iw[0] >= 0) {
+      const float* xn = a.x + n * a.ximage + c;
+      v = 0.0f;
+      for (index_t u = 0; u < a.taps_h; ++u) {
+        float row = 0.0f;
+        for (index_t q = 0; q < a.taps_w; ++q)
+          row = fmaf(__ldg(a.weight_w + ow * a.taps_w + q), __ldg(xn + (ih[u] * a.W + iw[q]) * a.xs), row);
+        v = fmaf(__ldg(a.weight_h + oh * a.taps_h + u), row, v);
+      }
+    }
+    a.y[n * a.yimage + (oh * a.OW + ow) * a.ys + c] = v;
+  }
+}
+
 __global__ void flatten_nchw_kernel(const float* x, index_t xs, float* y, index_t N, index_t HW, index_t C) {
   const index_t total = N * C * HW;
   for (index_t i = grid_first(); i < total; i += grid_step()) {  // i runs over y: (n, c, pixel)
@@ -302,6 +323,13 @@ void launch_lrn(const float* x, index_t xs, float* y, index_t ys, index_t pixels
   auto* k = &lrn_kernel;
   CC_LAUNCH(k, dim3(grid_blocks(pixels * C, kThreads)), dim3(kThreads), s, x, xs, y, ys, pixels, C, size, alpha, beta,
             k_);
+}
+
+void launch_resample(const ResampleArgs& a, cudaStream_t s) {
+  const index_t total = a.N * a.OH * a.OW * a.C;
+  if (total == 0) return;
+  auto* k = &resample_kernel;
+  CC_LAUNCH(k, dim3(grid_blocks(total, kThreads)), dim3(kThreads), s, a);
 }
 
 void launch_flatten_nchw(const float* x, index_t xs, float* y, index_t N, index_t H, index_t W, index_t C,

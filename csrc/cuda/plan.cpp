@@ -111,17 +111,24 @@ int Plan::add_constant(index_t H, index_t W, index_t C, const float* nhwc) {
   return t;
 }
 
-const float* Plan::upload(const std::vector<float>& host) {
-  if (host.empty()) return nullptr;
-  const std::size_t bytes = host.size() * 4;
+const void* Plan::upload_bytes(const void* host, std::size_t bytes) {
+  if (bytes == 0) return nullptr;
   DeviceBuffer buf(bytes, device_);
   {
     DeviceGuard guard(device_);
-    CC_CHECK(cudaMemcpy(buf.data(), host.data(), bytes, cudaMemcpyHostToDevice));
+    CC_CHECK(cudaMemcpy(buf.data(), host, bytes, cudaMemcpyHostToDevice));
   }
   add_weight_bytes(static_cast<index_t>(bytes));
   weights_.push_back(std::move(buf));
-  return weights_.back().floats();
+  return weights_.back().data();
+}
+
+const float* Plan::upload(const std::vector<float>& host) {
+  return static_cast<const float*>(upload_bytes(host.data(), host.size() * sizeof(float)));
+}
+
+const index_t* Plan::upload(const std::vector<index_t>& host) {
+  return static_cast<const index_t*>(upload_bytes(host.data(), host.size() * sizeof(index_t)));
 }
 
 index_t Plan::arena_bytes(index_t N) const {

@@ -89,6 +89,7 @@ class Plan : public PlanBuilder<Plan> {
 
   // A device copy of n floats that lives as long as the plan (packed weights, biases); null for an empty vector.
   const float* upload(const std::vector<float>& host);
+  const index_t* upload(const std::vector<index_t>& host);  // the same for index tables
 
   // Runs on N images. run_device: inputs[i] / outputs[i] are contiguous NCHW device arrays on this plan's device;
   // run_host: host arrays, copied in and out. Both return when the results are complete.
@@ -101,6 +102,7 @@ class Plan : public PlanBuilder<Plan> {
   const std::vector<float*>& constant_ptrs() const { return constant_ptrs_; }
 
  private:
+  const void* upload_bytes(const void* host, std::size_t bytes);
   // The device memory of one batch size: the arena, the convolutions' split-K workspace, staging buffers for host
   // arrays, and the CUDA graph of the body once captured.
   struct Arena {

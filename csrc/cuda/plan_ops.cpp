@@ -199,6 +199,28 @@ struct LrnOp : GpuOp {
 };
 std::unique_ptr<PlanOp> make(Plan& p, const step::Lrn& s) { return make<LrnOp>(p, s); }
 
+struct ResampleOp : GpuOp {
+  ResampleArgs args;  // the tables: device copies; x / y filled per run
+  int x, y;
+  ResampleOp(Plan& p, const step::Resample& s) : x(s.x), y(s.y) {
+    args = {};
+    args.H = s.H, args.W = s.W, args.C = s.C, args.OH = s.OH, args.OW = s.OW, args.taps_h = s.taps_h;
+    args.taps_w = s.taps_w, args.fill = s.fill;
+    args.index_h = p.upload(std::vector<index_t>(s.index_h, s.index_h + s.OH * s.taps_h));
+    args.weight_h = p.upload(std::vector<float>(s.weight_h, s.weight_h + s.OH * s.taps_h));
+    args.index_w = p.upload(std::vector<index_t>(s.index_w, s.index_w + s.OW * s.taps_w));
+    args.weight_w = p.upload(std::vector<float>(s.weight_w, s.weight_w + s.OW * s.taps_w));
+  }
+  void run(const Exec& ex) const override {
+    ResampleArgs a = args;
+    const TensorView in = ex.at(x), out = ex.at(y);
+    a.N = ex.N, a.x = in.base, a.xs = in.stride, a.ximage = in.image, a.y = out.base, a.ys = out.stride;
+    a.yimage = out.image;
+    launch_resample(a, ex.stream);
+  }
+};
+std::unique_ptr<PlanOp> make(Plan& p, const step::Resample& s) { return make<ResampleOp>(p, s); }
+
 struct FlattenOp : GpuOp {
   step::Flatten s;
   explicit FlattenOp(const step::Flatten& s) : s(s) {}

@@ -118,6 +118,10 @@ struct Kernels {
   // y = act(a op b), output rows [r0, r1) of N * H.
   void (*binary)(const BinaryGeom& g, BinaryOp op, const float* a, const float* b, float* y, const Epilogue& e,
                  index_t r0, index_t r1);
+  // y[i] = sum_t w[t] * x[index[t] * step + i] for i < n: a weighted sum of `taps` rows of one source (the
+  // interpolation taps of a resize, along either axis).
+  void (*weighted_rows)(index_t n, index_t taps, const float* x, const index_t* index, index_t step, const float* w,
+                        float* y);
   // V <- B^T d B for tiles [t0, t1).
   void (*wino_input)(const WinoGeom& g, const float* x, index_t xs, float* V, index_t t0, index_t t1);
   // y <- act(A^T M A + bias [+ residual]) [masked] for tiles [t0, t1).

@@ -97,6 +97,15 @@ void dw_plane(index_t taps, const float* w, float bias, const float* b, index_t 
     }
 }
 
+void weighted_rows(index_t n, index_t taps, const float* x, const index_t* index, index_t step, const float* w,
+                   float* y) {
+  for (index_t i = 0; i < n; ++i) {
+    double acc = 0;
+    for (index_t t = 0; t < taps; ++t) acc += static_cast<double>(w[t]) * x[index[t] * step + i];
+    y[i] = static_cast<float>(acc);
+  }
+}
+
 void dwconv(const ConvGeom& g, const float* w, const float* bias, const ConvIO& io, const Epilogue& e, index_t r0,
             index_t r1) {
   const index_t Cp = g.C;  // lanes = 1: no padding
@@ -262,7 +271,7 @@ void channel_absmax(const float* x, index_t xs, index_t C, float* out, index_t p
 
 extern const Kernels kKernels = {"scalar",     1,           conv_tile_choice, conv,         gemm_rows,
                                  dot_rows,     dw_plane,     dwconv,      pool,             global_pool,  affine,
-                                 binary,       wino_input,  wino_output,      channel_absmax, activation,
+                                 binary,       weighted_rows, wino_input,  wino_output,      channel_absmax, activation,
                                  act_grad,     nchw_to_nhwc, nhwc_to_nchw};
 
 }  // namespace ref

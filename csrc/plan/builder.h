@@ -80,7 +80,20 @@ struct Flatten {  // (H, W, C) -> one row of C * H * W in NCHW order
   index_t H, W, C;
   int x, y;
 };
-using Any = std::variant<Input, Output, Pool, GlobalPool, AdaptivePool, Affine, Binary, Copy, Softmax, Lrn, Flatten>;
+// y[oh, ow] = sum_a sum_b wh[oh][a] ww[ow][b] x[ih[oh][a], iw[ow][b]] per channel: a separable resize, one table per
+// axis (OH x taps_h, OW x taps_w); an index < 0 in a row's first tap marks an output outside a crop region (`fill`).
+// The tables are read by make_op only.
+struct Resample {
+  index_t H, W, C, OH, OW, taps_h, taps_w;
+  const index_t* index_h;
+  const float* weight_h;
+  const index_t* index_w;
+  const float* weight_w;
+  float fill;
+  int x, y;
+};
+using Any =
+    std::variant<Input, Output, Pool, GlobalPool, AdaptivePool, Affine, Binary, Copy, Softmax, Lrn, Flatten, Resample>;
 }  // namespace step
 
 // Everything a backend needs to add a convolution (checked by the builder).
@@ -286,8 +299,48 @@ class PlanBuilder : public PlanCore {
     const TensorDesc in = tensor(check(x, "x"));
     require(size >= 1, "plan.lrn: size must be >= 1");
     const int y = add_tensor(in.H, in.W, in.C);
-    finish(self().make_op(step::Lrn{in.H * in.W, in.C, size, alpha, beta, k, x, y}), name, self().kind("lrn", false), dims(x),
-           {x}, {y});
+    finish(self().make_op(step::Lrn{in.H * in.W, in.C, size, alpha, beta, k, x, y}), name, self().kind("lrn", false),
+           dims(x), {x}, {y});
+    return y;
+  }
+
+  // A separable resize of x to OH x OW (step::Resample): index_h / weight_h hold OH x taps_h entries, index_w /
+  // weight_w OW x taps_w; indices lie in [0, H) / [0, W), or are -1 in every tap of an output to fill.
+  int resample(const std::string& name, int x, index_t OH, index_t OW, index_t taps_h, const index_t* index_h,
+               const float* weight_h, index_t taps_w, const index_t* index_w, const float* weight_w, float fill) {
+    const TensorDesc in = tensor(check(x, "x"));
+    require(OH >= 1 && OW >= 1 && taps_h >= 1 && taps_w >= 1, "plan.resample: sizes and taps must be positive");
+    auto check_table = [](const index_t* index, index_t rows, index_t taps, index_t len, const char* what) {
+      for (index_t r = 0; r < rows; ++r) {
+        const bool fill_row = index[r * taps] < 0;
+        for (index_t t = 0; t < taps; ++t) {
+          const index_t i = index[r * taps + t];
+          require(fill_row ? i < 0 : (i >= 0 && i < len), std::string("plan.resample: ") + what +
+                                                              " indices must lie in [0, " + std::to_string(len) +
+                                                              ") (or be -1 for a whole output)");
+        }
+      }
+    };
+    check_table(index_h, OH, taps_h, in.H, "row");
+    check_table(index_w, OW, taps_w, in.W, "column");
+    const int y = add_tensor(OH, OW, in.C);
+    finish(self().make_op(step::Resample{in.H, in.W, in.C, OH, OW, taps_h, taps_w, index_h, weight_h, index_w, weight_w,
+                                         fill, x, y}),
+           name, self().kind(taps_h == 1 && taps_w == 1 ? "copy_pixels" : "resample", true),
+           dims(x) + " -> " + dims(y) + " taps " + std::to_string(taps_h) + "x" + std::to_string(taps_w), {x}, {y});
+    return y;
+  }
+
+  // Channels [c0, c0 + C) of a computed x as a tensor of their own: a view into x, no op and no copy (a Split's
+  // parts); into a copy of x where x is a reshaped view, which slices cannot look into.
+  int channel_slice(const std::string& name, int x, index_t c0, index_t C) {
+    const TensorDesc in = tensor(check(x, "x"));
+    require(!is_constant(x), "plan.channel_slice: x must be computed");
+    require(c0 >= 0 && C >= 1 && c0 + C <= in.C,
+            "plan.channel_slice: channels [c0, c0 + C) must lie within x's " + std::to_string(in.C));
+    if (in.reshaped) x = affine(name + ".copy", x, nullptr, nullptr, Epilogue{});
+    const int y = add_tensor(in.H, in.W, C);
+    alias(y, x, c0);
     return y;
   }
 

@@ -1,9 +1,10 @@
 // The CPU Plan's ops other than convolutions (conv_ops.cpp): the layout conversions at its edges, pooling,
-// elementwise ops, channel copies, softmax, LRN and flatten. Each is a thin loop over the shared kernels.
+// elementwise ops, channel copies, softmax, LRN, resize and flatten. Each is a thin loop over the shared kernels.
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "plan/op_util.h"
 
@@ -236,6 +237,69 @@ struct LrnOp : CpuOp {
 };
 std::unique_ptr<PlanOp> make(const step::Lrn& s, const Kernels* k) { return make<LrnOp>(s, k); }
 
+// ----------------------------------------------------------------------------------------------------- resize
+// One output row at a time: its rows of x blended into a row of W pixels (or read in place for a single tap of
+// weight 1, nearest), then each output pixel blended from that row's columns.
+struct ResampleOp : CpuOp {
+  step::Resample s;  // the tables point at the copies below
+  const Kernels* k;
+  std::vector<index_t> index_h, index_w;
+  std::vector<float> weight_h, weight_w;
+  ResampleOp(const step::Resample& st, const Kernels* k)
+      : s(st),
+        k(k),
+        index_h(st.index_h, st.index_h + st.OH * st.taps_h),
+        index_w(st.index_w, st.index_w + st.OW * st.taps_w),
+        weight_h(st.weight_h, st.weight_h + st.OH * st.taps_h),
+        weight_w(st.weight_w, st.weight_w + st.OW * st.taps_w) {
+    s.index_h = index_h.data(), s.index_w = index_w.data(), s.weight_h = weight_h.data(), s.weight_w = weight_w.data();
+  }
+
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(4.0 * N * s.OH * (s.W * s.C * s.taps_h + s.OW * s.C * s.taps_w), kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    const index_t C = s.C, W = s.W;
+    thread_local AlignedVector row;  // grows once per thread
+    if (static_cast<index_t>(row.size()) < W * C) row.assign(static_cast<size_t>(W * C), 0.0f);
+    const auto [r0, r1] = share(ex.N * s.OH, part, parts);
+    for (index_t r = r0; r < r1; ++r) {
+      const index_t n = r / s.OH, oh = r % s.OH;
+      float* y = out.base + n * out.image + oh * s.OW * out.stride;
+      const index_t* ih = s.index_h + oh * s.taps_h;
+      const float* wh = s.weight_h + oh * s.taps_h;
+      if (ih[0] < 0) {
+        for (index_t ow = 0; ow < s.OW; ++ow) std::fill(y + ow * out.stride, y + ow * out.stride + C, s.fill);
+        continue;
+      }
+      const float* image = in.base + n * in.image;
+      const float* src = row.data();  // the blended input row and its pixel stride
+      index_t ps = C;
+      if (s.taps_h == 1 && wh[0] == 1.0f) {
+        src = image + ih[0] * W * in.stride, ps = in.stride;
+      } else if (in.stride == C) {
+        k->weighted_rows(W * C, s.taps_h, image, ih, W * C, wh, row.data());
+      } else {
+        for (index_t w = 0; w < W; ++w)
+          k->weighted_rows(C, s.taps_h, image + w * in.stride, ih, W * in.stride, wh, row.data() + w * C);
+      }
+      for (index_t ow = 0; ow < s.OW; ++ow) {
+        float* yp = y + ow * out.stride;
+        const index_t* iw = s.index_w + ow * s.taps_w;
+        const float* ww = s.weight_w + ow * s.taps_w;
+        if (iw[0] < 0)
+          std::fill(yp, yp + C, s.fill);
+        else if (s.taps_w == 1 && ww[0] == 1.0f)
+          std::memcpy(yp, src + iw[0] * ps, sizeof(float) * C);
+        else
+          k->weighted_rows(C, s.taps_w, src, iw, ps, ww, yp);
+      }
+    }
+  }
+};
+std::unique_ptr<PlanOp> make(const step::Resample& s, const Kernels* k) { return make<ResampleOp>(s, k); }
+
 struct FlattenOp : CpuOp {  // NHWC -> NCHW order
   step::Flatten s;
   const Kernels* k;
@@ -254,12 +318,13 @@ struct FlattenOp : CpuOp {  // NHWC -> NCHW order
 };
 std::unique_ptr<PlanOp> make(const step::Flatten& s, const Kernels* k) { return make<FlattenOp>(s, k); }
 
-
 }  // namespace
 
 std::unique_ptr<PlanOp> Plan::make_op(const step::Any& any) {
   if (const auto* a = std::get_if<step::Affine>(&any))  // its scale and shift are copied into the op
     add_weight_bytes(((a->scale ? a->C : 0) + (a->shift ? a->C : 0)) * 4);
+  if (const auto* r = std::get_if<step::Resample>(&any))  // so are a resize's tables
+    add_weight_bytes((r->OH * r->taps_h + r->OW * r->taps_w) * static_cast<index_t>(sizeof(index_t) + 4));
   return std::visit([this](const auto& s) { return make(s, kernels_); }, any);
 }
 

@@ -252,6 +252,48 @@ def test_concat_in_place_and_copied(gpu):
     assert any(op[1] == "cuda_copy_channels" for op in plan.ops())
 
 
+@pytest.mark.parametrize("mode, coordinate, resize", [
+    ("nearest", "asymmetric", dict(scales=(1, 1, 2, 2))),
+    ("linear", "half_pixel", dict(scales=(1, 1, 2, 0.5))),
+    ("linear", "align_corners", dict(size=(None, None, 7, None))),
+    ("cubic", "pytorch_half_pixel", dict(scales=(1, 1, 0.5, 0.75), antialias=True)),
+    ("linear", "tf_crop_and_resize", dict(size=(None, None, 6, 9), roi=(0, 0, -0.2, 0.1, 1, 1, 1.2, 0.9),
+                                          extrapolation_value=-2.0)),
+])
+def test_resize_inside_the_gpu_plan(gpu, mode, coordinate, resize):
+    """resize as one GPU op (both axes' tables on the device), on a map read from a concatenation and written into
+    one; equal to the CPU Plan."""
+    rng = np.random.default_rng(6)
+    w1, w2 = rand(rng, 5, 3, 1, 1), rand(rng, 4, 3, 1, 1)
+
+    def fn(x):
+        a = F.conv2d(x, w1)
+        both = F.concat([a, F.conv2d(x, w2)], axis=1)
+        r = F.resize(a, mode=mode, coordinate_transformation_mode=coordinate, **resize)
+        return F.concat([r, F.resize(both, mode=mode, coordinate_transformation_mode=coordinate, **resize)], axis=1)
+
+    x, y, plan = _run(fn, (2, 3, 5, 6))
+    assert plan.eager_nodes == [] and any(op[1] in ("cuda_resample", "cuda_copy_pixels") for op in plan.ops())
+    assert_close(y, convcore.compile(fn, x.shape)(x), 1e-5)
+
+
+def test_channel_slices_inside_the_gpu_plan(gpu):
+    """A split's parts are views into the map on the GPU too (the shared core's views), concatenated back without a
+    copy; a part convolved and a part read as an output."""
+    rng = np.random.default_rng(7)
+    w0, w1 = rand(rng, 10, 3, 3, 3), rand(rng, 4, 3, 1, 1)
+
+    def fn(x):
+        y = F.relu(F.conv2d(x, w0, padding=1))
+        a, b, c = F.slice(y, [0], [4], [1]), F.slice(y, [4], [7], [1]), F.slice(y, [7], [10], [1])
+        return F.concat([a, b, c, F.conv2d(b, w1)], axis=1), c
+
+    x, ys, plan = _run(fn, (2, 3, 5, 6))
+    assert plan.eager_nodes == [] and not any(op[1] == "cuda_copy_channels" for op in plan.ops())
+    for got, want in zip(ys, convcore.compile(fn, x.shape)(x)):
+        assert_close(got, want, 1e-5)
+
+
 @pytest.mark.parametrize("h, w", [(1, 1), (3, 5)])
 def test_flatten_linear_softmax(gpu, h, w):
     rng = np.random.default_rng(6)

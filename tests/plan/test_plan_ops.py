@@ -363,3 +363,171 @@ def test_conv_transpose_runs_inside_the_plan(c):
     assert_close(y, fn(x), 1e-5)
     other = np.random.default_rng(1).standard_normal((c["n"] % 3 + 1, c["cin"], c["h"], c["w"])).astype(np.float32)
     assert_close(plan(other), fn(other), 1e-5)
+
+
+# --- resize -----------------------------------------------------------------------------------------------------------
+
+@st.composite
+def resize_cases(draw):
+    """Every mode and coordinate mode, up and down scales (antialiased too), sizes given instead of scales, one axis
+    left as it is, a crop region that extrapolates; 1 to 70 channels (vector tails, the 4-vector path), 1x1 maps."""
+    mode = draw(st.sampled_from(["nearest", "linear", "cubic"]))
+    coordinate = draw(st.sampled_from(["half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
+                                       "asymmetric", "tf_crop_and_resize", "tf_half_pixel_for_nn"]))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    kw = dict(mode=mode, coordinate_transformation_mode=coordinate,
+              nearest_mode=draw(st.sampled_from(["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"])),
+              antialias=mode != "nearest" and draw(st.booleans()), exclude_outside=draw(st.booleans()),
+              extrapolation_value=draw(st.sampled_from([0.0, -2.5])))
+    if draw(st.booleans()):
+        scales = [draw(st.sampled_from([1.0, 0.5, 0.75, 1.5, 2.0, 3.0])) for _ in range(2)]
+        kw["scales"] = (1.0, 1.0, *scales)
+        out = [int(np.floor(n * s)) for n, s in zip((h, w), scales)]
+        if min(out) < 1:
+            kw["scales"] = (1.0, 1.0, 2.0, 2.0)
+    else:
+        kw["size"] = (None, None, draw(st.integers(1, 13)), draw(st.sampled_from([None, 1, 4, 11])))
+    if coordinate == "tf_crop_and_resize":
+        kw["roi"] = (0.0, 0.0, draw(st.sampled_from([-0.2, 0.0, 0.3])), 0.1, 1.0, 1.0,
+                     draw(st.sampled_from([0.8, 1.0, 1.2])), 1.1)
+    return dict(n=draw(st.integers(1, 2)), c=draw(st.sampled_from([1, 3, 8, 17, 70])), h=h, w=w, kw=kw,
+                seed=draw(st.integers(0, 2**16)))
+
+
+@given(resize_cases())
+def test_resize_runs_inside_the_plan(isa, threads, c):
+    """resize as one Plan op (both axes' interpolation tables), equal to the eager op (tested against onnxruntime and
+    torch in tests/ops), at the compiled batch and another; on a map written into a concatenation (pixel stride above
+    its channels) and read from one."""
+    rng = np.random.default_rng(c["seed"])
+    w1, w2 = rand(rng, c["c"], 3, 1, 1), rand(rng, 5, 3, 1, 1)
+
+    def fn(x):
+        a, b = F.conv2d(x, w1), F.conv2d(x, w2)
+        both = F.concat([a, b], axis=1)           # a lives in both's channels: a strided input
+        r = F.resize(a, **c["kw"])
+        return F.concat([r, F.resize(both, **c["kw"])], axis=1)  # r written into a concatenation
+
+    x, y, plan = _run(fn, (c["n"], 3, c["h"], c["w"]), seed=c["seed"])
+    assert plan.eager_nodes == []
+    assert_close(y, fn(x), 1e-5)
+    other = np.random.default_rng(1).standard_normal((c["n"] % 2 + 1, 3, c["h"], c["w"])).astype(np.float32)
+    assert_close(plan(other), fn(other), 1e-5)
+
+
+def test_nearest_resize_repeats_infinities(isa):
+    """Nearest neighbours copy their source: an infinite input stays infinite next to finite ones (a second tap of
+    weight 0 would make it NaN), in the Plan and eagerly."""
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    x[0, 1, 2, 3], x[1, 2, 0, 0] = np.inf, -np.inf
+
+    def fn(v):
+        return F.resize(F.relu(v), scales=(1, 1, 2, 3), mode="nearest", coordinate_transformation_mode="asymmetric",
+                        nearest_mode="floor")
+
+    expected = np.repeat(np.repeat(np.maximum(x, 0), 2, axis=2), 3, axis=3)
+    plan = convcore.compile(fn, x.shape)
+    assert plan.eager_nodes == []
+    np.testing.assert_array_equal(plan(x), expected)
+    np.testing.assert_array_equal(fn(x), expected)
+
+
+# --- channel slices ---------------------------------------------------------------------------------------------------
+
+@st.composite
+def split_cases(draw):
+    """A map split along channels into 1-4 parts (a Split imports as such slices), the parts convolved or not and
+    concatenated in order or shuffled, one part also a graph output; slices of the input and of an (N, F) value."""
+    k = draw(st.integers(2, 24))
+    cuts = sorted(draw(st.sets(st.integers(1, k - 1), max_size=3)))
+    bounds = [0, *cuts, k]
+    parts = list(zip(bounds[:-1], bounds[1:]))
+    return dict(k=k, parts=parts, convolve=[draw(st.booleans()) for _ in parts],
+                order=draw(st.permutations(range(len(parts) + 1))), shuffle=draw(st.booleans()),
+                n=draw(st.integers(1, 2)), h=draw(st.integers(1, 6)), w=draw(st.integers(1, 6)),
+                seed=draw(st.integers(0, 2**16)))
+
+
+@given(split_cases())
+def test_channel_slices_are_views(isa, threads, c):
+    """A channel slice is a view into its map (no op); the parts of a split concatenated back in order put the split
+    map itself in the concatenation's buffer (no copy); equal to the eager ops."""
+    rng = np.random.default_rng(c["seed"])
+    w0 = rand(rng, c["k"], 3, 3, 3)
+    ws = [rand(rng, 5, hi - lo, 1, 1) for lo, hi in c["parts"]]
+
+    def fn(x):
+        y = F.relu(F.conv2d(x, w0, padding=1))
+        parts = [F.slice(y, [lo], [hi], [1]) for lo, hi in c["parts"]]
+        extra = [F.conv2d(p, w) for p, w, on in zip(parts, ws, c["convolve"]) if on]
+        members = parts + extra
+        if c["shuffle"]:
+            members = [members[i] for i in c["order"] if i < len(members)]
+        head = F.slice(F.flatten(F.global_avg_pool2d(y)), [1], [c["k"]], [1])
+        return F.concat(members, axis=1), parts[-1], F.slice(x, [1], [3], [1]), head
+
+    x, ys, plan = _run(fn, (c["n"], 3, c["h"], c["w"]), seed=c["seed"])
+    assert plan.eager_nodes == []
+    terms = R.conv2d(np.abs(x), np.abs(w0), padding=1).max()  # the convolutions' terms: their rounding's scale
+    terms *= max([1.0] + [np.abs(w).sum(axis=(1, 2, 3)).max() for w in ws])
+    for got, want in zip(ys, fn(x)):
+        assert_close(got, want, 1e-5, scale=max(terms, np.abs(want).max()))
+    if not c["shuffle"] and not any(c["convolve"]) and len(c["parts"]) > 1:  # the parts in order: the map itself
+        assert not any(op[1] == "copy_channels" for op in plan.ops())
+
+
+@st.composite
+def crop_cases(draw):
+    """Slices of rows and columns (any start, end and step, negative too: reversed) with or without a channel range,
+    and pads of rows and columns in every mode (negative: crops)."""
+    h, w, c = draw(st.integers(1, 8)), draw(st.integers(1, 8)), draw(st.integers(1, 20))
+    ends = st.one_of(st.integers(-10, 10), st.just(2**31 - 1))
+    spatial = [(draw(st.integers(-10, 10)), draw(ends), draw(st.sampled_from([1, 2, 3, -1, -2]))) for _ in range(2)]
+    for n, (start, end, step) in zip((h, w), spatial):
+        if not range(*np.s_[start:end:step].indices(n)):
+            return crop_cases_fallback(h, w, c)
+    c0 = draw(st.integers(0, c - 1))
+    pads = tuple(draw(st.integers(-1, 3)) for _ in range(4))
+    kept = (h + min(pads[0], 0) + min(pads[1], 0), w + min(pads[2], 0) + min(pads[3], 0))
+    if min(h + pads[0] + pads[1], w + pads[2] + pads[3], *kept) < 1:
+        pads = (1, 0, 0, 2)
+    return dict(h=h, w=w, c=c, spatial=spatial, channels=(c0, draw(st.integers(c0 + 1, c))), pads=pads,
+                mode=draw(st.sampled_from(["constant", "reflect", "edge", "wrap"])), value=draw(st.sampled_from(
+                    [0.0, -1.5])), n=draw(st.integers(1, 2)), seed=draw(st.integers(0, 2**16)))
+
+
+def crop_cases_fallback(h, w, c):
+    return dict(h=h, w=w, c=c, spatial=[(0, h, 1), (0, w, 1)], channels=(0, c), pads=(0, 1, 1, 0), mode="constant",
+                value=0.0, n=1, seed=0)
+
+
+@given(crop_cases())
+def test_crops_strided_slices_and_pads_run_inside_the_plan(isa, threads, c):
+    """Slices of rows and columns and pads of any mode copy pixels by index tables in one Plan op (the resample op):
+    equal to the eager ops (tested against numpy in tests/ops)."""
+    rng = np.random.default_rng(c["seed"])
+    w0 = rand(rng, c["c"], 3, 1, 1)
+    (hs, he, hstep), (ws, we, wstep) = c["spatial"]
+
+    def fn(x):
+        y = F.conv2d(x, w0)
+        s = F.slice(y, [c["channels"][0], hs, ws], [c["channels"][1], he, we], [1, 2, 3], [1, hstep, wstep])
+        p = F.pad(y, (0, 0, 0, 0) + c["pads"], c["mode"], c["value"])
+        return s, p
+
+    x, ys, plan = _run(fn, (c["n"], 3, c["h"], c["w"]), seed=c["seed"])
+    assert plan.eager_nodes == []
+    for got, want in zip(ys, fn(x)):
+        np.testing.assert_array_equal(got, want)  # copies: exact
+
+
+def test_channel_steps_stay_outside_the_plan():
+    """A slice stepping through the channels is no view: it runs eagerly between Plan segments."""
+    w = np.random.default_rng(0).standard_normal((6, 3, 1, 1)).astype(np.float32)
+
+    def fn(x):
+        return F.relu(F.slice(F.conv2d(x, w), [0], [6], [1], [2]))
+
+    x, y, plan = _run(fn, (1, 3, 4, 4))
+    assert [n.split("_")[0] for n in plan.eager_nodes] == ["slice"]
+    assert_close(y, fn(x), 1e-6)

@@ -1,5 +1,5 @@
 """resize: nearest, linear and cubic interpolation of any axes with ONNX Resize's coordinate modes (kernel:
-csrc/ops/tensor, one separable pass per resized axis)."""
+csrc/ops/tensor, one separable pass per resized axis; in a Plan, one op for H and W: plan/builder.h's resample)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from .. import _core
 from .. import _validate as V
 from .._types import Array
-from .registry import declare
+from .registry import PlanRule, declare
 
 __all__ = ["resize"]
 
@@ -167,13 +167,25 @@ def resample_tables(in_len, out_len, scale, roi, mode, coordinate_mode, nearest_
         total = coeffs.sum(axis=1, keepdims=True)
         coeffs = coeffs / np.where(total == 0, 1.0, total)
     index = np.clip(index, 0, in_len - 1)  # the edge repeats
+    if mode == "nearest":  # one tap: its weight-1 neighbour alone (0 * inf in the other would be NaN)
+        pick = np.argmax(coeffs, axis=1)[:, None]
+        index, coeffs = np.take_along_axis(index, pick, 1), np.take_along_axis(coeffs, pick, 1)
     if extrapolate is not None:
         index[extrapolate] = -1
     return np.ascontiguousarray(index, np.int64), np.ascontiguousarray(coeffs, np.float64)
 
 
-def _resize_kernel(x, *, out, size, scales, mode, coordinate_transformation_mode, nearest_mode, cubic_coeff_a,
-                   exclude_outside, extrapolation_value, antialias, roi):
+def _axis_tables(attrs, in_shape, d):
+    """resample_tables for axis d of an input of `in_shape` under a resize's normalised `attrs`."""
+    roi, rank = attrs["roi"], len(in_shape)
+    return resample_tables(in_shape[d], attrs["size"][d], attrs["scales"][d],
+                           None if roi is None else (roi[d], roi[d + rank]), attrs["mode"],
+                           attrs["coordinate_transformation_mode"], attrs["nearest_mode"], attrs["cubic_coeff_a"],
+                           attrs["exclude_outside"], attrs["antialias"])
+
+
+def _resize_kernel(x, *, out, **attrs):
+    size, extrapolation_value = attrs["size"], attrs["extrapolation_value"]
     rank = x.ndim
     axes = [d for d in range(rank) if size[d] is not None]
     if out.size == 0:
@@ -186,13 +198,36 @@ def _resize_kernel(x, *, out, size, scales, mode, coordinate_transformation_mode
         shape = list(current.shape)
         shape[d] = size[d]
         target = out if k == len(axes) - 1 else np.empty(shape, np.float32)
-        index, weights = resample_tables(current.shape[d], size[d], scales[d],
-                                         None if roi is None else (roi[d], roi[d + rank]), mode,
-                                         coordinate_transformation_mode, nearest_mode, cubic_coeff_a,
-                                         exclude_outside, antialias)
+        index, weights = _axis_tables(attrs, current.shape, d)
         _core.resample_axis(current, target, d, index, weights, extrapolation_value)
         current = target
     return out
+
+
+# --- Plan ---------------------------------------------------------------------------------------------------------
+
+def _plan_resize_ok(node, graph):
+    """Images resized in H and W only (N and C as they are)."""
+    size = node.attrs["size"]
+    return (len(graph.shapes[node.inputs[0]]) == 4 and size[0] is None and size[1] is None
+            and min(graph.shapes[node.outputs[0]][2:]) >= 1)
+
+
+def _plan_resize(low, node):
+    """One separable Plan op: both axes' tables (an identity table for an axis left as it is) in float32."""
+    a = node.attrs
+    x = low.materialize(low.ref(node.inputs[0]), node.name)
+    tables = []
+    for d in (2, 3):
+        if a["size"][d] is None:
+            index, weights = np.arange(x.shape[d], dtype=np.int64)[:, None], np.ones((x.shape[d], 1))
+        else:
+            index, weights = _axis_tables(a, x.shape, d)
+        tables += [index, np.ascontiguousarray(weights, np.float32)]
+    index_h, weight_h, index_w, weight_w = tables
+    low.define(node.outputs[0], low.builder.resample(node.name, x.tid, index_h=index_h, weight_h=weight_h,
+                                                     index_w=index_w, weight_w=weight_w,
+                                                     fill=a["extrapolation_value"]))
 
 
 # --- ONNX -------------------------------------------------------------------------------------------------------
@@ -257,7 +292,8 @@ def _aspect_sizes(scales, in_shape, out_shape):
     return axes, [int(scale * in_shape[d]) if d == exact[0] else 0 for d in axes]  # 0: never the largest ratio
 
 
-@declare(("x",), _resize_rule, _resize_kernel, onnx=_resize_to_onnx, allow_empty=True)
+@declare(("x",), _resize_rule, _resize_kernel, onnx=_resize_to_onnx, allow_empty=True,
+         plan=PlanRule(_plan_resize, _plan_resize_ok))
 def resize(x: Array, size: Sequence[int | None] | None = None, scales: Sequence[float] | None = None,
            mode: str = "nearest", coordinate_transformation_mode: str = "half_pixel",
            nearest_mode: str = "round_prefer_floor", cubic_coeff_a: float = -0.75, exclude_outside: bool = False,

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from .. import _core
 from .. import _validate as V
 from .._types import Array, Ints
-from .registry import declare
+from .registry import PlanRule, declare
 
 __all__ = ["reshape", "transpose", "slice", "pad", "gather", "expand", "tile", "identity"]
 
@@ -176,6 +176,45 @@ def _slice_kernel(x, *, out, starts, ends, axes, steps):
     return _copy(x, out, tables)
 
 
+def _slice_ranges(node, shape):
+    """The range of indices a slice keeps along each axis of a value of `shape`."""
+    kept = [range(n) for n in shape]
+    a = node.attrs
+    for start, end, axis, step in zip(a["starts"], a["ends"], a["axes"], a["steps"]):
+        kept[axis] = range(*np.s_[start:end:step].indices(shape[axis]))
+    return kept
+
+
+def _plan_slice_ok(node, graph):
+    """Slices of a computed 4-D map or (N, F) value that keep every image and a channel range (any spatial steps):
+    a Split's parts, a crop, YOLOX's space-to-depth stem."""
+    x = node.inputs[0]
+    if x in graph.params:
+        return False
+    a = node.attrs
+    if any(axis == 0 and (start, step) != (0, 1) or axis == 0 and end < 2**31 - 1
+           for start, end, axis, step in zip(a["starts"], a["ends"], a["axes"], a["steps"])):
+        return False  # a batch range fixed at the traced batch means something else at another
+    kept = _slice_ranges(node, graph.shapes[x])
+    return kept[1].step == 1 and all(len(r) >= 1 for r in kept)
+
+
+def _plan_slice(low, node):
+    """A channel range is a view into x (no op); rows and columns are picked by one copy (`Lowering.pick_pixels`)."""
+    x = low.materialize(low.ref(node.inputs[0]), node.name)
+    kept = _slice_ranges(node, x.shape)
+    out = node.outputs[0]
+    if kept[1] != range(x.shape[1]):
+        c0, count = kept[1].start, len(kept[1])
+        x = low.channel_slice(x, c0, count, node.name)
+        if len(kept) == 2 or kept[2:] == [range(n) for n in x.shape[2:]]:
+            low.slices[out] = (node.inputs[0], c0, count)
+    if len(kept) == 4 and kept[2:] != [range(n) for n in x.shape[2:]]:
+        low.pick_pixels(out, x, np.array(kept[2]), np.array(kept[3]), 0.0, node.name)
+    else:
+        low.env[out] = x
+
+
 def _slice_to_onnx(em, node):
     a, n = node.attrs, node.name
     inputs = [em.value(node.inputs[0])] + [em.const(f"{n}.{key}", a[key], np.int64)
@@ -183,7 +222,8 @@ def _slice_to_onnx(em, node):
     return em.node("Slice", inputs, node.outputs[0], n)
 
 
-@declare(("x",), _slice_rule, _slice_kernel, onnx=_slice_to_onnx, allow_empty=True)
+@declare(("x",), _slice_rule, _slice_kernel, onnx=_slice_to_onnx, allow_empty=True,
+         plan=PlanRule(_plan_slice, _plan_slice_ok))
 def slice(x: Array, starts: Ints, ends: Ints, axes: Ints | None = None,  # noqa: A001  (the ONNX / numpy name)
           steps: Ints | None = None) -> Array:
     """``x[start:end:step]`` along each listed axis (numpy / ONNX clamping; negative values count from the end).
@@ -258,7 +298,23 @@ def _pad_to_onnx(em, node):
     return em.node("Pad", inputs, node.outputs[0], n, mode=a["mode"])
 
 
-@declare(("x",), _pad_rule, _pad_kernel, onnx=_pad_to_onnx, allow_empty=True)
+def _plan_pad_ok(node, graph):
+    """Padding and cropping of the rows and columns of a computed map, in any mode."""
+    x, pads = node.inputs[0], node.attrs["pads"]
+    return (x not in graph.params and len(graph.shapes[x]) == 4 and not any(pads[:4])
+            and min(graph.shapes[node.outputs[0]][2:]) >= 1)
+
+
+def _plan_pad(low, node):
+    """One pixel copy from index tables (-1: the constant)."""
+    x = low.materialize(low.ref(node.inputs[0]), node.name)
+    pads, mode = node.attrs["pads"], node.attrs["mode"]
+    rows, cols = (pad_indices(n, pads[2 * d], pads[2 * d + 1], mode) for d, n in ((2, x.shape[2]), (3, x.shape[3])))
+    low.pick_pixels(node.outputs[0], x, rows, cols, node.attrs["value"], node.name)
+
+
+@declare(("x",), _pad_rule, _pad_kernel, onnx=_pad_to_onnx, allow_empty=True,
+         plan=PlanRule(_plan_pad, _plan_pad_ok))
 def pad(x: Array, pads: Ints, mode: str = "constant", value: float = 0.0) -> Array:
     """Pads every axis: ``pads = (begin_0, end_0, begin_1, end_1, ...)``, negative values crop. Modes: 'constant'
     (`value`), 'reflect' (mirror without repeating the edge, numpy's), 'edge' (repeat the edge), 'wrap' (periodic).

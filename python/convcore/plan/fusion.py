@@ -171,6 +171,14 @@ def lower_concat(low, node):
             offset += sum(refs[j].shape[1] for j in range(i, i + count))
             i += count
             continue
+        # All the parts of a split, in order: the split value itself lives there (YOLOv8's C2f, CSP blocks).
+        whole = _split_whole(low, node, i) if in_place else None
+        if whole is not None:
+            parent, count = whole
+            low.builder.alias(low.env[parent].tid, y, offset)
+            offset += low.env[parent].shape[1]
+            i += count
+            continue
         if (in_place and value not in low.g.params and value not in low.g.inputs and value not in low.outputs
                 and low.builder.aliasable(ref.tid) and node.inputs.count(value) == 1
                 and not _in_other_concat(low, value, node)):
@@ -181,6 +189,26 @@ def lower_concat(low, node):
         i += 1
     low.members[y] = list(node.inputs)
     low.define(node.outputs[0], y, out_shape)
+
+
+def _split_whole(low, node, i):
+    """(value, part count) when node.inputs[i:] start with channel slices of one value covering it in order (the
+    Plan's slice views, `Lowering.slices`) and that value may live in the concatenation's buffer; else None."""
+    first = low.slices.get(node.inputs[i])
+    if first is None:
+        return None
+    parent, channels = first[0], low.env[first[0]].shape[1]
+    end, j = 0, i
+    while j < len(node.inputs) and end < channels:
+        part = low.slices.get(node.inputs[j])
+        if part is None or part[0] != parent or part[1] != end or node.inputs.count(node.inputs[j]) != 1:
+            return None
+        end += part[2]
+        j += 1
+    if (end != channels or parent in low.g.inputs or parent in low.outputs or not low.builder.aliasable(
+            low.env[parent].tid) or _in_other_concat(low, parent, node)):
+        return None
+    return parent, j - i
 
 
 def _prefix_concat(low, inputs, i):

@@ -100,6 +100,7 @@ class Lowering:
                     self.outputs.add(out)
         self.skipped = set()   # ids of nodes fused into an earlier op
         self.members = {}      # concat tensor id -> its member values (for prefix reuse)
+        self.slices = {}       # value -> (value it is a channel view of, c0, channels)
         self.constants = {}
 
     # ------------------------------------------------------------------------------------------------ values
@@ -326,6 +327,21 @@ class Lowering:
     def softmax(self, node, log):
         x = self.materialize(self.ref(node.inputs[0]), node.name)
         self.define(node.outputs[0], self.builder.softmax(node.name, x.tid, log), x.shape)
+
+    def channel_slice(self, x, c0, count, name):
+        """Channels [c0, c0 + count) of Ref x: a view (builder.channel_slice), no op."""
+        return Ref(self.builder.channel_slice(name, x.tid, c0, count), (x.shape[0], count, *x.shape[2:]))
+
+    def pick_pixels(self, value, x, rows, cols, fill, name):
+        """Defines `value` as the map whose pixel (i, j) is x's (rows[i], cols[j]), or `fill` where either is -1:
+        crops, strided slices and padding as one copy (the resample op with one tap of weight 1)."""
+        def table(index):
+            index = np.asarray(index, np.int64).reshape(-1, 1)
+            return np.ascontiguousarray(index), np.ones(index.shape, np.float32)
+
+        (index_h, weight_h), (index_w, weight_w) = table(rows), table(cols)
+        self.define(value, self.builder.resample(name, x.tid, index_h=index_h, weight_h=weight_h, index_w=index_w,
+                                                 weight_w=weight_w, fill=float(fill)))
 
     def lrn(self, node):
         x = self.materialize(self.ref(node.inputs[0]), node.name)
