@@ -125,22 +125,44 @@ struct AdaptivePoolOp : CpuOp {  // the general case (unequal windows): plain lo
 std::unique_ptr<PlanOp> make(const step::AdaptivePool& s, const Kernels* k) { return make<AdaptivePoolOp>(s, k); }
 
 // ----------------------------------------------------------------------------------------------- elementwise
+// Few channels (a 1-channel probability map) would leave most vector lanes idle, pixel by pixel: a contiguous tensor
+// then runs as groups of G pixels, one "pixel" of G * C channels with the scale and shift repeated G times.
 struct AffineOp : CpuOp {
   step::Affine s;  // scale / shift point into the copies below
   AlignedVector scale, shift;
+  index_t group = 1;
+  AlignedVector group_scale, group_shift;
   const Kernels* k;
   AffineOp(const step::Affine& st, const Kernels* k) : s(st), k(k) {
     if (st.scale) scale.assign(st.scale, st.scale + st.C);
     if (st.shift) shift.assign(st.shift, st.shift + st.C);
     s.scale = st.scale ? scale.data() : nullptr;
     s.shift = st.shift ? shift.data() : nullptr;
+    if (st.C < 16) {
+      group = ceil_div(64, st.C);
+      for (index_t i = 0; i < group; ++i) {
+        if (st.scale) group_scale.insert(group_scale.end(), scale.begin(), scale.end());
+        if (st.shift) group_shift.insert(group_shift.end(), shift.begin(), shift.end());
+      }
+    }
   }
   int parallelism(index_t N, int threads) const override {
     return parts_for(8.0 * N * s.pixels * s.C, kByteGrain, threads);
   }
   void run(const Exec& ex, int part, int parts) const override {
     const TensorView in = ex.at(s.x), out = ex.at(s.y);
-    const auto [p0, p1] = share(ex.N * s.pixels, part, parts);
+    const index_t P = ex.N * s.pixels;
+    if (group > 1 && in.stride == s.C && out.stride == s.C) {
+      const index_t GC = group * s.C, groups = P / group;
+      const auto [g0, g1] = share(groups, part, parts);
+      if (g0 < g1)
+        k->affine(GC, in.base, GC, out.base, GC, s.scale ? group_scale.data() : nullptr,
+                  s.shift ? group_shift.data() : nullptr, s.e, g0, g1);
+      if (part == parts - 1 && groups * group < P)
+        k->affine(s.C, in.base, s.C, out.base, s.C, s.scale, s.shift, s.e, groups * group, P);
+      return;
+    }
+    const auto [p0, p1] = share(P, part, parts);
     if (p0 < p1) k->affine(s.C, in.base, in.stride, out.base, out.stride, s.scale, s.shift, s.e, p0, p1);
   }
 };

@@ -85,3 +85,143 @@ def fold_batchnorm(graph: Graph) -> Graph:
                    values={n: graph.values[n] for n in graph.inputs})
     folded.infer_shapes()
     return folded
+
+
+# --- per-channel arithmetic ------------------------------------------------------------------------------------------
+
+def _channel_vector(array, channels):
+    """`array` as a (channels,) float64 vector when it broadcasts against (N, C, H, W) along the channels only."""
+    a = np.asarray(array, np.float64)
+    if a.ndim > 4:
+        return None
+    shape = (1,) * (4 - a.ndim) + a.shape
+    if shape[0] != 1 or shape[2] != 1 or shape[3] != 1 or shape[1] not in (1, channels):
+        return None
+    return np.broadcast_to(a.reshape(-1), (channels,)).copy()
+
+
+def _affine_of(node, graph):
+    """(x, scale, shift) when `node` computes scale * x + shift per channel of a computed 4-D x (a batch norm, or an
+    add / sub / mul / div with a per-channel or scalar constant), else None."""
+    params = graph.params
+    if node.op == "batch_norm":
+        x, mean, var, gamma, beta = (list(node.inputs) + [""] * 5)[:5]
+        if not mean or not var or any(v and v not in params for v in (mean, var, gamma, beta)):
+            return None
+        if x in params or len(graph.shapes[x]) != 4:
+            return None
+        mean64, var64 = (np.asarray(params[v], np.float64) for v in (mean, var))
+        scale = (np.asarray(params[gamma], np.float64) if gamma else 1.0) / np.sqrt(var64 + node.attrs["eps"])
+        shift = (np.asarray(params[beta], np.float64) if beta else 0.0) - mean64 * scale
+        return x, np.broadcast_to(scale, mean64.shape).copy(), np.broadcast_to(shift, mean64.shape).copy()
+    if node.op not in ("add", "sub", "mul", "div") or len(node.inputs) < 2:
+        return None
+    a, b = node.inputs[:2]
+    if (a in params) == (b in params):
+        return None
+    x, c = (b, a) if a in params else (a, b)
+    shape = tuple(graph.shapes[x])
+    if len(shape) != 4 or tuple(graph.shapes[node.outputs[0]]) != shape:
+        return None
+    v = _channel_vector(params[c], shape[1])
+    if v is None:
+        return None
+    one, zero = np.ones_like(v), np.zeros_like(v)
+    if node.op == "add":
+        return x, one, v
+    if node.op == "mul":
+        return x, v, zero
+    if node.op == "sub":
+        return (x, one, -v) if c == b else (x, -one, v)
+    if c == b and np.all(np.isfinite(v) & (v != 0)):  # x / c as x * (1 / c): within an ulp or so
+        return x, 1.0 / v, zero
+    return None
+
+
+def fold_affine(graph: Graph) -> Graph:
+    """Fold per-channel arithmetic into as few ops as it takes, most of them into convolutions.
+
+    Chains of `_affine_of` nodes (batch norms, and add / sub / mul / div by a scalar or per-channel constant: what
+    exporters write for scale layers, PP-LCNet's learnable affine blocks, normalisation) compose into one
+    ``scale * x + shift``, computed in float64. Each chain then folds into the convolution reading it when that
+    convolution has no padding (``conv(s * x + b) = conv'(x)``: its weights scaled per input channel, the shift
+    carried into its bias), or else stays as one batch norm node, which `fold_batchnorm` folds into the convolution
+    producing its input when it can. Only values with a single reader (and not graph outputs) are absorbed.
+    """
+    uses: dict[str, int] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            if name:
+                uses[name] = uses.get(name, 0) + 1
+    for name in graph.outputs:
+        uses[name] = uses.get(name, 0) + 1
+    chains = {}  # output value -> (base value, scale, shift, ids of its nodes, its last node)
+    for node in graph.nodes:
+        affine = _affine_of(node, graph)
+        if affine is None:
+            continue
+        x, scale, shift = affine
+        ids = [id(node)]
+        if x in chains and uses.get(x) == 1:
+            base, s1, b1, earlier, _ = chains.pop(x)
+            x, scale, shift, ids = base, scale * s1, scale * b1 + shift, earlier + ids
+        chains[node.outputs[0]] = (x, scale, shift, ids, node)
+    if not chains:
+        return graph
+    readers = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            readers.setdefault(name, []).append(node)
+    params = dict(graph.params)
+    taken = NameSet(set(params) | set(graph.inputs) | {o for n in graph.nodes for o in n.outputs})
+    dropped, replaced = set(), {}
+    for out, (x, scale, shift, ids, last) in chains.items():
+        reader = readers.get(out, [None])[0]
+        if uses.get(out) == 1 and reader is not None and id(reader) not in replaced and _fold_into_conv(
+                reader, out, x, scale, shift, graph, params, taken, uses, replaced):
+            dropped.update(ids)
+            continue
+        if len(ids) == 1 and last.op == "batch_norm":
+            continue  # as it is
+        names = [unique_name(f"{last.name}.{what}", taken) for what in ("mean", "var", "scale", "shift")]
+        channels = scale.shape[0]
+        for name, value in zip(names, (np.zeros(channels), np.ones(channels), scale, shift)):
+            params[name] = value.astype(np.float32)
+        dropped.update(ids[:-1])
+        replaced[ids[-1]] = Node("batch_norm", last.name, [x, *names], [out], {"eps": 0.0})
+    nodes = [replaced.get(id(n), n) for n in graph.nodes if id(n) not in dropped]
+    used = {name for node in nodes for name in node.inputs if name} | set(graph.outputs)
+    params = {name: array for name, array in params.items() if name in used}
+    folded = Graph(nodes, graph.inputs, graph.outputs, params, name=graph.name,
+                   values={n: graph.values[n] for n in graph.inputs})
+    folded.infer_shapes()
+    return folded
+
+
+def _fold_into_conv(conv, value, x, scale, shift, graph, params, taken, uses, replaced):
+    """Folds `value = scale * x + shift` into `conv` reading it (an unpadded conv2d / depthwise_conv2d with constant
+    weights): records the new conv in `replaced`; False when it cannot."""
+    if conv.op not in ("conv2d", "depthwise_conv2d") or conv.inputs[0] != value or any(conv.attrs["padding"]):
+        return False
+    weight_name = conv.inputs[1]
+    bias_name = conv.inputs[2] if len(conv.inputs) > 2 else ""
+    if weight_name not in params or (bias_name and bias_name not in params):
+        return False
+    w = np.asarray(params[weight_name], np.float64)  # (K, C / groups, R, S)
+    k, cg = w.shape[:2]
+    groups = conv.attrs.get("groups", scale.shape[0])
+    if cg * groups != scale.shape[0]:
+        return False
+    per_group = k // groups
+    s = scale.reshape(groups, 1, cg, 1, 1)
+    b = shift.reshape(groups, cg)
+    wg = w.reshape(groups, per_group, cg, *w.shape[2:])
+    bias = np.asarray(params[bias_name], np.float64) if bias_name else np.zeros(k)
+    bias = bias + np.einsum("gkcrs,gc->gk", wg, b).reshape(k)
+    new_w = unique_name(f"{conv.name}.weight", taken)
+    new_b = unique_name(f"{conv.name}.bias", taken)
+    params[new_w] = (wg * s).reshape(w.shape).astype(np.float32)
+    params[new_b] = bias.astype(np.float32)
+    inputs = [x, new_w, new_b] + list(conv.inputs[3:])
+    replaced[id(conv)] = Node(conv.op, conv.name, inputs, list(conv.outputs), dict(conv.attrs))
+    return True

@@ -352,9 +352,10 @@ def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_thre
         winograd: "auto" (Winograd F(4x4, 3x3) on the 3x3 stride-1 layers where it is measured faster and within
             the documented error bound), True (every eligible layer) or False (never).
         fuse: True (every graph rewrite), False (none: one Plan op per graph node, for debugging) or a subset of
-            `FUSIONS`: "batchnorm" (fold into the conv before), "activation" (into the producer's epilogue),
-            "residual" (an add into the conv producing one operand), "concat" (write in place), "gates"
-            (x * sigmoid(x) -> silu).
+            `FUSIONS`: "batchnorm" (fold into the conv before), "affine" (per-channel arithmetic chains as one
+            scale-shift, into the unpadded conv after), "activation" (into the producer's epilogue), "residual" (an
+            add into the conv producing one operand), "concat" (write in place), "gates" (x * sigmoid(x) -> silu,
+            spelled hard-swish), "mbconv" (inverted-residual blocks as one op).
         device: "cpu" (default), or "cuda" / "cuda:N" for a GPU plan (`convcore.plan.cuda.CudaPlan`: numpy or GPU
             arrays in, see docs/cuda.md); RuntimeError when this build has no CUDA backend or no GPU is usable.
         precision: GPU plans only: "fp32" (default), "tf32" or "bf16" (tensor cores for the convolutions).

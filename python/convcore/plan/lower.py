@@ -22,11 +22,11 @@ import numpy as np
 
 from .. import _core
 from ..graph import Graph, Node
-from ..graph.passes import fold_batchnorm
+from ..graph.passes import fold_affine, fold_batchnorm
 from ..ops import OPS
 from .fusion import NO_ACT, epilogue_of, lower_concat, try_gated_conv, try_mbconv
 
-FUSIONS = frozenset({"batchnorm", "activation", "residual", "concat", "gates", "mbconv"})
+FUSIONS = frozenset({"batchnorm", "affine", "activation", "residual", "concat", "gates", "mbconv"})
 
 
 def use_winograd(winograd, weight_shape, x_shape, stride, dilation, groups):
@@ -350,20 +350,66 @@ class Lowering:
                     x.shape)
 
 
+def _is_scalar(graph, value, number):
+    return value in graph.params and np.size(graph.params[value]) == 1 and float(
+        np.asarray(graph.params[value]).reshape(-1)[0]) == number
+
+
+def _spelled_hard_gate(graph, index, node):
+    """(z, the nodes to drop) when `node` is the last of ``relu6(z + 3) / 6`` (hard-sigmoid, spelled out as
+    paddle2onnx and tf2onnx write it; z + 3 and the clip read by nothing else), else None."""
+    if node.op != "div" or not _is_scalar(graph, node.inputs[1], 6.0):
+        return None
+    clip = index.producer.get(node.inputs[0])
+    add = index.producer.get(clip.inputs[0]) if clip is not None and clip.op == "relu6" else None
+    if add is None or add.op != "add":
+        return None
+    a, b = add.inputs[:2]
+    z = a if _is_scalar(graph, b, 3.0) else b if _is_scalar(graph, a, 3.0) else None
+    inner = (add.outputs[0], clip.outputs[0])
+    if z is None or any(len(index.readers.get(v, ())) != 1 or v in graph.outputs for v in inner):
+        return None
+    return z, [add, clip]
+
+
 def fuse_gates(graph):
     """x * sigmoid(x) -> silu(x) and x * hardsigmoid(x) -> hardswish(x), where the gate has no other reader (ONNX
-    files spell SiLU as Sigmoid + Mul, and hard-swish as HardSigmoid + Mul before opset 14)."""
+    files spell SiLU as Sigmoid + Mul, and hard-swish as HardSigmoid + Mul before opset 14); hard-sigmoid spelled
+    ``relu6(x + 3) / 6`` and hard-swish spelled ``x * relu6(x + 3) / 6`` (paddle2onnx) become the activations."""
     index = GraphIndex(graph)
     fused = {"sigmoid": "silu", "hardsigmoid": "hardswish"}
     dropped, replaced = set(), {}
     for node in graph.nodes:
+        gate = _spelled_hard_gate(graph, index, node)
+        if gate is not None:
+            replaced[id(node)] = Node("hardsigmoid", node.name, [gate[0]], list(node.outputs), {})
+            dropped.update(id(n) for n in gate[1])
+            continue
+        if node.op == "div" and _is_scalar(graph, node.inputs[1], 6.0):  # (x * relu6(x + 3)) / 6
+            mul = index.producer.get(node.inputs[0])
+            if (mul is not None and mul.op == "mul" and len(index.readers.get(mul.outputs[0], ())) == 1
+                    and mul.outputs[0] not in graph.outputs):
+                for x, g in ((mul.inputs[0], mul.inputs[1]), (mul.inputs[1], mul.inputs[0])):
+                    producer = index.producer.get(g)
+                    inner = _spelled_clip_div(graph, index, producer, x)
+                    if inner is not None:
+                        replaced[id(node)] = Node("hardswish", node.name, [x], list(node.outputs), {})
+                        dropped.update(id(n) for n in [mul, *inner])
+                        break
+            continue
         if node.op != "mul":
             continue
         a, b = node.inputs[:2]
         for x, gate in ((a, b), (b, a)):
             g = index.producer.get(gate)
-            if (g is not None and g.op in fused and g.inputs[0] == x and len(index.readers.get(gate, ())) == 1
-                    and gate not in graph.outputs):
+            if g is None or len(index.readers.get(gate, ())) != 1 or gate in graph.outputs:
+                continue
+            spelled = _spelled_hard_gate(graph, index, g)  # x * (relu6(x + 3) / 6)
+            if spelled is not None and spelled[0] == x:
+                replaced[id(node)] = Node("hardswish", node.name, [x], list(node.outputs), {})
+                dropped.update(id(n) for n in [g, *spelled[1]])
+                break
+            if g.op in fused and g.inputs[0] == x:
                 replaced[id(node)] = Node(fused[g.op], node.name, [x], list(node.outputs), {})
                 dropped.add(id(g))
                 break
@@ -371,6 +417,20 @@ def fuse_gates(graph):
         return graph
     nodes = [replaced.get(id(n), n) for n in graph.nodes if id(n) not in dropped]
     return Graph(nodes, graph.inputs, graph.outputs, graph.params, graph.shapes, graph.name)
+
+
+def _spelled_clip_div(graph, index, clip, z):
+    """[add, clip] when `clip` is relu6(z + 3) with both read once, else None (the hard-swish spelling's gate)."""
+    if clip is None or clip.op != "relu6" or len(index.readers.get(clip.outputs[0], ())) != 1:
+        return None
+    add = index.producer.get(clip.inputs[0])
+    if add is None or add.op != "add" or len(index.readers.get(add.outputs[0], ())) != 1:
+        return None
+    a, b = add.inputs[:2]
+    if (a, b) != (z, b) and (a, b) != (a, z):
+        return None
+    other = b if a == z else a
+    return [add, clip] if _is_scalar(graph, other, 3.0) and add.outputs[0] not in graph.outputs else None
 
 
 def supported(node, graph, capabilities=None):
@@ -388,11 +448,14 @@ class Segment:
 
 
 def rewrite(graph, fusions=FUSIONS):
-    """The graph rewrites before lowering: batch-norm folding and gated activations (each when enabled)."""
-    if "batchnorm" in fusions:
-        graph = fold_batchnorm(graph)
+    """The graph rewrites before lowering: gated and spelled-out activations, per-channel arithmetic and batch-norm
+    folding (each when enabled)."""
     if "gates" in fusions:
         graph = fuse_gates(graph)
+    if "affine" in fusions:
+        graph = fold_affine(graph)
+    if "batchnorm" in fusions:
+        graph = fold_batchnorm(graph)
     return graph
 
 
