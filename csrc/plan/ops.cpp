@@ -85,13 +85,20 @@ struct GlobalPoolOp : CpuOp {
   step::GlobalPool s;
   const Kernels* k;
   GlobalPoolOp(const step::GlobalPool& s, const Kernels* k) : s(s), k(k) {}
+  // Images apart; a batch smaller than the threads splits its channels instead (16 at a time: whole vectors).
   int parallelism(index_t N, int threads) const override {
-    return parts_for(4.0 * N * s.HW * s.C, kByteGrain, std::min<index_t>(threads, N));
+    return parts_for(4.0 * N * s.HW * s.C, kByteGrain, std::min<index_t>(threads, std::max(N, ceil_div(s.C, 16))));
   }
   void run(const Exec& ex, int part, int parts) const override {
     const TensorView in = ex.at(s.x), out = ex.at(s.y);
-    const auto [n0, n1] = share(ex.N, part, parts);
-    if (n0 < n1) k->global_pool(s.HW, s.C, s.is_max, in.base, in.stride, out.base, out.stride, n0, n1);
+    if (ex.N >= parts) {
+      const auto [n0, n1] = share(ex.N, part, parts);
+      if (n0 < n1) k->global_pool(s.HW, s.C, s.is_max, in.base, in.stride, out.base, out.stride, n0, n1);
+      return;
+    }
+    const auto [c0, c1] = share(s.C, part, parts, 16);
+    if (c0 < c1)
+      k->global_pool(s.HW, c1 - c0, s.is_max, in.base + c0, in.stride, out.base + c0, out.stride, 0, ex.N);
   }
 };
 std::unique_ptr<PlanOp> make(const step::GlobalPool& s, const Kernels* k) { return make<GlobalPoolOp>(s, k); }

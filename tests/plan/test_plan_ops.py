@@ -148,6 +148,9 @@ def test_adaptive_and_global_pools(isa, threads, out):
     assert_close(y, R.global_avg_pool2d(x), 1e-5)
     x, y, _ = _run(F.global_max_pool2d, (2, 33, 1, 1))
     assert_close(y, R.global_max_pool2d(x), 0)
+    for fn, ref in [(F.global_avg_pool2d, R.global_avg_pool2d), (F.global_max_pool2d, R.global_max_pool2d)]:
+        x, y, _ = _run(fn, (1, 37, 5, 6))  # one image: the threads split its channels
+        assert_close(y, ref(x), 1e-5)
 
 
 def test_max_pool_propagates_nan(isa):
