@@ -65,7 +65,7 @@ inline const float* data_of(const OptPlanArray& a) { return a ? a->data() : null
 // The builder methods every backend has (C++ checks them; these only read arrays and value types).
 template <class P, class... Extra>
 void bind_builder(py::class_<P, Extra...>& c) {
-  c.def("add_input", &P::add_input, py::arg("C"), py::arg("H"), py::arg("W"))
+  c.def("add_input", &P::add_input, py::arg("C"), py::arg("H"), py::arg("W"), py::arg("nhwc") = false)
       .def("add_output", &P::add_output, py::arg("t"), py::arg("nchw"))
       .def("tensor", &P::add_tensor, py::arg("H"), py::arg("W"), py::arg("C"))
       .def("dims", [](const P& p, int t) {

@@ -19,7 +19,10 @@ struct InputOp : GpuOp {
   explicit InputOp(const step::Input& s) : s(s) {}
   void run(const Exec& ex) const override {
     const TensorView out = ex.at(s.y);
-    launch_nchw_to_nhwc(ex.inputs[s.index], out.base, out.stride, ex.N, s.C, s.H, s.W, ex.stream);
+    if (s.nhwc)
+      launch_copy_channels(ex.inputs[s.index], s.C, out.base, out.stride, ex.N * s.H * s.W, s.C, ex.stream);
+    else
+      launch_nchw_to_nhwc(ex.inputs[s.index], out.base, out.stride, ex.N, s.C, s.H, s.W, ex.stream);
   }
 };
 std::unique_ptr<PlanOp> make(Plan& p, const step::Input& s) { return make<InputOp>(p, s); }

@@ -26,9 +26,10 @@ namespace convcore {
 // The ops a backend makes from one description each, checked by the builder: tensors by id (x, y, ...), sizes per
 // image, NHWC. Each backend has one op type per step; the step is the op's whole configuration.
 namespace step {
-struct Input {  // input `index` (NCHW) -> y
+struct Input {  // input `index` (NCHW, or NHWC: (N, H, W, C) as stored) -> y
   int y, index;
   index_t H, W, C;
+  bool nhwc;
 };
 struct Output {  // x -> output `index`: NCHW, or (N, H * W * C) as stored
   int x, index;
@@ -133,13 +134,14 @@ struct MBConvCall {
 template <class B>
 class PlanBuilder : public PlanCore {
  public:
-  // An NCHW input (N, C, H, W), or (N, C) with H = W = 1; returns its NHWC tensor. Inputs come before other ops.
-  int add_input(index_t C, index_t H, index_t W) {
+  // An NCHW input (N, C, H, W), or (N, C) with H = W = 1; nhwc: an (N, H, W, C) input, copied as it is (the NHWC
+  // inputs of TensorFlow / Keras graphs). Returns its NHWC tensor. Inputs come before other ops.
+  int add_input(index_t C, index_t H, index_t W, bool nhwc = false) {
     const int y = register_input(C, H, W);
     const int index = static_cast<int>(inputs().size()) - 1;
     const TensorDesc& d = tensor(y);
-    finish(self().make_op(step::Input{y, index, d.H, d.W, d.C}), "input" + std::to_string(index),
-           self().kind("nchw_to_nhwc", false), dims(y), {}, {y});
+    finish(self().make_op(step::Input{y, index, d.H, d.W, d.C, nhwc}), "input" + std::to_string(index),
+           self().kind(nhwc ? "copy_in" : "nchw_to_nhwc", false), dims(y), {}, {y});
     return y;
   }
 

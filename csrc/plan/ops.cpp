@@ -32,7 +32,10 @@ struct InputOp : CpuOp {
     const index_t HW = s.H * s.W;
     const auto [lo, hi] = share(ex.N * HW, part, parts, 16);
     for_image_pixels(HW, lo, hi, [&](index_t n, index_t p0, index_t p1) {
-      k->nchw_to_nhwc(ex.inputs[s.index] + n * s.C * HW, s.C, HW, out.base + n * out.image, out.stride, p0, p1);
+      const float* src = ex.inputs[s.index] + n * s.C * HW;
+      if (!s.nhwc) return k->nchw_to_nhwc(src, s.C, HW, out.base + n * out.image, out.stride, p0, p1);
+      for (index_t p = p0; p < p1; ++p)
+        std::memcpy(out.base + n * out.image + p * out.stride, src + p * s.C, sizeof(float) * s.C);
     });
   }
 };

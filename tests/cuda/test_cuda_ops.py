@@ -294,6 +294,23 @@ def test_channel_slices_inside_the_gpu_plan(gpu):
         assert_close(got, want, 1e-5)
 
 
+def test_nhwc_inputs_and_outputs_inside_the_gpu_plan(gpu):
+    """A Keras-style graph (NHWC in, NHWC softmax out, a dense head on the NHWC flatten): the GPU Plan copies the
+    input as it is and writes the outputs as stored, like the CPU Plan."""
+    rng = np.random.default_rng(8)
+    w1, w2, w3 = rand(rng, 8, 3, 3, 3), rand(rng, 2, 8, 1, 1), rand(rng, 5, 8 * 3 * 4)
+
+    def fn(x):
+        h = F.relu(F.conv2d(F.transpose(x, (0, 3, 1, 2)), w1))
+        probs = F.softmax(F.transpose(F.conv2d(h, w2), (0, 2, 3, 1)), axis=3)
+        return probs, F.linear(F.flatten(F.transpose(h, (0, 2, 3, 1))), w3)
+
+    x, ys, plan = _run(fn, (2, 5, 6, 3))
+    assert plan.eager_nodes == [] and plan.ops()[0][1] == "cuda_copy_in"
+    for got, want in zip(ys, convcore.compile(fn, x.shape)(x)):
+        assert_close(got, want, 1e-5)
+
+
 @pytest.mark.parametrize("h, w", [(1, 1), (3, 5)])
 def test_flatten_linear_softmax(gpu, h, w):
     rng = np.random.default_rng(6)

@@ -155,7 +155,7 @@ def fold_affine(graph: Graph) -> Graph:
                 uses[name] = uses.get(name, 0) + 1
     for name in graph.outputs:
         uses[name] = uses.get(name, 0) + 1
-    chains = {}  # output value -> (base value, scale, shift, ids of its nodes, its last node)
+    chains: dict[str, tuple] = {}  # output value -> (base value, scale, shift, ids of its nodes, its last node)
     for node in graph.nodes:
         affine = _affine_of(node, graph)
         if affine is None:
@@ -168,13 +168,14 @@ def fold_affine(graph: Graph) -> Graph:
         chains[node.outputs[0]] = (x, scale, shift, ids, node)
     if not chains:
         return graph
-    readers = {}
+    readers: dict[str, list[Node]] = {}
     for node in graph.nodes:
         for name in node.inputs:
             readers.setdefault(name, []).append(node)
     params = dict(graph.params)
     taken = NameSet(set(params) | set(graph.inputs) | {o for n in graph.nodes for o in n.outputs})
-    dropped, replaced = set(), {}
+    dropped: set[int] = set()
+    replaced: dict[int, Node] = {}
     for out, (x, scale, shift, ids, last) in chains.items():
         reader = readers.get(out, [None])[0]
         if uses.get(out) == 1 and reader is not None and id(reader) not in replaced and _fold_into_conv(

@@ -73,6 +73,18 @@ def _reshape_kernel(x, *, out, shape):
     return x.reshape(shape)
 
 
+def _stored_flat(shape):
+    """Whether a value's NCHW order is its order in a Plan's channels-last storage too: (N, F), or 4-D with one
+    channel or one pixel."""
+    return len(shape) == 2 or len(shape) == 4 and (shape[1] == 1 or shape[2] * shape[3] == 1)
+
+
+def _plan_reshape_ok(node, graph):
+    """Reshapes that keep each image's data in its stored order (e.g. a 1-channel NHWC input read as NCHW): views."""
+    x, out = graph.shapes[node.inputs[0]], graph.shapes[node.outputs[0]]
+    return x[0] == out[0] and _stored_flat(x) and _stored_flat(out)
+
+
 def _reshape_to_onnx(em, node):
     shape = list(node.attrs["shape"])
     attrs = {}
@@ -84,7 +96,8 @@ def _reshape_to_onnx(em, node):
                    node.name, **attrs)
 
 
-@declare(("x",), _reshape_rule, _reshape_kernel, onnx=_reshape_to_onnx, allow_empty=True, view=True)
+@declare(("x",), _reshape_rule, _reshape_kernel, onnx=_reshape_to_onnx, allow_empty=True, view=True,
+         plan=PlanRule(lambda low, node: low.reshape(node), _plan_reshape_ok))
 def reshape(x: Array, shape: Ints) -> Array:
     """The same elements in a new shape (a view); one dim may be -1 (inferred from the others).
 
@@ -124,7 +137,8 @@ def _transpose_to_onnx(em, node):
     return em.node("Transpose", [em.value(node.inputs[0])], node.outputs[0], node.name, perm=list(node.attrs["perm"]))
 
 
-@declare(("x",), _transpose_rule, _transpose_kernel, onnx=_transpose_to_onnx, allow_empty=True)
+@declare(("x",), _transpose_rule, _transpose_kernel, onnx=_transpose_to_onnx, allow_empty=True,
+         plan=PlanRule(lambda low, node: low.transpose(node)))  # NCHW <-> NHWC only: plan.lower.supported
 def transpose(x: Array, perm: Ints | None = None) -> Array:
     """Permutes the axes: output axis d is input axis ``perm[d]`` (None: reversed).
 

@@ -45,12 +45,14 @@ def use_winograd(winograd, weight_shape, x_shape, stride, dilation, groups):
 
 class Ref:
     """A graph value in the plan: its tensor id and logical (NCHW) shape; `flat` marks a flatten of a 4-D value
-    that is still stored as (H, W, C) (its NCHW order exists only once someone needs it)."""
+    that is still stored as (H, W, C) (its NCHW order exists only once someone needs it); `nhwc` marks a 4-D value
+    whose logical shape (N, H, W, C) is its storage order (a transpose to channels-last: no copy, see
+    `channels_last_values`)."""
 
-    __slots__ = ("tid", "shape", "flat")
+    __slots__ = ("tid", "shape", "flat", "nhwc")
 
-    def __init__(self, tid, shape, flat=None):
-        self.tid, self.shape, self.flat = tid, tuple(shape), flat
+    def __init__(self, tid, shape, flat=None, nhwc=False):
+        self.tid, self.shape, self.flat, self.nhwc = tid, tuple(shape), flat, nhwc
 
 
 class GraphIndex:
@@ -79,10 +81,13 @@ class Lowering:
         winograd: "auto", True or False (see `use_winograd`).
         fusions: the rewrites to apply, a subset of FUSIONS.
         index: the graph's `GraphIndex` (computed here when not given).
+        channels_last: the values stored as they are laid out (`channels_last_values`): NHWC inputs and outputs.
     """
 
-    def __init__(self, graph, nodes, inputs, outputs, backend, winograd, fusions=FUSIONS, index=None):
+    def __init__(self, graph, nodes, inputs, outputs, backend, winograd, fusions=FUSIONS, index=None,
+                 channels_last=frozenset()):
         self.g = graph
+        self.channels_last = channels_last
         self.nodes, self.inputs, self.seg_outputs = nodes, list(inputs), list(outputs)
         self.builder = backend() if callable(backend) else _core.Plan(backend)
         self.capabilities = frozenset(self.builder.capabilities)
@@ -147,8 +152,8 @@ class Lowering:
             return Ref(self.builder.reshape(ref.tid, 1, 1, c), ref.shape)
         return Ref(self.builder.flatten_nchw(node_name + ".flatten", ref.tid), ref.shape)
 
-    def define(self, value, tid, shape=None, flat=None):
-        self.env[value] = Ref(tid, self.shape(value) if shape is None else shape, flat)
+    def define(self, value, tid, shape=None, flat=None, nhwc=False):
+        self.env[value] = Ref(tid, self.shape(value) if shape is None else shape, flat, nhwc)
 
     def param(self, name):
         return np.ascontiguousarray(self.g.params[name], np.float32) if name else None
@@ -163,13 +168,16 @@ class Lowering:
         g = self.g
         for name in self.inputs:
             shape = g.shapes[name]
+            if name in self.channels_last:  # (N, H, W, C) as it is
+                self.define(name, self.builder.add_input(shape[3], shape[1], shape[2], nhwc=True), nhwc=True)
+                continue
             tid = self.builder.add_input(*shape[1:]) if len(shape) == 4 else self.builder.add_input(shape[1], 1, 1)
             self.define(name, tid)
         for node in self.nodes:
             self.lower_node(node)
         refs = [self.materialize(self.env[name], name) for name in self.seg_outputs]  # ops first, then outputs
         for ref in refs:
-            self.builder.add_output(ref.tid, len(ref.shape) == 4)
+            self.builder.add_output(ref.tid, len(ref.shape) == 4 and not ref.nhwc)
         return self.builder
 
     def lower_node(self, node):
@@ -296,7 +304,28 @@ class Lowering:
 
     def activation(self, node):
         x = self.materialize(self.ref(node.inputs[0]), node.name)
-        self.define(node.outputs[0], self.builder.affine(node.name, x.tid, None, None, epilogue_of(node)), x.shape)
+        self.define(node.outputs[0], self.builder.affine(node.name, x.tid, None, None, epilogue_of(node)), x.shape,
+                    nhwc=x.nhwc)
+
+    def reshape(self, node):
+        """A reshape that keeps the stored order (the op's PlanRule): a view, or a view of a copy where x is a slice
+        of another tensor."""
+        x = self.materialize(self.ref(node.inputs[0]), node.name)
+        out_shape = self.shape(node.outputs[0])
+        h, w, c = (out_shape[2], out_shape[3], out_shape[1]) if len(out_shape) == 4 else (1, 1, out_shape[1])
+        if self.builder.dims(x.tid) == (h, w, c):
+            self.define(node.outputs[0], x.tid)
+            return
+        try:
+            tid = self.builder.reshape(x.tid, h, w, c)
+        except ValueError:
+            tid = self.builder.reshape(self.builder.affine(node.name + ".copy", x.tid, None, None, NO_ACT), h, w, c)
+        self.define(node.outputs[0], tid)
+
+    def transpose(self, node):
+        """NCHW <-> NHWC of a 4-D value: the same tensor, seen in the other order (`channels_last_values`)."""
+        x = self.ref(node.inputs[0])
+        self.define(node.outputs[0], x.tid, nhwc=tuple(node.attrs["perm"]) == TO_CHANNELS_LAST)
 
     def binary(self, node, op):
         if op == "mul" and try_gated_conv(self, node):
@@ -313,7 +342,14 @@ class Lowering:
     def flatten(self, node):
         x = self.ref(node.inputs[0])
         out_shape = self.shape(node.outputs[0])
-        if x.flat is None and len(x.shape) == 4 and len(out_shape) == 2:
+        if x.nhwc:  # (N, H, W, C) flattened is the storage order: one pixel of H * W * C channels
+            try:
+                tid = self.builder.reshape(x.tid, 1, 1, out_shape[1])
+            except ValueError:  # a slice of another tensor: copied first
+                copy = self.builder.affine(node.name + ".copy", x.tid, None, None, NO_ACT)
+                tid = self.builder.reshape(copy, 1, 1, out_shape[1])
+            self.define(node.outputs[0], tid)
+        elif x.flat is None and len(x.shape) == 4 and len(out_shape) == 2:
             _, c, h, w = x.shape
             if h * w == 1:  # (N, C, 1, 1) and (N, C) are one pixel of C channels: the same tensor (a slice too)
                 self.define(node.outputs[0], x.tid)
@@ -326,7 +362,7 @@ class Lowering:
 
     def softmax(self, node, log):
         x = self.materialize(self.ref(node.inputs[0]), node.name)
-        self.define(node.outputs[0], self.builder.softmax(node.name, x.tid, log), x.shape)
+        self.define(node.outputs[0], self.builder.softmax(node.name, x.tid, log), x.shape, nhwc=x.nhwc)
 
     def channel_slice(self, x, c0, count, name):
         """Channels [c0, c0 + count) of Ref x: a view (builder.channel_slice), no op."""
@@ -433,11 +469,59 @@ def _spelled_clip_div(graph, index, clip, z):
     return [add, clip] if _is_scalar(graph, other, 3.0) and add.outputs[0] not in graph.outputs else None
 
 
-def supported(node, graph, capabilities=None):
-    """Whether compiled plans run `node` (its op's `PlanRule` accepts it, on a builder with `capabilities`); the
-    others run eagerly between plan segments."""
+TO_CHANNELS_LAST, TO_CHANNELS_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
+def _keeps_layout(node):
+    """Whether `node` computes each pixel's channels from that pixel's channels only, on one input: it reads and
+    writes an NHWC value as it is (an activation, a softmax over the last axis)."""
     op = OPS.get(node.op)
-    return op is not None and op.plan is not None and op.plan.accepts(node, graph, capabilities)
+    if op is None or op.plan is None:
+        return False
+    return op.plan.epilogue is not None or (node.op in ("softmax", "log_softmax") and node.attrs["axis"] == 3)
+
+
+def channels_last_values(graph):
+    """The 4-D values a Plan keeps in their logical order (N, H, W, C), which is the order it stores every map in:
+    transposes NCHW -> NHWC (what TensorFlow / Keras graphs end in), what activations and last-axis softmaxes make of
+    them, and graph inputs read only by a transpose NHWC -> NCHW (what they start with). Neither transpose copies
+    anything: the Plan takes such an input and gives such an output as it is."""
+    index = GraphIndex(graph)
+    values = set()
+    for name in graph.inputs:
+        readers = index.readers.get(name, [])
+        if len(graph.shapes[name]) == 4 and readers and name not in graph.outputs and all(
+                r.op == "transpose" and tuple(r.attrs["perm"]) == TO_CHANNELS_FIRST for r in readers):
+            values.add(name)
+    for node in graph.nodes:
+        computed = [v for v in node.inputs if v and v not in graph.params]
+        if len(computed) != 1 or len(graph.shapes[computed[0]]) != 4:
+            continue
+        x = computed[0]
+        if node.op == "transpose" and tuple(node.attrs["perm"]) == TO_CHANNELS_LAST and x not in values:
+            values.add(node.outputs[0])
+        elif x in values and _keeps_layout(node):
+            values.add(node.outputs[0])
+    return frozenset(values)
+
+
+def supported(node, graph, capabilities=None, channels_last=frozenset()):
+    """Whether compiled plans run `node` (its op's `PlanRule` accepts it, on a builder with `capabilities`); the
+    others run eagerly between plan segments. `channels_last`: `channels_last_values(graph)`; a node reading one
+    runs in the Plan only when it keeps that order (or flattens it, or transposes it back)."""
+    op = OPS.get(node.op)
+    if op is None or op.plan is None:
+        return False
+    computed = [v for v in node.inputs if v and v not in graph.params]
+    if node.op == "transpose":
+        x, perm = node.inputs[0], tuple(node.attrs["perm"])
+        return len(graph.shapes[x]) == 4 and x not in graph.params and (
+            perm == TO_CHANNELS_LAST and x not in channels_last or perm == TO_CHANNELS_FIRST and x in channels_last)
+    if any(v in channels_last for v in computed):
+        if len(computed) != 1 or not op.plan.accepts(node, graph, capabilities) and not _keeps_layout(node):
+            return False
+        return _keeps_layout(node) or node.op == "flatten" and len(graph.shapes[node.outputs[0]]) == 2
+    return op.plan.accepts(node, graph, capabilities)
 
 
 class Segment:
@@ -470,9 +554,10 @@ def lower(graph, backend, winograd="auto", fusions=FUSIONS):
             raise ValueError(f"compile: graph output '{name}' is not computed by any node")
     probe = backend() if callable(backend) else _core.Plan(backend)
     capabilities = frozenset(probe.capabilities)
+    channels_last = channels_last_values(graph)
     runs, current = [], []
     for node in graph.nodes:
-        if supported(node, graph, capabilities):
+        if supported(node, graph, capabilities, channels_last):
             current.append(node)
         else:
             if current:
@@ -497,6 +582,6 @@ def lower(graph, backend, winograd="auto", fusions=FUSIONS):
                                     if v and v not in made and v not in graph.params))
         outputs = [v for node in run for v in node.outputs
                    if v in graph.outputs or any(j != i for j in readers.get(v, ()))]
-        plan = Lowering(graph, run, inputs, outputs, backend, winograd, fusions, index).lower()
+        plan = Lowering(graph, run, inputs, outputs, backend, winograd, fusions, index, channels_last).lower()
         steps.append(Segment(plan, inputs, outputs))
     return steps
