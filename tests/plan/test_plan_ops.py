@@ -534,3 +534,23 @@ def test_channel_steps_stay_outside_the_plan():
     x, y, plan = _run(fn, (1, 3, 4, 4))
     assert [n.split("_")[0] for n in plan.eager_nodes] == ["slice"]
     assert_close(y, fn(x), 1e-6)
+
+
+def test_empty_values_with_long_axes_build_no_tables():
+    """A value with no elements may still have a very long axis (the fuzzer's Pad of a 0-channel map to 8e8
+    columns): the index-table ops return at once eagerly, and a Plan leaves empty values to them."""
+    x = np.zeros((1, 0, 2, 2), np.float32)
+    long = 800_000_000
+    assert F.pad(x, (0, 0, 0, 0, 1, 1, long, 1)).shape == (1, 0, 4, long + 3)
+    big = np.zeros((1, 0, 3, 4), np.float32)
+    assert F.tile(big, (1, 1, 1, long // 4)).shape == (1, 0, 3, long)
+    assert F.expand(big[..., :1], (1, 0, 3, long)).shape == (1, 0, 3, long)
+
+    def fn(v):
+        empty = F.slice(F.relu(v), [0], [0], [1])  # (1, 0, 2, 2)
+        return F.relu(v), F.pad(empty, (0, 0, 0, 0, 1, 1, long, 1))
+
+    plan = convcore.compile(fn, (1, 2, 2, 2))
+    y, padded = plan(np.ones((1, 2, 2, 2), np.float32))
+    assert padded.shape == (1, 0, 4, long + 3) and y.shape == (1, 2, 2, 2)
+    assert sorted(n.split("_")[0] for n in plan.eager_nodes) == ["pad", "slice"]

@@ -119,9 +119,11 @@ class BackwardCall:
 
 
 def _plan_inputs_ok(node, graph):
-    """A Plan keeps 4-D feature maps (channels-last) and 2-D (N, F) values: every computed input must be one."""
+    """A Plan keeps 4-D feature maps (channels-last) and 2-D (N, F) values with at least one element: every computed
+    input must be one, and so must the outputs (an empty value stays eager, whatever its other axes' lengths)."""
     computed = [v for v in node.inputs if v and v not in graph.params]
-    return bool(computed) and all(len(graph.shapes[v]) in (2, 4) for v in computed)
+    return bool(computed) and all(len(graph.shapes[v]) in (2, 4) and all(graph.shapes[v]) for v in computed) and all(
+        all(graph.shapes[v]) for v in node.outputs if v in graph.shapes)
 
 
 @dataclass(frozen=True)
