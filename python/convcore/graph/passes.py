@@ -12,6 +12,14 @@ from ..ops import OPS
 from .ir import Graph, NameSet, Node, unique_name
 
 
+def _uses(graph: Graph) -> dict[str, int]:
+    """How many times each value is read: by nodes, and once more as a graph output."""
+    uses: dict[str, int] = {}
+    for name in [n for node in graph.nodes for n in node.inputs if n] + list(graph.outputs):
+        uses[name] = uses.get(name, 0) + 1
+    return uses
+
+
 def fold_batchnorm(graph: Graph) -> Graph:
     """Fold every inference batch norm that directly follows a convolution into that convolution.
 
@@ -34,13 +42,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
         >>> any(node.op == "batch_norm" for node in g.nodes)
         False
     """
-    uses: dict[str, int] = {}
-    for node in graph.nodes:
-        for name in node.inputs:
-            if name:
-                uses[name] = uses.get(name, 0) + 1
-    for name in graph.outputs:
-        uses[name] = uses.get(name, 0) + 1
+    uses = _uses(graph)
     producer = {out: node for node in graph.nodes for out in node.outputs}
     params = dict(graph.params)
     replaced, dropped = {}, set()
@@ -148,13 +150,7 @@ def fold_affine(graph: Graph) -> Graph:
     carried into its bias), or else stays as one batch norm node, which `fold_batchnorm` folds into the convolution
     producing its input when it can. Only values with a single reader (and not graph outputs) are absorbed.
     """
-    uses: dict[str, int] = {}
-    for node in graph.nodes:
-        for name in node.inputs:
-            if name:
-                uses[name] = uses.get(name, 0) + 1
-    for name in graph.outputs:
-        uses[name] = uses.get(name, 0) + 1
+    uses = _uses(graph)
     chains: dict[str, tuple] = {}  # output value -> (base value, scale, shift, ids of its nodes, its last node)
     for node in graph.nodes:
         affine = _affine_of(node, graph)
