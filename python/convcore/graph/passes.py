@@ -20,6 +20,17 @@ def _uses(graph: Graph) -> dict[str, int]:
     return uses
 
 
+def _rebuilt(graph: Graph, replaced: dict, dropped: set, params: dict) -> Graph:
+    """`graph` with nodes replaced (by id) and dropped, keeping the params something still reads; shapes inferred."""
+    nodes = [replaced.get(id(n), n) for n in graph.nodes if id(n) not in dropped]
+    used = {name for node in nodes for name in node.inputs if name} | set(graph.outputs)
+    params = {name: array for name, array in params.items() if name in used}
+    folded = Graph(nodes, graph.inputs, graph.outputs, params, name=graph.name,
+                   values={n: graph.values[n] for n in graph.inputs})
+    folded.infer_shapes()
+    return folded
+
+
 def fold_batchnorm(graph: Graph) -> Graph:
     """Fold every inference batch norm that directly follows a convolution into that convolution.
 
@@ -80,13 +91,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
         replaced[id(conv)] = Node(conv.op, conv.name, inputs, [bn.outputs[0]], dict(conv.attrs))
         dropped.add(id(bn))
 
-    nodes = [replaced.get(id(node), node) for node in graph.nodes if id(node) not in dropped]
-    used = {name for node in nodes for name in node.inputs if name} | set(graph.outputs)
-    params = {name: array for name, array in params.items() if name in used}
-    folded = Graph(nodes, graph.inputs, graph.outputs, params, name=graph.name,
-                   values={n: graph.values[n] for n in graph.inputs})
-    folded.infer_shapes()
-    return folded
+    return _rebuilt(graph, replaced, dropped, params)
 
 
 # --- per-channel arithmetic ------------------------------------------------------------------------------------------
@@ -186,13 +191,7 @@ def fold_affine(graph: Graph) -> Graph:
             params[name] = value.astype(np.float32)
         dropped.update(ids[:-1])
         replaced[ids[-1]] = Node("batch_norm", last.name, [x, *names], [out], {"eps": 0.0})
-    nodes = [replaced.get(id(n), n) for n in graph.nodes if id(n) not in dropped]
-    used = {name for node in nodes for name in node.inputs if name} | set(graph.outputs)
-    params = {name: array for name, array in params.items() if name in used}
-    folded = Graph(nodes, graph.inputs, graph.outputs, params, name=graph.name,
-                   values={n: graph.values[n] for n in graph.inputs})
-    folded.infer_shapes()
-    return folded
+    return _rebuilt(graph, replaced, dropped, params)
 
 
 def _fold_into_conv(conv, value, x, scale, shift, graph, params, taken, uses, replaced):
