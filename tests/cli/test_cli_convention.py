@@ -12,11 +12,7 @@ from convcore import models
 from convcore.cli import build_parser, main
 from convcore.cli._common import error_message, exit_status
 
-
-def run(capsys, *argv):
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
+from cli_helpers import run
 
 
 def _commands(parser, prefix=()):

