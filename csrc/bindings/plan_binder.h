@@ -131,7 +131,20 @@ void bind_builder(py::class_<P, Extra...>& c) {
         return p.binary(name, a, b, to_enum<BinaryOp>(op), to_epilogue(epilogue));
       }, py::arg("name"), py::arg("a"), py::arg("b"), py::arg("op"), py::arg("epilogue") = py::none())
       .def("copy_into", &P::copy_into, py::arg("name"), py::arg("x"), py::arg("y"), py::arg("c0"))
+      .def("copy_pixels_into", &P::copy_pixels_into, py::arg("name"), py::arg("x"), py::arg("y"), py::arg("p0"))
+      .def("gather_channels", [](P& p, const std::string& name, int x, const PlanIndexArray& index) {
+        require(index.ndim() == 1, "index: expected a 1-D table of channel indices");
+        return p.gather_channels(name, x, index.data(), index.shape(0));
+      }, py::arg("name"), py::arg("x"), py::arg("index").noconvert())
       .def("softmax", &P::softmax, py::arg("name"), py::arg("x"), py::arg("log"))
+      .def("layer_norm", [](P& p, const std::string& name, int x, const OptPlanArray& scale, const OptPlanArray& shift,
+                            float eps, const py::handle& epilogue) {
+        const index_t C = p.tensor(p.check(x, "x")).C;
+        check_len(scale, C, "scale");
+        check_len(shift, C, "shift");
+        return p.layer_norm(name, x, data_of(scale), data_of(shift), eps, to_epilogue(epilogue));
+      }, py::arg("name"), py::arg("x"), py::arg("scale").noconvert(), py::arg("shift").noconvert(), py::arg("eps"),
+         py::arg("epilogue") = py::none())
       .def("lrn", &P::lrn, py::arg("name"), py::arg("x"), py::arg("size"), py::arg("alpha"), py::arg("beta"),
            py::arg("k"))
       .def("resample",

@@ -92,8 +92,14 @@ void launch_binary(const BinaryArgs& a, cudaStream_t s);
 
 // y[p * ys + c] = x[p * xs + c] for c < C (y already points at the destination's channel offset).
 void launch_copy_channels(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C, cudaStream_t s);
+// y[p * ys + c] = x[p * xs + index[c]] for c < C (index on the device).
+void launch_gather_channels(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C,
+                            const index_t* index, cudaStream_t s);
 void launch_softmax(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C, bool log,
                     cudaStream_t s);
+// y = act((x - mean) / sqrt(var + eps) * scale[c] + shift[c]) over each pixel's C channels (scale / shift may be null).
+void launch_layer_norm(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C, const float* scale,
+                       const float* shift, float eps, const Epilogue& e, cudaStream_t s);
 void launch_lrn(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C, index_t size, float alpha,
                 float beta, float k, cudaStream_t s);
 // A separable resize (plan/builder.h step::Resample): the tables on the device, x / y with pixel and image strides.

@@ -154,6 +154,15 @@ __global__ void copy_channels_kernel(const float* x, index_t xs, float* y, index
   }
 }
 
+__global__ void gather_channels_kernel(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C,
+                                       const index_t* index) {
+  const index_t total = pixels * C;
+  for (index_t i = grid_first(); i < total; i += grid_step()) {
+    const index_t c = i % C, p = i / C;
+    y[p * ys + c] = __ldg(x + p * xs + __ldg(index + c));
+  }
+}
+
 // Block per pixel (grid-stride over pixels): max, then the sum of exponentials in double, as the CPU Plan.
 constexpr int kSoftmaxThreads = 128;
 
@@ -186,6 +195,44 @@ __global__ void softmax_kernel(const float* x, index_t xs, float* y, index_t ys,
       y[p * ys + c] = static_cast<float>(log ? z - lse : exp(z - lse));
     }
     __syncthreads();  // before the next pixel reuses the partials
+  }
+}
+
+// Block per pixel, as softmax: the mean, then the squared deviations, each summed in double.
+__device__ double block_sum(double v, double* part) {
+  const int tid = static_cast<int>(threadIdx.x);
+  part[tid] = v;
+  __syncthreads();
+  for (int half = kSoftmaxThreads / 2; half > 0; half /= 2) {
+    if (tid < half) part[tid] += part[tid + half];
+    __syncthreads();
+  }
+  const double total = part[0];
+  __syncthreads();  // before the next call reuses the partials
+  return total;
+}
+
+__global__ void layer_norm_kernel(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C,
+                                  const float* scale, const float* shift, float eps, Epilogue e) {
+  __shared__ double part[kSoftmaxThreads];
+  const int tid = static_cast<int>(threadIdx.x);
+  for (index_t p = blockIdx.x; p < pixels; p += gridDim.x) {  // uniform over the block
+    const float* xp = x + p * xs;
+    double s = 0.0;
+    for (index_t c = tid; c < C; c += kSoftmaxThreads) s += __ldg(xp + c);
+    const double mean = block_sum(s, part) / static_cast<double>(C);
+    double q = 0.0;
+    for (index_t c = tid; c < C; c += kSoftmaxThreads) {
+      const double d = __ldg(xp + c) - mean;
+      q += d * d;
+    }
+    const double rstd = 1.0 / sqrt(block_sum(q, part) / static_cast<double>(C) + eps);
+    for (index_t c = tid; c < C; c += kSoftmaxThreads) {
+      double v = (__ldg(xp + c) - mean) * rstd;
+      if (scale != nullptr) v *= __ldg(scale + c);
+      if (shift != nullptr) v += __ldg(shift + c);
+      y[p * ys + c] = activate(static_cast<float>(v), e);
+    }
   }
 }
 
@@ -309,12 +356,27 @@ void launch_copy_channels(const float* x, index_t xs, float* y, index_t ys, inde
   CC_LAUNCH(k, dim3(grid_blocks(pixels * C, kThreads)), dim3(kThreads), s, x, xs, y, ys, pixels, C);
 }
 
+void launch_gather_channels(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C,
+                            const index_t* index, cudaStream_t s) {
+  if (pixels * C == 0) return;
+  auto* k = &gather_channels_kernel;
+  CC_LAUNCH(k, dim3(grid_blocks(pixels * C, kThreads)), dim3(kThreads), s, x, xs, y, ys, pixels, C, index);
+}
+
 void launch_softmax(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C, bool log,
                     cudaStream_t s) {
   if (pixels * C == 0) return;
   auto* k = &softmax_kernel;
   CC_LAUNCH(k, dim3(static_cast<unsigned>(std::min<index_t>(pixels, 65536))), dim3(kSoftmaxThreads), s, x, xs, y, ys,
             pixels, C, log);
+}
+
+void launch_layer_norm(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C, const float* scale,
+                       const float* shift, float eps, const Epilogue& e, cudaStream_t s) {
+  if (pixels * C == 0) return;
+  auto* k = &layer_norm_kernel;
+  CC_LAUNCH(k, dim3(static_cast<unsigned>(std::min<index_t>(pixels, 65536))), dim3(kSoftmaxThreads), s, x, xs, y, ys,
+            pixels, C, scale, shift, eps, e);
 }
 
 void launch_lrn(const float* x, index_t xs, float* y, index_t ys, index_t pixels, index_t C, index_t size, float alpha,

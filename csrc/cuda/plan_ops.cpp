@@ -181,6 +181,30 @@ struct CopyOp : GpuOp {
 };
 std::unique_ptr<PlanOp> make(Plan& p, const step::Copy& s) { return make<CopyOp>(p, s); }
 
+struct CopyPixelsOp : GpuOp {
+  step::CopyPixels s;
+  explicit CopyPixelsOp(const step::CopyPixels& s) : s(s) {}
+  void run(const Exec& ex) const override {
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    for (index_t n = 0; n < ex.N; ++n)  // image by image: x and y differ in pixels per image
+      launch_copy_channels(in.base + n * in.image, in.stride, out.base + n * out.image + s.p0 * out.stride,
+                           out.stride, s.pixels, s.C, ex.stream);
+  }
+};
+std::unique_ptr<PlanOp> make(Plan& p, const step::CopyPixels& s) { return make<CopyPixelsOp>(p, s); }
+
+struct GatherChannelsOp : GpuOp {
+  step::GatherChannels s;  // index: a device copy
+  GatherChannelsOp(Plan& p, const step::GatherChannels& st) : s(st) {
+    s.index = p.upload(std::vector<index_t>(st.index, st.index + st.C));
+  }
+  void run(const Exec& ex) const override {
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    launch_gather_channels(in.base, in.stride, out.base, out.stride, ex.N * s.pixels, s.C, s.index, ex.stream);
+  }
+};
+std::unique_ptr<PlanOp> make(Plan& p, const step::GatherChannels& s) { return make<GatherChannelsOp>(p, s); }
+
 struct SoftmaxOp : GpuOp {
   step::Softmax s;
   explicit SoftmaxOp(const step::Softmax& s) : s(s) {}
@@ -190,6 +214,20 @@ struct SoftmaxOp : GpuOp {
   }
 };
 std::unique_ptr<PlanOp> make(Plan& p, const step::Softmax& s) { return make<SoftmaxOp>(p, s); }
+
+struct LayerNormOp : GpuOp {
+  step::LayerNorm s;  // scale / shift: device copies
+  LayerNormOp(Plan& p, const step::LayerNorm& st) : s(st) {
+    s.scale = p.upload(copy_of(st.scale, st.C));
+    s.shift = p.upload(copy_of(st.shift, st.C));
+  }
+  void run(const Exec& ex) const override {
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    launch_layer_norm(in.base, in.stride, out.base, out.stride, ex.N * s.pixels, s.C, s.scale, s.shift, s.eps, s.e,
+                      ex.stream);
+  }
+};
+std::unique_ptr<PlanOp> make(Plan& p, const step::LayerNorm& s) { return make<LayerNormOp>(p, s); }
 
 struct LrnOp : GpuOp {
   step::Lrn s;

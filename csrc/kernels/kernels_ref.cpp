@@ -182,6 +182,24 @@ void affine(index_t C, const float* x, index_t xs, float* y, index_t ys, const f
     }
 }
 
+void layer_norm(index_t C, const float* x, index_t xs, float* y, index_t ys, const float* scale, const float* shift,
+                float eps, const Epilogue& e, index_t p0, index_t p1) {
+  for (index_t p = p0; p < p1; ++p) {
+    const float* xp = x + p * xs;
+    double mean = 0.0, var = 0.0;
+    for (index_t c = 0; c < C; ++c) mean += xp[c];
+    mean /= static_cast<double>(C);
+    for (index_t c = 0; c < C; ++c) var += (xp[c] - mean) * (xp[c] - mean);
+    const double rstd = 1.0 / std::sqrt(var / static_cast<double>(C) + eps);
+    for (index_t c = 0; c < C; ++c) {
+      double v = (xp[c] - mean) * rstd;
+      if (scale) v *= scale[c];
+      if (shift) v += shift[c];
+      y[p * ys + c] = static_cast<float>(act(static_cast<float>(v), e));
+    }
+  }
+}
+
 void binary(const BinaryGeom& g, BinaryOp op, const float* a, const float* b, float* y, const Epilogue& e, index_t r0,
             index_t r1) {
   for (index_t row = r0; row < r1; ++row) {
@@ -271,6 +289,7 @@ void channel_absmax(const float* x, index_t xs, index_t C, float* out, index_t p
 
 extern const Kernels kKernels = {"scalar",     1,           conv_tile_choice, conv,         gemm_rows,
                                  dot_rows,     dw_plane,     dwconv,      pool,             global_pool,  affine,
+                                 layer_norm,
                                  binary,       weighted_rows, wino_input,  wino_output,      channel_absmax, activation,
                                  act_grad,     nchw_to_nhwc, nhwc_to_nchw};
 

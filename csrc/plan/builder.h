@@ -67,9 +67,26 @@ struct Copy {  // x into channels [c0, c0 + C) of y
   index_t pixels, C, c0;
   int x, y;
 };
+struct CopyPixels {  // x's pixels into pixels [p0, p0 + pixels) of y, image by image (a concatenation along them)
+  index_t pixels, C, p0;
+  int x, y;
+};
+struct GatherChannels {  // y[p, c] = x[p, index[c]] for c < C (a channel shuffle; read by make_op only)
+  index_t pixels, C;
+  const index_t* index;
+  int x, y;
+};
 struct Softmax {  // along the channels
   index_t pixels, C;
   bool log;
+  int x, y;
+};
+struct LayerNorm {  // y = act(normalised over the channels * scale + shift), per pixel (scale / shift may be null)
+  index_t pixels, C;
+  float eps;
+  const float* scale;
+  const float* shift;
+  Epilogue e;
   int x, y;
 };
 struct Lrn {  // torch's window [c - size / 2, c + (size - 1) / 2] across channels
@@ -94,7 +111,8 @@ struct Resample {
   int x, y;
 };
 using Any =
-    std::variant<Input, Output, Pool, GlobalPool, AdaptivePool, Affine, Binary, Copy, Softmax, Lrn, Flatten, Resample>;
+    std::variant<Input, Output, Pool, GlobalPool, AdaptivePool, Affine, Binary, Copy, CopyPixels, GatherChannels, Softmax, LayerNorm,
+                 Lrn, Flatten, Resample>;
 }  // namespace step
 
 // Everything a backend needs to add a convolution (checked by the builder).
@@ -289,11 +307,45 @@ class PlanBuilder : public PlanCore {
            dims(x) + " -> " + dims(y), {x}, {y});
   }
 
+  // Copies x's pixels into pixels [p0, p0 + x.H * x.W) of y, which has x's channels (a concatenation of sequences
+  // stored as H x 1 maps, or of whole maps' pixel lists); x may be a constant (the same for every image).
+  void copy_pixels_into(const std::string& name, int x, int y, index_t p0) {
+    const TensorDesc in = tensor(check(x, "x")), out = tensor(check(y, "y"));
+    require(in.C == out.C && p0 >= 0 && p0 + in.H * in.W <= out.H * out.W,
+            "plan.copy_pixels_into: the pixels do not fit");
+    require(!is_constant(y), "plan.copy_pixels_into: cannot write into a constant");
+    finish(self().make_op(step::CopyPixels{in.H * in.W, in.C, p0, x, y}), name, self().kind("copy_pixels", false),
+           dims(x) + " -> " + dims(y), {x}, {y});
+  }
+
+  // y[p, c] = x[p, index[c]] for c < C: channels picked in any order (each index in [0, x.C)).
+  int gather_channels(const std::string& name, int x, const index_t* index, index_t C) {
+    const TensorDesc in = tensor(check(x, "x"));
+    require(C >= 1, "plan.gather_channels: expected at least one index");
+    for (index_t c = 0; c < C; ++c)
+      require(index[c] >= 0 && index[c] < in.C,
+              "plan.gather_channels: indices must lie in [0, " + std::to_string(in.C) + ")");
+    const int y = add_tensor(in.H, in.W, C);
+    finish(self().make_op(step::GatherChannels{in.H * in.W, C, index, x, y}), name,
+           self().kind("gather_channels", false), dims(x) + " -> " + dims(y), {x}, {y});
+    return y;
+  }
+
   int softmax(const std::string& name, int x, bool log) {
     const TensorDesc in = tensor(check(x, "x"));
     const int y = add_tensor(in.H, in.W, in.C);
     finish(self().make_op(step::Softmax{in.H * in.W, in.C, log, x, y}), name, self().kind(log ? "log_softmax" : "softmax", false),
            dims(x), {x}, {y});
+    return y;
+  }
+
+  // A layer norm over each pixel's channels (step::LayerNorm): scale / shift hold C values or are null.
+  int layer_norm(const std::string& name, int x, const float* scale, const float* shift, float eps, const Epilogue& e) {
+    const TensorDesc in = tensor(check(x, "x"));
+    require(eps >= 0.0f, "plan.layer_norm: eps must be >= 0");
+    const int y = add_tensor(in.H, in.W, in.C);
+    finish(self().make_op(step::LayerNorm{in.H * in.W, in.C, eps, scale, shift, e, x, y}), name,
+           self().kind("layer_norm" + epilogue_suffix(e), true), dims(x), {x}, {y});
     return y;
   }
 

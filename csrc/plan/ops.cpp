@@ -1,5 +1,5 @@
 // The CPU Plan's ops other than convolutions (conv_ops.cpp): the layout conversions at its edges, pooling,
-// elementwise ops, channel copies, softmax, LRN, resize and flatten. Each is a thin loop over the shared kernels.
+// elementwise ops, channel copies and gathers, softmax, layer norm, LRN, resize and flatten. Each is a thin loop over the shared kernels.
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -218,6 +218,45 @@ struct CopyOp : CpuOp {
 };
 std::unique_ptr<PlanOp> make(const step::Copy& s, const Kernels* k) { return make<CopyOp>(s, k); }
 
+struct CopyPixelsOp : CpuOp {
+  step::CopyPixels s;
+  explicit CopyPixelsOp(const step::CopyPixels& s) : s(s) {}
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(8.0 * N * s.pixels * s.C, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    const auto [r0, r1] = share(ex.N * s.pixels, part, parts);
+    for (index_t r = r0; r < r1; ++r) {
+      const index_t n = r / s.pixels, p = r % s.pixels;
+      std::memcpy(out.base + n * out.image + (s.p0 + p) * out.stride, in.base + n * in.image + p * in.stride,
+                  sizeof(float) * s.C);
+    }
+  }
+};
+std::unique_ptr<PlanOp> make(const step::CopyPixels& s, const Kernels* k) { return make<CopyPixelsOp>(s, k); }
+
+struct GatherChannelsOp : CpuOp {
+  step::GatherChannels s;  // index points at the copy below
+  std::vector<index_t> index;
+  explicit GatherChannelsOp(const step::GatherChannels& st) : s(st), index(st.index, st.index + st.C) {
+    s.index = index.data();
+  }
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(8.0 * N * s.pixels * s.C, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    const auto [p0, p1] = share(ex.N * s.pixels, part, parts);
+    for (index_t p = p0; p < p1; ++p) {
+      const float* xp = in.base + p * in.stride;
+      float* yp = out.base + p * out.stride;
+      for (index_t c = 0; c < s.C; ++c) yp[c] = xp[s.index[c]];
+    }
+  }
+};
+std::unique_ptr<PlanOp> make(const step::GatherChannels& s, const Kernels* k) { return make<GatherChannelsOp>(s, k); }
+
 struct SoftmaxOp : CpuOp {
   step::Softmax s;
   explicit SoftmaxOp(const step::Softmax& s) : s(s) {}
@@ -244,6 +283,27 @@ struct SoftmaxOp : CpuOp {
   }
 };
 std::unique_ptr<PlanOp> make(const step::Softmax& s, const Kernels* k) { return make<SoftmaxOp>(s, k); }
+
+struct LayerNormOp : CpuOp {
+  step::LayerNorm s;  // scale / shift point into the copies below
+  AlignedVector scale, shift;
+  const Kernels* k;
+  LayerNormOp(const step::LayerNorm& st, const Kernels* k) : s(st), k(k) {
+    if (st.scale) scale.assign(st.scale, st.scale + st.C);
+    if (st.shift) shift.assign(st.shift, st.shift + st.C);
+    s.scale = st.scale ? scale.data() : nullptr;
+    s.shift = st.shift ? shift.data() : nullptr;
+  }
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(16.0 * N * s.pixels * s.C, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    const auto [p0, p1] = share(ex.N * s.pixels, part, parts);
+    if (p0 < p1) k->layer_norm(s.C, in.base, in.stride, out.base, out.stride, s.scale, s.shift, s.eps, s.e, p0, p1);
+  }
+};
+std::unique_ptr<PlanOp> make(const step::LayerNorm& s, const Kernels* k) { return make<LayerNormOp>(s, k); }
 
 struct LrnOp : CpuOp {
   step::Lrn s;
@@ -355,6 +415,9 @@ std::unique_ptr<PlanOp> make(const step::Flatten& s, const Kernels* k) { return 
 std::unique_ptr<PlanOp> Plan::make_op(const step::Any& any) {
   if (const auto* a = std::get_if<step::Affine>(&any))  // its scale and shift are copied into the op
     add_weight_bytes(((a->scale ? a->C : 0) + (a->shift ? a->C : 0)) * 4);
+  if (const auto* g = std::get_if<step::GatherChannels>(&any)) add_weight_bytes(g->C * sizeof(index_t));
+  if (const auto* l = std::get_if<step::LayerNorm>(&any))
+    add_weight_bytes(((l->scale ? l->C : 0) + (l->shift ? l->C : 0)) * 4);
   if (const auto* r = std::get_if<step::Resample>(&any))  // so are a resize's tables
     add_weight_bytes((r->OH * r->taps_h + r->OW * r->taps_w) * static_cast<index_t>(sizeof(index_t) + 4));
   return std::visit([this](const auto& s) { return make(s, kernels_); }, any);

@@ -107,6 +107,14 @@ def output(out, shape: tuple[int, ...], name: str = "out", inputs: tuple = ()) -
     return out
 
 
+def broadcasts_to(shape, target) -> bool:
+    """Whether numpy broadcasting takes `shape` to exactly `target`."""
+    try:
+        return tuple(np.broadcast_shapes(tuple(shape), tuple(target))) == tuple(target)
+    except ValueError:
+        return False
+
+
 def axis(a, ndim: int, name: str = "axis") -> int:
     a = integer(a, name)
     if not -ndim <= a < ndim:

@@ -311,6 +311,27 @@ def test_nhwc_inputs_and_outputs_inside_the_gpu_plan(gpu):
         assert_close(got, want, 1e-5)
 
 
+def test_channels_last_block_and_channel_shuffle_inside_the_gpu_plan(gpu):
+    """ConvNeXt's channels-last half (layer norm over the last axis, linear layers as 1x1 convolutions, GELU) and a
+    ShuffleNet channel shuffle (one channel gather): one GPU segment, as on the CPU."""
+    rng = np.random.default_rng(9)
+    c = 12
+    w1, b1, w2, lw, lb = rand(rng, 3 * c, c), rand(rng, 3 * c), rand(rng, c, 3 * c), rand(rng, c), rand(rng, c)
+    wc = rand(rng, c, 3, 3, 3)
+
+    def fn(x):
+        y = F.conv2d(x, wc, padding=1)
+        t = F.layer_norm(F.transpose(y, (0, 2, 3, 1)), lw, lb)
+        t = F.transpose(F.linear(F.gelu(F.linear(t, w1, b1)), w2), (0, 3, 1, 2))
+        _, _, h, w = y.shape
+        return F.reshape(F.transpose(F.reshape(F.add(y, t), (-1, 2, c // 2, h, w)), (0, 2, 1, 3, 4)), (-1, c, h, w))
+
+    x, y, plan = _run(fn, (2, 3, 5, 6))
+    kinds = [op[1] for op in plan.ops()]
+    assert plan.eager_nodes == [] and "cuda_layer_norm" in kinds and "cuda_gather_channels" in kinds, kinds
+    assert_close(y, fn(x), 1e-5)
+
+
 @pytest.mark.parametrize("h, w", [(1, 1), (3, 5)])
 def test_flatten_linear_softmax(gpu, h, w):
     rng = np.random.default_rng(6)

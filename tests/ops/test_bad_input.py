@@ -308,7 +308,7 @@ NEW_OPS = {
     "identity": {}, "transpose": {}, "slice": dict(starts=[0], ends=[1]), "pad": dict(pads=(0, 0) * 4),
     "gather": dict(indices=[0]), "expand": dict(shape=(1,)), "tile": dict(repeats=(1, 1, 1, 1)),
     "reduce_sum": {}, "reduce_log_sum_exp": {}, "resize": dict(scales=(1, 1, 2, 2)), "instance_norm": {},
-    "lp_pool2d": dict(kernel_size=2),
+    "layer_norm": {}, "lp_pool2d": dict(kernel_size=2),
 }
 
 

@@ -137,6 +137,32 @@ def test_instance_norm(isa, threads, shape, affine):
                     TF.instance_norm(t[0], weight=t[1], bias=t[2], eps=1e-3), *([x, w, b] if affine else [x]))
 
 
+@pytest.mark.parametrize("shape, axis", [((2, 3, 4, 5), -1), ((1, 7), 1), ((3, 17), 0), ((2, 2, 3, 1, 33), 3),
+                                         ((4, 1), -1), ((2, 5, 6), 1)], ids=str)
+@pytest.mark.parametrize("affine", [False, True])
+def test_layer_norm(isa, threads, shape, axis, affine):
+    rng = np.random.default_rng(11)
+    x = rand(rng, *shape, scale=3) + np.float32(50)  # a mean far from 0: the variance must not cancel
+    normalized = shape[axis:]
+    w, b = (rand(rng, *normalized), rand(rng, normalized[-1])) if affine else (None, None)
+    got = F.layer_norm(x, w, b, axis=axis, eps=1e-3)
+    check(got, ref.layer_norm(x, w, b, axis, 1e-3))
+    # (torch wants the bias in the normalized shape: ONNX and convcore broadcast it)
+    bias = None if b is None else np.ascontiguousarray(np.broadcast_to(b, normalized))
+    check_torch(got, lambda *t: TF.layer_norm(t[0], normalized, *([t[1], t[2]] if affine else []), eps=1e-3),
+                *([x, w, bias] if affine else [x]))
+
+
+def test_layer_norm_refuses_bad_parameters():
+    x = np.ones((2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match="weight.*broadcasts to the normalized axes"):
+        F.layer_norm(x, np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="axis"):
+        F.layer_norm(x, axis=3)
+    with pytest.raises(ValueError, match="non-empty"):
+        F.layer_norm(np.ones((2, 0), np.float32))
+
+
 def test_nd_pools_and_norms_are_refused_clearly():
     with pytest.raises(ValueError, match="at least 3D"):
         F.instance_norm(np.ones((2, 3), np.float32))

@@ -164,6 +164,17 @@ def instance_norm(x, weight=None, bias=None, eps=1e-5):
     return y
 
 
+def layer_norm(x, weight=None, bias=None, axis=-1, eps=1e-5):
+    x = _f64(x)
+    axes = tuple(range(axis % x.ndim, x.ndim))
+    y = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    if weight is not None:
+        y = y * _f64(weight)
+    if bias is not None:
+        y = y + _f64(bias)
+    return y
+
+
 # --- resize -----------------------------------------------------------------------------------------------------
 def _source(mode, j, in_len, out_len, scale, roi):
     width = scale * in_len

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import broadcasts_to
 from ..ops import OPS
 from .ir import Graph, NameSet, Node, unique_name
 
@@ -221,3 +222,141 @@ def _fold_into_conv(conv, value, x, scale, shift, graph, params, taken, uses, re
     inputs = [x, new_w, new_b] + list(conv.inputs[3:])
     replaced[id(conv)] = Node(conv.op, conv.name, inputs, list(conv.outputs), dict(conv.attrs))
     return True
+
+
+def _channel_permutation(graph: Graph, node: Node, producer: dict, uses: dict) -> tuple | None:
+    """(x, [the three nodes], indices) when `node` ends a channel shuffle: ``reshape`` (N, C, H, W) -> (N, g, C / g,
+    H, W), ``transpose`` (0, 2, 1, 3, 4), ``reshape`` back to (N, C, H, W) (ShuffleNet's, as every exporter writes
+    it; the last reshape may be imported as a flatten of axes 1-2), the two values between read once; output
+    channel ``k * g + j`` is input channel ``j * (C / g) + k``."""
+    if node.op not in ("reshape", "flatten"):
+        return None
+    t = producer.get(node.inputs[0])
+    if t is None or t.op != "transpose" or tuple(t.attrs["perm"]) != (0, 2, 1, 3, 4) or uses.get(t.outputs[0]) != 1:
+        return None
+    r = producer.get(t.inputs[0])
+    if r is None or r.op != "reshape" or uses.get(r.outputs[0]) != 1:
+        return None
+    x = r.inputs[0]
+    shape, split, out = graph.shapes[x], graph.shapes[r.outputs[0]], graph.shapes[node.outputs[0]]
+    if len(shape) != 4 or tuple(out) != tuple(shape) or len(split) != 5:
+        return None
+    n, c, h, w = shape
+    groups, per = split[1], split[2]
+    if tuple(split) != (n, groups, per, h, w) or groups * per != c:
+        return None
+    indices = tuple(j * per + k for k in range(per) for j in range(groups))
+    return x, [r, t, node], indices
+
+
+def fold_channel_shuffle(graph: Graph) -> Graph:
+    """Each channel shuffle (`_channel_permutation`) as one ``gather`` of the channels: a permutation a compiled Plan
+    runs in its channels-last layout as one copy, where the 5-D transpose would leave the Plan."""
+    uses = _uses(graph)
+    producer = {out: node for node in graph.nodes for out in node.outputs}
+    dropped: set[int] = set()
+    replaced: dict[int, Node] = {}
+    for node in graph.nodes:
+        found = _channel_permutation(graph, node, producer, uses)
+        if found is None:
+            continue
+        x, nodes, indices = found
+        dropped.update(id(n) for n in nodes[:2])
+        replaced[id(node)] = Node("gather", node.name, [x], list(node.outputs),
+                                  {"indices": indices, "indices_shape": (len(indices),), "axis": 1})
+    if not replaced:
+        return graph
+    return _rebuilt(graph, replaced, dropped, dict(graph.params))
+
+
+def _trailing_axes(node: Node, rank: int) -> int | None:
+    """The first axis of a keepdims mean over the trailing axes (axes a..rank-1), else None."""
+    axes = tuple(node.attrs.get("axes") or ())
+    if node.op != "reduce_mean" or not node.attrs.get("keepdims") or not axes or axes != tuple(
+            range(axes[0], rank)):
+        return None
+    return axes[0]
+
+
+def _scalar(graph: Graph, value: str) -> float | None:
+    if value in graph.params and np.size(graph.params[value]) == 1:
+        return float(np.asarray(graph.params[value]).reshape(-1)[0])
+    return None
+
+
+def _spelled_layer_norm(graph: Graph, node: Node, producer: dict, uses: dict) -> tuple | None:
+    """(x, axis, eps, the nodes) when `node` (a div, or a mul by a reciprocal) ends a layer norm spelled out:
+    ``(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps)``, the means over trailing axes (paddle2onnx, the torch
+    exporter before opset 17); the values between read by the pattern only."""
+    def once(value, count=1):
+        n = producer.get(value)
+        return n if n is not None and uses.get(value) == count else None
+
+    if node.op == "div":
+        centred, std = node.inputs[:2]
+        taken = []
+    elif node.op == "mul" and (r := once(node.inputs[1])) is not None and r.op == "reciprocal":
+        centred, std, taken = node.inputs[0], r.inputs[0], [r]
+    else:
+        return None
+    sub, sqrt = producer.get(centred), once(std)
+    if sub is None or sub.op != "sub" or sqrt is None or sqrt.op != "sqrt":
+        return None
+    x, mean = sub.inputs[:2]
+    shifted = once(sqrt.inputs[0])
+    if shifted is None or shifted.op != "add":
+        return None
+    var, eps = (shifted.inputs[0], _scalar(graph, shifted.inputs[1]))
+    var_node, square = once(var), None
+    if var_node is not None:
+        square = once(var_node.inputs[0])
+    m = once(mean)
+    if eps is None or eps < 0 or m is None or m.inputs[0] != x or var_node is None or square is None:
+        return None
+    rank = len(graph.shapes[x])
+    axis = _trailing_axes(m, rank)
+    if axis is None or _trailing_axes(var_node, rank) != axis:
+        return None
+    squares = square.op == "pow" and square.inputs[0] == centred and _scalar(graph, square.inputs[1]) == 2.0 or \
+        square.op == "mul" and square.inputs[:2] == [centred, centred]
+    if not squares or uses.get(centred) != (3 if square.op == "mul" else 2):
+        return None
+    return x, axis, eps, [m, sub, square, var_node, shifted, sqrt, *taken]
+
+
+def fold_layer_norm(graph: Graph) -> Graph:
+    """Each layer norm spelled out in elementary ops (`_spelled_layer_norm`) as one ``layer_norm``, with the
+    per-channel scale and shift after it when there are (constants over the normalized axes): one pass a compiled
+    Plan runs per position of a channels-last value."""
+    uses = _uses(graph)
+    producer = {out: node for node in graph.nodes for out in node.outputs}
+    readers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            readers.setdefault(name, []).append(node)
+    dropped: set[int] = set()
+    replaced: dict[int, Node] = {}
+    for node in graph.nodes:
+        found = _spelled_layer_norm(graph, node, producer, uses)
+        if found is None or any(id(n) in dropped for n in found[3]):
+            continue
+        x, axis, eps, nodes = found
+        normalized = tuple(graph.shapes[x][axis:])
+        last, inputs = node, [x, "", ""]
+        for slot, op in ((1, "mul"), (2, "add")):  # y * scale, then + shift
+            out = last.outputs[0]
+            reader = readers.get(out, [None])[0] if uses.get(out) == 1 else None
+            if reader is None or reader.op != op:
+                continue
+            other = reader.inputs[1] if reader.inputs[0] == out else reader.inputs[0]
+            if other not in graph.params or not broadcasts_to(np.shape(graph.params[other]), normalized):
+                continue
+            inputs[slot] = other
+            dropped.add(id(last))
+            last = reader
+        dropped.update(id(n) for n in nodes)
+        dropped.discard(id(last))
+        replaced[id(last)] = Node("layer_norm", last.name, inputs, list(last.outputs), {"axis": axis, "eps": eps})
+    if not replaced:
+        return graph
+    return _rebuilt(graph, replaced, dropped, dict(graph.params))

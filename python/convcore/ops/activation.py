@@ -307,15 +307,21 @@ def _channels_axis(node, graph):
     return node.attrs["axis"] == 1
 
 
+def _last_axis(node, graph):
+    return node.attrs["axis"] == len(graph.shapes[node.inputs[0]]) - 1
+
+
 @declare(("x",), _softmax_rule, _softmax_kernel(False), onnx=OnnxOp("Softmax", {"axis": "axis"}),
          backward=Backward(_softmax_backward, ("out",)),
-         plan=PlanRule(lambda low, node: low.softmax(node, False), _channels_axis))
+         plan=PlanRule(lambda low, node: low.softmax(node, False), _channels_axis, per_pixel=_last_axis,
+                       sequences=True))
 def softmax(x: Array, axis: int = 1) -> Array:
     """Softmax along ``axis`` (max-subtracted, so large logits do not overflow)."""
 
 
 @declare(("x",), _softmax_rule, _softmax_kernel(True), onnx=OnnxOp("LogSoftmax", {"axis": "axis"}),
          backward=Backward(_log_softmax_backward, ("out",)),
-         plan=PlanRule(lambda low, node: low.softmax(node, True), _channels_axis))
+         plan=PlanRule(lambda low, node: low.softmax(node, True), _channels_axis, per_pixel=_last_axis,
+                       sequences=True))
 def log_softmax(x: Array, axis: int = 1) -> Array:
     """``log(softmax(x))`` along ``axis``, computed without forming the softmax."""

@@ -10,7 +10,7 @@ from .. import _validate as V
 from .._types import Array
 from .registry import Backward, PlanRule, declare
 
-__all__ = ["batch_norm", "instance_norm", "local_response_norm"]
+__all__ = ["batch_norm", "instance_norm", "layer_norm", "local_response_norm"]
 
 
 def _batch_norm_rule(shapes, attrs):
@@ -64,6 +64,70 @@ def _instance_norm_to_onnx(em, node):
     scale = em.value(weight) if weight else em.const(f"{node.name}.weight", np.ones(channels))
     shift = em.value(bias) if bias else em.const(f"{node.name}.bias", np.zeros(channels))
     return em.node("InstanceNormalization", [x, scale, shift], node.outputs[0], node.name, epsilon=node.attrs["eps"])
+
+
+def _layer_norm_rule(shapes, attrs):
+    x = shapes[0]
+    if not x:
+        raise ValueError("x: expected at least 1D input (got a scalar)")
+    axis = V.axis(attrs["axis"], len(x))
+    normalized = tuple(x[axis:])
+    if 0 in normalized:
+        raise ValueError(f"x: expected non-empty normalized axes {normalized} (got shape {x})")
+    for name, shape in zip(("weight", "bias"), shapes[1:]):
+        if shape is not None and not V.broadcasts_to(shape, normalized):
+            raise ValueError(f"{name}: expected a shape that broadcasts to the normalized axes {normalized} "
+                             f"(got {tuple(shape)})")
+    eps = V.number(attrs["eps"], "eps")
+    if eps < 0:
+        raise ValueError(f"eps: expected a value >= 0 (got {eps})")
+    return {"axis": axis, "eps": eps}, x
+
+
+def _layer_norm_kernel(x, weight, bias, *, out, axis, eps):
+    if x.size:
+        rows = int(np.prod(x.shape[:axis], dtype=np.int64))
+        _core.instance_norm(x.reshape(rows, 1, -1), None, None, eps, out.reshape(rows, 1, -1))
+        if weight is not None:
+            np.multiply(out, weight, out=out)
+        if bias is not None:
+            np.add(out, bias, out=out)
+    return out
+
+
+def _layer_norm_to_onnx(em, node):
+    x, weight, bias = (list(node.inputs) + [""] * 3)[:3]
+    out, n, axis, eps = node.outputs[0], node.name, node.attrs["axis"], node.attrs["eps"]
+    normalized = em.shape(x)[axis:]
+    if em.opset >= 17:
+        scale = em.value(weight) if weight else em.const(f"{n}.weight", np.ones(normalized))
+        inputs = [x, scale] + ([bias] if bias else [])
+        return em.node("LayerNormalization", inputs, out, n, axis=axis, epsilon=eps)
+    axes = list(range(axis, len(em.shape(x))))
+    mean = em.axes_input_or_attr("ReduceMean", x, axes, em.fresh(f"{out}.mean"), f"{n}.mean")
+    centred = em.node("Sub", [x, mean], em.fresh(f"{out}.centred"), f"{n}.centred")
+    square = em.node("Mul", [centred, centred], em.fresh(f"{out}.square"), f"{n}.square")
+    var = em.axes_input_or_attr("ReduceMean", square, axes, em.fresh(f"{out}.var"), f"{n}.var")
+    std = em.node("Sqrt", [em.node("Add", [var, em.const(f"{n}.eps", eps)], em.fresh(f"{out}.shifted"),
+                                   f"{n}.shifted")], em.fresh(f"{out}.std"), f"{n}.std")
+    y = em.node("Div", [centred, std], out if not (weight or bias) else em.fresh(f"{out}.normed"), f"{n}.normed")
+    if weight:
+        y = em.node("Mul", [y, weight], out if not bias else em.fresh(f"{out}.scaled"), f"{n}.scale")
+    if bias:
+        y = em.node("Add", [y, bias], out, f"{n}.bias")
+    return y
+
+
+def _plan_layer_norm_ok(node, graph):
+    """A (N, C) row normalised over C, with constant parameters."""
+    shape = graph.shapes[node.inputs[0]]
+    return len(shape) == 2 and _per_pixel_layer_norm(node, graph)
+
+
+def _per_pixel_layer_norm(node, graph):
+    """Normalised over the last axis only, with constant parameters (a channels-last map: each pixel's C values)."""
+    return node.attrs["axis"] == len(graph.shapes[node.inputs[0]]) - 1 and all(
+        v in graph.params for v in node.inputs[1:] if v)
 
 
 def _lrn_rule(shapes, attrs):
@@ -164,6 +228,21 @@ def instance_norm(x: Array, weight: Array | None = None, bias: Array | None = No
     Args:
         x: ``(N, C, ...)``, at least 3D.
         weight, bias: optional ``(C,)``; default 1 / 0.
+        eps: added to the variance, >= 0.
+    """
+
+
+@declare(("x", "weight", "bias"), _layer_norm_rule, _layer_norm_kernel, onnx=_layer_norm_to_onnx,
+         plan=PlanRule(lambda low, node: low.layer_norm(node), _plan_layer_norm_ok, per_pixel=_per_pixel_layer_norm))
+def layer_norm(x: Array, weight: Array | None = None, bias: Array | None = None, axis: int = -1,
+               eps: float = 1e-5) -> Array:
+    """Layer normalization (ONNX LayerNormalization, torch's ``layer_norm`` over ``x.shape[axis:]``):
+    ``(x - mean) / sqrt(var + eps) * weight + bias``, mean and biased variance over the axes from ``axis`` on.
+
+    Args:
+        x: any shape with non-empty normalized axes.
+        weight, bias: optional, broadcastable to ``x.shape[axis:]``; default 1 / 0.
+        axis: the first normalized axis (negative counts from the end).
         eps: added to the variance, >= 0.
     """
 

@@ -118,12 +118,14 @@ class BackwardCall:
         return hit[1]
 
 
-def _plan_inputs_ok(node, graph):
-    """A Plan keeps 4-D feature maps (channels-last) and 2-D (N, F) values with at least one element: every computed
-    input must be one, and so must the outputs (an empty value stays eager, whatever its other axes' lengths)."""
+def _plan_inputs_ok(node, graph, ranks=(2, 4)):
+    """A Plan keeps 4-D feature maps (channels-last), 2-D (N, F) values and, for the ops that take them, 3-D
+    sequences, with at least one element: every computed input and every output must be one (an empty value stays
+    eager, whatever its other axes' lengths)."""
     computed = [v for v in node.inputs if v and v not in graph.params]
-    return bool(computed) and all(len(graph.shapes[v]) in (2, 4) and all(graph.shapes[v]) for v in computed) and all(
-        all(graph.shapes[v]) for v in node.outputs if v in graph.shapes)
+    outputs = [v for v in node.outputs if v in graph.shapes]
+    return bool(computed) and all(len(graph.shapes[v]) in ranks and all(graph.shapes[v]) for v in computed) and all(
+        len(graph.shapes[v]) in ranks and all(graph.shapes[v]) for v in outputs)
 
 
 @dataclass(frozen=True)
@@ -140,23 +142,36 @@ class PlanRule:
             name): the form a producer's epilogue applies instead of a separate op.
         needs: the builder capabilities (``Plan.capabilities``) the lowering uses beyond the common builder; on a
             backend without them the node runs outside the Plan.
+        per_pixel: ``per_pixel(node, graph) -> bool`` for an op that can read a channels-last 4-D value (N, H, W, C),
+            the order the Plan stores maps in (`convcore.plan.lower.channels_last_values`): whether this node computes
+            each pixel's values from that pixel's C values only (its last axis), so it runs on that order as it is
+            and its output stays channels-last. Elementwise activations need not say it.
+        sequences: whether the lowering also takes 3-D values (N, C, L): a Plan stores them as L pixels of C channels
+            (a map of L x 1), and their channels-last form (N, L, C), a transpose (0, 2, 1) away, the same way.
+            Elementwise activations take them without saying it.
+        elementwise: a broadcasting binary op: it runs on channels-last operands as stored (its constants laid out
+            to match), so its output stays channels-last.
     """
 
     lower: Callable
     supports: Optional[Callable] = None
     epilogue: Optional[Callable] = None
     needs: frozenset = frozenset()
+    per_pixel: Optional[Callable] = None
+    sequences: bool = False
+    elementwise: bool = False
 
     def accepts(self, node, graph, capabilities=None):
         """Whether `node` runs inside a Plan whose builder has `capabilities` (None: any)."""
         if capabilities is not None and not self.needs <= capabilities:
             return False
-        return _plan_inputs_ok(node, graph) and (self.supports is None or bool(self.supports(node, graph)))
+        ranks = (2, 3, 4) if self.sequences or self.epilogue is not None else (2, 4)
+        return _plan_inputs_ok(node, graph, ranks) and (self.supports is None or bool(self.supports(node, graph)))
 
 
 def plan_binary(name):
-    """The Plan form of binary op `name` (a `_core.BinaryOp`): NHWC operands of the output's rank (2-D or 4-D), a
-    constant operand broadcast along the batch."""
+    """The Plan form of binary op `name` (a `_core.BinaryOp`): stored operands of the output's rank (2-D, 3-D or
+    4-D), a constant operand broadcast along the batch."""
 
     def supports(node, graph):
         out_rank = len(graph.shapes[node.outputs[0]])
@@ -167,9 +182,9 @@ def plan_binary(name):
                     return False
             elif len(graph.shapes[v]) != out_rank or graph.shapes[v][0] != graph.shapes[node.outputs[0]][0]:
                 return False
-        return out_rank in (2, 4)
+        return out_rank in (2, 3, 4)
 
-    return PlanRule(lambda low, node: low.binary(node, name), supports)
+    return PlanRule(lambda low, node: low.binary(node, name), supports, sequences=True, elementwise=True)
 
 
 @dataclass(frozen=True)

@@ -204,8 +204,8 @@ def _slice_ranges(node, shape):
 
 
 def _plan_slice_ok(node, graph):
-    """Slices of a computed 4-D map or (N, F) value that keep every image and a channel range (any spatial steps):
-    a Split's parts, a crop, YOLOX's space-to-depth stem."""
+    """Slices of a computed 4-D map, (N, F) value or (N, C, L) sequence that keep every image and a channel range
+    (any spatial steps on a map): a Split's parts, a crop, YOLOX's space-to-depth stem, a detector head's split."""
     x = node.inputs[0]
     if x in graph.params:
         return False
@@ -214,6 +214,8 @@ def _plan_slice_ok(node, graph):
            for start, end, axis, step in zip(a["starts"], a["ends"], a["axes"], a["steps"])):
         return False  # a batch range fixed at the traced batch means something else at another
     kept = _slice_ranges(node, graph.shapes[x])
+    if len(kept) == 3 and kept[2] != range(graph.shapes[x][2]):
+        return False  # a sequence's channel range only
     return kept[1].step == 1 and all(len(r) >= 1 for r in kept)
 
 
@@ -241,7 +243,7 @@ def _slice_to_onnx(em, node):
 
 
 @declare(("x",), _slice_rule, _slice_kernel, onnx=_slice_to_onnx, allow_empty=True,
-         plan=PlanRule(_plan_slice, _plan_slice_ok))
+         plan=PlanRule(_plan_slice, _plan_slice_ok, sequences=True))
 def slice(x: Array, starts: Ints, ends: Ints, axes: Ints | None = None,  # noqa: A001  (the ONNX / numpy name)
           steps: Ints | None = None) -> Array:
     """``x[start:end:step]`` along each listed axis (numpy / ONNX clamping; negative values count from the end).
@@ -396,7 +398,13 @@ def _gather_to_onnx(em, node):
     return em.node("Gather", [em.value(node.inputs[0]), indices], node.outputs[0], node.name, axis=a["axis"])
 
 
-@declare(("x",), _gather_rule, _gather_kernel, onnx=_gather_to_onnx, allow_empty=True)
+def _plan_gather_ok(node, graph):
+    """Channels (axis 1 of a map or a row) picked by a flat list of indices."""
+    return node.attrs["axis"] == 1 and len(node.attrs["indices_shape"]) == 1 and len(node.attrs["indices"]) > 0
+
+
+@declare(("x",), _gather_rule, _gather_kernel, onnx=_gather_to_onnx, allow_empty=True,
+         plan=PlanRule(lambda low, node: low.gather_channels(node), _plan_gather_ok))
 def gather(x: Array, indices: int | Sequence[Any] | NDArray[np.integer[Any]], axis: int = 0,
            indices_shape: Ints | None = None) -> Array:
     """``numpy.take(x, indices, axis)``: the output replaces `axis` by the indices' shape (negative indices count

@@ -72,13 +72,17 @@ def _linear_saves(attrs, needs):
     return ("weight", "x") if needs["weight"] else ("weight",)
 
 
+def _constant_linear(node, graph):
+    return all(v in graph.params for v in node.inputs[1:] if v)
+
+
 def _plan_linear_ok(node, graph):
-    return len(graph.shapes[node.inputs[0]]) == 2 and all(v in graph.params for v in node.inputs[1:] if v)
+    return len(graph.shapes[node.inputs[0]]) == 2 and _constant_linear(node, graph)
 
 
 @declare(("x", "weight", "bias"), _linear_rule, _linear_kernel, onnx=_linear_to_onnx, macs=_linear_macs,
          backward=Backward(_linear_backward, _linear_saves), plan=PlanRule(lambda low, node: low.linear(node),
-                                                                           _plan_linear_ok),
+                                                                           _plan_linear_ok, per_pixel=_constant_linear),
          plan_backward=lambda gp, node, dy, needs: gp.linear_backward(node, dy, needs))
 def linear(x: Array, weight: Array, bias: Array | None = None) -> Array:
     """Fully connected layer ``y = x @ weight.T + bias``.
@@ -230,10 +234,16 @@ def _concat_backward(dy, call):
     return grads
 
 
+def _plan_concat_ok(node, graph):
+    """Along the channels of maps and rows; along either axis of sequences (a constant part too: a class token)."""
+    if len(graph.shapes[node.outputs[0]]) == 3:
+        return node.attrs["axis"] in (1, 2)
+    return node.attrs["axis"] == 1 and all(v not in graph.params for v in node.inputs)
+
+
 @declare(("xs",), _concat_rule, _concat_kernel, onnx=OnnxOp("Concat", {"axis": "axis"}), variadic=True,
          backward=Backward(_concat_backward),
-         plan=PlanRule(lambda low, node: low.concat(node),
-                       lambda node, graph: node.attrs["axis"] == 1 and all(v not in graph.params for v in node.inputs)),
+         plan=PlanRule(lambda low, node: low.concat(node), _plan_concat_ok, sequences=True),
          plan_backward=lambda gp, node, dy, needs: gp.concat_backward(node, dy, needs))
 def concat(xs: Sequence[Array], axis: int = 1) -> Array:
     """Concatenates arrays of equal shape except along ``axis``."""
@@ -273,12 +283,16 @@ def _flatten_backward(dy, call):
 
 
 def _plan_flatten_ok(node, graph):
+    """(N, C, H, W) -> (N, F), -> (N, C, H * W) (a sequence: the same pixels; (N, C, 1, W) -> (N, C, W) too), or
+    nothing merged."""
     x, out = graph.shapes[node.inputs[0]], graph.shapes[node.outputs[0]]
-    return (len(x) == 4 and len(out) == 2) or tuple(x) == tuple(out)
+    to_sequence = len(x) == 4 and len(out) == 3 and tuple(out) == (x[0], x[1], x[2] * x[3])
+    return (len(x) == 4 and len(out) == 2) or to_sequence or tuple(x) == tuple(out)
 
 
 @declare(("x",), _flatten_rule, _flatten_kernel, onnx=_flatten_to_onnx, allow_empty=True, view=True,
-         backward=Backward(_flatten_backward), plan=PlanRule(lambda low, node: low.flatten(node), _plan_flatten_ok),
+         backward=Backward(_flatten_backward),
+         plan=PlanRule(lambda low, node: low.flatten(node), _plan_flatten_ok, sequences=True),
          plan_backward=lambda gp, node, dy, needs: gp.flatten_backward(node, dy, needs))
 def flatten(x: Array, start_dim: int = 1, end_dim: int = -1) -> Array:
     """Merges dimensions ``start_dim..end_dim`` into one (a view when the input is contiguous)."""

@@ -152,9 +152,31 @@ def try_gated_conv(low, node):
     return False
 
 
+def _concat_sequences(low, node):
+    """A concatenation of (N, C, L) sequences (or their channels-last (N, L, C) form): along the channels, each part
+    copied into its channel range; along L, into its range of pixels (a constant part too: a class token)."""
+    out_shape = low.shape(node.outputs[0])
+    nhwc = any(low.env[v].nhwc for v in node.inputs if v in low.env)
+    refs = [low.materialize(low.ref(v, 3, nhwc), node.name) for v in node.inputs]
+    channel_axis = 2 if nhwc else 1
+    length, channels = out_shape[3 - channel_axis], out_shape[channel_axis]
+    y = low.builder.tensor(length, 1, channels)
+    offset = 0
+    for value, ref in zip(node.inputs, refs):
+        if node.attrs["axis"] == channel_axis:
+            low.builder.copy_into(f"{node.name}.{value}", ref.tid, y, offset)
+        else:
+            low.builder.copy_pixels_into(f"{node.name}.{value}", ref.tid, y, offset)
+        offset += ref.shape[node.attrs["axis"]]
+    low.define(node.outputs[0], y, out_shape, nhwc=nhwc)
+
+
 def lower_concat(low, node):
     """A concatenation along channels, its inputs written in place where they can be (slices of the output)."""
     out_shape = low.shape(node.outputs[0])
+    if len(out_shape) == 3:
+        _concat_sequences(low, node)
+        return
     refs = [low.materialize(low.ref(v), node.name) for v in node.inputs]
     h, w = (out_shape[2], out_shape[3]) if len(out_shape) == 4 else (1, 1)
     y = low.builder.tensor(h, w, out_shape[1])

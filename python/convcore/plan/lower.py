@@ -18,15 +18,18 @@ beyond the common set in `capabilities` (the CPU's gated 1x1 convolution, masks,
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _core
 from ..graph import Graph, Node
-from ..graph.passes import fold_affine, fold_batchnorm
+from ..graph.passes import fold_affine, fold_batchnorm, fold_channel_shuffle, fold_layer_norm
 from ..ops import OPS
 from .fusion import NO_ACT, epilogue_of, lower_concat, try_gated_conv, try_mbconv
 
-FUSIONS = frozenset({"batchnorm", "affine", "activation", "residual", "concat", "gates", "mbconv"})
+FUSIONS = frozenset({"batchnorm", "affine", "activation", "residual", "concat", "gates", "mbconv", "shuffle",
+                     "layernorm"})
 
 
 def use_winograd(winograd, weight_shape, x_shape, stride, dilation, groups):
@@ -123,24 +126,30 @@ class Lowering:
         """Mark `node` as computed by an op already added (a fusion)."""
         self.skipped.add(id(node))
 
-    def ref(self, value, rank=None):
+    def ref(self, value, rank=None, nhwc=False):
         if value in self.env:
             return self.env[value]
         if value in self.g.params:
-            return self.constant(value, rank)
+            return self.constant(value, rank, nhwc)
         raise ValueError(f"compile: value '{value}' is not computed before it is used")
 
-    def constant(self, value, rank):
-        """A graph parameter used as an operand of a rank-`rank` op (a broadcast scale, say): a plan constant, NHWC,
-        its shape first aligned to the right as numpy broadcasting does."""
-        key = (value, rank)
+    def constant(self, value, rank, nhwc=False):
+        """A graph parameter used as an operand of a rank-`rank` op (a broadcast scale, say): a plan constant stored
+        as the op's other operands are (`nhwc`: their logical order is the stored one), its shape first aligned to
+        the right as numpy broadcasting does."""
+        key = (value, rank, nhwc)
         if key not in self.constants:
             array = np.asarray(self.g.params[value], np.float32)
             shape = (1,) * (rank - array.ndim) + array.shape
             array = array.reshape(shape)
-            nhwc = array[0].transpose(1, 2, 0) if rank == 4 else array.reshape(1, 1, -1)
-            tid = self.builder.constant(np.ascontiguousarray(nhwc, np.float32))
-            self.constants[key] = Ref(tid, shape)
+            if rank == 4:
+                stored = array[0] if nhwc else array[0].transpose(1, 2, 0)
+            elif rank == 3:  # a sequence: L pixels (an L x 1 map) of C channels
+                stored = (array[0] if nhwc else array[0].T)[:, None, :]
+            else:
+                stored = array.reshape(1, 1, -1)
+            tid = self.builder.constant(np.ascontiguousarray(stored, np.float32))
+            self.constants[key] = Ref(tid, shape, nhwc=nhwc)
         return self.constants[key]
 
     def materialize(self, ref, node_name):
@@ -168,16 +177,17 @@ class Lowering:
         g = self.g
         for name in self.inputs:
             shape = g.shapes[name]
-            if name in self.channels_last:  # (N, H, W, C) as it is
-                self.define(name, self.builder.add_input(shape[3], shape[1], shape[2], nhwc=True), nhwc=True)
+            if name in self.channels_last:  # (N, H, W, C) or (N, L, C) as it is
+                h, w = (shape[1], shape[2]) if len(shape) == 4 else (shape[1], 1)
+                self.define(name, self.builder.add_input(shape[-1], h, w, nhwc=True), nhwc=True)
                 continue
-            tid = self.builder.add_input(*shape[1:]) if len(shape) == 4 else self.builder.add_input(shape[1], 1, 1)
-            self.define(name, tid)
+            h, w = shape[2:] if len(shape) == 4 else (shape[2], 1) if len(shape) == 3 else (1, 1)
+            self.define(name, self.builder.add_input(shape[1], h, w))
         for node in self.nodes:
             self.lower_node(node)
         refs = [self.materialize(self.env[name], name) for name in self.seg_outputs]  # ops first, then outputs
         for ref in refs:
-            self.builder.add_output(ref.tid, len(ref.shape) == 4 and not ref.nhwc)
+            self.builder.add_output(ref.tid, len(ref.shape) in (3, 4) and not ref.nhwc)
         return self.builder
 
     def lower_node(self, node):
@@ -195,15 +205,17 @@ class Lowering:
         self.skip(reader)
         return epilogue, reader.outputs[0]
 
-    def conv_epilogue(self, out_value):
-        """(residual tensor or -1, epilogue, value naming the result) for a convolution producing `out_value`: an
-        add whose other operand is already computed becomes its residual, then an activation its epilogue."""
+    def conv_epilogue(self, out_value, nhwc=False):
+        """(residual tensor or -1, epilogue, value naming the result) for a convolution producing `out_value` (stored
+        in the order `nhwc` says): an add whose other operand is already computed, in that order, becomes its
+        residual, then an activation its epilogue."""
         residual = -1
         reader = self.sole_reader(out_value)
         if reader is not None and reader.op == "add" and "residual" in self.fusions:
             other = reader.inputs[1] if reader.inputs[0] == out_value else reader.inputs[0]
             ref = self.env.get(other)
-            if other != out_value and ref is not None and ref.flat is None and ref.shape == self.shape(out_value):
+            if (other != out_value and ref is not None and ref.flat is None and ref.nhwc == nhwc
+                    and ref.shape == self.shape(out_value)):
                 residual = ref.tid
                 self.skip(reader)
                 out_value = reader.outputs[0]
@@ -214,12 +226,12 @@ class Lowering:
     def conv(self, node, weight, bias, stride, dilation, padding, groups, x=None):
         """A convolution with its residual and activation fused, Winograd where `use_winograd` says."""
         x = x if x is not None else self.ref(node.inputs[0])
-        residual, epilogue, out_value = self.conv_epilogue(node.outputs[0])
+        residual, epilogue, out_value = self.conv_epilogue(node.outputs[0], x.nhwc)
         winograd = use_winograd(self.winograd, weight.shape, x.shape, stride, dilation, groups)
         spec = _core.ConvSpec(stride=stride, dilation=dilation, padding=padding, groups=groups)
         tid = self.builder.conv(node.name, x.tid, weight, bias, spec=spec, epilogue=epilogue, residual=residual,
                                 algo=_core.ConvAlgo.winograd if winograd else _core.ConvAlgo.automatic)
-        self.define(out_value, tid)
+        self.define(out_value, tid, nhwc=x.nhwc)
 
     def convolution(self, node):
         """conv2d / depthwise_conv2d (an inverted-residual block starting here when one does)."""
@@ -323,18 +335,21 @@ class Lowering:
         self.define(node.outputs[0], tid)
 
     def transpose(self, node):
-        """NCHW <-> NHWC of a 4-D value: the same tensor, seen in the other order (`channels_last_values`)."""
+        """NCHW <-> NHWC of a 4-D value, (N, C, L) <-> (N, L, C) of a sequence: the same tensor, seen in the other
+        order (`channels_last_values`)."""
         x = self.ref(node.inputs[0])
-        self.define(node.outputs[0], x.tid, nhwc=tuple(node.attrs["perm"]) == TO_CHANNELS_LAST)
+        perm = tuple(node.attrs["perm"])
+        self.define(node.outputs[0], x.tid, nhwc=perm == TO_CHANNELS_LAST if len(perm) == 4 else not x.nhwc)
 
     def binary(self, node, op):
-        if op == "mul" and try_gated_conv(self, node):
+        nhwc = any(self.env[v].nhwc for v in node.inputs[:2] if v in self.env)  # channels-last operands
+        if op == "mul" and not nhwc and try_gated_conv(self, node):
             return
         out_shape = self.shape(node.outputs[0])
-        a, b = (self.materialize(self.ref(v, len(out_shape)), node.name) for v in node.inputs[:2])
+        a, b = (self.materialize(self.ref(v, len(out_shape), nhwc), node.name) for v in node.inputs[:2])
         epilogue, out_value = self.epilogue_after(node.outputs[0])
         tid = self.builder.binary(node.name, a.tid, b.tid, _core.BinaryOp.__members__[op], epilogue)
-        self.define(out_value, tid)
+        self.define(out_value, tid, nhwc=nhwc)
 
     def concat(self, node):
         lower_concat(self, node)
@@ -348,6 +363,14 @@ class Lowering:
             except ValueError:  # a slice of another tensor: copied first
                 copy = self.builder.affine(node.name + ".copy", x.tid, None, None, NO_ACT)
                 tid = self.builder.reshape(copy, 1, 1, out_shape[1])
+            self.define(node.outputs[0], tid)
+        elif x.flat is None and len(x.shape) == 4 and len(out_shape) == 3:  # (N, C, H * W): the same pixels
+            _, c, h, w = x.shape
+            try:
+                tid = self.builder.reshape(x.tid, h * w, 1, c)
+            except ValueError:  # a slice of another tensor: copied first
+                tid = self.builder.reshape(self.builder.affine(node.name + ".copy", x.tid, None, None, NO_ACT),
+                                           h * w, 1, c)
             self.define(node.outputs[0], tid)
         elif x.flat is None and len(x.shape) == 4 and len(out_shape) == 2:
             _, c, h, w = x.shape
@@ -379,6 +402,27 @@ class Lowering:
         self.define(value, self.builder.resample(name, x.tid, index_h=index_h, weight_h=weight_h, index_w=index_w,
                                                  weight_w=weight_w, fill=float(fill)))
 
+    def gather_channels(self, node):
+        """Channels picked by constant indices (a channel shuffle, a BGR -> RGB swap): a view when they are one
+        ascending run, else one copy."""
+        x = self.materialize(self.ref(node.inputs[0]), node.name)
+        index = np.asarray(node.attrs["indices"], np.int64)
+        if np.array_equal(index, np.arange(index[0], index[0] + len(index))):
+            self.env[node.outputs[0]] = self.channel_slice(x, int(index[0]), len(index), node.name)
+            return
+        self.define(node.outputs[0], self.builder.gather_channels(node.name, x.tid, index))
+
+    def layer_norm(self, node):
+        """A layer norm over the channels of each pixel: of a channels-last map, or of a (N, C) row."""
+        x = self.materialize(self.ref(node.inputs[0]), node.name)
+        channels = x.shape[-1] if x.nhwc else x.shape[1]
+        weight, bias = (self.param(self.arg(node, i)) for i in (1, 2))
+        weight, bias = (None if p is None else np.ascontiguousarray(np.broadcast_to(p, (channels,)).ravel())
+                        for p in (weight, bias))
+        epilogue, out_value = self.epilogue_after(node.outputs[0])
+        tid = self.builder.layer_norm(node.name, x.tid, weight, bias, node.attrs["eps"], epilogue)
+        self.define(out_value, tid, x.shape, nhwc=x.nhwc)
+
     def lrn(self, node):
         x = self.materialize(self.ref(node.inputs[0]), node.name)
         a = node.attrs
@@ -408,14 +452,75 @@ def _spelled_hard_gate(graph, index, node):
     return z, [add, clip]
 
 
+def _near(graph, value, number):
+    return value in graph.params and np.size(graph.params[value]) == 1 and bool(
+        np.isclose(float(np.asarray(graph.params[value]).reshape(-1)[0]), number, rtol=1e-6, atol=0.0))
+
+
+def _once(graph, index, value):
+    """The node computing `value` when nothing else reads it and it is no graph output, else None."""
+    node = index.producer.get(value)
+    if node is None or len(index.readers.get(value, ())) != 1 or value in graph.outputs:
+        return None
+    return node
+
+
+def _erf_gate(graph, index, value):
+    """(x, its nodes) when `value` is ``1 + erf(x / sqrt 2)`` (or ``erf(x * (1 / sqrt 2)) + 1``), each step read
+    once, else None: the gate of GELU as the torch exporter (before opset 20) and tf2onnx spell it."""
+    add = _once(graph, index, value)
+    if add is None or add.op != "add":
+        return None
+    a, b = add.inputs[:2]
+    e = _once(graph, index, a if _near(graph, b, 1.0) else b if _near(graph, a, 1.0) else "")
+    scaled = _once(graph, index, e.inputs[0]) if e is not None and e.op == "erf" else None
+    if scaled is None or len(scaled.inputs) < 2:
+        return None
+    x, c = scaled.inputs[:2]
+    if scaled.op == "div" and _near(graph, c, math.sqrt(2.0)) or scaled.op == "mul" and _near(graph, c, math.sqrt(0.5)):
+        return x, [scaled, e, add]
+    return None
+
+
+def _spelled_gelu(graph, index, node):
+    """(x, the nodes to drop) when `node` ends ``0.5 x (1 + erf(x / sqrt 2))`` in any order of its two multiplies,
+    else None."""
+    if node.op != "mul":
+        return None
+    for u, v in (node.inputs[:2], node.inputs[1::-1]):
+        if _near(graph, v, 0.5):  # (x * gate) * 0.5
+            inner = _once(graph, index, u)
+            if inner is None or inner.op != "mul":
+                continue
+            for x, g in (inner.inputs[:2], inner.inputs[1::-1]):
+                gate = _erf_gate(graph, index, g)
+                if gate is not None and gate[0] == x:
+                    return x, [inner, *gate[1]]
+        half = _once(graph, index, v)  # (x * 0.5) * gate and x * (gate * 0.5)
+        if half is None or half.op != "mul" or not any(_near(graph, h, 0.5) for h in half.inputs[:2]):
+            continue
+        other = half.inputs[1] if _near(graph, half.inputs[0], 0.5) else half.inputs[0]
+        for x, g in ((other, u), (u, other)):
+            gate = _erf_gate(graph, index, g)
+            if gate is not None and gate[0] == x:
+                return x, [half, *gate[1]]
+    return None
+
+
 def fuse_gates(graph):
     """x * sigmoid(x) -> silu(x) and x * hardsigmoid(x) -> hardswish(x), where the gate has no other reader (ONNX
     files spell SiLU as Sigmoid + Mul, and hard-swish as HardSigmoid + Mul before opset 14); hard-sigmoid spelled
-    ``relu6(x + 3) / 6`` and hard-swish spelled ``x * relu6(x + 3) / 6`` (paddle2onnx) become the activations."""
+    ``relu6(x + 3) / 6`` and hard-swish spelled ``x * relu6(x + 3) / 6`` (paddle2onnx) become the activations, and
+    so does GELU spelled ``0.5 x (1 + erf(x / sqrt 2))`` (the torch exporter before opset 20)."""
     index = GraphIndex(graph)
     fused = {"sigmoid": "silu", "hardsigmoid": "hardswish"}
     dropped, replaced = set(), {}
     for node in graph.nodes:
+        gelu = _spelled_gelu(graph, index, node)
+        if gelu is not None:
+            replaced[id(node)] = Node("gelu", node.name, [gelu[0]], list(node.outputs), {"approximate": "none"})
+            dropped.update(id(n) for n in gelu[1])
+            continue
         gate = _spelled_hard_gate(graph, index, node)
         if gate is not None:
             replaced[id(node)] = Node("hardsigmoid", node.name, [gate[0]], list(node.outputs), {})
@@ -472,22 +577,30 @@ def _spelled_clip_div(graph, index, clip, z):
 TO_CHANNELS_LAST, TO_CHANNELS_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
 
 
-def _keeps_layout(node):
+def _keeps_layout(node, graph, capabilities=None):
     """Whether `node` computes each pixel's channels from that pixel's channels only, on one input: it reads and
-    writes an NHWC value as it is (an activation, a softmax over the last axis)."""
+    writes an NHWC value as it is (an activation; a softmax, layer norm or linear layer over the last axis: the op's
+    `PlanRule.per_pixel`)."""
     op = OPS.get(node.op)
-    if op is None or op.plan is None:
+    if op is None or op.plan is None or capabilities is not None and not op.plan.needs <= capabilities:
         return False
-    return op.plan.epilogue is not None or (node.op in ("softmax", "log_softmax") and node.attrs["axis"] == 3)
+    return op.plan.epilogue is not None or op.plan.per_pixel is not None and bool(op.plan.per_pixel(node, graph))
 
 
-def channels_last_values(graph):
-    """The 4-D values a Plan keeps in their logical order (N, H, W, C), which is the order it stores every map in:
-    transposes NCHW -> NHWC (what TensorFlow / Keras graphs end in), what activations and last-axis softmaxes make of
-    them, and graph inputs read only by a transpose NHWC -> NCHW (what they start with). Neither transpose copies
-    anything: the Plan takes such an input and gives such an output as it is."""
+def channels_last_values(graph, outside=frozenset()):
+    """The values a Plan keeps in their logical order, which is the order it stores maps in: (N, H, W, C) maps and
+    (N, L, C) sequences. Transposes NCHW -> NHWC (what TensorFlow / Keras graphs end in) and (N, C, L) -> (N, L, C),
+    what per-position ops (`_keeps_layout`), binary ops and concatenations make of them, graph inputs read only by a
+    transpose NHWC -> NCHW (what they start with), and sequences in `outside` (computed outside the Plan, or graph
+    inputs) read by per-position ops only (the layer norm and linear layers after an attention block). No transpose
+    copies anything: the Plan takes such an input and gives such an output as it is."""
     index = GraphIndex(graph)
     values = set()
+    for name in outside:  # sequences computed outside the Plan and read by per-position ops only: taken as (N, L, C)
+        readers = index.readers.get(name, [])
+        if len(graph.shapes[name]) == 3 and readers and name not in graph.outputs and all(
+                _keeps_layout(r, graph) and OPS[r.op].plan.epilogue is None for r in readers):
+            values.add(name)
     for name in graph.inputs:
         readers = index.readers.get(name, [])
         if len(graph.shapes[name]) == 4 and readers and name not in graph.outputs and all(
@@ -495,14 +608,27 @@ def channels_last_values(graph):
             values.add(name)
     for node in graph.nodes:
         computed = [v for v in node.inputs if v and v not in graph.params]
-        if len(computed) != 1 or len(graph.shapes[computed[0]]) != 4:
+        if not computed or len(graph.shapes[computed[0]]) not in (3, 4):
             continue
-        x = computed[0]
-        if node.op == "transpose" and tuple(node.attrs["perm"]) == TO_CHANNELS_LAST and x not in values:
+        x, op = computed[0], OPS.get(node.op)
+        if node.op == "transpose" and _layout_transpose(graph, x, tuple(node.attrs["perm"])) in ("to_last", "swap") \
+                and x not in values:
             values.add(node.outputs[0])
-        elif x in values and _keeps_layout(node):
+        elif len(computed) == 1 and x in values and _keeps_layout(node, graph):
+            values.add(node.outputs[0])
+        elif (op is not None and op.plan is not None and (op.plan.elementwise or node.op == "concat")
+              and all(v in values for v in computed)):  # binary ops and concatenations of channels-last values
             values.add(node.outputs[0])
     return frozenset(values)
+
+
+def _layout_transpose(graph, x, perm):
+    """How a transpose relates the stored order and the logical one: "to_last" / "to_first" for NCHW -> NHWC /
+    NHWC -> NCHW of a map, "swap" for (N, C, L) <-> (N, L, C) of a sequence (either way, by x's layout); else None."""
+    rank = len(graph.shapes[x]) if x in graph.shapes else 0
+    if rank == 4:
+        return "to_last" if perm == TO_CHANNELS_LAST else "to_first" if perm == TO_CHANNELS_FIRST else None
+    return "swap" if rank == 3 and perm == (0, 2, 1) else None
 
 
 def supported(node, graph, capabilities=None, channels_last=frozenset()):
@@ -514,13 +640,19 @@ def supported(node, graph, capabilities=None, channels_last=frozenset()):
         return False
     computed = [v for v in node.inputs if v and v not in graph.params]
     if node.op == "transpose":
-        x, perm = node.inputs[0], tuple(node.attrs["perm"])
-        return len(graph.shapes[x]) == 4 and x not in graph.params and (
-            perm == TO_CHANNELS_LAST and x not in channels_last or perm == TO_CHANNELS_FIRST and x in channels_last)
+        x = node.inputs[0]
+        kind = _layout_transpose(graph, x, tuple(node.attrs["perm"])) if x not in graph.params else None
+        return all(graph.shapes[x]) and (kind == "swap" or kind == "to_last" and x not in channels_last
+                                         or kind == "to_first" and x in channels_last)
     if any(v in channels_last for v in computed):
-        if len(computed) != 1 or not op.plan.accepts(node, graph, capabilities) and not _keeps_layout(node):
+        if op.plan.elementwise or node.op == "concat" and len(graph.shapes[node.outputs[0]]) == 3:
+            # on channels-last operands only, constants laid out to match
+            return all(v in channels_last for v in computed) and op.plan.accepts(node, graph, capabilities)
+        if len(computed) != 1:
             return False
-        return _keeps_layout(node) or node.op == "flatten" and len(graph.shapes[node.outputs[0]]) == 2
+        return _keeps_layout(node, graph, capabilities) or (
+            node.op == "flatten" and len(graph.shapes[node.outputs[0]]) == 2 and op.plan.accepts(node, graph,
+                                                                                                capabilities))
     return op.plan.accepts(node, graph, capabilities)
 
 
@@ -532,10 +664,14 @@ class Segment:
 
 
 def rewrite(graph, fusions=FUSIONS):
-    """The graph rewrites before lowering: gated and spelled-out activations, per-channel arithmetic and batch-norm
-    folding (each when enabled)."""
+    """The graph rewrites before lowering: gated and spelled-out activations, channel shuffles as gathers,
+    spelled-out layer norms, per-channel arithmetic and batch-norm folding (each when enabled)."""
     if "gates" in fusions:
         graph = fuse_gates(graph)
+    if "shuffle" in fusions:
+        graph = fold_channel_shuffle(graph)
+    if "layernorm" in fusions:
+        graph = fold_layer_norm(graph)
     if "affine" in fusions:
         graph = fold_affine(graph)
     if "batchnorm" in fusions:
@@ -555,9 +691,18 @@ def lower(graph, backend, winograd="auto", fusions=FUSIONS):
     probe = backend() if callable(backend) else _core.Plan(backend)
     capabilities = frozenset(probe.capabilities)
     channels_last = channels_last_values(graph)
+    outside = {v for node in graph.nodes if not supported(node, graph, capabilities, channels_last)
+               for v in node.outputs} | set(graph.inputs)
+    views = set()  # sequences viewed from a value computed outside: taken as they are, beside it
+    for node in graph.nodes:
+        if node.op in ("flatten", "reshape") and node.inputs[0] in outside and len(graph.shapes[node.outputs[0]]) == 3:
+            outside.add(node.outputs[0])
+            views.add(id(node))
+    channels_last = channels_last_values(graph, frozenset(outside))
     runs, current = [], []
     for node in graph.nodes:
-        if supported(node, graph, capabilities, channels_last):
+        if supported(node, graph, capabilities, channels_last) and not (
+                id(node) in views and node.outputs[0] in channels_last):
             current.append(node)
         else:
             if current:

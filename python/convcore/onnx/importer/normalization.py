@@ -1,7 +1,7 @@
 """ONNX BatchNormalization (inference; statistics constant or computed; opset 7's per-activation `spatial=0` as
-elementwise ops), InstanceNormalization, LayerNormalization and GroupNormalization (an instance norm over the
-normalised groups reshaped into planes, then the affine part) and LRN (an even size runs torch's window on the
-channels reversed: ONNX centres an even window one channel later)."""
+elementwise ops), InstanceNormalization, LayerNormalization (the layer_norm op) and GroupNormalization (an
+instance norm over the normalised groups reshaped into planes, then the affine part) and LRN (an even size runs
+torch's window on the channels reversed: ONNX centres an even window one channel later)."""
 
 import numpy as np
 
@@ -78,12 +78,8 @@ def convert_layer_norm(ctx, node, a):
     shape = ctx.shape(x)
     axis = axis_of(node, int_attr(node, a, "axis", -1), len(shape))
     eps = float_attr(node, a, "epsilon", 1e-5)
-    rows = 1
-    for d in shape[:axis]:
-        rows *= d
     if 0 in shape:
         raise fail(node, f"expected a non-empty input (got shape {shape})")
-    y = _normalised_planes(ctx, node, x, rows, eps)
     if any(o and ctx.uses.get(o) for o in node.output[1:]):  # the statistics outputs, when read
         axes = tuple(range(axis, len(shape)))
         mean = ctx.emit("reduce_mean", f"{node.name}.mean", [x], {"axes": axes}, node.output[1] if
@@ -97,9 +93,8 @@ def convert_layer_norm(ctx, node, a):
             shifted = ctx.emit("add", f"{node.name}.eps", [var, ctx.constant(np.float32(eps), f"{node.name}.eps")], {})
             std = ctx.emit("sqrt", f"{node.name}.std", [shifted], {})
             ctx.values[node.output[2]] = ctx.emit("reciprocal", f"{node.name}.inv_std", [std], {}, node.output[2])
-    scale = ctx.tensor(node.input[1], node) if input_name(node, 1) else None
-    bias = ctx.tensor(node.input[2], node) if input_name(node, 2) else None
-    _affine(ctx, node, y, scale, bias, shape)
+    inputs = [x] + [ctx.tensor(node.input[i], node) if input_name(node, i) else "" for i in (1, 2)]
+    ctx.values[node.output[0]] = ctx.emit("layer_norm", node.name, inputs, {"axis": axis, "eps": eps}, node.output[0])
 
 
 def convert_group_norm(ctx, node, a):
