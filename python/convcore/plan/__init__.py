@@ -30,6 +30,53 @@ from .lower import FUSIONS, Segment, lower, rewrite
 __all__ = ["FUSIONS", "Plan", "compile"]
 
 
+class _Retrace:
+    """A model's graph at any input shape: the Module traced again (picklable with the model)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, shape):
+        return trace(self.model, tuple(shape))
+
+
+class _Reimport:
+    """An ONNX file's graph at any input shape: the file (path or bytes) imported again at that shape, so that sizes
+    its exporter computed from the input (Shape -> ... -> Reshape) are folded for that shape."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __call__(self, shape):
+        from ..onnx import load
+
+        module = load(self.source, input_shape=tuple(shape))
+        if not isinstance(getattr(module, "graph", None), Graph):
+            raise ValueError("model: this ONNX file binds inputs at each call; compile model.specialize(...)")
+        return module.graph
+
+
+def _source_of(model):
+    """How to get `model`'s graph at another input shape: a `_Retrace` / `_Reimport`, or None for a Graph or an
+    imported module (their sizes were fixed when they were built)."""
+    if isinstance(model, Graph) or isinstance(getattr(model, "graph", None), Graph) or hasattr(model, "bound"):
+        return None
+    if type(model).__name__ == "ModelProto":
+        return _Reimport(model.SerializeToString())
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        return _Reimport(model)
+    return _Retrace(model) if isinstance(model, Module) or callable(model) else None
+
+
+def _module_without_size(model, input_shape):
+    """A Module (or function) with no registered input size, and no input_shape given: compile at the first call."""
+    if input_shape is not None or isinstance(model, (Graph, str, bytes)) or hasattr(model, "__fspath__") or \
+            isinstance(getattr(model, "graph", None), Graph) or type(model).__name__ == "ModelProto":
+        return False
+    size = getattr(model, "input_size", None)
+    return (isinstance(model, Module) or callable(model)) and not (isinstance(size, tuple) and len(size) == 3)
+
+
 def _as_graph(model, input_shape):
     """A Graph from a Graph, an ONNX-imported module, an ONNX file / bytes, or a Module traced at input_shape."""
     if isinstance(model, Graph):
@@ -73,6 +120,12 @@ class Plan:
     graph that cannot follow another N at all (a size frozen at the traced batch) raises a ValueError naming the
     node.
 
+    Another height and width: a plan compiled from a Module (or function) or an ONNX file compiles the model again at
+    each new (H, W) it meets (traced again, or the file imported again at that size, so sizes computed from the
+    input follow it), the last `MAX_SHAPE_VARIANTS` sizes kept. A plan compiled from a Graph or an imported module
+    serves its own size only. Compiled without input_shape from a model that has no size of its own, a plan
+    compiles at its first call (`compiled` is False until then).
+
     Attributes:
         input_shape: the traced (N, C, H, W); only N may differ at run time.
         num_threads: threads per call (None: `convcore.get_num_threads()` at each call).
@@ -81,16 +134,28 @@ class Plan:
     """
 
     MAX_BATCH_VARIANTS = 4
+    MAX_SHAPE_VARIANTS = 4
 
-    def __init__(self, graph: Graph, input_shape: Sequence[int], num_threads: Optional[int] = None,
-                 winograd: Union[str, bool] = "auto", fuse: Union[bool, Iterable[str]] = True) -> None:
+    def __init__(self, graph: Optional[Graph], input_shape: Optional[Sequence[int]], num_threads: Optional[int] = None,
+                 winograd: Union[str, bool] = "auto", fuse: Union[bool, Iterable[str]] = True,
+                 source: Any = None) -> None:
+        self.num_threads = num_threads
+        self.winograd = winograd
+        self.fuse = fuse
+        self._source = source  # input shape -> the model's Graph at that shape (None: this graph's size only)
+        self._shape_variants: OrderedDict[tuple[int, int], Plan] = OrderedDict()  # (H, W) -> plan at that size
+        self.compiled = graph is not None
+        if graph is None or input_shape is None:  # compiled at the first call (`compile` without a shape)
+            if source is None or graph is not None:
+                raise ValueError("compile: a plan without a graph and shape needs a model to trace or import at its "
+                                 "first call")
+            self.compiled = False
+            self.input_shape = None
+            return
         self.input_shape = tuple(int(d) for d in input_shape)
         if graph.inputs and graph.shapes[graph.inputs[0]][:1] != self.input_shape[:1] and graph.batch_fixed_at():
             graph = graph.at_batch(self.input_shape[0])  # its shapes are those of another batch: infer them here
         self.graph = graph
-        self.num_threads = num_threads
-        self.winograd = winograd
-        self.fuse = fuse
         self.isa = _core.get_isa()
         if len(graph.inputs) != 1 or len(graph.shapes[graph.inputs[0]]) != 4:
             raise ValueError(f"compile: expected a graph with one 4-D (N, C, H, W) input (got inputs "
@@ -124,17 +189,53 @@ class Plan:
         return int(self.num_threads) if self.num_threads is not None else _core.get_num_threads()
 
     def _check_input(self, x):
-        c, h, w = self.input_shape[1:]
         if not isinstance(x, np.ndarray):
             raise TypeError(f"x: expected a numpy.ndarray of float32 (got {type(x).__name__})")
         if x.dtype != np.float32:
             raise TypeError(f"x: expected dtype float32 (got {x.dtype}); convert with .astype(numpy.float32)")
-        if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w) or x.shape[0] < 1:
-            raise ValueError(f"x: expected shape (N, {c}, {h}, {w}) (got {x.shape})")
+        if not self.compiled:
+            if x.ndim != 4 or min(x.shape) < 1:
+                raise ValueError(f"x: expected a non-empty (N, C, H, W) array (got shape {x.shape})")
+            return np.ascontiguousarray(x)
+        c, h, w = self.input_shape[1:]
+        resizable = self._source is not None and x.ndim == 4 and x.shape[1] == c and min(x.shape) >= 1
+        if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w) and not resizable or x.shape[0] < 1:
+            other = "" if self._source is not None else (
+                "; this plan was compiled from a graph or an imported module, for that size only: compile the model "
+                "or the ONNX file itself to run other sizes")
+            raise ValueError(f"x: expected shape (N, {c}, {h}, {w}) (got {x.shape}){other}")
         return np.ascontiguousarray(x)
+
+    def _for_input(self, x):
+        """The plan that runs `x`: this one, or this model compiled at x's (H, W) (compiled on first use; the last
+        MAX_SHAPE_VARIANTS sizes kept), or at its batch where the graph fixes it."""
+        if not self.compiled:
+            state = self.__getstate__()
+            Plan.__init__(self, self._source(x.shape), x.shape, state["num_threads"], state["winograd"],
+                          state["fuse"], state["source"])
+        if tuple(x.shape[2:]) != tuple(self.input_shape[2:]):
+            key = (int(x.shape[2]), int(x.shape[3]))
+            plan = self._shape_variants.pop(key, None)
+            if plan is None:
+                shape = (int(x.shape[0]), self.input_shape[1], *key)
+                plan = type(self)(self._source(shape), shape, self.num_threads, self.winograd, self.fuse,
+                                  self._source)
+            self._shape_variants[key] = plan  # the most recent last
+            while len(self._shape_variants) > self.MAX_SHAPE_VARIANTS:
+                self._shape_variants.popitem(last=False)
+            return plan._for_input(x)
+        return self._at_batch(x.shape[0]) if self._other_batch(x.shape[0]) else self
+
+    def _compiled_shape(self):
+        """The compiled input shape; a clear error before a deferred plan's first call."""
+        if not self.compiled:
+            raise ValueError("plan: not compiled yet (convcore.compile without input_shape compiles at the first "
+                             "call): call it on an input first")
+        return self.input_shape
 
     def output_shapes(self, batch: int) -> list[tuple[int, ...]]:
         """The output arrays' shapes for a batch of `batch` images."""
+        self._compiled_shape()
         if self._other_batch(batch):
             return self._at_batch(batch).output_shapes(batch)
         return [self._shape_at(name, batch) for name in self._outputs]
@@ -153,7 +254,12 @@ class Plan:
         plan = self._variants.pop(batch, None)
         if plan is None:
             state = self.__getstate__()
-            state["graph"] = self.graph.at_batch(batch)
+            try:
+                state["graph"] = self.graph.at_batch(batch)
+            except ValueError:  # a size frozen at the traced batch: the model itself, at this batch
+                if self._source is None:
+                    raise
+                state["graph"] = self._source((batch, *self.input_shape[1:]))
             state["input_shape"] = (batch, *self.input_shape[1:])
             plan = type(self).__new__(type(self))
             plan.__setstate__(state)
@@ -200,8 +306,9 @@ class Plan:
         """Run on `x`; write into `out` (an array, or a list with one per output) when given. Returns the output(s).
         """
         x = self._check_input(x)
-        if self._other_batch(x.shape[0]):
-            return self._at_batch(x.shape[0]).run(x, out)
+        plan = self._for_input(x)
+        if plan is not self:
+            return plan.run(x, out)
         shapes = self.output_shapes(x.shape[0])
         outs = self._check_out(out, shapes, x) if out is not None else None
         if self._single is not None:
@@ -222,6 +329,7 @@ class Plan:
 
     # ---------------------------------------------------------------------------------------------- inspection
     def _segments(self):
+        self._compiled_shape()
         return [s for s in self._steps if isinstance(s, Segment)]
 
     @property
@@ -239,10 +347,12 @@ class Plan:
     @property
     def eager_nodes(self) -> list[str]:
         """Names of the nodes compiled plans do not cover, which run op by op between the plan's segments."""
+        self._compiled_shape()
         return [s.name for s in self._steps if not isinstance(s, Segment)]
 
     def ops(self) -> list[tuple[str, str, str, float]]:
         """The op list: (name, kernel, shapes, FLOPs per image) tuples; nodes run eagerly show kernel 'eager <op>'."""
+        self._compiled_shape()
         rows = []
         for step in self._steps:
             if isinstance(step, Segment):
@@ -266,10 +376,11 @@ class Plan:
         if repeats < 1:
             raise ValueError(f"repeats: expected a positive int (got {repeats})")
         if x is None:
-            x = np.random.default_rng(0).standard_normal(self.input_shape).astype(np.float32)
+            x = np.random.default_rng(0).standard_normal(self._compiled_shape()).astype(np.float32)
         x = self._check_input(x)
-        if self._other_batch(x.shape[0]):
-            return self._at_batch(x.shape[0]).profile(x, repeats)
+        plan = self._for_input(x)
+        if plan is not self:
+            return plan.profile(x, repeats, statistic)
         rows = []
         combine = min if statistic == "min" else (lambda times: sum(times) / len(times))
 
@@ -314,17 +425,19 @@ class Plan:
         return text
 
     def __repr__(self) -> str:
+        if not self.compiled:
+            return "Plan(compiled at its first call)"
         return (f"Plan({self.graph.name}, input_shape={self.input_shape}, ops={len(self.ops())}, "
                 f"isa={self.isa!r})")
 
     # ------------------------------------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
-        return {"graph": self.graph, "input_shape": self.input_shape, "num_threads": self.num_threads,
-                "winograd": self.winograd, "fuse": self.fuse}
+        return {"graph": self.graph if self.compiled else None, "input_shape": self.input_shape,
+                "num_threads": self.num_threads, "winograd": self.winograd, "fuse": self.fuse, "source": self._source}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         Plan.__init__(self, state["graph"], state["input_shape"], state["num_threads"], state["winograd"],
-                      state["fuse"])
+                      state["fuse"], state.get("source"))
 
 
 def _fusions(fuse):
@@ -347,7 +460,9 @@ def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_thre
         model: a `convcore.nn.Module` (traced at `input_shape`), a `Graph`, a model imported with
             `convcore.onnx.load`, or an ONNX file path / bytes / ModelProto.
         input_shape: (N, C, H, W) to trace at; optional for graphs and ONNX models that declare it, and for zoo
-            models (batch 1 at their registered input size). The batch N may differ at run time.
+            models (batch 1 at their registered input size). The batch N may differ at run time, and so may H x W
+            for a Module or an ONNX file (compiled again per size, see `Plan`). Without it, for a model that has no
+            size of its own, the plan compiles at its first call.
         num_threads: threads per call; None follows `convcore.set_num_threads`.
         winograd: "auto" (Winograd F(4x4, 3x3) on the 3x3 stride-1 layers where it is measured faster and within
             the documented error bound), True (every eligible layer) or False (never).
@@ -355,7 +470,8 @@ def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_thre
             `FUSIONS`: "batchnorm" (fold into the conv before), "affine" (per-channel arithmetic chains as one
             scale-shift, into the unpadded conv after), "activation" (into the producer's epilogue), "residual" (an
             add into the conv producing one operand), "concat" (write in place), "gates" (x * sigmoid(x) -> silu,
-            spelled hard-swish), "mbconv" (inverted-residual blocks as one op).
+            spelled hard-swish and GELU), "shuffle" (a channel shuffle as one channel gather), "layernorm"
+            (a layer norm spelled out in elementary ops as one), "mbconv" (inverted-residual blocks as one op).
         device: "cpu" (default), or "cuda" / "cuda:N" for a GPU plan (`convcore.plan.cuda.CudaPlan`: numpy or GPU
             arrays in, see docs/cuda.md); RuntimeError when this build has no CUDA backend or no GPU is usable.
         precision: GPU plans only: "fp32" (default), "tf32" or "bf16" (tensor cores for the convolutions).
@@ -386,5 +502,13 @@ def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_thre
         return CudaPlan(graph, shape, gpu, precision, fuse)
     if precision != "fp32":
         raise ValueError(f"precision: CPU plans compute in fp32 (got {precision!r}; tf32 / bf16 are for device='cuda')")
-    graph, shape = _as_graph(model, input_shape)
-    return Plan(graph, shape, num_threads, winograd, fuse)
+    from ..onnx.importer.structure import ShapeNeeded
+
+    source = _source_of(model)
+    if _module_without_size(model, input_shape):
+        return Plan(None, None, num_threads, winograd, fuse, source)
+    try:
+        graph, shape = _as_graph(model, input_shape)
+    except ShapeNeeded:  # an ONNX file with dynamic height / width: its first input decides
+        return Plan(None, None, num_threads, winograd, fuse, source)
+    return Plan(graph, shape, num_threads, winograd, fuse, source)

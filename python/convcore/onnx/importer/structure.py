@@ -104,6 +104,11 @@ def sorted_nodes(g, defined):
     return order
 
 
+class ShapeNeeded(ValueError):
+    """A model input's non-batch dims are dynamic and no input_shape was given (`convcore.compile` then compiles at
+    the first call, when the input's shape is known)."""
+
+
 def input_shape_of(value, override):
     """The shape of graph input `value` (a dynamic batch becomes 1), or `override` when given."""
     t = value.type.tensor_type if value.type.HasField("tensor_type") else None
@@ -119,6 +124,6 @@ def input_shape_of(value, override):
             raise ValueError(f"input_shape: expected non-negative ints for input '{value.name}' (got {override})")
         return tuple(int(d) for d in override)
     if dims is None or any(d is None or d < 0 for d in dims[1:]):
-        raise ValueError(f"input '{value.name}': expected a static shape except the batch (got {dims}); pass "
-                         f"input_shape=")
+        raise ShapeNeeded(f"input '{value.name}': expected a static shape except the batch (got {dims}); pass "
+                          f"input_shape=")
     return (1 if dims and (dims[0] is None or dims[0] < 1) else dims[0], *dims[1:]) if dims else ()
