@@ -12,6 +12,7 @@ void bind_plan(py::module_& m) {
   plan.def(py::init([](const std::string& isa) { return new Plan(isa_from_name(isa)); }), py::arg("isa"))
       .def_property_readonly("isa", [](const Plan& p) { return std::string(isa_name(p.isa())); });
   bind_builder(plan);
+  plan.def("attention", &Plan::attention, py::arg("name"), py::arg("x"), py::arg("heads"), py::arg("scale"));
   plan.def("run", [](Plan& p, std::vector<PlanArray> xs, std::vector<PlanArray> outs, int threads) {
         std::vector<const float*> in_ptrs;
         std::vector<float*> out_ptrs;

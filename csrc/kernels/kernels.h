@@ -119,6 +119,8 @@ struct Kernels {
   // each pixel's C channels (a layer norm over the last axis of a channels-last value; scale / shift may be null).
   void (*layer_norm)(index_t C, const float* x, index_t xs, float* y, index_t ys, const float* scale,
                      const float* shift, float eps, const Epilogue& e, index_t p0, index_t p1);
+  // y = softmax (or log-softmax) over each pixel's C channels, pixels [p0, p1).
+  void (*softmax)(index_t C, const float* x, index_t xs, float* y, index_t ys, bool log, index_t p0, index_t p1);
   // y = act(a op b), output rows [r0, r1) of N * H.
   void (*binary)(const BinaryGeom& g, BinaryOp op, const float* a, const float* b, float* y, const Epilogue& e,
                  index_t r0, index_t r1);

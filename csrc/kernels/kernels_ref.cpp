@@ -200,6 +200,22 @@ void layer_norm(index_t C, const float* x, index_t xs, float* y, index_t ys, con
   }
 }
 
+void softmax(index_t C, const float* x, index_t xs, float* y, index_t ys, bool log, index_t p0, index_t p1) {
+  for (index_t p = p0; p < p1; ++p) {
+    const float* xp = x + p * xs;
+    float* yp = y + p * ys;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (index_t c = 0; c < C; ++c) mx = std::max(mx, xp[c]);
+    double sum = 0;
+    for (index_t c = 0; c < C; ++c) sum += std::exp(static_cast<double>(xp[c]) - mx);
+    const double lse = std::log(sum);
+    for (index_t c = 0; c < C; ++c) {
+      const double z = static_cast<double>(xp[c]) - mx;
+      yp[c] = static_cast<float>(log ? z - lse : std::exp(z - lse));
+    }
+  }
+}
+
 void binary(const BinaryGeom& g, BinaryOp op, const float* a, const float* b, float* y, const Epilogue& e, index_t r0,
             index_t r1) {
   for (index_t row = r0; row < r1; ++row) {
@@ -289,7 +305,7 @@ void channel_absmax(const float* x, index_t xs, index_t C, float* out, index_t p
 
 extern const Kernels kKernels = {"scalar",     1,           conv_tile_choice, conv,         gemm_rows,
                                  dot_rows,     dw_plane,     dwconv,      pool,             global_pool,  affine,
-                                 layer_norm,
+                                 layer_norm,   softmax,
                                  binary,       weighted_rows, wino_input,  wino_output,      channel_absmax, activation,
                                  act_grad,     nchw_to_nhwc, nhwc_to_nchw};
 

@@ -1,5 +1,6 @@
 // The CPU Plan's ops other than convolutions (conv_ops.cpp): the layout conversions at its edges, pooling,
 // elementwise ops, channel copies and gathers, softmax, layer norm, LRN, resize and flatten. Each is a thin loop over the shared kernels.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -259,27 +260,15 @@ std::unique_ptr<PlanOp> make(const step::GatherChannels& s, const Kernels* k) { 
 
 struct SoftmaxOp : CpuOp {
   step::Softmax s;
-  explicit SoftmaxOp(const step::Softmax& s) : s(s) {}
+  const Kernels* k;
+  SoftmaxOp(const step::Softmax& s, const Kernels* k) : s(s), k(k) {}
   int parallelism(index_t N, int threads) const override {
     return parts_for(40.0 * N * s.pixels * s.C, kByteGrain, threads);
   }
   void run(const Exec& ex, int part, int parts) const override {
     const TensorView in = ex.at(s.x), out = ex.at(s.y);
-    const index_t C = s.C;
     const auto [p0, p1] = share(ex.N * s.pixels, part, parts);
-    for (index_t p = p0; p < p1; ++p) {
-      const float* xp = in.base + p * in.stride;
-      float* yp = out.base + p * out.stride;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (index_t c = 0; c < C; ++c) mx = std::max(mx, xp[c]);
-      double sum = 0;
-      for (index_t c = 0; c < C; ++c) sum += std::exp(static_cast<double>(xp[c]) - mx);
-      const double lse = std::log(sum);
-      for (index_t c = 0; c < C; ++c) {
-        const double z = static_cast<double>(xp[c]) - mx;
-        yp[c] = static_cast<float>(s.log ? z - lse : std::exp(z - lse));
-      }
-    }
+    if (p0 < p1) k->softmax(s.C, in.base, in.stride, out.base, out.stride, s.log, p0, p1);
   }
 };
 std::unique_ptr<PlanOp> make(const step::Softmax& s, const Kernels* k) { return make<SoftmaxOp>(s, k); }
@@ -410,7 +399,65 @@ struct FlattenOp : CpuOp {  // NHWC -> NCHW order
 };
 std::unique_ptr<PlanOp> make(const step::Flatten& s, const Kernels* k) { return make<FlattenOp>(s, k); }
 
+// ---------------------------------------------------------------------------------------------------- attention
+// One task per (image, head): each query row's scores in a per-thread scratch row (allocated on a thread's first
+// use only), the softmax's sum in double as the softmax op, then the weighted sum of the value rows.
+struct AttentionOp : CpuOp {
+  index_t L, H, D;
+  float scale;
+  int x, y;
+  int parallelism(index_t N, int threads) const override {
+    return std::min<int>(parts_for(4.0 * N * H * L * L * D, kFlopGrain, threads), static_cast<int>(N * H));
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    const TensorView in = ex.at(x), out = ex.at(y);
+    thread_local std::vector<float> scores;
+    if (static_cast<index_t>(scores.size()) < L) scores.resize(static_cast<size_t>(L));
+    float* s = scores.data();
+    const auto [t0, t1] = share(ex.N * H, part, parts);
+    for (index_t t = t0; t < t1; ++t) {
+      const index_t n = t / H, h = t % H;
+      const float* q = in.base + n * in.image + h * D;
+      const float* k = q + H * D;
+      const float* v = q + 2 * H * D;
+      for (index_t i = 0; i < L; ++i) {
+        const float* qi = q + i * in.stride;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (index_t j = 0; j < L; ++j) {
+          const float* kj = k + j * in.stride;
+          float dot = 0.0f;
+          for (index_t d = 0; d < D; ++d) dot += qi[d] * kj[d];
+          s[j] = dot * scale;
+          mx = std::max(mx, s[j]);
+        }
+        double sum = 0.0;
+        for (index_t j = 0; j < L; ++j) sum += std::exp(static_cast<double>(s[j]) - mx);
+        const double inv = 1.0 / sum;
+        for (index_t j = 0; j < L; ++j) s[j] = static_cast<float>(std::exp(static_cast<double>(s[j]) - mx) * inv);
+        float* yi = out.base + n * out.image + i * out.stride + h * D;
+        for (index_t d = 0; d < D; ++d) yi[d] = 0.0f;
+        for (index_t j = 0; j < L; ++j) {
+          const float* vj = v + j * in.stride;
+          for (index_t d = 0; d < D; ++d) yi[d] += s[j] * vj[d];
+        }
+      }
+    }
+  }
+};
+
 }  // namespace
+
+int Plan::attention(const std::string& name, int x, index_t heads, float scale) {
+  const TensorDesc in = tensor(check(x, "x"));
+  require(heads >= 1 && in.C % (3 * heads) == 0, "plan.attention: x must hold 3 * heads * D channels");
+  auto op = std::make_unique<AttentionOp>();
+  op->L = in.H * in.W, op->H = heads, op->D = in.C / (3 * heads), op->scale = scale, op->x = x;
+  op->y = add_tensor(in.H, in.W, heads * op->D);
+  op->flops_per_image = 4.0 * static_cast<double>(heads * op->L * op->L * op->D);
+  const int y = op->y;
+  finish(std::move(op), name, kind("attention", false), dims(x) + " -> " + dims(y), {x}, {y});
+  return y;
+}
 
 std::unique_ptr<PlanOp> Plan::make_op(const step::Any& any) {
   if (const auto* a = std::get_if<step::Affine>(&any))  // its scale and shift are copied into the op

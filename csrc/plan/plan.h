@@ -46,9 +46,11 @@ class Plan : public PlanBuilder<Plan> {
   const Kernels& kernels() const { return *kernels_; }
   Isa isa() const { return isa_; }
   static constexpr bool kFusedMBConv = true;
-  // Beyond the common builder: the conv's per-image input gate and mask, the mbconv without its projection, and the
-  // backward ops (plan/grad_ops.h).
-  std::vector<std::string> capabilities() const { return {"conv_gate", "conv_mask", "mbconv_no_project", "backward"}; }
+  // Beyond the common builder: the conv's per-image input gate and mask, the mbconv without its projection, the
+  // backward ops (plan/grad_ops.h) and self-attention (below).
+  std::vector<std::string> capabilities() const {
+    return {"conv_gate", "conv_mask", "mbconv_no_project", "backward", "attention"};
+  }
 
   // Backend hooks of PlanBuilder (plan/builder.h).
   std::string kind(const std::string& base, bool simd) const {
@@ -58,6 +60,10 @@ class Plan : public PlanBuilder<Plan> {
   void add_conv(const ConvCall& c);
   void add_mbconv(const MBConvCall& c);
   std::unique_ptr<PlanOp> make_op(const step::Any& s);  // plan/ops.cpp
+
+  // Multi-head self-attention of a sequence x stored as L pixels of 3 * heads * D channels (q, k, v, each `heads`
+  // heads of D): y (L pixels of heads * D) = softmax(scale * q k^T) v per head (plan/ops.cpp).
+  int attention(const std::string& name, int x, index_t heads, float scale);
 
   // Runs the network on N images: inputs[i] is N x C x H x W of input i, outputs[i] receives output i. Calls on one
   // Plan run one at a time.

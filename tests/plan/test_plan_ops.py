@@ -236,6 +236,29 @@ def test_flatten_then_linear_uses_nchw_order(isa, threads, h, w):
     assert_close(ls, R.log_softmax(R.linear(f, wl, bl)), 1e-5)
 
 
+@pytest.mark.parametrize("channels", [1, 7, 16, 17, 33, 6625])
+def test_softmax_over_channels_every_isa(isa, threads, channels):
+    """The Plan's softmax kernels (vector exp on AVX2 / AVX-512, float64 on the reference) over channel counts around
+    the vector widths and a recognizer's 6625 classes: logits far apart (one dominates, others underflow), and a NaN
+    pixel stays NaN without touching the others."""
+    rng = np.random.default_rng(channels)
+    w = rand(rng, channels, 3, 1, 1) * 8
+
+    def fn(x):
+        y = F.conv2d(x, w)
+        return F.softmax(y), F.log_softmax(y)
+
+    x = rand(rng, 2, 3, 3, 4) * 4
+    x[1, :, 2, 3] = np.nan
+    plan = convcore.compile(fn, x.shape)
+    (s, ls), y = plan(x), R.conv2d(x, w)
+    bad = np.isnan(x).any(axis=1, keepdims=True)
+    assert np.isnan(s[np.broadcast_to(bad, s.shape)]).all() and np.isnan(ls[np.broadcast_to(bad, ls.shape)]).all()
+    ok = ~np.broadcast_to(bad, s.shape)
+    assert_close(s[ok], R.softmax(np.where(bad, 0, y))[ok], 1e-5)
+    assert_close(ls[ok], R.log_softmax(np.where(bad, 0, y))[ok], 1e-5, scale=np.abs(R.log_softmax(y[:1])).max())
+
+
 def test_batch_norm_not_folded_and_lrn(isa, threads):
     rng = np.random.default_rng(7)
     mean, var, g, b = rand(rng, 12), np.abs(rand(rng, 12)) + 0.5, rand(rng, 12), rand(rng, 12)

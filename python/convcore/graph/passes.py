@@ -360,3 +360,117 @@ def fold_layer_norm(graph: Graph) -> Graph:
     if not replaced:
         return graph
     return _rebuilt(graph, replaced, dropped, dict(graph.params))
+
+
+def _scaled(graph: Graph, producer: dict, uses: dict, value: str) -> tuple[str, float, list]:
+    """(the value before, the factor, the nodes) when `value` is made from it by multiplies or divides by scalars
+    (and adds of a scalar 0, which paddle2onnx writes for an absent mask), each read once; (value, 1, []) else."""
+    factor = 1.0
+    nodes: list[Node] = []
+    while True:
+        node = producer.get(value)
+        if node is None or node.op not in ("mul", "div", "add") or uses.get(value) != 1 or len(node.inputs) < 2:
+            return value, factor, nodes
+        c, other = _scalar(graph, node.inputs[1]), node.inputs[0]
+        if c is None and node.op in ("mul", "add"):
+            c, other = _scalar(graph, node.inputs[0]), node.inputs[1]
+        if c is None or not np.isfinite(c) or (c == 0) != (node.op == "add"):
+            return value, factor, nodes
+        factor *= c if node.op == "mul" else 1.0 / c if node.op == "div" else 1.0
+        value = other
+        nodes.append(node)
+
+
+def _attention_at(graph: Graph, node: Node, producer: dict, readers: dict, uses: dict) -> tuple | None:
+    """(qkv, heads, scale, the nodes, the last node) when `node` is ``softmax(scale q k^T) @ v`` of q, k, v split from
+    one (N, L, 3 * heads * D) sequence (reshape to (N, L, 3, heads, D), transpose (2, 0, 3, 1, 4), three slices or
+    gathers along axis 0, each reshaped to 4-D), its result transposed (0, 2, 1, 3) and merged to (N, L, heads * D):
+    multi-head attention as paddle2onnx and torch's exporter write it for a fused qkv projection; else None."""
+    def once(value, *ops):
+        n = producer.get(value)
+        return n if n is not None and uses.get(value) == 1 and n.op in ops else None
+
+    if node.op != "matmul" or uses.get(node.outputs[0]) != 1:
+        return None
+    soft, v4 = once(node.inputs[0], "softmax"), node.inputs[1]
+    if soft is None or soft.attrs["axis"] != len(graph.shapes[soft.inputs[0]]) - 1:
+        return None
+    scores_value, c2, scalings = _scaled(graph, producer, uses, soft.inputs[0])
+    scores = once(scores_value, "matmul")
+    if scores is None:
+        return None
+    q_value, c1, q_scalings = _scaled(graph, producer, uses, scores.inputs[0])
+    kt = once(scores.inputs[1], "transpose")
+    if kt is None or tuple(kt.attrs["perm"]) != (0, 1, 3, 2):
+        return None
+    parts, split = [], None
+    for value in (q_value, kt.inputs[0], v4):  # each a 4-D view of one slice of the split
+        view = once(value, "reshape", "flatten")
+        pick = once(view.inputs[0], "slice", "gather") if view is not None else None
+        if pick is None:
+            return None
+        if pick.op == "slice":
+            a = pick.attrs
+            if a["axes"] != (0,) or a["steps"] != (1,) or a["ends"][0] != a["starts"][0] + 1:
+                return None
+            index = a["starts"][0]
+        else:
+            if pick.attrs["axis"] != 0 or len(pick.attrs["indices"]) != 1:
+                return None
+            index = pick.attrs["indices"][0]
+        parts.append((index, view, pick))
+        split = split or pick.inputs[0]
+        if pick.inputs[0] != split:
+            return None
+    t = producer.get(split)
+    if [p[0] for p in parts] != [0, 1, 2] or t is None or \
+            t.op != "transpose" or tuple(t.attrs["perm"]) != (2, 0, 3, 1, 4) or uses.get(split) != 3:
+        return None
+    r = once(t.inputs[0], "reshape")
+    if r is None or len(graph.shapes[r.inputs[0]]) != 3:
+        return None
+    qkv = r.inputs[0]
+    n, length, c = graph.shapes[qkv]
+    _, _, three, heads, d = graph.shapes[r.outputs[0]] if len(graph.shapes[r.outputs[0]]) == 5 else (0,) * 5
+    if (three, heads * d * 3) != (3, c) or tuple(graph.shapes[r.outputs[0]][:2]) != (n, length):
+        return None
+    if any(tuple(graph.shapes[p[1].outputs[0]]) not in ((n, heads, length, d), (1, n * heads, length, d))
+           for p in parts):  # each part (N, heads, L, D) in order (or with N and heads merged)
+        return None
+    def reader(value, *ops):  # the one node reading `value`, of one of `ops`
+        found = readers.get(value, [])
+        return found[0] if len(found) == 1 and uses.get(value) == 1 and found[0].op in ops else None
+
+    merge = reader(node.outputs[0], "transpose")
+    if merge is None or tuple(merge.attrs["perm"]) != (0, 2, 1, 3):
+        return None
+    last = reader(merge.outputs[0], "reshape", "flatten")
+    if last is None or tuple(graph.shapes[last.outputs[0]]) != (n, length, heads * d):
+        return None
+    nodes = [r, t, *(p[2] for p in parts), *(p[1] for p in parts), kt, scores, soft, node, merge, *scalings,
+             *q_scalings]
+    return qkv, heads, c1 * c2, nodes, last
+
+
+def fold_attention(graph: Graph) -> Graph:
+    """Each multi-head self-attention spelled out (`_attention_at`) as one ``attention`` node: a compiled Plan runs it
+    as one op on the channels-last qkv sequence."""
+    uses = _uses(graph)
+    producer = {out: node for node in graph.nodes for out in node.outputs}
+    readers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            readers.setdefault(name, []).append(node)
+    dropped: set[int] = set()
+    replaced: dict[int, Node] = {}
+    for node in graph.nodes:
+        found = _attention_at(graph, node, producer, readers, uses)
+        if found is None:
+            continue
+        qkv, heads, scale, nodes, last = found
+        dropped.update(id(n) for n in nodes)
+        replaced[id(last)] = Node("attention", last.name, [qkv], list(last.outputs),
+                                  {"heads": int(heads), "scale": float(scale)})
+    if not replaced:
+        return graph
+    return _rebuilt(graph, replaced, dropped, dict(graph.params))

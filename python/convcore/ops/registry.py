@@ -145,7 +145,8 @@ class PlanRule:
         per_pixel: ``per_pixel(node, graph) -> bool`` for an op that can read a channels-last 4-D value (N, H, W, C),
             the order the Plan stores maps in (`convcore.plan.lower.channels_last_values`): whether this node computes
             each pixel's values from that pixel's C values only (its last axis), so it runs on that order as it is
-            and its output stays channels-last. Elementwise activations need not say it.
+            and its output stays channels-last (or, like attention, reads a channels-last sequence as stored and
+            gives one). Elementwise activations need not say it.
         sequences: whether the lowering also takes 3-D values (N, C, L): a Plan stores them as L pixels of C channels
             (a map of L x 1), and their channels-last form (N, L, C), a transpose (0, 2, 1) away, the same way.
             Elementwise activations take them without saying it.

@@ -82,7 +82,15 @@ def _stored_flat(shape):
 def _plan_reshape_ok(node, graph):
     """Reshapes that keep each image's data in its stored order (e.g. a 1-channel NHWC input read as NCHW): views."""
     x, out = graph.shapes[node.inputs[0]], graph.shapes[node.outputs[0]]
+    if tuple(x) == tuple(out) and len(x) in (2, 4):  # nothing moves (an imported model's batch guard)
+        return True
     return x[0] == out[0] and _stored_flat(x) and _stored_flat(out)
+
+
+def _reshape_keeps_channels(node, graph):
+    """On a channels-last value: (N, L, C) <-> (N, H, W, C) with H * W = L (the same pixels and channels)."""
+    x, out = graph.shapes[node.inputs[0]], graph.shapes[node.outputs[0]]
+    return len(x) in (3, 4) and len(out) in (3, 4) and x[0] == out[0] and x[-1] == out[-1]
 
 
 def _reshape_to_onnx(em, node):
@@ -97,7 +105,7 @@ def _reshape_to_onnx(em, node):
 
 
 @declare(("x",), _reshape_rule, _reshape_kernel, onnx=_reshape_to_onnx, allow_empty=True, view=True,
-         plan=PlanRule(lambda low, node: low.reshape(node), _plan_reshape_ok))
+         plan=PlanRule(lambda low, node: low.reshape(node), _plan_reshape_ok, per_pixel=_reshape_keeps_channels))
 def reshape(x: Array, shape: Ints) -> Array:
     """The same elements in a new shape (a view); one dim may be -1 (inferred from the others).
 

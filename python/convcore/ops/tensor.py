@@ -13,7 +13,7 @@ from .. import _validate as V
 from .._types import Array
 from .registry import Backward, OnnxOp, PlanRule, declare, plan_binary
 
-__all__ = ["linear", "matmul", "add", "mul", "concat", "flatten"]
+__all__ = ["linear", "matmul", "attention", "add", "mul", "concat", "flatten"]
 
 
 # --- linear -----------------------------------------------------------------------------------------------------
@@ -145,6 +145,63 @@ def _matmul_macs(shapes, out):
 def matmul(a: Array, b: Array) -> Array:
     """``numpy.matmul(a, b)``: matrix products over the last two dims, the leading dims broadcast; a 1-D operand is
     a row (a) or column (b) vector whose dim the result drops."""
+
+
+# --- attention ---------------------------------------------------------------------------------------------------
+
+def _attention_rule(shapes, attrs):
+    x = shapes[0]
+    heads = V.integer(attrs["heads"], "heads", 1)
+    if len(x) != 3 or x[2] % (3 * heads) or 0 in x:
+        raise ValueError(f"qkv: expected a non-empty (N, L, 3 * heads * D) input for heads={heads} (got shape {x})")
+    return {"heads": heads, "scale": V.number(attrs["scale"], "scale")}, (x[0], x[1], x[2] // 3)
+
+
+def _split_heads(qkv, heads):
+    n, length, c = qkv.shape
+    return qkv.reshape(n, length, 3, heads, c // (3 * heads)).transpose(2, 0, 3, 1, 4)  # q, k, v: (N, heads, L, D)
+
+
+def _attention_kernel(qkv, *, out, heads, scale):
+    q, k, v = _split_heads(qkv, heads)
+    s = np.matmul(q, k.transpose(0, 1, 3, 2)) * np.float32(scale)
+    p = np.exp(s - s.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    out[...] = np.matmul(p, v).transpose(0, 2, 1, 3).reshape(out.shape)
+    return out
+
+
+def _attention_to_onnx(em, node):
+    """Reshape to (N, L, 3, heads, D), split q / k / v, softmax(scale q k^T) v per head, heads back into channels."""
+    qkv, out, n = node.inputs[0], node.outputs[0], node.name
+    _, length, c = em.shape(qkv)
+    heads = node.attrs["heads"]
+    d = c // (3 * heads)
+
+    def step(op_type, inputs, what, **attrs):
+        return em.node(op_type, inputs, em.fresh(f"{out}.{what}"), f"{n}.{what}", **attrs)
+
+    split = step("Reshape", [qkv, em.const(f"{n}.split", [-1, length, 3, heads, d], np.int64)], "split")
+    heads_first = step("Transpose", [split], "heads", perm=[2, 0, 3, 1, 4])
+    q, k, v = (step("Gather", [heads_first, em.const(f"{n}.i{i}", i, np.int64)], "qkv"[i], axis=0) for i in range(3))
+    scores = step("MatMul", [q, step("Transpose", [k], "kt", perm=[0, 1, 3, 2])], "scores")
+    scaled = step("Mul", [scores, em.const(f"{n}.scale", node.attrs["scale"])], "scaled")
+    mixed = step("MatMul", [step("Softmax", [scaled], "weights", axis=-1), v], "mixed")
+    merged = step("Transpose", [mixed], "merged", perm=[0, 2, 1, 3])
+    return em.node("Reshape", [merged, em.const(f"{n}.shape", [-1, length, heads * d], np.int64)], out, n)
+
+
+@declare(("qkv",), _attention_rule, _attention_kernel, onnx=_attention_to_onnx,
+         plan=PlanRule(lambda low, node: low.attention(node), lambda node, graph: False,
+                       needs=frozenset({"attention"}), per_pixel=lambda node, graph: True, sequences=True))
+def attention(qkv: Array, heads: int, scale: float) -> Array:
+    """Multi-head self-attention of a sequence whose channels hold the queries, keys and values:
+    ``qkv`` (N, L, 3 * heads * D) -> (N, L, heads * D), per head ``softmax(scale * q @ k.T) @ v``.
+
+    What a transformer's attention block computes between its input projection (one linear layer making q, k and v)
+    and its output projection; compiled Plans run it as one op on the sequence as stored (`graph.passes
+    .fold_attention` recognises it in imported graphs).
+    """
 
 
 # --- broadcasting elementwise -----------------------------------------------------------------------------------

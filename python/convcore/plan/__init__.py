@@ -471,7 +471,8 @@ def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_thre
             scale-shift, into the unpadded conv after), "activation" (into the producer's epilogue), "residual" (an
             add into the conv producing one operand), "concat" (write in place), "gates" (x * sigmoid(x) -> silu,
             spelled hard-swish and GELU), "shuffle" (a channel shuffle as one channel gather), "layernorm"
-            (a layer norm spelled out in elementary ops as one), "mbconv" (inverted-residual blocks as one op).
+            (a layer norm spelled out in elementary ops as one), "attention" (multi-head self-attention spelled out
+            as one op), "mbconv" (inverted-residual blocks as one op).
         device: "cpu" (default), or "cuda" / "cuda:N" for a GPU plan (`convcore.plan.cuda.CudaPlan`: numpy or GPU
             arrays in, see docs/cuda.md); RuntimeError when this build has no CUDA backend or no GPU is usable.
         precision: GPU plans only: "fp32" (default), "tf32" or "bf16" (tensor cores for the convolutions).

@@ -24,12 +24,12 @@ import numpy as np
 
 from .. import _core
 from ..graph import Graph, Node
-from ..graph.passes import fold_affine, fold_batchnorm, fold_channel_shuffle, fold_layer_norm
+from ..graph.passes import fold_affine, fold_attention, fold_batchnorm, fold_channel_shuffle, fold_layer_norm
 from ..ops import OPS
 from .fusion import NO_ACT, epilogue_of, lower_concat, try_gated_conv, try_mbconv
 
 FUSIONS = frozenset({"batchnorm", "affine", "activation", "residual", "concat", "gates", "mbconv", "shuffle",
-                     "layernorm"})
+                     "layernorm", "attention"})
 
 
 def use_winograd(winograd, weight_shape, x_shape, stride, dilation, groups):
@@ -324,6 +324,15 @@ class Lowering:
         of another tensor."""
         x = self.materialize(self.ref(node.inputs[0]), node.name)
         out_shape = self.shape(node.outputs[0])
+        if x.nhwc:  # channels-last (N, L, C) <-> (N, H, W, C): the same pixels
+            h, w = (out_shape[1], out_shape[2]) if len(out_shape) == 4 else (out_shape[1], 1)
+            try:
+                tid = self.builder.reshape(x.tid, h, w, out_shape[-1])
+            except ValueError:  # a slice of another tensor: copied first
+                tid = self.builder.reshape(self.builder.affine(node.name + ".copy", x.tid, None, None, NO_ACT), h, w,
+                                           out_shape[-1])
+            self.define(node.outputs[0], tid, nhwc=True)
+            return
         h, w, c = (out_shape[2], out_shape[3], out_shape[1]) if len(out_shape) == 4 else (1, 1, out_shape[1])
         if self.builder.dims(x.tid) == (h, w, c):
             self.define(node.outputs[0], x.tid)
@@ -411,6 +420,12 @@ class Lowering:
             self.env[node.outputs[0]] = self.channel_slice(x, int(index[0]), len(index), node.name)
             return
         self.define(node.outputs[0], self.builder.gather_channels(node.name, x.tid, index))
+
+    def attention(self, node):
+        """Self-attention of a channels-last sequence (its q, k, v in its channels): one op, the result (N, L, C)."""
+        x = self.ref(node.inputs[0])
+        a = node.attrs
+        self.define(node.outputs[0], self.builder.attention(node.name, x.tid, a["heads"], a["scale"]), nhwc=True)
 
     def layer_norm(self, node):
         """A layer norm over the channels of each pixel: of a channels-last map, or of a (N, C) row."""
@@ -665,13 +680,16 @@ class Segment:
 
 def rewrite(graph, fusions=FUSIONS):
     """The graph rewrites before lowering: gated and spelled-out activations, channel shuffles as gathers,
-    spelled-out layer norms, per-channel arithmetic and batch-norm folding (each when enabled)."""
+    spelled-out layer norms and attention blocks, per-channel arithmetic and batch-norm folding (each when
+    enabled)."""
     if "gates" in fusions:
         graph = fuse_gates(graph)
     if "shuffle" in fusions:
         graph = fold_channel_shuffle(graph)
     if "layernorm" in fusions:
         graph = fold_layer_norm(graph)
+    if "attention" in fusions:
+        graph = fold_attention(graph)
     if "affine" in fusions:
         graph = fold_affine(graph)
     if "batchnorm" in fusions:

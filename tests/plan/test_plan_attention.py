@@ -1,0 +1,104 @@
+"""Multi-head self-attention: the `attention` op against a float64 reference and torch, its ONNX export against
+onnxruntime, and the spelled-out form exporters write (reshape, transpose, three slices, matmul, softmax, matmul)
+recognised (`graph.passes.fold_attention`) and run as one Plan op."""
+
+import numpy as np
+import pytest
+
+from reference import assert_close
+
+import convcore
+import convcore.onnx
+import convcore.functional as F
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def reference(qkv, heads, scale):
+    n, length, c = qkv.shape
+    d = c // (3 * heads)
+    q, k, v = qkv.astype(np.float64).reshape(n, length, 3, heads, d).transpose(2, 0, 3, 1, 4)
+    s = q @ k.transpose(0, 1, 3, 2) * scale
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return (p @ v).transpose(0, 2, 1, 3).reshape(n, length, heads * d)
+
+
+@pytest.mark.parametrize("n, length, heads, d", [(1, 1, 1, 1), (2, 7, 3, 5), (1, 40, 8, 15), (3, 17, 2, 16)])
+def test_attention_op(n, length, heads, d):
+    rng = np.random.default_rng(length)
+    qkv = rand(rng, n, length, 3 * heads * d) * 2
+    scale = 1 / np.sqrt(d)
+    got = F.attention(qkv, heads, scale)
+    assert_close(got, reference(qkv, heads, scale), 1e-5)
+    torch = pytest.importorskip("torch")
+    q, k, v = torch.from_numpy(qkv).reshape(n, length, 3, heads, d).permute(2, 0, 3, 1, 4)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=float(scale))
+    assert_close(got, want.permute(0, 2, 1, 3).reshape(n, length, -1).numpy(), 1e-5)
+
+
+def test_attention_refuses_bad_input():
+    with pytest.raises(ValueError, match=r"qkv: expected a non-empty \(N, L, 3 \* heads \* D\)"):
+        F.attention(np.zeros((1, 4, 10), np.float32), 2, 1.0)
+    with pytest.raises(ValueError, match="heads"):
+        F.attention(np.zeros((1, 4, 12), np.float32), 0, 1.0)
+    with pytest.raises(TypeError, match="qkv"):
+        F.attention(np.zeros((1, 4, 12), np.float64), 2, 1.0)
+
+
+def test_attention_exports_to_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(1)
+    w = rand(rng, 24, 6)
+
+    def fn(x):
+        return F.attention(F.linear(x, w), 2, 0.5)
+
+    x = rand(rng, 2, 5, 6)
+    path = tmp_path / "attention.onnx"
+    convcore.onnx.export(convcore.trace(fn, x.shape), str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert_close(session.run(None, {session.get_inputs()[0].name: x})[0], fn(x), 1e-5)
+
+
+def _spelled(qkv, heads, scale_at, pick):
+    """Attention as paddle2onnx writes it: q, k, v sliced (or gathered) from (3, N, heads, L, D), the scale on q, on
+    the scores, or split between them, a zero mask added."""
+    n, length, c = qkv.shape
+    d = c // (3 * heads)
+    t = F.transpose(F.reshape(qkv, (-1, length, 3, heads, d)), (2, 0, 3, 1, 4))
+    if pick == "slice":
+        q, k, v = (F.reshape(F.slice(t, [i], [i + 1], [0]), (-1, heads, length, d)) for i in range(3))
+    else:
+        q, k, v = (F.reshape(F.gather(t, [i], axis=0), (-1, heads, length, d)) for i in range(3))
+    s = 1 / np.sqrt(d)
+    if scale_at == "q":
+        q = F.add(F.mul(q, np.float32(s)), np.float32(0))
+    scores = F.matmul(q, F.transpose(k, (0, 1, 3, 2)))
+    if scale_at == "scores":
+        scores = F.div(scores, np.float32(1 / s))
+    out = F.matmul(F.softmax(scores, axis=3), v)
+    return F.reshape(F.transpose(out, (0, 2, 1, 3)), (-1, length, heads * d))
+
+
+@pytest.mark.parametrize("scale_at, pick", [("q", "slice"), ("scores", "gather"), ("none", "slice")])
+def test_spelled_attention_is_one_plan_op(isa, scale_at, pick):
+    """An SVTR-style block (layer norm, qkv projection, attention, output projection, residual) on a sequence from a
+    conv map: one segment, the attention one op, results as the eager graph's at batch 1 and 3."""
+    rng = np.random.default_rng(2)
+    c, heads = 12, 3
+    wc, wqkv, wo, lw = rand(rng, c, 3, 1, 1), rand(rng, 3 * c, c) * 0.5, rand(rng, c, c) * 0.5, rand(rng, c)
+
+    def fn(x):
+        seq = F.transpose(F.flatten(F.conv2d(x, wc), 2), (0, 2, 1))  # (N, L, C)
+        mixed = _spelled(F.linear(F.layer_norm(seq, lw), wqkv), heads, scale_at, pick)
+        return F.add(seq, F.linear(mixed, wo))
+
+    plan = convcore.compile(fn, (1, 3, 4, 5))
+    for batch in (1, 3):
+        x = rand(rng, batch, 3, 4, 5)
+        assert_close(plan(x), fn(x), 1e-5)
+    kernels = [op[1] for op in plan.ops()]
+    assert plan.eager_nodes == [] and kernels.count("attention") == 1, kernels
