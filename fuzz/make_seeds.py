@@ -48,6 +48,41 @@ def onnx_seeds():
         proto = convcore.onnx.export(net, None, input_shape=shape)
         _write("onnx", f"{name}.onnx", proto.SerializeToString())
 
+    # Transformer and detector parts the Plan lowers as sequences (issue 21): a token block with a layer norm, a
+    # spelled-out attention and GELU; a channel shuffle; a detector head concatenating flattened levels.
+    import convcore.functional as F
+
+    own = np.random.default_rng(21)  # (its own generator: the seeds below stay as they were)
+
+    def r(*shape):
+        return own.standard_normal(shape).astype(np.float32) * 0.5
+
+    wc, wq, wo, w1 = r(6, 3, 1, 1), r(18, 6), r(6, 6), r(12, 6)
+    heads, length, d = 2, 12, 3
+
+    def transformer(x):
+        t = F.transpose(F.flatten(F.conv2d(x, wc), 2), (0, 2, 1))
+        parts = F.transpose(F.reshape(F.linear(F.layer_norm(t, r(6), r(6)), wq), (-1, length, 3, heads, d)),
+                            (2, 0, 3, 1, 4))
+        q, k, v = (F.reshape(F.slice(parts, [i], [i + 1], [0]), (-1, heads, length, d)) for i in range(3))
+        scores = F.softmax(F.matmul(F.mul(q, np.float32(0.5)), F.transpose(k, (0, 1, 3, 2))), axis=3)
+        mixed = F.reshape(F.transpose(F.matmul(scores, v), (0, 2, 1, 3)), (-1, length, heads * d))
+        h = F.linear(F.add(t, F.linear(mixed, wo)), w1)
+        gelu = F.mul(F.mul(h, F.add(F.erf(F.div(h, np.float32(np.sqrt(2)))), np.float32(1))), np.float32(0.5))
+        return gelu
+
+    def shuffle(x):
+        y = F.concat([F.conv2d(x, wc), F.conv2d(x, wc)], axis=1)
+        return F.reshape(F.transpose(F.reshape(y, (-1, 2, 6, 3, 4)), (0, 2, 1, 3, 4)), (-1, 12, 3, 4))
+
+    def head(x):
+        levels = [F.conv2d(x, wc), F.conv2d(F.max_pool2d(x, 2), wc)]
+        return F.transpose(F.concat([F.flatten(v, 2) for v in levels], axis=2), (0, 2, 1))
+
+    for name, fn in {"transformer": transformer, "shuffle": shuffle, "detector_head": head}.items():
+        proto = convcore.onnx.export(convcore.trace(fn, (1, 3, 3, 4)), None)
+        _write("onnx", f"{name}.onnx", proto.SerializeToString())
+
     def one_node(name, node, inputs, output_shape, initializers=(), opset=17):
         graph = helper.make_graph([node], name, [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
                                                  for n, s in inputs],

@@ -23,6 +23,8 @@ OPS = [
     # reductions, softmax
     "reduce_mean", "reduce_max", "reduce_min", "reduce_sum", "reduce_sum_square", "reduce_l1", "reduce_l2",
     "reduce_log_sum", "reduce_log_sum_exp", "reduce_prod", "softmax", "logsoftmax",
+    # recurrent heads
+    "lstm", "gru",
     # resizing
     "resize", "upsample",
     # identity and constant folding

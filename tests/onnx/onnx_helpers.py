@@ -8,12 +8,15 @@ except ImportError:  # the tests importorskip it
     ort = None
 
 
-def ort_session(model):
-    """An onnxruntime CPU session for a ModelProto (or bytes), as a function: inputs -> list of outputs."""
+def ort_session(model, optimize=True):
+    """An onnxruntime CPU session for a ModelProto (or bytes), as a function: inputs -> list of outputs.
+    `optimize=False` turns onnxruntime's graph optimizations off."""
     data = model if isinstance(model, bytes) else model.SerializeToString()
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     return lambda *inputs: session.run(None, dict(zip(names, inputs)))

@@ -426,3 +426,31 @@ def test_torch_generative_net_with_every_pad_mode_upsampling_and_pixel_shuffle(o
     if opset >= 11:  # (opset 9 has no half-pixel Upsample: torch exports bilinear resizing inexactly there)
         with torch.no_grad():
             assert_parity(net(x.numpy()), model(x).numpy())
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "max"])
+def test_scatter_nd_of_constants_folds(reduction):
+    """A mask built from the input's shape with ScatterND (Swin-T's shifted windows): folded at import, and the
+    model's result is onnxruntime's. A ScatterND of a computed tensor stays unsupported."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Slice", ["s", "two", "four"], ["hw"]),
+             helper.make_node("ConstantOfShape", ["hw"], ["zeros"], value=helper.make_tensor("v", 1, [1], [1.0])),
+             helper.make_node("ScatterND", ["zeros", "idx", "upd"], ["mask"], reduction=reduction),
+             helper.make_node("Mul", ["x", "mask"], ["y"])]
+    inits = [numpy_helper.from_array(np.array([2], np.int64), "two"),
+             numpy_helper.from_array(np.array([4], np.int64), "four"),
+             numpy_helper.from_array(np.array([[0, 1], [2, -1], [0, 1]], np.int64), "idx"),
+             numpy_helper.from_array(np.array([5.0, -3.0, 2.0], np.float32), "upd")]
+    if reduction == "none":  # (duplicate indices are undefined without a reduction)
+        inits[2] = numpy_helper.from_array(np.array([[0, 1], [2, -1]], np.int64), "idx")
+        inits[3] = numpy_helper.from_array(np.array([5.0, -3.0], np.float32), "upd")
+    model = make_model(nodes, [("x", [1, 2, 3, 4])], [("y", [1, 2, 3, 4])], inits, opset=18)
+    x = np.random.default_rng(0).standard_normal((1, 2, 3, 4)).astype(np.float32)
+    net = convcore.onnx.load(model.SerializeToString())
+    np.testing.assert_allclose(net(x), ort_run(model, x)[0], rtol=1e-6)
+    assert [n.op for n in net.graph.nodes] == ["mul"]
+    computed = make_model([helper.make_node("ScatterND", ["x", "idx", "upd"], ["y"])], [("x", [1, 2, 3, 4])],
+                          [("y", [1, 2, 3, 4])], [numpy_helper.from_array(np.zeros((1, 4), np.int64), "idx"),
+                                                  numpy_helper.from_array(np.ones(1, np.float32), "upd")])
+    with pytest.raises(ValueError, match="ScatterND"):
+        convcore.onnx.load(computed.SerializeToString())

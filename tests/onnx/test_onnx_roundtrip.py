@@ -64,7 +64,10 @@ def test_import_export_onnxruntime(test):
         graph, opset = onnx_to_graph(model, None, {n: v.shape for n, v in fed.items()},
                                      {n: values[n] for n in bound})
         proto = convcore.onnx.export(ONNXModule(graph, opset), opset=21, dynamic_batch=False)
-        outputs = ort_session(proto)(*[np.asarray(fed[n]) for n in graph.inputs])
+        # onnxruntime's graph optimizer fails on a Transpose feeding a GRU / LSTM ("Argument type mismatch when
+        # adding edge"); the export is valid and runs with the optimizer off.
+        optimize = not re.search(r"^test_(gru|lstm)_batchwise$", test.name)
+        outputs = ort_session(proto, optimize)(*[np.asarray(fed[n]) for n in graph.inputs])
         assert len(outputs) == len(expected)
         for got, want in zip(outputs, expected):
             want = numpy_helper.to_array(want) if isinstance(want, onnx.TensorProto) else want

@@ -21,6 +21,16 @@ def _uses(graph: Graph) -> dict[str, int]:
     return uses
 
 
+def _index(graph: Graph) -> tuple[dict[str, int], dict[str, Node], dict[str, list[Node]]]:
+    """(read counts, the node computing each value, the nodes reading each value) of `graph`."""
+    producer = {out: node for node in graph.nodes for out in node.outputs}
+    readers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            readers.setdefault(name, []).append(node)
+    return _uses(graph), producer, readers
+
+
 def _rebuilt(graph: Graph, replaced: dict, dropped: set, params: dict) -> Graph:
     """`graph` with nodes replaced (by id) and dropped, keeping the params something still reads; shapes inferred."""
     nodes = [replaced.get(id(n), n) for n in graph.nodes if id(n) not in dropped]
@@ -252,8 +262,7 @@ def _channel_permutation(graph: Graph, node: Node, producer: dict, uses: dict) -
 def fold_channel_shuffle(graph: Graph) -> Graph:
     """Each channel shuffle (`_channel_permutation`) as one ``gather`` of the channels: a permutation a compiled Plan
     runs in its channels-last layout as one copy, where the 5-D transpose would leave the Plan."""
-    uses = _uses(graph)
-    producer = {out: node for node in graph.nodes for out in node.outputs}
+    uses, producer, _ = _index(graph)
     dropped: set[int] = set()
     replaced: dict[int, Node] = {}
     for node in graph.nodes:
@@ -328,12 +337,7 @@ def fold_layer_norm(graph: Graph) -> Graph:
     """Each layer norm spelled out in elementary ops (`_spelled_layer_norm`) as one ``layer_norm``, with the
     per-channel scale and shift after it when there are (constants over the normalized axes): one pass a compiled
     Plan runs per position of a channels-last value."""
-    uses = _uses(graph)
-    producer = {out: node for node in graph.nodes for out in node.outputs}
-    readers: dict[str, list[Node]] = {}
-    for node in graph.nodes:
-        for name in node.inputs:
-            readers.setdefault(name, []).append(node)
+    uses, producer, readers = _index(graph)
     dropped: set[int] = set()
     replaced: dict[int, Node] = {}
     for node in graph.nodes:
@@ -455,12 +459,7 @@ def _attention_at(graph: Graph, node: Node, producer: dict, readers: dict, uses:
 def fold_attention(graph: Graph) -> Graph:
     """Each multi-head self-attention spelled out (`_attention_at`) as one ``attention`` node: a compiled Plan runs it
     as one op on the channels-last qkv sequence."""
-    uses = _uses(graph)
-    producer = {out: node for node in graph.nodes for out in node.outputs}
-    readers: dict[str, list[Node]] = {}
-    for node in graph.nodes:
-        for name in node.inputs:
-            readers.setdefault(name, []).append(node)
+    uses, producer, readers = _index(graph)
     dropped: set[int] = set()
     replaced: dict[int, Node] = {}
     for node in graph.nodes:

@@ -77,6 +77,14 @@ class _Emitter:
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
         return output
 
+    def node_outputs(self, op_type, inputs, outputs, name, **attrs):
+        """`node` for an op with several output slots: `outputs` lists them ("" for one not computed); returns the
+        last."""
+        inputs = [self.value(i) if i else i for i in inputs]
+        self.nodes.append(helper.make_node(op_type, inputs, outputs, name=unique_name(name or op_type, self.node_names),
+                                           **attrs))
+        return outputs[-1]
+
     def axes_input_or_attr(self, op_type, x, axes, output, name, **attrs):
         """A Reduce* node: `axes` is an attribute before opset 18, an input from then on."""
         if self.opset >= 18:

@@ -606,15 +606,15 @@ def channels_last_values(graph, outside=frozenset()):
     """The values a Plan keeps in their logical order, which is the order it stores maps in: (N, H, W, C) maps and
     (N, L, C) sequences. Transposes NCHW -> NHWC (what TensorFlow / Keras graphs end in) and (N, C, L) -> (N, L, C),
     what per-position ops (`_keeps_layout`), binary ops and concatenations make of them, graph inputs read only by a
-    transpose NHWC -> NCHW (what they start with), and sequences in `outside` (computed outside the Plan, or graph
+    transpose NHWC -> NCHW (what they start with), and values in `outside` (computed outside the Plan, or graph
     inputs) read by per-position ops only (the layer norm and linear layers after an attention block). No transpose
     copies anything: the Plan takes such an input and gives such an output as it is."""
     index = GraphIndex(graph)
     values = set()
-    for name in outside:  # sequences computed outside the Plan and read by per-position ops only: taken as (N, L, C)
+    for name in outside:  # values computed outside the Plan, read by ops over their last axis only: taken as stored
         readers = index.readers.get(name, [])
-        if len(graph.shapes[name]) == 3 and readers and name not in graph.outputs and all(
-                _keeps_layout(r, graph) and OPS[r.op].plan.epilogue is None for r in readers):
+        if len(graph.shapes[name]) in (3, 4) and readers and name not in graph.outputs and all(
+                _keeps_layout(r, graph) and OPS[r.op].plan.epilogue is None and r.op != "reshape" for r in readers):
             values.add(name)
     for name in graph.inputs:
         readers = index.readers.get(name, [])
@@ -711,9 +711,10 @@ def lower(graph, backend, winograd="auto", fusions=FUSIONS):
     channels_last = channels_last_values(graph)
     outside = {v for node in graph.nodes if not supported(node, graph, capabilities, channels_last)
                for v in node.outputs} | set(graph.inputs)
-    views = set()  # sequences viewed from a value computed outside: taken as they are, beside it
+    views = set()  # sequences and maps viewed from a value computed outside: taken as they are, beside it
     for node in graph.nodes:
-        if node.op in ("flatten", "reshape") and node.inputs[0] in outside and len(graph.shapes[node.outputs[0]]) == 3:
+        if node.op in ("flatten", "reshape") and node.inputs[0] in outside and \
+                len(graph.shapes[node.outputs[0]]) in (3, 4):
             outside.add(node.outputs[0])
             views.add(id(node))
     channels_last = channels_last_values(graph, frozenset(outside))

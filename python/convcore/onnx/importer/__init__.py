@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike
 
 from ..._validate import check_size
 from .._reader import FLOAT_TYPES, read_model, tensor_to_array
-from . import activation, arithmetic, conv, normalization, padding, pool, resize, shape
+from . import activation, arithmetic, conv, normalization, padding, pool, recurrent, resize, shape
 from .attributes import node_attrs
 from .context import ImportContext
 from .folding import FOLDERS, fold, is_constant
@@ -37,9 +37,10 @@ from .structure import MAX_OPSET, MIN_OPSET, check_ops, check_text, input_shape_
 # ONNX op type -> converter(ctx, node, attrs). Explicit converters take precedence over declared one-to-one forms.
 CONVERTERS = {**activation.declared_forms(), **conv.CONVERTERS, **pool.CONVERTERS, **padding.CONVERTERS,
               **normalization.CONVERTERS, **activation.CONVERTERS, **arithmetic.CONVERTERS, **shape.CONVERTERS,
-              **resize.CONVERTERS}
+              **resize.CONVERTERS, **recurrent.CONVERTERS}
 
 IMPORTED_OPS = tuple(sorted(CONVERTERS))
+MULTI_OUTPUT = frozenset(recurrent.CONVERTERS)  # ops whose first output may be left out (only Y_h read, say)
 CONSTANT_ONLY_OPS = tuple(sorted(set(FOLDERS) - set(CONVERTERS)))
 
 __all__ = ["CONSTANT_ONLY_OPS", "IMPORTED_OPS", "MAX_OPSET", "MIN_OPSET", "BoundONNXModule", "ONNXModule", "load",
@@ -152,8 +153,8 @@ def _convert(g, folder, opset, consts, input_shapes, order):
 
     for node in order:
         if not node.name:
-            node.name = node.output[0] if node.output else node.op_type
-        if not node.output or not node.output[0]:
+            node.name = next((o for o in node.output if o), node.op_type)
+        if not any(node.output) or not node.output[0] and node.op_type not in MULTI_OUTPUT:
             raise ValueError(f"node '{node.name}' ({node.op_type}): expected an output (got none)")
         try:
             if is_constant(node, ctx.consts, known):

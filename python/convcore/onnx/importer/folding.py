@@ -201,6 +201,34 @@ def _fold_gather(node, a, inputs, opset):
     return np.take(data, indices.astype(np.int64), axis=axis)
 
 
+def _fold_scatter_nd(node, a, inputs, opset):
+    """ScatterND of constants (Swin's shifted-window mask, built from the input's shape): a copy of data with the
+    slices at `indices` replaced (or combined by `reduction`) by `updates`."""
+    data, indices, updates = inputs
+    if indices.dtype.kind not in "iu" or indices.ndim < 1:
+        raise FoldError(f"expected integer indices of rank >= 1 (got {indices.dtype}, shape {indices.shape})")
+    k = indices.shape[-1]
+    if k > data.ndim or updates.shape != indices.shape[:-1] + data.shape[k:]:
+        raise FoldError(f"expected updates of shape {indices.shape[:-1] + data.shape[k:]} for data {data.shape} "
+                        f"and indices {indices.shape} (got {updates.shape})")
+    index = indices.reshape(-1, k).astype(np.int64)
+    dims = np.asarray(data.shape[:k], np.int64)
+    if index.size and ((index < -dims) | (index >= dims)).any():
+        raise FoldError(f"expected indices within the data's shape {data.shape[:k]}")
+    where = tuple((index % np.maximum(dims, 1)).T)
+    parts = updates.reshape(-1, *data.shape[k:])
+    out = data.copy()
+    reduction = a.get("reduction", "none")
+    combine = {"none": None, "add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+    if reduction not in combine:
+        raise FoldError(f"expected reduction none, add, mul, max or min (got {reduction!r})")
+    if combine[reduction] is None:
+        out[where] = parts
+    else:
+        combine[reduction].at(out, where, parts)
+    return out
+
+
 def _reduce(fn):
     def fold(node, a, inputs, opset):
         since = 13 if node.op_type == "ReduceSum" else 18
@@ -254,6 +282,7 @@ FOLDERS = {
     "Expand": _fold_expand,
     "Tile": _fold_tile,
     "Split": _fold_split,
+    "ScatterND": _fold_scatter_nd,
     "Add": _elementwise(np.add),
     "Sub": _elementwise(np.subtract),
     "Mul": _elementwise(np.multiply),
