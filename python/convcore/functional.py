@@ -23,6 +23,7 @@ from .ops.conv import *  # noqa: F401,F403
 from .ops.elementwise import *  # noqa: F401,F403
 from .ops.norm import *  # noqa: F401,F403
 from .ops.pool import *  # noqa: F401,F403
+from .ops.quantize import *  # noqa: F401,F403
 from .ops.recurrent import *  # noqa: F401,F403
 from .ops.reduce import *  # noqa: F401,F403
 from .ops.resize import *  # noqa: F401,F403

@@ -14,7 +14,7 @@ docs/architecture.md (the layers) and docs/adding-an-op.md (the recipe).
 
 from . import window
 # imported to declare their ops, in OPS order
-from . import conv, pool, norm, activation, tensor, elementwise, reduce, shape, resize, recurrent  # noqa: F401, I001
+from . import conv, pool, norm, activation, tensor, elementwise, reduce, shape, resize, recurrent, quantize  # noqa: F401, I001
 from .registry import OPS, Backward, BackwardCall, Op, OnnxOp, active_tracer, declare, get, tracing
 
 __all__ = ["OPS", "Backward", "BackwardCall", "Op", "OnnxOp", "active_tracer", "declare", "get", "tracing", "window"]

@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike
 
 from ..._validate import check_size
 from .._reader import FLOAT_TYPES, read_model, tensor_to_array
-from . import activation, arithmetic, conv, normalization, padding, pool, recurrent, resize, shape
+from . import activation, arithmetic, conv, normalization, padding, pool, quantize, recurrent, resize, shape
 from .attributes import node_attrs
 from .context import ImportContext
 from .folding import FOLDERS, fold, is_constant
@@ -37,7 +37,7 @@ from .structure import MAX_OPSET, MIN_OPSET, check_ops, check_text, input_shape_
 # ONNX op type -> converter(ctx, node, attrs). Explicit converters take precedence over declared one-to-one forms.
 CONVERTERS = {**activation.declared_forms(), **conv.CONVERTERS, **pool.CONVERTERS, **padding.CONVERTERS,
               **normalization.CONVERTERS, **activation.CONVERTERS, **arithmetic.CONVERTERS, **shape.CONVERTERS,
-              **resize.CONVERTERS, **recurrent.CONVERTERS}
+              **resize.CONVERTERS, **recurrent.CONVERTERS, **quantize.CONVERTERS}
 
 IMPORTED_OPS = tuple(sorted(CONVERTERS))
 MULTI_OUTPUT = frozenset(recurrent.CONVERTERS)  # ops whose first output may be left out (only Y_h read, say)
