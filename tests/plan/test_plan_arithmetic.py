@@ -137,3 +137,21 @@ def test_a_gate_read_twice_is_not_fused():
     assert not any("hardswish" in op[2] for op in plan.ops())
     for got, want in zip(plan(x), fn(x)):
         assert_close(got, want, 1e-6)
+
+
+@pytest.mark.parametrize("op", ["prelu", "mul", "maximum", "div", "greater"])
+@pytest.mark.parametrize("channels", [2, 3, 10, 15, 16, 17])
+def test_per_channel_constant_on_few_channels(isa, threads, op, channels):
+    """A binary op between a map and a per-channel constant (MTCNN's PReLU slopes), around the vector widths: the
+    kernels run maps of fewer channels than lanes as whole rows with the constant's pattern repeating; results as
+    the eager op's, with an activation fused after."""
+    rng = np.random.default_rng(channels)
+    w, v = rand(rng, channels, 3, 3, 3), (rand(rng, channels, 1, 1) + 2.5).astype(np.float32)
+
+    def fn(x):
+        return F.relu6(getattr(F, op)(F.conv2d(x, w, padding=1), v))
+
+    x = rand(rng, 2, 3, 7, 5)
+    plan = convcore.compile(fn, x.shape, fuse=["activation"])
+    assert_close(plan(x), fn(x), 1e-6)
+    assert plan.eager_nodes == []
