@@ -314,7 +314,7 @@ class PlanBuilder : public PlanCore {
     require(in.C == out.C && p0 >= 0 && p0 + in.H * in.W <= out.H * out.W,
             "plan.copy_pixels_into: the pixels do not fit");
     require(!is_constant(y), "plan.copy_pixels_into: cannot write into a constant");
-    finish(self().make_op(step::CopyPixels{in.H * in.W, in.C, p0, x, y}), name, self().kind("copy_pixels", false),
+    finish(self().make_op(step::CopyPixels{in.H * in.W, in.C, p0, x, y}), name, self().kind("concat_pixels", false),
            dims(x) + " -> " + dims(y), {x}, {y});
   }
 
