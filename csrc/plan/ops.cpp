@@ -400,47 +400,40 @@ struct FlattenOp : CpuOp {  // NHWC -> NCHW order
 std::unique_ptr<PlanOp> make(const step::Flatten& s, const Kernels* k) { return make<FlattenOp>(s, k); }
 
 // ---------------------------------------------------------------------------------------------------- attention
-// One task per (image, head): each query row's scores in a per-thread scratch row (allocated on a thread's first
-// use only), the softmax's sum in double as the softmax op, then the weighted sum of the value rows.
+// One task per (image, head), as two GEMMs of the kernel table: scores = q (scale k)^T, with k copied transposed
+// (and scaled) into a per-thread scratch; a softmax over each query's row (the table's kernel); then y = p v, v's
+// rows read in place. The scratch is allocated on a thread's first use only.
 struct AttentionOp : CpuOp {
   index_t L, H, D;
   float scale;
   int x, y;
+  const Kernels* k;
   int parallelism(index_t N, int threads) const override {
     return std::min<int>(parts_for(4.0 * N * H * L * L * D, kFlopGrain, threads), static_cast<int>(N * H));
   }
   void run(const Exec& ex, int part, int parts) const override {
     const TensorView in = ex.at(x), out = ex.at(y);
-    thread_local std::vector<float> scores;
-    if (static_cast<index_t>(scores.size()) < L) scores.resize(static_cast<size_t>(L));
-    float* s = scores.data();
+    thread_local std::vector<float> scratch;
+    thread_local std::vector<index_t> rows;
+    const index_t need = L * L + D * L;
+    if (static_cast<index_t>(scratch.size()) < need) scratch.resize(static_cast<size_t>(need));
+    if (static_cast<index_t>(rows.size()) < std::max(L, D)) rows.resize(static_cast<size_t>(std::max(L, D)));
+    float* scores = scratch.data();
+    float* kt = scores + L * L;
+    index_t* off = rows.data();
     const auto [t0, t1] = share(ex.N * H, part, parts);
     for (index_t t = t0; t < t1; ++t) {
       const index_t n = t / H, h = t % H;
       const float* q = in.base + n * in.image + h * D;
-      const float* k = q + H * D;
+      const float* kp = q + H * D;
       const float* v = q + 2 * H * D;
-      for (index_t i = 0; i < L; ++i) {
-        const float* qi = q + i * in.stride;
-        float mx = -std::numeric_limits<float>::infinity();
-        for (index_t j = 0; j < L; ++j) {
-          const float* kj = k + j * in.stride;
-          float dot = 0.0f;
-          for (index_t d = 0; d < D; ++d) dot += qi[d] * kj[d];
-          s[j] = dot * scale;
-          mx = std::max(mx, s[j]);
-        }
-        double sum = 0.0;
-        for (index_t j = 0; j < L; ++j) sum += std::exp(static_cast<double>(s[j]) - mx);
-        const double inv = 1.0 / sum;
-        for (index_t j = 0; j < L; ++j) s[j] = static_cast<float>(std::exp(static_cast<double>(s[j]) - mx) * inv);
-        float* yi = out.base + n * out.image + i * out.stride + h * D;
-        for (index_t d = 0; d < D; ++d) yi[d] = 0.0f;
-        for (index_t j = 0; j < L; ++j) {
-          const float* vj = v + j * in.stride;
-          for (index_t d = 0; d < D; ++d) yi[d] += s[j] * vj[d];
-        }
-      }
+      for (index_t j = 0; j < L; ++j)
+        for (index_t d = 0; d < D; ++d) kt[d * L + j] = kp[j * in.stride + d] * scale;
+      for (index_t d = 0; d < D; ++d) off[d] = d * L;
+      k->gemm_rows(D, q, in.stride, nullptr, kt, off, scores, L, L, L, false);
+      k->softmax(L, scores, L, scores, L, false, 0, L);
+      for (index_t j = 0; j < L; ++j) off[j] = j * in.stride;
+      k->gemm_rows(L, scores, L, nullptr, v, off, out.base + n * out.image + h * D, out.stride, L, D, false);
     }
   }
 };
@@ -451,7 +444,7 @@ int Plan::attention(const std::string& name, int x, index_t heads, float scale) 
   const TensorDesc in = tensor(check(x, "x"));
   require(heads >= 1 && in.C % (3 * heads) == 0, "plan.attention: x must hold 3 * heads * D channels");
   auto op = std::make_unique<AttentionOp>();
-  op->L = in.H * in.W, op->H = heads, op->D = in.C / (3 * heads), op->scale = scale, op->x = x;
+  op->L = in.H * in.W, op->H = heads, op->D = in.C / (3 * heads), op->scale = scale, op->x = x, op->k = kernels_;
   op->y = add_tensor(in.H, in.W, heads * op->D);
   op->flops_per_image = 4.0 * static_cast<double>(heads * op->L * op->L * op->D);
   const int y = op->y;

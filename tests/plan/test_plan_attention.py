@@ -102,3 +102,33 @@ def test_spelled_attention_is_one_plan_op(isa, scale_at, pick):
         assert_close(plan(x), fn(x), 1e-5)
     kernels = [op[1] for op in plan.ops()]
     assert plan.eager_nodes == [] and kernels.count("attention") == 1, kernels
+
+
+def test_torch_sequence_first_attention_at_batch_1_is_one_segment():
+    """torch's nn.MultiheadAttention as its exporter writes it at batch 1 (ViT): the sequence transposed to
+    (L, 1, C), the qkv projection, parts taken with unsqueeze / transpose / squeeze / gather, q and k each scaled by
+    the square root, the result merged to (L, C), the output projection, transposed back: the attention becomes
+    one op and the views around the projections cancel (graph.passes.commute_views), one segment."""
+    rng = np.random.default_rng(3)
+    length, c, heads = 9, 12, 3
+    d = c // heads
+    wqkv, bqkv, wo, lw = rand(rng, 3 * c, c) * 0.4, rand(rng, 3 * c), rand(rng, c, c) * 0.4, rand(rng, c)
+    root = np.float32((1 / np.sqrt(d)) ** 0.5)
+
+    def fn(x):
+        seq = F.transpose(F.flatten(x, 2), (0, 2, 1))  # (1, L, C)
+        t = F.transpose(F.layer_norm(seq, lw), (1, 0, 2))  # (L, 1, C)
+        qkv = F.reshape(F.reshape(F.linear(t, wqkv, bqkv), (-1, 1, 3, c)), (1, length, 1, 3, c))
+        parts = F.flatten(F.transpose(qkv, (3, 1, 2, 0, 4)), 1, 2)  # (3, L, 1, C)
+        q, k, v = (F.reshape(F.transpose(F.reshape(F.gather(parts, i, axis=0), (-1, heads, d)), (1, 0, 2)),
+                             (1, heads, length, d)) for i in range(3))
+        scores = F.matmul(F.mul(q, root), F.mul(F.transpose(k, (0, 1, 3, 2)), root))
+        mixed = F.reshape(F.transpose(F.matmul(F.softmax(scores, axis=3), v), (2, 0, 1, 3)), (length, c))
+        out = F.transpose(F.reshape(F.linear(mixed, wo), (-1, 1, c)), (1, 0, 2))
+        return F.add(seq, out)
+
+    x = rand(rng, 1, c, 3, 3)
+    plan = convcore.compile(fn, x.shape)
+    assert_close(plan(x), fn(x), 1e-5)
+    kernels = [op[1] for op in plan.ops()]
+    assert plan.eager_nodes == [] and kernels.count("attention") == 1 and len(plan._segments()) == 1, kernels

@@ -6,6 +6,8 @@ model's own arrays).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._validate import broadcasts_to
@@ -32,8 +34,13 @@ def _index(graph: Graph) -> tuple[dict[str, int], dict[str, Node], dict[str, lis
 
 
 def _rebuilt(graph: Graph, replaced: dict, dropped: set, params: dict) -> Graph:
-    """`graph` with nodes replaced (by id) and dropped, keeping the params something still reads; shapes inferred."""
-    nodes = [replaced.get(id(n), n) for n in graph.nodes if id(n) not in dropped]
+    """`graph` with nodes replaced (by id: a node, or a list of nodes in order) and dropped, keeping the params
+    something still reads; shapes inferred."""
+    nodes = []
+    for n in graph.nodes:
+        if id(n) not in dropped:
+            new = replaced.get(id(n), n)
+            nodes += new if isinstance(new, list) else [new]
     used = {name for node in nodes for name in node.inputs if name} | set(graph.outputs)
     params = {name: array for name, array in params.items() if name in used}
     folded = Graph(nodes, graph.inputs, graph.outputs, params, name=graph.name,
@@ -385,75 +392,94 @@ def _scaled(graph: Graph, producer: dict, uses: dict, value: str) -> tuple[str, 
         nodes.append(node)
 
 
-def _attention_at(graph: Graph, node: Node, producer: dict, readers: dict, uses: dict) -> tuple | None:
-    """(qkv, heads, scale, the nodes, the last node) when `node` is ``softmax(scale q k^T) @ v`` of q, k, v split from
-    one (N, L, 3 * heads * D) sequence (reshape to (N, L, 3, heads, D), transpose (2, 0, 3, 1, 4), three slices or
-    gathers along axis 0, each reshaped to 4-D), its result transposed (0, 2, 1, 3) and merged to (N, L, heads * D):
-    multi-head attention as paddle2onnx and torch's exporter write it for a fused qkv projection; else None."""
-    def once(value, *ops):
-        n = producer.get(value)
-        return n if n is not None and uses.get(value) == 1 and n.op in ops else None
+_VIEWS = ("reshape", "flatten", "transpose", "slice", "gather")  # ops that only move values: followed by index maps
 
-    if node.op != "matmul" or uses.get(node.outputs[0]) != 1:
+
+def _walk_back(graph: Graph, producer: dict, uses: dict, value: str) -> tuple[list, float, str]:
+    """(the view ops and scalar multiplies making `value`, in order, their factor, the value they start from),
+    following values read once only."""
+    chain: list[Node] = []
+    factor = 1.0
+    while uses.get(value) == 1 and value in producer:
+        node = producer[value]
+        if node.op in _VIEWS and len(node.inputs) == 1:
+            chain.append(node)
+            value = node.inputs[0]
+            continue
+        before, f, scalings = _scaled(graph, producer, uses, value)
+        if not scalings:
+            break
+        chain += scalings[::-1]
+        factor *= f
+        value = before
+    return chain[::-1], factor, value
+
+
+def _mapped(chain: list, array: np.ndarray) -> np.ndarray | None:
+    """Where each element of `array` (element indices, exact in float32) ends up after the view ops of `chain`."""
+    from .ir import call_node
+
+    for node in chain:
+        if node.op in _VIEWS:
+            try:
+                array = call_node(node, [array])
+            except (ValueError, TypeError):
+                return None
+    return array
+
+
+def _attention_at(graph: Graph, node: Node, producer: dict, readers: dict, uses: dict) -> tuple | None:
+    """(qkv, (N, L, 3 * heads * D), heads, scale, the nodes, the last node, its shape) when `node` is
+    ``softmax(scale q k^T) @ v`` whose q, k and v are views of one tensor laid out as (N, L, 3, heads, D) and whose
+    result is viewed as (N, L, heads * D): multi-head self-attention with a fused qkv projection, however the
+    exporter reshapes, transposes, slices or gathers the parts (paddle2onnx's SVTR, torch's nn.MultiheadAttention
+    at batch 1). The views are checked by following element indices through them; else None."""
+    if node.op != "matmul" or len(graph.shapes[node.inputs[0]]) != 4:
         return None
-    soft, v4 = once(node.inputs[0], "softmax"), node.inputs[1]
-    if soft is None or soft.attrs["axis"] != len(graph.shapes[soft.inputs[0]]) - 1:
+    soft = producer.get(node.inputs[0])
+    if soft is None or soft.op != "softmax" or uses.get(node.inputs[0]) != 1 or \
+            soft.attrs["axis"] != len(graph.shapes[soft.inputs[0]]) - 1:
         return None
     scores_value, c2, scalings = _scaled(graph, producer, uses, soft.inputs[0])
-    scores = once(scores_value, "matmul")
-    if scores is None:
+    scores = producer.get(scores_value)
+    if scores is None or scores.op != "matmul" or uses.get(scores_value) != 1:
         return None
-    q_value, c1, q_scalings = _scaled(graph, producer, uses, scores.inputs[0])
-    kt = once(scores.inputs[1], "transpose")
-    if kt is None or tuple(kt.attrs["perm"]) != (0, 1, 3, 2):
+    n, heads, length, d = graph.shapes[scores.inputs[0]]
+    c = heads * d
+    chains, factor, sources = [], c2, []
+    for value in (scores.inputs[0], scores.inputs[1], node.inputs[1]):
+        chain, f, source = _walk_back(graph, producer, uses, value)
+        chains.append(chain)
+        factor *= f
+        sources.append(source)
+    if len(set(sources)) != 1:
         return None
-    parts, split = [], None
-    for value in (q_value, kt.inputs[0], v4):  # each a 4-D view of one slice of the split
-        view = once(value, "reshape", "flatten")
-        pick = once(view.inputs[0], "slice", "gather") if view is not None else None
-        if pick is None:
+    split = producer.get(sources[0])  # the view all three start from (read three times), and the views before it
+    if uses.get(sources[0]) != 3 or split is None or split.op not in _VIEWS:
+        return None
+    before, f, qkv = _walk_back(graph, producer, uses, split.inputs[0])
+    prefix, factor = [*before, split], factor * f
+    if not qkv or graph.shapes[qkv][0] != n and n != 1 or math.prod(graph.shapes[qkv]) != n * length * 3 * c or \
+            n * length * 3 * c >= 2 ** 24:
+        return None
+    index = np.arange(n * length * 3 * c, dtype=np.float32).reshape(graph.shapes[qkv])
+    base = np.arange(n * length * 3 * c, dtype=np.float32).reshape(n, length, 3, heads, d).transpose(2, 0, 3, 1, 4)
+    expected = (base[0], base[1].transpose(0, 1, 3, 2), base[2])
+    start = _mapped(prefix, index)
+    for chain, want in zip(chains, expected):
+        got = _mapped(chain, start) if start is not None else None
+        if got is None or got.shape != want.shape or not np.array_equal(got, want):
             return None
-        if pick.op == "slice":
-            a = pick.attrs
-            if a["axes"] != (0,) or a["steps"] != (1,) or a["ends"][0] != a["starts"][0] + 1:
-                return None
-            index = a["starts"][0]
-        else:
-            if pick.attrs["axis"] != 0 or len(pick.attrs["indices"]) != 1:
-                return None
-            index = pick.attrs["indices"][0]
-        parts.append((index, view, pick))
-        split = split or pick.inputs[0]
-        if pick.inputs[0] != split:
-            return None
-    t = producer.get(split)
-    if [p[0] for p in parts] != [0, 1, 2] or t is None or \
-            t.op != "transpose" or tuple(t.attrs["perm"]) != (2, 0, 3, 1, 4) or uses.get(split) != 3:
+    out, value = [], node.outputs[0]
+    while len(readers.get(value, [])) == 1 and uses.get(value) == 1 and readers[value][0].op in _VIEWS[:3]:
+        out.append(readers[value][0])
+        value = out[-1].outputs[0]
+    merged = _mapped(out, np.arange(n * heads * length * d, dtype=np.float32).reshape(n, heads, length, d))
+    want = np.arange(n * heads * length * d, dtype=np.float32).reshape(n, heads, length, d).transpose(0, 2, 1, 3)
+    if not out or merged is None or not np.array_equal(merged.reshape(-1), want.reshape(-1)):
         return None
-    r = once(t.inputs[0], "reshape")
-    if r is None or len(graph.shapes[r.inputs[0]]) != 3:
-        return None
-    qkv = r.inputs[0]
-    n, length, c = graph.shapes[qkv]
-    _, _, three, heads, d = graph.shapes[r.outputs[0]] if len(graph.shapes[r.outputs[0]]) == 5 else (0,) * 5
-    if (three, heads * d * 3) != (3, c) or tuple(graph.shapes[r.outputs[0]][:2]) != (n, length):
-        return None
-    if any(tuple(graph.shapes[p[1].outputs[0]]) not in ((n, heads, length, d), (1, n * heads, length, d))
-           for p in parts):  # each part (N, heads, L, D) in order (or with N and heads merged)
-        return None
-    def reader(value, *ops):  # the one node reading `value`, of one of `ops`
-        found = readers.get(value, [])
-        return found[0] if len(found) == 1 and uses.get(value) == 1 and found[0].op in ops else None
-
-    merge = reader(node.outputs[0], "transpose")
-    if merge is None or tuple(merge.attrs["perm"]) != (0, 2, 1, 3):
-        return None
-    last = reader(merge.outputs[0], "reshape", "flatten")
-    if last is None or tuple(graph.shapes[last.outputs[0]]) != (n, length, heads * d):
-        return None
-    nodes = [r, t, *(p[2] for p in parts), *(p[1] for p in parts), kt, scores, soft, node, merge, *scalings,
-             *q_scalings]
-    return qkv, heads, c1 * c2, nodes, last
+    nodes = [*prefix, *(x for chain in chains for x in chain), scores, *scalings, soft, node, *out]
+    return qkv, (n, length, 3 * c), heads, factor, nodes, out[-1], tuple(graph.shapes[value])
 
 
 def fold_attention(graph: Graph) -> Graph:
@@ -464,12 +490,81 @@ def fold_attention(graph: Graph) -> Graph:
     replaced: dict[int, Node] = {}
     for node in graph.nodes:
         found = _attention_at(graph, node, producer, readers, uses)
-        if found is None:
+        if found is None or any(id(n) in dropped for n in found[4]):
             continue
-        qkv, heads, scale, nodes, last = found
+        qkv, qkv_shape, heads, scale, nodes, last, out_shape = found
         dropped.update(id(n) for n in nodes)
-        replaced[id(last)] = Node("attention", last.name, [qkv], list(last.outputs),
-                                  {"heads": int(heads), "scale": float(scale)})
+        dropped.discard(id(last))
+        made = []
+        if tuple(graph.shapes[qkv]) != qkv_shape:  # (a view: torch's sequence-first layout at batch 1)
+            made.append(Node("reshape", f"{last.name}.qkv", [qkv], [f"{last.outputs[0]}.qkv"], {"shape": qkv_shape}))
+            qkv = made[-1].outputs[0]
+        attrs = {"heads": int(heads), "scale": float(scale)}
+        if out_shape != (qkv_shape[0], qkv_shape[1], qkv_shape[2] // 3):
+            made.append(Node("attention", last.name, [qkv], [f"{last.outputs[0]}.attention"], attrs))
+            made.append(Node("reshape", f"{last.name}.merge", [made[-1].outputs[0]], list(last.outputs),
+                             {"shape": out_shape}))
+        else:
+            made.append(Node("attention", last.name, [qkv], list(last.outputs), attrs))
+        replaced[id(last)] = made
+    if not replaced:
+        return graph
+    return _rebuilt(graph, replaced, dropped, dict(graph.params))
+
+
+def _keeps_last(graph: Graph, node: Node) -> bool:
+    """A view op that keeps the last axis in place (it only regroups or reorders the positions before it)."""
+    x, out = graph.shapes[node.inputs[0]], graph.shapes[node.outputs[0]]
+    if node.op == "transpose":
+        return tuple(node.attrs["perm"])[-1] == len(x) - 1
+    return node.op in ("reshape", "flatten") and len(x) >= 2 and len(out) >= 2 and x[-1] == out[-1]
+
+
+def _position_map(graph: Graph, chain: list, shape: tuple) -> np.ndarray | None:
+    """Where each position (all axes but the last) of a value of `shape` ends up after `chain`'s views."""
+    rows = math.prod(shape[:-1])
+    if rows * shape[-1] >= 2 ** 24:
+        return None
+    index = np.repeat(np.arange(rows, dtype=np.float32), shape[-1]).reshape(shape)
+    moved = _mapped(chain, index)
+    return None if moved is None else moved[..., 0]
+
+
+def commute_views(graph: Graph) -> Graph:
+    """A linear layer between views that only regroup positions and cancel out (torch's sequence-first attention at
+    batch 1: transpose (1, 0, 2) -> linear -> reshape back) reads and writes the outer values directly: the layer
+    acts on the last axis, so the views commute with it, and a compiled Plan keeps the sequence in one segment."""
+    uses, producer, readers = _index(graph)
+    dropped: set[int] = set()
+    replaced: dict[int, Node] = {}
+    for node in graph.nodes:
+        if node.op != "linear" or any(v not in graph.params for v in node.inputs[1:] if v):
+            continue
+        before, value = [], node.inputs[0]
+        while uses.get(value) == 1 and value in producer and producer[value].op in _VIEWS[:3] and \
+                _keeps_last(graph, producer[value]):
+            before.insert(0, producer[value])
+            value = producer[value].inputs[0]
+        after, out = [], node.outputs[0]
+        while len(readers.get(out, [])) == 1 and uses.get(out) == 1 and readers[out][0].op in _VIEWS[:3] and \
+                _keeps_last(graph, readers[out][0]):
+            after.append(readers[out][0])
+            out = after[-1].outputs[0]
+        if not before and not after or any(id(n) in dropped for n in before + after):
+            continue
+        source_shape, target_shape = graph.shapes[value], graph.shapes[out]
+        if tuple(source_shape[:-1]) != tuple(target_shape[:-1]):
+            continue
+        into = _position_map(graph, before, tuple(source_shape))
+        if into is None:
+            continue
+        rows = into.reshape(-1).astype(np.int64)
+        out_index = np.repeat(rows.astype(np.float32), target_shape[-1]).reshape(*graph.shapes[node.outputs[0]])
+        moved = _mapped(after, out_index)
+        if moved is None or not np.array_equal(moved[..., 0].reshape(-1), np.arange(rows.size, dtype=np.float32)):
+            continue
+        dropped.update(id(n) for n in before + after)
+        replaced[id(node)] = Node("linear", node.name, [value, *node.inputs[1:]], [out], dict(node.attrs))
     if not replaced:
         return graph
     return _rebuilt(graph, replaced, dropped, dict(graph.params))

@@ -24,7 +24,8 @@ import numpy as np
 
 from .. import _core
 from ..graph import Graph, Node
-from ..graph.passes import fold_affine, fold_attention, fold_batchnorm, fold_channel_shuffle, fold_layer_norm
+from ..graph.passes import (commute_views, fold_affine, fold_attention, fold_batchnorm, fold_channel_shuffle,
+                            fold_layer_norm)
 from ..ops import OPS
 from .fusion import NO_ACT, epilogue_of, lower_concat, try_gated_conv, try_mbconv
 
@@ -691,7 +692,7 @@ def rewrite(graph, fusions=FUSIONS):
     if "layernorm" in fusions:
         graph = fold_layer_norm(graph)
     if "attention" in fusions:
-        graph = fold_attention(graph)
+        graph = commute_views(fold_attention(graph))
     if "affine" in fusions:
         graph = fold_affine(graph)
     if "batchnorm" in fusions:
