@@ -487,7 +487,7 @@ def fold_attention(graph: Graph) -> Graph:
     as one op on the channels-last qkv sequence."""
     uses, producer, readers = _index(graph)
     dropped: set[int] = set()
-    replaced: dict[int, Node] = {}
+    replaced: dict[int, Node | list[Node]] = {}
     for node in graph.nodes:
         found = _attention_at(graph, node, producer, readers, uses)
         if found is None or any(id(n) in dropped for n in found[4]):
@@ -495,7 +495,7 @@ def fold_attention(graph: Graph) -> Graph:
         qkv, qkv_shape, heads, scale, nodes, last, out_shape = found
         dropped.update(id(n) for n in nodes)
         dropped.discard(id(last))
-        made = []
+        made: list[Node] = []
         if tuple(graph.shapes[qkv]) != qkv_shape:  # (a view: torch's sequence-first layout at batch 1)
             made.append(Node("reshape", f"{last.name}.qkv", [qkv], [f"{last.outputs[0]}.qkv"], {"shape": qkv_shape}))
             qkv = made[-1].outputs[0]
@@ -540,12 +540,14 @@ def commute_views(graph: Graph) -> Graph:
     for node in graph.nodes:
         if node.op != "linear" or any(v not in graph.params for v in node.inputs[1:] if v):
             continue
-        before, value = [], node.inputs[0]
+        before: list[Node] = []
+        value = node.inputs[0]
         while uses.get(value) == 1 and value in producer and producer[value].op in _VIEWS[:3] and \
                 _keeps_last(graph, producer[value]):
             before.insert(0, producer[value])
             value = producer[value].inputs[0]
-        after, out = [], node.outputs[0]
+        after: list[Node] = []
+        out = node.outputs[0]
         while len(readers.get(out, [])) == 1 and uses.get(out) == 1 and readers[out][0].op in _VIEWS[:3] and \
                 _keeps_last(graph, readers[out][0]):
             after.append(readers[out][0])
