@@ -1,5 +1,5 @@
 """Per-channel arithmetic and spelled-out activations before a Plan is built (graph/passes.py `fold_affine`,
-plan/lower.py `fuse_gates`): what exporters write as chains of scalar and per-channel add / sub / mul / div, batch
+plan/spelled.py `fuse_gates`): what exporters write as chains of scalar and per-channel add / sub / mul / div, batch
 norms and ``x * relu6(x + 3) / 6`` ends up in the convolutions' weights and epilogues. Each rewrite must keep the
 graph's results: the Plan is compared with the eager graph (independent of the rewrites) and with the Plan compiled
 without them, on random chains around padded, unpadded, grouped and depthwise convolutions."""

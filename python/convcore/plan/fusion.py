@@ -255,3 +255,15 @@ def _in_other_concat(low, value, node):
             continue
         return True
     return False
+
+
+class GraphIndex:
+    """Who reads and who produces each value of a graph: computed once per graph, shared by its segments."""
+
+    def __init__(self, graph):
+        self.readers = {}
+        for node in graph.nodes:
+            for name in node.inputs:
+                if name:
+                    self.readers.setdefault(name, []).append(node)
+        self.producer = {out: node for node in graph.nodes for out in node.outputs}
