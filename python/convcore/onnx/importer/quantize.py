@@ -6,7 +6,7 @@ clear errors naming the node."""
 
 import numpy as np
 
-from ...ops.quantize import RANGES, _params
+from ...ops.quantize import RANGES, _broadcast, _params
 from .attributes import const_input, fail, input_name, int_attr
 
 TYPES = {np.dtype("int8"): "int8", np.dtype("uint8"): "uint8"}
@@ -71,13 +71,8 @@ def convert_dequantize_linear(ctx, node, a):
 
 
 def _per_axis(attrs, shape):
-    """Scale and zero point shaped to broadcast over a tensor of `shape`."""
-    s = np.asarray(attrs["scale"], np.float64)
-    z = np.asarray(attrs["zero_point"], np.float64)
-    if s.size == 1:
-        return s.reshape(()), z.reshape(())
-    view = [-1 if i == attrs["axis"] else 1 for i in range(len(shape))]
-    return s.reshape(view), z.reshape(view)
+    """Scale and zero point (float64) shaped to broadcast over a tensor of `shape`, as the ops do."""
+    return tuple(_broadcast(attrs[key], shape, attrs["axis"], np.float64) for key in ("scale", "zero_point"))
 
 
 CONVERTERS = {"QuantizeLinear": convert_quantize_linear, "DequantizeLinear": convert_dequantize_linear}
