@@ -13,6 +13,18 @@ void bind_plan(py::module_& m) {
       .def_property_readonly("isa", [](const Plan& p) { return std::string(isa_name(p.isa())); });
   bind_builder(plan);
   plan.def("attention", &Plan::attention, py::arg("name"), py::arg("x"), py::arg("heads"), py::arg("scale"));
+  plan.def("lstm", [](Plan& p, const std::string& name, int gates, const PlanArray& r, const OptPlanArray& peep,
+                      const OptPlanArray& h0, const OptPlanArray& c0, bool reverse, int output) {
+        require(r.ndim() == 3 && r.shape(0) >= 1 && r.shape(2) >= 1 && r.shape(1) == 4 * r.shape(2),
+                "r: expected (directions, 4 * hidden, hidden)");
+        const index_t D = r.shape(0), H = r.shape(2);
+        check_len(peep, D * 3 * H, "p");
+        check_len(h0, D * H, "initial_h");
+        check_len(c0, D * H, "initial_c");
+        const LstmWeights lw{D, H, reverse, r.data(), data_of(peep), data_of(h0), data_of(c0)};
+        return p.lstm(name, gates, lw, output);
+      }, py::arg("name"), py::arg("gates"), py::arg("r").noconvert(), py::arg("p").noconvert(),
+         py::arg("initial_h").noconvert(), py::arg("initial_c").noconvert(), py::arg("reverse"), py::arg("output"));
   plan.def("run", [](Plan& p, std::vector<PlanArray> xs, std::vector<PlanArray> outs, int threads) {
         std::vector<const float*> in_ptrs;
         std::vector<float*> out_ptrs;

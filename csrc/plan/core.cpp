@@ -58,11 +58,11 @@ int PlanCore::register_constant(index_t H, index_t W, index_t C) {
 
 int PlanCore::reshape(int t, index_t H, index_t W, index_t C) {
   const TensorDesc src = tensor(check(t, "t"));
-  require(src.parent < 0 && !src.reshaped, "plan.reshape: expected a root tensor");
+  require(src.parent < 0 || src.reshaped, "plan.reshape: expected a root tensor or a view of one");
   require(H >= 1 && W >= 1 && C >= 1 && H * W * C == src.H * src.W * src.C, "plan.reshape: sizes differ");
   TensorDesc d;
   d.H = H, d.W = W, d.C = C;
-  d.parent = t;
+  d.parent = src.reshaped ? src.parent : t;  // a view of a view: of its root
   d.reshaped = true;
   tensors_.push_back(d);
   return num_tensors() - 1;

@@ -124,7 +124,7 @@ class PlanCore {
   // Makes `child` (a root tensor nothing has been planned into yet) live in channels [c0, c0 + child.C) of
   // `parent`, which must have the same H and W.
   void alias(int child, int parent, index_t c0);
-  // A view of root tensor `t` (stored contiguously) as H x W x C with the same number of floats per image, e.g. a
+  // A view of root tensor `t` (or of another view of one) (stored contiguously) as H x W x C with the same number of floats per image, e.g. a
   // 7x7x512 map as one 1x1x25088 pixel for a fully connected layer.
   int reshape(int t, index_t H, index_t W, index_t C);
   const TensorDesc& tensor(int t) const;  // std::invalid_argument for an unknown id

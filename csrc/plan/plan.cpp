@@ -54,6 +54,9 @@ void Plan::execute(const Exec& ex, int threads, std::vector<double>* times) cons
     team = std::max(team, parts[i]);
   }
   std::unique_ptr<Counter[]> counters(new Counter[nops]);
+  std::vector<int> first_claim(nops + 1, 0);  // pinned ops: part claims at [first_claim[i], first_claim[i + 1])
+  for (size_t i = 0; i < nops; ++i) first_claim[i + 1] = first_claim[i] + (op[i]->pinned() ? parts[i] : 0);
+  std::unique_ptr<std::atomic<bool>[]> claimed(new std::atomic<bool>[static_cast<size_t>(first_claim[nops]) + 1]());
   using clock = std::chrono::steady_clock;
   auto body = [&](int tid, int) {
     // Flush denormals to zero inside this call only: subnormal weights or activations can slow FMAs 5-100x.
@@ -62,7 +65,17 @@ void Plan::execute(const Exec& ex, int threads, std::vector<double>* times) cons
     auto start = clock::now();
     for (size_t i = 0; i < nops; ++i) {
       Counter& c = counters[i];
-      for (int part; (part = c.next.fetch_add(1, std::memory_order_relaxed)) < parts[i];) {
+      if (op[i]->pinned()) {  // its own part first, then any part no thread has taken
+        std::atomic<bool>* claim = claimed.get() + first_claim[i];
+        for (int k = 0; k <= parts[i]; ++k) {
+          const int part = k == 0 ? tid : k - 1;
+          if (part >= parts[i] || (k > 0 && part == tid) || claim[part].exchange(true, std::memory_order_relaxed))
+            continue;
+          op[i]->run(ex, part, parts[i]);
+          c.done.fetch_add(1, std::memory_order_release);
+        }
+      }
+      for (int part; !op[i]->pinned() && (part = c.next.fetch_add(1, std::memory_order_relaxed)) < parts[i];) {
         op[i]->run(ex, part, parts[i]);
         c.done.fetch_add(1, std::memory_order_release);
       }

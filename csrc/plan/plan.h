@@ -37,6 +37,17 @@ struct CpuOp : PlanOp {
   virtual int parallelism(index_t N, int threads) const = 0;
   // This thread's share: part `part` of `parts`.
   virtual void run(const Exec& ex, int part, int parts) const = 0;
+  // Whether part i should run on thread i where that thread is there to take it (the part's data stays in that
+  // core's cache from one op to the next: the LSTM's steps); any thread still takes a part left over.
+  virtual bool pinned() const { return false; }
+};
+
+// An LSTM's recurrent parameters as ONNX lays them out (D directions, hidden size H): R (D, 4H, H), peepholes
+// P (D, 3H), initial states (D, H); the optional ones may be null.
+struct LstmWeights {
+  index_t directions, hidden;
+  bool reverse;
+  const float *r, *p, *h0, *c0;
 };
 
 class Plan : public PlanBuilder<Plan> {
@@ -47,9 +58,9 @@ class Plan : public PlanBuilder<Plan> {
   Isa isa() const { return isa_; }
   static constexpr bool kFusedMBConv = true;
   // Beyond the common builder: the conv's per-image input gate and mask, the mbconv without its projection, the
-  // backward ops (plan/grad_ops.h) and self-attention (below).
+  // backward ops (plan/grad_ops.h), self-attention and the LSTM (below).
   std::vector<std::string> capabilities() const {
-    return {"conv_gate", "conv_mask", "mbconv_no_project", "backward", "attention"};
+    return {"conv_gate", "conv_mask", "mbconv_no_project", "backward", "attention", "lstm"};
   }
 
   // Backend hooks of PlanBuilder (plan/builder.h).
@@ -64,6 +75,11 @@ class Plan : public PlanBuilder<Plan> {
   // Multi-head self-attention of a sequence x stored as L pixels of 3 * heads * D channels (q, k, v, each `heads`
   // heads of D): y (L pixels of heads * D) = softmax(scale * q k^T) v per head (plan/ops.cpp).
   int attention(const std::string& name, int x, index_t heads, float scale);
+
+  // The recurrence of an ONNX LSTM over each image's sequence (plan/recurrent.cpp): `gates` holds each step's
+  // W x + biases (L pixels of D x 4H); y is every step's hidden state (L x D pixels of H: step-major, then
+  // direction) for output 0, the last hidden (1) or cell (2) state (D pixels of H) otherwise. Weights are copied.
+  int lstm(const std::string& name, int gates, const LstmWeights& w, int output);
 
   // Runs the network on N images: inputs[i] is N x C x H x W of input i, outputs[i] receives output i. Calls on one
   // Plan run one at a time.

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _validate as V
 from .._types import Array
-from .registry import declare
+from .registry import PlanRule, declare
 
 __all__ = ["lstm", "gru"]
 
@@ -113,6 +113,14 @@ def _gru_kernel(x, w, r, b, initial_h, *, out, hidden_size, direction, output, l
     return _run(x, w, r, b, initial_h, direction, output, out, step)
 
 
+def _plan_lstm_ok(node, graph):
+    """A compiled Plan runs an LSTM of one sequence (a batch-1 graph: the (L, 1, I) input stored as L pixels of I
+    channels) with constant weights and initial states."""
+    x = graph.shapes[node.inputs[0]]
+    batch = graph.shapes[graph.inputs[0]][0] if graph.inputs else None
+    return batch == 1 and x[1] == 1 and all(v in graph.params for v in node.inputs[1:] if v)
+
+
 def _to_onnx(op_type, extra_inputs):
     """The ONNX node, this op's output in its slot (Y, Y_h or Y_c) and the others left empty."""
     def lower(em, node):
@@ -130,7 +138,9 @@ def _to_onnx(op_type, extra_inputs):
 
 
 @declare(("x", "w", "r", "b", "initial_h", "initial_c", "p"), _recurrent_rule(4, "lstm"), _lstm_kernel,
-         onnx=_to_onnx("LSTM", 3))
+         onnx=_to_onnx("LSTM", 3),
+         plan=PlanRule(lambda low, node: low.lstm(node), _plan_lstm_ok, needs=frozenset({"lstm"}),
+                       per_pixel=_plan_lstm_ok, sequences=True))
 def lstm(x: Array, w: Array, r: Array, b: Array | None = None, initial_h: Array | None = None,
          initial_c: Array | None = None, p: Array | None = None, hidden_size: int = 1, direction: str = "forward",
          output: str = "y") -> Array:

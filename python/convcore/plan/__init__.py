@@ -290,7 +290,7 @@ class Plan:
         threads = self._threads()
         for step in self._steps:
             if isinstance(step, Segment):
-                ins = [np.ascontiguousarray(env[v]) for v in step.inputs]
+                ins = step.arrays(env)
                 outs = [np.empty(self._shape_at(v, x.shape[0]), np.float32) for v in step.outputs]
                 if timer is None:
                     step.plan.run(ins, outs, threads)

@@ -18,6 +18,7 @@ beyond the common set in `capabilities` (the CPU's gated 1x1 convolution, masks,
 
 from __future__ import annotations
 
+
 import numpy as np
 
 from .. import _core
@@ -25,6 +26,8 @@ from ..graph.passes import (commute_views, fold_affine, fold_attention, fold_bat
                             fold_layer_norm)
 from ..ops import OPS
 from .fusion import NO_ACT, GraphIndex, epilogue_of, lower_concat, try_gated_conv, try_mbconv
+from .layout import TO_CHANNELS_LAST, channels_last_values, supported, supported_in_place
+from .permute import gather_table, graph_batch, is_raw, stored_dims
 from .spelled import fuse_gates
 
 FUSIONS = frozenset({"batchnorm", "affine", "activation", "residual", "concat", "gates", "mbconv", "shuffle",
@@ -79,6 +82,7 @@ class Lowering:
     def __init__(self, graph, nodes, inputs, outputs, backend, winograd, fusions=FUSIONS, index=None,
                  channels_last=frozenset()):
         self.g = graph
+        self.batch = graph_batch(graph)
         self.channels_last = channels_last
         self.nodes, self.inputs, self.seg_outputs = nodes, list(inputs), list(outputs)
         self.builder = backend() if callable(backend) else _core.Plan(backend)
@@ -166,9 +170,9 @@ class Lowering:
         g = self.g
         for name in self.inputs:
             shape = g.shapes[name]
-            if name in self.channels_last:  # (N, H, W, C) or (N, L, C) as it is
-                h, w = (shape[1], shape[2]) if len(shape) == 4 else (shape[1], 1)
-                self.define(name, self.builder.add_input(shape[-1], h, w, nhwc=True), nhwc=True)
+            if name in self.channels_last:  # (N, H, W, C) or (N, L, C) as it is, or a whole value (permute.is_raw)
+                h, w, c = stored_dims(shape, True, self.batch)
+                self.define(name, self.builder.add_input(c, h, w, nhwc=True), nhwc=True)
                 continue
             h, w = shape[2:] if len(shape) == 4 else (shape[2], 1) if len(shape) == 3 else (1, 1)
             self.define(name, self.builder.add_input(shape[1], h, w))
@@ -310,7 +314,9 @@ class Lowering:
 
     def reshape(self, node):
         """A reshape that keeps the stored order (the op's PlanRule): a view, or a view of a copy where x is a slice
-        of another tensor."""
+        of another tensor; other reshapes a gather (`move`)."""
+        if self.moves(node):
+            return self.move(node)
         x = self.materialize(self.ref(node.inputs[0]), node.name)
         out_shape = self.shape(node.outputs[0])
         if x.nhwc:  # channels-last (N, L, C) <-> (N, H, W, C): the same pixels
@@ -334,7 +340,9 @@ class Lowering:
 
     def transpose(self, node):
         """NCHW <-> NHWC of a 4-D value, (N, C, L) <-> (N, L, C) of a sequence: the same tensor, seen in the other
-        order (`channels_last_values`)."""
+        order (`channels_last_values`); other transposes a gather (`move`)."""
+        if self.moves(node):
+            return self.move(node)
         x = self.ref(node.inputs[0])
         perm = tuple(node.attrs["perm"])
         self.define(node.outputs[0], x.tid, nhwc=perm == TO_CHANNELS_LAST if len(perm) == 4 else not x.nhwc)
@@ -353,6 +361,8 @@ class Lowering:
         lower_concat(self, node)
 
     def flatten(self, node):
+        if self.moves(node):
+            return self.move(node)
         x = self.ref(node.inputs[0])
         out_shape = self.shape(node.outputs[0])
         if x.nhwc:  # (N, H, W, C) flattened is the storage order: one pixel of H * W * C channels
@@ -380,6 +390,60 @@ class Lowering:
             self.env[node.outputs[0]] = x
         else:
             raise ValueError(f"compile: node '{node.name}': flatten {x.shape} -> {out_shape} is not supported")
+
+    def moves(self, node):
+        """Whether this reshape / transpose / flatten moves values (else a view or a change of layout flag)."""
+        return not supported_in_place(node, self.g, self.capabilities, self.channels_last)
+
+    def dense(self, x, name):
+        """The tensor of Ref x as one pixel of all its channels (per image): a view, of a copy where x is a slice."""
+        h, w, c = self.builder.dims(x.tid)
+        try:
+            return self.builder.reshape(x.tid, 1, 1, h * w * c)
+        except ValueError:
+            return self.builder.reshape(self.builder.affine(name + ".copy", x.tid, None, None, NO_ACT), 1, 1,
+                                        h * w * c)
+
+    def move(self, node, out_value=None):
+        """A reshape / transpose / flatten that moves values (`permute.is_move`): one gather, or a view where the
+        stored order does not change."""
+        out_value = out_value or node.outputs[0]
+        x = self.ref(node.inputs[0])
+        if x.flat is not None and x.flat[1] * x.flat[2] == 1:
+            x = self.materialize(x, node.name)
+        out_shape, row_major = self.shape(out_value), out_value in self.channels_last
+        table = gather_table(node, x.shape, x.nhwc, x.flat, out_shape, row_major, self.batch)
+        flat = self.dense(x, node.name)
+        if table is not None:
+            flat = self.builder.gather_channels(node.name, flat, table)
+        self.define(out_value, self.builder.reshape(flat, *stored_dims(out_shape, row_major, self.batch)),
+                    nhwc=row_major)
+
+    def row_major(self, x, name):
+        """Ref x's tensor in its logical row-major order, pixels of its last axis (a view where it is stored so)."""
+        if x.nhwc:
+            h, w, c = self.builder.dims(x.tid)
+            return self.builder.reshape(self.dense(x, name), h * w, 1, c)
+        table = gather_table(None, x.shape, False, x.flat, x.shape, True, self.batch)
+        flat = self.dense(x, name)
+        if table is not None:
+            flat = self.builder.gather_channels(name + ".rows", flat, table)
+        return self.builder.reshape(flat, *stored_dims(x.shape, True, self.batch))
+
+    def lstm(self, node):
+        """An LSTM over the sequence of a batch-1 plan (its (L, 1, I) input in row-major order; the output too): the
+        inputs' part of every step's gates as one 1x1 convolution (W x + both biases), then the recurrence."""
+        a = node.attrs
+        x = self.row_major(self.ref(node.inputs[0]), node.name)
+        w, r, b, h0, c0, p = (self.param(self.arg(node, i)) for i in range(1, 7))
+        directions, gates, inputs = w.shape
+        bias = None if b is None else np.ascontiguousarray((b[:, :gates] + b[:, gates:]).reshape(-1))
+        spec = _core.ConvSpec(stride=(1, 1), dilation=(1, 1), padding=(0, 0, 0, 0), groups=1)
+        projected = self.builder.conv(node.name + ".input", x, w.reshape(directions * gates, inputs, 1, 1), bias,
+                                      spec=spec, epilogue=NO_ACT, residual=-1, algo=_core.ConvAlgo.automatic)
+        tid = self.builder.lstm(node.name, projected, r, *(None if v is None else v.reshape(-1) for v in (p, h0, c0)),
+                                reverse=a["direction"] == "reverse", output={"y": 0, "h": 1, "c": 2}[a["output"]])
+        self.define(node.outputs[0], tid, nhwc=True)
 
     def softmax(self, node, log):
         x = self.materialize(self.ref(node.inputs[0]), node.name)
@@ -434,93 +498,17 @@ class Lowering:
                     x.shape)
 
 
-TO_CHANNELS_LAST, TO_CHANNELS_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
-
-
-def _keeps_layout(node, graph, capabilities=None):
-    """Whether `node` computes each pixel's channels from that pixel's channels only, on one input: it reads and
-    writes an NHWC value as it is (an activation; a softmax, layer norm or linear layer over the last axis: the op's
-    `PlanRule.per_pixel`)."""
-    op = OPS.get(node.op)
-    if op is None or op.plan is None or capabilities is not None and not op.plan.needs <= capabilities:
-        return False
-    return op.plan.epilogue is not None or op.plan.per_pixel is not None and bool(op.plan.per_pixel(node, graph))
-
-
-def channels_last_values(graph, outside=frozenset()):
-    """The values a Plan keeps in their logical order, which is the order it stores maps in: (N, H, W, C) maps and
-    (N, L, C) sequences. Transposes NCHW -> NHWC (what TensorFlow / Keras graphs end in) and (N, C, L) -> (N, L, C),
-    what per-position ops (`_keeps_layout`), binary ops and concatenations make of them, graph inputs read only by a
-    transpose NHWC -> NCHW (what they start with), and values in `outside` (computed outside the Plan, or graph
-    inputs) read by per-position ops only (the layer norm and linear layers after an attention block). No transpose
-    copies anything: the Plan takes such an input and gives such an output as it is."""
-    index = GraphIndex(graph)
-    values = set()
-    for name in outside:  # values computed outside the Plan, read by ops over their last axis only: taken as stored
-        readers = index.readers.get(name, [])
-        if len(graph.shapes[name]) in (3, 4) and readers and name not in graph.outputs and all(
-                _keeps_layout(r, graph) and OPS[r.op].plan.epilogue is None and r.op != "reshape" for r in readers):
-            values.add(name)
-    for name in graph.inputs:
-        readers = index.readers.get(name, [])
-        if len(graph.shapes[name]) == 4 and readers and name not in graph.outputs and all(
-                r.op == "transpose" and tuple(r.attrs["perm"]) == TO_CHANNELS_FIRST for r in readers):
-            values.add(name)
-    for node in graph.nodes:
-        computed = [v for v in node.inputs if v and v not in graph.params]
-        if not computed or len(graph.shapes[computed[0]]) not in (3, 4):
-            continue
-        x, op = computed[0], OPS.get(node.op)
-        if node.op == "transpose" and _layout_transpose(graph, x, tuple(node.attrs["perm"])) in ("to_last", "swap") \
-                and x not in values:
-            values.add(node.outputs[0])
-        elif len(computed) == 1 and x in values and _keeps_layout(node, graph):
-            values.add(node.outputs[0])
-        elif (op is not None and op.plan is not None and (op.plan.elementwise or node.op == "concat")
-              and all(v in values for v in computed)):  # binary ops and concatenations of channels-last values
-            values.add(node.outputs[0])
-    return frozenset(values)
-
-
-def _layout_transpose(graph, x, perm):
-    """How a transpose relates the stored order and the logical one: "to_last" / "to_first" for NCHW -> NHWC /
-    NHWC -> NCHW of a map, "swap" for (N, C, L) <-> (N, L, C) of a sequence (either way, by x's layout); else None."""
-    rank = len(graph.shapes[x]) if x in graph.shapes else 0
-    if rank == 4:
-        return "to_last" if perm == TO_CHANNELS_LAST else "to_first" if perm == TO_CHANNELS_FIRST else None
-    return "swap" if rank == 3 and perm == (0, 2, 1) else None
-
-
-def supported(node, graph, capabilities=None, channels_last=frozenset()):
-    """Whether compiled plans run `node` (its op's `PlanRule` accepts it, on a builder with `capabilities`); the
-    others run eagerly between plan segments. `channels_last`: `channels_last_values(graph)`; a node reading one
-    runs in the Plan only when it keeps that order (or flattens it, or transposes it back)."""
-    op = OPS.get(node.op)
-    if op is None or op.plan is None:
-        return False
-    computed = [v for v in node.inputs if v and v not in graph.params]
-    if node.op == "transpose":
-        x = node.inputs[0]
-        kind = _layout_transpose(graph, x, tuple(node.attrs["perm"])) if x not in graph.params else None
-        return all(graph.shapes[x]) and (kind == "swap" or kind == "to_last" and x not in channels_last
-                                         or kind == "to_first" and x in channels_last)
-    if any(v in channels_last for v in computed):
-        if op.plan.elementwise or node.op == "concat" and len(graph.shapes[node.outputs[0]]) == 3:
-            # on channels-last operands only, constants laid out to match
-            return all(v in channels_last for v in computed) and op.plan.accepts(node, graph, capabilities)
-        if len(computed) != 1:
-            return False
-        return _keeps_layout(node, graph, capabilities) or (
-            node.op == "flatten" and len(graph.shapes[node.outputs[0]]) == 2 and op.plan.accepts(node, graph,
-                                                                                                capabilities))
-    return op.plan.accepts(node, graph, capabilities)
-
-
 class Segment:
-    """A run of consecutive graph nodes compiled into one C++ Plan: it reads `inputs`, gives `outputs`."""
+    """A run of consecutive graph nodes compiled into one C++ Plan: it reads `inputs`, gives `outputs`; `whole`: the
+    inputs it takes as one image (stored whole, `permute.is_raw`)."""
 
-    def __init__(self, plan, inputs, outputs):
-        self.plan, self.inputs, self.outputs = plan, inputs, outputs
+    def __init__(self, plan, inputs, outputs, whole=frozenset()):
+        self.plan, self.inputs, self.outputs, self.whole = plan, inputs, outputs, whole
+
+    def arrays(self, env):
+        """The input arrays from `env` as the C++ Plan takes them."""
+        return [np.ascontiguousarray(env[v]).reshape(1, -1) if v in self.whole else np.ascontiguousarray(env[v])
+                for v in self.inputs]
 
 
 def rewrite(graph, fusions=FUSIONS):
@@ -592,5 +580,6 @@ def lower(graph, backend, winograd="auto", fusions=FUSIONS):
         outputs = [v for node in run for v in node.outputs
                    if v in graph.outputs or any(j != i for j in readers.get(v, ()))]
         plan = Lowering(graph, run, inputs, outputs, backend, winograd, fusions, index, channels_last).lower()
-        steps.append(Segment(plan, inputs, outputs))
+        steps.append(Segment(plan, inputs, outputs,
+                             frozenset(v for v in inputs if v in channels_last and is_raw(graph, v))))
     return steps

@@ -1,0 +1,99 @@
+"""Reshapes, transposes and flattens that move values, inside a Plan: each is one gather of every image's values
+(of the whole tensor in a batch-1 plan), its table computed here once, or a view where the table is the identity.
+
+Where a value lives: a Plan stores a 4-D NCHW value as (H, W, C), a 3-D (N, C, L) one as L pixels of C channels, a
+2-D (N, F) one as one pixel of F channels (`plan.lower`); a value in `channels_last_values` - NHWC maps, (N, L, C)
+sequences, and what this module makes of other shapes - in its logical row-major order, its last axis the channels.
+In a batch-1 plan a moved value need not keep the batch first: the LSTM of a CRNN reads (L, 1, I) and gives
+(L, D, 1, H), its head transposes and flattens them. Such a value is stored whole in its row-major order, as one image
+("raw" below); only ops that compute each pixel from its own channels (and these moves, and the LSTM) read it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MOVES = ("reshape", "transpose", "flatten")
+
+
+def graph_batch(graph):
+    """The batch the graph was compiled at (its first input's first axis)."""
+    return graph.shapes[graph.inputs[0]][0] if graph.inputs else None
+
+
+def is_raw(graph, value):
+    """Whether a value stored in row-major order is stored whole, as one image: its first axis is not the batch."""
+    return graph.shapes[value][0] != graph_batch(graph)
+
+
+def is_odd(graph, value):
+    """A value only row-major order can hold: stored whole, or of a rank other than 2, 3 and 4."""
+    return is_raw(graph, value) or len(graph.shapes[value]) not in (2, 3, 4)
+
+
+def is_move(node, graph):
+    """A reshape / transpose / flatten of a computed value a Plan can run as a gather: any, in a batch-1 graph;
+    else one that keeps the batch as the first axis (each image's values move among themselves)."""
+    if node.op not in MOVES or node.inputs[0] in graph.params:
+        return False
+    x, out = graph.shapes.get(node.inputs[0]), graph.shapes.get(node.outputs[0])
+    if not x or not out or not all(x) or not all(out) or len(out) < 2 or math.prod(x) != math.prod(out):
+        return False
+    batch = graph_batch(graph)
+    if batch == 1:
+        return True
+    return x[0] == out[0] == batch and (node.op != "transpose" or node.attrs["perm"][0] == 0)
+
+
+def stored_dims(shape, row_major, batch):
+    """(H, W, C) of one image of a value of logical `shape` as the Plan stores it."""
+    if row_major:
+        per_image = math.prod(shape) // batch if shape[0] == batch else math.prod(shape)
+        if len(shape) == 4 and shape[0] == batch:
+            return shape[1], shape[2], shape[3]
+        return per_image // shape[-1], 1, shape[-1]
+    if len(shape) == 4:
+        return shape[2], shape[3], shape[1]
+    if len(shape) == 3:
+        return shape[2], 1, shape[1]
+    return 1, 1, shape[1]
+
+
+def _logical(shape, row_major, flat, whole):
+    """For each element of one image (of the whole value when `whole`), its offset in the stored order, as an array
+    of the value's logical shape (its first axis 1 unless whole)."""
+    s = tuple(shape) if whole else (1, *shape[1:])
+    size = math.prod(s)
+    if flat is not None:  # a flatten of (C, H, W) still stored as (H, W, C)
+        c, h, w = flat
+        return np.arange(size).reshape(h, w, c).transpose(2, 0, 1).reshape(s)
+    if row_major or len(s) == 2:
+        return np.arange(size).reshape(s)
+    if len(s) == 4:
+        return np.arange(size).reshape(s[0], s[2], s[3], s[1]).transpose(0, 3, 1, 2)
+    return np.arange(size).reshape(s[0], s[2], s[1]).transpose(0, 2, 1)
+
+
+def _stored(logical, row_major):
+    """The inverse of `_logical`'s layout: a logical array's elements in stored order, flat."""
+    if row_major or logical.ndim == 2:
+        return logical.reshape(-1)
+    if logical.ndim == 4:
+        return logical.transpose(0, 2, 3, 1).reshape(-1)
+    return logical.transpose(0, 2, 1).reshape(-1)
+
+
+def gather_table(node, x_shape, x_row_major, x_flat, out_shape, out_row_major, batch):
+    """For a move `node` (None: the value itself, laid out another way): for each stored element of one output image,
+    the stored offset in the input image it copies (the whole values in a batch-1 plan); None when that is the
+    identity (a view)."""
+    whole = batch == 1
+    positions = _logical(x_shape, x_row_major, x_flat, whole)
+    if node is not None and node.op == "transpose":
+        positions = positions.transpose(tuple(node.attrs["perm"]))
+    else:
+        positions = positions.reshape(tuple(out_shape) if whole else (1, *out_shape[1:]))
+    table = _stored(positions, out_row_major)
+    return None if np.array_equal(table, np.arange(table.size)) else np.ascontiguousarray(table, np.int64)

@@ -1,0 +1,153 @@
+"""Reshapes and transposes that move values run inside the Plan (plan/permute.py: one gather, or a view), and so
+does the LSTM of a batch-1 graph (csrc/plan/recurrent.cpp): a CRNN head, a YOLOv8 box decoder (DFL), a Keras
+input reshape. Results against the eager graph and onnxruntime, on every ISA, 1 and 2 threads; no node outside the
+Plan."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference import assert_close
+
+import convcore
+import convcore.functional as F
+import convcore.onnx
+
+
+def rand(rng, *shape, scale=0.5):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _plan_matches(fn, x, bound=1e-5):
+    plan = convcore.compile(fn, x.shape)
+    assert plan.eager_nodes == []
+    got, want = plan(x), fn(x)
+    for g, w in zip(*((v if isinstance(v, tuple) else (v,)) for v in (got, want))):
+        assert_close(g, w, bound)
+    return plan
+
+
+def test_yolo_box_decoder_runs_in_the_plan(isa, threads):
+    """YOLOv8's DFL: (N, 64, A) -> (N, 4, 16, A) -> transpose (0, 2, 1, 3) -> softmax over the 16 bins -> 1x1 conv
+    -> (N, 4, A), at batch 1 and 3 (the moves keep the batch first: each image's values move among themselves)."""
+    rng = np.random.default_rng(0)
+    w_head, w_bins = rand(rng, 64, 8, 1, 1), np.arange(16, dtype=np.float32).reshape(1, 16, 1, 1)
+
+    def fn(x):
+        seq = F.reshape(F.conv2d(x, w_head), (-1, 64, 35))                # (N, 64, A)
+        bins = F.transpose(F.reshape(seq, (-1, 4, 16, 35)), (0, 2, 1, 3))  # (N, 16, 4, A)
+        return F.reshape(F.conv2d(F.softmax(bins, axis=1), w_bins), (-1, 4, 35))
+
+    for batch in (1, 3):
+        plan = _plan_matches(fn, rand(rng, batch, 8, 5, 7, scale=1.0))
+        assert "gather_channels" in plan.summary()
+
+
+def test_keras_input_reshape_and_moves_of_every_rank(isa, threads):
+    """A (N, H, W, 1) input read as (N, 1, H, W); a 5-D transpose and a 2-D reshape of a map in between."""
+    rng = np.random.default_rng(1)
+    w1, w2 = rand(rng, 6, 1, 3, 3), rand(rng, 4, 6, 1, 1)
+
+    def fn(x):
+        h = F.relu(F.conv2d(F.reshape(x, (-1, 1, 9, 8)), w1, padding=1))      # (N, 6, 9, 8)
+        h = F.reshape(F.transpose(F.reshape(h, (-1, 2, 3, 9, 8)), (0, 1, 3, 2, 4)), (-1, 6, 9, 8))
+        flat = F.reshape(F.transpose(h, (0, 3, 2, 1)), (-1, 6 * 9 * 8))      # (N, W, H, C) flattened
+        return F.conv2d(h, w2), F.sigmoid(flat)
+
+    for batch in (1, 2):
+        _plan_matches(fn, rand(rng, batch, 9, 8, 1, scale=1.0))
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.lists(st.integers(1, 4), min_size=3, max_size=3), perm=st.permutations(range(4)),
+       batch=st.sampled_from([1, 2]), seed=st.integers(0, 2 ** 16))
+def test_random_moves_match_eager(shape, perm, batch, seed):
+    """Any transpose of a map, then a reshape to (N, -1, last) and a per-position op: the Plan's gathers against
+    numpy (at batch 2 only the transposes that keep the batch first run in the Plan)."""
+    rng = np.random.default_rng(seed)
+    c, h, w = shape
+    weight = rand(rng, 3, c, 1, 1)
+
+    def fn(x):
+        t = F.transpose(F.relu(F.conv2d(x, weight)), tuple(perm))
+        return F.sigmoid(F.reshape(t, (t.shape[0], -1, t.shape[-1])))
+
+    x = rand(rng, batch, c, h, w, scale=1.0)
+    plan = convcore.compile(fn, x.shape)
+    assert_close(plan(x), fn(x), 1e-6)
+    if batch == 1 or perm[0] == 0:
+        assert plan.eager_nodes == []
+
+
+# ------------------------------------------------------------------------------------------------------- LSTM
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+def _crnn(rng, direction, hidden, output, peepholes, initial, channels=4, rows=3, length=7, batch=1):
+    """conv -> (W, N, C * H) sequence (torch's CRNN export) -> LSTM -> (L, N, D * H) -> linear head."""
+    d = 2 if direction == "bidirectional" else 1
+    features = channels * rows
+    arrays = {"cw": rand(rng, channels, 2, 3, 3), "W": rand(rng, d, 4 * hidden, features),
+              "R": rand(rng, d, 4 * hidden, hidden), "B": rand(rng, d, 8 * hidden),
+              "shape": np.array([length, -1, features], np.int64)}
+    inputs = ["seq", "W", "R", "B", ""]
+    if initial:
+        arrays["h0"], arrays["c0"] = rand(rng, d, batch, hidden), rand(rng, d, batch, hidden)
+        inputs += ["h0", "c0"]
+    if peepholes:
+        arrays["P"] = rand(rng, d, 3 * hidden)
+        inputs += [""] * (7 - len(inputs)) + ["P"]
+    slot = {"y": 0, "h": 1, "c": 2}[output]
+    nodes = [helper.make_node("Conv", ["x", "cw"], ["map"], pads=[1, 1, 1, 1]),
+             helper.make_node("Transpose", ["map"], ["t"], perm=[3, 0, 1, 2]),
+             helper.make_node("Reshape", ["t", "shape"], ["seq"]),
+             helper.make_node("LSTM", inputs, [""] * slot + ["r"], hidden_size=hidden, direction=direction)]
+    if output == "y":
+        arrays["head"], arrays["shape2"] = rand(rng, d * hidden, 5), np.array([length, -1, d * hidden], np.int64)
+        nodes += [helper.make_node("Transpose", ["r"], ["rt"], perm=[0, 2, 1, 3]),
+                  helper.make_node("Reshape", ["rt", "shape2"], ["rs"]),
+                  helper.make_node("MatMul", ["rs", "head"], ["out"])]
+    else:
+        nodes.append(helper.make_node("Relu", ["r"], ["out"]))
+    graph = helper.make_graph(nodes, "crnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                            [batch, 2, rows, length])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(a, n) for n, a in arrays.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    return model.SerializeToString(), rand(rng, batch, 2, rows, length, scale=1.0)
+
+
+@pytest.mark.parametrize("direction, hidden, output, peepholes, initial", [
+    ("bidirectional", 17, "y", True, True),
+    ("bidirectional", 40, "y", False, False),
+    ("forward", 1, "y", False, True),
+    ("reverse", 33, "y", True, False),
+    ("forward", 16, "h", False, True),
+    ("bidirectional", 5, "c", True, True),
+])
+def test_crnn_lstm_runs_in_the_plan(isa, threads, direction, hidden, output, peepholes, initial):
+    """The whole CRNN, its LSTM and the moves around it, in one Plan: against onnxruntime and the eager graph."""
+    rng = np.random.default_rng(hidden)
+    data, x = _crnn(rng, direction, hidden, output, peepholes, initial)
+    graph = convcore.onnx.load(data)
+    plan = convcore.compile(graph, x.shape)
+    assert plan.eager_nodes == []
+    assert "lstm_step" in plan.summary()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    want = session.run(None, {"x": x})[0]
+    assert_close(plan(x), want, 1e-5)
+    assert_close(plan(x), graph(x), 1e-5)
+
+
+def test_lstm_of_a_batch_stays_eager_and_right():
+    """A batch of several sequences: the LSTM runs eagerly (the Plan's takes one sequence), results unchanged."""
+    rng = np.random.default_rng(3)
+    data, x = _crnn(rng, "bidirectional", 6, "y", False, True, batch=2)
+    plan = convcore.compile(convcore.onnx.load(data), x.shape)
+    assert "r" in plan.eager_nodes  # the LSTM node (named after its output)
+    want = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert_close(plan(x), want, 1e-5)
