@@ -12,7 +12,7 @@ import math
 
 from ..ops import OPS
 from .fusion import GraphIndex
-from .permute import MOVES, is_move, is_odd
+from .permute import MOVES, graph_batch, is_move, is_odd
 
 TO_CHANNELS_LAST, TO_CHANNELS_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -33,7 +33,8 @@ def channels_last_values(graph, outside=frozenset()):
     what per-position ops (`_keeps_layout`), binary ops and concatenations make of them, graph inputs read only by a
     transpose NHWC -> NCHW (what they start with), and values in `outside` (computed outside the Plan, or graph
     inputs) read by per-position ops only (the layer norm and linear layers after an attention block). No transpose
-    copies anything: the Plan takes such an input and gives such an output as it is."""
+    copies anything: the Plan takes such an input and gives such an output as it is. Values of other ranks, or
+    stored whole (`permute.is_odd`), are stored in their row-major order too, and so are a Plan LSTM's outputs."""
     index = GraphIndex(graph)
     values = set()
     for name in outside:  # values computed outside the Plan, read by ops over their last axis only: taken as stored
@@ -51,10 +52,8 @@ def channels_last_values(graph, outside=frozenset()):
         if not computed:
             continue
         x, op = computed[0], OPS.get(node.op)
-        moved = node.op in MOVES and is_move(node, graph) and is_odd(graph, node.outputs[0])
-        if node.op == "lstm" and OPS["lstm"].plan.accepts(node, graph) or (
-                moved and not supported_in_place(node, graph, None, values)):
-            values.add(node.outputs[0])  # stored whole in row-major order (module permute)
+        if is_odd(graph, node.outputs[0]) or node.op == "lstm" and OPS["lstm"].plan.accepts(node, graph):
+            values.add(node.outputs[0])  # stored whole, or of another rank: in row-major order (module permute)
         elif len(graph.shapes[x]) not in (3, 4) and x not in values:
             continue
         elif node.op == "transpose" and _layout_transpose(graph, x, tuple(node.attrs["perm"])) in ("to_last", "swap") \
@@ -83,9 +82,11 @@ def supported(node, graph, capabilities=None, channels_last=frozenset()):
     runs in the Plan only when it keeps that order (or flattens it, or transposes it back), or moves values
     (`permute.is_move`); a value stored whole or of another rank (`permute.is_odd`) is read only by ops over its
     last axis, moves and LSTMs."""
+    computed = [v for v in node.inputs if v and v not in graph.params]
+    if graph_batch(graph) == 1 and any(graph.shapes[v][0] != 1 and v not in channels_last for v in computed):
+        return False  # a batch-1 plan stores such a value whole, in row-major order (`channels_last_values`)
     if node.op in MOVES and is_move(node, graph):
         return True
-    computed = [v for v in node.inputs if v and v not in graph.params]
     if any(v in channels_last and is_odd(graph, v) for v in computed):
         op = OPS.get(node.op)
         if op is None or op.plan is None or not (_keeps_layout(node, graph, capabilities) or node.op == "lstm" or (

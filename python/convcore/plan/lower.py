@@ -171,7 +171,7 @@ class Lowering:
         for name in self.inputs:
             shape = g.shapes[name]
             if name in self.channels_last:  # (N, H, W, C) or (N, L, C) as it is, or a whole value (permute.is_raw)
-                h, w, c = stored_dims(shape, True, self.batch)
+                h, w, c = stored_dims(shape, True, is_raw(g, name))
                 self.define(name, self.builder.add_input(c, h, w, nhwc=True), nhwc=True)
                 continue
             h, w = shape[2:] if len(shape) == 4 else (shape[2], 1) if len(shape) == 3 else (1, 1)
@@ -416,8 +416,8 @@ class Lowering:
         flat = self.dense(x, node.name)
         if table is not None:
             flat = self.builder.gather_channels(node.name, flat, table)
-        self.define(out_value, self.builder.reshape(flat, *stored_dims(out_shape, row_major, self.batch)),
-                    nhwc=row_major)
+        dims = stored_dims(out_shape, row_major, is_raw(self.g, out_value))
+        self.define(out_value, self.builder.reshape(flat, *dims), nhwc=row_major)
 
     def row_major(self, x, name):
         """Ref x's tensor in its logical row-major order, pixels of its last axis (a view where it is stored so)."""
@@ -428,7 +428,7 @@ class Lowering:
         flat = self.dense(x, name)
         if table is not None:
             flat = self.builder.gather_channels(name + ".rows", flat, table)
-        return self.builder.reshape(flat, *stored_dims(x.shape, True, self.batch))
+        return self.builder.reshape(flat, *stored_dims(x.shape, True, self.batch == 1 and x.shape[0] != 1))
 
     def lstm(self, node):
         """An LSTM over the sequence of a batch-1 plan (its (L, 1, I) input in row-major order; the output too): the

@@ -24,8 +24,10 @@ def graph_batch(graph):
 
 
 def is_raw(graph, value):
-    """Whether a value stored in row-major order is stored whole, as one image: its first axis is not the batch."""
-    return graph.shapes[value][0] != graph_batch(graph)
+    """Whether a value stored in row-major order is stored whole, as one image: in a batch-1 graph, one whose first
+    axis is not the batch. (In a graph of another batch such a value - Swin's windows - runs in Plan segments of its
+    own first axis as their batch, its layout as any other's.)"""
+    return graph_batch(graph) == 1 and graph.shapes[value][0] != 1
 
 
 def is_odd(graph, value):
@@ -47,13 +49,12 @@ def is_move(node, graph):
     return x[0] == out[0] == batch and (node.op != "transpose" or node.attrs["perm"][0] == 0)
 
 
-def stored_dims(shape, row_major, batch):
-    """(H, W, C) of one image of a value of logical `shape` as the Plan stores it."""
+def stored_dims(shape, row_major, whole):
+    """(H, W, C) of one image of a value of logical `shape` as the Plan stores it (`whole`: `is_raw`)."""
     if row_major:
-        per_image = math.prod(shape) // batch if shape[0] == batch else math.prod(shape)
-        if len(shape) == 4 and shape[0] == batch:
+        if len(shape) == 4 and not whole:
             return shape[1], shape[2], shape[3]
-        return per_image // shape[-1], 1, shape[-1]
+        return math.prod(shape if whole else shape[1:]) // shape[-1], 1, shape[-1]
     if len(shape) == 4:
         return shape[2], shape[3], shape[1]
     if len(shape) == 3:
