@@ -176,6 +176,12 @@ struct CopyOp : GpuOp {
   explicit CopyOp(const step::Copy& s) : s(s) {}
   void run(const Exec& ex) const override {
     const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    if (in.image == 0) {  // a constant: the same for every image
+      for (index_t n = 0; n < ex.N; ++n)
+        launch_copy_channels(in.base, in.stride, out.base + n * out.image + s.c0, out.stride, s.pixels, s.C,
+                             ex.stream);
+      return;
+    }
     launch_copy_channels(in.base, in.stride, out.base + s.c0, out.stride, ex.N * s.pixels, s.C, ex.stream);
   }
 };

@@ -211,10 +211,13 @@ struct CopyOp : CpuOp {
     return parts_for(8.0 * N * s.pixels * s.C, kByteGrain, threads);
   }
   void run(const Exec& ex, int part, int parts) const override {
-    const TensorView in = ex.at(s.x), out = ex.at(s.y);
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);  // x may be a constant: the same for every image
     const auto [p0, p1] = share(ex.N * s.pixels, part, parts);
-    for (index_t p = p0; p < p1; ++p)
-      std::memcpy(out.base + p * out.stride + s.c0, in.base + p * in.stride, sizeof(float) * s.C);
+    for (index_t p = p0; p < p1; ++p) {
+      const index_t n = p / s.pixels, q = p % s.pixels;
+      std::memcpy(out.base + n * out.image + q * out.stride + s.c0, in.base + n * in.image + q * in.stride,
+                  sizeof(float) * s.C);
+    }
   }
 };
 std::unique_ptr<PlanOp> make(const step::Copy& s, const Kernels* k) { return make<CopyOp>(s, k); }

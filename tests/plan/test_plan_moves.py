@@ -80,6 +80,38 @@ def test_random_moves_match_eager(shape, perm, batch, seed):
         assert plan.eager_nodes == []
 
 
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap"])
+def test_concatenations_and_paddings_of_any_axis(isa, threads, mode):
+    """Concatenations along rows, columns and the last axis of a 5-D value, paddings of a sequence's length and of
+    a map's channels (cropping too): one gather each (plan/permute.py `is_assembly`), at batch 1 and 2."""
+    rng = np.random.default_rng(5)
+    w1, w2 = rand(rng, 4, 2, 3, 3), rand(rng, 3, 4, 1, 1)
+
+    def fn(x):
+        a = F.relu(F.conv2d(x, w1, padding=1))                          # (N, 4, 5, 6)
+        b = F.conv2d(a, w2)                                              # (N, 3, 5, 6)
+        rows = F.concat([F.slice(a, (0,), (3,), (1,)), b], axis=2)      # (N, 3, 10, 6)
+        cols = F.concat([b, F.slice(a, (1,), (4,), (1,)), b], axis=3)   # (N, 3, 5, 18)
+        seq = F.pad(F.reshape(b, (-1, 3, 30)), (0, 0, 0, 0, 4, 3), mode=mode, value=0.5)
+        chans = F.pad(a, (0, 0, 2, -1, 0, 0, 0, 0), mode=mode, value=-1.0)  # channels padded, the last one cropped
+        five = F.concat([F.reshape(a, (-1, 2, 2, 5, 6)), F.reshape(a, (-1, 2, 2, 5, 6))], axis=4)
+        return F.sigmoid(rows), cols, F.relu(seq), chans, five
+
+    for batch in (1, 2):
+        _plan_matches(fn, rand(rng, batch, 2, 5, 6, scale=1.0))
+
+
+def test_concatenation_with_a_constant_at_batch_1(isa):
+    """A constant part of a concatenation along the rows (a learned padding row) in a batch-1 plan."""
+    rng = np.random.default_rng(6)
+    w, row = rand(rng, 3, 3, 1, 1), rand(rng, 1, 3, 1, 4)
+
+    def fn(x):
+        return F.concat([F.conv2d(x, w), row], axis=2)
+
+    _plan_matches(fn, rand(rng, 1, 3, 2, 4))
+
+
 # ------------------------------------------------------------------------------------------------------- LSTM
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -335,8 +335,8 @@ def _plan_pad_ok(node, graph):
             and min(graph.shapes[node.outputs[0]][2:]) >= 1)
 
 
-def _plan_pad(low, node):
-    """One pixel copy from index tables (-1: the constant)."""
+def pad_map(low, node):
+    """Padding of a map's rows and columns: one pixel copy from index tables (-1: the constant)."""
     x = low.materialize(low.ref(node.inputs[0]), node.name)
     pads, mode = node.attrs["pads"], node.attrs["mode"]
     rows, cols = (pad_indices(n, pads[2 * d], pads[2 * d + 1], mode) for d, n in ((2, x.shape[2]), (3, x.shape[3])))
@@ -344,7 +344,7 @@ def _plan_pad(low, node):
 
 
 @declare(("x",), _pad_rule, _pad_kernel, onnx=_pad_to_onnx, allow_empty=True,
-         plan=PlanRule(_plan_pad, _plan_pad_ok))
+         plan=PlanRule(lambda low, node: low.pad(node), _plan_pad_ok))
 def pad(x: Array, pads: Ints, mode: str = "constant", value: float = 0.0) -> Array:
     """Pads every axis: ``pads = (begin_0, end_0, begin_1, end_1, ...)``, negative values crop. Modes: 'constant'
     (`value`), 'reflect' (mirror without repeating the edge, numpy's), 'edge' (repeat the edge), 'wrap' (periodic).

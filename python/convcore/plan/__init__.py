@@ -108,7 +108,8 @@ def _as_graph(model, input_shape):
 class Plan:
     """A network compiled for this CPU: call it like the model.
 
-    `plan(x)` takes a float32 (N, C, H, W) array (any N) and returns the output array (a tuple for several outputs);
+    `plan(x)` takes a float32 (N, C, H, W) array (any N; or the (N, ...) input of 2 or 3 dims of a graph that has
+    one: audio, features) and returns the output array (a tuple for several outputs);
     `plan.run(x, out=...)` writes into preallocated arrays. Buffers are planned on the first call at each batch size
     and reused, so later calls allocate nothing but their result. Calls from several Python threads are safe: they
     run one at a time (each call uses all the plan's threads). Plans pickle as their graph and options and are
@@ -120,11 +121,11 @@ class Plan:
     graph that cannot follow another N at all (a size frozen at the traced batch) raises a ValueError naming the
     node.
 
-    Another height and width: a plan compiled from a Module (or function) or an ONNX file compiles the model again at
-    each new (H, W) it meets (traced again, or the file imported again at that size, so sizes computed from the
-    input follow it), the last `MAX_SHAPE_VARIANTS` sizes kept. A plan compiled from a Graph or an imported module
-    serves its own size only. Compiled without input_shape from a model that has no size of its own, a plan
-    compiles at its first call (`compiled` is False until then).
+    Another height and width (other sizes of a 2- or 3-dim input): a plan compiled from a Module (or function) or an
+    ONNX file compiles the model again at each new (H, W) it meets (traced again, or the file imported again at that
+    size, so sizes computed from the input follow it), the last `MAX_SHAPE_VARIANTS` sizes kept. A plan compiled
+    from a Graph or an imported module serves its own size only. Compiled without input_shape from a model that has
+    no size of its own, a plan compiles at its first call (`compiled` is False until then).
 
     Attributes:
         input_shape: the traced (N, C, H, W); only N may differ at run time.
@@ -157,9 +158,9 @@ class Plan:
             graph = graph.at_batch(self.input_shape[0])  # its shapes are those of another batch: infer them here
         self.graph = graph
         self.isa = _core.get_isa()
-        if len(graph.inputs) != 1 or len(graph.shapes[graph.inputs[0]]) != 4:
-            raise ValueError(f"compile: expected a graph with one 4-D (N, C, H, W) input (got inputs "
-                             f"{[graph.shapes[n] for n in graph.inputs]})")
+        if len(graph.inputs) != 1 or len(graph.shapes[graph.inputs[0]]) not in (2, 3, 4):
+            raise ValueError(f"compile: expected a graph with one input of 2 to 4 dims, (N, C, H, W) for a CNN (got "
+                             f"inputs {[graph.shapes[n] for n in graph.inputs]})")
         fusions = _fusions(fuse)
         rewritten = rewrite(graph, fusions)
         self._steps = lower(rewritten, self._new_builder, winograd, fusions)
@@ -194,16 +195,18 @@ class Plan:
         if x.dtype != np.float32:
             raise TypeError(f"x: expected dtype float32 (got {x.dtype}); convert with .astype(numpy.float32)")
         if not self.compiled:
-            if x.ndim != 4 or min(x.shape) < 1:
-                raise ValueError(f"x: expected a non-empty (N, C, H, W) array (got shape {x.shape})")
+            if x.ndim not in (2, 3, 4) or min(x.shape) < 1:
+                raise ValueError(f"x: expected a non-empty (N, C, H, W) array, or one of 2 or 3 dims (got shape "
+                                 f"{x.shape})")
             return np.ascontiguousarray(x)
-        c, h, w = self.input_shape[1:]
-        resizable = self._source is not None and x.ndim == 4 and x.shape[1] == c and min(x.shape) >= 1
-        if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w) and not resizable or x.shape[0] < 1:
+        rank, dims = len(self.input_shape), tuple(self.input_shape[1:])
+        resizable = self._source is not None and x.ndim == rank and min(x.shape) >= 1 and (
+            rank != 4 or x.shape[1] == dims[0])  # a map keeps its channels
+        if x.ndim != rank or tuple(x.shape[1:]) != dims and not resizable or x.shape[0] < 1:
             other = "" if self._source is not None else (
                 "; this plan was compiled from a graph or an imported module, for that size only: compile the model "
                 "or the ONNX file itself to run other sizes")
-            raise ValueError(f"x: expected shape (N, {c}, {h}, {w}) (got {x.shape}){other}")
+            raise ValueError(f"x: expected shape (N, {', '.join(map(str, dims))}) (got {x.shape}){other}")
         return np.ascontiguousarray(x)
 
     def _for_input(self, x):
@@ -213,11 +216,11 @@ class Plan:
             state = self.__getstate__()
             Plan.__init__(self, self._source(x.shape), x.shape, state["num_threads"], state["winograd"],
                           state["fuse"], state["source"])
-        if tuple(x.shape[2:]) != tuple(self.input_shape[2:]):
-            key = (int(x.shape[2]), int(x.shape[3]))
+        if tuple(x.shape[1:]) != tuple(self.input_shape[1:]):
+            key = tuple(int(d) for d in x.shape[2:]) if x.ndim == 4 else tuple(int(d) for d in x.shape[1:])
             plan = self._shape_variants.pop(key, None)
             if plan is None:
-                shape = (int(x.shape[0]), self.input_shape[1], *key)
+                shape = (int(x.shape[0]), *self.input_shape[1:x.ndim - len(key)], *key)
                 plan = type(self)(self._source(shape), shape, self.num_threads, self.winograd, self.fuse,
                                   self._source)
             self._shape_variants[key] = plan  # the most recent last

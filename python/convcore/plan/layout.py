@@ -12,7 +12,7 @@ import math
 
 from ..ops import OPS
 from .fusion import GraphIndex
-from .permute import MOVES, graph_batch, is_move, is_odd
+from .permute import MOVES, graph_batch, is_assembly, is_move, is_odd
 
 TO_CHANNELS_LAST, TO_CHANNELS_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -85,7 +85,7 @@ def supported(node, graph, capabilities=None, channels_last=frozenset()):
     computed = [v for v in node.inputs if v and v not in graph.params]
     if graph_batch(graph) == 1 and any(graph.shapes[v][0] != 1 and v not in channels_last for v in computed):
         return False  # a batch-1 plan stores such a value whole, in row-major order (`channels_last_values`)
-    if node.op in MOVES and is_move(node, graph):
+    if node.op in MOVES and is_move(node, graph) or is_assembly(node, graph):
         return True
     if any(v in channels_last and is_odd(graph, v) for v in computed):
         op = OPS.get(node.op)
@@ -102,8 +102,8 @@ def supported_in_place(node, graph, capabilities, channels_last):
     if op is None or op.plan is None:
         return False
     computed = [v for v in node.inputs if v and v not in graph.params]
-    if node.op in MOVES and any(v in channels_last and is_odd(graph, v) for v in computed):
-        return False  # a move (`Lowering.move`), a view where nothing moves
+    if node.op in (*MOVES, "concat", "pad") and any(v in channels_last and is_odd(graph, v) for v in computed):
+        return False  # a move (`Lowering.move`), a view where nothing moves, or a gather (`Lowering.assemble`)
     if node.op == "transpose":
         x = node.inputs[0]
         kind = _layout_transpose(graph, x, tuple(node.attrs["perm"])) if x not in graph.params else None

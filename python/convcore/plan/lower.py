@@ -25,9 +25,10 @@ from .. import _core
 from ..graph.passes import (commute_views, fold_affine, fold_attention, fold_batchnorm, fold_channel_shuffle,
                             fold_layer_norm)
 from ..ops import OPS
+from ..ops.shape import pad_indices, pad_map
 from .fusion import NO_ACT, GraphIndex, epilogue_of, lower_concat, try_gated_conv, try_mbconv
 from .layout import TO_CHANNELS_LAST, channels_last_values, supported, supported_in_place
-from .permute import gather_table, graph_batch, is_raw, stored_dims
+from .permute import gather_table, graph_batch, is_raw, padded, positions, stored_dims, table_of
 from .spelled import fuse_gates
 
 FUSIONS = frozenset({"batchnorm", "affine", "activation", "residual", "concat", "gates", "mbconv", "shuffle",
@@ -358,7 +359,18 @@ class Lowering:
         self.define(out_value, tid, nhwc=nhwc)
 
     def concat(self, node):
+        if self.moves(node):
+            axis = node.attrs["axis"]
+            return self.assemble(node, node.inputs, lambda parts: np.concatenate(parts, axis=axis))
         lower_concat(self, node)
+
+    def pad(self, node):
+        """Padding (any axis, any mode): rows and columns of a map as one pixel copy, others as a gather."""
+        if not self.moves(node):
+            return pad_map(self, node)
+        a = node.attrs
+        self.assemble(node, node.inputs[:1], lambda parts: padded(parts[0], a["pads"], a["mode"], pad_indices),
+                      fill=a["value"] if a["mode"] == "constant" else None)
 
     def flatten(self, node):
         if self.moves(node):
@@ -392,7 +404,8 @@ class Lowering:
             raise ValueError(f"compile: node '{node.name}': flatten {x.shape} -> {out_shape} is not supported")
 
     def moves(self, node):
-        """Whether this reshape / transpose / flatten moves values (else a view or a change of layout flag)."""
+        """Whether this reshape / transpose / flatten moves values (else a view or a change of layout flag), or
+        this concatenation or padding is a gather (`assemble`)."""
         return not supported_in_place(node, self.g, self.capabilities, self.channels_last)
 
     def dense(self, x, name):
@@ -418,6 +431,41 @@ class Lowering:
             flat = self.builder.gather_channels(node.name, flat, table)
         dims = stored_dims(out_shape, row_major, is_raw(self.g, out_value))
         self.define(out_value, self.builder.reshape(flat, *dims), nhwc=row_major)
+
+    def assemble(self, node, sources, combine, fill=None):
+        """Defines the node's output as elements of `sources` picked by one gather (`permute.is_assembly`): their
+        values side by side in one buffer (then `fill`), `combine(positions)` placing them (-1: the fill)."""
+        whole, g = self.batch == 1, self.g
+        pieces, logical, offset = [], [], 0
+        for v in sources:
+            if v in g.params:  # a batch-1 plan: its values as they are
+                array = np.ascontiguousarray(g.params[v], np.float32)
+                pieces.append(self.builder.constant(array.reshape(1, 1, -1)))
+                logical.append(np.arange(array.size).reshape(array.shape) + offset)
+            else:
+                x = self.ref(v)
+                pieces.append(self.dense(x, f"{node.name}.{v}"))
+                logical.append(positions(x.shape, x.nhwc, x.flat, whole) + offset)
+            offset += logical[-1].size
+        placed = combine(logical)
+        if fill is not None:
+            pieces.append(self.builder.constant(np.full((1, 1, 1), fill, np.float32)))
+            placed = np.where(placed < 0, offset, placed)
+            offset += 1
+        buffer = pieces[0]
+        if len(pieces) > 1:
+            buffer = self.builder.tensor(1, 1, offset)
+            start = 0
+            for i, piece in enumerate(pieces):
+                self.builder.copy_into(f"{node.name}.{i}", piece, buffer, start)
+                start += self.builder.dims(piece)[2]
+        out_value = node.outputs[0]
+        row_major = out_value in self.channels_last
+        table = table_of(placed, row_major)
+        if table is not None:
+            buffer = self.builder.gather_channels(node.name, buffer, table)
+        dims = stored_dims(self.shape(out_value), row_major, is_raw(g, out_value))
+        self.define(out_value, self.builder.reshape(buffer, *dims), nhwc=row_major)
 
     def row_major(self, x, name):
         """Ref x's tensor in its logical row-major order, pixels of its last axis (a view where it is stored so)."""

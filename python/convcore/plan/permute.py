@@ -1,5 +1,7 @@
 """Reshapes, transposes and flattens that move values, inside a Plan: each is one gather of every image's values
 (of the whole tensor in a batch-1 plan), its table computed here once, or a view where the table is the identity.
+Concatenations along any axis and padding of any axis in any mode (`is_assembly`) are one gather too, from their
+inputs copied side by side into one buffer (a constant fill value after them).
 
 Where a value lives: a Plan stores a 4-D NCHW value as (H, W, C), a 3-D (N, C, L) one as L pixels of C channels, a
 2-D (N, F) one as one pixel of F channels (`plan.lower`); a value in `channels_last_values` - NHWC maps, (N, L, C)
@@ -49,6 +51,28 @@ def is_move(node, graph):
     return x[0] == out[0] == batch and (node.op != "transpose" or node.attrs["perm"][0] == 0)
 
 
+def is_assembly(node, graph):
+    """A concatenation or a padding the Plan runs as one gather: any axis but the batch's (that one too in a
+    batch-1 graph), constant inputs only in a batch-1 graph (a Plan constant is the same for every image)."""
+    if node.op not in ("concat", "pad"):
+        return False
+    out = graph.shapes.get(node.outputs[0])
+    sources = node.inputs if node.op == "concat" else node.inputs[:1]
+    if not out or not all(out) or len(out) < 2 or any(v not in graph.shapes for v in sources):
+        return False
+    if node.op == "pad" and (sources[0] in graph.params or node.attrs["mode"] not in PAD_MODES):
+        return False
+    if not all(all(graph.shapes[v]) for v in sources) or all(v in graph.params for v in sources):
+        return False
+    if graph_batch(graph) == 1:
+        return True
+    batch_axis_moves = node.attrs["axis"] == 0 if node.op == "concat" else any(node.attrs["pads"][:2])
+    return not batch_axis_moves and all(v not in graph.params for v in sources)
+
+
+PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
 def stored_dims(shape, row_major, whole):
     """(H, W, C) of one image of a value of logical `shape` as the Plan stores it (`whole`: `is_raw`)."""
     if row_major:
@@ -62,7 +86,7 @@ def stored_dims(shape, row_major, whole):
     return 1, 1, shape[1]
 
 
-def _logical(shape, row_major, flat, whole):
+def positions(shape, row_major, flat, whole):
     """For each element of one image (of the whole value when `whole`), its offset in the stored order, as an array
     of the value's logical shape (its first axis 1 unless whole)."""
     s = tuple(shape) if whole else (1, *shape[1:])
@@ -78,7 +102,7 @@ def _logical(shape, row_major, flat, whole):
 
 
 def _stored(logical, row_major):
-    """The inverse of `_logical`'s layout: a logical array's elements in stored order, flat."""
+    """The inverse of `positions`' layout: a logical array's elements in stored order, flat."""
     if row_major or logical.ndim == 2:
         return logical.reshape(-1)
     if logical.ndim == 4:
@@ -91,10 +115,28 @@ def gather_table(node, x_shape, x_row_major, x_flat, out_shape, out_row_major, b
     the stored offset in the input image it copies (the whole values in a batch-1 plan); None when that is the
     identity (a view)."""
     whole = batch == 1
-    positions = _logical(x_shape, x_row_major, x_flat, whole)
+    logical = positions(x_shape, x_row_major, x_flat, whole)
     if node is not None and node.op == "transpose":
-        positions = positions.transpose(tuple(node.attrs["perm"]))
+        logical = logical.transpose(tuple(node.attrs["perm"]))
     else:
-        positions = positions.reshape(tuple(out_shape) if whole else (1, *out_shape[1:]))
-    table = _stored(positions, out_row_major)
+        logical = logical.reshape(tuple(out_shape) if whole else (1, *out_shape[1:]))
+    return table_of(logical, out_row_major)
+
+
+def table_of(logical, row_major):
+    """The gather table giving a value of logical positions `logical` in its stored order (None: the identity)."""
+    table = _stored(logical, row_major)
     return None if np.array_equal(table, np.arange(table.size)) else np.ascontiguousarray(table, np.int64)
+
+
+def padded(logical, pads, mode, pad_indices):
+    """Positions padded as ONNX Pad does (-1: the constant), `pad_indices` the per-axis index rule."""
+    for axis in range(logical.ndim):
+        begin, end = pads[2 * axis], pads[2 * axis + 1]
+        if begin or end:
+            index = pad_indices(logical.shape[axis], begin, end, mode)
+            taken = np.take(logical, np.maximum(index, 0), axis=axis)
+            shape = [1] * logical.ndim
+            shape[axis] = len(index)
+            logical = np.where(index.reshape(shape) < 0, -1, taken)
+    return logical
