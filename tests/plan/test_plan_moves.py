@@ -101,6 +101,24 @@ def test_concatenations_and_paddings_of_any_axis(isa, threads, mode):
         _plan_matches(fn, rand(rng, batch, 2, 5, 6, scale=1.0))
 
 
+def test_gathers_and_slices_of_any_axis(isa, threads):
+    """A transformer's class token (gather of position 0), a gather with a 2-D index table, reversed and strided
+    slices of a sequence's length and channels and of a 5-D value: one gather each, at batch 1 and 2."""
+    rng = np.random.default_rng(7)
+    w = rand(rng, 6, 2, 1, 1)
+
+    def fn(x):
+        seq = F.transpose(F.reshape(F.conv2d(x, w), (-1, 6, 20)), (0, 2, 1))     # (N, L, C)
+        token = F.gather(seq, 0, axis=1)                                         # (N, C)
+        table = F.gather(seq, np.array([[3, 1], [0, 19]]), axis=1)                # (N, 2, 2, C)
+        back = F.slice(seq, (-1, 5), (-21, 0), (1, 2), (-2, -2))                  # (N, 10, 3)
+        five = F.slice(F.reshape(seq, (-1, 4, 5, 2, 3)), (1, 0), (4, 3), (1, 4), (2, 2))
+        return F.relu(token), table, back, five
+
+    for batch in (1, 2):
+        _plan_matches(fn, rand(rng, batch, 2, 4, 5, scale=1.0))
+
+
 def test_concatenation_with_a_constant_at_batch_1(isa):
     """A constant part of a concatenation along the rows (a learned padding row) in a batch-1 plan."""
     rng = np.random.default_rng(6)

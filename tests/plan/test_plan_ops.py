@@ -547,16 +547,17 @@ def test_crops_strided_slices_and_pads_run_inside_the_plan(isa, threads, c):
         np.testing.assert_array_equal(got, want)  # copies: exact
 
 
-def test_channel_steps_stay_outside_the_plan():
-    """A slice stepping through the channels is no view: it runs eagerly between Plan segments."""
+def test_channel_steps_run_as_a_gather():
+    """A slice stepping through the channels is no view: one gather inside the Plan (plan/permute.py)."""
     w = np.random.default_rng(0).standard_normal((6, 3, 1, 1)).astype(np.float32)
 
     def fn(x):
         return F.relu(F.slice(F.conv2d(x, w), [0], [6], [1], [2]))
 
-    x, y, plan = _run(fn, (1, 3, 4, 4))
-    assert [n.split("_")[0] for n in plan.eager_nodes] == ["slice"]
-    assert_close(y, fn(x), 1e-6)
+    for shape in ((1, 3, 4, 4), (3, 3, 4, 4)):
+        x, y, plan = _run(fn, shape)
+        assert plan.eager_nodes == [] and "gather_channels" in plan.summary()
+        assert_close(y, fn(x), 1e-6)
 
 
 def test_empty_values_with_long_axes_build_no_tables():

@@ -227,7 +227,7 @@ def _plan_slice_ok(node, graph):
     return kept[1].step == 1 and all(len(r) >= 1 for r in kept)
 
 
-def _plan_slice(low, node):
+def slice_map(low, node):
     """A channel range is a view into x (no op); rows and columns are picked by one copy (`Lowering.pick_pixels`)."""
     x = low.materialize(low.ref(node.inputs[0]), node.name)
     kept = _slice_ranges(node, x.shape)
@@ -251,7 +251,7 @@ def _slice_to_onnx(em, node):
 
 
 @declare(("x",), _slice_rule, _slice_kernel, onnx=_slice_to_onnx, allow_empty=True,
-         plan=PlanRule(_plan_slice, _plan_slice_ok, sequences=True))
+         plan=PlanRule(lambda low, node: low.slice(node), _plan_slice_ok, sequences=True))
 def slice(x: Array, starts: Ints, ends: Ints, axes: Ints | None = None,  # noqa: A001  (the ONNX / numpy name)
           steps: Ints | None = None) -> Array:
     """``x[start:end:step]`` along each listed axis (numpy / ONNX clamping; negative values count from the end).

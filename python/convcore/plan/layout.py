@@ -12,7 +12,7 @@ import math
 
 from ..ops import OPS
 from .fusion import GraphIndex
-from .permute import MOVES, graph_batch, is_assembly, is_move, is_odd
+from .permute import ASSEMBLIES, MOVES, graph_batch, is_assembly, is_move, is_odd
 
 TO_CHANNELS_LAST, TO_CHANNELS_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -102,7 +102,7 @@ def supported_in_place(node, graph, capabilities, channels_last):
     if op is None or op.plan is None:
         return False
     computed = [v for v in node.inputs if v and v not in graph.params]
-    if node.op in (*MOVES, "concat", "pad") and any(v in channels_last and is_odd(graph, v) for v in computed):
+    if node.op in (*MOVES, *ASSEMBLIES) and any(v in channels_last and is_odd(graph, v) for v in computed):
         return False  # a move (`Lowering.move`), a view where nothing moves, or a gather (`Lowering.assemble`)
     if node.op == "transpose":
         x = node.inputs[0]

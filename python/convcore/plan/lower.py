@@ -25,10 +25,10 @@ from .. import _core
 from ..graph.passes import (commute_views, fold_affine, fold_attention, fold_batchnorm, fold_channel_shuffle,
                             fold_layer_norm)
 from ..ops import OPS
-from ..ops.shape import pad_indices, pad_map
+from ..ops.shape import pad_indices, pad_map, slice_map
 from .fusion import NO_ACT, GraphIndex, epilogue_of, lower_concat, try_gated_conv, try_mbconv
 from .layout import TO_CHANNELS_LAST, channels_last_values, supported, supported_in_place
-from .permute import gather_table, graph_batch, is_raw, padded, positions, stored_dims, table_of
+from .permute import assembly, gather_table, graph_batch, is_raw, positions, stored_dims, table_of
 from .spelled import fuse_gates
 
 FUSIONS = frozenset({"batchnorm", "affine", "activation", "residual", "concat", "gates", "mbconv", "shuffle",
@@ -360,17 +360,20 @@ class Lowering:
 
     def concat(self, node):
         if self.moves(node):
-            axis = node.attrs["axis"]
-            return self.assemble(node, node.inputs, lambda parts: np.concatenate(parts, axis=axis))
+            return self.assemble(node)
         lower_concat(self, node)
 
     def pad(self, node):
         """Padding (any axis, any mode): rows and columns of a map as one pixel copy, others as a gather."""
-        if not self.moves(node):
-            return pad_map(self, node)
-        a = node.attrs
-        self.assemble(node, node.inputs[:1], lambda parts: padded(parts[0], a["pads"], a["mode"], pad_indices),
-                      fill=a["value"] if a["mode"] == "constant" else None)
+        if self.moves(node):
+            return self.assemble(node)
+        pad_map(self, node)
+
+    def slice(self, node):
+        """A slice: a channel view or a pixel copy (`ops.shape.slice_map`), else a gather."""
+        if self.moves(node):
+            return self.assemble(node)
+        slice_map(self, node)
 
     def flatten(self, node):
         if self.moves(node):
@@ -432,10 +435,12 @@ class Lowering:
         dims = stored_dims(out_shape, row_major, is_raw(self.g, out_value))
         self.define(out_value, self.builder.reshape(flat, *dims), nhwc=row_major)
 
-    def assemble(self, node, sources, combine, fill=None):
-        """Defines the node's output as elements of `sources` picked by one gather (`permute.is_assembly`): their
-        values side by side in one buffer (then `fill`), `combine(positions)` placing them (-1: the fill)."""
+    def assemble(self, node):
+        """Defines the node's output as elements of its inputs picked by one gather (`permute.is_assembly`): their
+        values side by side in one buffer (then a padding's constant), placed by `permute.assembly`."""
         whole, g = self.batch == 1, self.g
+        sources, combine = assembly(node, self.shape(node.inputs[0]), pad_indices)
+        fill = node.attrs["value"] if node.op == "pad" and node.attrs["mode"] == "constant" else None
         pieces, logical, offset = [], [], 0
         for v in sources:
             if v in g.params:  # a batch-1 plan: its values as they are
@@ -462,6 +467,8 @@ class Lowering:
         out_value = node.outputs[0]
         row_major = out_value in self.channels_last
         table = table_of(placed, row_major)
+        if table is None and placed.size != offset:  # the first values of the buffer: copied still
+            table = np.arange(placed.size, dtype=np.int64)
         if table is not None:
             buffer = self.builder.gather_channels(node.name, buffer, table)
         dims = stored_dims(self.shape(out_value), row_major, is_raw(g, out_value))
@@ -515,6 +522,8 @@ class Lowering:
     def gather_channels(self, node):
         """Channels picked by constant indices (a channel shuffle, a BGR -> RGB swap): a view when they are one
         ascending run, else one copy."""
+        if self.moves(node):
+            return self.assemble(node)
         x = self.materialize(self.ref(node.inputs[0]), node.name)
         index = np.asarray(node.attrs["indices"], np.int64)
         if np.array_equal(index, np.arange(index[0], index[0] + len(index))):

@@ -52,24 +52,54 @@ def is_move(node, graph):
 
 
 def is_assembly(node, graph):
-    """A concatenation or a padding the Plan runs as one gather: any axis but the batch's (that one too in a
-    batch-1 graph), constant inputs only in a batch-1 graph (a Plan constant is the same for every image)."""
-    if node.op not in ("concat", "pad"):
+    """A concatenation, padding, gather or slice the Plan runs as one gather of values: along any axis but the
+    batch's (that one too in a batch-1 graph), constant inputs only in a batch-1 graph (a Plan constant is the same
+    for every image)."""
+    if node.op not in ASSEMBLIES:
         return False
     out = graph.shapes.get(node.outputs[0])
     sources = node.inputs if node.op == "concat" else node.inputs[:1]
     if not out or not all(out) or len(out) < 2 or any(v not in graph.shapes for v in sources):
         return False
-    if node.op == "pad" and (sources[0] in graph.params or node.attrs["mode"] not in PAD_MODES):
+    if node.op != "concat" and sources[0] in graph.params or node.op == "pad" and node.attrs["mode"] not in PAD_MODES:
         return False
     if not all(all(graph.shapes[v]) for v in sources) or all(v in graph.params for v in sources):
         return False
     if graph_batch(graph) == 1:
         return True
-    batch_axis_moves = node.attrs["axis"] == 0 if node.op == "concat" else any(node.attrs["pads"][:2])
-    return not batch_axis_moves and all(v not in graph.params for v in sources)
+    a = node.attrs
+    if node.op == "concat" or node.op == "gather":
+        batch_axis = a["axis"] == 0
+    elif node.op == "pad":
+        batch_axis = any(a["pads"][:2])
+    else:
+        batch_axis = any(axis == 0 and range(*np.s_[start:end:step].indices(out[0] + 1)) != range(out[0])
+                         for start, end, axis, step in zip(a["starts"], a["ends"], a["axes"], a["steps"]))
+    return not batch_axis and all(v not in graph.params for v in sources)
 
 
+def assembly(node, shape, pad_indices):
+    """(the node's sources, combine): combine(positions of each source) gives the output's positions (-1: the
+    padding constant)."""
+    a = node.attrs
+    if node.op == "concat":
+        return node.inputs, lambda parts: np.concatenate(parts, axis=a["axis"])
+    if node.op == "pad":
+        return node.inputs[:1], lambda parts: padded(parts[0], a["pads"], a["mode"], pad_indices)
+    if node.op == "gather":
+        index = np.asarray(a["indices"], np.int64).reshape(a["indices_shape"])
+        return node.inputs[:1], lambda parts: np.take(parts[0], index, axis=a["axis"])
+    kept = [np.arange(n) for n in shape]
+    for start, end, axis, step in zip(a["starts"], a["ends"], a["axes"], a["steps"]):
+        kept[axis] = np.arange(*np.s_[start:end:step].indices(shape[axis]))
+
+    def sliced(parts):
+        rows = kept[0] if parts[0].shape[0] == shape[0] else np.arange(1)  # one image: every image keeps its place
+        return parts[0][np.ix_(rows, *kept[1:])]
+    return node.inputs[:1], sliced
+
+
+ASSEMBLIES = ("concat", "pad", "gather", "slice")
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
 
 
