@@ -249,13 +249,15 @@ struct GatherChannelsOp : CpuOp {
   int parallelism(index_t N, int threads) const override {
     return parts_for(8.0 * N * s.pixels * s.C, kByteGrain, threads);
   }
-  void run(const Exec& ex, int part, int parts) const override {
-    const TensorView in = ex.at(s.x), out = ex.at(s.y);
-    const auto [p0, p1] = share(ex.N * s.pixels, part, parts);
-    for (index_t p = p0; p < p1; ++p) {
+  void run(const Exec& ex, int part, int parts) const override {  // parts split the elements: a whole-value gather
+    const TensorView in = ex.at(s.x), out = ex.at(s.y);            // (plan/permute.py) is one long pixel
+    const auto [e0, e1] = share(ex.N * s.pixels * s.C, part, parts, 64);
+    for (index_t e = e0; e < e1;) {
+      const index_t p = e / s.C, c0 = e % s.C, c1 = std::min(s.C, c0 + (e1 - e));
       const float* xp = in.base + p * in.stride;
       float* yp = out.base + p * out.stride;
-      for (index_t c = 0; c < s.C; ++c) yp[c] = xp[s.index[c]];
+      for (index_t c = c0; c < c1; ++c) yp[c] = xp[s.index[c]];
+      e += c1 - c0;
     }
   }
 };
