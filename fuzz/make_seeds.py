@@ -83,6 +83,24 @@ def onnx_seeds():
         proto = convcore.onnx.export(convcore.trace(fn, (1, 3, 3, 4)), None)
         _write("onnx", f"{name}.onnx", proto.SerializeToString())
 
+    # Values that move (plan/permute.py) and a Plan LSTM: a CRNN head over the columns, gathers, pads, concats.
+    moved = np.random.default_rng(28)
+
+    def m(*shape):
+        return moved.standard_normal(shape).astype(np.float32) * 0.5
+
+    wl, rl, bl, head_w = m(2, 16, 6), m(2, 16, 4), m(2, 32), m(5, 8)
+
+    def crnn(x):
+        seq = F.reshape(F.transpose(F.conv2d(x, wc), (3, 0, 1, 2)), (4, 1, 18))        # (W, N, C * H)
+        y = F.lstm(F.linear(seq, m(6, 18)), wl, rl, bl, hidden_size=4, direction="bidirectional")
+        cols = F.linear(F.flatten(F.transpose(y, (0, 2, 1, 3)), 2), head_w)              # (W, N, 5)
+        rows = F.pad(F.concat([F.conv2d(x, wc), F.conv2d(x, wc)], axis=2), (0, 0, 0, 0, 1, 1, 2, 0), mode="reflect")
+        return cols, F.gather(rows, [0, 2], axis=3)
+
+    proto = convcore.onnx.export(convcore.trace(crnn, (1, 3, 3, 4)), None)
+    _write("onnx", "crnn_moves.onnx", proto.SerializeToString())
+
     def one_node(name, node, inputs, output_shape, initializers=(), opset=17):
         graph = helper.make_graph([node], name, [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
                                                  for n, s in inputs],

@@ -119,6 +119,26 @@ def test_gathers_and_slices_of_any_axis(isa, threads):
         _plan_matches(fn, rand(rng, batch, 2, 4, 5, scale=1.0))
 
 
+def test_windows_merged_back_meet_channels_last_values(isa, threads):
+    """Swin's pattern: a channels-last map (layer norm, linear) plus windows merged back by moves (6-D transpose,
+    reshape): the moved value is stored in the order its readers take (layout.py `_rows_wanted`), and an operand
+    stored the other way is relaid by one gather; no node outside the Plan, at batch 1 and 2."""
+    rng = np.random.default_rng(8)
+    w_in, w_lin, g = rand(rng, 4, 3, 1, 1), rand(rng, 4, 4), rand(rng, 4)
+
+    def fn(x):
+        m = F.transpose(F.conv2d(x, w_in), (0, 2, 3, 1))                               # (N, 4, 6, 4) NHWC
+        h = F.layer_norm(m, g)
+        win = F.reshape(F.transpose(F.reshape(h, (-1, 2, 2, 3, 2, 4)), (0, 1, 3, 2, 4, 5)), (-1, 4, 6, 4))
+        crossed = F.transpose(F.conv2d(x, w_in), (0, 1, 3, 2))                         # (N, 4, 6, 4) as NCHW
+        merged = F.linear(win, w_lin) + m + crossed         # windows shuffled back; an operand relaid
+        other = F.transpose(F.conv2d(x, w_in), (0, 3, 2, 1))                           # (N, 6, 4, 4): no view
+        return F.layer_norm(merged), F.transpose(m, (0, 2, 1, 3)) * other
+
+    for batch in (1, 2):
+        _plan_matches(fn, rand(rng, batch, 3, 4, 6, scale=1.0))
+
+
 def test_concatenation_with_a_constant_at_batch_1(isa):
     """A constant part of a concatenation along the rows (a learned padding row) in a batch-1 plan."""
     rng = np.random.default_rng(6)

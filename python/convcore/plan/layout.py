@@ -61,10 +61,36 @@ def channels_last_values(graph, outside=frozenset()):
             values.add(node.outputs[0])
         elif len(computed) == 1 and x in values and _keeps_layout(node, graph):
             values.add(node.outputs[0])
-        elif (op is not None and op.plan is not None and (op.plan.elementwise or node.op == "concat")
-              and all(v in values for v in computed)):  # binary ops and concatenations of channels-last values
+        elif (op is not None and op.plan is not None and op.plan.elementwise and _mixed_ok(node, graph, values)
+              or node.op == "concat" and all(v in values for v in computed)):
+            values.add(node.outputs[0])  # binary ops and concatenations of channels-last values
+        elif (node.op in MOVES and is_move(node, graph) or is_assembly(node, graph)) and _rows_wanted(
+                node.outputs[0], graph, index) and not supported_in_place(node, graph, None, values):
             values.add(node.outputs[0])
     return frozenset(values)
+
+
+def _mixed_ok(node, graph, values):
+    """A binary op with a channels-last operand: the others channels-last too, or of the output's shape (relaid by
+    one gather: `Lowering.binary`)."""
+    computed = [v for v in node.inputs if v and v not in graph.params]
+    out = tuple(graph.shapes[node.outputs[0]])
+    return any(v in values for v in computed) and all(v in values or tuple(graph.shapes[v]) == out for v in computed)
+
+
+def _rows_wanted(value, graph, index):
+    """Whether a moved value (a gather's output: any layout costs the same) is best stored in row-major order: an
+    op over its last axis reads it (a layer norm, a linear layer: Swin's window merges), and every reader takes that
+    order (ops over the last axis, activations, binary ops, other moves)."""
+    shape = graph.shapes[value]
+    readers = index.readers.get(value, [])
+    if len(shape) not in (3, 4) or not readers or shape[0] != graph_batch(graph):
+        return False
+    takes = [_keeps_layout(r, graph) or OPS.get(r.op) is not None and OPS[r.op].plan is not None and (
+        OPS[r.op].plan.elementwise) or r.op in (*MOVES, *ASSEMBLIES) for r in readers]
+    wants = [OPS[r.op].plan.per_pixel is not None and OPS[r.op].plan.epilogue is None and _keeps_layout(r, graph)
+             for r in readers if OPS.get(r.op) is not None and OPS[r.op].plan is not None]
+    return all(takes) and any(wants)
 
 
 def _layout_transpose(graph, x, perm):
@@ -110,8 +136,9 @@ def supported_in_place(node, graph, capabilities, channels_last):
         return all(graph.shapes[x]) and (kind == "swap" or kind == "to_last" and x not in channels_last
                                          or kind == "to_first" and x in channels_last)
     if any(v in channels_last for v in computed):
-        if op.plan.elementwise or node.op == "concat" and len(graph.shapes[node.outputs[0]]) == 3:
-            # on channels-last operands only, constants laid out to match
+        if op.plan.elementwise:  # constants laid out to match; an operand of the output's shape stored otherwise
+            return _mixed_ok(node, graph, channels_last) and op.plan.accepts(node, graph, capabilities)  # relaid
+        if node.op == "concat" and len(graph.shapes[node.outputs[0]]) == 3:
             return all(v in channels_last for v in computed) and op.plan.accepts(node, graph, capabilities)
         if len(computed) != 1:
             return False

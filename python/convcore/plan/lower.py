@@ -354,6 +354,10 @@ class Lowering:
             return
         out_shape = self.shape(node.outputs[0])
         a, b = (self.materialize(self.ref(v, len(out_shape), nhwc), node.name) for v in node.inputs[:2])
+        if nhwc:  # an operand stored in the other order (layout.supported_in_place): relaid by one gather
+            a, b = (r if r.nhwc or v in self.g.params else
+                    Ref(self.row_major(r, f"{node.name}.{v}"), r.shape, nhwc=True)
+                    for v, r in zip(node.inputs[:2], (a, b)))
         epilogue, out_value = self.epilogue_after(node.outputs[0])
         tid = self.builder.binary(node.name, a.tid, b.tid, _core.BinaryOp.__members__[op], epilogue)
         self.define(out_value, tid, nhwc=nhwc)
