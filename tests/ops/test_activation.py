@@ -36,7 +36,9 @@ def test_every_activation(isa, threads, case, shape, seed):
     got = getattr(F, c.op)(x, **c.attrs)
     assert got.shape == x.shape and got.dtype == np.float32
     want = c.oracle(x)
-    check(got, want)
+    # Results below float32's smallest normal (a GELU's far tail) may be flushed to 0, as the kernels run with FTZ:
+    # there the error counts in absolute terms, at most that smallest normal.
+    check(got, want, scale=max(np.abs(want).max(initial=0.0), np.finfo(np.float32).tiny / 1e-5))
     # torch's float64 formulas cancel to 0 in far tails (gelu at -10 is -1e-22, torch says 0): where every output is
     # that small, the oracle above is the judge.
     if torch is not None and c.torch is not None and np.abs(want).max(initial=0.0) > 1e-6:
