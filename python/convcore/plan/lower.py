@@ -424,20 +424,23 @@ class Lowering:
             return self.builder.reshape(self.builder.affine(name + ".copy", x.tid, None, None, NO_ACT), 1, 1,
                                         h * w * c)
 
-    def move(self, node, out_value=None):
+    def gathered(self, name, flat, table, dims):
+        """The one-pixel tensor `flat` picked by `table` (None: as it is), seen as (H, W, C) `dims`."""
+        if table is not None:
+            flat = self.builder.gather_channels(name, flat, table)
+        return self.builder.reshape(flat, *dims)
+
+    def move(self, node):
         """A reshape / transpose / flatten that moves values (`permute.is_move`): one gather, or a view where the
         stored order does not change."""
-        out_value = out_value or node.outputs[0]
+        out_value = node.outputs[0]
         x = self.ref(node.inputs[0])
         if x.flat is not None and x.flat[1] * x.flat[2] == 1:
             x = self.materialize(x, node.name)
         out_shape, row_major = self.shape(out_value), out_value in self.channels_last
         table = gather_table(node, x.shape, x.nhwc, x.flat, out_shape, row_major, self.batch)
-        flat = self.dense(x, node.name)
-        if table is not None:
-            flat = self.builder.gather_channels(node.name, flat, table)
         dims = stored_dims(out_shape, row_major, is_raw(self.g, out_value))
-        self.define(out_value, self.builder.reshape(flat, *dims), nhwc=row_major)
+        self.define(out_value, self.gathered(node.name, self.dense(x, node.name), table, dims), nhwc=row_major)
 
     def assemble(self, node):
         """Defines the node's output as elements of its inputs picked by one gather (`permute.is_assembly`): their
@@ -473,10 +476,8 @@ class Lowering:
         table = table_of(placed, row_major)
         if table is None and placed.size != offset:  # the first values of the buffer: copied still
             table = np.arange(placed.size, dtype=np.int64)
-        if table is not None:
-            buffer = self.builder.gather_channels(node.name, buffer, table)
         dims = stored_dims(self.shape(out_value), row_major, is_raw(g, out_value))
-        self.define(out_value, self.builder.reshape(buffer, *dims), nhwc=row_major)
+        self.define(out_value, self.gathered(node.name, buffer, table, dims), nhwc=row_major)
 
     def row_major(self, x, name):
         """Ref x's tensor in its logical row-major order, pixels of its last axis (a view where it is stored so)."""
@@ -484,10 +485,8 @@ class Lowering:
             h, w, c = self.builder.dims(x.tid)
             return self.builder.reshape(self.dense(x, name), h * w, 1, c)
         table = gather_table(None, x.shape, False, x.flat, x.shape, True, self.batch)
-        flat = self.dense(x, name)
-        if table is not None:
-            flat = self.builder.gather_channels(name + ".rows", flat, table)
-        return self.builder.reshape(flat, *stored_dims(x.shape, True, self.batch == 1 and x.shape[0] != 1))
+        return self.gathered(name + ".rows", self.dense(x, name), table,
+                             stored_dims(x.shape, True, self.batch == 1 and x.shape[0] != 1))
 
     def lstm(self, node):
         """An LSTM over the sequence of a batch-1 plan (its (L, 1, I) input in row-major order; the output too): the
