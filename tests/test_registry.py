@@ -73,7 +73,7 @@ FORMS = {
                "nearest_mode": STR, "cubic_coeff_a": FLOAT, "exclude_outside": BOOL, "extrapolation_value": FLOAT,
                "antialias": BOOL, "roi": ROI},
     # The activations' forms are in their row of reference.activation.CASES.
-    **{case.op: {name: {"float": FLOAT, "str": STR}[kind] for name, kind in case.forms.items()}
+    **{case.op: {name: {"float": FLOAT, "str": STR, "int": INT}[kind] for name, kind in case.forms.items()}
        for case in ACTIVATIONS.values()},
 }
 
@@ -114,6 +114,7 @@ CASES = [
     ("quantize_linear", [(2, 3, 4, 4)], dict(scale=[0.5, np.float32(0.25), 2], zero_point=np.array([1, -2, 0]),
                                               axis=np.int64(-3))),
     ("dequantize_linear", [(2, 3, 4, 4)], dict(scale=np.float32(0.1), zero_point=7, dtype="uint8")),
+    ("fake_quantize", [(2, 3, 4, 4)], dict(scale=[np.float32(0.1)], zero_point=np.array([3]), dtype="uint8")),
     ("lstm", [(3, 2, 4), (2, 20, 4), (2, 20, 5), (2, 40), None, None, None],
      dict(hidden_size=np.int64(5), direction="bidirectional", output="c")),
     ("gru", [(3, 2, 4), (1, 15, 4), (1, 15, 5)], dict(hidden_size=5, output="h", linear_before_reset=1)),

@@ -37,8 +37,9 @@ inline Epilogue to_epilogue(const py::handle& h) {
                   h.attr("beta").cast<float>(), h.attr("mask_lo").cast<float>(), h.attr("mask_hi").cast<float>()};
 }
 
-// A ConvSpec's geometry with the weight's (K, C / groups, R, S).
-inline ConvSpec to_conv_spec(const py::handle& h, const PlanArray& w) {
+// A ConvSpec's geometry with the weight's (K, C / groups, R, S) (float or int8 weights).
+template <class Array>
+ConvSpec to_conv_spec(const py::handle& h, const Array& w) {
   require(w.ndim() == 4, "weight: expected (K, C / groups, R, S)");
   const auto stride = h.attr("stride").cast<PlanPair>(), dilation = h.attr("dilation").cast<PlanPair>();
   const auto pads = h.attr("padding").cast<PlanQuad>();

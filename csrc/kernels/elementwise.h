@@ -48,7 +48,8 @@ namespace convcore {
   X(neg, input)                                                                                                \
   X(abs, input)                                                                                                \
   X(reciprocal, output)                                                                                        \
-  X(shrink, input)       /* x < -alpha ? x + beta : (x > alpha ? x - beta : 0) (ONNX Shrink: lambd, bias) */
+  X(shrink, input)       /* x < -alpha ? x + beta : (x > alpha ? x - beta : 0) (ONNX Shrink: lambd, bias) */    \
+  X(fake_quant, input)   /* alpha * clamp(rint(x / alpha), beta, beta + 255): QuantizeLinear -> DequantizeLinear */
 
 enum class Act : int {
 #define CONVCORE_ACT_ENUM(name, grad) name,
@@ -140,6 +141,10 @@ CC_HOST_DEVICE inline T activate(Act a, T v, T alpha, T beta) {
     case Act::abs: return std::fabs(v);
     case Act::reciprocal: return T(1) / v;
     case Act::shrink: return v < -alpha ? v + beta : (v > alpha ? v - beta : T(0));
+    case Act::fake_quant: {  // in float, as the ONNX ops compute it (alpha: the scale, beta: qmin - zero point)
+      const float q = rintf(static_cast<float>(v) / static_cast<float>(alpha)), lo = static_cast<float>(beta);
+      return static_cast<T>((q < lo ? lo : (q > lo + 255.0f ? lo + 255.0f : q)) * static_cast<float>(alpha));
+    }
   }
   return v;
 }
@@ -188,6 +193,10 @@ CC_HOST_DEVICE inline T act_derivative(Act a, T v, T alpha, T beta) {
     case Act::abs: return v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
     case Act::reciprocal: return -v * v;
     case Act::shrink: return v < -alpha || v > alpha ? T(1) : T(0);
+    case Act::fake_quant: {  // straight through inside the range (torch's fake_quantize_per_tensor_affine)
+      const float q = rintf(static_cast<float>(v) / static_cast<float>(alpha)), lo = static_cast<float>(beta);
+      return q >= lo && q <= lo + 255.0f ? T(1) : T(0);
+    }
   }
   return T(0);
 }

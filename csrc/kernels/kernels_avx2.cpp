@@ -6,6 +6,9 @@
 #include <vector>
 #include <algorithm>
 
+#include <cstring>
+
+#include "kernels/int8.h"
 #include "kernels/kernels.h"
 #include "kernels/simd.h"
 
@@ -18,5 +21,6 @@ constexpr int kTileRows[4] = {8, 6, 4, 4};
 constexpr int kDwBlock = 4;  // depthwise output columns per interior block (stride 1)
 constexpr const char* kIsaName = "avx2";
 #include "kernels/kernels_simd.inc"
+#include "kernels/int8_simd.inc"
 }  // namespace avx2
 }  // namespace convcore

@@ -6,6 +6,9 @@
 #include <vector>
 #include <algorithm>
 
+#include <cstring>
+
+#include "kernels/int8.h"
 #include "kernels/kernels.h"
 #include "kernels/simd.h"
 
@@ -18,5 +21,6 @@ constexpr int kTileRows[kMaxNV] = {8, 8, 8, 6};  // pixels per tile for 1..4 vec
 constexpr int kDwBlock = 8;  // depthwise output columns per interior block (stride 1)
 constexpr const char* kIsaName = "avx512";
 #include "kernels/kernels_simd.inc"
+#include "kernels/int8_simd.inc"
 }  // namespace avx512
 }  // namespace convcore

@@ -14,6 +14,7 @@
 
 #include "core/aligned.h"
 #include "core/cpu.h"
+#include "kernels/int8.h"
 #include "kernels/kernels.h"
 #include "plan/builder.h"
 
@@ -50,6 +51,13 @@ struct LstmWeights {
   const float *r, *p, *h0, *c0;
 };
 
+// The quantization of a tensor (ONNX QuantizeLinear, per tensor): q = clamp(rint(x / scale) + zero, lo, hi); offset
+// 128 for int8 (stored as q + 128), 0 for uint8.
+struct QuantParams {
+  float scale;
+  int zero, lo, hi, offset;
+};
+
 class Plan : public PlanBuilder<Plan> {
  public:
   explicit Plan(Isa isa);
@@ -60,7 +68,7 @@ class Plan : public PlanBuilder<Plan> {
   // Beyond the common builder: the conv's per-image input gate and mask, the mbconv without its projection, the
   // backward ops (plan/grad_ops.h), self-attention and the LSTM (below).
   std::vector<std::string> capabilities() const {
-    return {"conv_gate", "conv_mask", "mbconv_no_project", "backward", "attention", "lstm"};
+    return {"conv_gate", "conv_mask", "mbconv_no_project", "backward", "attention", "lstm", "int8"};
   }
 
   // Backend hooks of PlanBuilder (plan/builder.h).
@@ -80,6 +88,11 @@ class Plan : public PlanBuilder<Plan> {
   // W x + biases (L pixels of D x 4H); y is every step's hidden state (L x D pixels of H: step-major, then
   // direction) for output 0, the last hidden (1) or cell (2) state (D pixels of H) otherwise. Weights are copied.
   int lstm(const std::string& name, int gates, const LstmWeights& w, int output);
+
+  // y = conv(quantize(x), w) * in.scale * w_scale[k] + bias, then the QDQ steps of `qe` (its grid, the residual, the
+  // activation, the result's grid): an int8 convolution (plan/int8_ops.cpp). w: (K, C / groups, R, S) int8 values.
+  int qconv(const std::string& name, int x, const ConvSpec& s, const int8_t* w, const float* w_scale,
+            const float* bias, const QuantParams& in, const QuantEpilogue& qe, int residual);
 
   // Runs the network on N images: inputs[i] is N x C x H x W of input i, outputs[i] receives output i. Calls on one
   // Plan run one at a time.

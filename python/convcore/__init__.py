@@ -43,9 +43,10 @@ def show_config(print_out: bool = True) -> dict[str, _typing.Any]:
     """Returns (and prints, unless ``print_out=False``) what was compiled, detected and chosen.
 
     Keys: ``version``, ``compiled_isas``, ``available_isas``, ``isa`` (the active one), ``conv_kernel``,
-    ``num_threads``, ``thread_pool``, ``cpu`` (brand and feature flags), ``compiler``, ``cuda`` (the GPU backend:
-    ``built``, ``available`` or the ``reason`` why not, driver and runtime versions, compiled ``architectures``, and
-    per GPU its name, compute capability and memory; see :func:`convcore.cuda.config`).
+    ``int8_kernels`` (per usable ISA, the int8 convolution kernels it runs), ``num_threads``, ``thread_pool``,
+    ``cpu`` (brand and feature flags), ``compiler``, ``cuda`` (the GPU backend: ``built``, ``available`` or the
+    ``reason`` why not, driver and runtime versions, compiled ``architectures``, and per GPU its name, compute
+    capability and memory; see :func:`convcore.cuda.config`).
     """
     cfg = _core.config()
     cfg["cuda"] = cuda.config()
@@ -60,6 +61,7 @@ def show_config(print_out: bool = True) -> dict[str, _typing.Any]:
         forced = "  (forced by CONVCORE_ISA)" if _os.environ.get("CONVCORE_ISA") else ""
         print(f"  active ISA:     {cfg['isa']}{forced}")
         print(f"  conv kernel:    {cfg['conv_kernel']}")
+        print(f"  int8 kernels:   {cfg['int8_kernels'].get(cfg['isa'], 'none')} (int8 convolutions of QDQ graphs)")
         print(f"  threads:        {cfg['num_threads']}")
         print(f"  thread pool:    {cfg['thread_pool']}")
         print(f"  compiler:       {cfg['compiler']}")

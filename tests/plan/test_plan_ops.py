@@ -339,7 +339,7 @@ def test_every_activation_runs_inside_the_plan(case, isa, threads):
         assert plan.eager_nodes == []
         fused = [op for op in plan.ops() if ("+" + _kernel_act(c.op, c.attrs)) in op[1] + " " + op[2]]
         assert len({op[0] for op in fused}) == 4, plan.ops()  # each activation in the epilogue of the op before it
-        np.testing.assert_allclose(plan(x), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+        c.assert_close(plan(x), want)
 
 
 def _kernel_act(op, attrs):

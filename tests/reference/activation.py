@@ -51,6 +51,12 @@ def hardswish(x):
     return _f64(x) * hardsigmoid(x)
 
 
+def fake_quantize(x, scale, zero_point, lo=-128, hi=127):
+    """dequantize(quantize(x)) as ONNX defines it, the division in float32 as the ops compute it."""
+    q = np.clip(np.rint(np.asarray(x, np.float32) / np.float32(scale)) + zero_point, lo, hi)
+    return _f64(((q - zero_point) * np.float32(scale)).astype(np.float32))
+
+
 def log_softmax(x, axis=1):
     x = _f64(x)
     shifted = x - x.max(axis=axis, keepdims=True)
@@ -70,7 +76,9 @@ class Case:
     Plans (tests/cuda), its attribute forms (tests/test_registry.py): op `op` called with `attrs`; its float64
     `oracle`; ``torch(t, x)`` the same with torch (None: torch has no such function); `forms`, the normalised form of
     each attribute ("float" or "str"); `positive`: defined on positive inputs only; `limit`: inputs kept within
-    [-limit, limit] (where float32 overflows beyond). Adding an activation adds one row here."""
+    [-limit, limit] (where float32 overflows beyond); `straight_through`: a step function whose gradient is torch's
+    straight-through estimate (checked against torch, not finite differences), `quantum` its step. Adding an
+    activation adds one row here."""
 
     op: str
     oracle: Callable
@@ -79,6 +87,18 @@ class Case:
     forms: dict = field(default_factory=dict)
     positive: bool = False
     limit: float = float("inf")
+    straight_through: bool = False  # its gradient is torch's straight-through estimate, not the oracle's derivative
+    quantum: float = 0.0  # a step function's step (straight_through)
+
+    def assert_close(self, got, want):
+        """Compiled results against eager ones: within 1e-4 of max|want|; a step function may land one step away
+        where the float rounding of the op before it differs (on a few values)."""
+        diff = np.abs(np.asarray(got, np.float64) - want)
+        bound = 1e-4 * np.abs(want).max() + 1e-4 * np.abs(want)
+        if self.quantum:
+            assert diff.max() <= self.quantum * 1.001 and (diff > bound).mean() <= 1e-3, diff.max()
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
     def domain(self, x):
         """x moved into the function's domain."""
@@ -142,4 +162,9 @@ CASES = {
     "shrink": Case("shrink", lambda x: np.where(x < -0.5, _f64(x) + 0.5, np.where(x > 0.5, _f64(x) - 0.5, 0.0)),
                    lambda t, x: t.nn.functional.softshrink(x, 0.5), {"lambd": 0.5, "bias": 0.5},
                    {"lambd": "float", "bias": "float"}),
+    # (a power-of-2 scale: x / scale and torch's x * (1 / scale) round alike)
+    "fake_quant": Case("fake_quantize", lambda x: fake_quantize(x, 0.0625, -3),
+                       lambda t, x: t.fake_quantize_per_tensor_affine(x, 0.0625, -3, -128, 127),
+                       {"scale": 0.0625, "zero_point": -3, "dtype": "int8"},
+                       {"scale": "float", "zero_point": "int", "dtype": "str"}, straight_through=True, quantum=0.0625),
 }

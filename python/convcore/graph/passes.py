@@ -570,3 +570,36 @@ def commute_views(graph: Graph) -> Graph:
     if not replaced:
         return graph
     return _rebuilt(graph, replaced, dropped, dict(graph.params))
+
+
+def fold_fake_quant(graph: Graph) -> Graph:
+    """Each per-tensor ``quantize_linear`` whose every reader is a ``dequantize_linear`` of the same parameters (a QDQ
+    file's pair around an activation) as one ``fake_quantize``: the same values in one pass, which a compiled Plan
+    fuses into the producer's epilogue and whose grid an int8 convolution reads."""
+    uses, _, readers = _index(graph)
+    dropped: set[int] = set()
+    replaced: dict[int, Node] = {}
+    renamed: dict[str, str] = {}
+    for node in graph.nodes:
+        out = node.outputs[0]
+        if node.op != "quantize_linear" or len(node.attrs["scale"]) != 1 or out in graph.outputs:
+            continue
+        deqs = readers.get(out, [])
+        if not deqs or len(deqs) != uses.get(out, 0) or any(
+                d.op != "dequantize_linear" or d.attrs != node.attrs or d.inputs[0] != out for d in deqs) or any(
+                d.outputs[0] in graph.outputs for d in deqs[1:]):
+            continue
+        attrs = {"scale": node.attrs["scale"][0], "zero_point": node.attrs["zero_point"][0],
+                 "dtype": node.attrs["dtype"]}
+        value = deqs[0].outputs[0]
+        replaced[id(node)] = Node("fake_quantize", node.name, [node.inputs[0]], [value], attrs)
+        dropped.update(id(d) for d in deqs)
+        renamed.update((d.outputs[0], value) for d in deqs[1:])
+    if not replaced:
+        return graph
+    if renamed:  # the other dequantized copies read the first
+        for node in graph.nodes:
+            if id(node) not in dropped and any(i in renamed for i in node.inputs):
+                replaced[id(node)] = Node(node.op, node.name, [renamed.get(i, i) for i in node.inputs],
+                                          list(node.outputs), dict(node.attrs))
+    return _rebuilt(graph, replaced, dropped, dict(graph.params))

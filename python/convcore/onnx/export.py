@@ -23,6 +23,7 @@ from ..graph.ir import NameSet, unique_name
 from ..graph.passes import fold_batchnorm as _fold_batchnorm
 from ..nn import Module
 from ..ops import OPS
+from ..plan.quantized import quantized_weights
 from .importer.module import ONNXModule
 
 MIN_OPSET, MAX_OPSET = 13, 21
@@ -40,6 +41,7 @@ class _Emitter:
         self.emitted = set()  # graph params already written as initializers
         self.taken = NameSet(set(graph.params) | set(graph.inputs) | {o for n in graph.nodes for o in n.outputs})
         self.node_names = NameSet()  # ONNX node names must be unique (onnxruntime refuses a model otherwise)
+        self.int8 = quantized_weights(graph)  # weights an int8 Plan runs: int8 initializers + DequantizeLinear
 
     def fresh(self, base):
         """A new value name from `base`."""
@@ -61,6 +63,12 @@ class _Emitter:
 
     def value(self, name):
         """An input value: graph params become initializers on first use."""
+        if name in self.int8 and name not in self.emitted:
+            self.emitted.add(name)
+            q, scale = self.int8[name]
+            inputs = [self.const(f"{name}.int8", q, np.int8), self.const(f"{name}.scale", scale),
+                      self.const(f"{name}.zero_point", np.zeros(len(scale)), np.int8)]
+            self.node("DequantizeLinear", inputs, name, f"{name}.dequantize", axis=0)
         if name in self.graph.params and name not in self.emitted:
             self.emitted.add(name)
             array = np.ascontiguousarray(self.graph.params[name], np.float32)

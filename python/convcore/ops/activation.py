@@ -28,11 +28,11 @@ def _plan_activation_backward(gp, node, dy, needs):
     gp.activation_backward(node, dy, needs)
 
 
-def activation(onnx: Any, rule: Callable[..., Any] = _same_shape, params: tuple[str, ...] = (),
+def activation(onnx: Any, rule: Callable[..., Any] = _same_shape, params: tuple[Any, ...] = (),
                act: Optional[Callable[[dict[str, Any]], str]] = None) -> Callable[[_Spec], _Spec]:
     """Declaration of an elementwise function computed by the kernels' activation of the same name
     (`_core.Act`, the list in csrc/kernels/elementwise.h), or by ``act(attrs)`` (a name) for an op with variants;
-    `params` name the attributes that are its alpha and beta.
+    `params` name the attributes that are its alpha and beta (or compute them: callables of the attributes).
 
     Everything else follows from the kernels' declaration: the eager kernel, the backward rule (from the input or
     the output, as ``_core.act_grad_from`` says; none when it says 'none'), the Plan form (an epilogue a producer may
@@ -43,7 +43,8 @@ def activation(onnx: Any, rule: Callable[..., Any] = _same_shape, params: tuple[
             return act(attrs) if act is not None else spec.__name__
 
         def epilogue(attrs):
-            return (name_of(attrs), *(float(attrs[p]) for p in params), *(0.0,) * (2 - len(params)))
+            values = (float(p(attrs) if callable(p) else attrs[p]) for p in params)
+            return (name_of(attrs), *values, *(0.0,) * (2 - len(params)))
 
         def kernel(x, *, out, **attrs):
             if x.size:

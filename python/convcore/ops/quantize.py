@@ -15,9 +15,10 @@ import numpy as np
 
 from .. import _validate as V
 from .._types import Array
+from .activation import activation
 from .registry import declare
 
-__all__ = ["quantize_linear", "dequantize_linear"]
+__all__ = ["quantize_linear", "dequantize_linear", "fake_quantize"]
 
 RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 
@@ -107,3 +108,26 @@ def quantize_linear(x: Array, scale: float | Sequence[float], zero_point: int | 
 def dequantize_linear(x: Array, scale: float | Sequence[float], zero_point: int | Sequence[int] | None = None,
                       axis: int = 1, dtype: str = "int8") -> Array:
     """``(x - zero_point) * scale``: the float values of quantized integers (held in float32)."""
+
+
+def _fake_rule(shapes, attrs):
+    params = _params(shapes[0], {**attrs, "axis": 0})
+    if len(params["scale"]) != 1:
+        raise ValueError(f"scale: expected one value (per tensor) (got {len(params['scale'])})")
+    return {"scale": params["scale"][0], "zero_point": params["zero_point"][0], "dtype": params["dtype"]}, shapes[0]
+
+
+def _fake_to_onnx(em, node):
+    a, out = node.attrs, node.outputs[0]
+    scale = em.const(f"{node.name}.scale", np.float32(a["scale"]))
+    zero = em.const(f"{node.name}.zero_point", np.asarray(a["zero_point"], a["dtype"]), np.dtype(a["dtype"]).type)
+    q = em.node("QuantizeLinear", [node.inputs[0], scale, zero], em.fresh(f"{out}.q"), f"{node.name}.quantize")
+    return em.node("DequantizeLinear", [q, scale, zero], out, node.name)
+
+
+@activation(_fake_to_onnx, _fake_rule,
+            ("scale", lambda a: RANGES[a["dtype"]][0] - a["zero_point"]), act=lambda attrs: "fake_quant")
+def fake_quantize(x: Array, scale: float, zero_point: int = 0, dtype: str = "int8") -> Array:
+    """``dequantize_linear(quantize_linear(x))`` per tensor: x rounded onto the int8 (or uint8) grid of `scale` and
+    `zero_point`, in one pass. A QDQ graph's pairs of nodes become this op before compiling (the Plan runs it
+    fused into the producing op's epilogue, and an int8 convolution reads its grid)."""

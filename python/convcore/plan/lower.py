@@ -23,16 +23,17 @@ import numpy as np
 
 from .. import _core
 from ..graph.passes import (commute_views, fold_affine, fold_attention, fold_batchnorm, fold_channel_shuffle,
-                            fold_layer_norm)
+                            fold_fake_quant, fold_layer_norm)
 from ..ops import OPS
 from ..ops.shape import pad_indices, pad_map, slice_map
 from .fusion import NO_ACT, GraphIndex, epilogue_of, lower_concat, try_gated_conv, try_mbconv
 from .layout import TO_CHANNELS_LAST, channels_last_values, supported, supported_in_place
+from .quantized import try_qconv
 from .permute import assembly, gather_table, graph_batch, is_raw, positions, stored_dims, table_of
 from .spelled import fuse_gates
 
 FUSIONS = frozenset({"batchnorm", "affine", "activation", "residual", "concat", "gates", "mbconv", "shuffle",
-                     "layernorm", "attention"})
+                     "layernorm", "attention", "quant", "int8"})
 
 
 def use_winograd(winograd, weight_shape, x_shape, stride, dilation, groups):
@@ -220,6 +221,8 @@ class Lowering:
     def conv(self, node, weight, bias, stride, dilation, padding, groups, x=None):
         """A convolution with its residual and activation fused, Winograd where `use_winograd` says."""
         x = x if x is not None else self.ref(node.inputs[0])
+        if try_qconv(self, node, weight, bias, stride, dilation, padding, groups, x):
+            return
         residual, epilogue, out_value = self.conv_epilogue(node.outputs[0], x.nhwc)
         winograd = use_winograd(self.winograd, weight.shape, x.shape, stride, dilation, groups)
         spec = _core.ConvSpec(stride=stride, dilation=dilation, padding=padding, groups=groups)
@@ -229,7 +232,8 @@ class Lowering:
 
     def convolution(self, node):
         """conv2d / depthwise_conv2d (an inverted-residual block starting here when one does)."""
-        if try_mbconv(self, node):
+        source = self.producer.get(node.inputs[0])
+        if (source is None or source.op != "fake_quantize") and try_mbconv(self, node):
             return
         a = node.attrs
         groups = a.get("groups", self.shape(node.inputs[0])[1])  # depthwise_conv2d: one group per channel
@@ -575,6 +579,8 @@ def rewrite(graph, fusions=FUSIONS):
     """The graph rewrites before lowering: gated and spelled-out activations, channel shuffles as gathers,
     spelled-out layer norms and attention blocks, per-channel arithmetic and batch-norm folding (each when
     enabled)."""
+    if "quant" in fusions:
+        graph = fold_fake_quant(graph)
     if "gates" in fusions:
         graph = fuse_gates(graph)
     if "shuffle" in fusions:

@@ -1,0 +1,106 @@
+// The CPU Plan's int8 convolution (kernels/int8.h): the float input quantized once into a byte tensor of the arena,
+// then the int8 kernel with its float epilogue (scales, bias, residual, activation, the output's requantization).
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/int8.h"
+#include "plan/op_util.h"
+
+namespace convcore {
+using namespace planop;
+namespace {
+
+struct QuantizeOp : CpuOp {
+  QuantLayout l;
+  index_t pixels;  // per image
+  float scale;
+  int zero, lo, hi, offset;
+  int x, q;
+  const Int8Kernels* k;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(5.0 * static_cast<double>(N * pixels * l.groups * l.Cg), kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    const TensorView in = ex.at(x), out = ex.at(q);
+    const auto [p0, p1] = share(ex.N * pixels, part, parts);
+    if (p0 < p1)
+      k->quantize(in.base, in.stride, l, scale, zero, lo, hi, offset, reinterpret_cast<uint8_t*>(out.base), p0, p1);
+  }
+};
+
+struct QConvOp : CpuOp {
+  ConvGeom g;  // N set per run
+  QConvPacked packed;
+  std::vector<uint8_t> pad;
+  QuantEpilogue qe;
+  int q, y, res;
+  const Int8Kernels* k;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(flops_per_image * N, kFlopGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    ConvGeom geo = g;
+    geo.N = ex.N;
+    const TensorView in = ex.at(q), out = ex.at(y);
+    const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
+    const QConvIO io{reinterpret_cast<const uint8_t*>(in.base), in.stride * 4, pad.data(), out.base, out.stride,
+                     r.base, r.stride};
+    const index_t blocks = g.groups * packed.t.blocks_per_group, P = geo.pixels();
+    if (P < 4 * packed.t.mr * parts && blocks >= parts) {  // few pixels (late layers at batch 1): split the channels
+      const auto [b0, b1] = share(blocks, part, parts);
+      if (b0 < b1) k->conv(geo, packed, io, qe, 0, P, b0, b1);
+    } else {
+      const auto [p0, p1] = share(P, part, parts, packed.t.mr);
+      if (p0 < p1) k->conv(geo, packed, io, qe, p0, p1, 0, blocks);
+    }
+  }
+};
+
+}  // namespace
+
+int Plan::qconv(const std::string& name, int x, const ConvSpec& s, const int8_t* w, const float* w_scale,
+                const float* bias, const QuantParams& in, const QuantEpilogue& qe, int residual) {
+  const TensorDesc d = tensor(check(x, "x"));
+  require(!is_constant(x), "plan.qconv: the input must be computed");
+  const auto [OH, OW] = conv_output(d, s, "plan.qconv");
+  require(in.scale > 0.0f && in.lo < in.hi && in.zero >= in.lo && in.zero <= in.hi && (in.offset == 0 || in.offset == 128),
+          "plan.qconv: expected a positive input scale and a zero point in the type's range");
+  require(qe.sum.scale >= 0.0f && qe.out.scale >= 0.0f, "plan.qconv: expected output scales >= 0 (0: none)");
+  for (index_t i = 0; i < s.K; ++i)
+    require(w_scale[i] > 0.0f && w_scale[i] < 3.4e38f, "plan.qconv: expected positive finite weight scales");
+  const Int8Kernels& k = int8_kernels_for(isa());
+  const ConvGeom g{0, d.H, d.W, d.C, OH, OW, s.K, s.R, s.S, s.sh, s.sw, s.dh, s.dw, s.pt, s.pl,
+                   s.groups, d.C / s.groups, s.K / s.groups};
+  const int o = in.zero + in.offset;
+  std::vector<float> scale(static_cast<size_t>(s.K));
+  for (index_t i = 0; i < s.K; ++i) scale[static_cast<size_t>(i)] = in.scale * w_scale[i];
+
+  auto quant = std::make_unique<QuantizeOp>();
+  const index_t quads = ceil_div(g.Cg, 4);
+  quant->l = QuantLayout{s.groups, g.Cg, quads, s.groups * quads * 4};
+  quant->pixels = d.H * d.W, quant->scale = in.scale, quant->zero = in.zero, quant->lo = in.lo, quant->hi = in.hi;
+  quant->offset = in.offset, quant->x = x, quant->k = &k;
+  quant->q = add_tensor(d.H, d.W, s.groups * quads);  // bytes, 4 per float
+  const int qt = quant->q;
+  finish(std::move(quant), name, std::string(k.name) + "_quantize_u8", dims(x), {x}, {qt});
+
+  auto op = std::make_unique<QConvOp>();
+  op->g = g, op->qe = qe, op->q = qt, op->res = residual, op->k = &k;
+  op->packed = pack_qconv(k, g, w, scale.data(), bias, o);
+  op->pad.assign(static_cast<size_t>(quads * 4 + 64), static_cast<uint8_t>(o));
+  add_weight_bytes(static_cast<index_t>(op->packed.w.size() + 12 * op->packed.scale.size()));
+  op->y = add_tensor(OH, OW, s.K);
+  check_like(residual, OH, OW, s.K, "residual");
+  op->flops_per_image = 2.0 * OH * OW * s.K * g.Cg * s.R * s.S;
+  const int y = op->y;
+  const std::string detail = dims(x) + " -> " + dims(y) + " k" + std::to_string(s.R) + "x" + std::to_string(s.S) +
+                             " s" + std::to_string(s.sh) + (s.groups > 1 ? " g" + std::to_string(s.groups) : "") +
+                             (qe.sum.scale > 0 ? " +requant" : "") + (residual >= 0 ? " +res" : "") + epilogue_suffix(qe.e) +
+                             (qe.out.scale > 0 ? " +requant" : "");
+  std::vector<int> reads = {qt};
+  if (residual >= 0) reads.push_back(residual);
+  finish(std::move(op), name, std::string(k.name) + "_qconv", detail, reads, {y});
+  return y;
+}
+
+}  // namespace convcore

@@ -1,0 +1,122 @@
+"""int8 convolutions in the Plan: a convolution whose input is a ``fake_quantize`` (a QDQ file's pair of nodes, per
+tensor) and whose weights lie on a per-output-channel int8 grid (a DequantizeLinear of int8 weights, folded at import)
+runs as the C++ Plan's ``qconv``: the input quantized once into bytes, int8 products summed exactly in int32, then one
+float epilogue (scales, bias, activation, residual, and the next tensor's requantization when a ``fake_quantize``
+reads the result). The results are those of the QDQ graph up to float rounding of the epilogue (a requantized value
+may land one step away where the float sum sits on a rounding tie)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+
+# The largest |q| of a channel's int8 weights that quantizers write: symmetric 8-bit (127, or 128 for -128),
+# reduce_range 7-bit (63 / 64).
+_LEVELS = (127.0, 128.0, 63.0, 64.0)
+
+
+def int8_weights(weight):
+    """(int8 values, float32 scale per output channel) of a float weight (K, ...) whose every output channel is an
+    integer multiple of one scale within [-128, 127] (zero point 0), else None."""
+    w = np.asarray(weight, np.float32).reshape(weight.shape[0], -1).astype(np.float64)
+    peak = np.abs(w).max(axis=1)
+    scale = np.zeros(len(w))
+    q = np.zeros(w.shape)
+    todo = np.ones(len(w), bool)
+    for levels in _LEVELS:
+        s = np.where(peak > 0, peak / levels, 1.0)
+        cand = np.rint(w / s[:, None])
+        ok = todo & (np.abs(cand * s[:, None] - w) <= 1e-6 * np.maximum(peak, 1e-30)[:, None]).all(axis=1) & (
+            cand.min(axis=1) >= -128) & (cand.max(axis=1) <= 127)
+        scale[ok], q[ok] = s[ok], cand[ok]
+        todo &= ~ok
+        if not todo.any():
+            return q.astype(np.int8).reshape(weight.shape), scale.astype(np.float32)
+    return None
+
+
+def _grid_source(producer, value):
+    """The fake_quantize node behind `value` (through flatten / reshape views), or None."""
+    source = producer.get(value)
+    while source is not None and source.op in ("flatten", "reshape"):  # views of the grid's values
+        source = producer.get(source.inputs[0])
+    return source if source is not None and source.op == "fake_quantize" else None
+
+
+def quantized_weights(graph):
+    """{weight param: (int8 values, scale per output channel)} of the conv2d / linear layers of `graph` that read a
+    fake-quantized input with weights on an int8 grid (those an int8 Plan runs, and an export writes as int8)."""
+    producer = {out: node for node in graph.nodes for out in node.outputs}
+    found = {}
+    for node in graph.nodes:
+        if node.op not in ("conv2d", "linear") or len(node.inputs) < 2 or node.inputs[1] not in graph.params:
+            continue
+        if node.inputs[1] not in found and _grid_source(producer, node.inputs[0]) is not None:
+            grid = int8_weights(graph.params[node.inputs[1]])
+            if grid is not None:
+                found[node.inputs[1]] = grid
+    return found
+
+
+def _grid(node):
+    """(scale, zero point, is uint8) of a fake_quantize node; zeros: none."""
+    if node is None:
+        return (0.0, 0.0, 0.0)
+    a = node.attrs
+    return (float(a["scale"]), float(a["zero_point"]), float(a["dtype"] == "uint8"))
+
+
+def _epilogue(low, value, nhwc):
+    """The QDQ steps after an int8 convolution producing `value`, each fused when it is the sole reader of the step
+    before it: its own grid (a fake_quantize), a residual add (the other operand already computed), an activation,
+    the result's grid. Returns (sum grid node, residual tensor or -1, epilogue, out grid node, the result's value)."""
+    def next_fake(v):
+        reader = low.sole_reader(v)
+        if reader is not None and reader.op == "fake_quantize" and "activation" in low.fusions:
+            low.skip(reader)
+            return reader, reader.outputs[0]
+        return None, v
+
+    grid, value = next_fake(value)
+    residual = -1
+    reader = low.sole_reader(value)
+    if reader is not None and reader.op == "add" and "residual" in low.fusions:
+        other = reader.inputs[1] if reader.inputs[0] == value else reader.inputs[0]
+        ref = low.env.get(other)
+        if other != value and ref is not None and ref.flat is None and ref.nhwc == nhwc and \
+                ref.shape == low.shape(value):
+            residual = ref.tid
+            low.skip(reader)
+            value = reader.outputs[0]
+    epilogue, value = low.epilogue_after(value)
+    if epilogue.act == _core.Act.fake_quant:  # no activation: the fake_quantize is the result's grid
+        return grid, residual, _core.Epilogue(), low.producer[value], value
+    out, value = next_fake(value)
+    return grid, residual, epilogue, out, value
+
+
+def try_qconv(low, node, weight, bias, stride, dilation, padding, groups, x):
+    """Lower convolution `node` as an int8 qconv (True), or leave it to the float kernels (False)."""
+    if "int8" not in low.fusions or "int8" not in low.capabilities or weight is None:
+        return False
+    source = _grid_source(low.producer, node.inputs[0])
+    if source is None or x.flat is not None:
+        return False
+    if groups > 1 and weight.shape[0] // groups < 8:  # depthwise-like: the float kernels on the grid's values
+        return False
+    found = int8_weights(weight)
+    if found is None:
+        return False
+    q, w_scale = found
+    in_scale, in_zero, in_uint8 = _grid(source)
+    grid, residual, epilogue, out, out_value = _epilogue(low, node.outputs[0], x.nhwc)
+    spec = _core.ConvSpec(stride=stride, dilation=dilation, padding=padding, groups=groups)
+    tid = low.builder.qconv(node.name, x.tid, np.ascontiguousarray(q), w_scale, bias, spec=spec, epilogue=epilogue,
+                            residual=residual, in_scale=in_scale, in_zero=int(in_zero), in_uint8=bool(in_uint8),
+                            sum_grid=_grid(grid), out_grid=_grid(out))
+    low.define(out_value, tid, nhwc=x.nhwc)
+    return True
+
+
+__all__ = ["int8_weights", "quantized_weights", "try_qconv"]
