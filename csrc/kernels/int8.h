@@ -51,9 +51,19 @@ struct QConvPacked {
   AlignedVector scale, bias;
 };
 
+// The quantization of a tensor (ONNX QuantizeLinear, per tensor): q = clamp(rint(x / scale) + zero, lo, hi); offset
+// 128 for int8 (stored as q + 128), 0 for uint8.
+struct QuantParams {
+  float scale;
+  int zero, lo, hi, offset;
+};
+
 struct QConvIO {
-  const uint8_t* x;  // the byte tensor (QuantLayout), pixel 0 of image 0
+  const uint8_t* x;  // the byte tensor (QuantLayout), pixel 0 of image 0; or null: a pointwise conv reading xf
   index_t xs;        // bytes per pixel
+  const float* xf;   // a pointwise conv's float input (one group), quantized a tile of pixels at a time, or null
+  index_t xfs;
+  QuantParams qp;    // xf's quantization
   const uint8_t* pad;  // one pixel of padding (o in every byte)
   float* y;
   index_t ys;

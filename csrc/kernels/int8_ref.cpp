@@ -70,7 +70,11 @@ void conv(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, const Quan
           index_t p1, index_t b0, index_t b1) {
   const Epilogue& e = qe.e;
   const index_t nr = p.t.nr, taps = g.R * g.S;
+  std::vector<uint8_t> row(static_cast<size_t>(p.quads * 4));
   for (index_t px = p0; px < p1; ++px) {
+    if (io.xf)  // a pointwise conv on its float input: this pixel quantized first
+      quantize(io.xf + px * io.xfs, 0, QuantLayout{1, g.Cg, p.quads, 0}, io.qp.scale, io.qp.zero, io.qp.lo, io.qp.hi,
+               io.qp.offset, row.data(), 0, 1);
     const index_t n = px / (g.OH * g.OW), oh = px / g.OW % g.OH, ow = px % g.OW;
     for (index_t b = b0; b < b1; ++b) {
       const index_t grp = b / p.t.blocks_per_group, kb = b % p.t.blocks_per_group;
@@ -81,7 +85,8 @@ void conv(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, const Quan
         for (index_t t = 0; t < taps; ++t) {
           const index_t ih = oh * g.sh - g.pt + t / g.S * g.dh, iw = ow * g.sw - g.pl + t % g.S * g.dw;
           const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
-          const uint8_t* a = inside ? io.x + ((n * g.H + ih) * g.W + iw) * io.xs + grp * p.quads * 4 : io.pad;
+          const uint8_t* a = io.xf ? row.data()
+                             : inside ? io.x + ((n * g.H + ih) * g.W + iw) * io.xs + grp * p.quads * 4 : io.pad;
           for (index_t c = 0; c < p.quads * 4; ++c)
             acc += static_cast<int32_t>(a[c]) * panel[((t * p.quads + c / 4) * nr + j) * 4 + c % 4];
         }

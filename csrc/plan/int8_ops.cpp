@@ -33,7 +33,8 @@ struct QConvOp : CpuOp {
   QConvPacked packed;
   std::vector<uint8_t> pad;
   QuantEpilogue qe;
-  int q, y, res;
+  QuantParams qp;  // a pointwise conv reading its float input x (q = -1)
+  int x, q, y, res;
   const Int8Kernels* k;
   int parallelism(index_t N, int threads) const override {
     return parts_for(flops_per_image * N, kFlopGrain, threads);
@@ -41,10 +42,10 @@ struct QConvOp : CpuOp {
   void run(const Exec& ex, int part, int parts) const override {
     ConvGeom geo = g;
     geo.N = ex.N;
-    const TensorView in = ex.at(q), out = ex.at(y);
+    const TensorView in = ex.at(q >= 0 ? q : x), out = ex.at(y);
     const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
-    const QConvIO io{reinterpret_cast<const uint8_t*>(in.base), in.stride * 4, pad.data(), out.base, out.stride,
-                     r.base, r.stride};
+    const QConvIO io{q >= 0 ? reinterpret_cast<const uint8_t*>(in.base) : nullptr, in.stride * 4, q >= 0 ? nullptr
+                     : in.base, in.stride, qp, pad.data(), out.base, out.stride, r.base, r.stride};
     const index_t blocks = g.groups * packed.t.blocks_per_group, P = geo.pixels();
     if (P < 4 * packed.t.mr * parts && blocks >= parts) {  // few pixels (late layers at batch 1): split the channels
       const auto [b0, b1] = share(blocks, part, parts);
@@ -75,17 +76,24 @@ int Plan::qconv(const std::string& name, int x, const ConvSpec& s, const int8_t*
   std::vector<float> scale(static_cast<size_t>(s.K));
   for (index_t i = 0; i < s.K; ++i) scale[static_cast<size_t>(i)] = in.scale * w_scale[i];
 
-  auto quant = std::make_unique<QuantizeOp>();
   const index_t quads = ceil_div(g.Cg, 4);
-  quant->l = QuantLayout{s.groups, g.Cg, quads, s.groups * quads * 4};
-  quant->pixels = d.H * d.W, quant->scale = in.scale, quant->zero = in.zero, quant->lo = in.lo, quant->hi = in.hi;
-  quant->offset = in.offset, quant->x = x, quant->k = &k;
-  quant->q = add_tensor(d.H, d.W, s.groups * quads);  // bytes, 4 per float
-  const int qt = quant->q;
-  finish(std::move(quant), name, std::string(k.name) + "_quantize_u8", dims(x), {x}, {qt});
+  // A pointwise conv quantizes its float input a tile at a time (kernels/int8.h); others read a byte tensor that
+  // one pass writes first.
+  const bool pointwise = s.R == 1 && s.S == 1 && s.sh == 1 && s.sw == 1 && s.pt == 0 && s.pl == 0 && s.pb == 0 &&
+                         s.pr == 0 && s.groups == 1 && OH == d.H && OW == d.W;
+  int qt = -1;
+  if (!pointwise) {
+    auto quant = std::make_unique<QuantizeOp>();
+    quant->l = QuantLayout{s.groups, g.Cg, quads, s.groups * quads * 4};
+    quant->pixels = d.H * d.W, quant->scale = in.scale, quant->zero = in.zero, quant->lo = in.lo, quant->hi = in.hi;
+    quant->offset = in.offset, quant->x = x, quant->k = &k;
+    quant->q = add_tensor(d.H, d.W, s.groups * quads);  // bytes, 4 per float
+    qt = quant->q;
+    finish(std::move(quant), name, std::string(k.name) + "_quantize_u8", dims(x), {x}, {qt});
+  }
 
   auto op = std::make_unique<QConvOp>();
-  op->g = g, op->qe = qe, op->q = qt, op->res = residual, op->k = &k;
+  op->g = g, op->qe = qe, op->qp = in, op->x = x, op->q = qt, op->res = residual, op->k = &k;
   op->packed = pack_qconv(k, g, w, scale.data(), bias, o);
   op->pad.assign(static_cast<size_t>(quads * 4 + 64), static_cast<uint8_t>(o));
   add_weight_bytes(static_cast<index_t>(op->packed.w.size() + 12 * op->packed.scale.size()));
@@ -93,11 +101,11 @@ int Plan::qconv(const std::string& name, int x, const ConvSpec& s, const int8_t*
   check_like(residual, OH, OW, s.K, "residual");
   op->flops_per_image = 2.0 * OH * OW * s.K * g.Cg * s.R * s.S;
   const int y = op->y;
-  const std::string detail = dims(x) + " -> " + dims(y) + " k" + std::to_string(s.R) + "x" + std::to_string(s.S) +
+  const std::string detail = dims(x) + (pointwise ? " (quantized per tile)" : "") + " -> " + dims(y) + " k" + std::to_string(s.R) + "x" + std::to_string(s.S) +
                              " s" + std::to_string(s.sh) + (s.groups > 1 ? " g" + std::to_string(s.groups) : "") +
                              (qe.sum.scale > 0 ? " +requant" : "") + (residual >= 0 ? " +res" : "") + epilogue_suffix(qe.e) +
                              (qe.out.scale > 0 ? " +requant" : "");
-  std::vector<int> reads = {qt};
+  std::vector<int> reads = {qt >= 0 ? qt : x};
   if (residual >= 0) reads.push_back(residual);
   finish(std::move(op), name, std::string(k.name) + "_qconv", detail, reads, {y});
   return y;

@@ -51,13 +51,6 @@ struct LstmWeights {
   const float *r, *p, *h0, *c0;
 };
 
-// The quantization of a tensor (ONNX QuantizeLinear, per tensor): q = clamp(rint(x / scale) + zero, lo, hi); offset
-// 128 for int8 (stored as q + 128), 0 for uint8.
-struct QuantParams {
-  float scale;
-  int zero, lo, hi, offset;
-};
-
 class Plan : public PlanBuilder<Plan> {
  public:
   explicit Plan(Isa isa);

@@ -14,6 +14,7 @@ from . import cuda, functional, nn
 from .graph import Graph, trace
 from .io import load_checkpoint
 from .plan import Plan, compile
+from .quantization import quantize
 from . import gradients
 from .gradients import grad
 
@@ -23,7 +24,7 @@ if _typing.TYPE_CHECKING:  # imported on first use (__getattr__ below); type che
 # One source: pyproject.toml's [project] version, compiled into _core by CMake (`convcore --version` prints this).
 __version__ = _core.config()["version"]
 
-__all__ = ["cuda", "functional", "nn", "trace", "Graph", "Plan", "compile", "grad", "gradients", "visualize",
+__all__ = ["cuda", "functional", "nn", "trace", "Graph", "Plan", "compile", "quantize", "grad", "gradients", "visualize",
            "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa",
            "set_isa"]
 

@@ -27,7 +27,9 @@ from ..nn import Module
 from ..graph.ir import call_node
 from .lower import FUSIONS, Segment, lower, rewrite
 
-__all__ = ["FUSIONS", "Plan", "compile"]
+__all__ = ["FUSIONS", "CPU_PRECISIONS", "Plan", "compile"]
+
+CPU_PRECISIONS = ("auto", "fp32", "int8")
 
 
 class _Retrace:
@@ -353,6 +355,11 @@ class Plan:
         self._compiled_shape()
         return [s.name for s in self._steps if not isinstance(s, Segment)]
 
+    @property
+    def int8_ops(self) -> list[str]:
+        """Names of the convolutions running on int8 kernels (a quantized graph's; see `compile`'s precision)."""
+        return [row[0] for row in self.ops() if row[1].endswith("_qconv")]
+
     def ops(self) -> list[tuple[str, str, str, float]]:
         """The op list: (name, kernel, shapes, FLOPs per image) tuples; nodes run eagerly show kernel 'eager <op>'."""
         self._compiled_shape()
@@ -456,7 +463,7 @@ def _fusions(fuse):
 
 def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_threads: Optional[int] = None,  # noqa: A001
             winograd: Union[str, bool] = "auto", fuse: Union[bool, Iterable[str]] = True,
-            device: Union[str, int, None] = "cpu", precision: str = "fp32") -> Plan:
+            device: Union[str, int, None] = "cpu", precision: Optional[str] = None) -> Plan:
     """Compile a model into a `Plan` that runs the whole network in one C++ call.
 
     Args:
@@ -478,7 +485,11 @@ def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_thre
             as one op), "mbconv" (inverted-residual blocks as one op).
         device: "cpu" (default), or "cuda" / "cuda:N" for a GPU plan (`convcore.plan.cuda.CudaPlan`: numpy or GPU
             arrays in, see docs/cuda.md); RuntimeError when this build has no CUDA backend or no GPU is usable.
-        precision: GPU plans only: "fp32" (default), "tf32" or "bf16" (tensor cores for the convolutions).
+        precision: on the CPU, "auto" (default: the convolutions of a quantized graph - a QDQ file, or
+            `convcore.quantize`'s result - in int8, everything else in fp32), "int8" (the same, and a ValueError for
+            a graph with no quantized convolution) or "fp32" (a quantized graph's quantize / dequantize steps
+            computed in float, no int8 kernel). On a GPU: "fp32" (default), "tf32" or "bf16" (tensor cores for
+            the convolutions).
 
     Returns:
         A `Plan` (a `CudaPlan` for a GPU).
@@ -497,6 +508,7 @@ def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_thre
     if gpu is not None:
         from .cuda import PRECISIONS, CudaPlan
 
+        precision = precision or "fp32"
         if precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {PRECISIONS} (got {precision!r})")
         if winograd is True:
@@ -504,8 +516,12 @@ def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_thre
         cuda.require(gpu)
         graph, shape = _as_graph(model, input_shape)
         return CudaPlan(graph, shape, gpu, precision, fuse)
-    if precision != "fp32":
-        raise ValueError(f"precision: CPU plans compute in fp32 (got {precision!r}; tf32 / bf16 are for device='cuda')")
+    precision = precision or "auto"
+    if precision not in CPU_PRECISIONS:
+        raise ValueError(f"precision: expected one of {CPU_PRECISIONS} on the CPU (got {precision!r}; tf32 / bf16 "
+                         f"are for device='cuda')")
+    if precision == "fp32":
+        fuse = _fusions(fuse) - {"int8"}
     from ..onnx.importer.structure import ShapeNeeded
 
     source = _source_of(model)
@@ -515,4 +531,8 @@ def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_thre
         graph, shape = _as_graph(model, input_shape)
     except ShapeNeeded:  # an ONNX file with dynamic height / width: its first input decides
         return Plan(None, None, num_threads, winograd, fuse, source)
-    return Plan(graph, shape, num_threads, winograd, fuse, source)
+    plan = Plan(graph, shape, num_threads, winograd, fuse, source)
+    if precision == "int8" and plan.compiled and not plan.int8_ops:
+        raise ValueError("precision: 'int8' needs a quantized graph (a QDQ file, or convcore.quantize(model, "
+                         "calibration)); this one has no convolution with a quantized input and int8 weights")
+    return plan

@@ -28,7 +28,7 @@ from ..ops import OPS
 from ..ops.shape import pad_indices, pad_map, slice_map
 from .fusion import NO_ACT, GraphIndex, epilogue_of, lower_concat, try_gated_conv, try_mbconv
 from .layout import TO_CHANNELS_LAST, channels_last_values, supported, supported_in_place
-from .quantized import try_qconv
+from .quantized import read_by_int8_only, try_qconv
 from .permute import assembly, gather_table, graph_batch, is_raw, positions, stored_dims, table_of
 from .spelled import fuse_gates
 
@@ -313,6 +313,9 @@ class Lowering:
         self.define(out_value, tid)
 
     def activation(self, node):
+        if node.op == "fake_quantize" and read_by_int8_only(self, node):  # the qconvs quantize x themselves
+            self.env[node.outputs[0]] = self.ref(node.inputs[0])
+            return
         x = self.materialize(self.ref(node.inputs[0]), node.name)
         self.define(node.outputs[0], self.builder.affine(node.name, x.tid, None, None, epilogue_of(node)), x.shape,
                     nhwc=x.nhwc)

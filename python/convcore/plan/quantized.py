@@ -96,18 +96,44 @@ def _epilogue(low, value, nhwc):
     return grid, residual, epilogue, out, value
 
 
-def try_qconv(low, node, weight, bias, stride, dilation, padding, groups, x):
-    """Lower convolution `node` as an int8 qconv (True), or leave it to the float kernels (False)."""
+def _on_grid(low, name, weight):
+    """Whether param `name` (as `weight`) lies on an int8 grid, checked once per lowering."""
+    cache = low.__dict__.setdefault("int8_grids", {})
+    if name not in cache:
+        cache[name] = int8_weights(weight) is not None
+    return cache[name]
+
+
+def _qconv_eligible(low, node, weight):
+    """Whether convolution / linear `node` with `weight` (an array, or None) runs as a qconv when its input is on a
+    grid: int8 enabled, constant weights on an int8 grid, not depthwise-like."""
     if "int8" not in low.fusions or "int8" not in low.capabilities or weight is None:
         return False
+    groups = node.attrs.get("groups", 1) if node.op == "conv2d" else 1
+    if node.op not in ("conv2d", "linear") or (groups > 1 and weight.shape[0] // groups < 8):
+        return False  # depthwise-like: the float kernels on the grid's values
+    return _on_grid(low, node.inputs[1], weight)
+
+
+def read_by_int8_only(low, node):
+    """Whether fake_quantize `node`'s result is read only by convolutions that run as qconvs (which quantize their
+    float input themselves, onto the same grid): then the node needs no op of its own."""
+    out = node.outputs[0]
+    readers = low.readers.get(out, [])
+    x = low.env.get(node.inputs[0])
+    if not readers or out in low.outputs or x is None or x.flat is not None:
+        return False
+    return all(r.op in ("conv2d", "linear") and r.inputs[0] == out and id(r) in low.in_segment and
+               r.inputs[1] in low.g.params and
+               _qconv_eligible(low, r, low.g.params[r.inputs[1]]) for r in readers)
+
+
+def try_qconv(low, node, weight, bias, stride, dilation, padding, groups, x):
+    """Lower convolution `node` as an int8 qconv (True), or leave it to the float kernels (False)."""
     source = _grid_source(low.producer, node.inputs[0])
-    if source is None or x.flat is not None:
+    if source is None or x.flat is not None or not _qconv_eligible(low, node, weight):
         return False
-    if groups > 1 and weight.shape[0] // groups < 8:  # depthwise-like: the float kernels on the grid's values
-        return False
-    found = int8_weights(weight)
-    if found is None:
-        return False
+    found = int8_weights(weight)  # (as the lowering passes it: a linear layer's columns may be permuted)
     q, w_scale = found
     in_scale, in_zero, in_uint8 = _grid(source)
     grid, residual, epilogue, out, out_value = _epilogue(low, node.outputs[0], x.nhwc)
