@@ -21,6 +21,7 @@ LAYERS = [
     {"models"},
     {"onnx"},
     {"plan"},
+    {"quantization"},
     {"gradients"},
     {"visualize"},
     {""},

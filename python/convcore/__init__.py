@@ -24,9 +24,9 @@ if _typing.TYPE_CHECKING:  # imported on first use (__getattr__ below); type che
 # One source: pyproject.toml's [project] version, compiled into _core by CMake (`convcore --version` prints this).
 __version__ = _core.config()["version"]
 
-__all__ = ["cuda", "functional", "nn", "trace", "Graph", "Plan", "compile", "quantize", "grad", "gradients", "visualize",
-           "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas", "get_isa",
-           "set_isa"]
+__all__ = ["cuda", "functional", "nn", "trace", "Graph", "Plan", "compile", "quantize", "grad", "gradients",
+           "visualize", "load_checkpoint", "show_config", "set_num_threads", "get_num_threads", "available_isas",
+           "get_isa", "set_isa"]
 
 
 if not _typing.TYPE_CHECKING:  # hidden from type checkers, which would read every unknown attribute as its result

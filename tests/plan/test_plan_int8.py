@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import convcore
 import convcore.functional as F
 from convcore import _core
-from convcore.plan.quantized import int8_weights
+from convcore.graph.quantized import int8_weights
 from reference import conv as RC
 
 ISAS = convcore.available_isas()
@@ -196,6 +196,13 @@ def test_int8_weights_finds_each_channels_grid():
         assert got is not None
         np.testing.assert_array_equal(got[0], q)
         np.testing.assert_allclose(got[1], scale, rtol=1e-6)
+    q = rng.integers(-127, 128, (6, 4, 3, 3))  # one scale for the tensor (per-tensor files): channels stay below it
+    q[0, 0, 0, 0] = 127
+    q[1:] //= 4
+    w = (q * 0.01).astype(np.float32)
+    got = int8_weights(w)  # (any grid holding the values will do: a channel of small values may take a finer one)
+    assert got is not None
+    np.testing.assert_allclose(got[0] * got[1].reshape(-1, 1, 1, 1).astype(np.float64), w, rtol=1e-6, atol=1e-9)
     zero = np.zeros((2, 3, 1, 1), np.float32)
     assert int8_weights(zero) is not None and not int8_weights(zero)[0].any()
     assert int8_weights(rng.standard_normal((4, 3, 3, 3)).astype(np.float32)) is None

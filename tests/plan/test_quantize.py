@@ -9,7 +9,7 @@ import convcore
 import convcore.functional as F
 import convcore.models
 from convcore import nn
-from convcore.plan.quantized import int8_weights
+from convcore.graph.quantized import int8_weights
 from convcore.quantization import METHODS
 
 

@@ -23,7 +23,7 @@ from ..graph.ir import NameSet, unique_name
 from ..graph.passes import fold_batchnorm as _fold_batchnorm
 from ..nn import Module
 from ..ops import OPS
-from ..plan.quantized import quantized_weights
+from ..graph.quantized import quantized_weights
 from .importer.module import ONNXModule
 
 MIN_OPSET, MAX_OPSET = 13, 21
