@@ -361,7 +361,7 @@ py::dict config() {
   cpu["brand"] = f.brand;
   for (auto [name, on] : {std::pair<const char*, bool>{"avx2", f.avx2}, {"fma", f.fma}, {"avx512f", f.avx512f},
                           {"avx512bw", f.avx512bw}, {"avx512dq", f.avx512dq}, {"avx512vl", f.avx512vl},
-                          {"avx512_bf16", f.avx512_bf16}, {"amx_tile", f.amx_tile}, {"avx_vnni", f.avx_vnni},
+                          {"avx512_bf16", f.avx512_bf16}, {"amx_tile", f.amx_tile}, {"amx_int8", f.amx_int8}, {"avx_vnni", f.avx_vnni},
                           {"avx512_vnni", f.avx512_vnni}})
     cpu[name] = on;
   py::list compiled, available;

@@ -85,8 +85,8 @@ struct Int8Kernels {
                index_t p1, index_t b0, index_t b1);
 };
 
-// The fastest int8 kernels for `isa` on this CPU (VNNI where it has it; CONVCORE_INT8=madd forces the 16-bit form,
-// for tests), or the reference ones for Isa::scalar.
+// The fastest int8 kernels for `isa` on this CPU (AMX, else VNNI, where it has them; CONVCORE_INT8=vnni / madd
+// forces a slower form, for tests), or the reference ones for Isa::scalar.
 const Int8Kernels& int8_kernels_for(Isa isa);
 
 // OIHW int8 weights (K, Cg, R, S) packed for `k`'s tile, with per-output-channel scale and bias (or null: 0) and the
@@ -105,6 +105,10 @@ extern const Int8Kernels kInt8Kernels;
 }
 namespace avx512vnni {
 extern const Int8Kernels kInt8Kernels;
+}
+namespace amx {
+extern const Int8Kernels kInt8Kernels;
+bool amx_permitted();  // asks Linux for the tile state once per process
 }
 
 // The float epilogue of one output value, shared by the reference kernel and the SIMD kernels' tails.

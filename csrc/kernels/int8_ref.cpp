@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "kernels/int8.h"
 
@@ -110,9 +111,11 @@ extern const Int8Kernels kInt8Kernels = {"ref", 1, conv_tile, quantize, conv};
 const Int8Kernels& int8_kernels_for(Isa isa) {
   if (isa == Isa::scalar) return ref::kInt8Kernels;
   if (isa == Isa::avx2) return avx2::kInt8Kernels;
-  const char* force = std::getenv("CONVCORE_INT8");
-  const bool madd = force != nullptr && std::strcmp(force, "madd") == 0;
-  return cpu_features().avx512_vnni && !madd ? avx512vnni::kInt8Kernels : avx512::kInt8Kernels;
+  const char* env = std::getenv("CONVCORE_INT8");
+  const std::string force = env != nullptr ? env : "";
+  const CpuFeatures& f = cpu_features();
+  if (force.empty() && f.amx_tile && f.amx_int8 && f.avx512_vnni && amx::amx_permitted()) return amx::kInt8Kernels;
+  return f.avx512_vnni && force != "madd" ? avx512vnni::kInt8Kernels : avx512::kInt8Kernels;
 }
 
 }  // namespace convcore

@@ -329,3 +329,27 @@ def test_export_and_run_are_handed_to_the_onnx_cli(capsys, monkeypatch):
     assert run(capsys, "export", "resnet18", "r.onnx")[0] == 0
     assert run(capsys, "run", "r.onnx", "x.npy")[0] == 0
     assert calls == [("export", ["resnet18", "r.onnx"]), ("run", ["r.onnx", "x.npy"])]
+
+
+def test_quantize_writes_an_int8_file_that_classify_runs_in_int8(capsys, tmp_path, mobilenet_weights):
+    """`convcore quantize` on the bundled photos: a QDQ file with the per-layer report on stdout; `classify` runs it
+    in int8 (--precision auto) and agrees with the float model's top class; `--precision int8` on the float zoo model
+    quantizes it first."""
+    pytest.importorskip("onnx")
+    path = str(tmp_path / "mobilenet_v2_int8.onnx")
+    status, out, err = run(capsys, "quantize", "mobilenet_v2", "--weights", mobilenet_weights, "--out", path,
+                           "--count", "6")
+    assert status == 0, err
+    assert "int8" in out and "largest errors" in out and "features.0.0" in out
+    assert "layers int8" in err and os.path.isfile(path)
+    cat = data.sample_images()[0]
+    _, float_out, _ = run(capsys, "classify", cat, "--model", "mobilenet_v2", "--weights", mobilenet_weights,
+                          "--json")
+    status, int8_out, err = run(capsys, "classify", cat, "--model", path, "--preset", "mobilenet_v2", "--json")
+    assert status == 0 and "int8" in json_lines(int8_out)[-1]["summary"]["engine"], err
+    status, zoo_int8, err = run(capsys, "classify", cat, "--model", "mobilenet_v2", "--weights", mobilenet_weights,
+                                "--precision", "int8", "--json")
+    assert status == 0 and "quantizing mobilenet_v2" in err
+    best = json_lines(float_out)[0]["top"][0]["index"]  # (random weights: the float top class among int8's top 5)
+    for o in (int8_out, zoo_int8):
+        assert best in [e["index"] for e in json_lines(o)[0]["top"]]

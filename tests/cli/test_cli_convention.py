@@ -31,7 +31,7 @@ LEAVES = {argv: p for argv, p in COMMANDS.items() if not any(isinstance(a, argpa
 
 def test_every_command_is_listed():
     assert {argv[0] for argv in COMMANDS} == {"info", "classify", "models", "layers", "bench", "visualize", "export",
-                                              "run"}
+                                              "run", "quantize"}
 
 
 @pytest.mark.parametrize("argv", sorted(COMMANDS), ids=" ".join)
@@ -52,7 +52,7 @@ def test_every_command_has_a_description_and_every_option_a_help_with_its_defaul
 # Arguments that make each leaf command valid but for its --threads.
 VALID = {("info",): [], ("classify",): ["--model", "lenet5", "--weights", "W"], ("models",): ["lenet5", "--brief"],
          ("layers",): ["lenet5"], ("bench",): ["lenet5", "--batch", "1", "--min-time", "0", "--warmup", "0"],
-         ("export",): ["lenet5", "OUT"], ("run",): ["M", "X"]}
+         ("export",): ["lenet5", "OUT"], ("run",): ["M", "X"], ("quantize",): ["lenet5", "--out", "q.onnx"]}
 
 
 @pytest.mark.parametrize("argv", sorted(LEAVES), ids=" ".join)
@@ -98,6 +98,9 @@ def files(tmp_path_factory):
     (["bench", "{d}/missing.onnx"], "no such ONNX file"),
     (["visualize", "saliency", "{d}/missing.jpg", "--model", "lenet5"], "no such file or folder"),
     (["layers", "{d}/missing.onnx"], "no such ONNX file"),
+    (["quantize", "lenet5", "--out", "{d}/q.onnx", "--calib", "{d}/nowhere"], "--calib: no such file or folder"),
+    (["quantize", "lenet5", "--out", "{d}/q.txt"], "--out: expected a .onnx file"),
+    (["classify", "{d}/green.png", "--precision", "bf16"], "--precision: tf32 and bf16 apply to GPU plans"),
     (["export", "lenet6", "{d}/out.onnx"], "did you mean 'lenet5'"),
     (["export", "lenet5", "{d}/out.onnx", "--batch", "zero"], "--batch: expected 'dynamic' or a positive integer"),
 ])

@@ -19,19 +19,21 @@ from convcore.graph.quantized import int8_weights
 from reference import conv as RC
 
 ISAS = convcore.available_isas()
-VNNI = "avx512" in ISAS and "avx512_vnni" in convcore.show_config(False).get("int8_kernels", {}).get("avx512", "")
-KERNELS = [(isa, "auto") for isa in ISAS] + ([("avx512", "madd")] if VNNI else [])
+BEST = convcore.show_config(False)["int8_kernels"].get("avx512", "")  # avx512, avx512_vnni or avx512_amx
+SLOWER = {"avx512_amx": ["vnni", "madd"], "avx512_vnni": ["madd"]}.get(BEST, [])
+KERNELS = [(isa, "auto") for isa in ISAS] + [("avx512", form) for form in SLOWER]
 RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
 
 
 @pytest.fixture(params=KERNELS, ids=[f"{i}-{k}" for i, k in KERNELS])
 def kernels(request, monkeypatch):
-    """Each ISA's int8 kernels, and on AVX-512 VNNI machines the 16-bit form too (CONVCORE_INT8=madd)."""
+    """Each ISA's int8 kernels, and on AVX-512 the slower forms this CPU also runs (CONVCORE_INT8=vnni: VNNI on an
+    AMX machine; madd: the 16-bit form)."""
     isa, form = request.param
     previous = convcore.get_isa()
     convcore.set_isa(isa)
-    if form == "madd":
-        monkeypatch.setenv("CONVCORE_INT8", "madd")
+    if form != "auto":
+        monkeypatch.setenv("CONVCORE_INT8", form)
     yield request.param
     convcore.set_isa(previous)
 
@@ -134,6 +136,25 @@ def test_int8_edge_geometries(shape, kernel, padding, stride, kernels, threads):
     fn, x, want, qout = _build(case)
     plan = convcore.compile(fn, x.shape)
     assert "qconv" in plan.summary()
+    check_int8(plan(x), want, qout)
+
+
+@pytest.mark.parametrize("c, k, kernel, stride, hw, n", [
+    (64, 64, 1, 1, (5, 7), 1),      # pointwise on the float input, 35 pixels: two tiles of 16 and 3 left
+    (128, 192, 3, 1, (6, 6), 2),    # 3x3 over padding, two images, three blocks of 64 outputs
+    (64, 128, 3, 2, (9, 8), 1),     # strided
+    (192, 64, 1, 2, (8, 8), 2),     # strided 1x1 (gathered rows)
+    (64, 72, 3, 1, (4, 4), 1),      # 72 outputs: the VNNI tile shape (not AMX's)
+])
+def test_int8_amx_shapes(c, k, kernel, stride, hw, n, kernels, threads):
+    """Layers with 64-multiple channel counts (the AMX kernel's, where the CPU has it; the other forms run them too),
+    with a residual, an activation and both grids in the epilogue."""
+    case = dict(n=n, c=c, k=k, h=hw[0], w=hw[1], r=kernel, s=kernel, stride=(stride, stride), dilation=(1, 1),
+                padding=(kernel // 2,) * 4, groups=1, dtype="uint8", zero=7, out=True, act="relu", bias=True,
+                seed=c + k)
+    fn, x, want, qout = _build(case)
+    plan = convcore.compile(fn, x.shape)
+    assert "qconv" in plan.summary(print_out=False)
     check_int8(plan(x), want, qout)
 
 

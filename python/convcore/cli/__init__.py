@@ -72,7 +72,7 @@ def build_parser():
     """The argument parser of the `convcore` command (each subcommand stores its handler in `func`)."""
     import convcore
 
-    from . import _bench, _classify, _layers, _models, _visualize
+    from . import _bench, _classify, _layers, _models, _quantize, _visualize
     from ._onnx import add_subcommands as add_onnx_commands
 
     parser = _Parser(prog="convcore", description="convcore: fast CNN inference on the CPU")
@@ -90,6 +90,8 @@ def build_parser():
                                (_layers, "layers", "list a model's layers: output shapes, parameters, MACs (the names "
                                                    "visualize objectives take)"),
                                (_bench, "bench", "time whole models (ms per image, GFLOP/s), optionally beside peers"),
+                               (_quantize, "quantize", "quantize a model to int8 on calibration images and write a "
+                                                       "QDQ ONNX file (the per-layer error report on stdout)"),
                                (_visualize, "visualize", "see what a convnet learns: filters, activations, saliency, "
                                                          "top patches, class models, feature visualization")):
         command = sub.add_parser(name, help=text, description=text)

@@ -191,11 +191,13 @@ def load_model(spec, weights=None, preset_name=None, need_weights=True):
 
 
 def add_device_argument(parser):
-    """--device cpu|cuda|cuda:N and --precision (GPU plans: fp32, tf32, bf16)."""
+    """--device cpu|cuda|cuda:N and --precision (CPU plans: auto, fp32, int8; GPU plans: fp32, tf32, bf16)."""
     parser.add_argument("--device", default="cpu", metavar="DEVICE",
                         help="cpu (default), or cuda / cuda:N to run a GPU plan (needs a build with CUDA and a GPU)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16"),
-                        help="arithmetic of a GPU plan's convolutions (default fp32; tf32 / bf16 use tensor cores)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8", "tf32", "bf16"),
+                        help="arithmetic of the convolutions: on the CPU auto (default: int8 for a quantized ONNX "
+                             "file, else fp32), fp32, or int8 (a zoo model is quantized first on the bundled "
+                             "photos: see 'convcore quantize'); on a GPU fp32 (default), tf32 or bf16 (tensor cores)")
 
 
 def check_device(args):
@@ -208,10 +210,15 @@ def check_device(args):
         gpu = convcore.cuda.parse_device(device)
     except ValueError as exc:
         raise UsageError(f"--device: {exc}") from None
+    precision = getattr(args, "precision", "auto")
     if gpu is None:
-        if getattr(args, "precision", "fp32") != "fp32":
+        if precision in ("tf32", "bf16"):
             raise UsageError("--precision: tf32 and bf16 apply to GPU plans (--device cuda)")
+        if precision == "int8" and getattr(args, "eager", False):
+            raise UsageError("--precision int8 runs compiled plans (not --eager)")
         return None
+    if precision == "int8":
+        raise UsageError("--precision: int8 runs on the CPU (GPU plans: fp32, tf32, bf16)")
     if getattr(args, "eager", False):
         raise UsageError("--eager runs op by op on the CPU; it cannot be combined with --device cuda")
     try:
@@ -221,22 +228,32 @@ def check_device(args):
     return gpu
 
 
-def runner(loaded, batch, eager=False, device="cpu", precision="fp32"):
+def runner(loaded, batch, eager=False, device="cpu", precision="auto"):
     """(callable, engine description) running `loaded` on batches of `batch`: its compiled Plan (the fast path; a
-    GPU plan with `device` 'cuda' / 'cuda:N'), or the module itself with `eager` (the op-by-op reference). A model
-    the compiler does not cover falls back to eager with a warning, rather than not running at all."""
+    GPU plan with `device` 'cuda' / 'cuda:N'; int8 with `precision` 'int8', a float model quantized first on the
+    bundled photos), or the module itself with `eager` (the op-by-op reference). A model the compiler does not cover
+    falls back to eager with a warning, rather than not running at all."""
     if eager:
         return loaded.module, "eager"
     from convcore.plan import compile as compile_plan
 
+    model, shape = loaded.module, (batch,) + tuple(loaded.input_size)
+    if device == "cpu" and precision == "int8":
+        try:
+            return compile_plan(model, shape, precision="int8"), "compiled plan, int8"
+        except ValueError:  # a float model: quantized first on the bundled photos
+            from ._quantize import quantize_loaded
+
+            model = quantize_loaded(loaded)
     try:
-        plan = compile_plan(loaded.module, (batch,) + tuple(loaded.input_size), device=device, precision=precision)
+        plan = compile_plan(model, shape, device=device, precision=None if precision == "auto" else precision)
     except (ValueError, TypeError, NotImplementedError) as exc:
-        if device != "cpu":
-            raise CLIError(f"cannot compile {loaded.name} for {device}: {exc}") from None
+        if device != "cpu" or precision == "int8":
+            raise CLIError(f"cannot compile {loaded.name} for {device} ({precision}): {exc}") from None
         log(f"convcore: cannot compile {loaded.name} ({exc}); running it eagerly")
         return loaded.module, "eager"
-    return plan, f"compiled plan, {plan.isa}"
+    kind = f", int8 ({len(plan.int8_ops)} convolutions)" if device == "cpu" and plan.int8_ops else ""
+    return plan, f"compiled plan, {plan.isa}{kind}"
 
 
 def timed(fn, x):

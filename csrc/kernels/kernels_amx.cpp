@@ -1,0 +1,160 @@
+// AMX int8 convolution (Sapphire Rapids and later): tile registers of 16 rows x 64 bytes, `tdpbusd` multiplying a
+// 16-pixel x 64-channel u8 tile by a 64-channel x 16-output s8 tile into 16 x 16 int32 sums - 16K multiply-adds per
+// instruction, 8x the VNNI rate. Its own file, compiled with -mamx-tile -mamx-int8, chosen at run time where the
+// CPU has AMX-INT8 and Linux grants the tile state (arch_prctl).
+//
+// One output tile is 16 consecutive pixels x 64 output channels (4 accumulator tiles, tmm0-3); tmm4 holds the input
+// tile, tmm5 / tmm6 the weight tiles in turn. The weights are the VNNI kernels' packed panels as they are
+// ([tap][quad][64][4]: a weight tile is 16 quads of one 16-channel column, rows 256 bytes apart). The input rows of
+// every tap are gathered into a small buffer once per pixel tile (an im2col of 16 pixels) unless they already lie
+// evenly spaced in memory (a 1x1 convolution). Layers AMX does not fit (grouped, input channels not a multiple of 64,
+// fewer than 64 output channels per tile, the last pixels short of a tile) run on the VNNI kernels of this file.
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "kernels/int8.h"
+#include "kernels/simd.h"
+
+namespace convcore {
+namespace amx {
+using V = Vec512;
+constexpr int kMaxMR = 8;
+constexpr int kMaxNV = 4;
+constexpr int kTileRows[kMaxNV] = {8, 8, 8, 6};
+constexpr const char* kIsaName = "avx512_amx";
+#pragma GCC diagnostic ignored "-Wunused-function"  // the activations this file's int8 epilogue does not call
+#define CONVCORE_INT8_OWN_TABLE
+#include "kernels/activations_simd.inc"
+#include "kernels/int8_simd.inc"
+
+namespace {
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// tmm0-3: sums (16 x 16 int32), tmm4: inputs (16 pixels x 64 bytes), tmm5 / tmm6: weights (16 quads x 64 bytes).
+const TileConfig& tile_config() {
+  static const TileConfig c = [] {
+    TileConfig t;
+    for (int i = 0; i < 7; ++i) t.colsb[i] = 64, t.rows[i] = 16;
+    return t;
+  }();
+  return c;
+}
+
+bool fits_amx(const ConvGeom& g, const QConvPacked& p) { return g.groups == 1 && p.t.nr == 64 && p.quads % 16 == 0; }
+
+// The float epilogue of 16 pixels x 64 channels of int32 sums (acc rows 64 apart), as q_conv_tile's.
+void epilogue16(const int32_t* acc, int rows, const int32_t* corr, const float* scale, const float* bias, float* y,
+                index_t ys, const float* res, index_t rs, int nvalid, const QuantEpilogue& qe) {
+  const Epilogue& e = qe.e;
+  for (int v = 0; v < 4; ++v) {
+    const int n = std::min(16, nvalid - v * 16);
+    if (n <= 0) break;
+    const vmask mask = V::tail(n);
+    const __m512i c = _mm512_loadu_si512(corr + v * 16);
+    const reg s = V::load(scale + v * 16), b = V::load(bias + v * 16);
+    for (int m = 0; m < rows; ++m) {
+      reg o = V::fma(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512(acc + m * 64 + v * 16), c)), s, b);
+      if (qe.sum.scale != 0.0f) o = fake_quant_v(o, qe.sum);
+      if (res) o = V::add(o, V::load(res + m * rs + v * 16, mask));
+      o = apply_act(o, e);
+      if (qe.out.scale != 0.0f) o = fake_quant_v(o, qe.out);
+      V::store(y + m * ys + v * 16, o, mask);
+    }
+  }
+}
+
+// Tiles of 16 pixels in [p0, p1) x blocks [b0, b1) on AMX; the pixels after the last whole tile on VNNI.
+void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, const QuantEpilogue& qe, index_t p0,
+                index_t p1, index_t b0, index_t b1) {
+  if (!fits_amx(g, p) || p1 - p0 < 16) return q_conv(g, p, io, qe, p0, p1, b0, b1);
+  const index_t taps = g.taps(), row = p.quads * 4, steps = p.quads / 16;
+  thread_local std::vector<uint8_t> gathered;  // [tap][16 pixels][row]
+  thread_local std::vector<int32_t> sums;      // [16][64]
+  if (static_cast<index_t>(gathered.size()) < taps * 16 * row) gathered.resize(static_cast<size_t>(taps * 16 * row));
+  sums.resize(16 * 64);
+  const bool pointwise = taps == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.H == g.OH && g.W == g.OW;
+  const index_t tiles_end = p0 + (p1 - p0) / 16 * 16;
+  _tile_loadconfig(&tile_config());
+  for (index_t px = p0; px < tiles_end; px += 16) {
+    // Where tap t's 16 input rows lie: a + t * tap_step, rows `as` bytes apart.
+    const uint8_t* a = gathered.data();
+    index_t as = row, tap_step = 16 * row;
+    if (io.xf) {  // a pointwise conv on its float input: the tile quantized into the buffer
+      q_quantize(io.xf + px * io.xfs, io.xfs, QuantLayout{1, g.Cg, p.quads, row}, io.qp.scale, io.qp.zero, io.qp.lo,
+                 io.qp.hi, io.qp.offset, gathered.data(), 0, 16);
+    } else if (pointwise) {  // consecutive pixels: evenly spaced already
+      a = io.x + px * io.xs, as = io.xs;
+    } else {
+      for (index_t j = 0; j < 16; ++j) {
+        const index_t q = px + j, n = q / (g.OH * g.OW), oh = q / g.OW % g.OH, ow = q % g.OW;
+        for (index_t t = 0; t < taps; ++t) {
+          const index_t ih = oh * g.sh - g.pt + t / g.S * g.dh, iw = ow * g.sw - g.pl + t % g.S * g.dw;
+          const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+          const uint8_t* src = inside ? io.x + ((n * g.H + ih) * g.W + iw) * io.xs : io.pad;
+          std::memcpy(gathered.data() + (t * 16 + j) * row, src, static_cast<size_t>(row));
+        }
+      }
+    }
+    for (index_t b = b0; b < b1; ++b) {
+      const int8_t* w = p.w.data() + b * p.t.panel;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (index_t t = 0; t < taps; ++t) {
+        const uint8_t* at = a + t * tap_step;
+        const int8_t* wt = w + t * p.quads * 256;
+        for (index_t k = 0; k < steps; ++k) {
+          _tile_loadd(4, at + k * 64, as);
+          const int8_t* wk = wt + k * 16 * 256;
+          _tile_loadd(5, wk, 256);
+          _tile_dpbusd(0, 4, 5);
+          _tile_loadd(6, wk + 64, 256);
+          _tile_dpbusd(1, 4, 6);
+          _tile_loadd(5, wk + 128, 256);
+          _tile_dpbusd(2, 4, 5);
+          _tile_loadd(6, wk + 192, 256);
+          _tile_dpbusd(3, 4, 6);
+        }
+      }
+      int32_t* acc = sums.data();
+      _tile_stored(0, acc, 256);
+      _tile_stored(1, acc + 16, 256);
+      _tile_stored(2, acc + 32, 256);
+      _tile_stored(3, acc + 48, 256);
+      const index_t oc0 = b * 64, k0 = b * 64;
+      const int nvalid = static_cast<int>(std::min<index_t>(64, g.Kg - b * 64));
+      epilogue16(acc, 16, p.corr.data() + k0, p.scale.data() + k0, p.bias.data() + k0, io.y + px * io.ys + oc0, io.ys,
+                 io.res ? io.res + px * io.rs + oc0 : nullptr, io.rs, nvalid, qe);
+    }
+  }
+  _tile_release();
+  if (tiles_end < p1) q_conv(g, p, io, qe, tiles_end, p1, b0, b1);
+}
+
+}  // namespace
+
+// Whether this process may use the tile registers: Linux grants the AMX state on request (once per process).
+bool amx_permitted() {
+  static const bool granted = [] {
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return granted;
+}
+
+extern const Int8Kernels kInt8Kernels = {kIsaName, L, q_conv_tile_choice, q_quantize, q_conv_amx};
+}  // namespace amx
+}  // namespace convcore
