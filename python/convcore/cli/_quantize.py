@@ -31,6 +31,8 @@ def add_arguments(parser):
     parser.add_argument("--exclude", default="", metavar="LAYER,...", help="layers to keep in float")
     parser.add_argument("--per-tensor", action="store_true", help="one weight scale per layer (default: per channel)")
     parser.add_argument("--no-bias-correction", action="store_true", help="do not correct the biases")
+    parser.add_argument("--first-layer", action="store_true",
+                        help="quantize the layers reading the input image too (default: they stay float)")
     add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -96,7 +98,8 @@ def run(args):
     start = time.perf_counter()
     exclude = [name for name in args.exclude.split(",") if name]
     q = quantize_loaded(loaded, args.calib, args.count, not args.no_progress, method=args.method, exclude=exclude,
-                        per_channel=not args.per_tensor, bias_correction=not args.no_bias_correction)
+                        per_channel=not args.per_tensor, bias_correction=not args.no_bias_correction,
+                        first_layer=args.first_layer)
     seconds = time.perf_counter() - start
     import convcore.onnx
 
