@@ -10,7 +10,8 @@ For each zoo model (exported by convcore to ONNX; EfficientNet-Lite0 with its pu
   calibration crops), which onnxruntime, OpenVINO and convcore each run as it is;
 - convcore's own quantizer (`convcore.quantize`, default method) quantizes the model on the same crops;
 - fp32 for each engine, and OpenVINO's default precision (bf16 on CPUs with AMX / AVX512-BF16) where it differs.
-Engines alternate within each round (best of `rounds`), ms per image; the ratio is convcore int8 over the faster of
+Engines alternate within each round (the median call of each, best of `rounds`; a pause before each engine lets the
+last one's spinning workers go idle), ms per image; the ratio is convcore int8 over the faster of
 onnxruntime int8 and OpenVINO int8 on the same file (below 1: convcore faster); speed-up over convcore fp32. The fp32
 peak (an FMA loop) and copy bandwidth are measured in the same run.
 
@@ -182,11 +183,14 @@ def bench(name, args, images_calib, images_eval):
         for _ in range(args.rounds):
             for k, fn in runs.items():
                 fn(x)
-                t_end, n, t0 = time.perf_counter() + args.budget, 0, time.perf_counter()
-                while n < 3 or time.perf_counter() < t_end:
+                time.sleep(0.05)  # the last engine's spinning workers go idle first (they would steal the CPUs)
+                fn(x)
+                times, t_end = [], time.perf_counter() + args.budget
+                while len(times) < 3 or time.perf_counter() < t_end:
+                    t0 = time.perf_counter()
                     fn(x)
-                    n += 1
-                best[k] = min(best[k], (time.perf_counter() - t0) / n / batch * 1e3)
+                    times.append(time.perf_counter() - t0)
+                best[k] = min(best[k], float(np.median(times)) / batch * 1e3)
         peer = min(best["onnxruntime int8"], best.get("openvino int8", float("inf")))
         rows.append({"model": name, "batch": batch, "ms_per_image": best,
                      "ratio_file": best["convcore int8 (ORT file)"] / peer,

@@ -34,7 +34,7 @@ void bind_plan(py::module_& m) {
         check_len(bias, s.K, "bias");
         const QuantParams in{in_scale, in_zero, in_uint8 ? 0 : -128, in_uint8 ? 255 : 127, in_uint8 ? 0 : 128};
         auto grid = [](const std::array<float, 3>& g) {  // (scale, zero point, uint8): low = qmin - zero point
-          return FakeQuant{g[0], (g[2] != 0.0f ? 0.0f : -128.0f) - g[1]};
+          return FakeQuant{g[0], (g[2] != 0.0f ? 0.0f : -128.0f) - g[1], g[0] > 0.0f ? 1.0f / g[0] : 0.0f};
         };
         const QuantEpilogue qe{to_epilogue(epilogue), grid(sum_grid), grid(out_grid)};
         return p.qconv(name, x, s, w.data(), w_scale.data(), data_of(bias), in, qe, residual);

@@ -29,9 +29,11 @@ struct QuantLayout {
 };
 
 // The requantization of a value onto an int8 grid (a QuantizeLinear -> DequantizeLinear pair):
-// y = scale * clamp(rint(y / scale), low, low + 255), low = qmin - zero_point. Off when scale == 0.
+// y = scale * clamp(rint(y * inv), low, low + 255), low = qmin - zero_point, inv = 1 / scale (a multiply, as int8
+// runtimes requantize: it may round a value sitting within an ulp of a tie the other way than x / scale). Off when
+// scale == 0.
 struct FakeQuant {
-  float scale = 0.0f, low = 0.0f;
+  float scale = 0.0f, low = 0.0f, inv = 0.0f;
 };
 
 // A QDQ graph's steps after an int8 convolution, in order: its output's own grid (`sum`), a residual add, the
@@ -114,7 +116,7 @@ bool amx_permitted();  // asks Linux for the tile state once per process
 // The float epilogue of one output value, shared by the reference kernel and the SIMD kernels' tails.
 inline float fake_quant(float v, const FakeQuant& fq) {
   if (fq.scale == 0.0f || v != v) return v;
-  float q = __builtin_nearbyintf(v / fq.scale);
+  float q = __builtin_nearbyintf(v * fq.inv);
   q = q < fq.low ? fq.low : (q > fq.low + 255.0f ? fq.low + 255.0f : q);
   return q * fq.scale;
 }
