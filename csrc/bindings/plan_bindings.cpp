@@ -28,7 +28,8 @@ void bind_plan(py::module_& m) {
   plan.def("qconv", [](Plan& p, const std::string& name, int x, const py::array_t<int8_t, py::array::c_style>& w,
                        const PlanArray& w_scale, const OptPlanArray& bias, const py::handle& spec,
                        const py::handle& epilogue, int residual, float in_scale, int in_zero, bool in_uint8,
-                       const std::array<float, 3>& sum_grid, const std::array<float, 3>& out_grid) {
+                       const std::array<float, 3>& sum_grid, const std::array<float, 3>& out_grid, bool x_bytes,
+                       const std::array<float, 3>& bytes) {
         const ConvSpec s = to_conv_spec(spec, w);
         check_len(w_scale, s.K, "weight_scale");
         check_len(bias, s.K, "bias");
@@ -36,15 +37,22 @@ void bind_plan(py::module_& m) {
         auto grid = [](const std::array<float, 3>& g) {  // (scale, zero point, uint8): low = qmin - zero point
           return FakeQuant{g[0], (g[2] != 0.0f ? 0.0f : -128.0f) - g[1], g[0] > 0.0f ? 1.0f / g[0] : 0.0f};
         };
-        const QuantEpilogue qe{to_epilogue(epilogue), grid(sum_grid), grid(out_grid)};
-        return p.qconv(name, x, s, w.data(), w_scale.data(), data_of(bias), in, qe, residual);
+        ByteStore store;  // (scale, zero point, uint8) of the next qconv's input, or zeros
+        if (bytes[0] != 0.0f) {
+          const bool u8 = bytes[2] != 0.0f;
+          store = ByteStore{1.0f / bytes[0], static_cast<int>(bytes[1]), u8 ? 0 : -128, u8 ? 255 : 127, u8 ? 0 : 128};
+        }
+        const QuantEpilogue qe{to_epilogue(epilogue), grid(sum_grid), grid(out_grid), store};
+        return p.qconv(name, x, s, w.data(), w_scale.data(), data_of(bias), in, qe, residual, x_bytes);
       }, py::arg("name"), py::arg("x"), py::arg("weight").noconvert(), py::arg("weight_scale").noconvert(),
          py::arg("bias").noconvert(), py::kw_only(), py::arg("spec"), py::arg("epilogue") = py::none(),
          py::arg("residual") = -1, py::arg("in_scale"), py::arg("in_zero"), py::arg("in_uint8"),
          py::arg("sum_grid") = std::array<float, 3>{0, 0, 0}, py::arg("out_grid") = std::array<float, 3>{0, 0, 0},
+         py::arg("x_bytes") = false, py::arg("bytes") = std::array<float, 3>{0, 0, 0},
          "An int8 convolution (QDQ semantics): x quantized per tensor, int8 weights with per-channel scales, then "
          "the output's grid, a residual add, the activation and the result's grid (each grid (scale, zero point, "
-         "is uint8); scale 0: none).");
+         "is uint8); scale 0: none); x_bytes: x is another qconv's bytes; bytes: store the result as bytes on that grid "
+         "for the next qconv.");
   plan.def("run", [](Plan& p, std::vector<PlanArray> xs, std::vector<PlanArray> outs, int threads) {
         std::vector<const float*> in_ptrs;
         std::vector<float*> out_ptrs;

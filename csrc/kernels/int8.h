@@ -36,12 +36,36 @@ struct FakeQuant {
   float scale = 0.0f, low = 0.0f, inv = 0.0f;
 };
 
+// A result stored as bytes for the next int8 convolution (which reads them as they are): u = clamp(rint(y * inv) +
+// zero, lo, hi) + offset, one byte per channel (the channel count a multiple of 4: no padding). Off when inv == 0.
+struct ByteStore {
+  float inv = 0.0f;
+  int zero = 0, lo = 0, hi = 0, offset = 0;
+};
+
 // A QDQ graph's steps after an int8 convolution, in order: its output's own grid (`sum`), a residual add, the
-// activation, the grid of the result (`out`): y = out(act(sum(scale * acc + bias) + residual)).
+// activation, the grid of the result (`out`): y = out(act(sum(scale * acc + bias) + residual)); or, with `bytes`,
+// the result quantized onto the next convolution's grid and stored as bytes (y then points to bytes, ys in bytes).
 struct QuantEpilogue {
   Epilogue e;
   FakeQuant sum, out;
+  ByteStore bytes;
 };
+
+// Where output pixel px, channel oc0 lies: floats, or bytes with QuantEpilogue::bytes.
+inline float* conv_out_ptr(float* y, index_t ys, const QuantEpilogue& qe, index_t px, index_t oc0) {
+  if (qe.bytes.inv == 0.0f) return y + px * ys + oc0;
+  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(y) + px * ys + oc0);
+}
+
+// The byte of one value (ByteStore), NaN stored as the zero point.
+inline uint8_t store_byte(float v, const ByteStore& b) {
+  const float r = __builtin_nearbyintf(v * b.inv) + static_cast<float>(b.zero);
+  const float c = r != r ? static_cast<float>(b.zero)
+                         : (r < static_cast<float>(b.lo) ? static_cast<float>(b.lo)
+                                                         : (r > static_cast<float>(b.hi) ? static_cast<float>(b.hi) : r));
+  return static_cast<uint8_t>(static_cast<int>(c) + b.offset);
+}
 
 // Weights packed per (group, block of nr output channels): [tap][quad][nr][4] int8 (zero past Cg and Kg), and per
 // output channel (padded to the blocks) the int32 correction, the float scale (input scale x weight scale) and bias.

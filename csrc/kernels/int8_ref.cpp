@@ -97,7 +97,10 @@ void conv(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, const Quan
         v = fake_quant(v, qe.sum);
         if (io.res) v += io.res[px * io.rs + oc];
         v = static_cast<float>(activate<double>(e.act, v, e.alpha, e.beta));
-        io.y[px * io.ys + oc] = fake_quant(v, qe.out);
+        if (qe.bytes.inv != 0.0f)
+          reinterpret_cast<uint8_t*>(io.y)[px * io.ys + oc] = store_byte(v, qe.bytes);
+        else
+          io.y[px * io.ys + oc] = fake_quant(v, qe.out);
       }
     }
   }

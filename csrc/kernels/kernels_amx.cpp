@@ -69,6 +69,10 @@ void epilogue16(const int32_t* acc, int rows, const int32_t* corr, const float* 
       if (qe.sum.scale != 0.0f) o = fake_quant_v(o, qe.sum);
       if (res) o = V::add(o, V::load(res + m * rs + v * 16, mask));
       o = apply_act(o, e);
+      if (qe.bytes.inv != 0.0f) {
+        store_bytes_q(reinterpret_cast<uint8_t*>(y) + m * ys + v * 16, o, qe.bytes, n);
+        continue;
+      }
       if (qe.out.scale != 0.0f) o = fake_quant_v(o, qe.out);
       V::store(y + m * ys + v * 16, o, mask);
     }
@@ -136,8 +140,9 @@ void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, cons
       _tile_stored(3, acc + 48, 256);
       const index_t oc0 = b * 64, k0 = b * 64;
       const int nvalid = static_cast<int>(std::min<index_t>(64, g.Kg - b * 64));
-      epilogue16(acc, 16, p.corr.data() + k0, p.scale.data() + k0, p.bias.data() + k0, io.y + px * io.ys + oc0, io.ys,
-                 io.res ? io.res + px * io.rs + oc0 : nullptr, io.rs, nvalid, qe);
+      epilogue16(acc, 16, p.corr.data() + k0, p.scale.data() + k0, p.bias.data() + k0,
+                 conv_out_ptr(io.y, io.ys, qe, px, oc0), io.ys, io.res ? io.res + px * io.rs + oc0 : nullptr, io.rs,
+                 nvalid, qe);
     }
   }
   _tile_release();

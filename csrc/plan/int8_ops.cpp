@@ -44,8 +44,9 @@ struct QConvOp : CpuOp {
     geo.N = ex.N;
     const TensorView in = ex.at(q >= 0 ? q : x), out = ex.at(y);
     const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
+    const index_t ys = qe.bytes.inv != 0.0f ? out.stride * 4 : out.stride;  // bytes for the next qconv, or floats
     const QConvIO io{q >= 0 ? reinterpret_cast<const uint8_t*>(in.base) : nullptr, in.stride * 4, q >= 0 ? nullptr
-                     : in.base, in.stride, qp, pad.data(), out.base, out.stride, r.base, r.stride};
+                     : in.base, in.stride, qp, pad.data(), out.base, ys, r.base, r.stride};
     const index_t blocks = g.groups * packed.t.blocks_per_group, P = geo.pixels();
     if (P < 4 * packed.t.mr * parts && blocks >= parts) {  // few pixels (late layers at batch 1): split the channels
       const auto [b0, b1] = share(blocks, part, parts);
@@ -60,13 +61,19 @@ struct QConvOp : CpuOp {
 }  // namespace
 
 int Plan::qconv(const std::string& name, int x, const ConvSpec& s, const int8_t* w, const float* w_scale,
-                const float* bias, const QuantParams& in, const QuantEpilogue& qe, int residual) {
-  const TensorDesc d = tensor(check(x, "x"));
+                const float* bias, const QuantParams& in, const QuantEpilogue& qe, int residual, bool x_bytes) {
+  TensorDesc d = tensor(check(x, "x"));
   require(!is_constant(x), "plan.qconv: the input must be computed");
+  if (x_bytes) {  // another qconv's bytes: (H, W, C / 4) floats hold C channels
+    require(s.groups == 1, "plan.qconv: a byte input needs one group");
+    d.C *= 4;
+  }
   const auto [OH, OW] = conv_output(d, s, "plan.qconv");
   require(in.scale > 0.0f && in.lo < in.hi && in.zero >= in.lo && in.zero <= in.hi && (in.offset == 0 || in.offset == 128),
           "plan.qconv: expected a positive input scale and a zero point in the type's range");
   require(qe.sum.scale >= 0.0f && qe.out.scale >= 0.0f, "plan.qconv: expected output scales >= 0 (0: none)");
+  require(qe.bytes.inv == 0.0f || (qe.bytes.inv > 0.0f && s.K % 4 == 0 && qe.bytes.lo < qe.bytes.hi),
+          "plan.qconv: a byte output needs a positive scale and a multiple of 4 output channels");
   for (index_t i = 0; i < s.K; ++i)
     require(w_scale[i] > 0.0f && w_scale[i] < 3.4e38f, "plan.qconv: expected positive finite weight scales");
   const Int8Kernels& k = int8_kernels_for(isa());
@@ -78,11 +85,11 @@ int Plan::qconv(const std::string& name, int x, const ConvSpec& s, const int8_t*
 
   const index_t quads = ceil_div(g.Cg, 4);
   // A pointwise conv quantizes its float input a tile at a time (kernels/int8.h); others read a byte tensor that
-  // one pass writes first.
+  // one pass writes first, or another qconv wrote.
   const bool pointwise = s.R == 1 && s.S == 1 && s.sh == 1 && s.sw == 1 && s.pt == 0 && s.pl == 0 && s.pb == 0 &&
-                         s.pr == 0 && s.groups == 1 && OH == d.H && OW == d.W;
-  int qt = -1;
-  if (!pointwise) {
+                         s.pr == 0 && s.groups == 1 && OH == d.H && OW == d.W && !x_bytes;
+  int qt = x_bytes ? x : -1;
+  if (!pointwise && !x_bytes) {
     auto quant = std::make_unique<QuantizeOp>();
     quant->l = QuantLayout{s.groups, g.Cg, quads, s.groups * quads * 4};
     quant->pixels = d.H * d.W, quant->scale = in.scale, quant->zero = in.zero, quant->lo = in.lo, quant->hi = in.hi;
@@ -97,14 +104,17 @@ int Plan::qconv(const std::string& name, int x, const ConvSpec& s, const int8_t*
   op->packed = pack_qconv(k, g, w, scale.data(), bias, o);
   op->pad.assign(static_cast<size_t>(quads * 4 + 64), static_cast<uint8_t>(o));
   add_weight_bytes(static_cast<index_t>(op->packed.w.size() + 12 * op->packed.scale.size()));
-  op->y = add_tensor(OH, OW, s.K);
+  const bool y_bytes = qe.bytes.inv != 0.0f;
+  op->y = add_tensor(OH, OW, y_bytes ? s.K / 4 : s.K);
   check_like(residual, OH, OW, s.K, "residual");
   op->flops_per_image = 2.0 * OH * OW * s.K * g.Cg * s.R * s.S;
   const int y = op->y;
-  const std::string detail = dims(x) + (pointwise ? " (quantized per tile)" : "") + " -> " + dims(y) + " k" + std::to_string(s.R) + "x" + std::to_string(s.S) +
-                             " s" + std::to_string(s.sh) + (s.groups > 1 ? " g" + std::to_string(s.groups) : "") +
-                             (qe.sum.scale > 0 ? " +requant" : "") + (residual >= 0 ? " +res" : "") + epilogue_suffix(qe.e) +
-                             (qe.out.scale > 0 ? " +requant" : "");
+  const std::string detail = dims(x) + (x_bytes ? " (bytes)" : pointwise ? " (quantized per tile)" : "") + " -> " +
+                             std::to_string(OH) + "x" + std::to_string(OW) + "x" + std::to_string(s.K) + " k" +
+                             std::to_string(s.R) + "x" + std::to_string(s.S) + " s" + std::to_string(s.sh) +
+                             (s.groups > 1 ? " g" + std::to_string(s.groups) : "") +
+                             (qe.sum.scale > 0 ? " +requant" : "") + (residual >= 0 ? " +res" : "") +
+                             epilogue_suffix(qe.e) + (qe.out.scale > 0 ? " +requant" : "") + (y_bytes ? " (bytes)" : "");
   std::vector<int> reads = {qt >= 0 ? qt : x};
   if (residual >= 0) reads.push_back(residual);
   finish(std::move(op), name, std::string(k.name) + "_qconv", detail, reads, {y});

@@ -61,7 +61,7 @@ class Plan : public PlanBuilder<Plan> {
   // Beyond the common builder: the conv's per-image input gate and mask, the mbconv without its projection, the
   // backward ops (plan/grad_ops.h), self-attention and the LSTM (below).
   std::vector<std::string> capabilities() const {
-    return {"conv_gate", "conv_mask", "mbconv_no_project", "backward", "attention", "lstm", "int8"};
+    return {"conv_gate", "conv_mask", "mbconv_no_project", "backward", "attention", "lstm", "int8", "int8_bytes"};
   }
 
   // Backend hooks of PlanBuilder (plan/builder.h).
@@ -83,9 +83,10 @@ class Plan : public PlanBuilder<Plan> {
   int lstm(const std::string& name, int gates, const LstmWeights& w, int output);
 
   // y = conv(quantize(x), w) * in.scale * w_scale[k] + bias, then the QDQ steps of `qe` (its grid, the residual, the
-  // activation, the result's grid): an int8 convolution (plan/int8_ops.cpp). w: (K, C / groups, R, S) int8 values.
+  // activation, the result's grid, or the next qconv's bytes): an int8 convolution (plan/int8_ops.cpp).
+  // w: (K, C / groups, R, S) int8 values; x_bytes: x is another qconv's byte output (quantized already by `in`).
   int qconv(const std::string& name, int x, const ConvSpec& s, const int8_t* w, const float* w_scale,
-            const float* bias, const QuantParams& in, const QuantEpilogue& qe, int residual);
+            const float* bias, const QuantParams& in, const QuantEpilogue& qe, int residual, bool x_bytes);
 
   // Runs the network on N images: inputs[i] is N x C x H x W of input i, outputs[i] receives output i. Calls on one
   // Plan run one at a time.

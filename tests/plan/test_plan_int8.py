@@ -267,3 +267,28 @@ def test_int8_qdq_residual_block(kernels, threads):
     y = fake(expected(x, q, w_scale, None, conv, qin).astype(np.float32), *qsum)
     want = fake(np.maximum(y + skip, 0).astype(np.float32), *qout)
     check_int8(plan(x), want, qout)
+
+
+@pytest.mark.parametrize("c", [8, 64])
+def test_int8_chain_passes_bytes_between_convolutions(c, kernels, threads):
+    """conv -> ReLU -> grid -> 3x3 conv -> grid -> 1x1 conv: a result read only by int8 convolutions is stored as
+    their input bytes (no float tensor, no quantize pass between them); the chain equals the eager QDQ graph up to a
+    step of a grid on a few values."""
+    rng = np.random.default_rng(c)
+    w1, _, _ = grid_weight(rng, (c, c, 1, 1))
+    w2, _, _ = grid_weight(rng, (c, c, 3, 3))
+    w3, _, _ = grid_weight(rng, (16, c, 1, 1))
+    grids = [(0.05, 0, "int8"), (0.0413, -128, "int8"), (0.0531, 3, "uint8"), (0.07, -1, "int8")]
+
+    def fn(x):
+        y = F.relu(F.conv2d(F.fake_quantize(x, *grids[0]), w1))
+        y = F.conv2d(F.fake_quantize(y, *grids[1]), w2, padding=1)
+        return F.fake_quantize(F.conv2d(F.fake_quantize(y, *grids[2]), w3), *grids[3])
+
+    x = (rng.standard_normal((2, c, 7, 9)) * 2).astype(np.float32)
+    plan = convcore.compile(fn, x.shape)
+    ops = plan.summary(print_out=False)
+    assert ops.count("(bytes)") == 4 and "quantize_u8" not in ops, ops  # two stores, two byte inputs
+    got, want = plan(x), fn(x)
+    diff = np.abs(got - want)
+    assert diff.max() <= 2 * 0.07 * 1.0001 and (diff <= 1e-5 * np.abs(want).max()).mean() >= 0.95, diff.max()

@@ -81,6 +81,18 @@ def read_by_int8_only(low, node):
                _qconv_eligible(low, r, low.g.params[r.inputs[1]]) for r in readers)
 
 
+def _bytes_for(low, value, grid_node, k):
+    """Whether the result `value` (on `grid_node`'s grid) can be stored as bytes: every reader is an int8 convolution
+    of one group reading it as its input (whose quantization is that grid), it leaves no segment, and its channels
+    are a multiple of 4."""
+    readers = low.readers.get(value, [])
+    if grid_node is None or k % 4 or value in low.outputs or not readers:
+        return False
+    return all(r.op == "conv2d" and r.attrs.get("groups", 1) == 1 and r.inputs[0] == value and
+               id(r) in low.in_segment and r.inputs[1] in low.g.params and
+               _qconv_eligible(low, r, low.g.params[r.inputs[1]]) for r in readers)
+
+
 def try_qconv(low, node, weight, bias, stride, dilation, padding, groups, x):
     """Lower convolution `node` as an int8 qconv (True), or leave it to the float kernels (False)."""
     source = _grid_source(low.producer, node.inputs[0])
@@ -90,10 +102,19 @@ def try_qconv(low, node, weight, bias, stride, dilation, padding, groups, x):
     q, w_scale = found
     in_scale, in_zero, in_uint8 = _grid(source)
     grid, residual, epilogue, out, out_value = _epilogue(low, node.outputs[0], x.nhwc)
+    # The result's last step a grid (the result's, or the output's own with nothing after it) and only int8
+    # convolutions reading it: stored as their input bytes, quantized once here.
+    last = out if out is not None else grid if residual < 0 and epilogue.act == _core.Act.none else None
+    to_bytes = "int8_bytes" in low.capabilities and _bytes_for(low, out_value, last, weight.shape[0])
+    byte_inputs = low.__dict__.setdefault("byte_values", set())
     spec = _core.ConvSpec(stride=stride, dilation=dilation, padding=padding, groups=groups)
     tid = low.builder.qconv(node.name, x.tid, np.ascontiguousarray(q), w_scale, bias, spec=spec, epilogue=epilogue,
                             residual=residual, in_scale=in_scale, in_zero=int(in_zero), in_uint8=bool(in_uint8),
-                            sum_grid=_grid(grid), out_grid=_grid(out))
+                            sum_grid=_grid(None if to_bytes and out is None else grid),
+                            out_grid=_grid(None if to_bytes else out), x_bytes=node.inputs[0] in byte_inputs,
+                            bytes=_grid(last if to_bytes else None))
+    if to_bytes:
+        byte_inputs.add(out_value)
     low.define(out_value, tid, nhwc=x.nhwc)
     return True
 
