@@ -114,6 +114,7 @@ def test_bad_arguments_and_missing_files_exit_2(argv, needle, files, capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["run", "{d}/lenet5.onnx", "{d}/ints.npy"], "expected a float input array"),
     (["run", "{d}/garbage.onnx", "{d}/x.npy"], "garbage.onnx"),
+    (["run", "{d}/lenet5.onnx", "{d}/x.npy", "--precision", "int8"], "'int8' needs a quantized graph"),
     (["classify", "{d}/green.png", "--model", "{d}/garbage.onnx"], "not a valid ONNX model"),
 ])
 def test_runtime_failures_exit_1_without_class_names(argv, needle, files, capsys):

@@ -46,7 +46,7 @@ def export_command(model_name, out_path, weights=None, opset=17, batch="dynamic"
     return proto
 
 
-def run_command(onnx_path, input_npy, output_npy=None, eager=False):
+def run_command(onnx_path, input_npy, output_npy=None, eager=False, precision="auto"):
     """Run an ONNX model with convcore on an input stored as .npy, print the output summary, optionally save it.
 
     Args:
@@ -54,6 +54,7 @@ def run_command(onnx_path, input_npy, output_npy=None, eager=False):
         input_npy: a .npy file holding the input batch (float32, or another float dtype converted to float32).
         output_npy: optional .npy path for the output (.npz when the model has several outputs).
         eager: run the imported module op by op instead of compiling it (`convcore.compile`).
+        precision: the compiled plan's ("auto": int8 for a quantized file; "fp32"; "int8": refuses a float file).
 
     Returns:
         The output array (a tuple of arrays for several outputs).
@@ -69,7 +70,7 @@ def run_command(onnx_path, input_npy, output_npy=None, eager=False):
     if x.dtype.kind != "f":
         raise ValueError(f"expected a float input array in {input_npy} (got dtype {x.dtype})")
     x = np.ascontiguousarray(x, np.float32)
-    runner = net if eager else compile_plan(net)
+    runner = net if eager else compile_plan(net, precision=precision)
     y = runner(x)
     outputs = y if isinstance(y, tuple) else (y,)
     for name, out in zip(net.graph.outputs, outputs):
@@ -157,7 +158,9 @@ def _run_from_args(a):
     for name, value in (("model", a.model), ("input", path)):
         if not os.path.isfile(value):
             raise UsageError(f"{name}: no such file: {value}")
-    return run_command(a.model, path, a.output, a.eager)
+    if a.eager and a.precision != "auto":
+        raise UsageError("--precision: applies to compiled plans (not --eager)")
+    return run_command(a.model, path, a.output, a.eager, a.precision)
 
 
 def add_subcommands(subparsers):
@@ -185,5 +188,8 @@ def add_subcommands(subparsers):
     run.add_argument("--input", dest="input_flag", metavar="X.npy", help="the input batch, as an option")
     run.add_argument("--output", metavar="Y.npy", help="write the output here (.npz for several; default: only print)")
     run.add_argument("--eager", action="store_true", help="run op by op (the reference) instead of a compiled plan")
+    run.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"),
+                     help="the plan's arithmetic: auto (default: int8 for a quantized QDQ file, else fp32), fp32 "
+                          "(a quantized file's quantize / dequantize steps in float) or int8")
     add_threads_argument(run)
     run.set_defaults(func=_run_from_args)
