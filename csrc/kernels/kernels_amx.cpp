@@ -6,8 +6,8 @@
 // One output tile is 16 consecutive pixels x 64 output channels (4 accumulator tiles, tmm0-3); tmm4 holds the input
 // tile, tmm5 / tmm6 the weight tiles in turn. The weights are the VNNI kernels' packed panels as they are
 // ([tap][quad][64][4]: a weight tile is 16 quads of one 16-channel column, rows 256 bytes apart). The input rows of
-// every tap are gathered into a small buffer once per pixel tile (an im2col of 16 pixels) unless they already lie
-// evenly spaced in memory (a 1x1 convolution). Layers AMX does not fit (grouped, input channels not a multiple of 64,
+// a tap are read in place where they lie evenly spaced in memory (16 pixels of one output row inside the image, a 1x1
+// convolution), else gathered into a small buffer once per pixel tile (an im2col of 16 pixels). Layers AMX does not fit (grouped, input channels not a multiple of 64,
 // fewer than 64 output channels per tile, the last pixels short of a tile) run on the VNNI kernels of this file.
 #include <immintrin.h>
 #include <sys/syscall.h>
@@ -86,6 +86,10 @@ void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, cons
   const index_t taps = g.taps(), row = p.quads * 4, steps = p.quads / 16;
   thread_local std::vector<uint8_t> gathered;  // [tap][16 pixels][row]
   thread_local std::vector<int32_t> sums;      // [16][64]
+  thread_local std::vector<const uint8_t*> tap_at;  // per tap: its 16 rows' first byte and their spacing
+  thread_local std::vector<index_t> tap_as;
+  tap_at.resize(static_cast<size_t>(taps));
+  tap_as.resize(static_cast<size_t>(taps));
   if (static_cast<index_t>(gathered.size()) < taps * 16 * row) gathered.resize(static_cast<size_t>(taps * 16 * row));
   sums.resize(16 * 64);
   const bool pointwise = taps == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.H == g.OH && g.W == g.OW;
@@ -101,16 +105,36 @@ void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, cons
     } else if (pointwise) {  // consecutive pixels: evenly spaced already
       a = io.x + px * io.xs, as = io.xs;
     } else {
-      for (index_t j = 0; j < 16; ++j) {
-        const index_t q = px + j, n = q / (g.OH * g.OW), oh = q / g.OW % g.OH, ow = q % g.OW;
-        for (index_t t = 0; t < taps; ++t) {
-          const index_t ih = oh * g.sh - g.pt + t / g.S * g.dh, iw = ow * g.sw - g.pl + t % g.S * g.dw;
-          const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
-          const uint8_t* src = inside ? io.x + ((n * g.H + ih) * g.W + iw) * io.xs : io.pad;
-          std::memcpy(gathered.data() + (t * 16 + j) * row, src, static_cast<size_t>(row));
+      // Per tap: 16 pixels of one output row whose inputs for this tap lie in one input row are evenly spaced
+      // (read in place; a tap wholly in the padding reads the padding pixel 16 times); others are gathered.
+      const index_t n0 = px / (g.OH * g.OW), oh0 = px / g.OW % g.OH, ow0 = px % g.OW;
+      const bool one_row = ow0 + 16 <= g.OW;
+      for (index_t t = 0; t < taps; ++t) {
+        const index_t r = t / g.S, c = t % g.S;
+        if (one_row) {
+          const index_t ih = oh0 * g.sh - g.pt + r * g.dh, iw0 = ow0 * g.sw - g.pl + c * g.dw;
+          if (ih < 0 || ih >= g.H) {
+            tap_at[t] = io.pad, tap_as[t] = 0;
+            continue;
+          }
+          if (iw0 >= 0 && iw0 + 15 * g.sw < g.W) {
+            tap_at[t] = io.x + ((n0 * g.H + ih) * g.W + iw0) * io.xs, tap_as[t] = g.sw * io.xs;
+            continue;
+          }
         }
+        uint8_t* dst = gathered.data() + t * 16 * row;
+        for (index_t j = 0; j < 16; ++j) {
+          const index_t q = px + j, n = q / (g.OH * g.OW), oh = q / g.OW % g.OH, ow = q % g.OW;
+          const index_t ih = oh * g.sh - g.pt + r * g.dh, iw = ow * g.sw - g.pl + c * g.dw;
+          const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+          std::memcpy(dst + j * row, inside ? io.x + ((n * g.H + ih) * g.W + iw) * io.xs : io.pad,
+                      static_cast<size_t>(row));
+        }
+        tap_at[t] = dst, tap_as[t] = row;
       }
     }
+    if (io.xf || pointwise)
+      for (index_t t = 0; t < taps; ++t) tap_at[t] = a + t * tap_step, tap_as[t] = as;
     for (index_t b = b0; b < b1; ++b) {
       const int8_t* w = p.w.data() + b * p.t.panel;
       _tile_zero(0);
@@ -118,10 +142,11 @@ void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, cons
       _tile_zero(2);
       _tile_zero(3);
       for (index_t t = 0; t < taps; ++t) {
-        const uint8_t* at = a + t * tap_step;
+        const uint8_t* at = tap_at[t];
+        const index_t ats = tap_as[t];
         const int8_t* wt = w + t * p.quads * 256;
         for (index_t k = 0; k < steps; ++k) {
-          _tile_loadd(4, at + k * 64, as);
+          _tile_loadd(4, at + k * 64, ats);
           const int8_t* wk = wt + k * 16 * 256;
           _tile_loadd(5, wk, 256);
           _tile_dpbusd(0, 4, 5);

@@ -139,18 +139,22 @@ def test_int8_edge_geometries(shape, kernel, padding, stride, kernels, threads):
     check_int8(plan(x), want, qout)
 
 
-@pytest.mark.parametrize("c, k, kernel, stride, hw, n", [
-    (64, 64, 1, 1, (5, 7), 1),      # pointwise on the float input, 35 pixels: two tiles of 16 and 3 left
-    (128, 192, 3, 1, (6, 6), 2),    # 3x3 over padding, two images, three blocks of 64 outputs
-    (64, 128, 3, 2, (9, 8), 1),     # strided
-    (192, 64, 1, 2, (8, 8), 2),     # strided 1x1 (gathered rows)
-    (64, 72, 3, 1, (4, 4), 1),      # 72 outputs: the VNNI tile shape (not AMX's)
+@pytest.mark.parametrize("c, k, kernel, stride, hw, n, dilation", [
+    (64, 64, 1, 1, (5, 7), 1, 1),      # pointwise on the float input, 35 pixels: two tiles of 16 and 3 left
+    (128, 192, 3, 1, (6, 6), 2, 1),    # 3x3 over padding, two images, three blocks of 64 outputs
+    (64, 128, 3, 2, (9, 8), 1, 1),     # strided
+    (192, 64, 1, 2, (8, 8), 2, 1),     # strided 1x1 (gathered rows)
+    (64, 72, 3, 1, (4, 4), 1, 1),      # 72 outputs: the VNNI tile shape (not AMX's)
+    (64, 64, 3, 1, (3, 40), 2, 1),     # rows of 40: tiles at the left edge, inside, across rows; padding rows
+    (64, 64, 3, 2, (5, 70), 1, 1),     # strided rows read in place (every other pixel)
+    (64, 64, 3, 1, (6, 37), 1, 2),     # dilated
 ])
-def test_int8_amx_shapes(c, k, kernel, stride, hw, n, kernels, threads):
+def test_int8_amx_shapes(c, k, kernel, stride, hw, n, dilation, kernels, threads):
     """Layers with 64-multiple channel counts (the AMX kernel's, where the CPU has it; the other forms run them too),
-    with a residual, an activation and both grids in the epilogue."""
-    case = dict(n=n, c=c, k=k, h=hw[0], w=hw[1], r=kernel, s=kernel, stride=(stride, stride), dilation=(1, 1),
-                padding=(kernel // 2,) * 4, groups=1, dtype="uint8", zero=7, out=True, act="relu", bias=True,
+    with an activation and the result's grid in the epilogue; edge tiles gathered, inner ones read in place."""
+    case = dict(n=n, c=c, k=k, h=hw[0], w=hw[1], r=kernel, s=kernel, stride=(stride, stride),
+                dilation=(dilation, dilation), padding=(kernel // 2 * dilation,) * 4, groups=1, dtype="uint8",
+                zero=7, out=True, act="relu", bias=True,
                 seed=c + k)
     fn, x, want, qout = _build(case)
     plan = convcore.compile(fn, x.shape)
