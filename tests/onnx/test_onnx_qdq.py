@@ -32,11 +32,10 @@ def test_quantize_and_dequantize_against_numpy():
                                rtol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def qdq_file(tmp_path_factory):
-    """A small CNN exported by convcore and quantized by onnxruntime's quantize_static (per-channel int8 weights,
-    int8 activations, MinMax over 8 random inputs)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def _quantized_file(folder, quant_format, activation_type):
+    """A small CNN (dense, depthwise and 1x1 convolutions, max and average pooling, a linear layer) exported by
+    convcore and quantized by onnxruntime's quantize_static (per-channel int8 weights, MinMax over 8 random inputs)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
 
     rng = np.random.default_rng(1)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -45,7 +44,6 @@ def qdq_file(tmp_path_factory):
     for module in net.modules():
         for _, p in module.named_parameters(recurse=False):
             p[...] = rng.standard_normal(p.shape).astype(np.float32) * 0.5
-    folder = tmp_path_factory.mktemp("qdq")
     fp32, int8 = str(folder / "fp32.onnx"), str(folder / "int8.onnx")
     convcore.onnx.export(net, fp32, input_shape=(1, 3, 16, 16))
     name = onnx.load(fp32).graph.input[0].name
@@ -57,9 +55,52 @@ def qdq_file(tmp_path_factory):
         def get_next(self):
             return next(self.batches, None)
 
-    quantize_static(fp32, int8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    quantize_static(fp32, int8, Reader(), quant_format=quant_format, per_channel=True,
+                    activation_type=getattr(QuantType, activation_type), weight_type=QuantType.QInt8)
     return int8
+
+
+@pytest.fixture(scope="module")
+def qdq_file(tmp_path_factory):
+    from onnxruntime.quantization import QuantFormat
+
+    return _quantized_file(tmp_path_factory.mktemp("qdq"), QuantFormat.QDQ, "QInt8")
+
+
+@pytest.mark.parametrize("activations", ["QUInt8", "QInt8"])
+def test_qoperator_file_runs_as_its_qdq_meaning(activations, tmp_path):
+    """onnxruntime's QOperator format (QLinearConv, com.microsoft QGemm / QLinearGlobalAveragePool, MaxPool on
+    quantized values): each operator imported as DequantizeLinear -> float op -> QuantizeLinear; eager equals
+    onnxruntime, and the Plan runs all of it with the dense convolutions and the Gemm in int8."""
+    from onnxruntime.quantization import QuantFormat
+
+    path = _quantized_file(tmp_path, QuantFormat.QOperator, activations)
+    kinds = {n.op_type for n in onnx.load(path).graph.node}
+    assert {"QLinearConv", "QGemm", "QLinearGlobalAveragePool"} <= kinds
+    x = np.random.default_rng(2).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    want = ort_session(onnx.load(path), optimize=False)(x)[0]
+    net = convcore.onnx.load(path)
+    step = float(np.abs(want).max()) / 100  # (a step of the output's grid is under 1 / 127 of its range... of 255)
+    assert np.abs(net(x) - want).max() <= step
+    plan = convcore.compile(net)
+    assert not plan.eager_nodes and len(plan.int8_ops) == 3, (plan.eager_nodes, plan.int8_ops)
+    assert np.abs(plan(x) - want).max() <= step
+
+
+def test_qoperator_with_computed_scales_is_refused():
+    f = helper.make_tensor_value_info("f", TensorProto.FLOAT, [1, 2, 3, 3])
+    nodes = [helper.make_node("QuantizeLinear", ["f", "fs", "z"], ["x"]),
+             helper.make_node("ReduceMax", ["f"], ["s"], keepdims=0),  # the input scale: computed
+             helper.make_node("QLinearConv", ["x", "s", "z", "w", "ws", "wz", "ys", "yz", "b"], ["y"])]
+    inits = [numpy_helper.from_array(np.asarray(a), n) for n, a in (
+        ("fs", np.float32(0.5)), ("z", np.uint8(0)), ("w", np.ones((2, 2, 1, 1), np.int8)),
+        ("ws", np.float32(0.1)), ("wz", np.int8(0)), ("ys", np.float32(0.2)), ("yz", np.uint8(0)),
+        ("b", np.zeros(2, np.int32)))]
+    graph = helper.make_graph(nodes, "g", [f], [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    with pytest.raises(ValueError, match="constant"):
+        convcore.onnx.load(model.SerializeToString())
 
 
 def test_qdq_file_matches_onnxruntime(qdq_file):

@@ -595,11 +595,49 @@ def fold_fake_quant(graph: Graph) -> Graph:
         replaced[id(node)] = Node("fake_quantize", node.name, [node.inputs[0]], [value], attrs)
         dropped.update(id(d) for d in deqs)
         renamed.update((d.outputs[0], value) for d in deqs[1:])
+    for node in graph.nodes:  # Q -> max pooling / views -> DQ: the grid's order and values pass through them
+        chain = _through_commuting(node, graph, uses, readers) if id(node) not in replaced else None
+        if chain is not None:
+            attrs = {"scale": node.attrs["scale"][0], "zero_point": node.attrs["zero_point"][0],
+                     "dtype": node.attrs["dtype"]}
+            replaced[id(node)] = Node("fake_quantize", node.name, list(node.inputs), list(node.outputs), attrs)
+            dq = chain[-1]
+            if dq.outputs[0] not in graph.outputs:
+                dropped.add(id(dq))
+                renamed[dq.outputs[0]] = chain[-2].outputs[0]
+            else:
+                del replaced[id(node)]
     if not replaced:
         return graph
     if renamed:  # the other dequantized copies read the first
         for node in graph.nodes:
             if id(node) not in dropped and any(i in renamed for i in node.inputs):
-                replaced[id(node)] = Node(node.op, node.name, [renamed.get(i, i) for i in node.inputs],
-                                          list(node.outputs), dict(node.attrs))
+                base = replaced.get(id(node), node)
+                replaced[id(node)] = Node(base.op, base.name, [renamed.get(i, i) for i in base.inputs],
+                                          list(base.outputs), dict(base.attrs))
     return _rebuilt(graph, replaced, dropped, dict(graph.params))
+
+
+# Ops through which quantized integers and their dequantized values correspond one to one (dequantization is
+# increasing and elementwise): a QuantizeLinear -> these -> DequantizeLinear chain is a fake_quantize before them.
+_COMMUTING = frozenset({"max_pool2d", "global_max_pool2d", "adaptive_max_pool2d", "flatten", "reshape", "identity",
+                        "transpose"})
+
+
+def _through_commuting(node, graph, uses, readers):
+    """The single-reader chain (commuting ops, then a dequantize_linear of the same parameters) after per-tensor
+    quantize_linear `node`, or None."""
+    if node.op != "quantize_linear" or len(node.attrs["scale"]) != 1:
+        return None
+    chain, value = [], node.outputs[0]
+    while value not in graph.outputs and uses.get(value, 0) == 1 and len(readers.get(value, [])) == 1:
+        reader = readers[value][0]
+        if reader.inputs[0] != value:
+            return None
+        if reader.op == "dequantize_linear":
+            return chain + [reader] if chain and reader.attrs == node.attrs else None
+        if reader.op not in _COMMUTING:
+            return None
+        chain.append(reader)
+        value = reader.outputs[0]
+    return None

@@ -29,6 +29,7 @@ from . import activation, arithmetic, conv, normalization, padding, pool, quanti
 from .attributes import node_attrs
 from .context import ImportContext
 from .folding import FOLDERS, fold, is_constant
+from .qoperator import expand_qoperators
 from ...graph.ir import BatchGuard, NameSet, unique_name
 from .binding import BoundONNXModule
 from .module import ONNXModule
@@ -96,6 +97,7 @@ def onnx_to_graph(proto, folder=None, input_shape=None, constants=None):
             raise ValueError(f"constants: '{name}' is not an input of the model")
         array = np.asarray(array)
         consts[name] = array.astype(np.float32) if array.dtype.kind == "f" else array
+    g = expand_qoperators(g, consts)  # onnxruntime's QOperator format as the QDQ nodes it means
     real_inputs = [v for v in g.input if v.name not in consts]
     names = [v.name for v in real_inputs]
     if len(set(names)) != len(names):
