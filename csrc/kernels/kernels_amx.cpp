@@ -96,14 +96,13 @@ void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, cons
   const index_t tiles_end = p0 + (p1 - p0) / 16 * 16;
   _tile_loadconfig(&tile_config());
   for (index_t px = p0; px < tiles_end; px += 16) {
-    // Where tap t's 16 input rows lie: a + t * tap_step, rows `as` bytes apart.
-    const uint8_t* a = gathered.data();
-    index_t as = row, tap_step = 16 * row;
+    // Where tap t's 16 input rows lie: tap_at[t], rows tap_as[t] bytes apart.
     if (io.xf) {  // a pointwise conv on its float input: the tile quantized into the buffer
       q_quantize(io.xf + px * io.xfs, io.xfs, QuantLayout{1, g.Cg, p.quads, row}, io.qp.scale, io.qp.zero, io.qp.lo,
                  io.qp.hi, io.qp.offset, gathered.data(), 0, 16);
+      tap_at[0] = gathered.data(), tap_as[0] = row;
     } else if (pointwise) {  // consecutive pixels: evenly spaced already
-      a = io.x + px * io.xs, as = io.xs;
+      tap_at[0] = io.x + px * io.xs, tap_as[0] = io.xs;
     } else {
       // Per tap: 16 pixels of one output row whose inputs for this tap lie in one input row are evenly spaced
       // (read in place; a tap wholly in the padding reads the padding pixel 16 times); others are gathered.
@@ -133,8 +132,6 @@ void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, cons
         tap_at[t] = dst, tap_as[t] = row;
       }
     }
-    if (io.xf || pointwise)
-      for (index_t t = 0; t < taps; ++t) tap_at[t] = a + t * tap_step, tap_as[t] = as;
     for (index_t b = b0; b < b1; ++b) {
       const int8_t* w = p.w.data() + b * p.t.panel;
       _tile_zero(0);
