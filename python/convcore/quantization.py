@@ -23,6 +23,7 @@ import numpy as np
 from .graph import Graph, Node
 from .graph.ir import NameSet, call_node, unique_name
 from .graph.passes import fold_batchnorm
+from .ops.quantize import fake_quantize
 
 __all__ = ["quantize", "QuantizedGraph", "LayerReport", "METHODS"]
 
@@ -144,11 +145,6 @@ def _affine(lo, hi):
     return scale, zero
 
 
-def _fake(x, scale, zero):
-    q = np.clip(np.rint(x / np.float32(scale)) + zero, -128, 127)
-    return (q - zero) * np.float32(scale)
-
-
 def _range(stats, method, percentile):
     """(scale, zero point) of one tensor by `method`."""
     lo, hi, sample = stats
@@ -159,7 +155,7 @@ def _range(stats, method, percentile):
     best, best_err = _affine(lo, hi), np.inf  # "mse": the clipping of the range that minimizes the error
     for shrink in np.linspace(1.0, 0.2, 33):
         scale, zero = _affine(lo * shrink, hi * shrink)
-        err = float(np.mean((_fake(sample, scale, zero) - sample) ** 2))
+        err = float(np.mean((fake_quantize(sample, scale, zero) - sample) ** 2))
         if err < best_err:
             best, best_err = (scale, zero), err
     return best
@@ -275,7 +271,7 @@ def _correct(graph, targets, ranges, params, steps, probe, batches, bias_correct
             rest = [i for i in node.inputs[1:3] if i] if len(node.inputs) > 1 else []
             ref = np.asarray(call_node(node, [x] + [graph.params[i] for i in rest] + [None] * (2 - len(rest))),
                              np.float64)
-            xq = _fake(x, *ranges[node.inputs[0]]).astype(np.float32)
+            xq = fake_quantize(np.ascontiguousarray(x, np.float32), *ranges[node.inputs[0]])
             got = call_node(node, [xq] + [params[i] for i in rest] + [None] * (2 - len(rest)))
             d = ref - got
             axes = tuple(i for i in range(d.ndim) if i != 1)
