@@ -16,6 +16,7 @@
 #include "core/cpu.h"
 #include "core/pool.h"
 #include "core/threads.h"
+#include "kernels/bf16.h"
 #include "kernels/int8.h"
 #include "kernels/kernels.h"
 #include "kernels/machine.h"
@@ -361,8 +362,8 @@ py::dict config() {
   cpu["brand"] = f.brand;
   for (auto [name, on] : {std::pair<const char*, bool>{"avx2", f.avx2}, {"fma", f.fma}, {"avx512f", f.avx512f},
                           {"avx512bw", f.avx512bw}, {"avx512dq", f.avx512dq}, {"avx512vl", f.avx512vl},
-                          {"avx512_bf16", f.avx512_bf16}, {"amx_tile", f.amx_tile}, {"amx_int8", f.amx_int8}, {"avx_vnni", f.avx_vnni},
-                          {"avx512_vnni", f.avx512_vnni}})
+                          {"avx512_bf16", f.avx512_bf16}, {"amx_tile", f.amx_tile}, {"amx_int8", f.amx_int8},
+                          {"amx_bf16", f.amx_bf16}, {"avx_vnni", f.avx_vnni}, {"avx512_vnni", f.avx512_vnni}})
     cpu[name] = on;
   py::list compiled, available;
   for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) compiled.append(isa_name(isa));
@@ -379,6 +380,12 @@ py::dict config() {
   py::dict int8;  // the int8 kernels each usable ISA runs (kernels/int8.h)
   for (Isa isa : available_isas()) int8[isa_name(isa)] = int8_kernels_for(isa).name;
   d["int8_kernels"] = int8;
+  py::dict bf16;  // the bf16 convolution each usable ISA runs (kernels/bf16.h), or None
+  for (Isa isa : available_isas()) {
+    const Bf16Kernels* k = bf16_kernels_for(isa);
+    bf16[isa_name(isa)] = k ? py::object(py::str(k->name)) : py::object(py::none());
+  }
+  d["bf16_kernels"] = bf16;
   d["num_threads"] = num_threads();
   d["thread_pool"] = "convcore (" + std::to_string(ThreadPool::instance().workers()) + " workers started)";
   d["cpu"] = cpu;

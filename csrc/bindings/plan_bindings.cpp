@@ -9,7 +9,8 @@ using namespace convcore::bindings;
 
 void bind_plan(py::module_& m) {
   py::class_<Plan> plan(m, "Plan", "A compiled network (built by convcore.compile; not meant to be driven by hand).");
-  plan.def(py::init([](const std::string& isa) { return new Plan(isa_from_name(isa)); }), py::arg("isa"))
+  plan.def(py::init([](const std::string& isa, bool bf16) { return new Plan(isa_from_name(isa), bf16); }),
+           py::arg("isa"), py::arg("bf16") = false)
       .def_property_readonly("isa", [](const Plan& p) { return std::string(isa_name(p.isa())); });
   bind_builder(plan);
   plan.def("attention", &Plan::attention, py::arg("name"), py::arg("x"), py::arg("heads"), py::arg("scale"));

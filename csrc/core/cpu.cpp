@@ -34,6 +34,7 @@ CpuFeatures detect() {
     f.avx512vl = zmm_ok && (ebx & (1u << 31));
     f.amx_tile = edx & (1u << 24);
     f.amx_int8 = edx & (1u << 25);
+    f.amx_bf16 = edx & (1u << 22);
     f.avx512_vnni = zmm_ok && (ecx & (1u << 11));
   }
   if (__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) {

@@ -9,7 +9,7 @@ enum class Isa { scalar = 0, avx2 = 1, avx512 = 2 };
 
 struct CpuFeatures {
   bool avx2 = false, fma = false, avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false;
-  bool avx512_bf16 = false, amx_tile = false, amx_int8 = false, avx_vnni = false, avx512_vnni = false;
+  bool avx512_bf16 = false, amx_tile = false, amx_int8 = false, amx_bf16 = false, avx_vnni = false, avx512_vnni = false;
   std::string brand;
 };
 

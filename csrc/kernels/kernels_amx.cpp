@@ -1,4 +1,4 @@
-// AMX int8 convolution (Sapphire Rapids and later): tile registers of 16 rows x 64 bytes, `tdpbusd` multiplying a
+// AMX convolutions (Sapphire Rapids and later), int8 and bf16. int8: tile registers of 16 rows x 64 bytes, `tdpbusd` multiplying a
 // 16-pixel x 64-channel u8 tile by a 64-channel x 16-output s8 tile into 16 x 16 int32 sums - 16K multiply-adds per
 // instruction, 8x the VNNI rate. Its own file, compiled with -mamx-tile -mamx-int8, chosen at run time where the
 // CPU has AMX-INT8 and Linux grants the tile state (arch_prctl).
@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/bf16.h"
 #include "kernels/int8.h"
 #include "kernels/simd.h"
 
@@ -33,6 +34,7 @@ constexpr const char* kIsaName = "avx512_amx";
 #define CONVCORE_INT8_OWN_TABLE
 #include "kernels/activations_simd.inc"
 #include "kernels/int8_simd.inc"
+#include "kernels/bf16_simd.inc"
 
 namespace {
 
@@ -171,6 +173,100 @@ void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, cons
   if (tiles_end < p1) q_conv(g, p, io, qe, tiles_end, p1, b0, b1);
 }
 
+// bf16 (bf16.h): the same tiles, `tdpbf16ps` multiplying 16 pixels x 32 bf16 im2col values by 32 values x 16
+// outputs into 16 x 16 fp32 sums (8K multiply-adds per instruction, half the int8 rate). The input rows are the
+// gathered im2col rows (bf16_simd.inc), whole chunks of tiles at a time; the weight tiles the packed pairs as they
+// are. The depth is split into slices whose weights (64 outputs x 256 values, 32 KB) stay in L1 while every tile of
+// the chunk runs on them - the 4 weight tiles per step would otherwise stream from L2 at each tile - with each
+// tile's partial sums parked in a small buffer between slices.
+void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const Epilogue& e, index_t p0, index_t p1,
+                index_t b0, index_t b1) {
+  constexpr index_t kSlice = 256;  // im2col values per depth slice
+  const index_t depth = p.depth;
+  const bool sliced = depth > kSlice;
+  const index_t chunk_tiles = std::min<index_t>(tiles_per_chunk(depth), sliced ? 16 : 1 << 20);
+  const index_t chunk = chunk_tiles * 16, slots = sliced ? 2 * chunk_tiles : 2;
+  thread_local Bf16Vector rows;
+  // Sums of 16 x 64: per tile of the chunk while the depth slices run over it, and twice over (odd / even blocks, or
+  // tiles), because a tile's epilogue runs after the next tile's products: vector loads of what the tile store just
+  // wrote would wait for it, while the tile unit goes on with the next tile.
+  thread_local AlignedVector sums;
+  if (static_cast<index_t>(rows.size()) < chunk * depth) rows.resize(static_cast<size_t>(chunk * depth));
+  if (static_cast<index_t>(sums.size()) < slots * 16 * 64) sums.resize(static_cast<size_t>(slots * 16 * 64));
+  struct Pending {
+    const float* acc = nullptr;
+    index_t px = 0, rows = 0, b = 0;
+  } pending;
+  auto finish_pending = [&] {
+    if (pending.acc) finish_tile(g, p, io, e, pending.acc, pending.px, pending.rows, pending.b);
+    pending.acc = nullptr;
+  };
+  index_t done = 0;  // tiles finished so far (the slot parity where the depth is one slice)
+  _tile_loadconfig(&tile_config());
+  for (index_t c0 = p0; c0 < p1; c0 += chunk) {
+    const index_t c1 = std::min(p1, c0 + chunk);
+    index_t gathered_grp = -1;
+    for (index_t b = b0; b < b1; ++b) {
+      const index_t grp = b / p.blocks_per_group;
+      if (grp != gathered_grp) {
+        for (index_t px = c0; px < c1; px += 16)
+          gather16(g, io, depth, grp, px, std::min<index_t>(16, c1 - px), rows.data() + (px - c0) * depth);
+        gathered_grp = grp;
+      }
+      const uint16_t* w = p.w.data() + b * p.panel();
+      for (index_t k0 = 0; k0 < depth; k0 += kSlice) {
+        const index_t k1 = std::min(depth, k0 + kSlice);
+        // The next slice's weights (this block's, or the next block's first) pulled into L2 a few lines per step
+        // while this slice runs: late layers' weights come from memory at every call (batch 1).
+        const bool same_block = k1 < depth;
+        const char* next = reinterpret_cast<const char*>(same_block ? w + k1 * kBf16Block : w + p.panel());
+        const index_t next_bytes = same_block ? std::min(kSlice, depth - k1) * kBf16Block * 2
+                                   : b + 1 < b1 ? std::min(kSlice, depth) * kBf16Block * 2 : 0;
+        const index_t per_step = ceil_div(ceil_div(next_bytes, 64), ceil_div(c1 - c0, 16) * ((k1 - k0) / kBf16Step));
+        index_t fetched = 0;
+        for (index_t px = c0; px < c1; px += 16) {
+          const uint16_t* a = rows.data() + (px - c0) * depth;
+          const index_t slot = sliced ? (b & 1) * chunk_tiles + (px - c0) / 16 : done & 1;
+          float* acc = sums.data() + slot * 16 * 64;
+          if (k0 == 0) {
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+          } else {
+            _tile_loadd(0, acc, 256);
+            _tile_loadd(1, acc + 16, 256);
+            _tile_loadd(2, acc + 32, 256);
+            _tile_loadd(3, acc + 48, 256);
+          }
+          for (index_t k = k0; k < k1; k += kBf16Step) {
+            for (index_t i = 0; i < per_step && fetched < next_bytes; ++i, fetched += 64)
+              _mm_prefetch(next + fetched, _MM_HINT_T1);
+            _tile_loadd(4, a + k, depth * 2);
+            const uint16_t* wk = w + k * kBf16Block;  // 16 rows of pairs, 256 bytes apart
+            _tile_loadd(5, wk, 256);
+            _tile_dpbf16ps(0, 4, 5);
+            _tile_loadd(6, wk + 32, 256);
+            _tile_dpbf16ps(1, 4, 6);
+            _tile_loadd(5, wk + 64, 256);
+            _tile_dpbf16ps(2, 4, 5);
+            _tile_loadd(6, wk + 96, 256);
+            _tile_dpbf16ps(3, 4, 6);
+          }
+          finish_pending();
+          _tile_stored(0, acc, 256);
+          _tile_stored(1, acc + 16, 256);
+          _tile_stored(2, acc + 32, 256);
+          _tile_stored(3, acc + 48, 256);
+          if (k1 == depth) pending = {acc, px, std::min<index_t>(16, c1 - px), b}, ++done;
+        }
+      }
+    }
+  }
+  finish_pending();
+  _tile_release();
+}
+
 }  // namespace
 
 // Whether this process may use the tile registers: Linux grants the AMX state on request (once per process).
@@ -183,5 +279,6 @@ bool amx_permitted() {
 }
 
 extern const Int8Kernels kInt8Kernels = {kIsaName, L, q_conv_tile_choice, q_quantize, q_conv_amx};
+extern const Bf16Kernels kBf16Kernels = {"amx_bf16", b_conv_amx};
 }  // namespace amx
 }  // namespace convcore

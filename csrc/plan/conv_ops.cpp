@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/bf16.h"
 #include "kernels/pack.h"
 #include "plan/op_util.h"
 
@@ -63,6 +64,36 @@ struct ConvOp : CpuOp {
       }
       const ConvWeights w{t, scaled.data(), packed.bias.data()};
       k->conv(geo, w, io, e, std::max(p0, n * per_image), std::min(p1, (n + 1) * per_image), 0, blocks);
+    }
+  }
+};
+
+// The bf16 form of ConvOp (kernels/bf16.h): the same work split, weights rounded and packed for the bf16 kernels.
+struct BConvOp : CpuOp {
+  ConvGeom g;  // N set per run
+  BConvPacked packed;
+  Epilogue e;
+  int x, y, res, mask = -1;
+  const Bf16Kernels* k;
+  bool split_blocks;
+
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(flops_per_image * N, kFlopGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    ConvGeom geo = g;
+    geo.N = ex.N;
+    const TensorView in = ex.at(x), out = ex.at(y);
+    const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
+    const TensorView mk = mask >= 0 ? ex.at(mask) : TensorView{nullptr, 0, 0};
+    const ConvIO io{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros(), mk.base, mk.stride};
+    const index_t blocks = g.groups * packed.blocks_per_group, P = geo.pixels();
+    if ((split_blocks || P < 32 * parts) && parts > 1 && blocks >= parts) {
+      const auto [b0, b1] = share(blocks, part, parts);
+      if (b0 < b1) k->conv(geo, packed, io, e, 0, P, b0, b1);
+    } else {
+      const auto [p0, p1] = share(P, part, parts, 16);
+      if (p0 < p1) k->conv(geo, packed, io, e, p0, p1, 0, blocks);
     }
   }
 };
@@ -271,9 +302,29 @@ std::vector<int> conv_reads(int x, int residual, int scale, int mask) {
   return reads;
 }
 
+// Whether a bf16 plan runs this convolution in bf16: an im2col depth worth a tile (a 1x1 conv on 3 channels stays
+// fp32: padded to 32 it would do 10x the work), and no per-image gate (which scales the packed fp32 weights).
+bool bf16_fits(const ConvGeom& g, int scale) { return scale < 0 && g.taps() * g.Cg >= 16; }
+
+void add_bconv(Plan& p, const ConvCall& c, const ConvGeom& g, const float* w, const float* bias, const Epilogue& e,
+               int x, int y, int residual, double flops) {
+  auto op = std::make_unique<BConvOp>();
+  p.reserve_zeros(g.S * g.C + 64);  // a window row in the padding (bf16_simd.inc's gather)
+  op->k = p.bf16_kernels();
+  op->packed = pack_bconv(g, w, bias);
+  p.add_weight_bytes(static_cast<index_t>(op->packed.w.size() * 2 + op->packed.bias.size() * 4));
+  const double weight_bytes = 2.0 * g.K * g.Cg * g.taps(), input_bytes = 4.0 * g.H * g.W * g.C;
+  op->split_blocks = g.groups * op->packed.blocks_per_group >= 4 && weight_bytes > input_bytes;
+  op->g = g, op->e = e, op->x = x, op->y = y, op->res = residual, op->mask = c.mask;
+  op->flops_per_image = flops;
+  p.finish(std::move(op), c.name, std::string(p.bf16_kernels()->name) + "_conv", c.detail,
+           conv_reads(x, residual, -1, c.mask), {y});
+}
+
 // The implicit-GEMM op computing y = conv(x) with packed weights.
 void add_igemm(Plan& p, const ConvCall& c, const ConvGeom& g, const float* w, const float* bias, const Epilogue& e,
                int x, int y, int residual, double flops) {
+  if (p.bf16_kernels() && bf16_fits(g, c.scale)) return add_bconv(p, c, g, w, bias, e, x, y, residual, flops);
   const Kernels& k = p.kernels();
   auto op = std::make_unique<ConvOp>();
   op->packed = pack_conv(k, g, w, bias);
@@ -327,7 +378,8 @@ void Plan::add_conv(const ConvCall& c) {
   reserve_zeros(c.geom.C + 64);
   ConvAlgo algo = c.algo;
   if (algo == ConvAlgo::automatic) algo = c.depthwise && c.scale < 0 ? ConvAlgo::depthwise : ConvAlgo::igemm;
-  if (algo == ConvAlgo::winograd) return add_winograd(*this, c);
+  if (algo == ConvAlgo::winograd && !bf16_) return add_winograd(*this, c);
+  if (algo == ConvAlgo::winograd) algo = ConvAlgo::igemm;  // a bf16 plan's 3x3 convs: AMX / vdpbf16ps tiles
   if (algo == ConvAlgo::igemm) return add_igemm(*this, c, c.geom, c.w, c.bias, c.e, c.x, c.y, c.residual, c.flops);
   auto op = std::make_unique<DwConvOp>();
   const index_t taps = c.spec.R * c.spec.S;

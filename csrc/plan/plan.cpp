@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <stdexcept>
 #include <chrono>
 
 #include "core/pool.h"
@@ -12,7 +13,15 @@ namespace convcore {
 
 TensorView Exec::at(int t) const { return plan->view(t, arena, *layout, plan->constant_ptrs()); }
 
-Plan::Plan(Isa isa) : isa_(isa), kernels_(&kernels_for(isa)) { reserve_zeros(64); }
+Plan::Plan(Isa isa, bool bf16) : isa_(isa), kernels_(&kernels_for(isa)) {
+  reserve_zeros(64);
+  if (!bf16) return;
+  bf16_ = bf16_kernels_for(isa);
+  if (bf16_ == nullptr)
+    throw std::invalid_argument(std::string("precision: 'bf16' needs a CPU with AMX-BF16 or AVX512-BF16 and the "
+                                            "avx512 kernels (this one runs '") + isa_name(isa) + "'; cpu: " +
+                                cpu_features().brand + ")");
+}
 
 void Plan::reserve_zeros(index_t n) {
   if (static_cast<index_t>(zeros_.size()) < n) zeros_.assign(static_cast<size_t>(n), 0.0f);

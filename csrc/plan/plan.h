@@ -14,6 +14,7 @@
 
 #include "core/aligned.h"
 #include "core/cpu.h"
+#include "kernels/bf16.h"
 #include "kernels/int8.h"
 #include "kernels/kernels.h"
 #include "plan/builder.h"
@@ -53,9 +54,11 @@ struct LstmWeights {
 
 class Plan : public PlanBuilder<Plan> {
  public:
-  explicit Plan(Isa isa);
+  // bf16: the convolutions in bf16 (kernels/bf16.h; invalid_argument where this CPU has no bf16 kernels).
+  explicit Plan(Isa isa, bool bf16 = false);
 
   const Kernels& kernels() const { return *kernels_; }
+  const Bf16Kernels* bf16_kernels() const { return bf16_; }  // null: an fp32 plan
   Isa isa() const { return isa_; }
   static constexpr bool kFusedMBConv = true;
   // Beyond the common builder: the conv's per-image input gate and mask, the mbconv without its projection, the
@@ -112,6 +115,7 @@ class Plan : public PlanBuilder<Plan> {
 
   Isa isa_;
   const Kernels* kernels_;
+  const Bf16Kernels* bf16_ = nullptr;
   std::vector<AlignedVector> constants_;
   std::vector<float*> constant_ptrs_;
   AlignedVector zeros_;

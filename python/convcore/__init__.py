@@ -63,6 +63,7 @@ def show_config(print_out: bool = True) -> dict[str, _typing.Any]:
         print(f"  active ISA:     {cfg['isa']}{forced}")
         print(f"  conv kernel:    {cfg['conv_kernel']}")
         print(f"  int8 kernels:   {cfg['int8_kernels'].get(cfg['isa'], 'none')} (int8 convolutions of QDQ graphs)")
+        print(f"  bf16 kernels:   {cfg['bf16_kernels'].get(cfg['isa']) or 'none'} (compile(..., precision='bf16'))")
         print(f"  threads:        {cfg['num_threads']}")
         print(f"  thread pool:    {cfg['thread_pool']}")
         print(f"  compiler:       {cfg['compiler']}")

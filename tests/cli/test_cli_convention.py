@@ -100,7 +100,8 @@ def files(tmp_path_factory):
     (["layers", "{d}/missing.onnx"], "no such ONNX file"),
     (["quantize", "lenet5", "--out", "{d}/q.onnx", "--calib", "{d}/nowhere"], "--calib: no such file or folder"),
     (["quantize", "lenet5", "--out", "{d}/q.txt"], "--out: expected a .onnx file"),
-    (["classify", "{d}/green.png", "--precision", "bf16"], "--precision: tf32 and bf16 apply to GPU plans"),
+    (["classify", "{d}/green.png", "--precision", "tf32"], "--precision: tf32 applies to GPU plans"),
+    (["classify", "{d}/green.png", "--precision", "bf16", "--eager"], "--precision bf16 runs compiled plans"),
     (["export", "lenet6", "{d}/out.onnx"], "did you mean 'lenet5'"),
     (["export", "lenet5", "{d}/out.onnx", "--batch", "zero"], "--batch: expected 'dynamic' or a positive integer"),
 ])

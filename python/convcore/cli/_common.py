@@ -191,13 +191,14 @@ def load_model(spec, weights=None, preset_name=None, need_weights=True):
 
 
 def add_device_argument(parser):
-    """--device cpu|cuda|cuda:N and --precision (CPU plans: auto, fp32, int8; GPU plans: fp32, tf32, bf16)."""
+    """--device cpu|cuda|cuda:N and --precision (CPU plans: auto, fp32, int8, bf16; GPU plans: fp32, tf32, bf16)."""
     parser.add_argument("--device", default="cpu", metavar="DEVICE",
                         help="cpu (default), or cuda / cuda:N to run a GPU plan (needs a build with CUDA and a GPU)")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8", "tf32", "bf16"),
                         help="arithmetic of the convolutions: on the CPU auto (default: int8 for a quantized ONNX "
-                             "file, else fp32), fp32, or int8 (a zoo model is quantized first on the bundled "
-                             "photos: see 'convcore quantize'); on a GPU fp32 (default), tf32 or bf16 (tensor cores)")
+                             "file, else fp32), fp32, int8 (a zoo model is quantized first on the bundled photos: "
+                             "see 'convcore quantize') or bf16 (CPUs with AMX-BF16 or AVX512-BF16); on a GPU fp32 "
+                             "(default), tf32 or bf16 (tensor cores)")
 
 
 def check_device(args):
@@ -212,10 +213,10 @@ def check_device(args):
         raise UsageError(f"--device: {exc}") from None
     precision = getattr(args, "precision", "auto")
     if gpu is None:
-        if precision in ("tf32", "bf16"):
-            raise UsageError("--precision: tf32 and bf16 apply to GPU plans (--device cuda)")
-        if precision == "int8" and getattr(args, "eager", False):
-            raise UsageError("--precision int8 runs compiled plans (not --eager)")
+        if precision == "tf32":
+            raise UsageError("--precision: tf32 applies to GPU plans (--device cuda)")
+        if precision in ("int8", "bf16") and getattr(args, "eager", False):
+            raise UsageError(f"--precision {precision} runs compiled plans (not --eager)")
         return None
     if precision == "int8":
         raise UsageError("--precision: int8 runs on the CPU (GPU plans: fp32, tf32, bf16)")
@@ -248,11 +249,15 @@ def runner(loaded, batch, eager=False, device="cpu", precision="auto"):
     try:
         plan = compile_plan(model, shape, device=device, precision=None if precision == "auto" else precision)
     except (ValueError, TypeError, NotImplementedError) as exc:
-        if device != "cpu" or precision == "int8":
+        if device != "cpu" or precision in ("int8", "bf16"):
             raise CLIError(f"cannot compile {loaded.name} for {device} ({precision}): {exc}") from None
         log(f"convcore: cannot compile {loaded.name} ({exc}); running it eagerly")
         return loaded.module, "eager"
-    kind = f", int8 ({len(plan.int8_ops)} convolutions)" if device == "cpu" and plan.int8_ops else ""
+    kind = ""
+    if device == "cpu" and plan.int8_ops:
+        kind = f", int8 ({len(plan.int8_ops)} convolutions)"
+    elif device == "cpu" and plan.bf16_ops:
+        kind = f", bf16 ({len(plan.bf16_ops)} convolutions)"
     return plan, f"compiled plan, {plan.isa}{kind}"
 
 

@@ -54,7 +54,8 @@ def run_command(onnx_path, input_npy, output_npy=None, eager=False, precision="a
         input_npy: a .npy file holding the input batch (float32, or another float dtype converted to float32).
         output_npy: optional .npy path for the output (.npz when the model has several outputs).
         eager: run the imported module op by op instead of compiling it (`convcore.compile`).
-        precision: the compiled plan's ("auto": int8 for a quantized file; "fp32"; "int8": refuses a float file).
+        precision: the compiled plan's ("auto": int8 for a quantized file; "fp32"; "int8": refuses a float file;
+            "bf16": bf16 convolutions, on CPUs with AMX-BF16 or AVX512-BF16).
 
     Returns:
         The output array (a tuple of arrays for several outputs).
@@ -188,8 +189,9 @@ def add_subcommands(subparsers):
     run.add_argument("--input", dest="input_flag", metavar="X.npy", help="the input batch, as an option")
     run.add_argument("--output", metavar="Y.npy", help="write the output here (.npz for several; default: only print)")
     run.add_argument("--eager", action="store_true", help="run op by op (the reference) instead of a compiled plan")
-    run.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"),
+    run.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8", "bf16"),
                      help="the plan's arithmetic: auto (default: int8 for a quantized QDQ file, else fp32), fp32 "
-                          "(a quantized file's quantize / dequantize steps in float) or int8")
+                          "(a quantized file's quantize / dequantize steps in float), int8, or bf16 (CPUs with "
+                          "AMX-BF16 or AVX512-BF16)")
     add_threads_argument(run)
     run.set_defaults(func=_run_from_args)

@@ -29,7 +29,7 @@ from .lower import FUSIONS, Segment, lower, rewrite
 
 __all__ = ["FUSIONS", "CPU_PRECISIONS", "Plan", "compile"]
 
-CPU_PRECISIONS = ("auto", "fp32", "int8")
+CPU_PRECISIONS = ("auto", "fp32", "int8", "bf16")
 
 
 class _Retrace:
@@ -141,10 +141,11 @@ class Plan:
 
     def __init__(self, graph: Optional[Graph], input_shape: Optional[Sequence[int]], num_threads: Optional[int] = None,
                  winograd: Union[str, bool] = "auto", fuse: Union[bool, Iterable[str]] = True,
-                 source: Any = None) -> None:
+                 source: Any = None, precision: str = "fp32") -> None:
         self.num_threads = num_threads
         self.winograd = winograd
         self.fuse = fuse
+        self.precision = precision  # "bf16": the convolutions' products in bf16 (the builder's kernels)
         self._source = source  # input shape -> the model's Graph at that shape (None: this graph's size only)
         self._shape_variants: OrderedDict[tuple[int, int], Plan] = OrderedDict()  # (H, W) -> plan at that size
         self.compiled = graph is not None
@@ -185,7 +186,7 @@ class Plan:
 
     def _new_builder(self):
         """A new, empty C++ plan builder for one segment (the GPU plan, plan/cuda.py, returns a _cuda.Plan)."""
-        return _core.Plan(self.isa)
+        return _core.Plan(self.isa, bf16=self.precision == "bf16")
 
     # --------------------------------------------------------------------------------------------------- running
     def _threads(self):
@@ -217,14 +218,14 @@ class Plan:
         if not self.compiled:
             state = self.__getstate__()
             Plan.__init__(self, self._source(x.shape), x.shape, state["num_threads"], state["winograd"],
-                          state["fuse"], state["source"])
+                          state["fuse"], state["source"], state["precision"])
         if tuple(x.shape[1:]) != tuple(self.input_shape[1:]):
             key = tuple(int(d) for d in x.shape[2:]) if x.ndim == 4 else tuple(int(d) for d in x.shape[1:])
             plan = self._shape_variants.pop(key, None)
             if plan is None:
                 shape = (int(x.shape[0]), *self.input_shape[1:x.ndim - len(key)], *key)
                 plan = type(self)(self._source(shape), shape, self.num_threads, self.winograd, self.fuse,
-                                  self._source)
+                                  self._source, self.precision)
             self._shape_variants[key] = plan  # the most recent last
             while len(self._shape_variants) > self.MAX_SHAPE_VARIANTS:
                 self._shape_variants.popitem(last=False)
@@ -360,6 +361,11 @@ class Plan:
         """Names of the convolutions running on int8 kernels (a quantized graph's; see `compile`'s precision)."""
         return [row[0] for row in self.ops() if row[1].endswith("_qconv")]
 
+    @property
+    def bf16_ops(self) -> list[str]:
+        """Names of the convolutions running on bf16 kernels (`compile(..., precision="bf16")`)."""
+        return [row[0] for row in self.ops() if row[1].endswith("bf16_conv")]
+
     def ops(self) -> list[tuple[str, str, str, float]]:
         """The op list: (name, kernel, shapes, FLOPs per image) tuples; nodes run eagerly show kernel 'eager <op>'."""
         self._compiled_shape()
@@ -443,11 +449,12 @@ class Plan:
     # ------------------------------------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
         return {"graph": self.graph if self.compiled else None, "input_shape": self.input_shape,
-                "num_threads": self.num_threads, "winograd": self.winograd, "fuse": self.fuse, "source": self._source}
+                "num_threads": self.num_threads, "winograd": self.winograd, "fuse": self.fuse, "source": self._source,
+                "precision": self.precision}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         Plan.__init__(self, state["graph"], state["input_shape"], state["num_threads"], state["winograd"],
-                      state["fuse"], state.get("source"))
+                      state["fuse"], state.get("source"), state.get("precision", "fp32"))
 
 
 def _fusions(fuse):
@@ -488,7 +495,10 @@ def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_thre
         precision: on the CPU, "auto" (default: the convolutions of a quantized graph - a QDQ file, or
             `convcore.quantize`'s result - in int8, everything else in fp32), "int8" (the same, and a ValueError for
             a graph with no quantized convolution) or "fp32" (a quantized graph's quantize / dequantize steps
-            computed in float, no int8 kernel). On a GPU: "fp32" (default), "tf32" or "bf16" (tensor cores for
+            computed in float, no int8 kernel) or "bf16" (the dense and grouped convolutions and fully connected
+            layers with bf16 inputs and weights, fp32 sums: AMX-BF16 or AVX512-BF16, a ValueError on a CPU with
+            neither; relative error about 3e-3 of the output's scale; depthwise and elementwise ops stay fp32). On a
+            GPU: "fp32" (default), "tf32" or "bf16" (tensor cores for
             the convolutions).
 
     Returns:
@@ -518,20 +528,23 @@ def compile(model: Any, input_shape: Optional[Sequence[int]] = None, *, num_thre
         return CudaPlan(graph, shape, gpu, precision, fuse)
     precision = precision or "auto"
     if precision not in CPU_PRECISIONS:
-        raise ValueError(f"precision: expected one of {CPU_PRECISIONS} on the CPU (got {precision!r}; tf32 / bf16 "
-                         f"are for device='cuda')")
-    if precision == "fp32":
+        raise ValueError(f"precision: expected one of {CPU_PRECISIONS} on the CPU (got {precision!r}; tf32 is for "
+                         f"device='cuda')")
+    if precision in ("fp32", "bf16"):
         fuse = _fusions(fuse) - {"int8"}
+    plan_precision = "bf16" if precision == "bf16" else "fp32"
+    if precision == "bf16":
+        _core.Plan(_core.get_isa(), bf16=True)  # a clear ValueError now on a CPU without bf16 kernels
     from ..onnx.importer.structure import ShapeNeeded
 
     source = _source_of(model)
     if _module_without_size(model, input_shape):
-        return Plan(None, None, num_threads, winograd, fuse, source)
+        return Plan(None, None, num_threads, winograd, fuse, source, plan_precision)
     try:
         graph, shape = _as_graph(model, input_shape)
     except ShapeNeeded:  # an ONNX file with dynamic height / width: its first input decides
-        return Plan(None, None, num_threads, winograd, fuse, source)
-    plan = Plan(graph, shape, num_threads, winograd, fuse, source)
+        return Plan(None, None, num_threads, winograd, fuse, source, plan_precision)
+    plan = Plan(graph, shape, num_threads, winograd, fuse, source, plan_precision)
     if precision == "int8" and plan.compiled and not plan.int8_ops:
         raise ValueError("precision: 'int8' needs a quantized graph (a QDQ file, or convcore.quantize(model, "
                          "calibration)); this one has no convolution with a quantized input and int8 weights")
