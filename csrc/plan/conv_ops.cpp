@@ -128,11 +128,13 @@ struct MBConvOp : CpuOp {
   bool has_expand, has_project;  // without a project step the depthwise output is the op's output
   ConvGeom ge, gd, gp;  // expand H x W x C -> E; depthwise H x W x E -> OH x OW x E; project OH x OW x E -> K
   ConvPacked pe, pp;
+  BConvPacked be, bp;  // a bf16 plan's expand / project weights (where bf16_fits), else empty
   AlignedVector dw_w, dw_b;
   Epilogue ee, ed, ep;
   int x, y, res;
   index_t stripe;  // output rows per stripe
   const Kernels* k;
+  const Bf16Kernels* bk = nullptr;
 
   static float* shifted(float* base, index_t back) {  // base - back, as the kernels index it (never dereferenced)
     return reinterpret_cast<float*>(reinterpret_cast<std::uintptr_t>(base) - static_cast<std::uintptr_t>(back) * 4);
@@ -172,7 +174,10 @@ struct MBConvOp : CpuOp {
         }
         if (from < hi) {
           const ConvIO eio{in.base, in.stride, shifted(se, (n * H + lo) * W * E), E, nullptr, 0, ex.plan->zeros()};
-          k->conv(geo_e, pe.view(), eio, ee, (n * H + from) * W, (n * H + hi) * W, 0, pe.t.blocks_per_group);
+          if (be.depth)
+            bk->conv(geo_e, be, eio, ee, (n * H + from) * W, (n * H + hi) * W, 0, be.blocks_per_group);
+          else
+            k->conv(geo_e, pe.view(), eio, ee, (n * H + from) * W, (n * H + hi) * W, 0, pe.t.blocks_per_group);
         }
         have_n = n, have_lo = lo, have_hi = hi;
         dio.x = shifted(se, (n * H + lo) * W * E);
@@ -187,7 +192,10 @@ struct MBConvOp : CpuOp {
       }
       const ConvIO pio{shifted(sd, (n * OH + oh0) * OW * E), E, out.base, out.stride, r.base, r.stride,
                        ex.plan->zeros()};
-      k->conv(geo_p, pp.view(), pio, ep, (n * OH + oh0) * OW, (n * OH + oh1) * OW, 0, pp.t.blocks_per_group);
+      if (bp.depth)
+        bk->conv(geo_p, bp, pio, ep, (n * OH + oh0) * OW, (n * OH + oh1) * OW, 0, bp.blocks_per_group);
+      else
+        k->conv(geo_p, pp.view(), pio, ep, (n * OH + oh0) * OW, (n * OH + oh1) * OW, 0, pp.t.blocks_per_group);
       row += oh1 - oh0;
     }
   }
@@ -302,9 +310,14 @@ std::vector<int> conv_reads(int x, int residual, int scale, int mask) {
   return reads;
 }
 
-// Whether a bf16 plan runs this convolution in bf16: an im2col depth worth a tile (a 1x1 conv on 3 channels stays
-// fp32: padded to 32 it would do 10x the work), and no per-image gate (which scales the packed fp32 weights).
-bool bf16_fits(const ConvGeom& g, int scale) { return scale < 0 && g.taps() * g.Cg >= 16; }
+// Whether a bf16 plan runs this convolution in bf16 (measured on Sapphire Rapids: where the fp32 kernels are not
+// faster): no per-image gate (it scales the packed fp32 weights); at least 48 outputs per group (a block computes
+// 64); and an im2col depth worth the gather - 32 channels of a 1x1 conv (MobileNetV2's expansions of 16 and 24
+// channels, padded to 32, ran slower), else 64 values (a 3x3 stem on 3 channels, 27 values in 9-float runs, stays
+// fp32; ResNet's 7x7 stem, 147, does not).
+bool bf16_fits(const ConvGeom& g, int scale) {
+  return scale < 0 && g.Kg >= 48 && (g.taps() == 1 ? g.Cg >= 32 : g.taps() * g.Cg >= 64);
+}
 
 void add_bconv(Plan& p, const ConvCall& c, const ConvGeom& g, const float* w, const float* bias, const Epilogue& e,
                int x, int y, int residual, double flops) {
@@ -400,10 +413,18 @@ void Plan::add_mbconv(const MBConvCall& c) {
   op->ge = ConvGeom{0, H, W, c.C, H, W, E, 1, 1, 1, 1, 1, 1, 0, 0, 1, c.C, E};
   op->gd = ConvGeom{0, H, W, E, c.OH, c.OW, E, dw.R, dw.S, dw.sh, dw.sw, dw.dh, dw.dw, dw.pt, dw.pl, E, 1, 1};
   op->gp = ConvGeom{0, c.OH, c.OW, E, c.OH, c.OW, K, 1, 1, 1, 1, 1, 1, 0, 0, 1, E, K};
-  if (has_expand) op->pe = pack_conv(*kernels_, op->ge, c.we, c.be);
-  if (has_project) op->pp = pack_conv(*kernels_, op->gp, c.wp, c.bp);
+  op->bk = bf16_;
+  if (has_expand && bf16_ && bf16_fits(op->ge, -1))
+    op->be = pack_bconv(op->ge, c.we, c.be);
+  else if (has_expand)
+    op->pe = pack_conv(*kernels_, op->ge, c.we, c.be);
+  if (has_project && bf16_ && bf16_fits(op->gp, -1))
+    op->bp = pack_bconv(op->gp, c.wp, c.bp);
+  else if (has_project)
+    op->pp = pack_conv(*kernels_, op->gp, c.wp, c.bp);
   pack_depthwise(*kernels_, E, dw.R * dw.S, c.wd, c.bd, op->dw_w, op->dw_b);
-  add_weight_bytes(static_cast<index_t>(op->pe.w.size() + op->pp.w.size() + op->dw_w.size()) * 4);
+  add_weight_bytes(static_cast<index_t>(op->pe.w.size() + op->pp.w.size() + op->dw_w.size()) * 4 +
+                   static_cast<index_t>(op->be.w.size() + op->bp.w.size()) * 2);
   op->ee = c.ee, op->ed = c.ed, op->ep = c.ep, op->x = c.x, op->y = c.y, op->res = c.residual, op->k = kernels_;
   // The largest stripe whose scratch stays within ~384 KB (in L2 on every current x86 core).
   op->stripe = 1;
@@ -419,7 +440,9 @@ void Plan::add_mbconv(const MBConvCall& c) {
   const std::string detail = dims(c.x) + " -> " + std::to_string(E) + " k" + std::to_string(dw.R) + "x" +
                              std::to_string(dw.S) + " s" + std::to_string(dw.sh) + " -> " + dims(c.y) + " (" +
                              std::to_string(op->stripe) + "-row stripes)" + (c.residual >= 0 ? " +res" : "");
-  finish(std::move(op), c.name, kind("mbconv", true), detail, conv_reads(c.x, c.residual, -1, -1), {c.y});
+  const bool bf16 = op->be.depth || op->bp.depth;
+  finish(std::move(op), c.name, kind(bf16 ? "mbconv_bf16" : "mbconv", true), detail,
+         conv_reads(c.x, c.residual, -1, -1), {c.y});
 }
 
 }  // namespace convcore

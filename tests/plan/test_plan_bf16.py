@@ -62,8 +62,8 @@ def check(got, want, mag):
 def bconv_cases(draw):
     groups = draw(st.sampled_from([1, 1, 1, 2, 3]))
     r, s = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    cg = draw(st.integers(max(1, -(-16 // (r * s))), 40))  # an im2col depth of 16 or more: a bf16 layer
-    kg = draw(st.integers(1, 80))
+    cg = draw(st.integers(32 if r * s == 1 else -(-64 // (r * s)), 40))  # a bf16 layer (conv_ops.cpp, bf16_fits)
+    kg = draw(st.integers(48, 140))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
@@ -98,13 +98,14 @@ def test_bf16_convolution_matches_rounded_inputs_in_float64(case, kernels, threa
 
 
 @pytest.mark.parametrize("shape, k, kernel, padding, stride, groups", [
-    ((1, 16, 1, 1), 1, 1, 0, 1, 1),      # a 1x1 input, one output channel
-    ((2, 5, 3, 3), 7, 5, 2, 1, 1),       # a kernel larger than the input, inside its padding
-    ((1, 17, 9, 8), 65, 1, 0, 3, 1),     # stride larger than the kernel; 65 outputs: a block and one more
+    ((1, 32, 1, 1), 48, 1, 0, 1, 1),     # a 1x1 input
+    ((2, 5, 3, 3), 50, 5, 2, 1, 1),      # a kernel larger than the input, inside its padding (depth 125)
+    ((1, 33, 9, 8), 65, 1, 0, 3, 1),     # stride larger than the kernel; 65 outputs: a block and one more
     ((3, 64, 7, 6), 130, 3, 1, 1, 1),    # tiles of 16 pixels and a short one, three blocks
-    ((1, 96, 5, 5), 96, 3, 1, 2, 2),     # two groups, each its own blocks and gathered rows
-    ((1, 3, 23, 23), 64, 7, 3, 2, 1),    # a stem: 3 channels, window rows read as runs, padding rows
-    ((1, 300, 4, 4), 40, 3, 1, 1, 1),    # an im2col depth of 2700: several depth slices
+    ((1, 96, 5, 5), 192, 3, 1, 2, 2),    # two groups, each its own blocks and gathered rows
+    ((2, 24, 6, 6), 150, 3, 1, 1, 3),    # three groups of 8 channels: depth 72
+    ((1, 3, 23, 23), 64, 7, 3, 2, 1),    # a 7x7 stem: 3 channels, window rows read as runs, padding rows
+    ((1, 300, 4, 4), 48, 3, 1, 1, 1),    # an im2col depth of 2700: several depth slices
 ])
 def test_bf16_edge_geometries(shape, k, kernel, padding, stride, groups, kernels, threads):
     run_case(dict(n=shape[0], c=shape[1], k=k, h=shape[2], w=shape[3], r=kernel, s=kernel, stride=(stride, stride),
@@ -113,9 +114,9 @@ def test_bf16_edge_geometries(shape, k, kernel, padding, stride, groups, kernels
 
 def test_bf16_residual_add_and_activation_fused(kernels):
     rng = np.random.default_rng(1)
-    w = rng.standard_normal((40, 40, 3, 3)).astype(np.float32)
-    bias = rng.standard_normal(40).astype(np.float32)
-    x = rng.standard_normal((2, 40, 9, 7)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(64).astype(np.float32)
+    x = rng.standard_normal((2, 64, 9, 7)).astype(np.float32)
 
     def fn(v):
         y = F.relu(v)

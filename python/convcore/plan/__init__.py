@@ -363,8 +363,9 @@ class Plan:
 
     @property
     def bf16_ops(self) -> list[str]:
-        """Names of the convolutions running on bf16 kernels (`compile(..., precision="bf16")`)."""
-        return [row[0] for row in self.ops() if row[1].endswith("bf16_conv")]
+        """Names of the ops whose convolutions run on bf16 kernels (`compile(..., precision="bf16")`; a fused
+        inverted-residual block counts once)."""
+        return [row[0] for row in self.ops() if "bf16" in row[1]]
 
     def ops(self) -> list[tuple[str, str, str, float]]:
         """The op list: (name, kernel, shapes, FLOPs per image) tuples; nodes run eagerly show kernel 'eager <op>'."""
