@@ -48,12 +48,27 @@ struct BConvPacked {
   index_t panel() const { return depth * kBf16Block; }
 };
 
+// Which of a convolution's tensors are stored as bf16 rather than fp32 (a bf16 Plan stores a result as bf16 where only
+// bf16 convolutions read it: half the memory traffic, and no rounding pass in the reader's gather): element (pixel p,
+// channel c) at reinterpret_cast<uint16_t*>(base)[p * stride + c], the stride counted in elements as for fp32.
+struct Bf16Storage {
+  bool x = false, res = false, y = false;
+};
+
 struct Bf16Kernels {
   const char* name;
   // Output pixels [p0, p1) x packed blocks [b0, b1) (block b = group b / blocks_per_group), as Kernels::conv.
-  void (*conv)(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const Epilogue& e, index_t p0, index_t p1,
-               index_t b0, index_t b1);
+  void (*conv)(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const Epilogue& e, const Bf16Storage& st,
+               index_t p0, index_t p1, index_t b0, index_t b1);
 };
+
+// Where tap (r, s) of output pixel (n, oh, ow) reads channel c0 in a bf16 tensor, or the zeros in the padding.
+inline const uint16_t* conv_tap_ptr_bf16(const ConvGeom& g, const ConvIO& io, index_t n, index_t oh, index_t ow,
+                                         index_t r, index_t s, index_t c0) {
+  const index_t ih = oh * g.sh - g.pt + r * g.dh, iw = ow * g.sw - g.pl + s * g.dw;
+  if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) return reinterpret_cast<const uint16_t*>(io.zero);
+  return reinterpret_cast<const uint16_t*>(io.x) + ((n * g.H + ih) * g.W + iw) * io.xs + c0;
+}
 
 // The bf16 kernels of this CPU - AMX-BF16 where Linux grants the tile state, else AVX512-BF16
 // (CONVCORE_BF16=avx512bf16 forces the latter, for tests), or the reference loops for Isa::scalar - or null where
@@ -65,9 +80,9 @@ BConvPacked pack_bconv(const ConvGeom& g, const float* w, const float* bias);
 
 // The 16 (or fewer: the rest zero) im2col rows of output pixels [px, px + rows) of group grp, rounded to bf16:
 // dst[j * depth + t * Cg + c] = x at tap t of pixel px + j, channel grp * Cg + c (0 in the padding and past
-// taps * Cg). The scalar form; the SIMD kernels have their own.
-void gather_bf16_ref(const ConvGeom& g, const ConvIO& io, index_t depth, index_t grp, index_t px, index_t rows,
-                     uint16_t* dst);
+// taps * Cg); x is bf16 already with x_bf16. The scalar form; the SIMD kernels have their own.
+void gather_bf16_ref(const ConvGeom& g, const ConvIO& io, bool x_bf16, index_t depth, index_t grp, index_t px,
+                     index_t rows, uint16_t* dst);
 
 namespace ref {
 extern const Bf16Kernels kBf16Kernels;

@@ -32,14 +32,20 @@ BConvPacked pack_bconv(const ConvGeom& g, const float* w, const float* bias) {
   return p;
 }
 
-void gather_bf16_ref(const ConvGeom& g, const ConvIO& io, index_t depth, index_t grp, index_t px, index_t rows,
-                     uint16_t* dst) {
+void gather_bf16_ref(const ConvGeom& g, const ConvIO& io, bool x_bf16, index_t depth, index_t grp, index_t px,
+                     index_t rows, uint16_t* dst) {
   std::fill(dst, dst + 16 * depth, 0);
   for (index_t j = 0; j < rows; ++j) {
     const index_t q = px + j, n = q / (g.OH * g.OW), oh = q / g.OW % g.OH, ow = q % g.OW;
     for (index_t t = 0; t < g.taps(); ++t) {
+      uint16_t* out = dst + j * depth + t * g.Cg;
+      if (x_bf16) {
+        const uint16_t* src = conv_tap_ptr_bf16(g, io, n, oh, ow, t / g.S, t % g.S, grp * g.Cg);
+        std::copy(src, src + g.Cg, out);
+        continue;
+      }
       const float* src = conv_tap_ptr(g, io, n, oh, ow, t / g.S, t % g.S, grp * g.Cg);
-      for (index_t c = 0; c < g.Cg; ++c) dst[j * depth + t * g.Cg + c] = to_bf16(src[c]);
+      for (index_t c = 0; c < g.Cg; ++c) out[c] = to_bf16(src[c]);
     }
   }
 }
@@ -51,14 +57,14 @@ float masked(float v, const float* mask, const Epilogue& e) {
   return mask == nullptr || (e.mask_lo < *mask && *mask < e.mask_hi) ? v : 0.0f;
 }
 
-void conv(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const Epilogue& e, index_t p0, index_t p1,
-          index_t b0, index_t b1) {
+void conv(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const Epilogue& e, const Bf16Storage& st,
+          index_t p0, index_t p1, index_t b0, index_t b1) {
   std::vector<uint16_t> rows(static_cast<size_t>(16 * p.depth));
   for (index_t px = p0; px < p1; px += 16) {
     const index_t m = std::min<index_t>(16, p1 - px);
     for (index_t b = b0; b < b1; ++b) {
       const index_t grp = b / p.blocks_per_group, k0 = b % p.blocks_per_group * kBf16Block;
-      gather_bf16_ref(g, io, p.depth, grp, px, m, rows.data());
+      gather_bf16_ref(g, io, st.x, p.depth, grp, px, m, rows.data());
       const uint16_t* panel = p.w.data() + b * p.panel();
       for (index_t i = 0; i < m; ++i)
         for (index_t j = 0; j < kBf16Block && k0 + j < g.Kg; ++j) {
@@ -68,9 +74,14 @@ void conv(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const Epilo
                    from_bf16(panel[(k / 2 * kBf16Block + j) * 2 + k % 2]);
           const index_t q = px + i, oc = grp * g.Kg + k0 + j;
           acc = static_cast<float>(acc) + static_cast<double>(p.bias[static_cast<size_t>(b * kBf16Block + j)]);
-          if (io.res) acc += io.res[q * io.rs + oc];
-          io.y[q * io.ys + oc] = masked(static_cast<float>(activate<double>(e.act, acc, e.alpha, e.beta)),
-                                        io.mask ? io.mask + q * io.ms + oc : nullptr, e);
+          if (io.res)
+            acc += st.res ? from_bf16(reinterpret_cast<const uint16_t*>(io.res)[q * io.rs + oc]) : io.res[q * io.rs + oc];
+          const float v = masked(static_cast<float>(activate<double>(e.act, acc, e.alpha, e.beta)),
+                                 io.mask ? io.mask + q * io.ms + oc : nullptr, e);
+          if (st.y)
+            reinterpret_cast<uint16_t*>(io.y)[q * io.ys + oc] = to_bf16(v);
+          else
+            io.y[q * io.ys + oc] = v;
         }
     }
   }

@@ -179,8 +179,8 @@ void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, cons
 // are. The depth is split into slices whose weights (64 outputs x 256 values, 32 KB) stay in L1 while every tile of
 // the chunk runs on them - the 4 weight tiles per step would otherwise stream from L2 at each tile - with each
 // tile's partial sums parked in a small buffer between slices.
-void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const Epilogue& e, index_t p0, index_t p1,
-                index_t b0, index_t b1) {
+void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const Epilogue& e, const Bf16Storage& st,
+                index_t p0, index_t p1, index_t b0, index_t b1) {
   constexpr index_t kSlice = 256;  // im2col values per depth slice
   const index_t depth = p.depth;
   const bool sliced = depth > kSlice;
@@ -198,7 +198,7 @@ void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const
     index_t px = 0, rows = 0, b = 0;
   } pending;
   auto finish_pending = [&] {
-    if (pending.acc) finish_tile(g, p, io, e, pending.acc, pending.px, pending.rows, pending.b);
+    if (pending.acc) finish_tile(g, p, io, e, st, pending.acc, pending.px, pending.rows, pending.b);
     pending.acc = nullptr;
   };
   index_t done = 0;  // tiles finished so far (the slot parity where the depth is one slice)
@@ -210,7 +210,7 @@ void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const
       const index_t grp = b / p.blocks_per_group;
       if (grp != gathered_grp) {
         for (index_t px = c0; px < c1; px += 16)
-          gather16(g, io, depth, grp, px, std::min<index_t>(16, c1 - px), rows.data() + (px - c0) * depth);
+          gather16(g, io, st.x, depth, grp, px, std::min<index_t>(16, c1 - px), rows.data() + (px - c0) * depth);
         gathered_grp = grp;
       }
       const uint16_t* w = p.w.data() + b * p.panel();

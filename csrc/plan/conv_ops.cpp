@@ -73,6 +73,7 @@ struct BConvOp : CpuOp {
   ConvGeom g;  // N set per run
   BConvPacked packed;
   Epilogue e;
+  Bf16Storage st;  // set by Plan::store_bf16
   int x, y, res, mask = -1;
   const Bf16Kernels* k;
   bool split_blocks;
@@ -90,10 +91,10 @@ struct BConvOp : CpuOp {
     const index_t blocks = g.groups * packed.blocks_per_group, P = geo.pixels();
     if ((split_blocks || P < 32 * parts) && parts > 1 && blocks >= parts) {
       const auto [b0, b1] = share(blocks, part, parts);
-      if (b0 < b1) k->conv(geo, packed, io, e, 0, P, b0, b1);
+      if (b0 < b1) k->conv(geo, packed, io, e, st, 0, P, b0, b1);
     } else {
       const auto [p0, p1] = share(P, part, parts, 16);
-      if (p0 < p1) k->conv(geo, packed, io, e, p0, p1, 0, blocks);
+      if (p0 < p1) k->conv(geo, packed, io, e, st, p0, p1, 0, blocks);
     }
   }
 };
@@ -175,7 +176,7 @@ struct MBConvOp : CpuOp {
         if (from < hi) {
           const ConvIO eio{in.base, in.stride, shifted(se, (n * H + lo) * W * E), E, nullptr, 0, ex.plan->zeros()};
           if (be.depth)
-            bk->conv(geo_e, be, eio, ee, (n * H + from) * W, (n * H + hi) * W, 0, be.blocks_per_group);
+            bk->conv(geo_e, be, eio, ee, {}, (n * H + from) * W, (n * H + hi) * W, 0, be.blocks_per_group);
           else
             k->conv(geo_e, pe.view(), eio, ee, (n * H + from) * W, (n * H + hi) * W, 0, pe.t.blocks_per_group);
         }
@@ -193,7 +194,7 @@ struct MBConvOp : CpuOp {
       const ConvIO pio{shifted(sd, (n * OH + oh0) * OW * E), E, out.base, out.stride, r.base, r.stride,
                        ex.plan->zeros()};
       if (bp.depth)
-        bk->conv(geo_p, bp, pio, ep, (n * OH + oh0) * OW, (n * OH + oh1) * OW, 0, bp.blocks_per_group);
+        bk->conv(geo_p, bp, pio, ep, {}, (n * OH + oh0) * OW, (n * OH + oh1) * OW, 0, bp.blocks_per_group);
       else
         k->conv(geo_p, pp.view(), pio, ep, (n * OH + oh0) * OW, (n * OH + oh1) * OW, 0, pp.t.blocks_per_group);
       row += oh1 - oh0;
@@ -401,6 +402,38 @@ void Plan::add_conv(const ConvCall& c) {
   op->g = c.geom, op->e = c.e, op->x = c.x, op->y = c.y, op->res = c.residual, op->mask = c.mask, op->k = kernels_;
   op->flops_per_image = c.flops;
   finish(std::move(op), c.name, kind("dwconv", true), c.detail, conv_reads(c.x, c.residual, -1, c.mask), {c.y});
+}
+
+// A result only bf16 convolutions read - as their input or residual - is stored as bf16 (kernels/bf16.h,
+// Bf16Storage): ResNet's block outputs and the tensors inside its blocks, all but the stem's (read by the max pool)
+// and the last block's (the global pool). Not a tensor with views or slices (a concatenation's), nor a graph output.
+void Plan::store_bf16() {
+  if (!bf16_ || bf16_storage_chosen_) return;
+  bf16_storage_chosen_ = true;
+  std::vector<std::vector<PlanOp*>> readers(static_cast<size_t>(num_tensors()));
+  for (const auto& op : ops())
+    for (int t : op->reads) readers[static_cast<size_t>(t)].push_back(op.get());
+  std::vector<bool> has_views(static_cast<size_t>(num_tensors()), false);
+  for (int t = 0; t < num_tensors(); ++t)
+    if (root_of(t) != t) has_views[static_cast<size_t>(root_of(t))] = has_views[static_cast<size_t>(t)] = true;
+  for (const auto& op : ops()) {
+    auto* producer = dynamic_cast<BConvOp*>(op.get());
+    if (!producer || has_views[static_cast<size_t>(producer->y)]) continue;
+    const int t = producer->y;
+    const auto& rs = readers[static_cast<size_t>(t)];
+    const bool only_bconv = !rs.empty() && std::all_of(rs.begin(), rs.end(), [t](PlanOp* r) {
+      auto* b = dynamic_cast<BConvOp*>(r);
+      return b && b->mask != t;
+    });
+    if (!only_bconv) continue;
+    producer->st.y = true;
+    producer->detail += " (bf16 out)";
+    for (PlanOp* r : rs) {
+      auto* b = static_cast<BConvOp*>(r);
+      if (b->x == t) b->st.x = true;
+      if (b->res == t) b->st.res = true;
+    }
+  }
 }
 
 void Plan::add_mbconv(const MBConvCall& c) {

@@ -37,6 +37,7 @@ int Plan::add_constant(index_t H, index_t W, index_t C, const float* nhwc) {
 
 Plan::Arena& Plan::arena(index_t N) {
   if (Arena* a = arenas_.find(N)) return *a;
+  store_bf16();
   auto a = std::make_unique<Arena>();
   a->layout = plan_memory(N, 16);  // 64-byte multiples
   a->memory.assign(static_cast<size_t>(a->layout.floats), 0.0f);  // touched once: no page faults later

@@ -110,12 +110,16 @@ class Plan : public PlanBuilder<Plan> {
     index_t bytes() const { return static_cast<index_t>(memory.size()) * 4; }
   };
   Arena& arena(index_t N);  // planned on first use
+  // Which tensors a bf16 plan stores as bf16 (plan/conv_ops.cpp): chosen once, when the op list is complete (at the
+  // first arena).
+  void store_bf16();
   void execute(const Exec& ex, int threads, std::vector<double>* times) const;
   void invalidate() override { arenas_.clear(); }
 
   Isa isa_;
   const Kernels* kernels_;
   const Bf16Kernels* bf16_ = nullptr;
+  bool bf16_storage_chosen_ = false;
   std::vector<AlignedVector> constants_;
   std::vector<float*> constant_ptrs_;
   AlignedVector zeros_;

@@ -129,6 +129,36 @@ def test_bf16_residual_add_and_activation_fused(kernels):
     check(plan(x), want, mag)
 
 
+def test_bf16_results_stored_as_bf16_between_convolutions(kernels, threads):
+    """A chain whose inner results only bf16 convolutions read (as input or residual) keeps them as bf16: the
+    summary says so, and the result is the chain computed in float64 with each convolution's input rounded to bf16
+    (up to a bf16 step: an fp32 sum may round to the neighbouring bf16 value)."""
+    rng = np.random.default_rng(3)
+    w = [(rng.standard_normal((64, c, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
+         for c, k in ((40, 3), (64, 3), (64, 3), (64, 1))]
+    b = [rng.standard_normal(64).astype(np.float32) * 0.1 for _ in w]
+    x = rng.standard_normal((2, 40, 11, 9)).astype(np.float32)
+
+    def fn(v):
+        a = F.relu(F.conv2d(v, w[0], b[0], padding=1))
+        c = F.relu(F.conv2d(a, w[1], b[1], padding=1))
+        d = F.relu(F.conv2d(c, w[2], b[2], padding=1) + a)
+        return F.conv2d(d, w[3], b[3])
+
+    plan = convcore.compile(fn, x.shape, precision="bf16")
+    assert len(plan.bf16_ops) == 4 and plan.summary(print_out=False).count("(bf16 out)") == 3
+
+    def conv(v, i, pad):
+        return RC.conv2d(bf16(v), bf16(w[i]), b[i].astype(np.float64), padding=pad)
+
+    a = np.maximum(conv(x, 0, 1), 0)
+    c = np.maximum(conv(a, 1, 1), 0)
+    d = np.maximum(conv(c, 2, 1) + bf16(a), 0)
+    want = conv(d, 3, 0)
+    got = plan(x)
+    assert np.abs(got - want).max() <= 2 ** -7 * np.abs(want).max()
+
+
 def test_bf16_network_close_to_fp32():
     """A whole ResNet: its bf16 plan within bf16's rounding of the fp32 plan (inputs and weights rounded to 8
     significant bits at each of its layers), and its top class the same; depthwise and pooling layers stay fp32."""
