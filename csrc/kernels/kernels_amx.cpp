@@ -191,7 +191,8 @@ void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const
   // tiles), because a tile's epilogue runs after the next tile's products: vector loads of what the tile store just
   // wrote would wait for it, while the tile unit goes on with the next tile.
   thread_local AlignedVector sums;
-  if (static_cast<index_t>(rows.size()) < chunk * depth) rows.resize(static_cast<size_t>(chunk * depth));
+  if (static_cast<index_t>(rows.size()) < chunk * depth + kGatherSlack)
+    rows.resize(static_cast<size_t>(chunk * depth + kGatherSlack));
   if (static_cast<index_t>(sums.size()) < slots * 16 * 64) sums.resize(static_cast<size_t>(slots * 16 * 64));
   struct Pending {
     const float* acc = nullptr;
