@@ -9,11 +9,12 @@ For each zoo model (exported by convcore to ONNX; EfficientNet-Lite0 with its pu
 - onnxruntime's `quantize_static` writes the QDQ file (per-channel int8 weights, int8 activations, MinMax over the
   calibration crops), which onnxruntime, OpenVINO and convcore each run as it is;
 - convcore's own quantizer (`convcore.quantize`, default method) quantizes the model on the same crops;
-- fp32 for each engine, and OpenVINO's default precision (bf16 on CPUs with AMX / AVX512-BF16) where it differs.
+- fp32 for each engine, and bf16 where the CPU has AMX-BF16 or AVX512-BF16: convcore's `precision="bf16"` beside
+  OpenVINO's default precision (bf16 on such CPUs).
 Engines alternate within each round (the median call of each, best of `rounds`; a pause before each engine lets the
 last one's spinning workers go idle), ms per image; the ratio is convcore int8 over the faster of
-onnxruntime int8 and OpenVINO int8 on the same file (below 1: convcore faster); speed-up over convcore fp32. The fp32
-peak (an FMA loop) and copy bandwidth are measured in the same run.
+onnxruntime int8 and OpenVINO int8 on the same file (below 1: convcore faster), convcore bf16 over OpenVINO's bf16;
+speed-up over convcore fp32. The fp32 peak (an FMA loop) and copy bandwidth are measured in the same run.
 
 Accuracy (EfficientNet-Lite0 with its published weights): top-1 agreement with its fp32 model on crops of real photos
 (convcore's bundled ones and scikit-image's sample images when installed) that calibration did not see: the
@@ -118,6 +119,14 @@ def ort_quantize(fp32_path, int8_path, calib):
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
 
 
+def bf16_kernels():
+    """The bf16 kernels convcore runs on this CPU, or None."""
+    import convcore
+
+    cfg = convcore.show_config(False)
+    return cfg["bf16_kernels"].get(cfg["isa"])
+
+
 def engines(paths, q_graph, batch, threads):
     """name -> callable(x) for every engine and precision."""
     import onnxruntime as ort
@@ -131,6 +140,8 @@ def engines(paths, q_graph, batch, threads):
     runs["convcore int8 (ORT file)"] = convcore.compile(paths["int8"], shape, num_threads=threads)
     runs["convcore int8 (own)"] = convcore.compile(q_graph.at_batch(batch) if batch != q_graph.shapes[
         q_graph.inputs[0]][0] else q_graph, shape, num_threads=threads)
+    if bf16_kernels():
+        runs["convcore bf16"] = convcore.compile(paths["fp32"], shape, num_threads=threads, precision="bf16")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     for key in ("fp32", "int8"):
@@ -153,7 +164,7 @@ def engines(paths, q_graph, batch, threads):
             precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
             if "f32" in precision:
                 continue
-            key = f"default {precision}"
+            key = f"default {precision}"  # e.g. "default <Type: 'bfloat16'>"
         request = compiled.create_infer_request()
         runs[f"openvino {key}"] = (lambda r: lambda x: (r.infer({0: x}), r.get_output_tensor(0).data.copy())[1])(
             request)
@@ -196,9 +207,14 @@ def bench(name, args, images_calib, images_eval):
                      "ratio_file": best["convcore int8 (ORT file)"] / peer,
                      "ratio_own": best["convcore int8 (own)"] / peer,
                      "speedup_over_fp32": best["convcore fp32"] / best["convcore int8 (own)"]})
+        ov_bf16 = [v for k, v in best.items() if k.startswith("openvino default") and "bfloat16" in k]
+        bf16 = ""
+        if "convcore bf16" in best and ov_bf16:
+            rows[-1]["ratio_bf16"] = best["convcore bf16"] / ov_bf16[0]
+            bf16 = f", bf16 ratio {rows[-1]['ratio_bf16']:.2f}"
         print(f"{name} batch {batch}: " + ", ".join(f"{k} {v:.2f}" for k, v in best.items()) +
               f" | ratio (ORT file) {rows[-1]['ratio_file']:.2f}, (own) {rows[-1]['ratio_own']:.2f}, "
-              f"int8 / fp32 speed-up {rows[-1]['speedup_over_fp32']:.2f}x", flush=True)
+              f"int8 / fp32 speed-up {rows[-1]['speedup_over_fp32']:.2f}x{bf16}", flush=True)
     accuracy = None
     if published:
         accuracy = agreement(paths, q, images_eval, args)
@@ -228,6 +244,12 @@ def agreement(paths, q, images_eval, args, count=96):
            "openvino (ORT file)": top(lambda b: ov_int8(b)[0]),
            "convcore (ORT file)": top(convcore.compile(paths["int8"], (8, 3, 224, 224))),
            "convcore (own)": top(convcore.compile(q.at_batch(8), (8, 3, 224, 224)))}
+    if bf16_kernels():  # bf16's rounding, beside int8's: convcore's and OpenVINO's default precision
+        got["convcore bf16"] = top(convcore.compile(paths["fp32"], (8, 3, 224, 224), precision="bf16"))
+        fp32 = ov.Core().read_model(paths["fp32"])
+        fp32.reshape([8, 3, 224, 224])
+        ov_default = ov.Core().compile_model(fp32, "CPU")
+        got["openvino default"] = top(lambda b: ov_default(b)[0])
     for method in ("minmax", "percentile"):
         other = convcore.quantize(convcore.onnx.load(paths["fp32"]),
                                   [crops_calib[i:i + 8] for i in range(0, len(crops_calib), 8)], method=method)
@@ -258,7 +280,7 @@ def main():
     cfg = convcore.show_config(False)
     peak, bandwidth = _core.measure_fma_peak(args.threads, 0.5), _core.measure_bandwidth(args.threads)
     print(f"{cfg['cpu']['brand']}: fp32 peak {peak:.0f} GFLOP/s ({args.threads} threads), copy {bandwidth:.1f} GB/s; "
-          f"int8 kernels {cfg['int8_kernels'].get(cfg['isa'])}", flush=True)
+          f"int8 kernels {cfg['int8_kernels'].get(cfg['isa'])}, bf16 kernels {bf16_kernels()}", flush=True)
     images = photos()
     names = sorted(images)
     images_calib = [images[n] for n in names[0::2]]
@@ -266,7 +288,8 @@ def main():
     crops_calib = crops(images_calib, args.calib, seed=1)
     print(f"photos: calibration {names[0::2]}, evaluation {names[1::2]}", flush=True)
     results = {"machine": {"cpu": cfg["cpu"]["brand"], "peak_gflops": peak, "bandwidth_gbs": bandwidth,
-                           "threads": args.threads, "int8_kernels": cfg["int8_kernels"]}, "models": {}}
+                           "threads": args.threads, "int8_kernels": cfg["int8_kernels"],
+                           "bf16_kernels": cfg["bf16_kernels"]}, "models": {}}
     for name in args.models.split(","):
         results["models"][name] = bench(name, args, images_calib, images_eval)
     if args.json:

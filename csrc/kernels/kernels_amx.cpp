@@ -87,13 +87,27 @@ void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, cons
   if (!fits_amx(g, p) || p1 - p0 < 16) return q_conv(g, p, io, qe, p0, p1, b0, b1);
   const index_t taps = g.taps(), row = p.quads * 4, steps = p.quads / 16;
   thread_local std::vector<uint8_t> gathered;  // [tap][16 pixels][row]
-  thread_local std::vector<int32_t> sums;      // [16][64]
+  thread_local std::vector<int32_t> sums;      // [2][16][64]: this tile's, the last one's
   thread_local std::vector<const uint8_t*> tap_at;  // per tap: its 16 rows' first byte and their spacing
   thread_local std::vector<index_t> tap_as;
   tap_at.resize(static_cast<size_t>(taps));
   tap_as.resize(static_cast<size_t>(taps));
   if (static_cast<index_t>(gathered.size()) < taps * 16 * row) gathered.resize(static_cast<size_t>(taps * 16 * row));
-  sums.resize(16 * 64);
+  sums.resize(2 * 16 * 64);
+  struct Pending {
+    const int32_t* acc = nullptr;
+    index_t px = 0, b = 0;
+  } pending;
+  auto finish_pending = [&] {
+    if (!pending.acc) return;
+    const index_t oc0 = pending.b * 64;
+    const int nvalid = static_cast<int>(std::min<index_t>(64, g.Kg - oc0));
+    epilogue16(pending.acc, 16, p.corr.data() + oc0, p.scale.data() + oc0, p.bias.data() + oc0,
+               conv_out_ptr(io.y, io.ys, qe, pending.px, oc0), io.ys,
+               io.res ? io.res + pending.px * io.rs + oc0 : nullptr, io.rs, nvalid, qe);
+    pending.acc = nullptr;
+  };
+  index_t done = 0;
   const bool pointwise = taps == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.H == g.OH && g.W == g.OW;
   const index_t tiles_end = p0 + (p1 - p0) / 16 * 16;
   _tile_loadconfig(&tile_config());
@@ -157,18 +171,17 @@ void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, cons
           _tile_dpbusd(3, 4, 6);
         }
       }
-      int32_t* acc = sums.data();
+      // The epilogue runs one tile behind (as b_conv_amx's): the sums' tile stores have landed by then.
+      int32_t* acc = sums.data() + (done++ & 1) * 16 * 64;
+      finish_pending();
       _tile_stored(0, acc, 256);
       _tile_stored(1, acc + 16, 256);
       _tile_stored(2, acc + 32, 256);
       _tile_stored(3, acc + 48, 256);
-      const index_t oc0 = b * 64, k0 = b * 64;
-      const int nvalid = static_cast<int>(std::min<index_t>(64, g.Kg - b * 64));
-      epilogue16(acc, 16, p.corr.data() + k0, p.scale.data() + k0, p.bias.data() + k0,
-                 conv_out_ptr(io.y, io.ys, qe, px, oc0), io.ys, io.res ? io.res + px * io.rs + oc0 : nullptr, io.rs,
-                 nvalid, qe);
+      pending = {acc, px, b};
     }
   }
+  finish_pending();
   _tile_release();
   if (tiles_end < p1) q_conv(g, p, io, qe, tiles_end, p1, b0, b1);
 }
