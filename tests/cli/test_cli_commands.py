@@ -9,6 +9,7 @@ import types
 import numpy as np
 import pytest
 
+import convcore  # noqa: E402
 from convcore import data, models  # noqa: E402
 
 from cli_helpers import run, json_lines
@@ -353,3 +354,25 @@ def test_quantize_writes_an_int8_file_that_classify_runs_in_int8(capsys, tmp_pat
     best = json_lines(float_out)[0]["top"][0]["index"]  # (random weights: the float top class among int8's top 5)
     for o in (int8_out, zoo_int8):
         assert best in [e["index"] for e in json_lines(o)[0]["top"]]
+
+
+def test_classify_in_bf16_or_a_clear_error(capsys, mobilenet_weights):
+    """`--precision bf16` on a CPU with bf16 kernels: the engine says bf16 and the top class is the fp32 one; on a
+    CPU without, exit status 1 with the reason (never a silent fp32 run)."""
+    cfg = convcore.show_config(False)
+    cat = data.sample_images()[0]
+    args = ("classify", cat, "--model", "mobilenet_v2", "--weights", mobilenet_weights, "--json")
+    status, bf16_out, err = run(capsys, *args, "--precision", "bf16")
+    if not cfg["bf16_kernels"].get(cfg["isa"]):
+        assert status == 1 and "precision: 'bf16' needs a CPU with AMX-BF16 or AVX512-BF16" in err
+        return
+    assert status == 0 and "bf16" in json_lines(bf16_out)[-1]["summary"]["engine"], err
+    _, float_out, _ = run(capsys, *args)
+    assert json_lines(bf16_out)[0]["top"][0]["index"] == json_lines(float_out)[0]["top"][0]["index"]
+    previous = convcore.get_isa()
+    try:
+        convcore.set_isa("avx2")  # no bf16 kernels at this level: the same clear error as on a CPU without them
+        status, _, err = run(capsys, *args, "--precision", "bf16")
+        assert status == 1 and "precision: 'bf16' needs a CPU with AMX-BF16 or AVX512-BF16" in err
+    finally:
+        convcore.set_isa(previous)

@@ -188,3 +188,23 @@ def test_bf16_needs_bf16_kernels():
         convcore.set_isa(previous)
     with pytest.raises(ValueError, match="precision: expected one of"):
         convcore.compile(lambda v: v, (1, 1, 2, 2), precision="fp16")
+
+
+def test_bf16_survives_pickling_and_other_batches_and_sizes():
+    """The precision is part of the plan: a pickled plan, another batch and another input size (compiled again)
+    stay bf16."""
+    import pickle
+
+    if not BF16.get(convcore.get_isa()):
+        pytest.skip("this CPU has no bf16 kernels at the active ISA (the reference form runs in the tests above)")
+    from convcore.models import get_model
+
+    model = get_model("resnet18")
+    plan = convcore.compile(model, (1, 3, 64, 64), precision="bf16")
+    again = pickle.loads(pickle.dumps(plan))
+    assert again.precision == "bf16" and again.bf16_ops == plan.bf16_ops
+    x = np.random.default_rng(4).standard_normal((3, 3, 96, 80)).astype(np.float32)
+    want = convcore.compile(model, x.shape)(x)
+    got = plan(x)  # another batch and size: this model compiled again, in bf16
+    assert 1e-5 < np.abs(got - want).max() / np.abs(want).max() < 2e-2
+    assert plan._shape_variants and all(p.bf16_ops for p in plan._shape_variants.values())
