@@ -189,21 +189,27 @@ void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, cons
 // bf16 (bf16.h): the same tiles, `tdpbf16ps` multiplying 16 pixels x 32 bf16 im2col values by 32 values x 16
 // outputs into 16 x 16 fp32 sums (8K multiply-adds per instruction, half the int8 rate). The input rows are the
 // gathered im2col rows (bf16_simd.inc), whole chunks of tiles at a time; the weight tiles the packed pairs as they
-// are. The depth is split into slices whose weights (64 outputs x 256 values, 32 KB) stay in L1 while every tile of
-// the chunk runs on them - the 4 weight tiles per step would otherwise stream from L2 at each tile - with each
-// tile's partial sums parked in a small buffer between slices.
+// are. Two orders:
+// - small weights (one depth slice, every block's panel together within kSmallWeights): tile by tile, every block of
+//   a tile before the next tile, so the epilogue reads and writes whole pixels in order (ResNet's 1x1 layers at
+//   56 x 56: the residual and output rows streamed once, not once per block);
+// - else block by block over the chunk, the depth split into slices whose weights (64 outputs x 256 values, 32 KB)
+//   stay in L1 while every tile of the chunk runs on them - the 4 weight tiles per step would otherwise stream from
+//   L2 at each tile - each tile's partial sums parked in a small buffer between slices, the next slice's weights
+//   prefetched into L2 meanwhile (late layers' weights come from memory at every call at batch 1).
+// Either way a tile's epilogue runs after the next tile's products (its sums in the other of two buffers): vector
+// loads of what the tile store just wrote would wait for it, while the tile unit goes on.
 void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const Epilogue& e, const Bf16Storage& st,
                 index_t p0, index_t p1, index_t b0, index_t b1) {
-  constexpr index_t kSlice = 256;  // im2col values per depth slice
+  constexpr index_t kSlice = 256;                // im2col values per depth slice
+  constexpr index_t kSmallWeights = 128 << 10;  // bytes
   const index_t depth = p.depth;
   const bool sliced = depth > kSlice;
+  const bool tile_order = !sliced && g.groups == 1 && (b1 - b0) * p.panel() * 2 <= kSmallWeights;
   const index_t chunk_tiles = std::min<index_t>(tiles_per_chunk(depth), sliced ? 16 : 1 << 20);
   const index_t chunk = chunk_tiles * 16, slots = sliced ? 2 * chunk_tiles : 2;
   thread_local Bf16Vector rows;
-  // Sums of 16 x 64: per tile of the chunk while the depth slices run over it, and twice over (odd / even blocks, or
-  // tiles), because a tile's epilogue runs after the next tile's products: vector loads of what the tile store just
-  // wrote would wait for it, while the tile unit goes on with the next tile.
-  thread_local AlignedVector sums;
+  thread_local AlignedVector sums;  // 16 x 64 per slot
   if (static_cast<index_t>(rows.size()) < chunk * depth + kGatherSlack)
     rows.resize(static_cast<size_t>(chunk * depth + kGatherSlack));
   if (static_cast<index_t>(sums.size()) < slots * 16 * 64) sums.resize(static_cast<size_t>(slots * 16 * 64));
@@ -215,10 +221,61 @@ void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const
     if (pending.acc) finish_tile(g, p, io, e, st, pending.acc, pending.px, pending.rows, pending.b);
     pending.acc = nullptr;
   };
+  // Sums of tile rows a (16 x depth) x block panel w over depth [k0, k1) into the accumulator tiles, from zero or
+  // from acc; prefetching `per_step` lines of `next` per step.
+  auto products = [&](const uint16_t* a, const uint16_t* w, index_t k0, index_t k1, const float* acc,
+                      const char* next, index_t next_bytes, index_t per_step, index_t& fetched) {
+    if (k0 == 0) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+    } else {
+      _tile_loadd(0, acc, 256);
+      _tile_loadd(1, acc + 16, 256);
+      _tile_loadd(2, acc + 32, 256);
+      _tile_loadd(3, acc + 48, 256);
+    }
+    for (index_t k = k0; k < k1; k += kBf16Step) {
+      for (index_t i = 0; i < per_step && fetched < next_bytes; ++i, fetched += 64)
+        _mm_prefetch(next + fetched, _MM_HINT_T1);
+      _tile_loadd(4, a + k, depth * 2);
+      const uint16_t* wk = w + k * kBf16Block;  // 16 rows of pairs, 256 bytes apart
+      _tile_loadd(5, wk, 256);
+      _tile_dpbf16ps(0, 4, 5);
+      _tile_loadd(6, wk + 32, 256);
+      _tile_dpbf16ps(1, 4, 6);
+      _tile_loadd(5, wk + 64, 256);
+      _tile_dpbf16ps(2, 4, 5);
+      _tile_loadd(6, wk + 96, 256);
+      _tile_dpbf16ps(3, 4, 6);
+    }
+  };
+  auto store_sums = [](float* acc) {
+    _tile_stored(0, acc, 256);
+    _tile_stored(1, acc + 16, 256);
+    _tile_stored(2, acc + 32, 256);
+    _tile_stored(3, acc + 48, 256);
+  };
   index_t done = 0;  // tiles finished so far (the slot parity where the depth is one slice)
   _tile_loadconfig(&tile_config());
   for (index_t c0 = p0; c0 < p1; c0 += chunk) {
     const index_t c1 = std::min(p1, c0 + chunk);
+    if (tile_order) {
+      for (index_t px = c0; px < c1; px += 16) {
+        uint16_t* a = rows.data();  // one tile's rows at a time: they stay in L1
+        gather16(g, io, st.x, depth, 0, px, std::min<index_t>(16, c1 - px), a);
+        for (index_t b = b0; b < b1; ++b) {
+          float* acc = sums.data() + (done & 1) * 16 * 64;
+          index_t none = 0;
+          products(a, p.w.data() + b * p.panel(), 0, depth, acc, nullptr, 0, 0, none);
+          finish_pending();
+          store_sums(acc);
+          pending = {acc, px, std::min<index_t>(16, c1 - px), b}, ++done;
+        }
+      }
+      continue;
+    }
     index_t gathered_grp = -1;
     for (index_t b = b0; b < b1; ++b) {
       const index_t grp = b / p.blocks_per_group;
@@ -230,48 +287,18 @@ void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const
       const uint16_t* w = p.w.data() + b * p.panel();
       for (index_t k0 = 0; k0 < depth; k0 += kSlice) {
         const index_t k1 = std::min(depth, k0 + kSlice);
-        // The next slice's weights (this block's, or the next block's first) pulled into L2 a few lines per step
-        // while this slice runs: late layers' weights come from memory at every call (batch 1).
-        const bool same_block = k1 < depth;
+        const bool same_block = k1 < depth;  // the next slice: this block's, or the next block's first
         const char* next = reinterpret_cast<const char*>(same_block ? w + k1 * kBf16Block : w + p.panel());
         const index_t next_bytes = same_block ? std::min(kSlice, depth - k1) * kBf16Block * 2
                                    : b + 1 < b1 ? std::min(kSlice, depth) * kBf16Block * 2 : 0;
         const index_t per_step = ceil_div(ceil_div(next_bytes, 64), ceil_div(c1 - c0, 16) * ((k1 - k0) / kBf16Step));
         index_t fetched = 0;
         for (index_t px = c0; px < c1; px += 16) {
-          const uint16_t* a = rows.data() + (px - c0) * depth;
           const index_t slot = sliced ? (b & 1) * chunk_tiles + (px - c0) / 16 : done & 1;
           float* acc = sums.data() + slot * 16 * 64;
-          if (k0 == 0) {
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
-          } else {
-            _tile_loadd(0, acc, 256);
-            _tile_loadd(1, acc + 16, 256);
-            _tile_loadd(2, acc + 32, 256);
-            _tile_loadd(3, acc + 48, 256);
-          }
-          for (index_t k = k0; k < k1; k += kBf16Step) {
-            for (index_t i = 0; i < per_step && fetched < next_bytes; ++i, fetched += 64)
-              _mm_prefetch(next + fetched, _MM_HINT_T1);
-            _tile_loadd(4, a + k, depth * 2);
-            const uint16_t* wk = w + k * kBf16Block;  // 16 rows of pairs, 256 bytes apart
-            _tile_loadd(5, wk, 256);
-            _tile_dpbf16ps(0, 4, 5);
-            _tile_loadd(6, wk + 32, 256);
-            _tile_dpbf16ps(1, 4, 6);
-            _tile_loadd(5, wk + 64, 256);
-            _tile_dpbf16ps(2, 4, 5);
-            _tile_loadd(6, wk + 96, 256);
-            _tile_dpbf16ps(3, 4, 6);
-          }
+          products(rows.data() + (px - c0) * depth, w, k0, k1, acc, next, next_bytes, per_step, fetched);
           finish_pending();
-          _tile_stored(0, acc, 256);
-          _tile_stored(1, acc + 16, 256);
-          _tile_stored(2, acc + 32, 256);
-          _tile_stored(3, acc + 48, 256);
+          store_sums(acc);
           if (k1 == depth) pending = {acc, px, std::min<index_t>(16, c1 - px), b}, ++done;
         }
       }
