@@ -357,8 +357,8 @@ def test_quantize_writes_an_int8_file_that_classify_runs_in_int8(capsys, tmp_pat
 
 
 def test_classify_in_bf16_or_a_clear_error(capsys, mobilenet_weights):
-    """`--precision bf16` on a CPU with bf16 kernels: the engine says bf16 and the top class is the fp32 one; on a
-    CPU without, exit status 1 with the reason (never a silent fp32 run)."""
+    """`--precision bf16` on a CPU with bf16 kernels: the engine says bf16 and the top class is one of fp32's; on a
+    CPU (or ISA) without, exit status 1 with the reason (never a silent fp32 run)."""
     cfg = convcore.show_config(False)
     cat = data.sample_images()[0]
     args = ("classify", cat, "--model", "mobilenet_v2", "--weights", mobilenet_weights, "--json")
@@ -368,7 +368,8 @@ def test_classify_in_bf16_or_a_clear_error(capsys, mobilenet_weights):
         return
     assert status == 0 and "bf16" in json_lines(bf16_out)[-1]["summary"]["engine"], err
     _, float_out, _ = run(capsys, *args)
-    assert json_lines(bf16_out)[0]["top"][0]["index"] == json_lines(float_out)[0]["top"][0]["index"]
+    best = json_lines(bf16_out)[0]["top"][0]["index"]  # (random weights: bf16's top class among fp32's top 5)
+    assert best in [e["index"] for e in json_lines(float_out)[0]["top"]]
     previous = convcore.get_isa()
     try:
         convcore.set_isa("avx2")  # no bf16 kernels at this level: the same clear error as on a CPU without them
