@@ -43,7 +43,7 @@ class CudaPlan(Plan):
         self.device = int(device)
         self.precision = precision
         self._module = cuda.require(self.device)
-        super().__init__(graph, input_shape, None, False, fuse)
+        super().__init__(graph, input_shape, None, False, fuse, None, precision)
         self.isa = f"cuda:{self.device} {precision}"
         # A second call at the compiled batch captures the CUDA graph, so the caller's first call is a fast one.
         if not self._module.status()["emulated"]:
