@@ -59,26 +59,27 @@ bool fits_amx(const ConvGeom& g, const QConvPacked& p) { return g.groups == 1 &&
 // The float epilogue of 16 pixels x 64 channels of int32 sums (acc rows 64 apart), as q_conv_tile's.
 void epilogue16(const int32_t* acc, int rows, const int32_t* corr, const float* scale, const float* bias, float* y,
                 index_t ys, const float* res, index_t rs, int nvalid, const QuantEpilogue& qe) {
-  const Epilogue& e = qe.e;
-  for (int v = 0; v < 4; ++v) {
-    const int n = std::min(16, nvalid - v * 16);
-    if (n <= 0) break;
-    const vmask mask = V::tail(n);
-    const __m512i c = _mm512_loadu_si512(corr + v * 16);
-    const reg s = V::load(scale + v * 16), b = V::load(bias + v * 16);
-    for (int m = 0; m < rows; ++m) {
-      reg o = V::fma(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512(acc + m * 64 + v * 16), c)), s, b);
-      if (qe.sum.scale != 0.0f) o = fake_quant_v(o, qe.sum);
-      if (res) o = V::add(o, V::load(res + m * rs + v * 16, mask));
-      o = apply_act(o, e);
-      if (qe.bytes.inv != 0.0f) {
-        store_bytes_q(reinterpret_cast<uint8_t*>(y) + m * ys + v * 16, o, qe.bytes, n);
-        continue;
+  with_act_fn(qe.e, [&](auto&& activate) {
+    for (int v = 0; v < 4; ++v) {
+      const int n = std::min(16, nvalid - v * 16);
+      if (n <= 0) break;
+      const vmask mask = V::tail(n);
+      const __m512i c = _mm512_loadu_si512(corr + v * 16);
+      const reg s = V::load(scale + v * 16), b = V::load(bias + v * 16);
+      for (int m = 0; m < rows; ++m) {
+        reg o = V::fma(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512(acc + m * 64 + v * 16), c)), s, b);
+        if (qe.sum.scale != 0.0f) o = fake_quant_v(o, qe.sum);
+        if (res) o = V::add(o, V::load(res + m * rs + v * 16, mask));
+        o = activate(o);
+        if (qe.bytes.inv != 0.0f) {
+          store_bytes_q(reinterpret_cast<uint8_t*>(y) + m * ys + v * 16, o, qe.bytes, n);
+          continue;
+        }
+        if (qe.out.scale != 0.0f) o = fake_quant_v(o, qe.out);
+        V::store(y + m * ys + v * 16, o, mask);
       }
-      if (qe.out.scale != 0.0f) o = fake_quant_v(o, qe.out);
-      V::store(y + m * ys + v * 16, o, mask);
     }
-  }
+  });
 }
 
 // Tiles of 16 pixels in [p0, p1) x blocks [b0, b1) on AMX; the pixels after the last whole tile on VNNI.
@@ -206,6 +207,11 @@ void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const
   const index_t depth = p.depth;
   const bool sliced = depth > kSlice;
   const bool tile_order = !sliced && g.groups == 1 && (b1 - b0) * p.panel() * 2 <= kSmallWeights;
+  // A 1x1 convolution on a bf16 input whose pixels are its rows (stride 1, no padding, every channel, a multiple of
+  // 32) reads whole tiles of 16 pixels in place: no gather.
+  const bool in_place = st.x && g.taps() == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.H == g.OH &&
+                        g.W == g.OW && g.groups == 1 && io.xs == depth && g.Cg == depth;
+  const uint16_t* x16 = reinterpret_cast<const uint16_t*>(io.x);
   const index_t chunk_tiles = std::min<index_t>(tiles_per_chunk(depth), sliced ? 16 : 1 << 20);
   const index_t chunk = chunk_tiles * 16, slots = sliced ? 2 * chunk_tiles : 2;
   thread_local Bf16Vector rows;
@@ -263,8 +269,11 @@ void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const
     const index_t c1 = std::min(p1, c0 + chunk);
     if (tile_order) {
       for (index_t px = c0; px < c1; px += 16) {
-        uint16_t* a = rows.data();  // one tile's rows at a time: they stay in L1
-        gather16(g, io, st.x, depth, 0, px, std::min<index_t>(16, c1 - px), a);
+        const uint16_t* a = rows.data();  // one tile's rows at a time: they stay in L1
+        if (in_place && c1 - px >= 16)
+          a = x16 + px * depth;
+        else
+          gather16(g, io, st.x, depth, 0, px, std::min<index_t>(16, c1 - px), rows.data());
         for (index_t b = b0; b < b1; ++b) {
           float* acc = sums.data() + (done & 1) * 16 * 64;
           index_t none = 0;
@@ -281,7 +290,8 @@ void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const
       const index_t grp = b / p.blocks_per_group;
       if (grp != gathered_grp) {
         for (index_t px = c0; px < c1; px += 16)
-          gather16(g, io, st.x, depth, grp, px, std::min<index_t>(16, c1 - px), rows.data() + (px - c0) * depth);
+          if (!in_place || c1 - px < 16)
+            gather16(g, io, st.x, depth, grp, px, std::min<index_t>(16, c1 - px), rows.data() + (px - c0) * depth);
         gathered_grp = grp;
       }
       const uint16_t* w = p.w.data() + b * p.panel();
@@ -296,7 +306,8 @@ void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const
         for (index_t px = c0; px < c1; px += 16) {
           const index_t slot = sliced ? (b & 1) * chunk_tiles + (px - c0) / 16 : done & 1;
           float* acc = sums.data() + slot * 16 * 64;
-          products(rows.data() + (px - c0) * depth, w, k0, k1, acc, next, next_bytes, per_step, fetched);
+          const uint16_t* a = in_place && c1 - px >= 16 ? x16 + px * depth : rows.data() + (px - c0) * depth;
+          products(a, w, k0, k1, acc, next, next_bytes, per_step, fetched);
           finish_pending();
           store_sums(acc);
           if (k1 == depth) pending = {acc, px, std::min<index_t>(16, c1 - px), b}, ++done;
