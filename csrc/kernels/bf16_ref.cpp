@@ -53,10 +53,6 @@ void gather_bf16_ref(const ConvGeom& g, const ConvIO& io, bool x_bf16, index_t d
 namespace ref {
 namespace {
 
-float masked(float v, const float* mask, const Epilogue& e) {
-  return mask == nullptr || (e.mask_lo < *mask && *mask < e.mask_hi) ? v : 0.0f;
-}
-
 void conv(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const Epilogue& e, const Bf16Storage& st,
           index_t p0, index_t p1, index_t b0, index_t b1) {
   std::vector<uint16_t> rows(static_cast<size_t>(16 * p.depth));

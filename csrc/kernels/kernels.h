@@ -159,6 +159,11 @@ namespace ref {
 extern const Kernels kKernels;
 }
 
+// The epilogue's mask for one value (the reference kernels'): v where mask_lo < *mask < mask_hi, else 0 (no mask: v).
+inline float masked(float v, const float* mask, const Epilogue& e) {
+  return mask == nullptr || (e.mask_lo < *mask && *mask < e.mask_hi) ? v : 0.0f;
+}
+
 // Pointer to the input of tap (r, s) for output pixel p, or `zero` in the padding; the IGEMM kernels fill an
 // indirection list of these per tile.
 inline const float* conv_tap_ptr(const ConvGeom& g, const ConvIO& io, index_t n, index_t oh, index_t ow, index_t r,

@@ -54,6 +54,29 @@ const TileConfig& tile_config() {
   return c;
 }
 
+// The 4 accumulator tiles (tmm0-3) of a 16 x 64 output tile, zeroed, or loaded from / stored to 16 rows of 64
+// four-byte sums (int32 or fp32) at acc, 256 bytes apart.
+void zero_sums() {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+}
+void load_sums(const void* acc) {
+  const char* a = static_cast<const char*>(acc);
+  _tile_loadd(0, a, 256);
+  _tile_loadd(1, a + 64, 256);
+  _tile_loadd(2, a + 128, 256);
+  _tile_loadd(3, a + 192, 256);
+}
+void store_sums(void* acc) {
+  char* a = static_cast<char*>(acc);
+  _tile_stored(0, a, 256);
+  _tile_stored(1, a + 64, 256);
+  _tile_stored(2, a + 128, 256);
+  _tile_stored(3, a + 192, 256);
+}
+
 bool fits_amx(const ConvGeom& g, const QConvPacked& p) { return g.groups == 1 && p.t.nr == 64 && p.quads % 16 == 0; }
 
 // The float epilogue of 16 pixels x 64 channels of int32 sums (acc rows 64 apart), as q_conv_tile's.
@@ -151,10 +174,7 @@ void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, cons
     }
     for (index_t b = b0; b < b1; ++b) {
       const int8_t* w = p.w.data() + b * p.t.panel;
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
+      zero_sums();
       for (index_t t = 0; t < taps; ++t) {
         const uint8_t* at = tap_at[t];
         const index_t ats = tap_as[t];
@@ -175,10 +195,7 @@ void q_conv_amx(const ConvGeom& g, const QConvPacked& p, const QConvIO& io, cons
       // The epilogue runs one tile behind (as b_conv_amx's): the sums' tile stores have landed by then.
       int32_t* acc = sums.data() + (done++ & 1) * 16 * 64;
       finish_pending();
-      _tile_stored(0, acc, 256);
-      _tile_stored(1, acc + 16, 256);
-      _tile_stored(2, acc + 32, 256);
-      _tile_stored(3, acc + 48, 256);
+      store_sums(acc);
       pending = {acc, px, b};
     }
   }
@@ -231,17 +248,10 @@ void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const
   // from acc; prefetching `per_step` lines of `next` per step.
   auto products = [&](const uint16_t* a, const uint16_t* w, index_t k0, index_t k1, const float* acc,
                       const char* next, index_t next_bytes, index_t per_step, index_t& fetched) {
-    if (k0 == 0) {
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
-    } else {
-      _tile_loadd(0, acc, 256);
-      _tile_loadd(1, acc + 16, 256);
-      _tile_loadd(2, acc + 32, 256);
-      _tile_loadd(3, acc + 48, 256);
-    }
+    if (k0 == 0)
+      zero_sums();
+    else
+      load_sums(acc);
     for (index_t k = k0; k < k1; k += kBf16Step) {
       for (index_t i = 0; i < per_step && fetched < next_bytes; ++i, fetched += 64)
         _mm_prefetch(next + fetched, _MM_HINT_T1);
@@ -256,12 +266,6 @@ void b_conv_amx(const ConvGeom& g, const BConvPacked& p, const ConvIO& io, const
       _tile_loadd(6, wk + 96, 256);
       _tile_dpbf16ps(3, 4, 6);
     }
-  };
-  auto store_sums = [](float* acc) {
-    _tile_stored(0, acc, 256);
-    _tile_stored(1, acc + 16, 256);
-    _tile_stored(2, acc + 32, 256);
-    _tile_stored(3, acc + 48, 256);
   };
   index_t done = 0;  // tiles finished so far (the slot parity where the depth is one slice)
   _tile_loadconfig(&tile_config());

@@ -31,11 +31,6 @@ void nhwc_to_nchw(const float* src, index_t ss, index_t C, index_t HW, float* ds
     for (index_t c = 0; c < C; ++c) dst[c * HW + p] = src[p * ss + c];
 }
 
-// The epilogue's mask: v where mask_lo < *mask < mask_hi, else 0 (no mask: v).
-float masked(float v, const float* mask, const Epilogue& e) {
-  return mask == nullptr || (e.mask_lo < *mask && *mask < e.mask_hi) ? v : 0.0f;
-}
-
 void conv_tile_choice(index_t Kg, index_t Cg, index_t taps, ConvTile& p) {
   p.nv = 1;
   p.nr = static_cast<int>(std::min<index_t>(Kg, 16));

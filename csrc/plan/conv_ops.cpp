@@ -12,6 +12,14 @@ namespace convcore {
 using namespace planop;
 namespace {
 
+// Where a convolution's tensors lie in this run (residual and mask: -1 for none).
+ConvIO conv_io(const Exec& ex, int x, int y, int res, int mask) {
+  const TensorView in = ex.at(x), out = ex.at(y);
+  const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
+  const TensorView mk = mask >= 0 ? ex.at(mask) : TensorView{nullptr, 0, 0};
+  return ConvIO{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros(), mk.base, mk.stride};
+}
+
 struct ConvOp : CpuOp {
   ConvGeom g;  // N set per run
   ConvPacked packed;
@@ -28,10 +36,7 @@ struct ConvOp : CpuOp {
   void run(const Exec& ex, int part, int parts) const override {
     ConvGeom geo = g;
     geo.N = ex.N;
-    const TensorView in = ex.at(x), out = ex.at(y);
-    const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
-    const TensorView mk = mask >= 0 ? ex.at(mask) : TensorView{nullptr, 0, 0};
-    const ConvIO io{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros(), mk.base, mk.stride};
+    const ConvIO io = conv_io(ex, x, y, res, mask);
     const index_t blocks = g.groups * packed.t.blocks_per_group, P = geo.pixels();
     if (scale >= 0) return run_scaled(ex, io, part, parts);
     if (split_blocks && parts > 1) {
@@ -84,10 +89,7 @@ struct BConvOp : CpuOp {
   void run(const Exec& ex, int part, int parts) const override {
     ConvGeom geo = g;
     geo.N = ex.N;
-    const TensorView in = ex.at(x), out = ex.at(y);
-    const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
-    const TensorView mk = mask >= 0 ? ex.at(mask) : TensorView{nullptr, 0, 0};
-    const ConvIO io{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros(), mk.base, mk.stride};
+    const ConvIO io = conv_io(ex, x, y, res, mask);
     const index_t blocks = g.groups * packed.blocks_per_group, P = geo.pixels();
     if ((split_blocks || P < 32 * parts) && parts > 1 && blocks >= parts) {
       const auto [b0, b1] = share(blocks, part, parts);
@@ -111,10 +113,7 @@ struct DwConvOp : CpuOp {
   void run(const Exec& ex, int part, int parts) const override {
     ConvGeom geo = g;
     geo.N = ex.N;
-    const TensorView in = ex.at(x), out = ex.at(y);
-    const TensorView r = res >= 0 ? ex.at(res) : TensorView{nullptr, 0, 0};
-    const TensorView mk = mask >= 0 ? ex.at(mask) : TensorView{nullptr, 0, 0};
-    const ConvIO io{in.base, in.stride, out.base, out.stride, r.base, r.stride, ex.plan->zeros(), mk.base, mk.stride};
+    const ConvIO io = conv_io(ex, x, y, res, mask);
     const auto [r0, r1] = share(ex.N * g.OH, part, parts);
     if (r0 < r1) k->dwconv(geo, w.data(), bias.data(), io, e, r0, r1);
   }
