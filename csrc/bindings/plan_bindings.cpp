@@ -13,7 +13,18 @@ void bind_plan(py::module_& m) {
            py::arg("isa"), py::arg("bf16") = false)
       .def_property_readonly("isa", [](const Plan& p) { return std::string(isa_name(p.isa())); });
   bind_builder(plan);
-  plan.def("attention", &Plan::attention, py::arg("name"), py::arg("x"), py::arg("heads"), py::arg("scale"));
+  plan.def("attention", [](Plan& p, const std::string& name, int x, index_t heads, float scale, index_t length,
+                           const OptPlanArray& bias) {
+        index_t windows = 1, bias_heads = 1;
+        if (bias) {
+          require(bias->ndim() == 4 && bias->shape(2) == length && bias->shape(3) == length && bias->shape(0) >= 1 &&
+                      (bias->shape(1) == 1 || bias->shape(1) == heads),
+                  "bias: expected (windows, 1 or heads, length, length)");
+          windows = bias->shape(0), bias_heads = bias->shape(1);
+        }
+        return p.attention(name, x, heads, scale, length, data_of(bias), windows, bias_heads);
+      }, py::arg("name"), py::arg("x"), py::arg("heads"), py::arg("scale"), py::arg("length") = 0,
+      py::arg("bias").noconvert() = py::none());
   plan.def("lstm", [](Plan& p, const std::string& name, int gates, const PlanArray& r, const OptPlanArray& peep,
                       const OptPlanArray& h0, const OptPlanArray& c0, bool reverse, int output) {
         require(r.ndim() == 3 && r.shape(0) >= 1 && r.shape(2) >= 1 && r.shape(1) == 4 * r.shape(2),

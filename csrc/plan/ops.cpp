@@ -405,16 +405,20 @@ struct FlattenOp : CpuOp {  // NHWC -> NCHW order
 std::unique_ptr<PlanOp> make(const step::Flatten& s, const Kernels* k) { return make<FlattenOp>(s, k); }
 
 // ---------------------------------------------------------------------------------------------------- attention
-// One task per (image, head), as two GEMMs of the kernel table: scores = q (scale k)^T, with k copied transposed
-// (and scaled) into a per-thread scratch; a softmax over each query's row (the table's kernel); then y = p v, v's
-// rows read in place. The scratch is allocated on a thread's first use only.
+// One task per (sequence, head), as two GEMMs of the kernel table: scores = q (scale k)^T, with k copied transposed
+// (and scaled) into a per-thread scratch; the bias rows added (Swin's relative positions and shifted-window mask);
+// a softmax over each query's row (the table's kernel); then y = p v, v's rows read in place. An image holds one
+// sequence, or several (a batch-1 plan stores Swin's windows as one image). The scratch is allocated on a thread's
+// first use only.
 struct AttentionOp : CpuOp {
-  index_t L, H, D;
+  index_t L, H, D, S;              // sequence length, heads, head size, sequences per image
   float scale;
+  std::vector<float> bias;         // empty, or `windows` x `bias_heads` x L x L
+  index_t windows = 1, bias_heads = 1;
   int x, y;
   const Kernels* k;
   int parallelism(index_t N, int threads) const override {
-    return std::min<int>(parts_for(4.0 * N * H * L * L * D, kFlopGrain, threads), static_cast<int>(N * H));
+    return std::min<int>(parts_for(4.0 * N * S * H * L * L * D, kFlopGrain, threads), static_cast<int>(N * S * H));
   }
   void run(const Exec& ex, int part, int parts) const override {
     const TensorView in = ex.at(x), out = ex.at(y);
@@ -426,32 +430,47 @@ struct AttentionOp : CpuOp {
     float* scores = scratch.data();
     float* kt = scores + L * L;
     index_t* off = rows.data();
-    const auto [t0, t1] = share(ex.N * H, part, parts);
+    const auto [t0, t1] = share(ex.N * S * H, part, parts);
     for (index_t t = t0; t < t1; ++t) {
-      const index_t n = t / H, h = t % H;
-      const float* q = in.base + n * in.image + h * D;
+      const index_t seq = t / H, h = t % H, n = seq / S, s = seq % S;
+      const float* q = in.base + n * in.image + s * L * in.stride + h * D;
       const float* kp = q + H * D;
       const float* v = q + 2 * H * D;
       for (index_t j = 0; j < L; ++j)
         for (index_t d = 0; d < D; ++d) kt[d * L + j] = kp[j * in.stride + d] * scale;
       for (index_t d = 0; d < D; ++d) off[d] = d * L;
       k->gemm_rows(D, q, in.stride, nullptr, kt, off, scores, L, L, L, false);
+      if (!bias.empty()) {  // window = the sequence's place among `windows` (torch's view (B, windows, ...))
+        const float* b = bias.data() + ((seq % windows) * bias_heads + (bias_heads > 1 ? h : 0)) * L * L;
+        for (index_t i = 0; i < L * L; ++i) scores[i] += b[i];
+      }
       k->softmax(L, scores, L, scores, L, false, 0, L);
       for (index_t j = 0; j < L; ++j) off[j] = j * in.stride;
-      k->gemm_rows(L, scores, L, nullptr, v, off, out.base + n * out.image + h * D, out.stride, L, D, false);
+      k->gemm_rows(L, scores, L, nullptr, v, off, out.base + n * out.image + s * L * out.stride + h * D, out.stride,
+                   L, D, false);
     }
   }
 };
 
 }  // namespace
 
-int Plan::attention(const std::string& name, int x, index_t heads, float scale) {
+int Plan::attention(const std::string& name, int x, index_t heads, float scale, index_t length, const float* bias,
+                    index_t windows, index_t bias_heads) {
   const TensorDesc in = tensor(check(x, "x"));
   require(heads >= 1 && in.C % (3 * heads) == 0, "plan.attention: x must hold 3 * heads * D channels");
+  const index_t pixels = in.H * in.W, L = length > 0 ? length : pixels;
+  require(pixels % L == 0, "plan.attention: the image must hold whole sequences of `length`");
+  require(windows >= 1 && (bias_heads == 1 || bias_heads == heads), "plan.attention: bias must be (windows, 1 or "
+          "heads, L, L)");
   auto op = std::make_unique<AttentionOp>();
-  op->L = in.H * in.W, op->H = heads, op->D = in.C / (3 * heads), op->scale = scale, op->x = x, op->k = kernels_;
+  op->L = L, op->H = heads, op->D = in.C / (3 * heads), op->S = pixels / L, op->scale = scale, op->x = x;
+  op->k = kernels_;
+  if (bias != nullptr) {
+    op->bias.assign(bias, bias + windows * bias_heads * L * L);
+    op->windows = windows, op->bias_heads = bias_heads;
+  }
   op->y = add_tensor(in.H, in.W, heads * op->D);
-  op->flops_per_image = 4.0 * static_cast<double>(heads * op->L * op->L * op->D);
+  op->flops_per_image = 4.0 * static_cast<double>(op->S * heads * L * L * op->D);
   const int y = op->y;
   finish(std::move(op), name, kind("attention", false), dims(x) + " -> " + dims(y), {x}, {y});
   return y;

@@ -76,9 +76,12 @@ class Plan : public PlanBuilder<Plan> {
   void add_mbconv(const MBConvCall& c);
   std::unique_ptr<PlanOp> make_op(const step::Any& s);  // plan/ops.cpp
 
-  // Multi-head self-attention of a sequence x stored as L pixels of 3 * heads * D channels (q, k, v, each `heads`
-  // heads of D): y (L pixels of heads * D) = softmax(scale * q k^T) v per head (plan/ops.cpp).
-  int attention(const std::string& name, int x, index_t heads, float scale);
+  // Multi-head self-attention of sequences x stored as L pixels of 3 * heads * D channels (q, k, v, each `heads`
+  // heads of D): y (L pixels of heads * D) = softmax(scale * q k^T + bias) v per head (plan/ops.cpp). An image holds
+  // its pixels / `length` sequences one after another (length 0: one). bias (copied; may be null): `windows` x
+  // `bias_heads` (1 or heads) x L x L, sequence i (counted over the batch) adding window i % windows.
+  int attention(const std::string& name, int x, index_t heads, float scale, index_t length = 0,
+                const float* bias = nullptr, index_t windows = 1, index_t bias_heads = 1);
 
   // The recurrence of an ONNX LSTM over each image's sequence (plan/recurrent.cpp): `gates` holds each step's
   // W x + biases (L pixels of D x 4H); y is every step's hidden state (L x D pixels of H: step-major, then

@@ -16,11 +16,13 @@ def rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def reference(qkv, heads, scale):
+def reference(qkv, heads, scale, bias=None):
     n, length, c = qkv.shape
     d = c // (3 * heads)
     q, k, v = qkv.astype(np.float64).reshape(n, length, 3, heads, d).transpose(2, 0, 3, 1, 4)
     s = q @ k.transpose(0, 1, 3, 2) * scale
+    if bias is not None:  # sequence i takes window i % windows
+        s = s + np.concatenate([bias] * (n // bias.shape[0]))
     p = np.exp(s - s.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     return (p @ v).transpose(0, 2, 1, 3).reshape(n, length, heads * d)
@@ -31,7 +33,7 @@ def test_attention_op(n, length, heads, d):
     rng = np.random.default_rng(length)
     qkv = rand(rng, n, length, 3 * heads * d) * 2
     scale = 1 / np.sqrt(d)
-    got = F.attention(qkv, heads, scale)
+    got = F.attention(qkv, heads=heads, scale=scale)
     assert_close(got, reference(qkv, heads, scale), 1e-5)
     torch = pytest.importorskip("torch")
     q, k, v = torch.from_numpy(qkv).reshape(n, length, 3, heads, d).permute(2, 0, 3, 1, 4)
@@ -39,13 +41,53 @@ def test_attention_op(n, length, heads, d):
     assert_close(got, want.permute(0, 2, 1, 3).reshape(n, length, -1).numpy(), 1e-5)
 
 
+@pytest.mark.parametrize("n, windows, bias_heads", [(4, 2, 3), (3, 1, 1), (6, 3, 1), (2, 2, 3)])
+def test_attention_bias(isa, n, windows, bias_heads):
+    """A bias on the scores (windows, 1 or heads, L, L), sequence i taking window i % windows (Swin's relative
+    positions and shifted-window mask, -100 where windows wrap): the op, its Plan on each isa (one image holding
+    every sequence, or a batch of them), torch's float mask."""
+    rng = np.random.default_rng(n + windows)
+    heads, length, d = 3, 7, 4
+    qkv = rand(rng, n, length, 3 * heads * d)
+    bias = rand(rng, windows, bias_heads, length, length)
+    bias[..., :2, 3:] = -100.0
+    got = F.attention(qkv, bias, heads=heads, scale=0.5)
+    assert_close(got, reference(qkv, heads, 0.5, bias), 1e-5)
+    torch = pytest.importorskip("torch")
+    q, k, v = torch.from_numpy(qkv).reshape(n, length, 3, heads, d).permute(2, 0, 3, 1, 4)
+    mask = torch.from_numpy(np.concatenate([np.broadcast_to(bias, (windows, heads, length, length))] * (n // windows)))
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.5)
+    assert_close(got, want.permute(0, 2, 1, 3).reshape(n, length, -1).numpy(), 1e-5)
+    w = rand(rng, 3 * heads * d, heads * d) * 0.5
+
+    def fn(x):  # x: (1, C, n * L) -> the sequences as one image (a batch-1 plan), or (n, C, L) as n images
+        seqs = F.reshape(F.linear(F.transpose(x, (0, 2, 1)), w), (n, length, 3 * heads * d))
+        return F.attention(seqs, bias, heads=heads, scale=0.5)
+
+    for shape in ((1, heads * d, n * length), (n, heads * d, length)):
+        x = rand(rng, *shape)
+        plan = convcore.compile(fn, shape)
+        assert plan.eager_nodes == [] and [op[1] for op in plan.ops()].count("attention") == 1
+        assert_close(plan(x), fn(x), 1e-5)
+
+
+def test_attention_bias_refused():
+    qkv = np.zeros((4, 5, 12), np.float32)
+    with pytest.raises(ValueError, match=r"bias: expected \(windows, 1 or 2, 5, 5\) with windows dividing 4"):
+        F.attention(qkv, np.zeros((3, 1, 5, 5), np.float32), heads=2)
+    with pytest.raises(ValueError, match="bias: expected"):
+        F.attention(qkv, np.zeros((1, 3, 5, 5), np.float32), heads=2)
+    with pytest.raises(TypeError, match="bias"):
+        F.attention(qkv, 2, 0.5)  # the attributes are keywords: a positional heads is taken as the bias
+
+
 def test_attention_refuses_bad_input():
     with pytest.raises(ValueError, match=r"qkv: expected a non-empty \(N, L, 3 \* heads \* D\)"):
-        F.attention(np.zeros((1, 4, 10), np.float32), 2, 1.0)
+        F.attention(np.zeros((1, 4, 10), np.float32), heads=2, scale=1.0)
     with pytest.raises(ValueError, match="heads"):
-        F.attention(np.zeros((1, 4, 12), np.float32), 0, 1.0)
+        F.attention(np.zeros((1, 4, 12), np.float32), heads=0, scale=1.0)
     with pytest.raises(TypeError, match="qkv"):
-        F.attention(np.zeros((1, 4, 12), np.float64), 2, 1.0)
+        F.attention(np.zeros((1, 4, 12), np.float64), heads=2, scale=1.0)
 
 
 def test_attention_exports_to_onnx(tmp_path):
@@ -54,13 +96,22 @@ def test_attention_exports_to_onnx(tmp_path):
     w = rand(rng, 24, 6)
 
     def fn(x):
-        return F.attention(F.linear(x, w), 2, 0.5)
+        return F.attention(F.linear(x, w), heads=2, scale=0.5)
 
     x = rand(rng, 2, 5, 6)
     path = tmp_path / "attention.onnx"
     convcore.onnx.export(convcore.trace(fn, x.shape), str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert_close(session.run(None, {session.get_inputs()[0].name: x})[0], fn(x), 1e-5)
+    bias = rand(rng, 2, 2, 5, 5)
+
+    def biased(x):
+        return F.attention(F.linear(x, w), bias, heads=2, scale=0.5)
+
+    x = rand(rng, 4, 5, 6)
+    convcore.onnx.export(convcore.trace(biased, x.shape), str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert_close(session.run(None, {session.get_inputs()[0].name: x})[0], biased(x), 1e-5)
 
 
 def _spelled(qkv, heads, scale_at, pick):
@@ -132,3 +183,38 @@ def test_torch_sequence_first_attention_at_batch_1_is_one_segment():
     assert_close(plan(x), fn(x), 1e-5)
     kernels = [op[1] for op in plan.ops()]
     assert plan.eager_nodes == [] and kernels.count("attention") == 1 and len(plan._segments()) == 1, kernels
+
+
+def test_torchvision_swin_attention_runs_inside_the_plan():
+    """A small torchvision Swin Transformer exported by torch.onnx.export: its window attention (relative-position
+    bias; in shifted blocks the mask added to the scores viewed per window) becomes one attention op per block, the
+    whole network one segment at batch 1; Plan, eager graph, onnxruntime and torch agree at batch 1 and 2."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    ort = pytest.importorskip("onnxruntime")
+    import io
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    torch.manual_seed(0)
+    model = SwinTransformer([4, 4], 16, [2, 2], [2, 4], [4, 4], num_classes=10, stochastic_depth_prob=0.0).eval()
+    for block in model.modules():  # a bias table of the size a trained one has (torch initialises it near zero)
+        if hasattr(block, "relative_position_bias_table"):
+            block.relative_position_bias_table.data.normal_(0, 1)
+    buffer = io.BytesIO()
+    x = torch.randn(2, 3, 32, 32)
+    torch.onnx.export(model, (x[:1],), buffer, dynamo=False, opset_version=17, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = model(x).numpy()
+    for batch in (1, 2):
+        xb = x[:batch].numpy()
+        net = convcore.onnx.load(buffer.getvalue(), input_shape=xb.shape)
+        plan = convcore.compile(net, xb.shape)
+        got = plan(xb)
+        assert_close(got, session.run(None, {"x": xb})[0], 1e-4)
+        assert_close(got, expected[:batch], 1e-4)
+        assert_close(got, net(xb), 1e-4)
+        assert [op[1] for op in plan.ops()].count("attention") == 4
+        if batch == 1:
+            assert plan.eager_nodes == [] and len(plan._segments()) == 1

@@ -440,11 +440,14 @@ def _attention_at(graph: Graph, node: Node, producer: dict, readers: dict, uses:
     if soft is None or soft.op != "softmax" or uses.get(node.inputs[0]) != 1 or \
             soft.attrs["axis"] != len(graph.shapes[soft.inputs[0]]) - 1:
         return None
-    scores_value, c2, scalings = _scaled(graph, producer, uses, soft.inputs[0])
+    biased, bias, additions = _biased(graph, producer, uses, soft.inputs[0])
+    scores_value, c2, scalings = _scaled(graph, producer, uses, biased)
     scores = producer.get(scores_value)
     if scores is None or scores.op != "matmul" or uses.get(scores_value) != 1:
         return None
     n, heads, length, d = graph.shapes[scores.inputs[0]]
+    if bias is not None:
+        bias = _windows(bias)
     c = heads * d
     chains, factor, sources = [], c2, []
     for value in (scores.inputs[0], scores.inputs[1], node.inputs[1]):
@@ -478,8 +481,57 @@ def _attention_at(graph: Graph, node: Node, producer: dict, readers: dict, uses:
     want = np.arange(n * heads * length * d, dtype=np.float32).reshape(n, heads, length, d).transpose(0, 2, 1, 3)
     if not out or merged is None or not np.array_equal(merged.reshape(-1), want.reshape(-1)):
         return None
-    nodes = [*prefix, *(x for chain in chains for x in chain), scores, *scalings, soft, node, *out]
-    return qkv, (n, length, 3 * c), heads, factor, nodes, out[-1], tuple(graph.shapes[value])
+    nodes = [*prefix, *(x for chain in chains for x in chain), scores, *scalings, *additions, soft, node, *out]
+    return qkv, (n, length, 3 * c), heads, factor, bias, nodes, out[-1], tuple(graph.shapes[value])
+
+
+def _biased(graph: Graph, producer: dict, uses: dict, value: str) -> tuple[str, np.ndarray | None, list]:
+    """(the value before, the bias, the nodes) when `value` (N, heads, L, L) is made from a value of its shape by adds
+    of constants, through reshapes (Swin: the relative-position bias, then the shifted windows' mask added to the
+    scores viewed as (N / windows, windows, heads, L, L)), each read once; the bias is what they add, of `value`'s
+    shape. (value, None, []) when there are none."""
+    nodes: list[Node] = []
+    at = value
+    while uses.get(at) == 1 and at in producer:
+        node = producer[at]
+        if node.op in ("reshape", "flatten"):
+            at = node.inputs[0]
+        elif node.op == "add" and len(node.inputs) == 2 and sum(v in graph.params for v in node.inputs) == 1:
+            at = node.inputs[0] if node.inputs[1] in graph.params else node.inputs[1]
+        else:
+            break
+        nodes.insert(0, node)
+    while nodes and nodes[0].op != "add":  # reshapes before the first add belong to what comes before
+        at = nodes.pop(0).outputs[0]
+    shape = tuple(graph.shapes[value])
+    if not nodes or tuple(graph.shapes[at]) != shape or len(shape) != 4 or shape[2] != shape[3]:
+        return value, None, []
+    from .ir import call_node
+
+    total = np.zeros(shape, np.float32)
+    for node in nodes:
+        if node.op == "add":
+            operands = [total if v not in graph.params else np.asarray(graph.params[v], np.float32)
+                        for v in node.inputs]
+            total = np.add(*operands, dtype=np.float32)
+        else:
+            total = call_node(node, [total])
+    if total.shape != shape or not np.all(np.isfinite(total) | (total == -np.inf)):
+        return value, None, []
+    return at, total, nodes
+
+
+def _windows(bias: np.ndarray) -> np.ndarray | None:
+    """A bias of the scores' shape (N, heads, L, L) as the attention op takes it: (windows, 1 or heads, L, L), the
+    fewest windows repeating along N (sequence i adds window i % windows); None when it adds nothing."""
+    if not np.any(bias):
+        return None
+    n = bias.shape[0]
+    windows = next(w for w in range(1, n + 1) if n % w == 0 and np.array_equal(
+        bias.reshape(n // w, w, *bias.shape[1:]), np.broadcast_to(bias[:w], (n // w, w, *bias.shape[1:]))))
+    bias = bias[:windows]
+    return np.ascontiguousarray(bias[:, :1] if np.array_equal(bias, np.broadcast_to(bias[:, :1], bias.shape))
+                                else bias)
 
 
 def fold_attention(graph: Graph) -> Graph:
@@ -488,11 +540,12 @@ def fold_attention(graph: Graph) -> Graph:
     uses, producer, readers = _index(graph)
     dropped: set[int] = set()
     replaced: dict[int, Node | list[Node]] = {}
+    params = dict(graph.params)
     for node in graph.nodes:
         found = _attention_at(graph, node, producer, readers, uses)
-        if found is None or any(id(n) in dropped for n in found[4]):
+        if found is None or any(id(n) in dropped for n in found[5]):
             continue
-        qkv, qkv_shape, heads, scale, nodes, last, out_shape = found
+        qkv, qkv_shape, heads, scale, bias, nodes, last, out_shape = found
         dropped.update(id(n) for n in nodes)
         dropped.discard(id(last))
         made: list[Node] = []
@@ -500,16 +553,20 @@ def fold_attention(graph: Graph) -> Graph:
             made.append(Node("reshape", f"{last.name}.qkv", [qkv], [f"{last.outputs[0]}.qkv"], {"shape": qkv_shape}))
             qkv = made[-1].outputs[0]
         attrs = {"heads": int(heads), "scale": float(scale)}
+        inputs = [qkv]
+        if bias is not None:
+            inputs.append(f"{last.outputs[0]}.bias")
+            params[inputs[-1]] = bias
         if out_shape != (qkv_shape[0], qkv_shape[1], qkv_shape[2] // 3):
-            made.append(Node("attention", last.name, [qkv], [f"{last.outputs[0]}.attention"], attrs))
+            made.append(Node("attention", last.name, inputs, [f"{last.outputs[0]}.attention"], attrs))
             made.append(Node("reshape", f"{last.name}.merge", [made[-1].outputs[0]], list(last.outputs),
                              {"shape": out_shape}))
         else:
-            made.append(Node("attention", last.name, [qkv], list(last.outputs), attrs))
+            made.append(Node("attention", last.name, inputs, list(last.outputs), attrs))
         replaced[id(last)] = made
     if not replaced:
         return graph
-    return _rebuilt(graph, replaced, dropped, dict(graph.params))
+    return _rebuilt(graph, replaced, dropped, params)
 
 
 def _keeps_last(graph: Graph, node: Node) -> bool:

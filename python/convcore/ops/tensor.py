@@ -150,10 +150,14 @@ def matmul(a: Array, b: Array) -> Array:
 # --- attention ---------------------------------------------------------------------------------------------------
 
 def _attention_rule(shapes, attrs):
-    x = shapes[0]
+    x, bias = shapes
     heads = V.integer(attrs["heads"], "heads", 1)
     if len(x) != 3 or x[2] % (3 * heads) or 0 in x:
         raise ValueError(f"qkv: expected a non-empty (N, L, 3 * heads * D) input for heads={heads} (got shape {x})")
+    if bias is not None and (len(bias) != 4 or bias[0] < 1 or x[0] % bias[0] or bias[1] not in (1, heads)
+                             or tuple(bias[2:]) != (x[1], x[1])):
+        raise ValueError(f"bias: expected (windows, 1 or {heads}, {x[1]}, {x[1]}) with windows dividing {x[0]} "
+                         f"(got shape {bias})")
     return {"heads": heads, "scale": V.number(attrs["scale"], "scale")}, (x[0], x[1], x[2] // 3)
 
 
@@ -162,9 +166,12 @@ def _split_heads(qkv, heads):
     return qkv.reshape(n, length, 3, heads, c // (3 * heads)).transpose(2, 0, 3, 1, 4)  # q, k, v: (N, heads, L, D)
 
 
-def _attention_kernel(qkv, *, out, heads, scale):
+def _attention_kernel(qkv, bias, *, out, heads, scale):
     q, k, v = _split_heads(qkv, heads)
     s = np.matmul(q, k.transpose(0, 1, 3, 2)) * np.float32(scale)
+    if bias is not None:  # sequence i adds window i % windows
+        n, length = qkv.shape[:2]
+        s = (s.reshape(n // bias.shape[0], bias.shape[0], heads, length, length) + bias).reshape(s.shape)
     p = np.exp(s - s.max(axis=-1, keepdims=True))
     p /= p.sum(axis=-1, keepdims=True)
     out[...] = np.matmul(p, v).transpose(0, 2, 1, 3).reshape(out.shape)
@@ -172,8 +179,10 @@ def _attention_kernel(qkv, *, out, heads, scale):
 
 
 def _attention_to_onnx(em, node):
-    """Reshape to (N, L, 3, heads, D), split q / k / v, softmax(scale q k^T) v per head, heads back into channels."""
-    qkv, out, n = node.inputs[0], node.outputs[0], node.name
+    """Reshape to (N, L, 3, heads, D), split q / k / v, softmax(scale q k^T + bias) v per head, heads back into
+    channels (the bias added to the scores viewed as (N / windows, windows, heads, L, L))."""
+    qkv, bias = (list(node.inputs) + [""])[:2]
+    out, n = node.outputs[0], node.name
     _, length, c = em.shape(qkv)
     heads = node.attrs["heads"]
     d = c // (3 * heads)
@@ -186,21 +195,35 @@ def _attention_to_onnx(em, node):
     q, k, v = (step("Gather", [heads_first, em.const(f"{n}.i{i}", i, np.int64)], "qkv"[i], axis=0) for i in range(3))
     scores = step("MatMul", [q, step("Transpose", [k], "kt", perm=[0, 1, 3, 2])], "scores")
     scaled = step("Mul", [scores, em.const(f"{n}.scale", node.attrs["scale"])], "scaled")
+    if bias:
+        windows = em.shape(bias)[0]
+        grouped = step("Reshape", [scaled, em.const(f"{n}.windows", [-1, windows, heads, length, length], np.int64)],
+                       "windows")
+        biased = step("Add", [grouped, bias], "biased")
+        scaled = step("Reshape", [biased, em.const(f"{n}.sequences", [-1, heads, length, length], np.int64)],
+                      "sequences")
     mixed = step("MatMul", [step("Softmax", [scaled], "weights", axis=-1), v], "mixed")
     merged = step("Transpose", [mixed], "merged", perm=[0, 2, 1, 3])
     return em.node("Reshape", [merged, em.const(f"{n}.shape", [-1, length, heads * d], np.int64)], out, n)
 
 
-@declare(("qkv",), _attention_rule, _attention_kernel, onnx=_attention_to_onnx,
-         plan=PlanRule(lambda low, node: low.attention(node), lambda node, graph: False,
+def _attention_plan_ok(node, graph):
+    """A constant bias (the Plan copies it)."""
+    return len(node.inputs) < 2 or not node.inputs[1] or node.inputs[1] in graph.params
+
+
+@declare(("qkv", "bias"), _attention_rule, _attention_kernel, onnx=_attention_to_onnx,
+         plan=PlanRule(lambda low, node: low.attention(node), _attention_plan_ok,
                        needs=frozenset({"attention"}), per_pixel=lambda node, graph: True, sequences=True))
-def attention(qkv: Array, heads: int, scale: float) -> Array:
+def attention(qkv: Array, bias: Array | None = None, heads: int = 1, scale: float = 1.0) -> Array:
     """Multi-head self-attention of a sequence whose channels hold the queries, keys and values:
-    ``qkv`` (N, L, 3 * heads * D) -> (N, L, heads * D), per head ``softmax(scale * q @ k.T) @ v``.
+    ``qkv`` (N, L, 3 * heads * D) -> (N, L, heads * D), per head ``softmax(scale * q @ k.T + bias) @ v``.
 
     What a transformer's attention block computes between its input projection (one linear layer making q, k and v)
     and its output projection; compiled Plans run it as one op on the sequence as stored (`graph.passes
-    .fold_attention` recognises it in imported graphs).
+    .fold_attention` recognises it in imported graphs). ``bias``: optional (windows, 1 or heads, L, L) added to the
+    scores, sequence ``i`` taking window ``i % windows`` (Swin's relative-position bias and shifted-window mask:
+    the sequences are a batch's windows, ``windows`` per image).
     """
 
 

@@ -544,8 +544,9 @@ class Lowering:
     def attention(self, node):
         """Self-attention of a channels-last sequence (its q, k, v in its channels): one op, the result (N, L, C)."""
         x = self.ref(node.inputs[0])
-        a = node.attrs
-        self.define(node.outputs[0], self.builder.attention(node.name, x.tid, a["heads"], a["scale"]), nhwc=True)
+        a, bias = node.attrs, self.param(self.arg(node, 1))
+        y = self.builder.attention(node.name, x.tid, a["heads"], a["scale"], self.shape(node.inputs[0])[1], bias)
+        self.define(node.outputs[0], y, nhwc=True)
 
     def layer_norm(self, node):
         """A layer norm over the channels of each pixel: of a channels-last map, or of a (N, C) row."""
