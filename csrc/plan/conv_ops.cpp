@@ -73,6 +73,100 @@ struct ConvOp : CpuOp {
   }
 };
 
+// A dense convolution with few output channels (at most half a vector: Basic Pitch's constant-Q filters and 8-channel
+// layers, the one-channel heads of detectors). The channel-vectorised tiles would leave most lanes empty; instead a
+// task copies the input rows its output rows read into zero-padded planes, one per channel and column phase (the
+// eager NCHW convolution's layout), and runs the NCHW orientation of the micro-kernel (gemm_rows: the K weight rows
+// times vectors of an output row's pixels). The epilogue then adds the residual, applies the activation and the
+// mask on the K planes of the row, and interleaves them into the channels-last output.
+struct PlanarConvOp : CpuOp {
+  ConvGeom g;                 // N set per run
+  std::vector<float> w, bias; // w: K x (C R S), as given; bias: K (zeros when absent)
+  std::vector<index_t> taps;  // for each (c, r, s): its offset in the planes of output row 0
+  index_t row_w = 0, phase = 0, chan = 0, chunk = 1;  // padded row (one phase), floats per phase / channel; rows per copy
+  Epilogue e;
+  int x, y, res, mask;
+  const Kernels* k;
+
+  static constexpr index_t kBlockK = 512;  // taps per gemm_rows call (its output row is read back once per block)
+
+  index_t copy_rows(index_t rows) const { return (rows - 1) * g.sh + (g.R - 1) * g.dh + 1; }
+
+  // Input rows [ih0, ih0 + rows) of image n (zero outside the map) as C x sw planes of `rows` x row_w.
+  void fill(const ConvIO& io, index_t n, index_t ih0, index_t rows, float* dst) const {
+    for (index_t i = 0; i < rows; ++i) {
+      const index_t ih = ih0 + i;
+      for (index_t f = 0; f < g.sw; ++f)
+        for (index_t j = 0; j < row_w; ++j) {
+          const index_t iw = j * g.sw + f - g.pl;
+          float* d = dst + f * phase + i * row_w + j;
+          if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
+            for (index_t c = 0; c < g.C; ++c) d[c * chan] = 0.0f;
+            continue;
+          }
+          const float* src = io.x + ((n * g.H + ih) * g.W + iw) * io.xs;
+          for (index_t c = 0; c < g.C; ++c) d[c * chan] = src[c];
+        }
+    }
+  }
+
+  // Column ranges per output row: one row (a 1-D signal) is split between the threads by columns instead.
+  index_t col_splits(index_t N, int parts) const {
+    return std::max<index_t>(1, std::min(ceil_div(parts, N * g.OH), g.OW / 64));
+  }
+  int parallelism(index_t N, int threads) const override {
+    return std::min<int>(parts_for(flops_per_image * N, kFlopGrain, threads),
+                         static_cast<int>(N * g.OH * col_splits(N, threads)));
+  }
+
+  void run(const Exec& ex, int part, int parts) const override {
+    const ConvIO io = conv_io(ex, x, y, res, mask);
+    const index_t KD = g.C * g.R * g.S, K = g.K, splits = col_splits(ex.N, parts);
+    thread_local AlignedVector planes, out;
+    if (static_cast<index_t>(planes.size()) < g.C * chan) planes.resize(static_cast<size_t>(g.C * chan));
+    if (static_cast<index_t>(out.size()) < K * chunk * g.OW) out.resize(static_cast<size_t>(K * chunk * g.OW));
+    const auto [t0, t1] = share(ex.N * g.OH * splits, part, parts);
+    const index_t r0 = t0 / splits, r1 = ceil_div(t1, splits);
+    const index_t piece = ceil_div(ceil_div(g.OW, splits), 16) * 16;
+    const index_t j0 = splits > 1 ? t0 % splits * piece : 0, j1 = splits > 1 ? std::min(g.OW, j0 + piece) : g.OW;
+    if (j0 >= j1) return;
+    const index_t cols = j1 - j0;
+    for (index_t r = r0; r < r1;) {
+      const index_t n = r / g.OH, oh0 = r % g.OH, oh1 = std::min({g.OH, oh0 + chunk, oh0 + (r1 - r)});
+      const index_t rows = oh1 - oh0, step = g.sh * row_w;
+      fill(io, n, oh0 * g.sh - g.pt, copy_rows(rows), planes.data());
+      const float* b = planes.data() + j0;
+      if (K <= 2) {  // one filter over several rows at a time: enough accumulators for one or two outputs
+        for (index_t kk = 0; kk < K; ++kk)
+          k->dw_plane(KD, w.data() + kk * KD, bias[static_cast<size_t>(kk)], b, step, taps.data(),
+                      out.data() + kk * rows * cols, rows, cols);
+      } else {
+        for (index_t i = 0; i < rows; ++i)
+          for (index_t k0 = 0; k0 < KD; k0 += kBlockK)
+            k->gemm_rows(std::min(kBlockK, KD - k0), w.data() + k0, KD, k0 == 0 ? bias.data() : nullptr,
+                         b + i * step, taps.data() + k0, out.data() + i * cols, rows * cols, K, cols, k0 > 0);
+      }
+      // The epilogue: out holds K planes of rows x cols.
+      const index_t p0 = (n * g.OH + oh0) * g.OW;
+      if (io.res)
+        for (index_t kk = 0; kk < K; ++kk)
+          for (index_t i = 0; i < rows; ++i)
+            for (index_t j = 0; j < cols; ++j)
+              out[(kk * rows + i) * cols + j] += io.res[(p0 + i * g.OW + j0 + j) * io.rs + kk];
+      k->activation(e, out.data(), out.data(), K * rows * cols);
+      for (index_t i = 0; i < rows; ++i)
+        for (index_t j = 0; j < cols; ++j) {
+          const index_t pix = p0 + i * g.OW + j0 + j;
+          float* yp = io.y + pix * io.ys;
+          const float* mk = io.mask ? io.mask + pix * io.ms : nullptr;
+          for (index_t kk = 0; kk < K; ++kk)
+            yp[kk] = masked(out[(kk * rows + i) * cols + j], mk ? mk + kk : nullptr, e);
+        }
+      r += rows;
+    }
+  }
+};
+
 // The bf16 form of ConvOp (kernels/bf16.h): the same work split, weights rounded and packed for the bf16 kernels.
 struct BConvOp : CpuOp {
   ConvGeom g;  // N set per run
@@ -335,6 +429,39 @@ void add_bconv(Plan& p, const ConvCall& c, const ConvGeom& g, const float* w, co
 }
 
 // The implicit-GEMM op computing y = conv(x) with packed weights.
+// Whether the planar form pays: a dense convolution with at most half a vector of outputs, rows of at least two
+// vectors of pixels, and enough taps per output that the copy is small beside the products.
+bool planar_fits(const Kernels& k, const ConvGeom& g) {
+  return g.groups == 1 && 2 * g.K <= k.lanes && g.OW >= 2 * k.lanes && g.C * g.R * g.S >= 8;
+}
+
+void add_planar(Plan& p, const ConvCall& c) {
+  const ConvGeom& g = c.geom;
+  auto op = std::make_unique<PlanarConvOp>();
+  op->g = g;
+  const index_t KD = g.C * g.R * g.S;
+  op->w.assign(c.w, c.w + g.K * KD);
+  op->bias.assign(static_cast<size_t>(g.K), 0.0f);
+  if (c.bias) std::copy(c.bias, c.bias + g.K, op->bias.begin());
+  op->row_w = g.OW + (g.S - 1) * g.dw / g.sw;
+  // Output rows per copy: the planes of a chunk within ~256 KB (L2), at least one row.
+  const index_t per_row = g.C * g.sw * op->row_w;
+  op->chunk = 1;
+  while (op->chunk < g.OH && (op->copy_rows(op->chunk + 1)) * per_row * 4 <= (256 << 10)) ++op->chunk;
+  op->phase = op->copy_rows(op->chunk) * op->row_w;
+  op->chan = g.sw * op->phase;
+  op->taps.resize(static_cast<size_t>(KD));
+  for (index_t t = 0; t < KD; ++t) {
+    const index_t ch = t / (g.R * g.S), r = (t / g.S) % g.R, col = (t % g.S) * g.dw;
+    op->taps[static_cast<size_t>(t)] = ch * op->chan + (col % g.sw) * op->phase + r * g.dh * op->row_w + col / g.sw;
+  }
+  p.add_weight_bytes(static_cast<index_t>(op->w.size() + op->bias.size()) * 4);
+  op->e = c.e, op->x = c.x, op->y = c.y, op->res = c.residual, op->mask = c.mask, op->k = &p.kernels();
+  op->flops_per_image = c.flops;
+  p.finish(std::move(op), c.name, p.kind("conv_planar", true), c.detail, conv_reads(c.x, c.residual, -1, c.mask),
+           {c.y});
+}
+
 void add_igemm(Plan& p, const ConvCall& c, const ConvGeom& g, const float* w, const float* bias, const Epilogue& e,
                int x, int y, int residual, double flops) {
   if (p.bf16_kernels() && bf16_fits(g, c.scale)) return add_bconv(p, c, g, w, bias, e, x, y, residual, flops);
@@ -390,6 +517,8 @@ void add_winograd(Plan& p, const ConvCall& c) {
 void Plan::add_conv(const ConvCall& c) {
   reserve_zeros(c.geom.C + 64);
   ConvAlgo algo = c.algo;
+  if (algo == ConvAlgo::automatic && !c.depthwise && c.scale < 0 && planar_fits(*kernels_, c.geom))
+    return add_planar(*this, c);
   if (algo == ConvAlgo::automatic) algo = c.depthwise && c.scale < 0 ? ConvAlgo::depthwise : ConvAlgo::igemm;
   if (algo == ConvAlgo::winograd && !bf16_) return add_winograd(*this, c);
   if (algo == ConvAlgo::winograd) algo = ConvAlgo::igemm;  // a bf16 plan's 3x3 convs: AMX / vdpbf16ps tiles
