@@ -47,15 +47,6 @@ const float* data_or_null(const OptArray& a) { return a ? a->data() : nullptr; }
 
 float* out_ptr(CArray& out) { return out.mutable_data(); }  // throws if read-only
 
-ReduceOp reduce_op(const std::string& name) {
-  static const std::pair<const char*, ReduceOp> ops[] = {
-      {"sum", ReduceOp::sum}, {"mean", ReduceOp::mean}, {"max", ReduceOp::max}, {"min", ReduceOp::min},
-      {"prod", ReduceOp::prod}, {"l1", ReduceOp::l1}, {"l2", ReduceOp::l2}, {"sum_square", ReduceOp::sum_square},
-      {"log_sum", ReduceOp::log_sum}, {"log_sum_exp", ReduceOp::log_sum_exp}};
-  for (const auto& [n, op] : ops)
-    if (name == n) return op;
-  throw std::invalid_argument("op: unknown reduction '" + name + "'");
-}
 
 // The output size comes from `out` (Python computed it); conv2d_check refuses one that does not follow.
 void conv2d_py(const CArray& x, const CArray& w, const OptArray& bias, CArray& out, Pair stride, Pair dilation,
@@ -295,7 +286,7 @@ void reduce_py(const CArray& x, CArray& out, const std::vector<int>& axes, const
     if (!reduced[d]) kept *= shape[d];
   }
   require(out.size() == kept, "out: size mismatch");
-  const ReduceOp r = reduce_op(op);
+  const ReduceOp r = reduce_op_named(op);
   float* y = out_ptr(out);
   if (kept == 0) return;
   py::gil_scoped_release release;

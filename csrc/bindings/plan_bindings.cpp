@@ -25,6 +25,10 @@ void bind_plan(py::module_& m) {
         return p.attention(name, x, heads, scale, length, data_of(bias), windows, bias_heads);
       }, py::arg("name"), py::arg("x"), py::arg("heads"), py::arg("scale"), py::arg("length") = 0,
       py::arg("bias").noconvert() = py::none());
+  plan.def("reduce", [](Plan& p, const std::string& name, int x, const std::string& op) {
+        return p.reduce(name, x, reduce_op_named(op));
+      }, py::arg("name"), py::arg("x"), py::arg("op"));
+  plan.def("where", &Plan::where, py::arg("name"), py::arg("condition"), py::arg("a"), py::arg("b"));
   plan.def("lstm", [](Plan& p, const std::string& name, int gates, const PlanArray& r, const OptPlanArray& peep,
                       const OptPlanArray& h0, const OptPlanArray& c0, bool reverse, int output) {
         require(r.ndim() == 3 && r.shape(0) >= 1 && r.shape(2) >= 1 && r.shape(1) == 4 * r.shape(2),

@@ -452,6 +452,53 @@ struct AttentionOp : CpuOp {
   }
 };
 
+// ------------------------------------------------------------------------------------------- reduce, where
+// A reduction over each pixel's channels, one channel per pixel out. The lowering lays any other reduction out so
+// (the reduced axes last, by a gather) or reads a whole image as one pixel (plan/lower.py).
+struct ReduceChannelsOp : CpuOp {
+  ReduceOp op;
+  index_t pixels, C;
+  int x, y;
+  int parallelism(index_t N, int threads) const override {
+    return parts_for(8.0 * N * pixels * C, kByteGrain, threads);
+  }
+  void run(const Exec& ex, int part, int parts) const override {
+    const TensorView in = ex.at(x), out = ex.at(y);
+    const auto [p0, p1] = share(ex.N * pixels, part, parts);
+    for (index_t p = p0; p < p1; ++p) {
+      const index_t n = p / pixels, q = p % pixels;
+      out.base[n * out.image + q * out.stride] = reduce_run(op, in.base + n * in.image + q * in.stride, C, 1);
+    }
+  }
+};
+
+// y = c != 0 ? a : b, numpy broadcasting over (H, W, C) as the binary ops (a comparison's mask and a constant: the
+// divide-no-NaN TensorFlow writes).
+struct WhereOp : CpuOp {
+  index_t H, W, C;
+  int c, a, b, y;
+  int parallelism(index_t N, int threads) const override { return parts_for(16.0 * N * H * W * C, kByteGrain, threads); }
+  void run(const Exec& ex, int part, int parts) const override {
+    const TensorView v[3] = {ex.at(c), ex.at(a), ex.at(b)}, out = ex.at(y);
+    index_t st[3][4];
+    const int ids[3] = {c, a, b};
+    for (int i = 0; i < 3; ++i) {
+      const TensorDesc d = ex.plan->tensor(ids[i]);
+      st[i][0] = v[i].image, st[i][1] = d.H > 1 ? d.W * v[i].stride : 0, st[i][2] = d.W > 1 ? v[i].stride : 0;
+      st[i][3] = d.C > 1 ? 1 : 0;
+    }
+    const auto [r0, r1] = share(ex.N * H, part, parts);
+    for (index_t r = r0; r < r1; ++r) {
+      const index_t n = r / H, h = r % H;
+      for (index_t w = 0; w < W; ++w)
+        for (index_t ch = 0; ch < C; ++ch) {
+          auto at = [&](int i) { return v[i].base[n * st[i][0] + h * st[i][1] + w * st[i][2] + ch * st[i][3]]; };
+          out.base[n * out.image + (h * W + w) * out.stride + ch] = at(0) != 0.0f ? at(1) : at(2);
+        }
+    }
+  }
+};
+
 }  // namespace
 
 int Plan::attention(const std::string& name, int x, index_t heads, float scale, index_t length, const float* bias,
@@ -473,6 +520,32 @@ int Plan::attention(const std::string& name, int x, index_t heads, float scale, 
   op->flops_per_image = 4.0 * static_cast<double>(op->S * heads * L * L * op->D);
   const int y = op->y;
   finish(std::move(op), name, kind("attention", false), dims(x) + " -> " + dims(y), {x}, {y});
+  return y;
+}
+
+int Plan::reduce(const std::string& name, int x, ReduceOp op) {
+  const TensorDesc in = tensor(check(x, "x"));
+  auto o = std::make_unique<ReduceChannelsOp>();
+  o->op = op, o->pixels = in.H * in.W, o->C = in.C, o->x = x;
+  o->y = add_tensor(in.H, in.W, 1);
+  const int y = o->y;
+  finish(std::move(o), name, kind("reduce", false), dims(x) + " -> " + dims(y), {x}, {y});
+  return y;
+}
+
+int Plan::where(const std::string& name, int c, int a, int b) {
+  const TensorDesc tc = tensor(check(c, "condition")), ta = tensor(check(a, "a")), tb = tensor(check(b, "b"));
+  auto bdim = [](index_t u, index_t v, index_t w) {
+    const index_t m = std::max({u, v, w});
+    require((u == m || u == 1) && (v == m || v == 1) && (w == m || w == 1), "plan.where: shapes do not broadcast");
+    return m;
+  };
+  auto o = std::make_unique<WhereOp>();
+  o->H = bdim(tc.H, ta.H, tb.H), o->W = bdim(tc.W, ta.W, tb.W), o->C = bdim(tc.C, ta.C, tb.C);
+  o->c = c, o->a = a, o->b = b;
+  o->y = add_tensor(o->H, o->W, o->C);
+  const int y = o->y;
+  finish(std::move(o), name, kind("where", false), dims(c) + " , " + dims(a) + " , " + dims(b), {c, a, b}, {y});
   return y;
 }
 

@@ -17,6 +17,7 @@
 #include "kernels/bf16.h"
 #include "kernels/int8.h"
 #include "kernels/kernels.h"
+#include "kernels/reduce.h"
 #include "plan/builder.h"
 
 namespace convcore {
@@ -64,7 +65,7 @@ class Plan : public PlanBuilder<Plan> {
   // Beyond the common builder: the conv's per-image input gate and mask, the mbconv without its projection, the
   // backward ops (plan/grad_ops.h), self-attention and the LSTM (below).
   std::vector<std::string> capabilities() const {
-    return {"conv_gate", "conv_mask", "mbconv_no_project", "backward", "attention", "lstm", "int8", "int8_bytes"};
+    return {"conv_gate", "conv_mask", "mbconv_no_project", "backward", "attention", "lstm", "int8", "int8_bytes", "reduce", "where"};
   }
 
   // Backend hooks of PlanBuilder (plan/builder.h).
@@ -82,6 +83,11 @@ class Plan : public PlanBuilder<Plan> {
   // `bias_heads` (1 or heads) x L x L, sequence i (counted over the batch) adding window i % windows.
   int attention(const std::string& name, int x, index_t heads, float scale, index_t length = 0,
                 const float* bias = nullptr, index_t windows = 1, index_t bias_heads = 1);
+
+  // y (H x W x 1) = op over each pixel's C channels of x (plan/ops.cpp).
+  int reduce(const std::string& name, int x, ReduceOp op);
+  // y = condition != 0 ? a : b, broadcasting over (H, W, C) as binary() does.
+  int where(const std::string& name, int condition, int a, int b);
 
   // The recurrence of an ONNX LSTM over each image's sequence (plan/recurrent.cpp): `gates` holds each step's
   // W x + biases (L pixels of D x 4H); y is every step's hidden state (L x D pixels of H: step-major, then

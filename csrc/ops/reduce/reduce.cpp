@@ -34,6 +34,7 @@ void for_each_reduced(const float* base, const std::vector<index_t>& rshape, con
     }
   }
 }
+
 }  // namespace
 
 void reduce(const std::vector<index_t>& shape, const std::vector<bool>& reduced, ReduceOp op, const float* x,
@@ -56,7 +57,6 @@ void reduce(const std::vector<index_t>& shape, const std::vector<bool>& reduced,
       outputs *= shape[d];
     }
   }
-  const double inf = std::numeric_limits<double>::infinity();
   parallel_for(outputs, threads_for(static_cast<double>(outputs) * count, 1 << 17), [&](index_t o0, index_t o1) {
     for (index_t o = o0; o < o1; ++o) {
       index_t rem = o, off = 0;
@@ -65,52 +65,8 @@ void reduce(const std::vector<index_t>& shape, const std::vector<bool>& reduced,
         rem /= kshape[d];
       }
       const float* base = x + off;
-      double acc = 0.0;
-      switch (op) {
-        case ReduceOp::sum:
-        case ReduceOp::mean:
-        case ReduceOp::log_sum:
-          for_each_reduced(base, rshape, rstride, count, [&](float v) { acc += v; });
-          if (op == ReduceOp::mean) acc /= static_cast<double>(count);
-          if (op == ReduceOp::log_sum) acc = std::log(acc);
-          break;
-        case ReduceOp::max:
-        case ReduceOp::min: {
-          const bool is_max = op == ReduceOp::max;
-          acc = is_max ? -inf : inf;
-          for_each_reduced(base, rshape, rstride, count, [&](float v) {
-            if (v != v || acc != acc)
-              acc = std::numeric_limits<double>::quiet_NaN();
-            else if (is_max ? v > acc : v < acc)
-              acc = v;
-          });
-          break;
-        }
-        case ReduceOp::prod:
-          acc = 1.0;
-          for_each_reduced(base, rshape, rstride, count, [&](float v) { acc *= v; });
-          break;
-        case ReduceOp::l1:
-          for_each_reduced(base, rshape, rstride, count, [&](float v) { acc += std::fabs(static_cast<double>(v)); });
-          break;
-        case ReduceOp::l2:
-        case ReduceOp::sum_square:
-          for_each_reduced(base, rshape, rstride, count, [&](float v) { acc += static_cast<double>(v) * v; });
-          if (op == ReduceOp::l2) acc = std::sqrt(acc);
-          break;
-        case ReduceOp::log_sum_exp: {
-          double mx = -inf;
-          for_each_reduced(base, rshape, rstride, count, [&](float v) { mx = v > mx || v != v ? v : mx; });
-          if (count == 0 || std::isinf(mx)) {  // nothing, all -inf (-> -inf), or a +inf (-> +inf)
-            acc = count == 0 ? -inf : mx;
-            break;
-          }
-          for_each_reduced(base, rshape, rstride, count, [&](float v) { acc += std::exp(v - mx); });
-          acc = mx + std::log(acc);
-          break;
-        }
-      }
-      y[o] = static_cast<float>(acc);
+      y[o] = static_cast<float>(
+          reduce_values(op, count, [&](auto&& f) { for_each_reduced(base, rshape, rstride, count, f); }));
     }
   });
 }

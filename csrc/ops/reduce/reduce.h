@@ -3,11 +3,9 @@
 #include <vector>
 
 #include "core/common.h"
+#include "kernels/reduce.h"
 
 namespace convcore {
-
-// sum, mean, max, min, prod, l1 (sum |x|), l2 (sqrt sum x^2), sum_square, log_sum, log_sum_exp.
-enum class ReduceOp { sum, mean, max, min, prod, l1, l2, sum_square, log_sum, log_sum_exp };
 
 // y[kept index] = op over the axes with reduced[d] of a row-major x of `shape`; y is row-major over the kept axes.
 // Accumulates in double; max / min propagate NaN; an empty reduction gives the op's identity (0 for sums, -inf for

@@ -12,7 +12,7 @@ from .. import _core
 from .. import _validate as V
 from .._types import Array
 from .activation import activation
-from .registry import OnnxOp, _Spec, declare, plan_binary
+from .registry import OnnxOp, PlanRule, _Spec, declare, elementwise_plan_ok, plan_binary
 from .tensor import _binary_kernel, _broadcast_rule
 
 __all__ = ["sub", "div", "pow", "maximum", "minimum", "exp", "log", "sqrt", "neg", "abs", "reciprocal", "erf",
@@ -186,7 +186,9 @@ def _where_to_onnx(em, node):
     return em.node("Where", [mask, a, b], node.outputs[0], n)
 
 
-@declare(("condition", "a", "b"), _where_rule, _where_kernel, onnx=_where_to_onnx, allow_empty=True)
+@declare(("condition", "a", "b"), _where_rule, _where_kernel, onnx=_where_to_onnx, allow_empty=True,
+         plan=PlanRule(lambda low, node: low.where(node), elementwise_plan_ok, needs=frozenset({"where"}),
+                       sequences=True, elementwise=True))
 def where(condition: Array, a: Array, b: Array) -> Array:
     """``a`` where ``condition`` is non-zero, else ``b`` (numpy broadcasting over the three; a comparison's mask is
     a condition)."""

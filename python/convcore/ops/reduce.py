@@ -10,7 +10,7 @@ import numpy as np
 from .. import _core
 from .. import _validate as V
 from .._types import Array, Axes
-from .registry import declare
+from .registry import PlanRule, declare
 
 __all__ = ["reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_l1", "reduce_l2",
            "reduce_sum_square", "reduce_log_sum", "reduce_log_sum_exp"]
@@ -75,7 +75,23 @@ def _reduction(name: str, kind: str, op_type: str, doc: str) -> Reduction:
     spec.__doc__ = (f"{doc} over `axes` (None: every axis; negative axes count from the end), keeping them as size "
                     f"1 when `keepdims`.\n\n    Normalised: ``axes`` a sorted tuple of non-negative ints, ``keepdims`` "
                     f"a bool.\n    ")
-    return declare(("x",), _reduce_rule, _reduce_kernel(kind), onnx=_reduce_to_onnx(op_type), allow_empty=True)(spec)
+    return declare(("x",), _reduce_rule, _reduce_kernel(kind), onnx=_reduce_to_onnx(op_type), allow_empty=True,
+                   plan=_PLAN)(spec)
+
+
+def _plan_ok(node, graph):
+    """A reduction a Plan runs (plan/reduction.py): something reduced, not the first axis, which is the batch."""
+    axes, x = node.attrs["axes"], node.inputs[0]
+    return bool(axes) and 0 not in axes and graph.shapes[x][0] == graph.shapes[graph.inputs[0]][0]
+
+
+def _over_last_axis(node, graph):
+    """A reduction over the last axis only: of a channels-last value, each pixel's own channels."""
+    return tuple(node.attrs["axes"]) == (len(graph.shapes[node.inputs[0]]) - 1,)
+
+
+_PLAN = PlanRule(lambda low, node: low.reduce(node), _plan_ok, needs=frozenset({"reduce"}), per_pixel=_over_last_axis,
+                 sequences=True, any_layout=True)
 
 
 reduce_sum = _reduction("reduce_sum", "sum", "ReduceSum", "Sum")

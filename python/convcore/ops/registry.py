@@ -152,6 +152,7 @@ class PlanRule:
             Elementwise activations take them without saying it.
         elementwise: a broadcasting binary op: it runs on channels-last operands as stored (its constants laid out
             to match), so its output stays channels-last.
+        any_layout: the lowering reads its input in either stored order, laying it out itself (a reduction).
     """
 
     lower: Callable
@@ -161,6 +162,7 @@ class PlanRule:
     per_pixel: Optional[Callable] = None
     sequences: bool = False
     elementwise: bool = False
+    any_layout: bool = False
 
     def accepts(self, node, graph, capabilities=None):
         """Whether `node` runs inside a Plan whose builder has `capabilities` (None: any)."""
@@ -173,19 +175,21 @@ class PlanRule:
 def plan_binary(name):
     """The Plan form of binary op `name` (a `_core.BinaryOp`): stored operands of the output's rank (2-D, 3-D or
     4-D), a constant operand broadcast along the batch."""
+    return PlanRule(lambda low, node: low.binary(node, name), elementwise_plan_ok, sequences=True, elementwise=True)
 
-    def supports(node, graph):
-        out_rank = len(graph.shapes[node.outputs[0]])
-        for v in node.inputs[:2]:
-            if v in graph.params:
-                shape = graph.params[v].shape
-                if len(shape) > out_rank or (len(shape) == out_rank and shape[0] != 1):
-                    return False
-            elif len(graph.shapes[v]) != out_rank or graph.shapes[v][0] != graph.shapes[node.outputs[0]][0]:
+
+def elementwise_plan_ok(node, graph):
+    """Whether a Plan runs broadcasting elementwise op `node`: operands of the output's rank (2-D, 3-D or 4-D) and
+    batch, constants broadcast along the batch."""
+    out_rank = len(graph.shapes[node.outputs[0]])
+    for v in (v for v in node.inputs if v):
+        if v in graph.params:
+            shape = graph.params[v].shape
+            if len(shape) > out_rank or (len(shape) == out_rank and shape[0] != 1):
                 return False
-        return out_rank in (2, 3, 4)
-
-    return PlanRule(lambda low, node: low.binary(node, name), supports, sequences=True, elementwise=True)
+        elif len(graph.shapes[v]) != out_rank or graph.shapes[v][0] != graph.shapes[node.outputs[0]][0]:
+            return False
+    return out_rank in (2, 3, 4)
 
 
 @dataclass(frozen=True)

@@ -71,11 +71,12 @@ def channels_last_values(graph, outside=frozenset()):
 
 
 def _mixed_ok(node, graph, values):
-    """A binary op with a channels-last operand: the others channels-last too, or of the output's shape (relaid by
-    one gather: `Lowering.binary`)."""
+    """A binary op with a channels-last operand: the others channels-last too, of the output's shape (relaid by
+    one gather: `Lowering.operands`), or one value per image (either order)."""
     computed = [v for v in node.inputs if v and v not in graph.params]
     out = tuple(graph.shapes[node.outputs[0]])
-    return any(v in values for v in computed) and all(v in values or tuple(graph.shapes[v]) == out for v in computed)
+    return any(v in values for v in computed) and all(
+        v in values or tuple(graph.shapes[v]) == out or math.prod(graph.shapes[v][1:]) == 1 for v in computed)
 
 
 def _rows_wanted(value, graph, index):
@@ -142,6 +143,8 @@ def supported_in_place(node, graph, capabilities, channels_last):
             return all(v in channels_last for v in computed) and op.plan.accepts(node, graph, capabilities)
         if len(computed) != 1:
             return False
+        if op.plan.any_layout:
+            return op.plan.accepts(node, graph, capabilities)
         return _keeps_layout(node, graph, capabilities) or (
             node.op == "flatten" and len(graph.shapes[node.outputs[0]]) == 2 and op.plan.accepts(node, graph,
                                                                                                 capabilities))

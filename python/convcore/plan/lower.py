@@ -18,6 +18,7 @@ beyond the common set in `capabilities` (the CPU's gated 1x1 convolution, masks,
 
 from __future__ import annotations
 
+import math
 
 import numpy as np
 
@@ -25,11 +26,13 @@ from .. import _core
 from ..graph.passes import (commute_views, fold_affine, fold_attention, fold_batchnorm, fold_channel_shuffle,
                             fold_fake_quant, fold_layer_norm)
 from ..ops import OPS
-from ..ops.shape import pad_indices, pad_map, slice_map
+from ..ops.shape import pad_map, slice_map
+from .gathers import Ref, gathered, is_pending, lower_assembly, lower_move, row_major
 from .fusion import NO_ACT, GraphIndex, epilogue_of, lower_concat, try_gated_conv, try_mbconv
 from .layout import TO_CHANNELS_LAST, channels_last_values, supported, supported_in_place
 from .quantized import read_by_int8_only, try_qconv
-from .permute import assembly, gather_table, graph_batch, is_raw, positions, stored_dims, table_of
+from .reduction import keep_reduced_dims, lower_reduce, lower_where
+from .permute import MOVES, graph_batch, is_assembly, is_move, is_raw, stored_dims
 from .spelled import fuse_gates
 
 FUSIONS = frozenset({"batchnorm", "affine", "activation", "residual", "concat", "gates", "mbconv", "shuffle",
@@ -50,18 +53,6 @@ def use_winograd(winograd, weight_shape, x_shape, stride, dilation, groups):
         return True
     n, c, h, w = x_shape
     return c >= 32 and weight_shape[0] >= 24 and n * -(-h // 4) * -(-w // 4) >= 32
-
-
-class Ref:
-    """A graph value in the plan: its tensor id and logical (NCHW) shape; `flat` marks a flatten of a 4-D value
-    that is still stored as (H, W, C) (its NCHW order exists only once someone needs it); `nhwc` marks a 4-D value
-    whose logical shape (N, H, W, C) is its storage order (a transpose to channels-last: no copy, see
-    `channels_last_values`)."""
-
-    __slots__ = ("tid", "shape", "flat", "nhwc")
-
-    def __init__(self, tid, shape, flat=None, nhwc=False):
-        self.tid, self.shape, self.flat, self.nhwc = tid, tuple(shape), flat, nhwc
 
 
 class Lowering:
@@ -181,8 +172,9 @@ class Lowering:
         for node in self.nodes:
             self.lower_node(node)
         refs = [self.materialize(self.env[name], name) for name in self.seg_outputs]  # ops first, then outputs
-        for ref in refs:
-            self.builder.add_output(ref.tid, len(ref.shape) in (3, 4) and not ref.nhwc)
+        tids = [ref.tid for ref in refs]  # (pending gathers emitted)
+        for tid, ref in zip(tids, refs):
+            self.builder.add_output(tid, len(ref.shape) in (3, 4) and not ref.nhwc)
         return self.builder
 
     def lower_node(self, node):
@@ -323,7 +315,7 @@ class Lowering:
     def reshape(self, node):
         """A reshape that keeps the stored order (the op's PlanRule): a view, or a view of a copy where x is a slice
         of another tensor; other reshapes a gather (`move`)."""
-        if self.moves(node):
+        if self.moves(node) or self.composes(node):
             return self.move(node)
         x = self.materialize(self.ref(node.inputs[0]), node.name)
         out_shape = self.shape(node.outputs[0])
@@ -349,45 +341,51 @@ class Lowering:
     def transpose(self, node):
         """NCHW <-> NHWC of a 4-D value, (N, C, L) <-> (N, L, C) of a sequence: the same tensor, seen in the other
         order (`channels_last_values`); other transposes a gather (`move`)."""
-        if self.moves(node):
+        if self.moves(node) or self.composes(node):
             return self.move(node)
         x = self.ref(node.inputs[0])
         perm = tuple(node.attrs["perm"])
         self.define(node.outputs[0], x.tid, nhwc=perm == TO_CHANNELS_LAST if len(perm) == 4 else not x.nhwc)
 
+    def operands(self, node, values):
+        """The Refs of an elementwise op's operands `values` and whether they are channels-last: constants laid out
+        to match, an operand stored in the other order (layout.supported_in_place) relaid by one gather."""
+        nhwc = any(self.env[v].nhwc for v in values if v in self.env)
+        rank = len(self.shape(node.outputs[0]))
+        refs = [self.materialize(self.ref(v, rank, nhwc), node.name) for v in values]
+        if nhwc:
+            refs = [r if r.nhwc or v in self.g.params or math.prod(r.shape[1:]) == 1 else
+                    Ref(self.row_major(r, f"{node.name}.{v}"), r.shape, nhwc=True) for v, r in zip(values, refs)]
+        return refs, nhwc
+
     def binary(self, node, op):
         nhwc = any(self.env[v].nhwc for v in node.inputs[:2] if v in self.env)  # channels-last operands
         if op == "mul" and not nhwc and try_gated_conv(self, node):
             return
-        out_shape = self.shape(node.outputs[0])
-        a, b = (self.materialize(self.ref(v, len(out_shape), nhwc), node.name) for v in node.inputs[:2])
-        if nhwc:  # an operand stored in the other order (layout.supported_in_place): relaid by one gather
-            a, b = (r if r.nhwc or v in self.g.params else
-                    Ref(self.row_major(r, f"{node.name}.{v}"), r.shape, nhwc=True)
-                    for v, r in zip(node.inputs[:2], (a, b)))
+        (a, b), nhwc = self.operands(node, node.inputs[:2])
         epilogue, out_value = self.epilogue_after(node.outputs[0])
         tid = self.builder.binary(node.name, a.tid, b.tid, _core.BinaryOp.__members__[op], epilogue)
         self.define(out_value, tid, nhwc=nhwc)
 
     def concat(self, node):
-        if self.moves(node):
+        if self.moves(node) or self.composes(node):
             return self.assemble(node)
         lower_concat(self, node)
 
     def pad(self, node):
         """Padding (any axis, any mode): rows and columns of a map as one pixel copy, others as a gather."""
-        if self.moves(node):
+        if self.moves(node) or self.composes(node):
             return self.assemble(node)
         pad_map(self, node)
 
     def slice(self, node):
         """A slice: a channel view or a pixel copy (`ops.shape.slice_map`), else a gather."""
-        if self.moves(node):
+        if self.moves(node) or self.composes(node):
             return self.assemble(node)
         slice_map(self, node)
 
     def flatten(self, node):
-        if self.moves(node):
+        if self.moves(node) or self.composes(node):
             return self.move(node)
         x = self.ref(node.inputs[0])
         out_shape = self.shape(node.outputs[0])
@@ -432,68 +430,21 @@ class Lowering:
                                         h * w * c)
 
     def gathered(self, name, flat, table, dims):
-        """The one-pixel tensor `flat` picked by `table` (None: as it is), seen as (H, W, C) `dims`."""
-        if table is not None:
-            flat = self.builder.gather_channels(name, flat, table)
-        return self.builder.reshape(flat, *dims)
+        return gathered(self, name, flat, table, dims)
 
     def move(self, node):
-        """A reshape / transpose / flatten that moves values (`permute.is_move`): one gather, or a view where the
-        stored order does not change."""
-        out_value = node.outputs[0]
-        x = self.ref(node.inputs[0])
-        if x.flat is not None and x.flat[1] * x.flat[2] == 1:
-            x = self.materialize(x, node.name)
-        out_shape, row_major = self.shape(out_value), out_value in self.channels_last
-        table = gather_table(node, x.shape, x.nhwc, x.flat, out_shape, row_major, self.batch)
-        dims = stored_dims(out_shape, row_major, is_raw(self.g, out_value))
-        self.define(out_value, self.gathered(node.name, self.dense(x, node.name), table, dims), nhwc=row_major)
+        lower_move(self, node)
 
     def assemble(self, node):
-        """Defines the node's output as elements of its inputs picked by one gather (`permute.is_assembly`): their
-        values side by side in one buffer (then a padding's constant), placed by `permute.assembly`."""
-        whole, g = self.batch == 1, self.g
-        sources, combine = assembly(node, self.shape(node.inputs[0]), pad_indices)
-        fill = node.attrs["value"] if node.op == "pad" and node.attrs["mode"] == "constant" else None
-        pieces, logical, offset = [], [], 0
-        for v in sources:
-            if v in g.params:  # a batch-1 plan: its values as they are
-                array = np.ascontiguousarray(g.params[v], np.float32)
-                pieces.append(self.builder.constant(array.reshape(1, 1, -1)))
-                logical.append(np.arange(array.size).reshape(array.shape) + offset)
-            else:
-                x = self.ref(v)
-                pieces.append(self.dense(x, f"{node.name}.{v}"))
-                logical.append(positions(x.shape, x.nhwc, x.flat, whole) + offset)
-            offset += logical[-1].size
-        placed = combine(logical)
-        if fill is not None:
-            pieces.append(self.builder.constant(np.full((1, 1, 1), fill, np.float32)))
-            placed = np.where(placed < 0, offset, placed)
-            offset += 1
-        buffer = pieces[0]
-        if len(pieces) > 1:
-            buffer = self.builder.tensor(1, 1, offset)
-            start = 0
-            for i, piece in enumerate(pieces):
-                self.builder.copy_into(f"{node.name}.{i}", piece, buffer, start)
-                start += self.builder.dims(piece)[2]
-        out_value = node.outputs[0]
-        row_major = out_value in self.channels_last
-        table = table_of(placed, row_major)
-        if table is None and placed.size != offset:  # the first values of the buffer: copied still
-            table = np.arange(placed.size, dtype=np.int64)
-        dims = stored_dims(self.shape(out_value), row_major, is_raw(g, out_value))
-        self.define(out_value, self.gathered(node.name, buffer, table, dims), nhwc=row_major)
+        lower_assembly(self, node)
 
     def row_major(self, x, name):
-        """Ref x's tensor in its logical row-major order, pixels of its last axis (a view where it is stored so)."""
-        if x.nhwc:
-            h, w, c = self.builder.dims(x.tid)
-            return self.builder.reshape(self.dense(x, name), h * w, 1, c)
-        table = gather_table(None, x.shape, False, x.flat, x.shape, True, self.batch)
-        return self.gathered(name + ".rows", self.dense(x, name), table,
-                             stored_dims(x.shape, True, self.batch == 1 and x.shape[0] != 1))
+        return row_major(self, x, name)
+
+    def composes(self, node):
+        """Whether `node` moves or assembles a pending gather's values (gathers.PendingRef): its table composes."""
+        x = self.env.get(node.inputs[0]) if node.inputs else None
+        return is_pending(x) and (is_move(node, self.g) if node.op in MOVES else is_assembly(node, self.g))
 
     def lstm(self, node):
         """An LSTM over the sequence of a batch-1 plan (its (L, 1, I) input in row-major order; the output too): the
@@ -548,6 +499,12 @@ class Lowering:
         y = self.builder.attention(node.name, x.tid, a["heads"], a["scale"], self.shape(node.inputs[0])[1], bias)
         self.define(node.outputs[0], y, nhwc=True)
 
+    def reduce(self, node):
+        lower_reduce(self, node)
+
+    def where(self, node):
+        lower_where(self, node)
+
     def layer_norm(self, node):
         """A layer norm over the channels of each pixel: of a channels-last map, or of a (N, C) row."""
         x = self.materialize(self.ref(node.inputs[0]), node.name)
@@ -587,6 +544,7 @@ def rewrite(graph, fusions=FUSIONS):
         graph = fold_fake_quant(graph)
     if "gates" in fusions:
         graph = fuse_gates(graph)
+    graph = keep_reduced_dims(graph)
     if "shuffle" in fusions:
         graph = fold_channel_shuffle(graph)
     if "layernorm" in fusions:

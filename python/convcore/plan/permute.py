@@ -108,6 +108,8 @@ def stored_dims(shape, row_major, whole):
     if row_major:
         if len(shape) == 4 and not whole:
             return shape[1], shape[2], shape[3]
+        if len(shape) == 1 and not whole:  # (N,): one value per image
+            return 1, 1, 1
         return math.prod(shape if whole else shape[1:]) // shape[-1], 1, shape[-1]
     if len(shape) == 4:
         return shape[2], shape[3], shape[1]
