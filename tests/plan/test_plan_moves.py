@@ -221,3 +221,24 @@ def test_lstm_of_a_batch_stays_eager_and_right():
     assert "r" in plan.eager_nodes  # the LSTM node (named after its output)
     want = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert_close(plan(x), want, 1e-5)
+
+
+def test_windows_in_blocks_of_rows_at_any_batch(isa, threads):
+    """Swin's window partition at batch > 1: (N, H, W, C) -> (N * windows, window pixels, C), each image's windows a
+    block of rows of the value (permute.is_raw), per-window ops (linear, layer norm, softmax), then merged back: one
+    segment, no node outside the Plan, at batch 1, 2 and 3."""
+    rng = np.random.default_rng(11)
+    w1, w2 = rand(rng, 6, 3, 3, 3), rand(rng, 6, 6)
+
+    def fn(x):
+        y = F.transpose(F.relu(F.conv2d(x, w1, padding=1)), (0, 2, 3, 1))            # (N, 4, 6, 6)
+        win = F.transpose(F.reshape(y, (-1, 2, 2, 3, 2, 6)), (0, 1, 3, 2, 4, 5))      # (N, 2, 3, 2, 2, 6)
+        rows = F.softmax(F.layer_norm(F.linear(F.reshape(win, (-1, 4, 6)), w2), np.ones(6, np.float32)), axis=2)
+        back = F.reshape(F.transpose(F.reshape(rows, (-1, 2, 3, 2, 2, 6)), (0, 1, 3, 2, 4, 5)), (-1, 4, 6, 6))
+        return F.transpose(F.add(back, y), (0, 3, 1, 2))
+
+    for batch in (1, 2, 3):
+        x = rand(rng, batch, 3, 4, 6, scale=1.0)
+        plan = convcore.compile(fn, x.shape)
+        assert plan.eager_nodes == [] and len(plan._segments()) == 1, plan.summary()
+        assert_close(plan(x), fn(x), 1e-5)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ops.shape import pad_indices
-from .permute import assembly, gather_table, is_raw, positions, stored_dims, table_of
+from .permute import assembly, gather_table, positions, stored_dims, table_of
 
 
 class Ref:
@@ -93,7 +93,7 @@ def lower_move(low, node):
         x = low.materialize(x, node.name)
     out_shape, row_major = low.shape(out_value), out_value in low.channels_last
     table = gather_table(node, x.shape, x.nhwc, x.flat, out_shape, row_major, low.batch)
-    dims = stored_dims(out_shape, row_major, is_raw(low.g, out_value))
+    dims = stored_dims(out_shape, row_major, low.batch)
     define_gathered(low, out_value, node.name, source(low, x, node.name), table, dims, row_major)
 
 
@@ -101,7 +101,7 @@ def lower_assembly(low, node):
     """The node's output as elements of its inputs picked by one gather: their values side by side in one buffer
     (then a padding's constant), placed by `permute.assembly`; inputs gathered from the same tensor are read from
     it, not copied."""
-    whole, g = low.batch == 1, low.g
+    g = low.g
     sources, combine = assembly(node, low.shape(node.inputs[0]), pad_indices)
     fill = node.attrs["value"] if node.op == "pad" and node.attrs["mode"] == "constant" else None
     pieces, starts, logical, offset = [], {}, [], 0
@@ -115,7 +115,7 @@ def lower_assembly(low, node):
             key = ("tensor", x.base) if is_pending(x) else ("value", v)
             base, table = source(low, x, f"{node.name}.{v}") if key not in starts else (
                 None, x.table if is_pending(x) else None)
-            stored = positions(x.shape, x.nhwc, x.flat, whole)
+            stored = positions(x.shape, x.nhwc, x.flat, low.batch)
         if key not in starts:
             if base is None:
                 base = low.builder.constant(array.reshape(1, 1, -1))
@@ -140,7 +140,7 @@ def lower_assembly(low, node):
     table = table_of(placed, row_major)
     if table is None and placed.size != offset:  # the first values of the buffer: copied still
         table = np.arange(placed.size, dtype=np.int64)
-    dims = stored_dims(low.shape(out_value), row_major, is_raw(g, out_value))
+    dims = stored_dims(low.shape(out_value), row_major, low.batch)
     define_gathered(low, out_value, node.name, (buffer, None), table, dims, row_major)
 
 
@@ -151,6 +151,5 @@ def row_major(low, x, name):
         return low.builder.reshape(low.dense(x, name), h * w, 1, c)
     table = None if x.nhwc else gather_table(None, x.shape, False, x.flat, x.shape, True, low.batch)
     base, first = source(low, x, name)
-    dims = (x.dims[0] * x.dims[1], 1, x.dims[2]) if x.nhwc else stored_dims(x.shape, True, low.batch == 1 and
-                                                                             x.shape[0] != 1)
+    dims = (x.dims[0] * x.dims[1], 1, x.dims[2]) if x.nhwc else stored_dims(x.shape, True, low.batch)
     return gathered(low, name + ".rows", base, _compose(first, table), dims)

@@ -12,7 +12,7 @@ import math
 
 from ..ops import OPS
 from .fusion import GraphIndex
-from .permute import ASSEMBLIES, MOVES, graph_batch, is_assembly, is_move, is_odd
+from .permute import ASSEMBLIES, MOVES, graph_batch, is_assembly, is_move, is_odd, is_raw
 
 TO_CHANNELS_LAST, TO_CHANNELS_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -110,8 +110,8 @@ def supported(node, graph, capabilities=None, channels_last=frozenset()):
     (`permute.is_move`); a value stored whole or of another rank (`permute.is_odd`) is read only by ops over its
     last axis, moves and LSTMs."""
     computed = [v for v in node.inputs if v and v not in graph.params]
-    if graph_batch(graph) == 1 and any(graph.shapes[v][0] != 1 and v not in channels_last for v in computed):
-        return False  # a batch-1 plan stores such a value whole, in row-major order (`channels_last_values`)
+    if any(is_raw(graph, v) and v not in channels_last for v in computed):
+        return False  # a value in blocks of rows is stored in row-major order (`channels_last_values`)
     if node.op in MOVES and is_move(node, graph) or is_assembly(node, graph):
         return True
     if any(v in channels_last and is_odd(graph, v) for v in computed):

@@ -164,7 +164,7 @@ class Lowering:
         for name in self.inputs:
             shape = g.shapes[name]
             if name in self.channels_last:  # (N, H, W, C) or (N, L, C) as it is, or a whole value (permute.is_raw)
-                h, w, c = stored_dims(shape, True, is_raw(g, name))
+                h, w, c = stored_dims(shape, True, self.batch)
                 self.define(name, self.builder.add_input(c, h, w, nhwc=True), nhwc=True)
                 continue
             h, w = shape[2:] if len(shape) == 4 else (shape[2], 1) if len(shape) == 3 else (1, 1)
@@ -525,15 +525,15 @@ class Lowering:
 
 class Segment:
     """A run of consecutive graph nodes compiled into one C++ Plan: it reads `inputs`, gives `outputs`; `whole`: the
-    inputs it takes as one image (stored whole, `permute.is_raw`)."""
+    inputs stored in blocks of rows (`permute.is_raw`), taken as `batch` images."""
 
-    def __init__(self, plan, inputs, outputs, whole=frozenset()):
-        self.plan, self.inputs, self.outputs, self.whole = plan, inputs, outputs, whole
+    def __init__(self, plan, inputs, outputs, whole=frozenset(), batch=1):
+        self.plan, self.inputs, self.outputs, self.whole, self.batch = plan, inputs, outputs, whole, batch
 
     def arrays(self, env):
         """The input arrays from `env` as the C++ Plan takes them."""
-        return [np.ascontiguousarray(env[v]).reshape(1, -1) if v in self.whole else np.ascontiguousarray(env[v])
-                for v in self.inputs]
+        return [np.ascontiguousarray(env[v]).reshape(self.batch, -1) if v in self.whole else
+                np.ascontiguousarray(env[v]) for v in self.inputs]
 
 
 def rewrite(graph, fusions=FUSIONS):
@@ -609,5 +609,6 @@ def lower(graph, backend, winograd="auto", fusions=FUSIONS):
                    if v in graph.outputs or any(j != i for j in readers.get(v, ()))]
         plan = Lowering(graph, run, inputs, outputs, backend, winograd, fusions, index, channels_last).lower()
         steps.append(Segment(plan, inputs, outputs,
-                             frozenset(v for v in inputs if v in channels_last and is_raw(graph, v))))
+                             frozenset(v for v in inputs if v in channels_last and is_raw(graph, v)),
+                             graph_batch(graph)))
     return steps

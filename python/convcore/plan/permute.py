@@ -26,10 +26,19 @@ def graph_batch(graph):
 
 
 def is_raw(graph, value):
-    """Whether a value stored in row-major order is stored whole, as one image: in a batch-1 graph, one whose first
-    axis is not the batch. (In a graph of another batch such a value - Swin's windows - runs in Plan segments of its
-    own first axis as their batch, its layout as any other's.)"""
-    return graph_batch(graph) == 1 and graph.shapes[value][0] != 1
+    """Whether a value stored in row-major order is stored in blocks of rows: one whose first axis is not the batch but
+    a multiple of it (Swin's windows, 64 per image: image n holds rows [64 n, 64 n + 64), which is its n-th share of
+    the values in row-major order, as for any value whose first axis is the batch). In a batch-1 graph: the whole
+    value as one image."""
+    batch, first = graph_batch(graph), graph.shapes[value][0]
+    return first != batch and first % batch == 0
+
+
+def image_shape(shape, batch):
+    """The logical shape of one image's share of a value of `shape`: its block of rows (`is_raw`), or else one row (a
+    value whose first axis is not a multiple of the batch, computed outside the Plan, runs in segments of that axis
+    as their batch)."""
+    return (shape[0] // batch if shape[0] % batch == 0 else 1, *shape[1:])
 
 
 def is_odd(graph, value):
@@ -48,7 +57,9 @@ def is_move(node, graph):
     batch = graph_batch(graph)
     if batch == 1:
         return True
-    return x[0] == out[0] == batch and (node.op != "transpose" or node.attrs["perm"][0] == 0)
+    # Each image's share stays its own: first axes of whole multiples of the batch (rows in blocks: `is_raw`), a
+    # transpose keeping the first axis first.
+    return x[0] % batch == 0 and out[0] % batch == 0 and (node.op != "transpose" or node.attrs["perm"][0] == 0)
 
 
 def is_assembly(node, graph):
@@ -94,7 +105,7 @@ def assembly(node, shape, pad_indices):
         kept[axis] = np.arange(*np.s_[start:end:step].indices(shape[axis]))
 
     def sliced(parts):
-        rows = kept[0] if parts[0].shape[0] == shape[0] else np.arange(1)  # one image: every image keeps its place
+        rows = kept[0] if parts[0].shape[0] == shape[0] else np.arange(parts[0].shape[0])  # one image's rows
         return parts[0][np.ix_(rows, *kept[1:])]
     return node.inputs[:1], sliced
 
@@ -103,14 +114,14 @@ ASSEMBLIES = ("concat", "pad", "gather", "slice")
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
 
 
-def stored_dims(shape, row_major, whole):
-    """(H, W, C) of one image of a value of logical `shape` as the Plan stores it (`whole`: `is_raw`)."""
+def stored_dims(shape, row_major, batch):
+    """(H, W, C) of one image of a value of logical `shape` as a Plan of `batch` stores it."""
     if row_major:
-        if len(shape) == 4 and not whole:
+        if len(shape) == 4 and shape[0] == batch:
             return shape[1], shape[2], shape[3]
-        if len(shape) == 1 and not whole:  # (N,): one value per image
+        if len(shape) == 1 and shape[0] == batch:  # (N,): one value per image
             return 1, 1, 1
-        return math.prod(shape if whole else shape[1:]) // shape[-1], 1, shape[-1]
+        return math.prod(image_shape(shape, batch)) // shape[-1], 1, shape[-1]
     if len(shape) == 4:
         return shape[2], shape[3], shape[1]
     if len(shape) == 3:
@@ -118,10 +129,10 @@ def stored_dims(shape, row_major, whole):
     return 1, 1, shape[1]
 
 
-def positions(shape, row_major, flat, whole):
-    """For each element of one image (of the whole value when `whole`), its offset in the stored order, as an array
-    of the value's logical shape (its first axis 1 unless whole)."""
-    s = tuple(shape) if whole else (1, *shape[1:])
+def positions(shape, row_major, flat, batch):
+    """For each element of one image's share of the value (`image_shape`), its offset in the stored order, as an
+    array of that logical shape."""
+    s = image_shape(shape, batch)
     size = math.prod(s)
     if flat is not None:  # a flatten of (C, H, W) still stored as (H, W, C)
         c, h, w = flat
@@ -146,12 +157,11 @@ def gather_table(node, x_shape, x_row_major, x_flat, out_shape, out_row_major, b
     """For a move `node` (None: the value itself, laid out another way): for each stored element of one output image,
     the stored offset in the input image it copies (the whole values in a batch-1 plan); None when that is the
     identity (a view)."""
-    whole = batch == 1
-    logical = positions(x_shape, x_row_major, x_flat, whole)
+    logical = positions(x_shape, x_row_major, x_flat, batch)
     if node is not None and node.op == "transpose":
         logical = logical.transpose(tuple(node.attrs["perm"]))
     else:
-        logical = logical.reshape(tuple(out_shape) if whole else (1, *out_shape[1:]))
+        logical = logical.reshape(image_shape(out_shape, batch))
     return table_of(logical, out_row_major)
 
 

@@ -33,7 +33,7 @@ def lower_reduce(low, node):
     rows, width = math.prod(shape[d] for d in kept), math.prod(shape[d] for d in axes)
     flat = low.dense(x, node.name)
     if kept:  # each kept position a pixel of the reduced values: a gather, none where the order is that already
-        stored = positions(shape, x.nhwc, x.flat, False)[0]  # the stored offset of each element (one image)
+        stored = positions(shape, x.nhwc, x.flat, low.batch)[0]  # the stored offset of each element (one image)
         order = np.transpose(stored, [d - 1 for d in (*kept, *axes)]).reshape(-1)
         table = None if np.array_equal(order, np.arange(order.size)) else np.ascontiguousarray(order, np.int64)
         flat = low.gathered(f"{node.name}.rows", flat, table, (rows, 1, width))
@@ -44,7 +44,7 @@ def lower_reduce(low, node):
     out_shape, row_major = low.shape(out_value), out_value in low.channels_last
     placed = np.arange(rows).reshape((1, *out_shape[1:]))  # the kept axes' row-major order, size-1 axes anywhere
     table = table_of(placed, row_major)
-    dims = stored_dims(out_shape, row_major, False)
+    dims = stored_dims(out_shape, row_major, low.batch)
     low.define(out_value, low.gathered(node.name + ".out", low.builder.reshape(reduced, 1, 1, rows), table, dims),
                nhwc=row_major)
 
