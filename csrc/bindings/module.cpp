@@ -47,7 +47,6 @@ const float* data_or_null(const OptArray& a) { return a ? a->data() : nullptr; }
 
 float* out_ptr(CArray& out) { return out.mutable_data(); }  // throws if read-only
 
-
 // The output size comes from `out` (Python computed it); conv2d_check refuses one that does not follow.
 void conv2d_py(const CArray& x, const CArray& w, const OptArray& bias, CArray& out, Pair stride, Pair dilation,
                Quad padding, index_t groups) {

@@ -454,7 +454,7 @@ struct AttentionOp : CpuOp {
 
 // ------------------------------------------------------------------------------------------- reduce, where
 // A reduction over each pixel's channels, one channel per pixel out. The lowering lays any other reduction out so
-// (the reduced axes last, by a gather) or reads a whole image as one pixel (plan/lower.py).
+// (the reduced axes last, by a gather) or reads a whole image as one pixel (plan/reduction.py).
 struct ReduceChannelsOp : CpuOp {
   ReduceOp op;
   index_t pixels, C;
@@ -479,14 +479,10 @@ struct WhereOp : CpuOp {
   int c, a, b, y;
   int parallelism(index_t N, int threads) const override { return parts_for(16.0 * N * H * W * C, kByteGrain, threads); }
   void run(const Exec& ex, int part, int parts) const override {
+    const int ids[3] = {c, a, b};
     const TensorView v[3] = {ex.at(c), ex.at(a), ex.at(b)}, out = ex.at(y);
     index_t st[3][4];
-    const int ids[3] = {c, a, b};
-    for (int i = 0; i < 3; ++i) {
-      const TensorDesc d = ex.plan->tensor(ids[i]);
-      st[i][0] = v[i].image, st[i][1] = d.H > 1 ? d.W * v[i].stride : 0, st[i][2] = d.W > 1 ? v[i].stride : 0;
-      st[i][3] = d.C > 1 ? 1 : 0;
-    }
+    for (int i = 0; i < 3; ++i) BinaryOpNode::strides(ex.plan->tensor(ids[i]), v[i], st[i]);
     const auto [r0, r1] = share(ex.N * H, part, parts);
     for (index_t r = r0; r < r1; ++r) {
       const index_t n = r / H, h = r % H;

@@ -63,9 +63,10 @@ class Plan : public PlanBuilder<Plan> {
   Isa isa() const { return isa_; }
   static constexpr bool kFusedMBConv = true;
   // Beyond the common builder: the conv's per-image input gate and mask, the mbconv without its projection, the
-  // backward ops (plan/grad_ops.h), self-attention and the LSTM (below).
+  // backward ops (plan/grad_ops.h), self-attention, the LSTM, reductions and where (below).
   std::vector<std::string> capabilities() const {
-    return {"conv_gate", "conv_mask", "mbconv_no_project", "backward", "attention", "lstm", "int8", "int8_bytes", "reduce", "where"};
+    return {"conv_gate", "conv_mask", "mbconv_no_project", "backward", "attention", "lstm", "int8", "int8_bytes",
+            "reduce", "where"};
   }
 
   // Backend hooks of PlanBuilder (plan/builder.h).

@@ -58,7 +58,7 @@ def is_pending(ref):
     return isinstance(ref, PendingRef) and ref.pending
 
 
-def _compose(first, second):
+def compose(first, second):
     """The table picking `second` from what `first` picked (either None: the identity)."""
     if first is None or second is None:
         return second if first is None else first
@@ -80,7 +80,7 @@ def gathered(low, name, flat, table, dims):
 def define_gathered(low, value, name, x_source, table, dims, nhwc):
     """Defines `value` as the values of `x_source` (base, table) picked by `table`, pending (module docstring)."""
     base, first = x_source
-    low.env[value] = PendingRef(low.shape(value), nhwc, base, _compose(first, table), dims, name,
+    low.env[value] = PendingRef(low.shape(value), nhwc, base, compose(first, table), dims, name,
                                 lambda p: gathered(low, p.name, p.base, p.table, p.dims))
 
 
@@ -152,4 +152,4 @@ def row_major(low, x, name):
     table = None if x.nhwc else gather_table(None, x.shape, False, x.flat, x.shape, True, low.batch)
     base, first = source(low, x, name)
     dims = (x.dims[0] * x.dims[1], 1, x.dims[2]) if x.nhwc else stored_dims(x.shape, True, low.batch)
-    return gathered(low, name + ".rows", base, _compose(first, table), dims)
+    return gathered(low, name + ".rows", base, compose(first, table), dims)

@@ -315,7 +315,7 @@ class Lowering:
     def reshape(self, node):
         """A reshape that keeps the stored order (the op's PlanRule): a view, or a view of a copy where x is a slice
         of another tensor; other reshapes a gather (`move`)."""
-        if self.moves(node) or self.composes(node):
+        if self.moves(node):
             return self.move(node)
         x = self.materialize(self.ref(node.inputs[0]), node.name)
         out_shape = self.shape(node.outputs[0])
@@ -341,7 +341,7 @@ class Lowering:
     def transpose(self, node):
         """NCHW <-> NHWC of a 4-D value, (N, C, L) <-> (N, L, C) of a sequence: the same tensor, seen in the other
         order (`channels_last_values`); other transposes a gather (`move`)."""
-        if self.moves(node) or self.composes(node):
+        if self.moves(node):
             return self.move(node)
         x = self.ref(node.inputs[0])
         perm = tuple(node.attrs["perm"])
@@ -368,24 +368,24 @@ class Lowering:
         self.define(out_value, tid, nhwc=nhwc)
 
     def concat(self, node):
-        if self.moves(node) or self.composes(node):
+        if self.moves(node):
             return self.assemble(node)
         lower_concat(self, node)
 
     def pad(self, node):
         """Padding (any axis, any mode): rows and columns of a map as one pixel copy, others as a gather."""
-        if self.moves(node) or self.composes(node):
+        if self.moves(node):
             return self.assemble(node)
         pad_map(self, node)
 
     def slice(self, node):
         """A slice: a channel view or a pixel copy (`ops.shape.slice_map`), else a gather."""
-        if self.moves(node) or self.composes(node):
+        if self.moves(node):
             return self.assemble(node)
         slice_map(self, node)
 
     def flatten(self, node):
-        if self.moves(node) or self.composes(node):
+        if self.moves(node):
             return self.move(node)
         x = self.ref(node.inputs[0])
         out_shape = self.shape(node.outputs[0])
@@ -416,9 +416,13 @@ class Lowering:
             raise ValueError(f"compile: node '{node.name}': flatten {x.shape} -> {out_shape} is not supported")
 
     def moves(self, node):
-        """Whether this reshape / transpose / flatten moves values (else a view or a change of layout flag), or
-        this concatenation or padding is a gather (`assemble`)."""
-        return not supported_in_place(node, self.g, self.capabilities, self.channels_last)
+        """Whether this reshape / transpose / flatten moves values (else a view or a change of layout flag), or this
+        concatenation, padding, slice or gather is one gather (`assemble`); either, too, where it reads a pending
+        gather's values (`gathers.PendingRef`): the tables compose."""
+        if not supported_in_place(node, self.g, self.capabilities, self.channels_last):
+            return True
+        x = self.env.get(node.inputs[0]) if node.inputs else None
+        return is_pending(x) and (is_move(node, self.g) if node.op in MOVES else is_assembly(node, self.g))
 
     def dense(self, x, name):
         """The tensor of Ref x as one pixel of all its channels (per image): a view, of a copy where x is a slice."""
@@ -440,11 +444,6 @@ class Lowering:
 
     def row_major(self, x, name):
         return row_major(self, x, name)
-
-    def composes(self, node):
-        """Whether `node` moves or assembles a pending gather's values (gathers.PendingRef): its table composes."""
-        x = self.env.get(node.inputs[0]) if node.inputs else None
-        return is_pending(x) and (is_move(node, self.g) if node.op in MOVES else is_assembly(node, self.g))
 
     def lstm(self, node):
         """An LSTM over the sequence of a batch-1 plan (its (L, 1, I) input in row-major order; the output too): the

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..graph import Graph
 from .fusion import GraphIndex
+from .gathers import compose, source
 from .permute import positions, stored_dims, table_of
 
 REDUCTIONS = {"reduce_sum": "sum", "reduce_mean": "mean", "reduce_max": "max", "reduce_min": "min",
@@ -31,14 +32,13 @@ def lower_reduce(low, node):
     shape, axes = x.shape, tuple(node.attrs["axes"])
     kept = [d for d in range(1, len(shape)) if d not in axes]
     rows, width = math.prod(shape[d] for d in kept), math.prod(shape[d] for d in axes)
-    flat = low.dense(x, node.name)
+    base, table = source(low, x, node.name)  # (a pending gather's values: its table composes with this one)
     if kept:  # each kept position a pixel of the reduced values: a gather, none where the order is that already
         stored = positions(shape, x.nhwc, x.flat, low.batch)[0]  # the stored offset of each element (one image)
         order = np.transpose(stored, [d - 1 for d in (*kept, *axes)]).reshape(-1)
-        table = None if np.array_equal(order, np.arange(order.size)) else np.ascontiguousarray(order, np.int64)
-        flat = low.gathered(f"{node.name}.rows", flat, table, (rows, 1, width))
-    else:
-        flat = low.builder.reshape(flat, 1, 1, width)
+        table = compose(table, None if np.array_equal(order, np.arange(order.size)) else
+                        np.ascontiguousarray(order, np.int64))
+    flat = low.gathered(f"{node.name}.rows", base, table, (rows, 1, width))
     reduced = low.builder.reduce(node.name, flat, REDUCTIONS[node.op])
     out_value = node.outputs[0]
     out_shape, row_major = low.shape(out_value), out_value in low.channels_last
