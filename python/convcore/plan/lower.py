@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from .. import _core
+from ..graph.batch_first import batch_first
 from ..graph.passes import (commute_views, fold_affine, fold_attention, fold_batchnorm, fold_channel_shuffle,
                             fold_fake_quant, fold_layer_norm)
 from ..ops import OPS
@@ -538,7 +539,8 @@ class Segment:
 def rewrite(graph, fusions=FUSIONS):
     """The graph rewrites before lowering: gated and spelled-out activations, channel shuffles as gathers,
     spelled-out layer norms and attention blocks, per-channel arithmetic and batch-norm folding (each when
-    enabled)."""
+    enabled), after giving every value the batch as its first axis where the graph moves it (`batch_first`)."""
+    graph = batch_first(graph)
     if "quant" in fusions:
         graph = fold_fake_quant(graph)
     if "gates" in fusions:
