@@ -158,3 +158,30 @@ def test_denormal_weights_are_flushed_only_inside_the_call():
     y = plan(np.ones((1, 3, 4, 4), np.float32))
     assert np.all(y == 0)  # flushed to zero inside the plan (docs/plan.md)
     assert np.float32(1e-40) * np.float32(1.0) != 0  # the caller's floating-point mode is untouched
+
+
+@pytest.mark.parametrize("threshold, split", [(1, True), (1 << 40, False), (0, False)])
+def test_batches_whose_maps_outweigh_their_weights_run_image_by_image(threshold, split, monkeypatch):
+    """A net of large maps and small weights (a text detector's shape) runs each segment one image per call where one
+    image's share of the arena exceeds the weights and Plan.SPLIT_BYTES; results as in one call and as eager, with
+    nodes outside the Plan between segments and several outputs."""
+    rng = np.random.default_rng(5)
+    w1, w2 = rng.standard_normal((8, 3, 3, 3)).astype(np.float32), rng.standard_normal((4, 8, 1, 1)).astype(np.float32)
+
+    def fn(x):
+        y = F.relu(F.conv2d(x, w1, padding=1))
+        z = F.lp_pool2d(y, 2, stride=2)  # outside the Plan: two segments
+        return F.conv2d(y, w2), F.add(F.conv2d(z, w2), np.float32(1))
+
+    monkeypatch.setattr(convcore.Plan, "SPLIT_BYTES", threshold)
+    plan = convcore.compile(fn, (3, 3, 24, 24))
+    x = _x(3, shape=(3, 24, 24))
+    got, expected = plan(x), fn(x)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    segments = plan._segments()
+    assert len(segments) == 2 and plan.eager_nodes
+    assert segments[0].split.get(3, False) == split  # (the second's arena, its 12 x 12 map, holds no more)
+    assert all(s.split.get(1) is None for s in segments)  # a batch of one is never split
+    plan(x[:1])
+    assert all(1 not in s.split for s in segments)

@@ -38,6 +38,8 @@ class CudaPlan(Plan):
             grouped convolutions and linear layers; accuracy in docs/cuda.md).
     """
 
+    SPLIT_BYTES = 0  # a GPU call takes the whole batch
+
     def __init__(self, graph: Graph, input_shape: Sequence[int], device: int = 0, precision: str = "fp32",
                  fuse: Union[bool, Iterable[str]] = True) -> None:
         self.device = int(device)

@@ -525,10 +525,12 @@ class Lowering:
 
 class Segment:
     """A run of consecutive graph nodes compiled into one C++ Plan: it reads `inputs`, gives `outputs`; `whole`: the
-    inputs stored in blocks of rows (`permute.is_raw`), taken as `batch` images."""
+    inputs stored in blocks of rows (`permute.is_raw`), taken as `batch` images; `split`: batch -> whether it runs
+    image by image (`Plan._run_segment`)."""
 
     def __init__(self, plan, inputs, outputs, whole=frozenset(), batch=1):
         self.plan, self.inputs, self.outputs, self.whole, self.batch = plan, inputs, outputs, whole, batch
+        self.split = {}
 
     def arrays(self, env):
         """The input arrays from `env` as the C++ Plan takes them."""
