@@ -103,7 +103,7 @@ void weighted_rows(index_t n, index_t taps, const float* x, const index_t* index
 
 void dwconv(const ConvGeom& g, const float* w, const float* bias, const ConvIO& io, const Epilogue& e, index_t r0,
             index_t r1) {
-  const index_t Cp = g.C;  // lanes = 1: no padding
+  const index_t Cp = g.C, G = g.Cg;  // lanes = 1: no padding; G input channels per output (narrow groups)
   for (index_t row = r0; row < r1; ++row) {
     const index_t n = row / g.OH, oh = row % g.OH;
     for (index_t ow = 0; ow < g.OW; ++ow) {
@@ -112,7 +112,9 @@ void dwconv(const ConvGeom& g, const float* w, const float* bias, const ConvIO& 
         double acc = bias[c];
         for (index_t r = 0; r < g.R; ++r)
           for (index_t s = 0; s < g.S; ++s)
-            acc += static_cast<double>(conv_tap_ptr(g, io, n, oh, ow, r, s, c)[0]) * w[(r * g.S + s) * Cp + c];
+            for (index_t j = 0; j < G; ++j)
+              acc += static_cast<double>(conv_tap_ptr(g, io, n, oh, ow, r, s, c / G * G + j)[0]) *
+                     w[((r * g.S + s) * G + j) * Cp + c];
         if (io.res) acc += io.res[px * io.rs + c];
         io.y[px * io.ys + c] =
             masked(static_cast<float>(act(acc, e)), io.mask ? io.mask + px * io.ms + c : nullptr, e);

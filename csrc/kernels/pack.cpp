@@ -37,13 +37,14 @@ ConvPacked pack_conv(const Kernels& k, const ConvGeom& g, const float* w, const 
   return pk;
 }
 
-void pack_depthwise(const Kernels& k, index_t C, index_t taps, const float* w, const float* bias, AlignedVector& wp,
-                    AlignedVector& bp) {
+void pack_depthwise(const Kernels& k, index_t C, index_t G, index_t taps, const float* w, const float* bias,
+                    AlignedVector& wp, AlignedVector& bp) {
   const index_t Cp = ceil_div(C, k.lanes) * k.lanes;
-  wp.assign(static_cast<size_t>(taps * Cp), 0.0f);
+  wp.assign(static_cast<size_t>(taps * G * Cp), 0.0f);
   bp.assign(static_cast<size_t>(Cp), 0.0f);
   for (index_t c = 0; c < C; ++c) {
-    for (index_t t = 0; t < taps; ++t) wp[static_cast<size_t>(t * Cp + c)] = w[c * taps + t];
+    for (index_t t = 0; t < taps; ++t)
+      for (index_t j = 0; j < G; ++j) wp[static_cast<size_t>((t * G + j) * Cp + c)] = w[(c * G + j) * taps + t];
     if (bias) bp[static_cast<size_t>(c)] = bias[c];
   }
 }

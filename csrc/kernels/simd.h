@@ -23,6 +23,14 @@ struct Vec512 {
   static reg load(const float* p, mask m) { return _mm512_maskz_loadu_ps(m, p); }
   static void store(float* p, reg v, mask m) { _mm512_mask_storeu_ps(p, m, v); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  // Lane i <- lane (i / G) * G + j of a vector: input channel j of each lane's group of G channels.
+  using index = __m512i;
+  static index group_lane(int G, int j) {
+    alignas(64) int32_t t[N];
+    for (int i = 0; i < N; ++i) t[i] = i / G * G + j;
+    return _mm512_load_si512(t);
+  }
+  static reg permute(reg v, index i) { return _mm512_permutexvar_ps(i, v); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
@@ -99,6 +107,13 @@ struct Vec256 {
   static reg load(const float* p, mask m) { return _mm256_maskload_ps(p, m); }
   static void store(float* p, reg v, mask m) { _mm256_maskstore_ps(p, m, v); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  using index = __m256i;  // see Vec512::group_lane
+  static index group_lane(int G, int j) {
+    alignas(32) int32_t t[N];
+    for (int i = 0; i < N; ++i) t[i] = i / G * G + j;
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(t));
+  }
+  static reg permute(reg v, index i) { return _mm256_permutevar8x32_ps(v, i); }
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }

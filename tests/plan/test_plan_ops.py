@@ -91,6 +91,32 @@ def test_depthwise_matches_reference(isa, threads, k, stride, padding, channels)
     assert channels == 1 or any("dwconv" in op[1] for op in plan.ops())  # groups == 1 is a dense conv
 
 
+@pytest.mark.parametrize("k, stride, padding, dilation", [(3, 1, 1, 1), (3, 2, 1, 1), (3, 1, 0, 1), (5, 2, 2, 2),
+                                                          (1, 1, 0, 1), (4, 3, 3, 1)])
+@pytest.mark.parametrize("width, groups", [(2, 5), (4, 3), (8, 2), (8, 7)])
+def test_narrow_groups_match_reference(isa, threads, k, stride, padding, dilation, width, groups):
+    """Grouped convolutions of 2-8 channels in and out per group (RegNet's width 8) run in the depthwise kernel,
+    each lane reading its group's inputs through a permute, where whole groups fill part of a vector: against the
+    float64 oracle with a fused residual and activation, maps from 1 x 1 to wider than the interior blocks."""
+    c = width * groups
+    rng = np.random.default_rng(width * 10 + groups + k)
+    weight, bias = rand(rng, c, width, k, k), rand(rng, c)
+    for h, w in [(1, 1), (7, 7), (14, 13)]:
+        if h + 2 * padding < dilation * (k - 1) + 1 or w + 2 * padding < dilation * (k - 1) + 1:
+            continue  # the kernel does not fit
+
+        def fn(x):
+            y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+            return F.relu(F.add(y, F.mul(y, np.float32(0.5))))  # the add a residual, the relu its epilogue
+
+        x, y, plan = _run(fn, (2, c, h, w))
+        ref = R.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        assert_close(y, R.relu(ref * 1.5), 1e-5)
+    lanes = {"avx512": 16, "avx2": 8, "scalar": 1}[isa]
+    narrow = lanes == 1 or (2 * width <= lanes and lanes % width == 0)
+    assert any("dwconv" in op[1] for op in plan.ops()) == narrow, plan.ops()
+
+
 @pytest.mark.parametrize("c, k, h, w, padding", [(3, 5, 7, 9, 1), (32, 32, 14, 14, 1), (17, 40, 13, 6, 0),
                                                  (64, 64, 4, 4, (2, 1, 0, 3)), (8, 24, 1, 1, 1), (16, 16, 2, 31, 1),
                                                  (5, 7, 8, 8, 0), (24, 8, 9, 5, (2, 1, 0, 3))])
