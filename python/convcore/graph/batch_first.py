@@ -99,6 +99,7 @@ class _Rewriter:
         self.name = {v: v for v in graph.inputs}  # value -> the name of its form
         self.params = dict(graph.params)
         self.nodes: list[Node] = []
+        self._shapes: dict[str, tuple] = {}  # the forms' shapes, by name
         self.moved = False  # some value does not lead with its images
 
     def value(self, name, band):
@@ -128,7 +129,6 @@ class _Rewriter:
         self.moved |= not out_value.raw
 
     def run(self):
-        self._shapes: dict[str, tuple] = {}
         for node in self.graph.nodes:
             computed = [v for v in node.inputs if v and v not in self.graph.params]
             known = [v for v in computed if v in self.values]
