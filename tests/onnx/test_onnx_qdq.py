@@ -79,12 +79,19 @@ def test_qoperator_file_runs_as_its_qdq_meaning(activations, tmp_path):
     assert {"QLinearConv", "QGemm", "QLinearGlobalAveragePool"} <= kinds
     x = np.random.default_rng(2).standard_normal((3, 3, 16, 16)).astype(np.float32)
     want = ort_session(onnx.load(path), optimize=False)(x)[0]
+    # The same model as a QDQ file (same calibration), run by onnxruntime node by node: the exact semantics. Its
+    # QOperator kernels are exact with VNNI; its AVX2 ones sum u8 x s8 pairs in 16 bits (vpmaddubsw), which
+    # saturate, so on such a CPU they are off by that much more.
+    (tmp_path / "qdq").mkdir()
+    qdq_path = _quantized_file(tmp_path / "qdq", QuantFormat.QDQ, activations)
+    qdq = ort_session(onnx.load(qdq_path), optimize=False)(x)[0]
     net = convcore.onnx.load(path)
     step = float(np.abs(want).max()) / 100  # (a step of the output's grid is under 1 / 127 of its range... of 255)
-    assert np.abs(net(x) - want).max() <= step
+    bound = step + float(np.abs(want - qdq).max())
+    assert np.abs(net(x) - qdq).max() <= step and np.abs(net(x) - want).max() <= bound
     plan = convcore.compile(net)
     assert not plan.eager_nodes and len(plan.int8_ops) == 3, (plan.eager_nodes, plan.int8_ops)
-    assert np.abs(plan(x) - want).max() <= step
+    assert np.abs(plan(x) - qdq).max() <= step and np.abs(plan(x) - want).max() <= bound
 
 
 def test_qoperator_with_computed_scales_is_refused():
@@ -114,11 +121,14 @@ def test_qdq_file_matches_onnxruntime(qdq_file):
     got = net(x)
     step = float(np.abs(literal).max()) / 127  # one step of the output's quantization, at most
     assert np.abs(got - literal).max() <= 1e-5 * np.abs(literal).max()
-    assert np.abs(got - fused).max() <= step
+    # onnxruntime's int8 kernels are exact with VNNI; on AVX2 they sum u8 x s8 pairs in 16 bits (vpmaddubsw), which
+    # saturate: they then stray from the literal result by more than a step, and convcore by that much from them.
+    step_fused = step + float(np.abs(fused - literal).max())
+    assert np.abs(got - fused).max() <= step_fused
     plan = convcore.compile(net)  # each Q / DQ pair one fake_quantize, the convolutions int8: all in the Plan
     assert not plan.eager_nodes
     assert "qconv" in plan.summary() and "fake_quant" in plan.summary()
-    assert np.abs(plan(x) - fused).max() <= step and np.abs(plan(x) - got).max() <= step
+    assert np.abs(plan(x) - fused).max() <= step_fused and np.abs(plan(x) - got).max() <= step
     exported = convcore.onnx.export(net, None)
     assert [n.op_type for n in exported.graph.node].count("QuantizeLinear") == \
         [n.op_type for n in model.graph.node].count("QuantizeLinear")

@@ -18,7 +18,7 @@ from .._types import Array
 from .activation import activation
 from .registry import declare
 
-__all__ = ["quantize_linear", "dequantize_linear", "fake_quantize"]
+__all__ = ["quantize_linear", "dequantize_linear", "fake_quantize", "dynamic_quantize_linear"]
 
 RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 
@@ -131,3 +131,51 @@ def fake_quantize(x: Array, scale: float, zero_point: int = 0, dtype: str = "int
     """``dequantize_linear(quantize_linear(x))`` per tensor: x rounded onto the int8 (or uint8) grid of `scale` and
     `zero_point`, in one pass. A QDQ graph's pairs of nodes become this op before compiling (the Plan runs it
     fused into the producing op's epilogue, and an int8 convolution reads its grid)."""
+
+
+DYNAMIC_PARTS = ("y", "scale", "zero_point")
+
+
+def dynamic_quantization(x):
+    """ONNX DynamicQuantizeLinear of float32 array `x` (uint8): (y, scale, zero point), y and the zero point held as
+    float32 integers. The range is [min(x, 0), max(x, 0)] over the whole tensor, computed in float32 as onnxruntime
+    does; a tensor of zeros (an empty range) gets scale 1 and zero point 0, not a division by zero."""
+    lo = np.float32(min(0.0, float(x.min()))) if x.size else np.float32(0)
+    hi = np.float32(max(0.0, float(x.max()))) if x.size else np.float32(0)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"x: expected finite values to quantize dynamically (got min {lo}, max {hi})")
+    scale = np.float32((hi - lo) / np.float32(255)) if hi > lo else np.float32(1)
+    zero = np.float32(np.rint(np.clip(np.float32(0) - lo / scale, 0, 255)))
+    with np.errstate(invalid="ignore"):
+        y = np.clip(np.rint(x / scale) + zero, 0, 255).astype(np.float32)
+    return y, scale, zero
+
+
+def _dynamic_rule(shapes, attrs):
+    part = attrs.get("output", "y")
+    if part not in DYNAMIC_PARTS:
+        raise ValueError(f"output: expected one of {DYNAMIC_PARTS} (got {part!r})")
+    return {"output": part}, tuple(shapes[0]) if part == "y" else ()
+
+
+def _dynamic_kernel(x, *, out, output):
+    out[...] = dynamic_quantization(x)[DYNAMIC_PARTS.index(output)]
+    return out
+
+
+def _dynamic_to_onnx(em, node):
+    slots = [em.fresh(f"{node.outputs[0]}.{part}") for part in DYNAMIC_PARTS]  # (all three are required)
+    em.node_outputs("DynamicQuantizeLinear", [node.inputs[0]], slots, f"{node.name}.quantize")
+    part = slots[DYNAMIC_PARTS.index(node.attrs["output"])]
+    return em.node("Cast", [part], node.outputs[0], node.name, to=1)  # uint8 -> float
+
+
+@declare(("x",), _dynamic_rule, _dynamic_kernel, onnx=_dynamic_to_onnx)
+def dynamic_quantize_linear(x: Array, output: str = "y") -> Array:
+    """One output of ONNX DynamicQuantizeLinear (uint8, the range taken from `x` itself, as onnxruntime's
+    `quantize_dynamic` writes before each ConvInteger / MatMulInteger): ``output`` 'y' (the quantized tensor,
+    integers 0..255 in float32), 'scale' or 'zero_point' (scalars).
+
+        scale = (max(x, 0) - min(x, 0)) / 255,  zero_point = round(-min(x, 0) / scale),
+        y = saturate(round(x / scale) + zero_point)      (ties to even; scale 1 for a tensor of zeros)
+    """

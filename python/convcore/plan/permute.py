@@ -30,7 +30,10 @@ def is_raw(graph, value):
     a multiple of it (Swin's windows, 64 per image: image n holds rows [64 n, 64 n + 64), which is its n-th share of
     the values in row-major order, as for any value whose first axis is the batch). In a batch-1 graph: the whole
     value as one image."""
-    batch, first = graph_batch(graph), graph.shapes[value][0]
+    shape = graph.shapes[value]
+    if not shape:  # a scalar (a dynamic quantization's scale): not per image
+        return False
+    batch, first = graph_batch(graph), shape[0]
     return first != batch and first % batch == 0
 
 

@@ -2,12 +2,19 @@
 quantize_linear / dequantize_linear ops on computed tensors, folded at import on constants (int8 weights and int32
 biases dequantized to their float values). Scales and zero points must be constants; bad ones (zero, negative or
 non-finite scales, zero points out of their type's range or of another shape, an axis the scales do not fit) are
-clear errors naming the node."""
+clear errors naming the node.
+
+Dynamic quantization (onnxruntime's quantize_dynamic): DynamicQuantizeLinear becomes one `dynamic_quantize_linear`
+node per output read; ConvInteger and MatMulInteger with constant int8 / uint8 weights become a float Conv / MatMul
+of the zero-point-shifted integers (`x - x_zero_point`, weights `w - w_zero_point` folded to float32 constants): the
+products are exact, and their sums are exact while below 2^24 in magnitude (float32 accumulation; onnxruntime sums
+in int32). Their int32 results stay float32 integers, which a Cast to float reads as they are."""
 
 import numpy as np
+from onnx import helper
 
 from ...ops.quantize import RANGES, _broadcast, _params
-from .attributes import const_input, fail, input_name, int_attr
+from .attributes import const_input, fail, input_name, int_attr, node_attrs
 
 TYPES = {np.dtype("int8"): "int8", np.dtype("uint8"): "uint8"}
 
@@ -75,4 +82,70 @@ def _per_axis(attrs, shape):
     return tuple(_broadcast(attrs[key], shape, attrs["axis"], np.float64) for key in ("scale", "zero_point"))
 
 
-CONVERTERS = {"QuantizeLinear": convert_quantize_linear, "DequantizeLinear": convert_dequantize_linear}
+def convert_dynamic_quantize_linear(ctx, node, a):
+    x = ctx.tensor(node.input[0], node)
+    for slot, part in enumerate(("y", "scale", "zero_point")[:len(node.output)]):
+        name = node.output[slot]
+        if name and ctx.uses.get(name):  # an output nothing reads is not computed
+            ctx.values[name] = ctx.emit("dynamic_quantize_linear", f"{node.name}.{part}" if slot else node.name, [x],
+                                        {"output": part}, name)
+
+
+def _integer_weight(ctx, node, index, zero_index, axis, what):
+    """Constant int8 / uint8 `what` (input `index`) minus its zero point (input `zero_index`: a scalar, or one per
+    index of `axis`), as float32."""
+    w = const_input(ctx, node, index, what)
+    if w is None or w.dtype not in TYPES:
+        raise fail(node, f"expected constant int8 or uint8 {what} (got {'none' if w is None else w.dtype})")
+    zero = const_input(ctx, node, zero_index, f"{what} zero point")
+    zero = np.zeros(1, w.dtype) if zero is None else zero
+    if zero.dtype != w.dtype or zero.size not in (1, w.shape[axis]):
+        raise fail(node, f"expected a {what} zero point of type {w.dtype}, one value or {w.shape[axis]} (got "
+                         f"{zero.dtype}, shape {zero.shape})")
+    zero = zero.astype(np.float32).reshape([-1 if i == axis % w.ndim else 1 for i in range(w.ndim)])
+    return w.astype(np.float32) - zero
+
+
+def _shifted_input(ctx, node, what):
+    """Input 0 minus its zero point (input 2: absent, constant or computed) as the name of a value."""
+    x, zero = node.input[0], input_name(node, 2)
+    constant = ctx.const(zero)
+    if constant is not None and (constant.dtype not in TYPES or constant.size != 1):
+        raise fail(node, f"expected a scalar int8 or uint8 {what} zero point (got {constant.dtype}, shape "
+                         f"{constant.shape})")
+    if zero is None or (constant is not None and not constant.any()):
+        return x
+    if constant is None and ctx.shape(ctx.tensor(zero, node)) not in ((), (1,)):
+        raise fail(node, f"expected a scalar {what} zero point (got shape {ctx.shape(ctx.tensor(zero, node))})")
+    zero_value = ctx.tensor(zero, node) if constant is None else ctx.constant(constant.reshape(()), f"{zero}.float")
+    shifted = ctx.fresh(f"{x}.shifted")
+    ctx.values[shifted] = ctx.emit("sub", f"{node.name}.shift", [ctx.tensor(x, node), zero_value], {}, shifted)
+    return shifted
+
+
+def _as_float_node(ctx, node, op_type, inputs, convert):
+    """Convert `node` as float ONNX `op_type` on `inputs` (its weight a derived constant)."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    float_node = helper.make_node(op_type, inputs, list(node.output[:1]), name=node.name, **attrs)
+    convert(ctx, float_node, node_attrs(float_node, ctx))
+
+
+def convert_conv_integer(ctx, node, a):
+    from .conv import convert_conv
+
+    weight = ctx.fresh(f"{node.input[1]}.float")
+    ctx.consts[weight] = _integer_weight(ctx, node, 1, 3, 0, "weight")
+    _as_float_node(ctx, node, "Conv", [_shifted_input(ctx, node, "input"), weight], convert_conv)
+
+
+def convert_matmul_integer(ctx, node, a):
+    from .arithmetic import convert_matmul
+
+    weight = ctx.fresh(f"{node.input[1]}.float")
+    ctx.consts[weight] = _integer_weight(ctx, node, 1, 3, -1, "B")
+    _as_float_node(ctx, node, "MatMul", [_shifted_input(ctx, node, "A"), weight], convert_matmul)
+
+
+CONVERTERS = {"QuantizeLinear": convert_quantize_linear, "DequantizeLinear": convert_dequantize_linear,
+              "DynamicQuantizeLinear": convert_dynamic_quantize_linear, "ConvInteger": convert_conv_integer,
+              "MatMulInteger": convert_matmul_integer}
