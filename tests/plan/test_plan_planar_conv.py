@@ -45,7 +45,8 @@ def test_planar_conv_matches_torch(threads, c, k, h, w, r, s, stride, padding, d
         return F.sigmoid(F.conv2d(x, wt, b, stride=stride, padding=padding, dilation=dilation))
 
     plan = convcore.compile(fn, (1, c, h, w))
-    if convcore.get_isa() != "scalar":
+    lanes = {"avx512": 16, "avx2": 8}.get(convcore.get_isa(), 0)
+    if 2 * k <= lanes:  # at most half a vector of outputs (8 outputs fill AVX2's 8 lanes: the dense tiles take them)
         assert planar_ops(plan), plan.summary()
     for batch in (1, 3):
         x = rand(rng, batch, c, h, w)
