@@ -53,7 +53,10 @@ struct QConvOp : CpuOp {
       if (b0 < b1) k->conv(geo, packed, io, qe, 0, P, b0, b1);
     } else {
       const auto [p0, p1] = share(P, part, parts, packed.t.mr);
-      if (p0 < p1) k->conv(geo, packed, io, qe, p0, p1, 0, blocks);
+      const double in_per_px = (q >= 0 ? 1.0 : 4.0) * g.Cg * g.sh * g.sw;  // bytes, or floats (pointwise)
+      const index_t chunk = pixel_chunk(p1 - p0, in_per_px, packed.t.blocks_per_group,
+                                        static_cast<double>(packed.w.size()), packed.t.mr);
+      for (index_t c = p0; c < p1; c += chunk) k->conv(geo, packed, io, qe, c, std::min(p1, c + chunk), 0, blocks);
     }
   }
 };

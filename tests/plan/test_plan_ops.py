@@ -91,6 +91,23 @@ def test_depthwise_matches_reference(isa, threads, k, stride, padding, channels)
     assert channels == 1 or any("dwconv" in op[1] for op in plan.ops())  # groups == 1 is a dense conv
 
 
+@pytest.mark.parametrize("k, stride, groups", [(1, 1, 1), (3, 2, 1), (3, 1, 2)])
+def test_large_maps_run_in_pixel_chunks(isa, threads, k, stride, groups):
+    """Inputs past L2 per thread run in chunks of pixels, each through every block of output channels
+    (plan/op_util.h pixel_chunk): chunk edges inside rows and images, a short last chunk, residual and activation;
+    against the float64 oracle at batch 2 (three of the layers' maps)."""
+    rng = np.random.default_rng(k * 10 + stride + groups)
+    weight, bias = rand(rng, 72, 128 // groups, k, k, scale=0.1), rand(rng, 72)
+
+    def fn(x):
+        y = F.conv2d(x, weight, bias, stride, k // 2, groups=groups)
+        return F.relu(F.add(y, F.mul(y, np.float32(0.5))))
+
+    x, y, _ = _run(fn, (2, 128, 37, 41))
+    want = R.conv2d(x, weight, bias, stride, k // 2, groups=groups)
+    assert_close(y, np.maximum(want * 1.5, 0), 1e-5)
+
+
 @pytest.mark.parametrize("k, stride, padding, dilation", [(3, 1, 1, 1), (3, 2, 1, 1), (3, 1, 0, 1), (5, 2, 2, 2),
                                                           (1, 1, 0, 1), (4, 3, 3, 1)])
 @pytest.mark.parametrize("width, groups", [(2, 5), (4, 3), (8, 2), (8, 7)])
