@@ -46,7 +46,8 @@ struct ConvOp : CpuOp {
       const auto [p0, p1] = share(P, part, parts, packed.t.mr);
       const index_t chunk = pixel_chunk(p1 - p0, 4.0 * g.Cg * g.sh * g.sw, packed.t.blocks_per_group,
                                         4.0 * static_cast<double>(packed.w.size()), packed.t.mr);
-      for (index_t c = p0; c < p1; c += chunk) k->conv(geo, packed.view(), io, e, c, std::min(p1, c + chunk), 0, blocks);
+      for (index_t c = p0; c < p1; c += chunk)
+        k->conv(geo, packed.view(), io, e, c, std::min(p1, c + chunk), 0, blocks);
     }
   }
 

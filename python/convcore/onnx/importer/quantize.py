@@ -13,8 +13,10 @@ in int32). Their int32 results stay float32 integers, which a Cast to float read
 import numpy as np
 from onnx import helper
 
-from ...ops.quantize import RANGES, _broadcast, _params
+from ...ops.quantize import DYNAMIC_PARTS, RANGES, _broadcast, _params
+from .arithmetic import convert_matmul
 from .attributes import const_input, fail, input_name, int_attr, node_attrs
+from .conv import convert_conv
 
 TYPES = {np.dtype("int8"): "int8", np.dtype("uint8"): "uint8"}
 
@@ -84,7 +86,7 @@ def _per_axis(attrs, shape):
 
 def convert_dynamic_quantize_linear(ctx, node, a):
     x = ctx.tensor(node.input[0], node)
-    for slot, part in enumerate(("y", "scale", "zero_point")[:len(node.output)]):
+    for slot, part in enumerate(DYNAMIC_PARTS[:len(node.output)]):
         name = node.output[slot]
         if name and ctx.uses.get(name):  # an output nothing reads is not computed
             ctx.values[name] = ctx.emit("dynamic_quantize_linear", f"{node.name}.{part}" if slot else node.name, [x],
@@ -109,43 +111,41 @@ def _integer_weight(ctx, node, index, zero_index, axis, what):
 def _shifted_input(ctx, node, what):
     """Input 0 minus its zero point (input 2: absent, constant or computed) as the name of a value."""
     x, zero = node.input[0], input_name(node, 2)
-    constant = ctx.const(zero)
-    if constant is not None and (constant.dtype not in TYPES or constant.size != 1):
-        raise fail(node, f"expected a scalar int8 or uint8 {what} zero point (got {constant.dtype}, shape "
-                         f"{constant.shape})")
-    if zero is None or (constant is not None and not constant.any()):
+    if zero is None:
         return x
-    if constant is None and ctx.shape(ctx.tensor(zero, node)) not in ((), (1,)):
-        raise fail(node, f"expected a scalar {what} zero point (got shape {ctx.shape(ctx.tensor(zero, node))})")
-    zero_value = ctx.tensor(zero, node) if constant is None else ctx.constant(constant.reshape(()), f"{zero}.float")
+    constant = ctx.const(zero)
+    if constant is not None:
+        if constant.dtype not in TYPES or constant.size != 1:
+            raise fail(node, f"expected a scalar int8 or uint8 {what} zero point (got {constant.dtype}, shape "
+                             f"{constant.shape})")
+        if not constant.any():
+            return x
+        zero_value = ctx.constant(constant.reshape(()), f"{zero}.float")
+    else:
+        zero_value = ctx.tensor(zero, node)
+        if ctx.shape(zero_value) not in ((), (1,)):
+            raise fail(node, f"expected a scalar {what} zero point (got shape {ctx.shape(zero_value)})")
     shifted = ctx.fresh(f"{x}.shifted")
     ctx.values[shifted] = ctx.emit("sub", f"{node.name}.shift", [ctx.tensor(x, node), zero_value], {}, shifted)
     return shifted
 
 
-def _as_float_node(ctx, node, op_type, inputs, convert):
-    """Convert `node` as float ONNX `op_type` on `inputs` (its weight a derived constant)."""
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    float_node = helper.make_node(op_type, inputs, list(node.output[:1]), name=node.name, **attrs)
-    convert(ctx, float_node, node_attrs(float_node, ctx))
+def _integer_op(op_type, convert, weight_axis, input_what, weight_what):
+    """The converter of ConvInteger / MatMulInteger: float ONNX `op_type` (converted by `convert`) on the shifted
+    input and the shifted weight, folded to a float32 constant."""
 
+    def converter(ctx, node, a):
+        weight = ctx.fresh(f"{node.input[1]}.float")
+        ctx.consts[weight] = _integer_weight(ctx, node, 1, 3, weight_axis, weight_what)
+        inputs = [_shifted_input(ctx, node, input_what), weight]
+        attrs = {attr.name: helper.get_attribute_value(attr) for attr in node.attribute}
+        float_node = helper.make_node(op_type, inputs, list(node.output[:1]), name=node.name, **attrs)
+        convert(ctx, float_node, node_attrs(float_node, ctx))
 
-def convert_conv_integer(ctx, node, a):
-    from .conv import convert_conv
-
-    weight = ctx.fresh(f"{node.input[1]}.float")
-    ctx.consts[weight] = _integer_weight(ctx, node, 1, 3, 0, "weight")
-    _as_float_node(ctx, node, "Conv", [_shifted_input(ctx, node, "input"), weight], convert_conv)
-
-
-def convert_matmul_integer(ctx, node, a):
-    from .arithmetic import convert_matmul
-
-    weight = ctx.fresh(f"{node.input[1]}.float")
-    ctx.consts[weight] = _integer_weight(ctx, node, 1, 3, -1, "B")
-    _as_float_node(ctx, node, "MatMul", [_shifted_input(ctx, node, "A"), weight], convert_matmul)
+    return converter
 
 
 CONVERTERS = {"QuantizeLinear": convert_quantize_linear, "DequantizeLinear": convert_dequantize_linear,
-              "DynamicQuantizeLinear": convert_dynamic_quantize_linear, "ConvInteger": convert_conv_integer,
-              "MatMulInteger": convert_matmul_integer}
+              "DynamicQuantizeLinear": convert_dynamic_quantize_linear,
+              "ConvInteger": _integer_op("Conv", convert_conv, 0, "input", "weight"),
+              "MatMulInteger": _integer_op("MatMul", convert_matmul, -1, "A", "B")}
