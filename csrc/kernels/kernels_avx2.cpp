@@ -19,6 +19,8 @@ constexpr int kMaxMR = 8;
 constexpr int kMaxNV = 3;
 constexpr int kTileRows[4] = {8, 6, 4, 4};
 constexpr int kDwBlock = 4;  // depthwise output columns per interior block (stride 1)
+constexpr int kDwPadBlock = 8;  // depthwise output columns per block of the padded path
+constexpr int kDwPaddedWidth = 64;  // depthwise maps up to this wide (+ left padding) take the zero-padded path
 constexpr const char* kIsaName = "avx2";
 #include "kernels/kernels_simd.inc"
 #include "kernels/int8_simd.inc"

@@ -19,6 +19,8 @@ constexpr int kMaxMR = 8;
 constexpr int kMaxNV = 4;
 constexpr int kTileRows[kMaxNV] = {8, 8, 8, 6};  // pixels per tile for 1..4 vectors
 constexpr int kDwBlock = 8;  // depthwise output columns per interior block (stride 1)
+constexpr int kDwPadBlock = 16;  // depthwise output columns per block of the padded path
+constexpr int kDwPaddedWidth = 64;  // depthwise maps up to this wide (+ left padding) take the zero-padded path
 constexpr const char* kIsaName = "avx512";
 #include "kernels/kernels_simd.inc"
 #include "kernels/int8_simd.inc"

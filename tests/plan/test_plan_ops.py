@@ -91,6 +91,37 @@ def test_depthwise_matches_reference(isa, threads, k, stride, padding, channels)
     assert channels == 1 or any("dwconv" in op[1] for op in plan.ops())  # groups == 1 is a dense conv
 
 
+@st.composite
+def depthwise_cases(draw):
+    c = draw(st.sampled_from([3, 8, 13, 24]))
+    kh, kw = draw(st.sampled_from([(3, 3), (5, 5), (7, 7), (3, 5), (5, 3), (1, 3)]))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    dh, dw = draw(st.sampled_from([(1, 1), (1, 1), (2, 1), (1, 2)]))
+    pads = tuple(draw(st.integers(0, 4)) for _ in range(4))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - pads[0] - pads[1]), 40))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - pads[2] - pads[3]), 72))
+    return draw(st.integers(1, 3)), c, h, w, (kh, kw), (sh, sw), (dh, dw), pads, draw(st.sampled_from(ACTS))
+
+
+@given(case=depthwise_cases(), seed=st.integers(0, 2**16))
+def test_depthwise_random_geometry(isa, threads, case, seed):
+    """Depthwise convolutions of every window the kernels specialise (and some they do not), asymmetric padding,
+    dilation along one axis, maps narrow enough for the zero-padded scratch path and wider (its many row chunks and
+    the interior-block path), a residual and an activation: against the float64 oracle."""
+    n, c, h, w, (kh, kw), stride, dilation, pads, act = case
+    rng = np.random.default_rng(seed)
+    weight, bias = rand(rng, c, 1, kh, kw), rand(rng, c)
+
+    def fn(x):
+        y = F.conv2d(x, weight, bias, stride, pads, dilation, c)
+        return _act(act, F.add(y, F.mul(y, np.float32(0.5))), False)
+
+    x, y, plan = _run(fn, (n, c, h, w), seed=seed)
+    ref = _act(act, 1.5 * R.conv2d(x, weight, bias, stride, pads, dilation, c), True)
+    assert_close(y, ref, 1e-5, scale=max(1.0, np.abs(ref).max()))
+    assert any("dwconv" in op[1] for op in plan.ops())
+
+
 @pytest.mark.parametrize("k, stride, groups", [(1, 1, 1), (3, 2, 1), (3, 1, 2)])
 def test_large_maps_run_in_pixel_chunks(isa, threads, k, stride, groups):
     """Inputs past L2 per thread run in chunks of pixels, each through every block of output channels
