@@ -91,6 +91,16 @@ def test_depthwise_matches_reference(isa, threads, k, stride, padding, channels)
     assert channels == 1 or any("dwconv" in op[1] for op in plan.ops())  # groups == 1 is a dense conv
 
 
+@pytest.mark.parametrize("c, k, stride", [(3, 3, 2), (3, 7, 2), (5, 3, 1), (16, 5, 1)])
+def test_conv_kernel_rows_as_one_run(isa, threads, c, k, stride):
+    """Tiles whose windows lie inside the input read each kernel row's taps x channels as one run (a stem's 3
+    channels: 9 or 21 values per pointer); tiles at the borders read tap by tap: both against the float64 oracle."""
+    rng = np.random.default_rng(c * 10 + k)
+    weight, bias = rand(rng, 24, c, k, k), rand(rng, 24)
+    x, y, _ = _run(lambda x: F.relu(F.conv2d(x, weight, bias, stride, k // 2)), (2, c, 23, 29))
+    assert_close(y, np.maximum(R.conv2d(x, weight, bias, stride, k // 2), 0), 1e-5)
+
+
 @st.composite
 def depthwise_cases(draw):
     c = draw(st.sampled_from([3, 8, 13, 24]))
